@@ -1,0 +1,325 @@
+/* Admin request handlers: metrics, configuration dump, readiness and reload. */
+#include "admin.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nodus/plugin.h>
+
+#include "buf.h"
+#include "config.h"
+#include "http1.h"
+#include "metrics.h"
+
+#define CT_TEXT "text/plain; charset=utf-8"
+#define CT_PROM "text/plain; version=0.0.4"
+#define CT_JSON "application/json"
+
+static bool str_is(struct nd_str s, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    return s.len == n && (n == 0 || memcmp(s.p, lit, n) == 0);
+}
+
+/* ---- /config_dump ------------------------------------------------------------------------------*/
+/* A JSON string of s (null for NULL). Bytes that are not valid UTF-8 become '?'. */
+static json_t *jstr(const char *s)
+{
+    json_t *j;
+    char *copy;
+    size_t i;
+
+    if (!s)
+        return json_null();
+    if ((j = json_string(s)))
+        return j;
+    if (!(copy = strdup(s)))
+        return NULL;
+    for (i = 0; copy[i]; i++)
+        if ((unsigned char)copy[i] >= 0x80)
+            copy[i] = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+static json_t *jint(unsigned long long v)
+{
+    return json_integer((json_int_t)v);
+}
+
+static const char *lb_name(enum nd_lb lb)
+{
+    switch (lb) {
+    case ND_LB_ROUND_ROBIN:
+        return "round_robin";
+    case ND_LB_LEAST_REQUEST:
+        return "least_request";
+    case ND_LB_RANDOM:
+        return "random";
+    }
+    return "unknown";
+}
+
+static const char *log_level_name(int l)
+{
+    static const char *const n[] = {"error", "warn", "info", "debug"};
+
+    return l >= 0 && l <= 3 ? n[l] : "unknown";
+}
+
+static json_t *dump_cluster(const struct nd_cluster_conf *c)
+{
+    json_t *o = json_object(), *eps = json_array(), *limits = json_object(),
+           *timeouts = json_object();
+    unsigned i, k;
+
+    for (i = 0; i < c->neps; i++) {
+        const struct nd_endpoint_conf *e = &c->eps[i];
+        json_t *ep = json_object(), *labels = json_object();
+
+        for (k = 0; k < e->nlabels; k++)
+            json_object_set_new(labels, e->labels[k].key ? e->labels[k].key : "",
+                                jstr(e->labels[k].val));
+        json_object_set_new(ep, "address", jstr(e->addr.text));
+        json_object_set_new(ep, "weight", jint(e->weight));
+        json_object_set_new(ep, "labels", labels);
+        json_array_append_new(eps, ep);
+    }
+    json_object_set_new(limits, "max_connections", jint(c->max_connections));
+    json_object_set_new(limits, "max_pending", jint(c->max_pending));
+    json_object_set_new(limits, "max_requests", jint(c->max_requests));
+    json_object_set_new(timeouts, "connect_timeout_ms", jint(c->connect_timeout_ms));
+    json_object_set_new(timeouts, "idle_timeout_ms", jint(c->idle_timeout_ms));
+
+    json_object_set_new(o, "name", jstr(c->name));
+    json_object_set_new(o, "line", json_integer(c->line));
+    json_object_set_new(o, "lb", jstr(lb_name(c->lb)));
+    json_object_set_new(o, "endpoints", eps);
+    json_object_set_new(o, "limits", limits);
+    json_object_set_new(o, "timeouts", timeouts);
+    return o;
+}
+
+static json_t *dump_listener(const struct nd_listener_conf *l)
+{
+    json_t *o = json_object(), *plugins = json_array(), *limits = json_object(),
+           *timeouts = json_object();
+    unsigned i;
+
+    for (i = 0; i < l->nplugins; i++) {
+        json_t *p = json_object();
+
+        json_object_set_new(p, "name", jstr(l->plugins[i].p ? l->plugins[i].p->name : NULL));
+        json_object_set_new(p, "line", json_integer(l->plugins[i].line));
+        json_array_append_new(plugins, p);
+    }
+    json_object_set_new(limits, "max_request_headers_bytes", jint(l->limits.max_head));
+    json_object_set_new(limits, "max_uri", jint(l->limits.max_uri));
+    json_object_set_new(limits, "max_headers", jint(l->limits.max_headers));
+    json_object_set_new(limits, "max_request_body", jint(l->max_body));
+    json_object_set_new(timeouts, "request_header_timeout_ms", jint(l->header_timeout_ms));
+    json_object_set_new(timeouts, "idle_timeout_ms", jint(l->idle_timeout_ms));
+    json_object_set_new(timeouts, "request_timeout_ms", jint(l->request_timeout_ms));
+
+    json_object_set_new(o, "name", jstr(l->name));
+    json_object_set_new(o, "line", json_integer(l->line));
+    json_object_set_new(o, "address", jstr(l->addr.text));
+    json_object_set_new(o, "protocol", jstr(l->proto == ND_PROTO_TCP ? "tcp" : "http"));
+    if (l->proto == ND_PROTO_TCP)
+        json_object_set_new(o, "cluster", jstr(l->tcp_cluster ? l->tcp_cluster->name : NULL));
+    json_object_set_new(o, "xff", json_boolean(l->xff));
+    json_object_set_new(o, "limits", limits);
+    json_object_set_new(o, "timeouts", timeouts);
+    json_object_set_new(o, "plugins", plugins);
+    return o;
+}
+
+static json_t *dump_config(const struct nd_config *cfg)
+{
+    json_t *root = json_object(), *node = json_object(), *admin = json_object(),
+           *paths = json_array(), *clusters = json_array(), *listeners = json_array();
+    unsigned i;
+
+    for (i = 0; i < cfg->node.nplugin_paths; i++)
+        json_array_append_new(paths, jstr(cfg->node.plugin_paths[i]));
+    json_object_set_new(node, "name", jstr(cfg->node.name));
+    json_object_set_new(node, "workers", jint(cfg->node.workers));
+    json_object_set_new(node, "io", jstr(cfg->node.io == ND_IO_DPDK ? "dpdk" : "posix"));
+    json_object_set_new(node, "drain_timeout_ms", jint(cfg->node.drain_timeout_ms));
+    json_object_set_new(node, "access_log", jstr(cfg->node.access_log));
+    json_object_set_new(node, "log_level", jstr(log_level_name(cfg->node.log_level)));
+    json_object_set_new(node, "plugins", paths);
+
+    json_object_set_new(admin, "enabled", json_boolean(cfg->admin.enabled));
+    if (cfg->admin.enabled)
+        json_object_set_new(admin, "listen", jstr(cfg->admin.addr.text));
+
+    for (i = 0; i < cfg->nclusters; i++)
+        json_array_append_new(clusters, dump_cluster(&cfg->clusters[i]));
+    for (i = 0; i < cfg->nlisteners; i++)
+        json_array_append_new(listeners, dump_listener(&cfg->listeners[i]));
+
+    json_object_set_new(root, "file", jstr(cfg->file));
+    json_object_set_new(root, "node", node);
+    json_object_set_new(root, "admin", admin);
+    json_object_set_new(root, "clusters", clusters);
+    json_object_set_new(root, "listeners", listeners);
+    return root;
+}
+
+static int sbuf_dump_cb(const char *buf, size_t size, void *data)
+{
+    struct nd_sbuf *out = data;
+
+    nd_sbuf_add(out, buf, size);
+    return out->oom ? -1 : 0;
+}
+
+/* ---- routes ------------------------------------------------------------------------------------*/
+enum { M_GET = 1, M_POST = 2 };
+
+static int h_index(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
+static int h_stats(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
+static int h_config(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
+static int h_ready(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
+static int h_reload(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
+
+static const struct route {
+    const char *path;
+    unsigned methods;
+    int (*fn)(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
+    const char *help;
+} routes[] = {
+    {"/", M_GET, h_index, "this list"},
+    {"/stats/prometheus", M_GET, h_stats, "metrics, Prometheus text format 0.0.4"},
+    {"/stats", M_GET, h_stats, "same as /stats/prometheus"},
+    {"/config_dump", M_GET, h_config, "the running configuration, as JSON"},
+    {"/ready", M_GET, h_ready, "200 LIVE when every worker serves, 503 otherwise"},
+    {"/reload", M_POST, h_reload, "reload the configuration file (POST)"},
+};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+static int h_index(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+{
+    size_t i;
+
+    (void)ops;
+    *ctype = CT_TEXT;
+    nd_sbuf_adds(out, "nodus admin\n");
+    for (i = 0; i < NROUTES; i++)
+        nd_sbuf_printf(out, "  %-4s %-18s %s\n", routes[i].methods & M_POST ? "POST" : "GET",
+                       routes[i].path, routes[i].help);
+    return 200;
+}
+
+static int h_stats(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+{
+    (void)ops;
+    *ctype = CT_PROM;
+    return nd_metrics_render(out) == 0 ? 200 : 500;
+}
+
+static int h_config(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+{
+    const struct nd_config *cfg = ops && ops->config ? ops->config(ops->arg) : NULL;
+    json_t *root;
+    int rc;
+
+    if (!cfg) {
+        *ctype = CT_TEXT;
+        nd_sbuf_adds(out, "no configuration\n");
+        return 503;
+    }
+    *ctype = CT_JSON;
+    if (!(root = dump_config(cfg)))
+        return 500;
+    rc = json_dump_callback(root, sbuf_dump_cb, out, JSON_INDENT(2));
+    json_decref(root);
+    nd_sbuf_adds(out, "\n");
+    return rc == 0 ? 200 : 500;
+}
+
+static int h_ready(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+{
+    bool ready = ops && ops->ready && ops->ready(ops->arg) == 1;
+
+    *ctype = CT_TEXT;
+    nd_sbuf_adds(out, ready ? "LIVE\n" : "NOT READY\n");
+    return ready ? 200 : 503;
+}
+
+static int h_reload(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+{
+    struct nd_sbuf msg = {0};
+    int rc;
+
+    *ctype = CT_TEXT;
+    if (!ops || !ops->reload) {
+        nd_sbuf_adds(out, "reload not available\n");
+        return 501;
+    }
+    rc = ops->reload(ops->arg, &msg);
+    if (rc == 0) {
+        nd_sbuf_adds(out, "reloaded\n");
+    } else {
+        if (msg.len == 0)
+            nd_sbuf_adds(&msg, "reload failed");
+        nd_sbuf_add(out, msg.p, msg.len);
+        if (msg.p[msg.len - 1] != '\n')
+            nd_sbuf_adds(out, "\n");
+        if (msg.oom)
+            out->oom = true;
+    }
+    nd_sbuf_free(&msg);
+    return rc == 0 ? 200 : 500;
+}
+
+static const struct route *find_route(const struct nd_http_msg *req)
+{
+    size_t i;
+
+    for (i = 0; i < NROUTES; i++)
+        if (str_is(req->path, routes[i].path))
+            return &routes[i];
+    return NULL;
+}
+
+const char *nd_admin_allow(const struct nd_http_msg *req)
+{
+    const struct route *r = find_route(req);
+
+    if (!r)
+        return NULL;
+    return r->methods & M_POST ? "POST" : "GET, HEAD";
+}
+
+int nd_admin_handle(const struct nd_admin_ops *ops, const struct nd_http_msg *req,
+                    struct nd_sbuf *out, const char **ctype)
+{
+    const struct route *r = find_route(req);
+    unsigned m = str_is(req->method, "GET") || str_is(req->method, "HEAD") ? M_GET
+                 : str_is(req->method, "POST")                             ? M_POST
+                                                                           : 0;
+    int status;
+
+    *ctype = CT_TEXT;
+    if (!r) {
+        nd_sbuf_adds(out, "not found; GET / lists the endpoints\n");
+        status = 404;
+    } else if (!(r->methods & m)) {
+        nd_sbuf_printf(out, "method not allowed; use %s\n", nd_admin_allow(req));
+        status = 405;
+    } else {
+        status = r->fn(ops, out, ctype);
+    }
+    if (out->oom) {
+        nd_sbuf_free(out);
+        nd_sbuf_adds(out, "out of memory\n");
+        *ctype = CT_TEXT;
+        status = 500;
+    }
+    return status;
+}

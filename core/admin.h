@@ -1,0 +1,46 @@
+/*
+ * Admin request handlers: what the admin listener answers. The core owns the socket: it parses a
+ * request, calls nd_admin_handle(), and writes the status, content type and body it gets back.
+ *
+ * Routes (docs/metrics.md):
+ *   GET  /                  text index of the endpoints
+ *   GET  /stats/prometheus  metrics, Prometheus text format 0.0.4
+ *   GET  /stats             same as /stats/prometheus for now
+ *   GET  /config_dump       the running configuration as JSON
+ *   GET  /ready             200 "LIVE\n" when every worker serves, else 503 "NOT READY\n"
+ *   POST /reload            200 "reloaded\n", or 500 with the errors, one per line
+ * HEAD is accepted wherever GET is (the caller sends the head only, with the body's length).
+ * Another method on a known path: 405 (nd_admin_allow() gives the Allow header). Unknown path: 404.
+ * The query string is ignored.
+ */
+#ifndef NODUS_ADMIN_H
+#define NODUS_ADMIN_H
+
+struct nd_config;
+struct nd_http_msg;
+struct nd_sbuf;
+
+/* What the admin handlers need from the core. Called on the thread that calls nd_admin_handle();
+ * any member may be NULL (the route then answers 501 for reload, 503 for ready and config_dump). */
+struct nd_admin_ops {
+    /* Reloads the configuration file. Returns 0, or -1 with the errors appended to msg (one
+     * "file:line: message" per line). */
+    int (*reload)(void *arg, struct nd_sbuf *msg);
+    /* 1 when all workers serve, else 0. */
+    int (*ready)(void *arg);
+    /* The configuration in use, or NULL. It must stay valid until nd_admin_handle() returns. */
+    const struct nd_config *(*config)(void *arg);
+    void *arg;
+};
+
+/* Handles one admin request. Returns the HTTP status; *ctype is set to the content type (a static
+ * string); the body is appended to out (control path: allocates). On memory exhaustion out holds
+ * "out of memory\n" and the status is 500. */
+int nd_admin_handle(const struct nd_admin_ops *ops, const struct nd_http_msg *req,
+                    struct nd_sbuf *out, const char **ctype);
+
+/* The value of the Allow header for req's path ("GET, HEAD" or "POST"), to send with a 405; NULL
+ * for an unknown path. */
+const char *nd_admin_allow(const struct nd_http_msg *req);
+
+#endif

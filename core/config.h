@@ -1,0 +1,131 @@
+/*
+ * The configuration a Lua script produces: plain native structures, immutable once built.
+ * A loaded configuration is one snapshot: workers hold a pointer to it, reload builds a new one.
+ */
+#ifndef NODUS_CONFIG_H
+#define NODUS_CONFIG_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "http1.h"
+
+struct nodus_plugin;
+
+#define ND_MAX_WORKERS 64
+
+struct nd_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64]; /* as written: "127.0.0.1:8080", "[::1]:8080" */
+};
+
+struct nd_label {
+    char *key, *val;
+};
+
+struct nd_endpoint_conf {
+    struct nd_addr addr;
+    uint32_t weight; /* default 1 */
+    struct nd_label *labels;
+    unsigned nlabels;
+};
+
+enum nd_lb { ND_LB_ROUND_ROBIN, ND_LB_LEAST_REQUEST, ND_LB_RANDOM };
+
+struct nd_cluster_conf {
+    char *name;
+    int line;
+    unsigned id; /* index in nd_config.clusters */
+    uint16_t metrics_id; /* interned name (metrics.h), set when the snapshot is published */
+    struct nd_endpoint_conf *eps;
+    unsigned neps;
+    enum nd_lb lb;               /* lb = "round_robin" (default) | "least_request" | "random" */
+    uint32_t connect_timeout_ms; /* connect_timeout, default 1s */
+    uint32_t idle_timeout_ms;    /* idle_timeout of pooled upstream connections, default 60s */
+    uint32_t max_connections;    /* limits = { max_connections, max_pending, max_requests } */
+    uint32_t max_pending;        /* default 1024 each */
+    uint32_t max_requests;
+};
+
+/* One configured plugin in a listener chain. */
+struct nd_plugin_inst {
+    const struct nodus_plugin *p;
+    void *conf;
+    int line;
+    size_t txn_off; /* offset of this instance's scratch in the per-request scratch area */
+};
+
+enum nd_proto { ND_PROTO_HTTP, ND_PROTO_TCP };
+
+struct nd_listener_conf {
+    char *name;
+    int line;
+    unsigned id;
+    uint16_t metrics_id;          /* interned name (metrics.h) */
+    struct nd_addr addr;          /* listen = "127.0.0.1:8080" | "[::]:8080" */
+    enum nd_proto proto;          /* protocol = "http" (default) | "tcp" */
+    struct nd_plugin_inst *plugins; /* in config order: stream plugins, then http plugins */
+    unsigned nplugins;
+    size_t txn_size;              /* sum of the plugins' txn_size, each aligned to 16 */
+    struct nd_cluster_conf *tcp_cluster; /* cluster = "name", for protocol = "tcp" */
+    struct nd_http_limits limits; /* max_request_headers_kb (8) -> max_head, max_uri (4096), max_headers (100) */
+    uint32_t header_timeout_ms;   /* request_header_timeout: whole head must arrive, default 10s -> 408 */
+    uint32_t idle_timeout_ms;     /* idle_timeout of a client connection between requests, default 60s */
+    uint32_t request_timeout_ms;  /* route timeout default (upstream response), default 15s -> 504 */
+    uint64_t max_body;            /* max_request_body, 0 = unlimited -> 413 */
+    bool xff;                     /* add X-Forwarded-For/-Proto, default true */
+};
+
+enum nd_io_kind { ND_IO_POSIX, ND_IO_DPDK };
+
+struct nd_config {
+    char *file;
+    struct {
+        char *name;              /* default: hostname */
+        unsigned workers;        /* default: number of online CPUs, capped at ND_MAX_WORKERS */
+        enum nd_io_kind io;      /* io = "posix" (default) | "dpdk" */
+        uint32_t drain_timeout_ms; /* default 5s */
+        char *access_log;        /* NULL = off; "stderr" or a file path: JSON lines */
+        char **plugin_paths;     /* .so files to load: plugins = { "x.so" } */
+        unsigned nplugin_paths;
+        int log_level;           /* log_level = "error"|"warn"|"info"(default)|"debug" */
+    } node;
+    struct {
+        bool enabled;
+        struct nd_addr addr;
+    } admin;
+    struct nd_cluster_conf *clusters;
+    unsigned nclusters;
+    struct nd_listener_conf *listeners;
+    unsigned nlisteners;
+};
+
+/* Errors of a load: each "file:line: message". */
+struct nd_errors {
+    char **msg;
+    unsigned n;
+};
+
+/* Loads and validates a configuration file. Returns the configuration, or NULL with errs filled
+ * (at least one). Plugins' configure() run here; .so plugins named in node { plugins } are loaded
+ * first. Main thread only. */
+struct nd_config *nd_config_load(const char *file, struct nd_errors *errs);
+/* Same, from a string (tests, fuzzing); name is used in messages as the file name. */
+struct nd_config *nd_config_load_string(const char *name, const char *text, size_t len,
+                                        struct nd_errors *errs);
+/* Frees a configuration, calling the plugins' destroy(). */
+void nd_config_free(struct nd_config *cfg);
+void nd_errors_clear(struct nd_errors *errs);
+
+struct nd_cluster_conf *nd_config_cluster(const struct nd_config *cfg, const char *name);
+
+/* "250ms" "10s" "1m" "2h" "1500us"? -> ms. Returns 0, or -1 on a malformed value. */
+int nd_parse_duration(const char *s, uint64_t *ms);
+/* "1.2.3.4:80", "[::1]:80", "*:80"/":80" (any IPv4), "[::]:80". Returns 0 or -1. */
+int nd_parse_addr(const char *s, struct nd_addr *out);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * The I/O interface between workers and the network. Everything above it (sessions, HTTP, plugins,
+ * pools) is the same whether the bytes come from kernel sockets (posix: epoll) or from the
+ * user-space TCP of the DPDK packet core.
+ *
+ * Model: a connection handle (struct nd_conn) is embedded in its owner (caller-owned memory; the
+ * backend allocates nothing per connection). Readiness is edge-triggered: the backend calls
+ * conn->cb with ND_EV_* when a connection becomes readable or writable; the owner then reads or
+ * writes until the call returns -EAGAIN, and gets a new callback when readiness returns. An owner
+ * that stops reading early (back-pressure) may call read again later without waiting for an event.
+ * All calls are made by the worker that owns the connection.
+ */
+#ifndef NODUS_IO_H
+#define NODUS_IO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct nd_addr;
+struct nd_worker;
+struct nd_conn;
+
+#define ND_EV_READ 0x1
+#define ND_EV_WRITE 0x2
+#define ND_EV_ERROR 0x4 /* error or hang-up: a read or write will tell which */
+
+typedef void (*nd_conn_cb)(struct nd_conn *c, unsigned events);
+
+struct nd_conn {
+    int fd;            /* posix: the socket; -1 when closed */
+    nd_conn_cb cb;
+    struct nd_worker *w;
+};
+
+struct nd_io_ops {
+    const char *name;
+    /* Per worker: set up the backend's loop state. 0 or -errno. */
+    int (*worker_init)(struct nd_worker *w);
+    void (*worker_fini)(struct nd_worker *w);
+    /* Waits up to timeout_ms (0: don't wait, -1: forever) and runs the callbacks of connections
+     * that became ready. Returns how many events it dispatched, or -errno. */
+    int (*poll)(struct nd_worker *w, int timeout_ms);
+    /* Wakes a worker sleeping in poll (from another thread). */
+    void (*wake)(struct nd_worker *w);
+    /* Starts watching an existing listening handle (created by listen_open) on this worker. */
+    int (*listen_add)(struct nd_worker *w, struct nd_conn *l);
+    void (*listen_del)(struct nd_worker *w, struct nd_conn *l);
+    /* Accepts one connection into c (its cb and w set by the caller). 0, -EAGAIN, or -errno.
+     * The peer address is written as text ("198.18.0.1") into peer (at least 48 bytes). */
+    int (*accept)(struct nd_conn *l, struct nd_conn *c, char *peer, size_t peerlen);
+    /* Opens a connection to a; completion is a ND_EV_WRITE callback, then connect_result().
+     * 0 (in progress or done) or -errno. */
+    int (*connect)(struct nd_worker *w, struct nd_conn *c, const struct nd_addr *a);
+    int (*connect_result)(struct nd_conn *c);
+    /* > 0 bytes, 0 end of stream, -EAGAIN, or -errno. */
+    ssize_t (*read)(struct nd_conn *c, void *buf, size_t len);
+    ssize_t (*writev)(struct nd_conn *c, const struct iovec *iov, int iovcnt);
+    /* Half-close the sending side. */
+    void (*shutdown_write)(struct nd_conn *c);
+    /* Closes; reset = abortive (RST) close. */
+    void (*close)(struct nd_conn *c, bool reset);
+};
+
+extern const struct nd_io_ops nd_io_posix;
+
+/* Main thread, posix: opens a listening socket with SO_REUSEPORT (one per worker). fd or -errno. */
+int nd_posix_listen_socket(const struct nd_addr *a, int backlog);
+
+#endif

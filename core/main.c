@@ -1,0 +1,523 @@
+/*
+ * nodus: the command line, and the main thread of `nodus run` — signals, the admin listener,
+ * reloads and the collection of retired snapshots. Workers do all request work.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <lua.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <wolfssl/options.h>
+#include <wolfssl/version.h>
+
+#include "admin.h"
+#include "config.h"
+#include "http1.h"
+#include "log.h"
+#include "metrics.h"
+#include "plugin_host.h"
+#include "proxy.h"
+#include "worker.h"
+
+static const char *config_file;
+static atomic_int ready_flag;
+
+static void print_errors(const struct nd_errors *e)
+{
+    unsigned i;
+
+    for (i = 0; i < e->n; i++)
+        fprintf(stderr, "%s\n", e->msg[i]);
+}
+
+/* Gives names to a configuration's listeners and clusters for the metrics. */
+static void intern_names(struct nd_config *cfg)
+{
+    unsigned i;
+
+    for (i = 0; i < cfg->nlisteners; i++)
+        cfg->listeners[i].metrics_id = nd_metrics_intern(cfg->listeners[i].name);
+    for (i = 0; i < cfg->nclusters; i++)
+        cfg->clusters[i].metrics_id = nd_metrics_intern(cfg->clusters[i].name);
+}
+
+static int reload(void *arg, struct nd_sbuf *msg)
+{
+    struct nd_errors errs = {0};
+    struct nd_config *cfg;
+    char *err = NULL;
+    unsigned i;
+
+    (void)arg;
+    cfg = nd_config_load(config_file, &errs);
+    if (!cfg) {
+        for (i = 0; i < errs.n; i++) {
+            nd_err("reload rejected: %s", errs.msg[i]);
+            if (msg)
+                nd_sbuf_printf(msg, "%s\n", errs.msg[i]);
+        }
+        nd_errors_clear(&errs);
+        nd_metrics_count(0, ND_C_RELOAD_FAILURES, 1);
+        return -1;
+    }
+    if (cfg->node.workers != nd_rt.nworkers || cfg->node.io != ND_IO_POSIX)
+        nd_warn("reload: node.workers and node.io take effect at restart only");
+    intern_names(cfg);
+    if (nd_snap_publish(cfg, &err) < 0) {
+        nd_err("reload rejected: %s", err ? err : "out of memory");
+        if (msg)
+            nd_sbuf_printf(msg, "%s\n", err ? err : "out of memory");
+        free(err);
+        nd_config_free(cfg);
+        nd_metrics_count(0, ND_C_RELOAD_FAILURES, 1);
+        return -1;
+    }
+    nd_log_level = cfg->node.log_level;
+    nd_metrics_count(0, ND_C_RELOADS, 1);
+    nd_info("configuration reloaded from %s", config_file);
+    return 0;
+}
+
+static int is_ready(void *arg)
+{
+    unsigned i;
+
+    (void)arg;
+    if (!atomic_load(&ready_flag) || atomic_load(&nd_rt.draining))
+        return 0;
+    for (i = 0; i < nd_rt.nworkers; i++)
+        if (!atomic_load(&nd_rt.workers[i].ready))
+            return 0;
+    return 1;
+}
+
+static const struct nd_config *current_config(void *arg)
+{
+    struct nd_snap *s = atomic_load(&nd_rt.current);
+
+    (void)arg;
+    return s ? s->cfg : NULL;
+}
+
+/* ---- the admin listener: a small non-blocking HTTP/1.1 server on the main thread ----------- */
+
+#define ADMIN_MAX 16
+#define ADMIN_BUF 65536
+
+struct admin_conn {
+    int fd;
+    size_t len;
+    uint64_t deadline_us;
+    char buf[ADMIN_BUF];
+};
+
+static struct admin_conn *admin_conns[ADMIN_MAX];
+
+static void admin_close(int i)
+{
+    close(admin_conns[i]->fd);
+    free(admin_conns[i]);
+    admin_conns[i] = NULL;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+
+        if (w < 0 && errno == EAGAIN) {
+            struct timespec ts = {0, 1000000};
+
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void admin_answer(int fd, int status, const char *ctype, const char *body, size_t len)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
+                     "connection: close\r\n\r\n",
+                     status, nd_http1_reason(status), ctype, len);
+
+    write_all(fd, head, (size_t)n);
+    write_all(fd, body, len);
+}
+
+static const struct nd_admin_ops admin_ops = {
+    .reload = reload, .ready = is_ready, .config = current_config};
+
+static void admin_read(int i)
+{
+    struct admin_conn *a = admin_conns[i];
+    struct nd_http_limits lim = {.max_head = ADMIN_BUF / 2, .max_uri = 4096, .max_headers = 64};
+    struct nd_http_hdr hdrs[64];
+    struct nd_http_msg m;
+    size_t scan = 0;
+    ssize_t n;
+    int r;
+
+    for (;;) {
+        n = read(a->fd, a->buf + a->len, ADMIN_BUF - a->len);
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n <= 0) {
+            admin_close(i);
+            return;
+        }
+        a->len += (size_t)n;
+        if (a->len == ADMIN_BUF)
+            break;
+    }
+    memset(&m, 0, sizeof(m));
+    m.hdrs = hdrs;
+    m.cap = 64;
+    r = nd_http1_parse_request(a->buf, a->len, &m, &lim, &scan);
+    if (r == 0 && a->len < ADMIN_BUF)
+        return;
+    if (r < 0) {
+        const char *e = nd_http1_strerror(r);
+
+        admin_answer(a->fd, nd_http1_error_status(r), "text/plain", e, strlen(e));
+    } else if (m.body == ND_HTTP_BODY_LENGTH && a->len - (size_t)r < m.content_length &&
+               a->len < ADMIN_BUF) {
+        return; /* wait for the body */
+    } else {
+        struct nd_sbuf out = {0};
+        const char *ctype = "text/plain";
+        int status = nd_admin_handle(&admin_ops, &m, &out, &ctype);
+
+        admin_answer(a->fd, status, ctype, out.p ? out.p : "", out.len);
+        nd_sbuf_free(&out);
+    }
+    admin_close(i);
+}
+
+static void admin_accept(int lfd)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), i;
+
+        if (fd < 0)
+            return;
+        for (i = 0; i < ADMIN_MAX && admin_conns[i]; i++)
+            ;
+        if (i == ADMIN_MAX || !(admin_conns[i] = malloc(sizeof(struct admin_conn)))) {
+            close(fd);
+            continue;
+        }
+        admin_conns[i]->fd = fd;
+        admin_conns[i]->len = 0;
+        admin_conns[i]->deadline_us = nd_clock_us() + 5000000;
+        admin_read(i);
+    }
+}
+
+/* ---- nodus run ------------------------------------------------------------------------------ */
+
+static int cmd_run(const char *file)
+{
+    struct nd_errors errs = {0};
+    struct nd_config *cfg;
+    char *err = NULL;
+    sigset_t sigs;
+    int sfd, efd, afd = -1, i;
+    bool stopping = false;
+
+    config_file = file;
+    cfg = nd_config_load(file, &errs);
+    if (!cfg) {
+        print_errors(&errs);
+        nd_errors_clear(&errs);
+        return 1;
+    }
+    nd_log_level = cfg->node.log_level;
+    if (cfg->node.io != ND_IO_POSIX) {
+        fprintf(stderr, "%s: node.io = \"dpdk\" is not available in this build yet\n", file);
+        nd_config_free(cfg);
+        return 1;
+    }
+    if (cfg->node.access_log && nd_access_log_open(cfg->node.access_log) < 0)
+        nd_warn("access log %s: %s", cfg->node.access_log, strerror(errno));
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* workers inherit the mask */
+
+    if (nd_metrics_init(cfg->node.workers) < 0) {
+        fprintf(stderr, "nodus: out of memory\n");
+        return 1;
+    }
+    nd_metrics_set_node(cfg->node.name);
+    intern_names(cfg);
+    nd_rt.nworkers = cfg->node.workers;
+    if (cfg->admin.enabled) {
+        afd = nd_posix_listen_socket(&cfg->admin.addr, 64);
+        if (afd < 0) {
+            fprintf(stderr, "%s: admin: cannot listen on %s: %s\n", file, cfg->admin.addr.text,
+                    strerror(-afd));
+            nd_config_free(cfg);
+            return 1;
+        }
+    }
+    if (nd_snap_publish(cfg, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", file, err ? err : "out of memory");
+        free(err);
+        nd_config_free(cfg);
+        return 1;
+    }
+    if ((i = nd_workers_start(cfg->node.workers, &nd_io_posix)) < 0) {
+        fprintf(stderr, "nodus: cannot start workers: %s\n", strerror(-i));
+        return 1;
+    }
+    nd_info("nodus %s: node \"%s\", %u worker(s), io %s, %u listener(s), %u cluster(s)",
+            NODUS_VERSION, cfg->node.name, cfg->node.workers, nd_io_posix.name,
+            cfg->nlisteners, cfg->nclusters);
+    for (i = 0; i < (int)cfg->nlisteners; i++)
+        nd_info("listener \"%s\" on %s (%s)", cfg->listeners[i].name, cfg->listeners[i].addr.text,
+                cfg->listeners[i].proto == ND_PROTO_TCP ? "tcp" : "http");
+    if (cfg->admin.enabled)
+        nd_info("admin on %s", cfg->admin.addr.text);
+
+    sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    efd = epoll_create1(EPOLL_CLOEXEC);
+    {
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = sfd};
+
+        epoll_ctl(efd, EPOLL_CTL_ADD, sfd, &ev);
+        if (afd >= 0) {
+            ev.data.fd = afd;
+            epoll_ctl(efd, EPOLL_CTL_ADD, afd, &ev);
+        }
+    }
+    atomic_store(&ready_flag, 1);
+    while (!stopping) {
+        struct epoll_event evs[8];
+        int n = epoll_wait(efd, evs, 8, 200), k;
+
+        for (k = 0; k < n; k++) {
+            if (evs[k].data.fd == sfd) {
+                struct signalfd_siginfo si;
+
+                while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+                    if (si.ssi_signo == SIGHUP)
+                        reload(NULL, NULL);
+                    else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                        stopping = true;
+                }
+            } else if (evs[k].data.fd == afd) {
+                admin_accept(afd);
+            }
+        }
+        for (i = 0; i < ADMIN_MAX; i++)
+            if (admin_conns[i]) {
+                if (nd_clock_us() > admin_conns[i]->deadline_us)
+                    admin_close(i);
+                else
+                    admin_read(i);
+            }
+        nd_snap_collect();
+    }
+    {
+        struct nd_snap *s = atomic_load(&nd_rt.current);
+        uint64_t drain = s ? s->cfg->node.drain_timeout_ms : 5000;
+
+        nd_info("draining (up to %llu ms)", (unsigned long long)drain);
+        nd_workers_drain(drain);
+    }
+    for (i = 0; i < ADMIN_MAX; i++)
+        if (admin_conns[i])
+            admin_close(i);
+    if (afd >= 0)
+        close(afd);
+    close(efd);
+    close(sfd);
+    nd_snap_collect();
+    nd_snap_shutdown();
+    nd_metrics_fini();
+    free(nd_rt.workers);
+    nd_access_log_close();
+    nd_info("stopped");
+    return 0;
+}
+
+/* ---- nodus check ---------------------------------------------------------------------------- */
+
+static int cmd_check(const char *file)
+{
+    struct nd_errors errs = {0};
+    struct nd_config *cfg = nd_config_load(file, &errs);
+
+    if (!cfg) {
+        print_errors(&errs);
+        nd_errors_clear(&errs);
+        return 1;
+    }
+    printf("%s: ok (%u listener(s), %u cluster(s))\n", file, cfg->nlisteners, cfg->nclusters);
+    nd_config_free(cfg);
+    return 0;
+}
+
+/* ---- nodus status: asks a running node's admin listener ------------------------------------ */
+
+static char *admin_get(const char *admin, const char *path)
+{
+    struct nd_addr a;
+    struct nd_sbuf out = {0};
+    char req[256], buf[4096], *body;
+    int fd, n;
+
+    if (nd_parse_addr(admin, &a) < 0) {
+        fprintf(stderr, "nodus: bad admin address %s\n", admin);
+        return NULL;
+    }
+    fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a.ss, a.len) < 0) {
+        fprintf(stderr, "nodus: cannot reach the admin listener at %s: %s\n", admin,
+                strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nhost: nodus\r\nconnection: close\r\n\r\n",
+                 path);
+    write_all(fd, req, (size_t)n);
+    while ((n = (int)read(fd, buf, sizeof(buf))) > 0)
+        nd_sbuf_add(&out, buf, (size_t)n);
+    close(fd);
+    body = out.p ? strstr(out.p, "\r\n\r\n") : NULL;
+    if (!body) {
+        fprintf(stderr, "nodus: no answer from %s\n", admin);
+        nd_sbuf_free(&out);
+        return NULL;
+    }
+    body = strdup(body + 4);
+    nd_sbuf_free(&out);
+    return body;
+}
+
+static int cmd_status(const char *admin)
+{
+    char *text = admin_get(admin, "/config_dump");
+    json_t *root, *v;
+    json_error_t jerr;
+    size_t i, j;
+
+    if (!text)
+        return 1;
+    root = json_loads(text, 0, &jerr);
+    free(text);
+    if (!root) {
+        fprintf(stderr, "nodus: bad config dump: %s\n", jerr.text);
+        return 1;
+    }
+    v = json_object_get(root, "node");
+    printf("node %s: %lld worker(s), io %s\n", json_string_value(json_object_get(v, "name")),
+           (long long)json_integer_value(json_object_get(v, "workers")),
+           json_string_value(json_object_get(v, "io")));
+    printf("\nLISTENER              ADDRESS                  PROTOCOL  PLUGINS\n");
+    json_array_foreach(json_object_get(root, "listeners"), i, v)
+    {
+        json_t *p;
+        char plugins[256] = "";
+
+        json_array_foreach(json_object_get(v, "plugins"), j, p)
+        {
+            const char *name = json_is_string(p) ? json_string_value(p)
+                                                 : json_string_value(json_object_get(p, "name"));
+
+            if (name && strlen(plugins) + strlen(name) + 2 < sizeof(plugins)) {
+                if (j)
+                    strcat(plugins, ",");
+                strcat(plugins, name);
+            }
+        }
+        printf("%-21s %-24s %-9s %s\n", json_string_value(json_object_get(v, "name")),
+               json_string_value(json_object_get(v, "listen")),
+               json_string_value(json_object_get(v, "protocol")), plugins);
+    }
+    printf("\nCLUSTER               LB              ENDPOINTS\n");
+    json_array_foreach(json_object_get(root, "clusters"), i, v)
+    {
+        json_t *e;
+
+        printf("%-21s %-15s", json_string_value(json_object_get(v, "name")),
+               json_string_value(json_object_get(v, "lb")));
+        json_array_foreach(json_object_get(v, "endpoints"), j, e)
+        {
+            const char *addr = json_is_string(e) ? json_string_value(e)
+                                                 : json_string_value(json_object_get(e, "address"));
+
+            printf(" %s", addr ? addr : "?");
+        }
+        printf("\n");
+    }
+    json_decref(root);
+    return 0;
+}
+
+static void version_plugin(const struct nodus_plugin *p, void *arg)
+{
+    (void)arg;
+    printf("  %-12s %s\n", p->name, p->description ? p->description : "");
+}
+
+static int cmd_version(void)
+{
+    printf("nodus %s (plugin ABI %d)\n", NODUS_VERSION, NODUS_PLUGIN_ABI);
+    printf("  %s, wolfSSL %s, jansson %s, msgpack-c %s\n", LUA_RELEASE, LIBWOLFSSL_VERSION_STRING,
+           JANSSON_VERSION, msgpack_version());
+    printf("I/O backends: posix\nbuilt-in plugins:\n");
+    nd_plugin_each(version_plugin, NULL);
+    return 0;
+}
+
+static int usage(FILE *f, int code)
+{
+    fprintf(f, "usage: nodus run CONFIG.lua      run a node in the foreground\n"
+               "       nodus check CONFIG.lua    validate a configuration\n"
+               "       nodus status [--admin ADDR]  listeners, clusters, endpoints of a running "
+               "node\n"
+               "       nodus version\n");
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    const char *admin = "127.0.0.1:15000";
+    int i;
+
+    if (argc < 2)
+        return usage(stderr, 2);
+    for (i = 2; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--admin"))
+            admin = argv[i + 1];
+    if (!strcmp(argv[1], "run") && argc >= 3)
+        return cmd_run(argv[2]);
+    if (!strcmp(argv[1], "check") && argc >= 3)
+        return cmd_check(argv[2]);
+    if (!strcmp(argv[1], "status"))
+        return cmd_status(admin);
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version"))
+        return cmd_version();
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+        return usage(stdout, 0);
+    return usage(stderr, 2);
+}

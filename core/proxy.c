@@ -1,0 +1,1740 @@
+/*
+ * The HTTP/1.1 proxy: downstream sessions, the plugin chain, upstream exchange and pools.
+ *
+ * A session reads a request head into its rx buffer and parses it in place; the head stays pinned
+ * at the start of the buffer until the exchange ends, so every parsed string and every plugin sees
+ * it without a copy. The request head sent upstream is written into the upstream's tx buffer
+ * (edits applied, hop-by-hop headers dropped); body bytes then go straight from the client's rx
+ * buffer to the upstream socket in one writev with whatever head bytes remain, and the response
+ * comes back the same way. Framing (Content-Length, chunked) is validated ahead of forwarding, so a
+ * message boundary is always known: keep-alive and pipelining on both sides follow from it.
+ *
+ * Nothing here frees a session in the middle of a call chain: a session is marked S_DEAD and
+ * released when the outermost callback returns.
+ */
+#include "proxy.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "log.h"
+#include "metrics.h"
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+static void sess_drive(struct nd_session *s);
+static void txn_finish(struct nd_session *s);
+
+/* ---- allocation from per-worker free lists -------------------------------------------------- */
+
+static struct nd_session *session_get(struct nd_worker *w)
+{
+    struct nd_session *s = w->free_sessions;
+
+    if (s)
+        w->free_sessions = s->next;
+    else if (!(s = malloc(sizeof(*s))))
+        return NULL;
+    memset(s, 0, sizeof(*s));
+    s->conn.fd = -1;
+    s->w = w;
+    return s;
+}
+
+static struct nd_txn *txn_get(struct nd_session *s)
+{
+    struct nd_worker *w = s->w;
+    struct nd_txn *t = w->free_txns;
+
+    if (t)
+        w->free_txns = t->next;
+    else if (!(t = malloc(sizeof(*t))))
+        return NULL;
+    /* everything up to the header arrays is state; the arrays are filled by the parser */
+    memset(t, 0, offsetof(struct nd_txn, req_hdrs));
+    memset(&t->resp_scan, 0, offsetof(struct nd_txn, scratch) - offsetof(struct nd_txn, resp_scan));
+    memset(t->scratch, 0, s->lc->txn_size < ND_SCRATCH ? s->lc->txn_size : ND_SCRATCH);
+    t->s = s;
+    t->ep = -1;
+    t->req.hdrs = t->req_hdrs;
+    t->resp.hdrs = t->resp_hdrs;
+    return t;
+}
+
+static void txn_put(struct nd_worker *w, struct nd_txn *t)
+{
+    t->next = w->free_txns;
+    w->free_txns = t;
+}
+
+struct nd_upstream *nd_upstream_get(struct nd_worker *w)
+{
+    struct nd_upstream *u = w->free_upstreams;
+
+    if (u)
+        w->free_upstreams = u->next;
+    else if (!(u = malloc(sizeof(*u))))
+        return NULL;
+    memset(u, 0, sizeof(*u));
+    u->conn.fd = -1;
+    return u;
+}
+
+void nd_worker_free_lists(struct nd_worker *w);
+void nd_worker_free_lists(struct nd_worker *w)
+{
+    void *p;
+
+    while ((p = w->free_sessions)) {
+        w->free_sessions = w->free_sessions->next;
+        free(p);
+    }
+    while ((p = w->free_txns)) {
+        w->free_txns = w->free_txns->next;
+        free(p);
+    }
+    while ((p = w->free_upstreams)) {
+        w->free_upstreams = w->free_upstreams->next;
+        free(p);
+    }
+}
+
+/* ---- small writers (no printf on the request path) ------------------------------------------ */
+
+static inline bool put(struct nd_buf *b, const void *p, size_t n)
+{
+    if (n > nd_buf_room(b))
+        return false;
+    memcpy(nd_buf_tail(b), p, n);
+    b->len += (uint32_t)n;
+    return true;
+}
+
+#define PUTS(b, lit) put((b), (lit), sizeof(lit) - 1)
+
+static bool put_u64(struct nd_buf *b, uint64_t v)
+{
+    char tmp[24];
+    int i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return put(b, tmp + i, sizeof(tmp) - i);
+}
+
+static bool put_hdr(struct nd_buf *b, const struct nd_http_hdr *h)
+{
+    return put(b, h->name.p, h->name.len) && PUTS(b, ": ") && put(b, h->value.p, h->value.len) &&
+           PUTS(b, "\r\n");
+}
+
+static bool name_is(struct nd_str n, const char *lit)
+{
+    return nd_http1_name_eq(n, lit, strlen(lit));
+}
+
+/* Hop-by-hop headers (RFC 9110 7.6.1), plus those named by Connection. */
+static bool hop_by_hop(const struct nd_http_msg *m, struct nd_str name)
+{
+    unsigned i;
+
+    switch (name.len) {
+    case 2:
+        if (name_is(name, "te"))
+            return true;
+        break;
+    case 7:
+        if (name_is(name, "upgrade") || name_is(name, "trailer"))
+            return true;
+        break;
+    case 10:
+        if (name_is(name, "connection") || name_is(name, "keep-alive"))
+            return true;
+        break;
+    case 16:
+        if (name_is(name, "proxy-connection"))
+            return true;
+        break;
+    case 17:
+        if (name_is(name, "transfer-encoding"))
+            return true;
+        break;
+    }
+    for (i = 0; i < m->nhdrs; i++)
+        if (m->hdrs[i].name.len == 10 && name_is(m->hdrs[i].name, "connection") &&
+            nd_http1_token_list_has(m->hdrs[i].value, name.p, name.len))
+            return true;
+    return false;
+}
+
+/* ---- edits: headers added by plugins live in the txn's edit arena --------------------------- */
+
+static char *edit_alloc(struct nd_txn *t, size_t n)
+{
+    char *p;
+
+    if (t->edit_len + n > ND_EDIT)
+        return NULL;
+    p = t->edit + t->edit_len;
+    t->edit_len += (uint32_t)n;
+    return p;
+}
+
+static int hdr_remove(struct nd_http_msg *m, const char *name)
+{
+    size_t len = strlen(name);
+    unsigned i;
+
+    for (i = 0; i < m->nhdrs; i++)
+        if (m->hdrs[i].name.len == len && nd_http1_name_eq(m->hdrs[i].name, name, len))
+            m->hdrs[i].name.len = 0; /* a removed header: skipped when written */
+    return 0;
+}
+
+static int hdr_add(struct nd_txn *t, struct nd_http_msg *m, const char *name, const char *val,
+                   size_t vlen)
+{
+    size_t nlen = strlen(name);
+    char *p;
+
+    if (m->nhdrs >= ND_HDRS || !(p = edit_alloc(t, nlen + vlen)))
+        return -1;
+    memcpy(p, name, nlen);
+    memcpy(p + nlen, val, vlen);
+    m->hdrs[m->nhdrs].name = (struct nd_str){p, (uint32_t)nlen};
+    m->hdrs[m->nhdrs].value = (struct nd_str){p + nlen, (uint32_t)vlen};
+    m->nhdrs++;
+    return 0;
+}
+
+static bool hdr_get(const struct nd_http_msg *m, const char *name, struct nodus_slice *v)
+{
+    size_t len = strlen(name);
+    unsigned i;
+
+    for (i = 0; i < m->nhdrs; i++)
+        if (m->hdrs[i].name.len == len && nd_http1_name_eq(m->hdrs[i].name, name, len)) {
+            v->p = m->hdrs[i].value.p;
+            v->len = m->hdrs[i].value.len;
+            return true;
+        }
+    return false;
+}
+
+/* ---- I/O helpers ----------------------------------------------------------------------------- */
+
+/* Writes b's data, then up to *morelen bytes of `more`, in one writev. Consumes what was written
+ * from b and decrements *morelen by what went from `more`. 0 when all was written, 1 when the
+ * socket is full (wait for ND_EV_WRITE), -1 on error. */
+int nd_flush(struct nd_conn *c, struct nd_buf *b, const char *more, uint32_t *morelen)
+{
+    struct iovec iov[2];
+    int n = 0;
+    ssize_t w;
+
+    for (;;) {
+        uint32_t blen = b ? b->len : 0, mlen = morelen ? *morelen : 0;
+
+        n = 0;
+        if (blen)
+            iov[n++] = (struct iovec){nd_buf_head(b), blen};
+        if (mlen)
+            iov[n++] = (struct iovec){(void *)more, mlen};
+        if (!n)
+            return 0;
+        w = c->w->io->writev(c, iov, n);
+        if (w == -EAGAIN)
+            return 1;
+        if (w < 0)
+            return -1;
+        if (blen) {
+            uint32_t k = (uint32_t)MIN((size_t)w, blen);
+
+            nd_buf_consume(b, k);
+            w -= k;
+        }
+        if (w) {
+            more += w;
+            *morelen -= (uint32_t)w;
+        }
+    }
+}
+
+/* Reads into b (taken from the pool when NULL), keeping `pin` bytes at its start. Returns bytes
+ * read, 0 when nothing is available (or no room), -1 at end of stream or on error. */
+static ssize_t read_into(struct nd_worker *w, struct nd_conn *c, struct nd_buf **bp, uint32_t pin)
+{
+    struct nd_buf *b = *bp;
+    ssize_t n;
+
+    if (!b) {
+        if (!(b = *bp = nd_buf_get(&w->bufs)))
+            return 0;
+    }
+    if (b->off + b->len == b->cap && b->off > pin)
+        nd_buf_compact(b, pin);
+    if (!nd_buf_room(b))
+        return 0;
+    n = w->io->read(c, nd_buf_tail(b), nd_buf_room(b));
+    if (n > 0) {
+        b->len += (uint32_t)n;
+        return n;
+    }
+    return n == -EAGAIN ? 0 : -1;
+}
+
+/* ---- plugin context ------------------------------------------------------------------------- */
+
+static void plugin_ctx(struct nd_session *s, unsigned i, struct nodus_ctx *ctx)
+{
+    const struct nd_plugin_inst *pi = &s->lc->plugins[i];
+
+    ctx->conf = pi->conf;
+    ctx->worker = s->snap->wrt[s->w->id].pstate[s->lc->id * ND_MAX_CHAIN + i];
+    ctx->txn = s->txn->scratch + pi->txn_off;
+    ctx->worker_id = s->w->id;
+}
+
+/* ---- local answers ---------------------------------------------------------------------------- */
+
+static void run_response_hooks(struct nd_session *s)
+{
+    const struct nd_listener_conf *lc = s->lc;
+    struct nodus_ctx ctx;
+    unsigned i = lc->nplugins;
+
+    while (i--) {
+        const struct nodus_plugin *p = lc->plugins[i].p;
+
+        if (p->http && p->http->response_headers) {
+            plugin_ctx(s, i, &ctx);
+            p->http->response_headers((struct nodus_http *)s->txn, &ctx);
+        }
+    }
+}
+
+/* Builds a local response in the txn (status, body copied to the edit arena). */
+static int txn_set_local(struct nd_txn *t, int status, const char *body, size_t len)
+{
+    char *p = NULL;
+
+    if (t->resp_started)
+        return -1;
+    if (len > ND_EDIT / 2)
+        len = ND_EDIT / 2;
+    if (len && !(p = edit_alloc(t, len)))
+        return -1;
+    if (len)
+        memcpy(p, body, len);
+    t->local = true;
+    t->status = (uint16_t)status;
+    memset(&t->resp, 0, offsetof(struct nd_http_msg, hdrs));
+    t->resp.hdrs = t->resp_hdrs;
+    t->resp.nhdrs = 0;
+    t->resp.status = (uint16_t)status;
+    t->resp.version_minor = 1;
+    t->resp.body = ND_HTTP_BODY_LENGTH;
+    t->resp.content_length = len;
+    t->resp.reason = (struct nd_str){p, (uint32_t)len}; /* the body, kept here until written */
+    return 0;
+}
+
+/* Writes the local response of the current txn to the client's tx buffer. */
+static void send_local(struct nd_session *s)
+{
+    struct nd_txn *t = s->txn;
+    const char *reason = nd_http1_reason(t->status);
+    struct nd_str body = t->resp.reason;
+    struct nodus_slice ct;
+    bool keep = !s->close_after;
+    unsigned i;
+
+    run_response_hooks(s);
+    if (!s->tx && !(s->tx = nd_buf_get(&s->w->bufs))) {
+        s->close_after = true;
+        return;
+    }
+    if (!hdr_get(&t->resp, "content-type", &ct) && body.len)
+        hdr_add(t, &t->resp, "content-type", "text/plain", 10);
+    PUTS(s->tx, "HTTP/1.1 ");
+    put_u64(s->tx, t->status);
+    PUTS(s->tx, " ");
+    put(s->tx, reason, strlen(reason));
+    PUTS(s->tx, "\r\ncontent-length: ");
+    put_u64(s->tx, body.len);
+    PUTS(s->tx, "\r\n");
+    for (i = 0; i < t->resp.nhdrs; i++)
+        if (t->resp.hdrs[i].name.len)
+            put_hdr(s->tx, &t->resp.hdrs[i]);
+    if (!keep)
+        PUTS(s->tx, "connection: close\r\n");
+    else if (t->req.version_minor == 0)
+        PUTS(s->tx, "connection: keep-alive\r\n");
+    PUTS(s->tx, "\r\n");
+    if (t->req.meth != ND_HTTP_HEAD)
+        put(s->tx, body.p, body.len);
+    t->resp_bytes += body.len;
+    t->resp_started = true;
+    t->rsb.done = true;
+}
+
+/* Answers the current request locally and ends the exchange. */
+static void respond_local(struct nd_session *s, int status, const char *body, uint32_t flags)
+{
+    struct nd_txn *t = s->txn;
+
+    t->rflags |= flags;
+    if (t->resp_started) {
+        /* the client already has part of another answer: all we can do is cut the connection */
+        s->close_after = true;
+        t->rsb.done = true;
+        return;
+    }
+    if (!t->rqb.done)
+        s->close_after = true; /* the rest of the request body can't be told from a next request */
+    txn_set_local(t, status, body, body ? strlen(body) : 0);
+    send_local(s);
+}
+
+/* An answer to bytes that are not a request: no txn exists yet. */
+static void respond_error(struct nd_session *s, int status, const char *why)
+{
+    struct nd_txn *t = s->txn;
+
+    if (!t && !(t = s->txn = txn_get(s))) {
+        s->state = S_CLOSING;
+        return;
+    }
+    t->t_start_us = s->w->now_us;
+    t->rqb.done = false;
+    s->close_after = true;
+    t->rflags |= ND_RF_DPE;
+    txn_set_local(t, status, why, strlen(why));
+    send_local(s);
+    s->state = S_UPSTREAM; /* flush, then finish */
+}
+
+/* ---- upstream connections ------------------------------------------------------------------- */
+
+static void up_cb(struct nd_conn *c, unsigned events);
+
+static void pool_unlink(struct nd_upstream *u)
+{
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        u->ep->idle = u->next;
+    if (u->next)
+        u->next->prev = u->prev;
+    u->next = u->prev = NULL;
+    u->ep->nidle--;
+}
+
+void nd_upstream_close(struct nd_worker *w, struct nd_upstream *u)
+{
+    if (u->state == UP_IDLE) {
+        pool_unlink(u);
+        nd_metrics_gauge_add(w->id, ND_G_UPSTREAM_CX_IDLE, -1);
+    }
+    nd_timer_cancel(&w->wheel, &u->timer);
+    if (u->conn.fd >= 0) {
+        w->io->close(&u->conn, false);
+        nd_metrics_gauge_add(w->id, ND_G_UPSTREAM_CX_ACTIVE, -1);
+    }
+    if (u->ep)
+        u->ep->conns--;
+    if (u->crt)
+        u->crt->conns--;
+    nd_buf_put(&w->bufs, u->rx);
+    nd_buf_put(&w->bufs, u->tx);
+    u->next = w->free_upstreams;
+    w->free_upstreams = u;
+}
+
+static void up_idle_timeout(struct nd_timer *tm)
+{
+    struct nd_upstream *u = container_of(tm, struct nd_upstream, timer);
+
+    nd_upstream_close(u->conn.w, u);
+}
+
+static void up_release(struct nd_worker *w, struct nd_txn *t, bool reuse)
+{
+    struct nd_upstream *u = t->up;
+
+    if (!u)
+        return;
+    t->up = NULL;
+    u->txn = NULL;
+    if (t->crt && t->ep >= 0)
+        t->crt->eps[t->ep].active--;
+    if (t->crt)
+        t->crt->requests--;
+    if (!reuse || w->draining || (u->rx && u->rx->len)) {
+        nd_upstream_close(w, u);
+        return;
+    }
+    nd_buf_put(&w->bufs, u->rx);
+    nd_buf_put(&w->bufs, u->tx);
+    u->rx = u->tx = NULL;
+    u->state = UP_IDLE;
+    u->prev = NULL;
+    u->next = u->ep->idle;
+    if (u->next)
+        u->next->prev = u;
+    u->ep->idle = u;
+    u->ep->nidle++;
+    nd_metrics_gauge_add(w->id, ND_G_UPSTREAM_CX_IDLE, 1);
+    u->timer.cb = up_idle_timeout;
+    nd_timer_arm(&w->wheel, &u->timer, u->crt->cc->idle_timeout_ms);
+}
+
+static void up_connect_timeout(struct nd_timer *tm);
+
+/* Gives the txn an upstream connection to endpoint t->ep: a pooled one, or a new one. */
+static int up_acquire(struct nd_session *s)
+{
+    struct nd_worker *w = s->w;
+    struct nd_txn *t = s->txn;
+    struct nd_ep_rt *ep = &t->crt->eps[t->ep];
+    struct nd_upstream *u;
+    int err;
+
+    while ((u = ep->idle)) {
+        pool_unlink(u);
+        nd_metrics_gauge_add(w->id, ND_G_UPSTREAM_CX_IDLE, -1);
+        u->state = UP_BUSY;
+        nd_timer_cancel(&w->wheel, &u->timer);
+        nd_metrics_count(w->id, ND_C_POOL_REUSE, 1);
+        goto have;
+    }
+    if (t->crt->conns >= t->crt->cc->max_connections) {
+        t->rflags |= ND_RF_UO;
+        return -EBUSY;
+    }
+    if (!(u = nd_upstream_get(w)))
+        return -ENOMEM;
+    u->conn.cb = up_cb;
+    u->crt = t->crt;
+    u->ep = ep;
+    u->ep_idx = (unsigned)t->ep;
+    err = w->io->connect(w, &u->conn, &t->cluster->eps[t->ep].addr);
+    if (err) {
+        u->ep = NULL;
+        u->crt = NULL;
+        u->next = w->free_upstreams;
+        w->free_upstreams = u;
+        return err;
+    }
+    ep->conns++;
+    t->crt->conns++;
+    nd_metrics_count(w->id, ND_C_UPSTREAM_CX_TOTAL, 1);
+    nd_metrics_gauge_add(w->id, ND_G_UPSTREAM_CX_ACTIVE, 1);
+    u->state = UP_CONNECTING;
+    u->timer.cb = up_connect_timeout;
+    nd_timer_arm(&w->wheel, &u->timer, t->cluster->connect_timeout_ms);
+have:
+    u->txn = t;
+    u->uses++;
+    t->up = u;
+    ep->active++;
+    t->crt->requests++;
+    return 0;
+}
+
+/* ---- request head upstream ------------------------------------------------------------------- */
+
+static bool write_request_head(struct nd_session *s, struct nd_upstream *u)
+{
+    struct nd_txn *t = s->txn;
+    struct nd_http_msg *m = &t->req;
+    struct nd_buf *b;
+    struct nd_str path = t->new_path.len ? t->new_path : m->target;
+    struct nodus_slice xff;
+    bool have_xff = false;
+    unsigned i;
+
+    if (!u->tx && !(u->tx = nd_buf_get(&s->w->bufs)))
+        return false;
+    b = u->tx;
+    if (!t->new_path.len && m->target.len && m->target.p[0] != '/' && m->path.len) {
+        /* absolute-form from the client: origin-form upstream */
+        path.p = m->path.p;
+        path.len = (uint32_t)(m->target.p + m->target.len - m->path.p);
+    }
+    put(b, m->method.p, m->method.len);
+    PUTS(b, " ");
+    put(b, path.p, path.len);
+    if (m->version_minor == 0)
+        PUTS(b, " HTTP/1.0\r\nconnection: keep-alive\r\n");
+    else
+        PUTS(b, " HTTP/1.1\r\n");
+    if (m->authority.len && !hdr_get(m, "host", &xff)) {
+        PUTS(b, "host: ");
+        put(b, m->authority.p, m->authority.len);
+        PUTS(b, "\r\n");
+    }
+    for (i = 0; i < m->nhdrs; i++) {
+        const struct nd_http_hdr *h = &m->hdrs[i];
+
+        if (!h->name.len || hop_by_hop(m, h->name))
+            continue;
+        if (t->expect_100 && name_is(h->name, "expect"))
+            continue;
+        if (s->lc->xff && h->name.len == 15 && name_is(h->name, "x-forwarded-for")) {
+            if (!have_xff) {
+                /* all X-Forwarded-For fields joined, then our peer */
+                unsigned j;
+                bool first = true;
+
+                PUTS(b, "x-forwarded-for: ");
+                for (j = i; j < m->nhdrs; j++)
+                    if (m->hdrs[j].name.len == 15 && name_is(m->hdrs[j].name, "x-forwarded-for")) {
+                        if (!first)
+                            PUTS(b, ", ");
+                        put(b, m->hdrs[j].value.p, m->hdrs[j].value.len);
+                        first = false;
+                    }
+                PUTS(b, ", ");
+                put(b, s->peer, s->peer_len);
+                PUTS(b, "\r\n");
+                have_xff = true;
+            }
+            continue;
+        }
+        if (s->lc->xff && h->name.len == 17 && name_is(h->name, "x-forwarded-proto"))
+            continue;
+        put_hdr(b, h);
+    }
+    if (s->lc->xff) {
+        if (!have_xff) {
+            PUTS(b, "x-forwarded-for: ");
+            put(b, s->peer, s->peer_len);
+            PUTS(b, "\r\n");
+        }
+        PUTS(b, "x-forwarded-proto: http\r\n");
+    }
+    if (m->body == ND_HTTP_BODY_CHUNKED)
+        PUTS(b, "transfer-encoding: chunked\r\n");
+    if (!PUTS(b, "\r\n"))
+        return false;
+    t->req_bytes += m->head_len;
+    return true;
+}
+
+/* ---- response head to the client ----------------------------------------------------------- */
+
+static bool send_response_head(struct nd_session *s)
+{
+    struct nd_txn *t = s->txn;
+    struct nd_http_msg *m = &t->resp;
+    struct nd_buf *b;
+    unsigned i;
+
+    if (!s->tx && !(s->tx = nd_buf_get(&s->w->bufs)))
+        return false;
+    b = s->tx;
+    if (s->w->draining)
+        s->close_after = true;
+    PUTS(b, "HTTP/1.1 ");
+    put_u64(b, m->status);
+    PUTS(b, " ");
+    put(b, m->reason.p, m->reason.len);
+    PUTS(b, "\r\n");
+    for (i = 0; i < m->nhdrs; i++) {
+        const struct nd_http_hdr *h = &m->hdrs[i];
+
+        if (!h->name.len || hop_by_hop(m, h->name))
+            continue;
+        put_hdr(b, h);
+    }
+    if (m->body == ND_HTTP_BODY_CHUNKED)
+        PUTS(b, "transfer-encoding: chunked\r\n");
+    if (s->close_after)
+        PUTS(b, "connection: close\r\n");
+    else if (t->req.version_minor == 0)
+        PUTS(b, "connection: keep-alive\r\n");
+    if (!PUTS(b, "\r\n"))
+        return false;
+    t->resp_started = true;
+    return true;
+}
+
+/* ---- access log: one JSON line per exchange (node { access_log = ... }) ---------------------- */
+
+static void json_str(struct nd_buf *b, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i;
+
+    PUTS(b, "\"");
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+
+            put(b, e, 2);
+        } else if (c < 0x20 || c >= 0x7f) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
+            put(b, e, 6);
+        } else {
+            put(b, &p[i], 1);
+        }
+    }
+    PUTS(b, "\"");
+}
+
+void nd_access_log(struct nd_worker *w, struct nd_session *s, struct nd_txn *t,
+                   const struct nd_req_record *rec)
+{
+    char flags[64];
+    struct nd_buf *b = nd_buf_get(&w->bufs);
+    struct nodus_slice ua = {"", 0};
+
+    if (!b)
+        return;
+    hdr_get(&t->req, "user-agent", &ua);
+    nd_rf_format(rec->flags, flags, sizeof(flags));
+    PUTS(b, "{\"listener\":");
+    json_str(b, s->lc->name, strlen(s->lc->name));
+    PUTS(b, ",\"method\":");
+    json_str(b, t->req.method.p, t->req.method.len);
+    PUTS(b, ",\"path\":");
+    json_str(b, t->req.target.p, t->req.target.len);
+    PUTS(b, ",\"authority\":");
+    json_str(b, t->req.authority.p, t->req.authority.len);
+    PUTS(b, ",\"status\":");
+    put_u64(b, rec->status);
+    PUTS(b, ",\"response_flags\":");
+    json_str(b, flags, strlen(flags));
+    PUTS(b, ",\"cluster\":");
+    if (t->cluster)
+        json_str(b, t->cluster->name, strlen(t->cluster->name));
+    else
+        PUTS(b, "null");
+    PUTS(b, ",\"upstream\":");
+    if (t->cluster && t->ep >= 0)
+        json_str(b, t->cluster->eps[t->ep].addr.text, strlen(t->cluster->eps[t->ep].addr.text));
+    else
+        PUTS(b, "null");
+    PUTS(b, ",\"peer\":");
+    json_str(b, s->peer, s->peer_len);
+    PUTS(b, ",\"duration_us\":");
+    put_u64(b, rec->duration_us);
+    PUTS(b, ",\"bytes_received\":");
+    put_u64(b, rec->req_bytes);
+    PUTS(b, ",\"bytes_sent\":");
+    put_u64(b, rec->resp_bytes);
+    PUTS(b, ",\"user_agent\":");
+    json_str(b, ua.p, ua.len);
+    PUTS(b, "}\n");
+    nd_access_log_write(nd_buf_head(b), b->len);
+    nd_buf_put(&w->bufs, b);
+}
+
+/* ---- body framing --------------------------------------------------------------------------- */
+
+static void body_init(struct nd_body *b, const struct nd_http_msg *m)
+{
+    memset(b, 0, sizeof(*b));
+    b->mode = m->body;
+    b->left = m->content_length;
+    nd_http1_chunked_init(&b->ck);
+    b->done = m->body == ND_HTTP_BODY_NONE ||
+              (m->body == ND_HTTP_BODY_LENGTH && m->content_length == 0);
+}
+
+typedef void (*body_hook_fn)(struct nd_session *s, const char *p, size_t n, bool end);
+
+/* Validates framing over data[fwd..len) and extends fwd; -1 on a framing error. */
+static int body_scan(struct nd_session *s, struct nd_body *b, const char *data, uint32_t len,
+                     body_hook_fn hook)
+{
+    const char *p = data + b->fwd;
+    uint32_t n = len - b->fwd;
+
+    if (b->done || !n)
+        return 0;
+    switch (b->mode) {
+    case ND_HTTP_BODY_LENGTH: {
+        uint32_t k = (uint32_t)MIN((uint64_t)n, b->left);
+
+        b->left -= k;
+        b->fwd += k;
+        b->bytes += k;
+        b->done = b->left == 0;
+        if (hook)
+            hook(s, p, k, b->done);
+        break;
+    }
+    case ND_HTTP_BODY_CHUNKED: {
+        uint32_t off = 0;
+
+        while (off < n && !b->ck.done) {
+            size_t doff = 0, dlen = 0;
+            ssize_t r = nd_http1_chunked(&b->ck, p + off, n - off, &doff, &dlen);
+
+            if (r < 0)
+                return -1;
+            if (r == 0)
+                break;
+            if (hook && dlen)
+                hook(s, p + off + doff, dlen, false);
+            b->bytes += dlen;
+            off += (uint32_t)r;
+        }
+        b->fwd += off;
+        if (b->ck.done) {
+            b->done = true;
+            if (hook)
+                hook(s, NULL, 0, true);
+        }
+        break;
+    }
+    case ND_HTTP_BODY_CLOSE:
+        b->fwd += n;
+        b->bytes += n;
+        if (hook)
+            hook(s, p, n, false);
+        break;
+    default:
+        b->done = true;
+    }
+    return 0;
+}
+
+static void req_body_hook(struct nd_session *s, const char *p, size_t n, bool end)
+{
+    const struct nd_listener_conf *lc = s->lc;
+    struct nodus_ctx ctx;
+    unsigned i;
+
+    for (i = 0; i < lc->nplugins; i++) {
+        const struct nodus_plugin *pl = lc->plugins[i].p;
+
+        if ((pl->flags & NODUS_WANT_REQUEST_BODY) && pl->http && pl->http->request_body) {
+            plugin_ctx(s, i, &ctx);
+            pl->http->request_body((struct nodus_http *)s->txn, &ctx, p, n, end);
+        }
+    }
+}
+
+static void resp_body_hook(struct nd_session *s, const char *p, size_t n, bool end)
+{
+    const struct nd_listener_conf *lc = s->lc;
+    struct nodus_ctx ctx;
+    unsigned i = lc->nplugins;
+
+    while (i--) {
+        const struct nodus_plugin *pl = lc->plugins[i].p;
+
+        if ((pl->flags & NODUS_WANT_RESPONSE_BODY) && pl->http && pl->http->response_body) {
+            plugin_ctx(s, i, &ctx);
+            pl->http->response_body((struct nodus_http *)s->txn, &ctx, p, n, end);
+        }
+    }
+}
+
+static bool listener_wants(const struct nd_listener_conf *lc, unsigned flag)
+{
+    unsigned i;
+
+    for (i = 0; i < lc->nplugins; i++)
+        if (lc->plugins[i].p->flags & flag)
+            return true;
+    return false;
+}
+
+/* ---- the exchange ----------------------------------------------------------------------------- */
+
+static void route_timeout(struct nd_timer *tm)
+{
+    struct nd_session *s = container_of(tm, struct nd_session, timer);
+    struct nd_txn *t = s->txn;
+
+    if (!t)
+        return;
+    nd_metrics_count(s->w->id, ND_C_UPSTREAM_TIMEOUTS, 1);
+    nd_warn("%s %.*s: upstream request timeout after %u ms", s->lc->name, (int)t->req.path.len,
+            t->req.path.p, t->timeout_ms);
+    up_release(s->w, t, false);
+    respond_local(s, 504, "upstream request timeout\n", ND_RF_UT);
+    s->close_after = s->close_after || t->resp_started;
+    sess_drive(s);
+}
+
+static void up_connect_timeout(struct nd_timer *tm)
+{
+    struct nd_upstream *u = container_of(tm, struct nd_upstream, timer);
+
+    /* reported as a connect failure on the next drive */
+    u->conn.cb(&u->conn, ND_EV_ERROR | ND_EV_WRITE);
+}
+
+/* Starts (or restarts, after a failed attempt) the upstream leg. */
+static void start_upstream(struct nd_session *s)
+{
+    struct nd_txn *t = s->txn;
+    int avoid = t->ep, err;
+
+    for (;;) {
+        if (t->crt->requests >= t->cluster->max_requests) {
+            respond_local(s, 503, "upstream overflow\n", ND_RF_UO);
+            return;
+        }
+        t->ep = nd_lb_pick(s->w, t->crt, t->subset_k, t->subset_v, avoid);
+        if (t->ep < 0) {
+            respond_local(s, 503, "no healthy upstream\n", ND_RF_UH);
+            return;
+        }
+        t->attempts++;
+        err = up_acquire(s);
+        if (!err)
+            break;
+        if (err == -EBUSY) {
+            respond_local(s, 503, "upstream overflow\n", ND_RF_UO);
+            return;
+        }
+        t->crt->eps[t->ep].fails++;
+        nd_metrics_count(s->w->id, ND_C_UPSTREAM_CX_CONNECT_FAIL, 1);
+        if (t->attempts >= 3) {
+            respond_local(s, 503, "upstream connect error\n", ND_RF_UF);
+            return;
+        }
+        avoid = t->ep;
+    }
+    if (!write_request_head(s, t->up)) {
+        up_release(s->w, t, false);
+        respond_local(s, 500, "request head too large after edits\n", ND_RF_LR);
+        return;
+    }
+    t->req_sent_head = true;
+}
+
+/* An upstream attempt failed before any response byte: another endpoint, or 503. */
+static void upstream_failed(struct nd_session *s, bool connect_phase, int err)
+{
+    struct nd_txn *t = s->txn;
+    bool retry = !t->resp_started && t->resp_scan == 0 && t->attempts < 3 &&
+                 (connect_phase || (t->up && t->up->uses > 1)) && t->rqb.bytes == 0;
+
+    if (connect_phase && t->ep >= 0) {
+        t->crt->eps[t->ep].fails++;
+        nd_metrics_count(s->w->id, ND_C_UPSTREAM_CX_CONNECT_FAIL, 1);
+        nd_debug("connect to %s failed: %s", t->cluster->eps[t->ep].addr.text, strerror(-err));
+    } else {
+        nd_metrics_count(s->w->id, ND_C_UPSTREAM_RESETS, 1);
+    }
+    up_release(s->w, t, false);
+    if (retry) {
+        t->req_sent_head = false;
+        start_upstream(s);
+        return;
+    }
+    if (t->resp_started) {
+        t->rflags |= ND_RF_UC;
+        s->close_after = true;
+        t->rsb.done = true;
+        s->state = S_CLOSING;
+        return;
+    }
+    if (connect_phase)
+        respond_local(s, 503, "upstream connect error or disconnect/reset before headers\n",
+                      ND_RF_UF);
+    else
+        respond_local(s, 503, "upstream connect error or disconnect/reset before headers\n",
+                      ND_RF_UC);
+}
+
+static void run_chain(struct nd_session *s)
+{
+    const struct nd_listener_conf *lc = s->lc;
+    struct nd_txn *t = s->txn;
+    struct nodus_ctx ctx;
+
+    while (t->chain_pos < lc->nplugins) {
+        unsigned i = t->chain_pos++;
+        const struct nodus_plugin *p = lc->plugins[i].p;
+        int v;
+
+        if (!p->http || !p->http->request_headers)
+            continue;
+        plugin_ctx(s, i, &ctx);
+        v = p->http->request_headers((struct nodus_http *)t, &ctx);
+        if (v == NODUS_PAUSE) {
+            t->paused = true;
+            return;
+        }
+        if (v == NODUS_RESPOND || t->local) {
+            if (!t->local)
+                respond_local(s, 500, "plugin answered without a response\n", ND_RF_LR);
+            else
+                send_local(s);
+            s->state = S_UPSTREAM;
+            return;
+        }
+    }
+    s->state = S_UPSTREAM;
+    if (!t->cluster) {
+        respond_local(s, 404, "no route\n", ND_RF_NR);
+        return;
+    }
+    if (t->expect_100 && !t->rqb.done) {
+        if (!s->tx && !(s->tx = nd_buf_get(&s->w->bufs))) {
+            respond_local(s, 503, "overloaded\n", ND_RF_LR);
+            return;
+        }
+        PUTS(s->tx, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    s->timer.cb = route_timeout;
+    nd_timer_arm(&s->w->wheel, &s->timer, t->timeout_ms ? t->timeout_ms : lc->request_timeout_ms);
+    start_upstream(s);
+}
+
+static void header_timeout(struct nd_timer *tm)
+{
+    struct nd_session *s = container_of(tm, struct nd_session, timer);
+
+    if (s->state == S_HEAD) {
+        nd_metrics_count(s->w->id, ND_C_HEADER_TIMEOUTS, 1);
+        nd_info("%s: request header timeout from %s", s->lc->name, s->peer);
+        respond_error(s, 408, "request header timeout\n");
+    } else {
+        nd_metrics_count(s->w->id, ND_C_IDLE_TIMEOUTS, 1);
+        s->state = S_CLOSING;
+        s->close_after = true;
+    }
+    sess_drive(s);
+}
+
+/* Reads and parses a request head. Returns true when a txn started. */
+static bool read_request(struct nd_session *s)
+{
+    struct nd_worker *w = s->w;
+    struct nd_txn *t;
+    ssize_t n;
+    int r;
+
+    for (;;) {
+        struct nd_http_msg m;
+        struct nd_http_hdr *hdrs;
+
+        if (s->rx && s->rx->len) {
+            if (!s->txn && !(s->txn = txn_get(s))) {
+                s->state = S_CLOSING;
+                return false;
+            }
+            t = s->txn;
+            hdrs = t->req_hdrs;
+            memset(&m, 0, sizeof(m));
+            m.hdrs = hdrs;
+            m.cap = s->lc->limits.max_headers < ND_HDRS - 32 ? s->lc->limits.max_headers
+                                                             : ND_HDRS - 32;
+            if (s->rx->off) /* a new request starts at the buffer's start: its head gets pinned */
+                nd_buf_compact(s->rx, 0);
+            r = nd_http1_parse_request(nd_buf_head(s->rx), s->rx->len, &m, &s->lc->limits,
+                                       &s->scan);
+            if (r < 0) {
+                nd_metrics_count(w->id, ND_C_HTTP_PARSE_ERRORS, 1);
+                nd_info("%s: bad request from %s: %s", s->lc->name, s->peer,
+                        nd_http1_strerror(r));
+                s->rx->len = 0;
+                respond_error(s, nd_http1_error_status(r), nd_http1_strerror(r));
+                return true;
+            }
+            if (r > 0) {
+                t->req = m;
+                t->req_parsed = m.nhdrs;
+                t->t_start_us = w->now_us;
+                t->expect_100 = (m.flags & ND_HTTP_F_EXPECT_100) != 0;
+                s->rx_pin = m.head_len;
+                nd_buf_consume(s->rx, m.head_len);
+                s->rx->off = m.head_len; /* consume() may reset off: the head stays pinned */
+                s->scan = 0;
+                s->nreq++;
+                if (!(m.flags & ND_HTTP_F_KEEPALIVE) || w->draining)
+                    s->close_after = true;
+                body_init(&t->rqb, &m);
+                if (s->lc->max_body && m.body == ND_HTTP_BODY_LENGTH &&
+                    m.content_length > s->lc->max_body) {
+                    s->state = S_UPSTREAM;
+                    respond_local(s, 413, "payload too large\n", ND_RF_DPE);
+                    return true;
+                }
+                s->state = S_CHAIN;
+                nd_timer_cancel(&w->wheel, &s->timer);
+                run_chain(s);
+                return true;
+            }
+            if (s->state == S_IDLE) {
+                s->state = S_HEAD;
+                s->timer.cb = header_timeout;
+                nd_timer_arm(&w->wheel, &s->timer, s->lc->header_timeout_ms);
+            }
+        }
+        n = read_into(w, &s->conn, &s->rx, 0);
+        if (n < 0) {
+            s->rd_eof = true;
+            if (s->state == S_HEAD)
+                nd_metrics_count(w->id, ND_C_DOWNSTREAM_RESETS, 1);
+            s->state = S_CLOSING;
+            return false;
+        }
+        if (n == 0) {
+            if (s->rx && !s->rx->len && s->state == S_IDLE) {
+                /* idle keep-alive connections hold no buffer */
+                nd_buf_put(&w->bufs, s->rx);
+                s->rx = NULL;
+            }
+            return false;
+        }
+    }
+}
+
+/* Request body upstream, response back: returns true if anything moved. */
+static bool pump(struct nd_session *s)
+{
+    struct nd_worker *w = s->w;
+    struct nd_txn *t = s->txn;
+    struct nd_upstream *u = t->up;
+    bool moved = false;
+    ssize_t n;
+    int r;
+
+    /* client -> upstream */
+    if (u && u->state == UP_BUSY && t->req_sent_head) {
+        for (;;) {
+            uint32_t before;
+
+            if (s->rx && body_scan(s, &t->rqb, nd_buf_head(s->rx), s->rx->len,
+                                   listener_wants(s->lc, NODUS_WANT_REQUEST_BODY) ? req_body_hook
+                                                                                 : NULL) < 0) {
+                nd_metrics_count(w->id, ND_C_HTTP_PARSE_ERRORS, 1);
+                up_release(w, t, false);
+                respond_local(s, 400, "bad chunked encoding\n", ND_RF_DPE);
+                return true;
+            }
+            before = t->rqb.fwd;
+            r = nd_flush(&u->conn, u->tx, s->rx ? nd_buf_head(s->rx) : NULL, &t->rqb.fwd);
+            if (before != t->rqb.fwd) {
+                uint32_t sent = before - t->rqb.fwd;
+
+                nd_buf_consume(s->rx, sent);
+                if (!s->rx->len)
+                    s->rx->off = s->rx_pin;
+                t->req_bytes += sent;
+                moved = true;
+            }
+            if (r < 0) {
+                upstream_failed(s, false, -EPIPE);
+                return true;
+            }
+            if (r > 0 || t->rqb.done)
+                break;
+            n = read_into(w, &s->conn, &s->rx, s->rx_pin);
+            if (n < 0) {
+                /* client gone mid-body */
+                s->rd_eof = true;
+                t->rflags |= ND_RF_DC;
+                nd_metrics_count(w->id, ND_C_DOWNSTREAM_RESETS, 1);
+                up_release(w, t, false);
+                s->state = S_CLOSING;
+                return true;
+            }
+            if (n == 0)
+                break;
+        }
+    }
+
+    /* upstream -> client */
+    if (u && u->state == UP_BUSY) {
+        for (;;) {
+            if (!t->resp_started) {
+                struct nd_http_msg m;
+
+                if (u->rx && u->rx->len) {
+                    memset(&m, 0, sizeof(m));
+                    m.hdrs = t->resp_hdrs;
+                    m.cap = ND_HDRS - 32;
+                    r = nd_http1_parse_response(nd_buf_head(u->rx), u->rx->len, &m,
+                                                &s->lc->limits, &t->resp_scan, t->req.meth);
+                    if (r < 0) {
+                        nd_warn("%s: bad response from %s: %s", s->lc->name,
+                                t->cluster->eps[t->ep].addr.text, nd_http1_strerror(r));
+                        up_release(w, t, false);
+                        respond_local(s, 502, "bad response from upstream\n", ND_RF_UPE);
+                        return true;
+                    }
+                    if (r > 0 && m.status < 200) {
+                        /* interim answers: we sent our own 100 Continue */
+                        nd_buf_consume(u->rx, (uint32_t)r);
+                        t->resp_scan = 0;
+                        continue;
+                    }
+                    if (r > 0) {
+                        t->resp = m;
+                        t->resp_parsed = m.nhdrs;
+                        t->status = m.status;
+                        if (u->rx->off)
+                            nd_buf_compact(u->rx, 0);
+                        body_init(&t->rsb, &m);
+                        if (!(m.flags & ND_HTTP_F_KEEPALIVE))
+                            t->up_reusable = false;
+                        else
+                            t->up_reusable = m.body != ND_HTTP_BODY_CLOSE;
+                        if (m.body == ND_HTTP_BODY_CLOSE ||
+                            (t->req.version_minor == 0 && m.body == ND_HTTP_BODY_CHUNKED))
+                            s->close_after = true;
+                        run_response_hooks(s);
+                        if (!send_response_head(s)) {
+                            up_release(w, t, false);
+                            respond_local(s, 502, "response head too large\n", ND_RF_UPE);
+                            return true;
+                        }
+                        nd_buf_consume(u->rx, m.head_len);
+                        u->rx->off = m.head_len;
+                        t->resp_bytes += m.head_len;
+                        moved = true;
+                    }
+                }
+            }
+            if (t->resp_started && u->rx) {
+                uint32_t before;
+
+                if (body_scan(s, &t->rsb, nd_buf_head(u->rx), u->rx->len,
+                              listener_wants(s->lc, NODUS_WANT_RESPONSE_BODY) ? resp_body_hook
+                                                                             : NULL) < 0) {
+                    nd_warn("%s: bad chunked response from upstream", s->lc->name);
+                    t->rflags |= ND_RF_UPE;
+                    up_release(w, t, false);
+                    s->close_after = true;
+                    t->rsb.done = true;
+                    s->state = S_CLOSING;
+                    return true;
+                }
+                before = t->rsb.fwd;
+                r = nd_flush(&s->conn, s->tx, nd_buf_head(u->rx), &t->rsb.fwd);
+                if (before != t->rsb.fwd) {
+                    uint32_t sent = before - t->rsb.fwd;
+
+                    nd_buf_consume(u->rx, sent);
+                    if (!u->rx->len)
+                        u->rx->off = t->resp.head_len;
+                    t->resp_bytes += sent;
+                    moved = true;
+                }
+                if (r < 0) {
+                    t->rflags |= ND_RF_DC;
+                    up_release(w, t, false);
+                    s->state = S_CLOSING;
+                    s->close_after = true;
+                    t->rsb.done = true;
+                    return true;
+                }
+                if (r > 0)
+                    break; /* client full: stop reading upstream */
+                if (t->rsb.done && !t->rsb.fwd) {
+                    up_release(w, t, t->up_reusable && t->rqb.done);
+                    return true;
+                }
+            }
+            n = read_into(w, &u->conn, &u->rx, t->resp_started ? t->resp.head_len : 0);
+            if (n < 0) {
+                if (t->resp_started && t->rsb.mode == ND_HTTP_BODY_CLOSE) {
+                    t->rsb.done = true;
+                    up_release(w, t, false);
+                    return true;
+                }
+                upstream_failed(s, false, -ECONNRESET);
+                return true;
+            }
+            if (n == 0)
+                break;
+            moved = true;
+        }
+    }
+    return moved;
+}
+
+static void sess_release(struct nd_session *s);
+
+/* Ends the current exchange: logs, counts, and readies the session for the next request. */
+static void txn_finish(struct nd_session *s)
+{
+    struct nd_worker *w = s->w;
+    struct nd_txn *t = s->txn;
+    const struct nd_listener_conf *lc = s->lc;
+    struct nodus_ctx ctx;
+    struct nd_req_record rec;
+    unsigned i;
+
+    if (t->up)
+        up_release(w, t, false);
+    nd_timer_cancel(&w->wheel, &s->timer);
+    for (i = 0; i < lc->nplugins; i++) {
+        const struct nodus_plugin *p = lc->plugins[i].p;
+
+        if (p->http && p->http->log) {
+            plugin_ctx(s, i, &ctx);
+            p->http->log((struct nodus_http *)t, &ctx);
+        }
+    }
+    memset(&rec, 0, sizeof(rec));
+    rec.listener = lc->metrics_id;
+    rec.cluster = t->cluster ? t->cluster->metrics_id : ND_METRICS_NONE;
+    rec.status = t->resp_started ? t->status : 0;
+    rec.flags = t->rflags;
+    rec.duration_us = nd_clock_us() - t->t_start_us;
+    rec.req_bytes = t->req_bytes;
+    rec.resp_bytes = t->resp_bytes;
+    nd_metrics_request(w->id, &rec);
+    if (s->snap->cfg->node.access_log)
+        nd_access_log(w, s, t, &rec);
+
+    txn_put(w, t);
+    s->txn = NULL;
+    s->rx_pin = 0;
+    if (s->rx && !s->rx->len)
+        s->rx->off = 0;
+    if (s->close_after || !t->rqb.done) {
+        s->state = S_CLOSING;
+        return;
+    }
+    s->state = S_IDLE;
+    s->timer.cb = header_timeout;
+    nd_timer_arm(&w->wheel, &s->timer, lc->idle_timeout_ms);
+}
+
+/* The one driver of a session: moves it as far as it can go, then waits for an event. */
+static void sess_drive(struct nd_session *s)
+{
+    struct nd_worker *w = s->w;
+    int guard = 64;
+
+    if (s->in_drive)
+        return;
+    s->in_drive = true;
+    while (guard-- > 0) {
+        switch (s->state) {
+        case S_IDLE:
+        case S_HEAD:
+            if (!read_request(s) && (s->state == S_IDLE || s->state == S_HEAD))
+                goto out;
+            continue;
+        case S_CHAIN:
+            goto out; /* a plugin paused: it resumes us */
+        case S_UPSTREAM: {
+            struct nd_txn *t = s->txn;
+            bool moved = false;
+
+            if (t->up)
+                moved = pump(s);
+            if (s->state != S_UPSTREAM)
+                continue;
+            if (!t->up && (t->rsb.done || t->local)) {
+                /* local answer, or upstream finished: flush the rest to the client */
+                int r = nd_flush(&s->conn, s->tx, NULL, NULL);
+
+                if (r < 0) {
+                    t->rflags |= ND_RF_DC;
+                    s->close_after = true;
+                }
+                if (r > 0)
+                    goto out;
+                if (!t->rqb.done)
+                    s->close_after = true;
+                txn_finish(s);
+                continue;
+            }
+            if (!moved)
+                goto out;
+            continue;
+        }
+        case S_TCP:
+            nd_tcp_drive(s);
+            if (s->state == S_TCP)
+                goto out;
+            continue;
+        case S_CLOSING:
+            if (s->txn) {
+                if (s->tx && s->tx->len && nd_flush(&s->conn, s->tx, NULL, NULL) > 0)
+                    goto out;
+                txn_finish(s);
+                s->state = S_CLOSING;
+            }
+            if (s->tx && s->tx->len && nd_flush(&s->conn, s->tx, NULL, NULL) > 0)
+                goto out;
+            s->state = S_DEAD;
+            goto out;
+        case S_DEAD:
+            goto out;
+        }
+    }
+    /* the guard ran out: more work is pending; keep fairness by waking on the next event */
+    nd_debug("session %s: drive budget used", s->peer);
+out:
+    s->in_drive = false;
+    if (s->state == S_DEAD)
+        sess_release(s);
+    (void)w;
+}
+
+static void sess_release(struct nd_session *s)
+{
+    struct nd_worker *w = s->w;
+
+    if (s->txn) {
+        if (s->txn->up)
+            up_release(w, s->txn, false);
+        txn_put(w, s->txn);
+        s->txn = NULL;
+    }
+    if (s->up)
+        nd_upstream_close(w, s->up);
+    nd_timer_cancel(&w->wheel, &s->timer);
+    w->io->close(&s->conn, false);
+    nd_buf_put(&w->bufs, s->rx);
+    nd_buf_put(&w->bufs, s->tx);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        w->sessions_head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    nd_snap_session_put(w, s->snap);
+    w->sessions--;
+    nd_metrics_gauge_add(w->id, ND_G_DOWNSTREAM_CX_ACTIVE, -1);
+    if (s->lc->proto == ND_PROTO_TCP)
+        nd_metrics_tcp_close(w->id, s->lc->metrics_id,
+                             s->lc->tcp_cluster ? s->lc->tcp_cluster->metrics_id
+                                                : ND_METRICS_NONE,
+                             s->tcp_sent, s->tcp_recv);
+    s->next = w->free_sessions;
+    w->free_sessions = s;
+}
+
+static void sess_cb(struct nd_conn *c, unsigned events)
+{
+    struct nd_session *s = container_of(c, struct nd_session, conn);
+
+    (void)events;
+    sess_drive(s);
+}
+
+static void up_cb(struct nd_conn *c, unsigned events)
+{
+    struct nd_upstream *u = container_of(c, struct nd_upstream, conn);
+    struct nd_worker *w = c->w;
+    struct nd_session *s;
+
+    if (u->tcp) {
+        nd_tcp_up_cb(u, events);
+        return;
+    }
+    if (u->state == UP_IDLE) {
+        /* a pooled connection spoke or closed: either way it can't carry a request now */
+        char b;
+
+        if (events & ND_EV_READ && w->io->read(c, &b, 1) == -EAGAIN)
+            return;
+        nd_upstream_close(w, u);
+        return;
+    }
+    if (!u->txn)
+        return;
+    s = u->txn->s;
+    if (u->state == UP_CONNECTING) {
+        int err;
+
+        if (!(events & (ND_EV_WRITE | ND_EV_ERROR)))
+            return;
+        err = (events & ND_EV_ERROR) && !(events & ND_EV_READ) ? -ETIMEDOUT
+                                                                : w->io->connect_result(c);
+        if (events == (ND_EV_ERROR | ND_EV_WRITE))
+            err = -ETIMEDOUT;
+        nd_timer_cancel(&w->wheel, &u->timer);
+        if (err) {
+            upstream_failed(s, true, err);
+            sess_drive(s);
+            return;
+        }
+        u->state = UP_BUSY;
+        u->ep->fails = 0;
+    }
+    sess_drive(s);
+}
+
+/* ---- accepting ------------------------------------------------------------------------------ */
+
+void nd_listener_cb(struct nd_conn *c, unsigned events)
+{
+    struct nd_listen_handle *lh = container_of(c, struct nd_listen_handle, conn);
+    struct nd_worker *w = c->w;
+    int budget = 64;
+
+    (void)events;
+    while (budget-- > 0 && !w->draining) {
+        struct nd_session *s = session_get(w);
+        int err;
+
+        if (!s) {
+            nd_metrics_count(w->id, ND_C_ACCEPT_ERRORS, 1);
+            return;
+        }
+        s->conn.cb = sess_cb;
+        err = w->io->accept(c, &s->conn, s->peer, sizeof(s->peer));
+        if (err) {
+            s->next = w->free_sessions;
+            w->free_sessions = s;
+            if (err != -EAGAIN) {
+                nd_metrics_count(w->id, ND_C_ACCEPT_ERRORS, 1);
+                nd_warn("%s: accept: %s", lh->lc->name, strerror(-err));
+            }
+            return;
+        }
+        s->peer_len = (uint8_t)strlen(s->peer);
+        s->snap = lh->snap;
+        s->lc = lh->lc;
+        s->snap->wrt[w->id].sessions++;
+        s->next = w->sessions_head;
+        if (s->next)
+            s->next->prev = s;
+        w->sessions_head = s;
+        w->sessions++;
+        nd_metrics_count(w->id, ND_C_DOWNSTREAM_CX_TOTAL, 1);
+        nd_metrics_gauge_add(w->id, ND_G_DOWNSTREAM_CX_ACTIVE, 1);
+        if (s->lc->proto == ND_PROTO_TCP) {
+            nd_tcp_session_start(s);
+        } else {
+            s->state = S_IDLE;
+            s->timer.cb = header_timeout;
+            nd_timer_arm(&w->wheel, &s->timer, s->lc->idle_timeout_ms);
+        }
+        sess_drive(s);
+    }
+}
+
+void nd_worker_close_idle(struct nd_worker *w)
+{
+    struct nd_session *s = w->sessions_head, *next;
+
+    for (; s; s = next) {
+        next = s->next;
+        if (s->state == S_IDLE && !(s->rx && s->rx->len)) {
+            s->state = S_DEAD;
+            sess_release(s);
+        } else {
+            s->close_after = true;
+        }
+    }
+}
+
+void nd_session_free(struct nd_session *s)
+{
+    s->state = S_DEAD;
+    sess_drive(s);
+}
+
+/* ---- the plugin ABI: HTTP exchange ------------------------------------------------------------ */
+
+#define TXN(h) ((struct nd_txn *)(h))
+
+static struct nodus_slice sl(struct nd_str s)
+{
+    return (struct nodus_slice){s.p, s.len};
+}
+
+struct nodus_slice nodus_http_method(struct nodus_http *h)
+{
+    return sl(TXN(h)->req.method);
+}
+
+struct nodus_slice nodus_http_path(struct nodus_http *h)
+{
+    return sl(TXN(h)->req.path);
+}
+
+struct nodus_slice nodus_http_query(struct nodus_http *h)
+{
+    return sl(TXN(h)->req.query);
+}
+
+struct nodus_slice nodus_http_authority(struct nodus_http *h)
+{
+    struct nd_str a = TXN(h)->req.authority;
+    uint32_t i = a.len;
+
+    /* without the port; an IPv6 literal keeps its brackets */
+    while (i > 0 && a.p[i - 1] >= '0' && a.p[i - 1] <= '9')
+        i--;
+    if (i > 0 && i < a.len && a.p[i - 1] == ':')
+        a.len = i - 1;
+    return sl(a);
+}
+
+int nodus_http_req_header(struct nodus_http *h, const char *name, struct nodus_slice *value)
+{
+    return hdr_get(&TXN(h)->req, name, value);
+}
+
+int nodus_http_req_header_set(struct nodus_http *h, const char *name, const char *value,
+                              size_t vlen)
+{
+    hdr_remove(&TXN(h)->req, name);
+    return hdr_add(TXN(h), &TXN(h)->req, name, value, vlen);
+}
+
+int nodus_http_req_header_add(struct nodus_http *h, const char *name, const char *value,
+                              size_t vlen)
+{
+    return hdr_add(TXN(h), &TXN(h)->req, name, value, vlen);
+}
+
+int nodus_http_req_header_remove(struct nodus_http *h, const char *name)
+{
+    return hdr_remove(&TXN(h)->req, name);
+}
+
+int nodus_http_set_path(struct nodus_http *h, const char *path, size_t len)
+{
+    struct nd_txn *t = TXN(h);
+    char *p;
+
+    if (!len || path[0] != '/' || len > t->s->lc->limits.max_uri || !(p = edit_alloc(t, len)))
+        return -1;
+    memcpy(p, path, len);
+    t->new_path = (struct nd_str){p, (uint32_t)len};
+    return 0;
+}
+
+int nodus_http_status(struct nodus_http *h)
+{
+    return TXN(h)->status;
+}
+
+int nodus_http_resp_header(struct nodus_http *h, const char *name, struct nodus_slice *value)
+{
+    return hdr_get(&TXN(h)->resp, name, value);
+}
+
+int nodus_http_resp_header_set(struct nodus_http *h, const char *name, const char *value,
+                               size_t vlen)
+{
+    hdr_remove(&TXN(h)->resp, name);
+    return hdr_add(TXN(h), &TXN(h)->resp, name, value, vlen);
+}
+
+int nodus_http_resp_header_add(struct nodus_http *h, const char *name, const char *value,
+                               size_t vlen)
+{
+    return hdr_add(TXN(h), &TXN(h)->resp, name, value, vlen);
+}
+
+int nodus_http_resp_header_remove(struct nodus_http *h, const char *name)
+{
+    return hdr_remove(&TXN(h)->resp, name);
+}
+
+int nodus_http_respond(struct nodus_http *h, int status, const char *body, size_t len)
+{
+    if (status < 200 || status > 599)
+        return -1;
+    return txn_set_local(TXN(h), status, body, len);
+}
+
+int nodus_http_route(struct nodus_http *h, struct nodus_cluster *cl, const char *label_key,
+                     const char *label_val)
+{
+    struct nd_txn *t = TXN(h);
+    const struct nd_cluster_conf *cc = (const struct nd_cluster_conf *)cl;
+
+    if (!cc || cc->id >= t->s->snap->cfg->nclusters ||
+        &t->s->snap->cfg->clusters[cc->id] != cc)
+        return -1;
+    t->cluster = cc;
+    t->crt = &t->s->snap->wrt[t->s->w->id].clusters[cc->id];
+    t->subset_k = label_key;
+    t->subset_v = label_key ? label_val : NULL;
+    return 0;
+}
+
+void nodus_http_set_timeout(struct nodus_http *h, uint32_t ms)
+{
+    TXN(h)->timeout_ms = ms;
+}
+
+void nodus_http_resume(struct nodus_http *h, int verdict)
+{
+    struct nd_txn *t = TXN(h);
+    struct nd_session *s = t->s;
+
+    if (!t->paused)
+        return;
+    t->paused = false;
+    if (verdict == NODUS_RESPOND) {
+        s->state = S_UPSTREAM;
+        if (!t->local)
+            respond_local(s, 500, "plugin answered without a response\n", ND_RF_LR);
+        else
+            send_local(s);
+    } else {
+        run_chain(s);
+    }
+    sess_drive(s);
+}
+
+struct nodus_slice nodus_http_peer_principal(struct nodus_http *h)
+{
+    return (struct nodus_slice){TXN(h)->s->principal, TXN(h)->s->principal_len};
+}
+
+struct nodus_slice nodus_http_peer_addr(struct nodus_http *h)
+{
+    return (struct nodus_slice){TXN(h)->s->peer, TXN(h)->s->peer_len};
+}
+
+/* ---- the plugin ABI: streams -------------------------------------------------------------------
+ * A stream is the downstream session. Stream hooks (connect, data_in, data_out, close) are not
+ * run by the session's byte path yet: it lands with the mtls plugin, which is the first to need
+ * them. Until then push_in/push_out refuse (-1). */
+
+#define SESS(s) ((struct nd_session *)(s))
+
+int nodus_stream_push_in(struct nodus_stream *st, const char *data, size_t len)
+{
+    (void)st;
+    (void)data;
+    (void)len;
+    return -1;
+}
+
+int nodus_stream_push_out(struct nodus_stream *st, const char *data, size_t len)
+{
+    (void)st;
+    (void)data;
+    (void)len;
+    return -1;
+}
+
+struct nodus_slice nodus_stream_peer_addr(struct nodus_stream *st)
+{
+    return (struct nodus_slice){SESS(st)->peer, SESS(st)->peer_len};
+}
+
+int nodus_stream_set_peer_principal(struct nodus_stream *st, const char *id, size_t len)
+{
+    if (len >= sizeof(SESS(st)->principal))
+        return -1;
+    memcpy(SESS(st)->principal, id, len);
+    SESS(st)->principal_len = (uint16_t)len;
+    return 0;
+}

@@ -1,0 +1,111 @@
+/*
+ * Sessions (downstream connections), transactions (one request/response exchange) and upstream
+ * connections: the objects of the request path. All come from per-worker free lists; after warm-up
+ * the request path allocates nothing.
+ */
+#ifndef NODUS_PROXY_H
+#define NODUS_PROXY_H
+
+#include "http1.h"
+#include "worker.h"
+
+#define ND_HDRS 160      /* header slots per message: parsed ones plus edits */
+#define ND_EDIT 4096     /* bytes for header edits, rewritten paths and local bodies */
+#define ND_SCRATCH 4096  /* plugin scratch (ctx->txn) per request */
+
+/* Body framing of one direction: validates framing ahead of forwarding. */
+struct nd_body {
+    uint8_t mode; /* enum nd_http_body */
+    bool done;
+    uint64_t left;          /* LENGTH: bytes still to come */
+    struct nd_http_chunked ck;
+    uint32_t fwd;           /* bytes at the buffer head validated and not yet written */
+    uint64_t bytes;         /* payload bytes seen */
+};
+
+enum { UP_CONNECTING, UP_BUSY, UP_IDLE };
+
+struct nd_upstream {
+    struct nd_conn conn;
+    struct nd_upstream *next, *prev; /* idle list of its endpoint, or free list */
+    struct nd_cluster_rt *crt;
+    struct nd_ep_rt *ep;
+    unsigned ep_idx;
+    struct nd_txn *txn; /* while busy */
+    struct nd_buf *rx, *tx;
+    struct nd_timer timer;
+    uint8_t state;
+    bool tcp; /* owned by a TCP session */
+    uint32_t uses;
+};
+
+struct nd_session;
+
+struct nd_txn {
+    struct nd_txn *next; /* free list */
+    struct nd_session *s;
+    struct nd_http_msg req, resp;
+    struct nd_http_hdr req_hdrs[ND_HDRS], resp_hdrs[ND_HDRS];
+    uint16_t req_parsed, resp_parsed; /* headers that came from the wire */
+    size_t resp_scan;
+    char edit[ND_EDIT];
+    uint32_t edit_len;
+    struct nd_str new_path;
+    /* routing */
+    const struct nd_cluster_conf *cluster;
+    const char *subset_k, *subset_v;
+    struct nd_cluster_rt *crt;
+    int ep;
+    struct nd_upstream *up;
+    uint32_t timeout_ms;
+    uint8_t attempts;
+    /* chain */
+    unsigned chain_pos;
+    bool paused, local, resp_started, req_sent_head, up_reusable, expect_100;
+    uint16_t status;
+    uint32_t rflags;
+    struct nd_body rqb, rsb;
+    uint64_t t_start_us;
+    uint64_t req_bytes, resp_bytes;
+    char scratch[ND_SCRATCH] __attribute__((aligned(16)));
+};
+
+enum { S_IDLE, S_HEAD, S_CHAIN, S_UPSTREAM, S_TCP, S_CLOSING, S_DEAD };
+
+struct nd_session {
+    struct nd_conn conn;
+    struct nd_session *next, *prev; /* worker's session list, or free list */
+    struct nd_worker *w;
+    struct nd_snap *snap;
+    const struct nd_listener_conf *lc;
+    struct nd_buf *rx, *tx;
+    uint32_t rx_pin;  /* bytes at rx->data[0] holding the current request head */
+    size_t scan;
+    struct nd_txn *txn;
+    struct nd_upstream *up; /* TCP sessions */
+    struct nd_timer timer;
+    uint8_t state;
+    bool rd_eof, close_after, in_drive;
+    char peer[48];
+    uint8_t peer_len;
+    char principal[256];
+    uint16_t principal_len;
+    uint32_t nreq;
+    uint64_t tcp_sent, tcp_recv;
+};
+
+void nd_upstream_close(struct nd_worker *w, struct nd_upstream *u);
+struct nd_req_record;
+void nd_access_log(struct nd_worker *w, struct nd_session *s, struct nd_txn *t,
+                   const struct nd_req_record *rec);
+void nd_worker_free_lists(struct nd_worker *w);
+/* tcp_proxy.c */
+void nd_tcp_session_start(struct nd_session *s);
+void nd_tcp_drive(struct nd_session *s);
+void nd_tcp_up_cb(struct nd_upstream *u, unsigned events);
+/* proxy.c helpers shared with tcp_proxy.c */
+struct nd_upstream *nd_upstream_get(struct nd_worker *w);
+void nd_session_free(struct nd_session *s);
+int nd_flush(struct nd_conn *c, struct nd_buf *b, const char *more, uint32_t *morelen);
+
+#endif

@@ -1,0 +1,157 @@
+/* protocol = "tcp": bytes both ways between a client and one endpoint of the listener's cluster,
+ * with half-close carried across. */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+static void tcp_conn_cb(struct nd_conn *c, unsigned events);
+
+static void tcp_connect_timeout(struct nd_timer *tm)
+{
+    struct nd_upstream *u = container_of(tm, struct nd_upstream, timer);
+
+    nd_tcp_up_cb(u, ND_EV_ERROR | ND_EV_WRITE);
+}
+
+void nd_tcp_session_start(struct nd_session *s)
+{
+    struct nd_worker *w = s->w;
+    const struct nd_cluster_conf *cc = s->lc->tcp_cluster;
+    struct nd_cluster_rt *crt = &s->snap->wrt[w->id].clusters[cc->id];
+    struct nd_upstream *u;
+    int ep, err, tries;
+
+    s->state = S_TCP;
+    nd_metrics_tcp_open(w->id, s->lc->metrics_id, cc->metrics_id);
+    for (tries = 0, ep = -1; tries < 3; tries++) {
+        ep = nd_lb_pick(w, crt, NULL, NULL, ep);
+        if (ep < 0 || crt->conns >= cc->max_connections || !(u = nd_upstream_get(w)))
+            break;
+        u->tcp = true;
+        u->conn.cb = tcp_conn_cb;
+        err = w->io->connect(w, &u->conn, &cc->eps[ep].addr);
+        if (err) {
+            crt->eps[ep].fails++;
+            u->next = w->free_upstreams;
+            w->free_upstreams = u;
+            continue;
+        }
+        u->crt = crt;
+        u->ep = &crt->eps[ep];
+        u->ep_idx = (unsigned)ep;
+        u->ep->conns++;
+        crt->conns++;
+        u->state = UP_CONNECTING;
+        u->txn = (struct nd_txn *)s; /* a TCP upstream points back to its session */
+        u->timer.cb = tcp_connect_timeout;
+        nd_timer_arm(&w->wheel, &u->timer, cc->connect_timeout_ms);
+        nd_metrics_count(w->id, ND_C_UPSTREAM_CX_TOTAL, 1);
+        nd_metrics_gauge_add(w->id, ND_G_UPSTREAM_CX_ACTIVE, 1);
+        s->up = u;
+        return;
+    }
+    nd_warn("%s: no upstream connection for %s", s->lc->name, s->peer);
+    s->state = S_CLOSING;
+}
+
+static void tcp_conn_cb(struct nd_conn *c, unsigned events)
+{
+    nd_tcp_up_cb(container_of(c, struct nd_upstream, conn), events);
+}
+
+void nd_tcp_up_cb(struct nd_upstream *u, unsigned events)
+{
+    struct nd_session *s = (struct nd_session *)u->txn;
+    struct nd_worker *w = u->conn.w ? u->conn.w : s->w;
+
+    if (u->state == UP_CONNECTING) {
+        int err = (events == (ND_EV_ERROR | ND_EV_WRITE)) ? -ETIMEDOUT
+                                                           : w->io->connect_result(&u->conn);
+
+        if (!(events & (ND_EV_WRITE | ND_EV_ERROR)))
+            return;
+        nd_timer_cancel(&w->wheel, &u->timer);
+        if (err) {
+            nd_warn("%s: connect to %s: %s", s->lc->name,
+                    s->lc->tcp_cluster->eps[u->ep_idx].addr.text, strerror(-err));
+            u->ep->fails++;
+            nd_metrics_count(w->id, ND_C_UPSTREAM_CX_CONNECT_FAIL, 1);
+            s->state = S_CLOSING;
+            nd_session_free(s);
+            return;
+        }
+        u->ep->fails = 0;
+        u->state = UP_BUSY;
+    }
+    nd_tcp_drive(s);
+    if (s->state != S_TCP)
+        nd_session_free(s);
+}
+
+/* Moves bytes from one side's rx buffer to the other side. Returns -1 on a write error. */
+static int move(struct nd_worker *w, struct nd_conn *from, struct nd_buf **rx, bool *eof,
+                struct nd_conn *to, uint64_t *count)
+{
+    for (;;) {
+        ssize_t n;
+        uint32_t len;
+
+        if (*rx && (*rx)->len) {
+            len = (*rx)->len;
+            if (nd_flush(to, NULL, nd_buf_head(*rx), &len) < 0)
+                return -1;
+            *count += (*rx)->len - len;
+            nd_buf_consume(*rx, (*rx)->len - len);
+            if ((*rx)->len)
+                return 0; /* the other side is full */
+        }
+        if (*eof)
+            return 0;
+        if (!*rx && !(*rx = nd_buf_get(&w->bufs)))
+            return 0;
+        (*rx)->off = 0;
+        n = w->io->read(from, nd_buf_tail(*rx), nd_buf_room(*rx));
+        if (n == -EAGAIN)
+            return 0;
+        if (n <= 0) {
+            *eof = true;
+            return 0;
+        }
+        (*rx)->len += (uint32_t)n;
+    }
+}
+
+void nd_tcp_drive(struct nd_session *s)
+{
+    struct nd_worker *w = s->w;
+    struct nd_upstream *u = s->up;
+    /* u->uses counts the upstream's end of stream (1) and our half-closes (2, 4) */
+    bool up_eof = u && (u->uses & 1);
+
+    if (!u || u->state != UP_BUSY)
+        return;
+    if (move(w, &s->conn, &s->rx, &s->rd_eof, &u->conn, &s->tcp_recv) < 0 ||
+        move(w, &u->conn, &u->rx, &up_eof, &s->conn, &s->tcp_sent) < 0) {
+        s->state = S_DEAD;
+        return;
+    }
+    if (up_eof)
+        u->uses |= 1;
+    if (s->rd_eof && !(s->rx && s->rx->len) && !(u->uses & 2)) {
+        w->io->shutdown_write(&u->conn);
+        u->uses |= 2;
+    }
+    if (up_eof && !(u->rx && u->rx->len) && !(u->uses & 4)) {
+        w->io->shutdown_write(&s->conn);
+        u->uses |= 4;
+    }
+    if ((u->uses & 6) == 6)
+        s->state = S_DEAD;
+}

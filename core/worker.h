@@ -1,0 +1,148 @@
+/*
+ * Workers: one thread per core, shared nothing. A worker owns its connections, upstream pools,
+ * timers, buffers and stats; it reads the current configuration snapshot through an atomic pointer
+ * and never takes a lock on the request path.
+ */
+#ifndef NODUS_WORKER_H
+#define NODUS_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "io.h"
+#include "timer.h"
+
+struct nd_session;
+struct nd_txn;
+struct nd_upstream;
+
+/* A listening address, opened once by the main thread (one socket per worker with SO_REUSEPORT)
+ * and shared by every snapshot that has a listener on it. */
+struct nd_lsock {
+    struct nd_lsock *next;
+    char key[80];
+    int fd[ND_MAX_WORKERS];
+    unsigned refs; /* snapshots using it */
+};
+
+/* A listener as one worker serves it under one snapshot. */
+struct nd_listen_handle {
+    struct nd_conn conn;
+    const struct nd_listener_conf *lc;
+    struct nd_snap *snap;
+};
+
+/* Per worker, per endpoint: the pool of idle upstream connections and load counters. */
+struct nd_ep_rt {
+    struct nd_upstream *idle; /* idle keep-alive connections, most recent first */
+    unsigned nidle;
+    unsigned active;  /* requests in flight */
+    unsigned conns;   /* open connections (idle + busy + connecting) */
+    unsigned fails;   /* consecutive connect failures */
+};
+
+struct nd_cluster_rt {
+    const struct nd_cluster_conf *cc;
+    struct nd_ep_rt *eps;
+    unsigned rr;
+    unsigned conns, pending, requests;
+};
+
+/* Everything one worker keeps for one snapshot. */
+struct nd_snap_worker {
+    struct nd_cluster_rt *clusters;  /* [cfg->nclusters] */
+    struct nd_listen_handle *listen; /* [cfg->nlisteners] */
+    void **pstate;                   /* [listener * ND_MAX_CHAIN + plugin]: worker_init results */
+    unsigned sessions;               /* sessions that hold this snapshot */
+    bool adopted;
+};
+
+#define ND_MAX_CHAIN 32
+
+struct nd_snap {
+    struct nd_config *cfg;
+    uint64_t gen;
+    struct nd_lsock **lsocks; /* [cfg->nlisteners] */
+    struct nd_snap_worker wrt[ND_MAX_WORKERS];
+    atomic_uint released; /* workers that dropped it */
+    struct nd_snap *next; /* main thread's list of retired snapshots */
+};
+
+struct nd_worker {
+    unsigned id;
+    pthread_t thread;
+    const struct nd_io_ops *io;
+    int epfd;           /* posix backend */
+    struct nd_conn wake;
+    struct nd_wheel wheel;
+    uint64_t now_us;    /* monotonic, refreshed every loop iteration */
+    struct nd_buf_pool bufs;
+    struct nd_snap *snap;       /* the snapshot new connections use */
+    struct nd_snap *held[16];   /* older snapshots still used by sessions */
+    unsigned nheld;
+    struct nd_session *free_sessions;
+    struct nd_txn *free_txns;
+    struct nd_upstream *free_upstreams;
+    struct nd_session *sessions_head; /* every open downstream connection */
+    unsigned sessions;          /* open downstream connections */
+    uint64_t rng;
+    bool draining;
+    bool started;
+    atomic_bool stop;
+    atomic_bool ready;
+} __attribute__((aligned(64)));
+
+struct nd_runtime {
+    unsigned nworkers;
+    struct nd_worker *workers;
+    _Atomic(struct nd_snap *) current;
+    atomic_bool draining;
+};
+
+extern struct nd_runtime nd_rt;
+
+static inline uint64_t nd_now_ms(const struct nd_worker *w)
+{
+    return w->now_us / 1000;
+}
+uint64_t nd_clock_us(void);
+/* xorshift64*: a worker's fast pseudo-random numbers. */
+static inline uint64_t nd_rand(struct nd_worker *w)
+{
+    uint64_t x = w->rng;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Starts n workers on the I/O backend; they adopt nd_rt.current. 0 or -errno. */
+int nd_workers_start(unsigned n, const struct nd_io_ops *io);
+/* Asks workers to drain (stop accepting, finish in flight) and waits up to timeout_ms for them. */
+void nd_workers_drain(uint64_t timeout_ms);
+void nd_workers_wake_all(void);
+
+/* Snapshots (main thread). Opens the listening sockets a configuration needs (reusing those of
+ * the current snapshot), and publishes it. 0, or -1 with *err (malloc'd). */
+int nd_snap_publish(struct nd_config *cfg, char **err);
+/* Frees retired snapshots that every worker has dropped. */
+void nd_snap_collect(void);
+/* Frees everything at exit (workers stopped). */
+void nd_snap_shutdown(void);
+
+/* Worker side: adopt the current snapshot if it changed; release held ones without sessions. */
+void nd_worker_sync_snap(struct nd_worker *w);
+void nd_snap_session_put(struct nd_worker *w, struct nd_snap *s);
+
+/* proxy.c: the listener accept callback for HTTP and TCP listeners, and session teardown. */
+void nd_listener_cb(struct nd_conn *c, unsigned events);
+void nd_worker_close_idle(struct nd_worker *w);
+void nd_worker_free_pools(struct nd_worker *w);
+
+#endif

@@ -1,0 +1,1 @@
+-- nodus configuration prelude
