@@ -198,7 +198,7 @@ static const struct route {
     {"/stats", M_GET, h_stats, "same as /stats/prometheus"},
     {"/config_dump", M_GET, h_config, "the running configuration, as JSON"},
     {"/ready", M_GET, h_ready, "200 LIVE when every worker serves, 503 otherwise"},
-    {"/reload", M_POST, h_reload, "reload the configuration file (POST)"},
+    {"/reload", M_POST, h_reload, "reload the configuration file"},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -39,13 +39,14 @@ enum {
      (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
 #define IS_FVAL(c) ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f))
 #define IS_URI(c)                                                                                  \
-    ((c) > 0x20 && (c) < 0x7f && (c) != '"' && (c) != '<' && (c) != '>' && (c) != '\\' &&         \
+    ((c) > 0x20 && (c) < 0x7f && (c) != '"' && (c) != '<' && (c) != '>' && (c) != '\\' &&          \
      (c) != '^' && (c) != '`' && (c) != '{' && (c) != '|' && (c) != '}' && (c) != '#')
 #define IS_HOST(c)                                                                                 \
     (IS_ALNUM(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '!' ||          \
      (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' || (c) == '*' ||          \
      (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=')
-#define IS_HEX(c) (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
+#define IS_HEX(c)                                                                                  \
+    (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 #define IS_BADCTL(c) (((c) < 0x20 && (c) != '\t' && (c) != '\r' && (c) != '\n') || (c) == 0x7f)
 
 #define CLS(c)                                                                                     \
@@ -78,10 +79,7 @@ static inline struct nd_str mkstr(const char *p, size_t n)
     return (struct nd_str){p, (uint32_t)n};
 }
 
-static inline bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
+static inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
 /* ---- limits and scan hint ---------------------------------------------------------------- */
 
@@ -94,7 +92,8 @@ struct lims {
 
 static struct lims get_lims(const struct nd_http_limits *lim, const struct nd_http_msg *m)
 {
-    struct lims l = {ND_HTTP_DEFAULT_MAX_HEAD, ND_HTTP_DEFAULT_MAX_URI, ND_HTTP_DEFAULT_MAX_HEADERS};
+    struct lims l = {ND_HTTP_DEFAULT_MAX_HEAD, ND_HTTP_DEFAULT_MAX_URI,
+                     ND_HTTP_DEFAULT_MAX_HEADERS};
     if (lim) {
         l.max_head = lim->max_head;
         l.max_uri = lim->max_uri;
@@ -865,19 +864,19 @@ const char *nd_http1_strerror(int err)
 /* ---- chunked ----------------------------------------------------------------------------- */
 
 enum {
-    CH_SIZE0,     /* first hex digit of a chunk size */
-    CH_SIZE,      /* more hex digits */
-    CH_SIZE_WS,   /* BWS after the size: only ';' may follow */
-    CH_EXT,       /* chunk extensions, up to CR */
-    CH_SIZE_LF,   /* LF ending the chunk-size line */
-    CH_DATA,      /* c->left bytes of data */
-    CH_DATA_CR,   /* CR after data */
-    CH_DATA_LF,   /* LF after data */
-    CH_TR_START,  /* start of a trailer line, or CR of the final empty line */
-    CH_TR_NAME,   /* trailer field name */
-    CH_TR_VALUE,  /* trailer field value, up to CR */
-    CH_TR_LF,     /* LF ending a trailer line */
-    CH_END_LF,    /* LF of the final empty line */
+    CH_SIZE0,    /* first hex digit of a chunk size */
+    CH_SIZE,     /* more hex digits */
+    CH_SIZE_WS,  /* BWS after the size: only ';' may follow */
+    CH_EXT,      /* chunk extensions, up to CR */
+    CH_SIZE_LF,  /* LF ending the chunk-size line */
+    CH_DATA,     /* c->left bytes of data */
+    CH_DATA_CR,  /* CR after data */
+    CH_DATA_LF,  /* LF after data */
+    CH_TR_START, /* start of a trailer line, or CR of the final empty line */
+    CH_TR_NAME,  /* trailer field name */
+    CH_TR_VALUE, /* trailer field value, up to CR */
+    CH_TR_LF,    /* LF ending a trailer line */
+    CH_END_LF,   /* LF of the final empty line */
     CH_DONE
 };
 
@@ -1041,32 +1040,59 @@ const struct nd_http_hdr *nd_http1_find(const struct nd_http_msg *m, const char 
 const char *nd_http1_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 421: return "Misdirected Request";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 421:
+        return "Misdirected Request";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }

@@ -60,8 +60,8 @@ enum nd_http_body {
 
 /* Limits applied while parsing a head. */
 struct nd_http_limits {
-    uint32_t max_head;    /* bytes of (empty lines +) start line + headers + final CRLF -> else 431 */
-    uint32_t max_uri;     /* request-target length in bytes -> else 414 */
+    uint32_t max_head; /* bytes of (empty lines +) start line + headers + final CRLF -> else 431 */
+    uint32_t max_uri;  /* request-target length in bytes -> else 414 */
     uint16_t max_headers; /* header field lines -> else 431; the msg.cap also bounds them */
 };
 
@@ -85,21 +85,22 @@ struct nd_http_msg {
     struct nd_str path;      /* origin-form: the path without the query; absolute-form
                               * "http://h/p?q": "/p" (may be empty: "http://h?q"), "*" for
                               * OPTIONS *, empty for CONNECT */
-    struct nd_str query;     /* after '?', without it; len 0 if none */
+    struct nd_str query;     /* after '?', without it; p is NULL if there is no '?' */
     struct nd_str authority; /* the authority of an absolute-form or CONNECT target, else the
                               * Host header value; len 0 if neither (HTTP/1.0 without Host) */
     /* status line (responses only) */
     uint16_t status;
     struct nd_str reason;
     /* both */
-    uint8_t version_minor;   /* 0 or 1: only HTTP/1.0 and HTTP/1.1 are accepted */
-    uint8_t flags;           /* ND_HTTP_F_* */
-    uint8_t body;            /* enum nd_http_body */
-    uint64_t content_length; /* when body == ND_HTTP_BODY_LENGTH */
+    uint8_t version_minor;    /* 0 or 1: only HTTP/1.0 and HTTP/1.1 are accepted */
+    uint8_t flags;            /* ND_HTTP_F_* */
+    uint8_t body;             /* enum nd_http_body */
+    uint64_t content_length;  /* when body == ND_HTTP_BODY_LENGTH */
     struct nd_http_hdr *hdrs; /* set by the caller before parsing: room for cap headers */
     uint16_t nhdrs, cap;
-    uint32_t head_len; /* bytes of the head, including any skipped leading empty lines and the
-                        * final CRLF CRLF: the body (or the next message) starts at buf + head_len */
+    /* bytes of the head, including skipped leading empty lines and the final CRLF CRLF: the body
+     * (or the next message) starts at buf + head_len */
+    uint32_t head_len;
 };
 
 /* Result codes: ND_HTTP_AGAIN means "need more bytes", negative values are errors. */
@@ -129,10 +130,14 @@ enum {
  *   it back unchanged on each later call for the same message while the buffer grows (bytes
  *   already passed may not change). The bytes already examined are then not examined again, so
  *   feeding a head in n pieces costs O(head) in total. The parser resets it to 0 whenever it
- *   returns something other than ND_HTTP_AGAIN.
+ *   returns something other than ND_HTTP_AGAIN. NULL: no hint, each call starts over.
  *
  * Up to 4 empty lines (CRLF) before the request line are skipped (RFC 9112 2.2) and counted in
- * head_len. Only CRLF ends a line: a bare LF or CR anywhere is an error.
+ * head_len. Only CRLF ends a line: a bare LF or CR anywhere is an error. Beyond the RFC grammar,
+ * as HAProxy does by default: the request-target may only hold RFC 3986 characters, without '#'
+ * (no fragment) and without non-ASCII bytes; an absolute-form target must be http or https without
+ * userinfo; Host and target authorities are reg-name, IPv4 or [IPv6] with an optional port of at
+ * most 65535; Transfer-Encoding may not hold empty list elements nor parameters on chunked.
  *
  * Returns:
  *   > 0  the head is complete; the value is msg->head_len and msg is filled.
@@ -153,10 +158,10 @@ int nd_http1_parse_request(const char *buf, size_t len, struct nd_http_msg *msg,
  *   HEAD request, 1xx, 204, 304, 2xx to CONNECT -> ND_HTTP_BODY_NONE;
  *   Transfer-Encoding ending in chunked -> CHUNKED; other Transfer-Encoding -> CLOSE;
  *   Content-Length -> LENGTH; otherwise -> CLOSE (and ND_HTTP_F_KEEPALIVE is cleared).
- * A 1xx response (100 Continue, 103 Early Hints, 101) is returned as a complete head with its status;
- * the caller skips it (or for 101, switches protocols). Content-Length together with
- * Transfer-Encoding is ND_HTTP_E_SMUGGLING (even though RFC 9112 lets chunked win); Transfer-Encoding
- * in an HTTP/1.0 response is ND_HTTP_E_BAD (faulty framing, RFC 9112 6.1).
+ * A 1xx response (100 Continue, 103 Early Hints, 101) is returned as a complete head with its
+ * status; the caller skips it (or for 101, switches protocols). Content-Length together with
+ * Transfer-Encoding is ND_HTTP_E_SMUGGLING (even though RFC 9112 lets chunked win);
+ * Transfer-Encoding in an HTTP/1.0 response is ND_HTTP_E_BAD (faulty framing, RFC 9112 6.1).
  */
 int nd_http1_parse_response(const char *buf, size_t len, struct nd_http_msg *msg,
                             const struct nd_http_limits *lim, size_t *scan,

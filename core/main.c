@@ -147,16 +147,19 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
-static void admin_answer(int fd, int status, const char *ctype, const char *body, size_t len)
+static void admin_answer(int fd, int status, const char *ctype, const char *body, size_t len,
+                         const char *allow, bool head_only)
 {
-    char head[256];
+    char head[320];
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
-                     "connection: close\r\n\r\n",
-                     status, nd_http1_reason(status), ctype, len);
+                     "%s%s%sconnection: close\r\n\r\n",
+                     status, nd_http1_reason(status), ctype, len, allow ? "allow: " : "",
+                     allow ? allow : "", allow ? "\r\n" : "");
 
     write_all(fd, head, (size_t)n);
-    write_all(fd, body, len);
+    if (!head_only)
+        write_all(fd, body, len);
 }
 
 static const struct nd_admin_ops admin_ops = {
@@ -193,7 +196,7 @@ static void admin_read(int i)
     if (r < 0) {
         const char *e = nd_http1_strerror(r);
 
-        admin_answer(a->fd, nd_http1_error_status(r), "text/plain", e, strlen(e));
+        admin_answer(a->fd, nd_http1_error_status(r), "text/plain", e, strlen(e), NULL, false);
     } else if (m.body == ND_HTTP_BODY_LENGTH && a->len - (size_t)r < m.content_length &&
                a->len < ADMIN_BUF) {
         return; /* wait for the body */
@@ -202,7 +205,8 @@ static void admin_read(int i)
         const char *ctype = "text/plain";
         int status = nd_admin_handle(&admin_ops, &m, &out, &ctype);
 
-        admin_answer(a->fd, status, ctype, out.p ? out.p : "", out.len);
+        admin_answer(a->fd, status, ctype, out.p ? out.p : "", out.len,
+                     status == 405 ? nd_admin_allow(&m) : NULL, m.meth == ND_HTTP_HEAD);
         nd_sbuf_free(&out);
     }
     admin_close(i);

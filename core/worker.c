@@ -104,7 +104,7 @@ void nd_workers_wake_all(void)
 {
     unsigned i;
 
-    for (i = 0; i < nd_rt.nworkers; i++)
+    for (i = 0; nd_rt.workers && i < nd_rt.nworkers; i++)
         nd_rt.workers[i].io->wake(&nd_rt.workers[i]);
 }
 

@@ -1,1 +1,8 @@
--- nodus configuration prelude
+-- nodus configuration prelude.
+--
+-- Runs in the configuration sandbox once per load, before the configuration script, with the
+-- same global table (and no budget). The sandbox itself (the allowed library, the directives
+-- node/admin/cluster/listener, the plugin constructors, the budgets) is built in core/config.c;
+-- this file is the place for helpers written in Lua that every configuration may use.
+-- Whatever it defines as a global is visible to the script: keep the set small and document it
+-- in docs/config.md.

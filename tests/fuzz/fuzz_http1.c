@@ -193,8 +193,8 @@ static void fuzz_stream(bool req, const char *buf, size_t len, const struct nd_h
             return;
         check_msg(buf + off, len - off, &m, r, req);
         CHECK(m.nhdrs == p.nhdrs && m.flags == p.flags && m.body == p.body &&
-              m.content_length == p.content_length && m.status == p.status &&
-              m.meth == p.meth && m.version_minor == p.version_minor);
+              m.content_length == p.content_length && m.status == p.status && m.meth == p.meth &&
+              m.version_minor == p.version_minor);
         CHECK(m.target.len == p.target.len && m.path.len == p.path.len &&
               m.query.len == p.query.len && m.authority.len == p.authority.len);
         /* the head alone is enough, one byte less is not */

@@ -31,10 +31,7 @@ static int req_l(const char *s, size_t n, struct nd_http_msg *m, const struct nd
     return nd_http1_parse_request(s, n, m, l, &scan);
 }
 
-static int req(const char *s, struct nd_http_msg *m)
-{
-    return req_l(s, strlen(s), m, &lim);
-}
+static int req(const char *s, struct nd_http_msg *m) { return req_l(s, strlen(s), m, &lim); }
 
 static int resp(const char *s, struct nd_http_msg *m, enum nd_http_method meth)
 {
@@ -110,10 +107,10 @@ static void test_methods(void **state)
     static const struct {
         const char *name;
         enum nd_http_method m;
-    } t[] = {{"GET", ND_HTTP_GET},         {"HEAD", ND_HTTP_HEAD},       {"POST", ND_HTTP_POST},
-             {"PUT", ND_HTTP_PUT},         {"DELETE", ND_HTTP_DELETE},   {"OPTIONS", ND_HTTP_OPTIONS},
-             {"TRACE", ND_HTTP_TRACE},     {"PATCH", ND_HTTP_PATCH},     {"PROPFIND", ND_HTTP_OTHER},
-             {"get", ND_HTTP_OTHER},       {"M-SEARCH", ND_HTTP_OTHER}};
+    } t[] = {{"GET", ND_HTTP_GET},     {"HEAD", ND_HTTP_HEAD},     {"POST", ND_HTTP_POST},
+             {"PUT", ND_HTTP_PUT},     {"DELETE", ND_HTTP_DELETE}, {"OPTIONS", ND_HTTP_OPTIONS},
+             {"TRACE", ND_HTTP_TRACE}, {"PATCH", ND_HTTP_PATCH},   {"PROPFIND", ND_HTTP_OTHER},
+             {"get", ND_HTTP_OTHER},   {"M-SEARCH", ND_HTTP_OTHER}};
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         char buf[128];
         struct nd_http_msg m;
@@ -185,7 +182,7 @@ static void test_pipelined(void **state)
 
 static const char *const good_reqs[] = {
     "GET / HTTP/1.1\r\nHost: h\r\n\r\n",
-    "\r\n\r\nGET /x?y HTTP/1.1\r\nHost: a.b\r\nConnection: keep-alive, Upgrade\r\nUpgrade: ws\r\n\r\n",
+    "\r\n\r\nGET /x?y HTTP/1.1\r\nHost: a.b\r\nConnection: close, Upgrade\r\nUpgrade: ws\r\n\r\n",
     "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
     "GET http://example.com:81/a/b?c=d HTTP/1.1\r\nHost: other\r\n\r\n",
     "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
@@ -317,7 +314,8 @@ static const struct bad_case bad_reqs[] = {
     {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
      ND_HTTP_E_TE_UNSUPPORTED},
     {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", ND_HTTP_E_BAD},
-    {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+    {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+     "chunked\r\n\r\n",
      ND_HTTP_E_BAD},
     {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", ND_HTTP_E_BAD},
     {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked;a=b\r\n\r\n", ND_HTTP_E_BAD},
@@ -361,10 +359,9 @@ static void test_malformed(void **state)
     assert_true(sizeof(bad_reqs) / sizeof(bad_reqs[0]) >= 40);
 
     /* NUL anywhere */
-    static const char nul[][40] = {"GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n",
-                                   "GET /\0 HTTP/1.1\r\nHost: h\r\n\r\n",
-                                   "G\0T / HTTP/1.1\r\nHost: h\r\n\r\n",
-                                   "GET / HTTP/1.1\r\nHo\0st: h\r\n\r\n"};
+    static const char nul[][40] = {
+        "GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n", "GET /\0 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "G\0T / HTTP/1.1\r\nHost: h\r\n\r\n", "GET / HTTP/1.1\r\nHo\0st: h\r\n\r\n"};
     for (size_t i = 0; i < sizeof(nul) / sizeof(nul[0]); i++) {
         const char *s = nul[i];
         size_t n = strlen(s);
@@ -577,8 +574,9 @@ static void test_keepalive(void **state)
     assert_true(req("GET / HTTP/1.0\r\nConnection: keep-alive-ish\r\n\r\n", &m) > 0);
     assert_int_equal(m.flags, 0);
     /* upgrade needs both headers, and HTTP/1.1 */
-    assert_true(req("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-                    &m) > 0);
+    assert_true(
+        req("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", &m) >
+        0);
     assert_int_equal(m.flags, ND_HTTP_F_KEEPALIVE | ND_HTTP_F_UPGRADE);
     assert_true(req("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nConnection: "
                     "upgrade\r\nUpgrade: h2c\r\n\r\n",
@@ -614,14 +612,15 @@ static void test_body_framing(void **state)
     assert_true(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 007\r\n\r\n", &m) > 0);
     assert_int_equal(m.body, ND_HTTP_BODY_LENGTH);
     assert_int_equal(m.content_length, 7);
-    assert_true(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\ncontent-length: 3,3\r\n\r\n",
-                    &m) > 0);
+    assert_true(
+        req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\ncontent-length: 3,3\r\n\r\n", &m) >
+        0);
     assert_int_equal(m.content_length, 3);
     assert_true(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", &m) > 0);
     assert_int_equal(m.body, ND_HTTP_BODY_LENGTH);
     assert_int_equal(m.content_length, 0);
-    assert_true(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4611686018427387903\r\n\r\n",
-                    &m) > 0);
+    assert_true(
+        req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4611686018427387903\r\n\r\n", &m) > 0);
     assert_int_equal(m.content_length, ND_HTTP_MAX_LENGTH - 1);
     assert_true(req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED \r\n\r\n", &m) > 0);
     assert_int_equal(m.body, ND_HTTP_BODY_CHUNKED);
@@ -646,8 +645,8 @@ static void test_responses(void **state)
 
     assert_true(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &m, ND_HTTP_GET) > 0);
     assert_int_equal(m.body, ND_HTTP_BODY_CHUNKED);
-    assert_true(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", &m,
-                     ND_HTTP_GET) > 0);
+    assert_true(
+        resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", &m, ND_HTTP_GET) > 0);
     assert_int_equal(m.body, ND_HTTP_BODY_CHUNKED);
     assert_true(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", &m, ND_HTTP_GET) > 0);
     assert_int_equal(m.body, ND_HTTP_BODY_CLOSE);
@@ -661,7 +660,8 @@ static void test_responses(void **state)
     assert_int_equal(m.flags, ND_HTTP_F_KEEPALIVE);
     assert_true(resp("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", &m, ND_HTTP_HEAD) > 0);
     assert_int_equal(m.body, ND_HTTP_BODY_NONE);
-    assert_true(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &m, ND_HTTP_HEAD) > 0);
+    assert_true(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &m, ND_HTTP_HEAD) >
+                0);
     assert_int_equal(m.body, ND_HTTP_BODY_NONE);
     assert_true(resp("HTTP/1.1 200 Connection established\r\n\r\n", &m, ND_HTTP_CONNECT) > 0);
     assert_int_equal(m.body, ND_HTTP_BODY_NONE);
@@ -964,10 +964,7 @@ static void test_chunked_bad(void **state)
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-static struct nd_str mk(const char *s)
-{
-    return (struct nd_str){s, (uint32_t)strlen(s)};
-}
+static struct nd_str mk(const char *s) { return (struct nd_str){s, (uint32_t)strlen(s)}; }
 
 static void test_helpers(void **state)
 {
@@ -1027,8 +1024,8 @@ static void test_guard_page(void **state)
         "1\r\nx\r\n0\r\n\r",
     };
     long pg = sysconf(_SC_PAGESIZE);
-    char *map = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
+    char *map =
+        mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(map != MAP_FAILED);
     assert_int_equal(mprotect(map + pg, (size_t)pg, PROT_NONE), 0);
     char *page_end = map + pg;
@@ -1090,8 +1087,8 @@ static void test_guard_page_growing(void **state)
     const char *s = "GET /x HTTP/1.1\r\nHost: h\r\nA: b\r\n\r\n";
     size_t n = strlen(s);
     long pg = sysconf(_SC_PAGESIZE);
-    char *map = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
+    char *map =
+        mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(map != MAP_FAILED);
     assert_int_equal(mprotect(map + pg, (size_t)pg, PROT_NONE), 0);
     for (size_t k = 1; k <= 5; k++) {

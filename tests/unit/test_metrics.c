@@ -631,7 +631,7 @@ static void test_plugin_counters(void **state)
     a = nodus_counter("ratelimit", "denied", "Requests denied by the rate limiter.");
     assert_true(a >= 0);
     assert_int_equal(nodus_counter("ratelimit", "denied", "again"), a); /* idempotent */
-    b = nodus_counter("my-plugin", "a.b", NULL);
+    b = nodus_counter("my-plugin", "cache.hit", NULL);
     assert_true(b >= 0 && b != a);
     c = nodus_counter("authz", "allowed_total", "Already ends in _total.");
     assert_true(c >= 0);
@@ -651,7 +651,7 @@ static void test_plugin_counters(void **state)
     assert_non_null(
         strstr(out, "# HELP nodus_plugin_ratelimit_denied_total Requests denied by the rate "
                     "limiter.\n# TYPE nodus_plugin_ratelimit_denied_total counter\n"));
-    assert_true(value_of(out, "nodus_plugin_my_plugin_a_b_total") == 1);
+    assert_true(value_of(out, "nodus_plugin_my_plugin_cache_hit_total") == 1);
     assert_true(value_of(out, "nodus_plugin_authz_allowed_total") == 0);
     check_exposition(out);
     promtool_check(out);
