@@ -577,8 +577,8 @@ static void charge_pattern(lua_State *L, bool may_be_plain)
     } else {
         w = pattern_cost(p, pl, n);
         if (w > PATTERN_MAX)
-            luaL_error(L, "string pattern too costly for the configuration sandbox (%zu-byte "
-                          "subject; use fewer repetitions or a shorter string)", n);
+            luaL_error(L, "string pattern too costly for the configuration sandbox (%I-byte "
+                          "subject; use fewer repetitions or a shorter string)", (lua_Integer)n);
     }
     charge(L, w / 1024 + (double)n / 64 + 1);
 }
