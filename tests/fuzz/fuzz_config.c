@@ -114,12 +114,14 @@ static void *hdr_configure(struct nodus_cfg *c)
     bool b, ok = true;
     int r;
 
-    if (nodus_cfg_table(c, "set", &set) == 1)
-        while ((r = nodus_cfg_next_str(set, &it, &k, &v)) != 0)
+    if (nodus_cfg_table(c, "set", &set) == 1) {
+        while ((r = nodus_cfg_next_str(set, &it, &k, &v)) != 0) {
             if (r < 0)
                 ok = false;
             else
                 CHECK(k && v);
+        }
+    }
     if (nodus_cfg_bool(c, "on", &b) < 0)
         ok = false;
     return ok ? conf_new() : NULL;
