@@ -110,9 +110,9 @@ struct nodus_cfg *nd_cfg_new(struct nd_loader *ld, int idx, int line, const char
     c->path = strdup("");
     c->tref = c->sref = LUA_NOREF;
     /* append, so that unknown keys are reported in declaration order */
-    for (tail = &ld->cfgs; *tail; tail = &(*tail)->next)
-        ;
+    tail = ld->cfgs_tail ? ld->cfgs_tail : &ld->cfgs;
     *tail = c;
+    ld->cfgs_tail = &c->next;
     if (!c->ctx || !c->path)
         luaL_error(L, "out of memory");
     lua_pushvalue(L, idx);
@@ -134,6 +134,7 @@ void nd_cfg_free_all(struct nd_loader *ld)
         free(c);
     }
     ld->cfgs = NULL;
+    ld->cfgs_tail = NULL;
 }
 
 /* Marks key (the string at the top of the stack) as read unless it already is. Pops it. */
@@ -142,8 +143,8 @@ static void mark_read(struct nodus_cfg *c)
     lua_State *L = c->ld->L;
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->sref); /* key seen */
-    lua_pushvalue(L, -2);                        /* key seen key */
-    if (lua_rawget(L, -2) == LUA_TNIL) {         /* key seen v */
+    lua_pushvalue(L, -2);                       /* key seen key */
+    if (lua_rawget(L, -2) == LUA_TNIL) {        /* key seen v */
         lua_pop(L, 1);
         lua_pushvalue(L, -2);
         lua_pushboolean(L, 1);
@@ -331,8 +332,9 @@ int nodus_cfg_duration(struct nodus_cfg *c, const char *key, uint64_t *ms)
     }
     lua_pop(L, 1);
     if (!ok) {
-        cfg_error_key(c, key, "must be a duration such as \"250ms\", \"10s\", \"1m\" or a "
-                              "number of seconds");
+        cfg_error_key(c, key,
+                      "must be a duration such as \"250ms\", \"10s\", \"1m\" or a "
+                      "number of seconds");
         return -1;
     }
     *ms = v;
@@ -589,11 +591,9 @@ void nd_cfg_check_unknown(struct nodus_cfg *c)
 
 struct nodus_cluster *nodus_cluster_find(struct nodus_cfg *c, const char *name)
 {
-    struct nd_config *cfg = c ? c->ld->cfg : NULL;
-
-    if (!cfg || !name)
+    if (!c || !name)
         return NULL;
-    return (struct nodus_cluster *)nd_config_cluster(cfg, name);
+    return (struct nodus_cluster *)nd_loader_cluster(c->ld, name);
 }
 
 const char *nodus_cluster_name(const struct nodus_cluster *cl)

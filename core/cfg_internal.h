@@ -38,52 +38,54 @@ void nd_config_set_limits(const struct nd_config_limits *lim);
 bool nd_config_reserved_name(const char *name);
 
 struct nd_cfg_error {
-    int line; /* 0: about the whole file */
+    int line;  /* 0: about the whole file */
     char *msg; /* complete "file:line: ..." text */
 };
 
 /* The state of one load. */
 struct nd_loader {
     lua_State *L;
-    const char *file;     /* name used in messages */
-    char *dir;            /* directory of the file, for relative .so paths; NULL = cwd */
+    const char *file;      /* name used in messages */
+    char *dir;             /* directory of the file, for relative .so paths; NULL = cwd */
     struct nd_config *cfg; /* being built */
     struct nd_config_limits lim;
 
     struct nd_cfg_error errs[ND_CFG_MAX_ERRORS];
-    unsigned nerrs;       /* kept */
-    unsigned nerrs_total; /* reported, kept or not */
+    unsigned nerrs;           /* kept */
+    unsigned nerrs_total;     /* reported, kept or not */
     char chunkid[LUA_IDSIZE]; /* how Lua names the file in its messages */
-    int decls_ref;        /* registry: the declarations of the script, in order */
-    int env_ref;          /* registry: the sandbox's global table */
+    int decls_ref;            /* registry: the declarations of the script, in order */
+    int env_ref;              /* registry: the sandbox's global table */
+    int clusters_ref;         /* registry: cluster name -> index, while building */
 
-    struct nodus_cfg *cfgs; /* every wrapper made, freed with the loader */
+    struct nodus_cfg *cfgs;       /* every wrapper made, in order, freed with the loader */
+    struct nodus_cfg **cfgs_tail; /* where the next one goes (NULL: &cfgs) */
 
     /* budgets */
-    size_t mem;         /* bytes held by the Lua state */
-    bool mem_capped;    /* the memory budget is enforced (while the script runs) */
-    bool mem_refused;   /* an allocation was refused for the budget */
-    int mem_line;       /* where */
-    uint64_t charged;   /* instructions, plus charges for work done inside library functions */
-    bool budget_hit;    /* the instruction budget is exhausted */
-    bool time_hit;      /* the time budget is exhausted */
+    size_t mem;       /* bytes held by the Lua state */
+    bool mem_capped;  /* the memory budget is enforced (while the script runs) */
+    bool mem_refused; /* an allocation was refused for the budget */
+    int mem_line;     /* where */
+    uint64_t charged; /* instructions, plus charges for work done inside library functions */
+    bool budget_hit;  /* the instruction budget is exhausted */
+    bool time_hit;    /* the time budget is exhausted */
     int budget_line;
     uint64_t deadline_ns; /* CLOCK_MONOTONIC */
-    bool running;       /* the user's script is running: budgets apply */
+    bool running;         /* the user's script is running: budgets apply */
 };
 
 struct nodus_cfg {
     struct nd_loader *ld;
-    struct nodus_cfg *next;     /* in ld->cfgs */
-    struct nodus_cfg *parent;   /* NULL for a directive's or a plugin's own table */
-    int tref;                   /* registry reference of the table */
-    int sref;                   /* registry reference of the table of keys read */
-    bool array_read;            /* the array part was consulted */
-    bool checked;               /* unknown keys were reported */
+    struct nodus_cfg *next;   /* in ld->cfgs */
+    struct nodus_cfg *parent; /* NULL for a directive's or a plugin's own table */
+    int tref;                 /* registry reference of the table */
+    int sref;                 /* registry reference of the table of keys read */
+    bool array_read;          /* the array part was consulted */
+    bool checked;             /* unknown keys were reported */
     int line;
-    char *ctx;                  /* `cluster "a"`, `listener "x": plugins[2] (router)` */
-    char *path;                 /* "" at the top, "limits", "routes[1].match" */
-    const char **iter_keys;     /* nodus_cfg_next_str snapshot */
+    char *ctx;              /* `cluster "a"`, `listener "x": plugins[2] (router)` */
+    char *path;             /* "" at the top, "limits", "routes[1].match" */
+    const char **iter_keys; /* nodus_cfg_next_str snapshot */
     size_t niter_keys;
 };
 
@@ -105,6 +107,8 @@ void nd_cfg_error_at(struct nodus_cfg *c, size_t i, const char *fmt, ...)
 void nd_cfg_check_unknown(struct nodus_cfg *c);
 /* Frees every wrapper of the loader (before the Lua state is closed). */
 void nd_cfg_free_all(struct nd_loader *ld);
+/* The cluster of that name in the configuration being built (in O(1)), or NULL. */
+struct nd_cluster_conf *nd_loader_cluster(struct nd_loader *ld, const char *name);
 /* Writes s into buf as a quoted, printable, bounded string: "abc", "a\x01b", "aaaa...". */
 const char *nd_cfg_quote(char *buf, size_t size, const char *s, size_t len);
 

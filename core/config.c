@@ -72,27 +72,25 @@ void nd_config_set_limits(const struct nd_config_limits *lim)
 
 /* The sandbox's globals, from the base library. print and setmetatable are replaced. */
 static const char *const safe_base[] = {
-    "assert", "error",    "ipairs",   "next",    "pairs",        "pcall",        "select",
-    "tonumber", "tostring", "type",   "xpcall",  "rawequal",     "rawget",       "rawlen",
-    "rawset",  "getmetatable", NULL,
+    "assert", "error",    "ipairs",   "next",         "pairs",  "pcall",
+    "select", "tonumber", "tostring", "type",         "xpcall", "rawequal",
+    "rawget", "rawlen",   "rawset",   "getmetatable", NULL,
 };
 
-static const char *const reserved_names[] = {
-    /* Lua keywords */
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in",
-    "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
-    /* directives, present and planned */
-    "node", "admin", "cluster", "listener", "dpdk", "identity", "gossip", "service",
-    /* the sandbox's globals */
-    "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber", "tostring",
-    "type", "xpcall", "rawequal", "rawget", "rawlen", "rawset", "setmetatable", "getmetatable",
-    "print", "string", "table", "math", "utf8", NULL,
-};
+/* Lua keywords; directives, present and planned; the sandbox's globals. */
+static const char reserved_names[] =
+    " and break do else elseif end false for function goto if in local nil not or repeat return"
+    " then true until while"
+    " node admin cluster listener dpdk identity gossip service"
+    " assert error ipairs next pairs pcall select tonumber tostring type xpcall rawequal rawget"
+    " rawlen rawset setmetatable getmetatable print string table math utf8 ";
 
 bool nd_config_reserved_name(const char *name)
 {
-    for (const char *const *r = reserved_names; *r; r++)
-        if (strcmp(*r, name) == 0)
+    size_t n = strlen(name);
+
+    for (const char *p = strstr(reserved_names, name); n && p; p = strstr(p + 1, name))
+        if (p > reserved_names && p[-1] == ' ' && p[n] == ' ')
             return true;
     return false;
 }
@@ -577,8 +575,10 @@ static void charge_pattern(lua_State *L, bool may_be_plain)
     } else {
         w = pattern_cost(p, pl, n);
         if (w > PATTERN_MAX)
-            luaL_error(L, "string pattern too costly for the configuration sandbox (%I-byte "
-                          "subject; use fewer repetitions or a shorter string)", (lua_Integer)n);
+            luaL_error(L,
+                       "string pattern too costly for the configuration sandbox (%I-byte "
+                       "subject; use fewer repetitions or a shorter string)",
+                       (lua_Integer)n);
     }
     charge(L, w / 1024 + (double)n / 64 + 1);
 }
@@ -725,13 +725,18 @@ struct wrap {
 };
 
 static const struct wrap string_wraps[] = {
-    {"rep", w_rep, &o_rep},       {"find", w_find, &o_find},   {"match", w_match, &o_match},
-    {"gmatch", w_gmatch, &o_gmatch}, {"gsub", w_gsub, &o_gsub}, {"byte", w_byte, &o_byte},
+    {"rep", w_rep, &o_rep},       {"find", w_find, &o_find},
+    {"match", w_match, &o_match}, {"gmatch", w_gmatch, &o_gmatch},
+    {"gsub", w_gsub, &o_gsub},    {"byte", w_byte, &o_byte},
     {NULL, NULL, NULL},
 };
 static const struct wrap table_wraps[] = {
-    {"insert", w_insert, &o_insert}, {"remove", w_remove, &o_remove}, {"sort", w_sort, &o_sort},
-    {"concat", w_concat, &o_concat}, {"unpack", w_unpack, &o_unpack}, {"move", w_move, &o_move},
+    {"insert", w_insert, &o_insert},
+    {"remove", w_remove, &o_remove},
+    {"sort", w_sort, &o_sort},
+    {"concat", w_concat, &o_concat},
+    {"unpack", w_unpack, &o_unpack},
+    {"move", w_move, &o_move},
     {NULL, NULL, NULL},
 };
 static const struct wrap utf8_wraps[] = {
@@ -863,7 +868,8 @@ static int dir_admin(lua_State *L)
     int line = current_line(L, 1);
 
     if (lua_type(L, 1) != LUA_TTABLE) {
-        nd_loader_error(ld, line, "admin: expected a table: admin { listen = \"127.0.0.1:15000\" }");
+        nd_loader_error(ld, line,
+                        "admin: expected a table: admin { listen = \"127.0.0.1:15000\" }");
         return 0;
     }
     add_decl(L, DECL_ADMIN, 0, line, 1);
@@ -872,9 +878,10 @@ static int dir_admin(lua_State *L)
 
 static const char *kind_name(int kind)
 {
-    return kind == DECL_CLUSTER ? "cluster" : kind == DECL_LISTENER ? "listener"
-                                          : kind == DECL_NODE      ? "node"
-                                                                   : "admin";
+    return kind == DECL_CLUSTER    ? "cluster"
+           : kind == DECL_LISTENER ? "listener"
+           : kind == DECL_NODE     ? "node"
+                                   : "admin";
 }
 
 static int swallow(lua_State *L)
@@ -902,8 +909,8 @@ static int dir_named_body(lua_State *L)
         return 0;
     }
     if (lua_type(L, 1) != LUA_TTABLE) {
-        nd_loader_error(ld, line, "%s \"%s\": expected a table: %s \"%s\" { ... }",
-                        kind_name(kind), q, kind_name(kind), q);
+        nd_loader_error(ld, line, "%s \"%s\": expected a table: %s \"%s\" { ... }", kind_name(kind),
+                        q, kind_name(kind), q);
         return 0;
     }
     lua_pushvalue(L, 1);
@@ -1068,8 +1075,8 @@ static int setup(lua_State *L)
     ld->decls_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
     /* the prelude runs in the sandbox, before the script */
-    if (luaL_loadbufferx(L, nd_embed_prelude_lua, strlen(nd_embed_prelude_lua), "=prelude",
-                         "t") != LUA_OK)
+    if (luaL_loadbufferx(L, nd_embed_prelude_lua, strlen(nd_embed_prelude_lua), "=prelude", "t") !=
+        LUA_OK)
         lua_error(L);
     lua_pushvalue(L, env);
     lua_setupvalue(L, -2, 1);
@@ -1090,10 +1097,8 @@ static void script_error(struct nd_loader *ld, int st)
     if (ld->time_hit) {
         nd_loader_error(ld, ld->budget_line, "configuration script exceeds its time budget");
     } else if (ld->budget_hit) {
-        nd_loader_error(ld, ld->budget_line,
-                        "configuration script exceeds its instruction budget");
-    } else if (ld->mem_refused &&
-               (st == LUA_ERRMEM || (msg && strstr(msg, "not enough memory")))) {
+        nd_loader_error(ld, ld->budget_line, "configuration script exceeds its instruction budget");
+    } else if (ld->mem_refused && (st == LUA_ERRMEM || (msg && strstr(msg, "not enough memory")))) {
         nd_loader_error(ld, ld->mem_line, "configuration script exceeds its memory budget");
     } else if (st == LUA_ERRMEM) {
         nd_loader_error(ld, 0, "out of memory");
@@ -1314,8 +1319,9 @@ static void build_endpoint(struct nd_loader *ld, struct nodus_cfg *ec, size_t i,
     }
     lua_pop(L, 1);
     if (t != LUA_TTABLE) {
-        nd_cfg_error_at(ec, i, "must be an address (\"127.0.0.1:9001\") or a table "
-                               "{ address = ..., weight = ..., labels = { ... } }");
+        nd_cfg_error_at(ec, i,
+                        "must be an address (\"127.0.0.1:9001\") or a table "
+                        "{ address = ..., weight = ..., labels = { ... } }");
         return;
     }
     if (nodus_cfg_at(ec, i, &e) != 1)
@@ -1353,8 +1359,8 @@ static void build_endpoint(struct nd_loader *ld, struct nodus_cfg *ec, size_t i,
     }
 }
 
-static void build_cluster(struct nd_loader *ld, const char *name, size_t nlen, int line,
-                          int tbl, unsigned *total_eps)
+static void build_cluster(struct nd_loader *ld, const char *name, size_t nlen, int line, int tbl,
+                          unsigned *total_eps)
 {
     static const char *const lbs[] = {"round_robin", "least_request", "random", NULL};
     struct nd_config *cfg = ld->cfg;
@@ -1372,9 +1378,8 @@ static void build_cluster(struct nd_loader *ld, const char *name, size_t nlen, i
                         MAX_NAME);
         return;
     }
-    if ((dup = nd_config_cluster(cfg, name))) {
-        nd_loader_error(ld, line, "%s: duplicate name (first declared at line %d)", ctx,
-                        dup->line);
+    if ((dup = nd_loader_cluster(ld, name))) {
+        nd_loader_error(ld, line, "%s: duplicate name (first declared at line %d)", ctx, dup->line);
         return;
     }
     if (!tbl) {
@@ -1387,6 +1392,11 @@ static void build_cluster(struct nd_loader *ld, const char *name, size_t nlen, i
         return;
     }
     cc = &cfg->clusters[cfg->nclusters];
+    lua_rawgeti(ld->L, LUA_REGISTRYINDEX, ld->clusters_ref);
+    lua_pushlstring(ld->L, name, nlen);
+    lua_pushinteger(ld->L, cfg->nclusters);
+    lua_rawset(ld->L, -3);
+    lua_pop(ld->L, 1);
     cc->name = xstrdup(ld->L, name);
     cc->line = line;
     cc->id = cfg->nclusters++;
@@ -1557,12 +1567,11 @@ static void build_chain(struct nd_loader *ld, struct nd_listener_conf *lc, struc
 
 static void read_http_keys(struct nodus_cfg *c, struct nd_listener_conf *lc);
 
-static void build_listener(struct nd_loader *ld, const char *name, size_t nlen, int line,
-                           int tbl)
+static void build_listener(struct nd_loader *ld, const char *name, size_t nlen, int line, int tbl)
 {
-    static const char *const http_only[] = {"max_request_headers_kb", "max_uri", "max_headers",
-                                            "request_header_timeout", "timeout",
-                                            "max_request_body", "xff", NULL};
+    static const char *const http_only[] = {
+        "max_request_headers_kb", "max_uri", "max_headers", "request_header_timeout", "timeout",
+        "max_request_body",       "xff",     NULL};
     struct nd_config *cfg = ld->cfg;
     struct nd_listener_conf *lc;
     struct nodus_cfg *c;
@@ -1585,8 +1594,7 @@ static void build_listener(struct nd_loader *ld, const char *name, size_t nlen, 
         }
     }
     if (!tbl) {
-        nd_loader_error(ld, line, "%s: expected a table: listener \"%s\" { listen = ... }", ctx,
-                        q);
+        nd_loader_error(ld, line, "%s: expected a table: listener \"%s\" { listen = ... }", ctx, q);
         return;
     }
     if (cfg->nlisteners == MAX_LISTENERS) {
@@ -1624,7 +1632,7 @@ static void build_listener(struct nd_loader *ld, const char *name, size_t nlen, 
     if (lc->proto == ND_PROTO_TCP) {
         if (r == 0)
             nodus_cfg_error(c, "'cluster' is required with protocol = \"tcp\"");
-        else if (r == 1 && !(lc->tcp_cluster = nd_config_cluster(cfg, s)))
+        else if (r == 1 && !(lc->tcp_cluster = nd_loader_cluster(ld, s)))
             nodus_cfg_error(c, "unknown cluster '%s'", nd_cfg_quote(q, sizeof(q), s, strlen(s)));
     } else if (r == 1) {
         nodus_cfg_error(c, "'cluster' applies only to protocol = \"tcp\" (HTTP listeners route "
@@ -1652,8 +1660,8 @@ static void read_http_keys(struct nodus_cfg *c, struct nd_listener_conf *lc)
         lc->limits.max_head = (uint32_t)v * 1024;
     if (nodus_cfg_int(c, "max_uri", 16, 1024 * 1024, &v) == 1) {
         if ((uint64_t)v > lc->limits.max_head)
-            nodus_cfg_error(c, "'max_uri' (%lld) cannot exceed the request head size (%u bytes)",
-                            v, (unsigned)lc->limits.max_head);
+            nodus_cfg_error(c, "'max_uri' (%lld) cannot exceed the request head size (%u bytes)", v,
+                            (unsigned)lc->limits.max_head);
         else
             lc->limits.max_uri = (uint32_t)v;
     }
@@ -1665,6 +1673,21 @@ static void read_http_keys(struct nodus_cfg *c, struct nd_listener_conf *lc)
         lc->max_body = (uint64_t)v;
     if (nodus_cfg_bool(c, "xff", &b) == 1)
         lc->xff = b;
+}
+
+struct nd_cluster_conf *nd_loader_cluster(struct nd_loader *ld, const char *name)
+{
+    lua_State *L = ld->L;
+    lua_Integer i = -1;
+
+    if (ld->clusters_ref == LUA_NOREF)
+        return nd_config_cluster(ld->cfg, name);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ld->clusters_ref);
+    lua_pushstring(L, name);
+    if (lua_rawget(L, -2) == LUA_TNUMBER)
+        i = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    return i >= 0 && i < (lua_Integer)ld->cfg->nclusters ? &ld->cfg->clusters[i] : NULL;
 }
 
 /* Two sockets cannot listen on one address. */
@@ -1722,6 +1745,8 @@ static int build(lua_State *L)
     lua_Integer n;
     struct decl d;
 
+    lua_newtable(L);
+    ld->clusters_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ld->decls_ref);
     decls = lua_gettop(L);
     n = (lua_Integer)lua_rawlen(L, decls);
@@ -1820,7 +1845,7 @@ static struct nd_config *load(const char *name, char *dir, const char *text, siz
         ld->lim.max_memory = DEFAULT_MEMORY;
     if (!ld->lim.max_time_ms)
         ld->lim.max_time_ms = DEFAULT_TIME_MS;
-    ld->decls_ref = ld->env_ref = LUA_NOREF;
+    ld->decls_ref = ld->env_ref = ld->clusters_ref = LUA_NOREF;
     /* how Lua shows the chunk name "=file" (luaO_chunkid) */
     cl = strlen(name);
     if (cl + 1 <= LUA_IDSIZE) {

@@ -108,7 +108,8 @@ int nodus_plugin_register(const struct nodus_plugin *p)
                       NODUS_PLUGIN_ABI);
     if (!valid_plugin_name(p->name))
         return refuse("%s: plugin name \"%.40s\" is not 1 to %d characters a-z 0-9 _ starting "
-                      "with a letter", origin, p->name ? p->name : "(null)", MAX_PLUGIN_NAME);
+                      "with a letter",
+                      origin, p->name ? p->name : "(null)", MAX_PLUGIN_NAME);
     if (nd_config_reserved_name(p->name))
         return refuse("%s: plugin name \"%s\" is reserved (a directive or a Lua name)", origin,
                       p->name);

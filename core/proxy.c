@@ -108,6 +108,8 @@ void nd_worker_free_lists(struct nd_worker *w)
 
 static inline bool put(struct nd_buf *b, const void *p, size_t n)
 {
+    if (!n)
+        return true; /* p may be NULL (an empty body) */
     if (n > nd_buf_room(b))
         return false;
     memcpy(nd_buf_tail(b), p, n);

@@ -193,7 +193,8 @@ static int group_setup(void **state)
     return 0;
 }
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
 
 static struct nd_config *load(const char *text, struct nd_errors *errs)
 {
@@ -263,33 +264,34 @@ static struct nd_config *load_ok(const char *text)
     return cfg;
 }
 
-/* ---- a full configuration --------------------------------------------------------------------- */
+/* ---- a full configuration ---------------------------------------------------------------------
+ */
 
 static const char full_config[] =
-    "-- a complete configuration\n"                                           /* 1 */
+    "-- a complete configuration\n" /* 1 */
     "node { name = \"edge-1\", workers = 2, io = \"posix\", drain_timeout = \"2s\",\n"
-    "       access_log = \"stderr\", log_level = \"debug\" }\n"                /* 3 */
-    "admin { listen = \"127.0.0.1:15000\" }\n"                                 /* 4 */
-    "local function ep(port) return \"127.0.0.1:\" .. port end\n"             /* 5 */
+    "       access_log = \"stderr\", log_level = \"debug\" }\n"   /* 3 */
+    "admin { listen = \"127.0.0.1:15000\" }\n"                    /* 4 */
+    "local function ep(port) return \"127.0.0.1:\" .. port end\n" /* 5 */
     "cluster \"a\" { endpoints = { ep(9001), { address = \"[::1]:9002\", weight = 2,\n"
-    "                labels = { version = \"v2\", zone = \"z1\" } } },\n"      /* 7 */
+    "                labels = { version = \"v2\", zone = \"z1\" } } },\n" /* 7 */
     "  lb = \"least_request\", connect_timeout = \"250ms\", idle_timeout = 30,\n"
     "  limits = { max_connections = 10, max_pending = 20, max_requests = 30 } }\n"
-    "cluster \"b\" { endpoints = { \"10.0.0.1:80\" } }\n"                      /* 10 */
-    "listener \"in\" {\n"                                                     /* 11 */
+    "cluster \"b\" { endpoints = { \"10.0.0.1:80\" } }\n" /* 10 */
+    "listener \"in\" {\n"                                 /* 11 */
     "  listen = \"0.0.0.0:8080\", protocol = \"http\",\n"
     "  max_request_headers_kb = 16, max_uri = 2048, max_headers = 50,\n"
     "  request_header_timeout = \"5s\", idle_timeout = \"1m\", timeout = \"1.5s\",\n"
     "  max_request_body = 1048576, xff = false,\n"
     "  plugins = {\n"
-    "    tstream { on = true },\n"                                             /* 17 */
-    "    thdr { set = { [\"x-b\"] = \"2\", [\"x-a\"] = \"1\" } },\n"          /* 18 */
-    "    troute { cluster = \"a\", timeout = \"2s\",\n"                        /* 19 */
+    "    tstream { on = true },\n"                                   /* 17 */
+    "    thdr { set = { [\"x-b\"] = \"2\", [\"x-a\"] = \"1\" } },\n" /* 18 */
+    "    troute { cluster = \"a\", timeout = \"2s\",\n"              /* 19 */
     "             routes = { { prefix = \"/b\", cluster = \"b\" } } },\n"
     "  },\n"
     "}\n"
     "listener \"raw\" { listen = \"[::]:9000\", protocol = \"tcp\", cluster = \"b\",\n"
-    "                 idle_timeout = \"10s\", plugins = { tstream {} } }\n";  /* 24 */
+    "                 idle_timeout = \"10s\", plugins = { tstream {} } }\n"; /* 24 */
 
 static void test_full_config(void **state)
 {
@@ -412,8 +414,9 @@ static void test_defaults(void **state)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     (void)state;
-    cfg = load_ok("cluster \"c\" { endpoints = { \"127.0.0.1:1\" } }\n"
-                  "listener \"l\" { listen = \":8080\", plugins = { troute { cluster = \"c\" } } }\n");
+    cfg = load_ok(
+        "cluster \"c\" { endpoints = { \"127.0.0.1:1\" } }\n"
+        "listener \"l\" { listen = \":8080\", plugins = { troute { cluster = \"c\" } } }\n");
     gethostname(host, sizeof(host) - 1);
     assert_string_equal(cfg->node.name, host);
     assert_int_equal(cfg->node.workers, ncpu > ND_MAX_WORKERS ? ND_MAX_WORKERS : ncpu);
@@ -447,20 +450,21 @@ static void test_scripting(void **state)
     struct nd_config *cfg;
 
     (void)state;
-    cfg = load_ok("#!/usr/bin/env nodus\n"
-                  "local names = { \"a\", \"b\", \"c\" }\n"
-                  "function mk(n, port) return { endpoints = { string.format(\"127.0.0.1:%d\", "
-                  "port) } } end\n"
-                  "for i, n in ipairs(names) do cluster(n)(mk(n, 9000 + i)) end\n"
-                  "cluster(\"d\", { endpoints = { (\"10.0.0.%d:80\"):format(math.max(1, 4)) } })\n"
-                  "local r = troute { cluster = names[#names] }\n"
-                  "assert(tostring(r):find(\"troute\"))\n"
-                  "assert(type(r) == \"userdata\" and getmetatable(r) == \"nodus.plugin\")\n"
-                  "local ok = pcall(function() error(\"caught\") end)\n"
-                  "assert(not ok and utf8.len(\"h\\u{e9}\") == 2 and #table.concat({ 1, 2 }) == 2)\n"
-                  "print(\"hello from\", \"the sandbox\", 1, nil, r)\n"
-                  "listener \"l\" { listen = \"127.0.0.1:8080\", plugins = { r } }\n"
-                  "listener \"m\" { listen = \"127.0.0.1:8081\", plugins = { r } }\n");
+    cfg =
+        load_ok("#!/usr/bin/env nodus\n"
+                "local names = { \"a\", \"b\", \"c\" }\n"
+                "function mk(n, port) return { endpoints = { string.format(\"127.0.0.1:%d\", "
+                "port) } } end\n"
+                "for i, n in ipairs(names) do cluster(n)(mk(n, 9000 + i)) end\n"
+                "cluster(\"d\", { endpoints = { (\"10.0.0.%d:80\"):format(math.max(1, 4)) } })\n"
+                "local r = troute { cluster = names[#names] }\n"
+                "assert(tostring(r):find(\"troute\"))\n"
+                "assert(type(r) == \"userdata\" and getmetatable(r) == \"nodus.plugin\")\n"
+                "local ok = pcall(function() error(\"caught\") end)\n"
+                "assert(not ok and utf8.len(\"h\\u{e9}\") == 2 and #table.concat({ 1, 2 }) == 2)\n"
+                "print(\"hello from\", \"the sandbox\", 1, nil, r)\n"
+                "listener \"l\" { listen = \"127.0.0.1:8080\", plugins = { r } }\n"
+                "listener \"m\" { listen = \"127.0.0.1:8081\", plugins = { r } }\n");
     assert_int_equal(cfg->nclusters, 4);
     assert_string_equal(cfg->clusters[2].eps[0].addr.text, "127.0.0.1:9003");
     assert_string_equal(cfg->clusters[3].eps[0].addr.text, "10.0.0.4:80");
@@ -471,7 +475,8 @@ static void test_scripting(void **state)
     nd_config_free(cfg);
 }
 
-/* ---- values ----------------------------------------------------------------------------------- */
+/* ---- values -----------------------------------------------------------------------------------
+ */
 
 static void test_durations(void **state)
 {
@@ -589,7 +594,8 @@ static void test_addresses(void **state)
     }
 }
 
-/* ---- errors ----------------------------------------------------------------------------------- */
+/* ---- errors -----------------------------------------------------------------------------------
+ */
 
 #define CLUSTER_A "cluster \"a\" { endpoints = { \"127.0.0.1:9001\" } }\n"
 
@@ -658,8 +664,9 @@ static void test_error_wrong_type(void **state)
                   "t.lua:1: cluster \"a\": 'connect_timeout' must be longer than 0",
                   "t.lua:1: cluster \"a\": 'limits' must be a table, not a number");
     /* from a plugin: nodus_cfg_next_str on a non-string value */
-    expect_errors(CLUSTER_A "listener \"in\" { listen = \":1\",\n"
-                            "  plugins = { thdr { set = { a = {} } }, troute { cluster = \"a\" } } }\n",
+    expect_errors(CLUSTER_A
+                  "listener \"in\" { listen = \":1\",\n"
+                  "  plugins = { thdr { set = { a = {} } }, troute { cluster = \"a\" } } }\n",
                   "t.lua:3: listener \"in\": plugins[1] (thdr): set: 'a' must be a string, not a "
                   "table");
 }
@@ -672,12 +679,13 @@ static void test_error_duplicates(void **state)
     expect_errors("node { }\nnode { }\nadmin { listen = \":1\" }\nadmin { listen = \":2\" }\n",
                   "t.lua:2: node: declared twice (first at line 1)",
                   "t.lua:4: admin: declared twice (first at line 3)");
-    expect_errors(CLUSTER_A "listener \"l\" { listen = \":1\", plugins = { troute { cluster = \"a\" "
-                            "} } }\n"
-                            "listener \"l\" { listen = \":2\", plugins = { troute { cluster = \"a\" "
-                            "} } }\n"
-                            "listener \"m\" { listen = \"0.0.0.0:1\", plugins = { troute { cluster "
-                            "= \"a\" } } }\n",
+    expect_errors(CLUSTER_A
+                  "listener \"l\" { listen = \":1\", plugins = { troute { cluster = \"a\" "
+                  "} } }\n"
+                  "listener \"l\" { listen = \":2\", plugins = { troute { cluster = \"a\" "
+                  "} } }\n"
+                  "listener \"m\" { listen = \"0.0.0.0:1\", plugins = { troute { cluster "
+                  "= \"a\" } } }\n",
                   "t.lua:3: listener \"l\": duplicate name (first declared at line 2)",
                   "t.lua:4: listener \"m\": 0.0.0.0:1 is already the address of listener \"l\"");
 }
@@ -691,9 +699,11 @@ static void test_error_unknown_cluster(void **state)
                             "  } }\n",
                   "t.lua:4: listener \"in\": plugins[1] (troute): unknown cluster 'nope'");
     /* clusters declared after the listener are found: clusters are built first */
-    nd_config_free(load_ok("listener \"in\" { listen = \":8080\", plugins = { troute { cluster = "
-                           "\"late\" } } }\ncluster \"late\" { endpoints = { \"127.0.0.1:1\" } }\n"));
-    expect_errors(CLUSTER_A "listener \"t\" { listen = \":1\", protocol = \"tcp\", cluster = \"b\" }\n",
+    nd_config_free(
+        load_ok("listener \"in\" { listen = \":8080\", plugins = { troute { cluster = "
+                "\"late\" } } }\ncluster \"late\" { endpoints = { \"127.0.0.1:1\" } }\n"));
+    expect_errors(CLUSTER_A
+                  "listener \"t\" { listen = \":1\", protocol = \"tcp\", cluster = \"b\" }\n",
                   "t.lua:2: listener \"t\": unknown cluster 'b'");
 }
 
@@ -714,8 +724,9 @@ static void test_error_chain(void **state)
                             "  plugins = { thdr {}, tstream {}, troute { cluster = \"a\" } } }\n",
                   "t.lua:3: listener \"in\": plugins[2] (tstream): stream plugins must come "
                   "before HTTP plugins");
-    expect_errors(CLUSTER_A "listener \"t\" { listen = \":1\", protocol = \"tcp\", cluster = \"a\",\n"
-                            "  xff = true, plugins = { tstream {}, thdr {} } }\n",
+    expect_errors(CLUSTER_A
+                  "listener \"t\" { listen = \":1\", protocol = \"tcp\", cluster = \"a\",\n"
+                  "  xff = true, plugins = { tstream {}, thdr {} } }\n",
                   "t.lua:2: listener \"t\": 'xff' applies only to protocol = \"http\"",
                   "t.lua:3: listener \"t\": plugins[2] (thdr): a tcp listener takes only stream "
                   "plugins");
@@ -801,19 +812,18 @@ static void test_error_sandbox(void **state)
     (void)state;
     expect_errors("local f = io.open(\"/etc/passwd\")\n",
                   "t.lua:1: unknown directive or variable 'io'");
-    expect_errors("node { }\nos.execute(\"true\")\n", "t.lua:2: unknown directive or variable 'os'");
+    expect_errors("node { }\nos.execute(\"true\")\n",
+                  "t.lua:2: unknown directive or variable 'os'");
     expect_errors("require(\"socket\")\n", "t.lua:1: unknown directive or variable 'require'");
     expect_errors("load(\"return 1\")\n", "t.lua:1: unknown directive or variable 'load'");
     expect_errors("dofile(\"/etc/passwd\")\n", "t.lua:1: unknown directive or variable 'dofile'");
     expect_errors("local d = debug\n", "t.lua:1: unknown directive or variable 'debug'");
-    expect_errors("collectgarbage()\n",
-                  "t.lua:1: unknown directive or variable 'collectgarbage'");
+    expect_errors("collectgarbage()\n", "t.lua:1: unknown directive or variable 'collectgarbage'");
     expect_errors("local c = coroutine\n", "t.lua:1: unknown directive or variable 'coroutine'");
     expect_errors("local g = _G\n", "t.lua:1: unknown directive or variable '_G'");
     expect_errors("local f = string.dump\nf(print)\n",
                   "t.lua:2: attempt to call a nil value (local 'f')");
-    expect_errors("setmetatable(_ENV, nil)\n",
-                  "t.lua:1: cannot change a protected metatable");
+    expect_errors("setmetatable(_ENV, nil)\n", "t.lua:1: cannot change a protected metatable");
 }
 
 static void test_error_directive_misuse(void **state)
@@ -865,7 +875,8 @@ static void test_several_errors(void **state)
     assert_int_equal(errs.n, 0);
 }
 
-/* ---- files and plugins ------------------------------------------------------------------------ */
+/* ---- files and plugins ------------------------------------------------------------------------
+ */
 
 static void test_load_file(void **state)
 {
@@ -897,7 +908,8 @@ static void test_load_file(void **state)
     assert_int_equal(errs.n, 1);
     snprintf(so_err, sizeof(so_err),
              "%s:2: node: plugins[1]: %s/missing.so: cannot open plugin: No such file or "
-             "directory", path, dir);
+             "directory",
+             path, dir);
     assert_string_equal(errs.msg[0], so_err);
     nd_errors_clear(&errs);
     unlink(path);
@@ -925,8 +937,8 @@ static void test_plugin_registry(void **state)
         .abi = NODUS_PLUGIN_ABI, .name = "noops", .flags = NODUS_PLUGIN_HTTP};
     static const struct nodus_plugin term_stream = {.abi = NODUS_PLUGIN_ABI,
                                                     .name = "tstr",
-                                                    .flags = NODUS_PLUGIN_STREAM |
-                                                             NODUS_PLUGIN_TERMINAL,
+                                                    .flags =
+                                                        NODUS_PLUGIN_STREAM | NODUS_PLUGIN_TERMINAL,
                                                     .stream = &stream_ops};
 
     (void)state;
@@ -1002,26 +1014,16 @@ static void test_plugin_load_so(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_config),
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_scripting),
-        cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_addresses),
-        cmocka_unit_test(test_error_unknown_directive),
-        cmocka_unit_test(test_error_unknown_key),
-        cmocka_unit_test(test_error_wrong_type),
-        cmocka_unit_test(test_error_duplicates),
-        cmocka_unit_test(test_error_unknown_cluster),
-        cmocka_unit_test(test_error_chain),
-        cmocka_unit_test(test_error_lua),
-        cmocka_unit_test(test_error_budgets),
-        cmocka_unit_test(test_budget_limits),
-        cmocka_unit_test(test_error_sandbox),
-        cmocka_unit_test(test_error_directive_misuse),
-        cmocka_unit_test(test_several_errors),
-        cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_plugin_registry),
-        cmocka_unit_test(test_plugin_each),
+        cmocka_unit_test(test_full_config),       cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_scripting),         cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_addresses),         cmocka_unit_test(test_error_unknown_directive),
+        cmocka_unit_test(test_error_unknown_key), cmocka_unit_test(test_error_wrong_type),
+        cmocka_unit_test(test_error_duplicates),  cmocka_unit_test(test_error_unknown_cluster),
+        cmocka_unit_test(test_error_chain),       cmocka_unit_test(test_error_lua),
+        cmocka_unit_test(test_error_budgets),     cmocka_unit_test(test_budget_limits),
+        cmocka_unit_test(test_error_sandbox),     cmocka_unit_test(test_error_directive_misuse),
+        cmocka_unit_test(test_several_errors),    cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_plugin_registry),   cmocka_unit_test(test_plugin_each),
         cmocka_unit_test(test_plugin_load_so),
     };
 

@@ -1,0 +1,4 @@
+node {
+  name = "x"
+  workers = 2
+}

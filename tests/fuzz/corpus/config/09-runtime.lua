@@ -1,0 +1,3 @@
+node { }
+local x
+x.y = 1

@@ -1,0 +1,1 @@
+for i = 1, 100 do cluster("c" .. i) { endpoints = { "bad" } } end
