@@ -326,7 +326,10 @@ int nodus_cfg_duration(struct nodus_cfg *c, const char *key, uint64_t *ms)
             v = (uint64_t)i * 1000;
             ok = 1;
         } else if (!isint && isfinite(n) && n >= 0 && n < 9.0e15) {
-            v = (uint64_t)ceil(n * 1000.0);
+            double x = n * 1000.0;
+
+            v = (uint64_t)x;
+            v += (double)v < x; /* round up */
             ok = 1;
         }
     }

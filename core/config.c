@@ -20,7 +20,6 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,13 +418,10 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         }
     }
     p = realloc(ptr, nsize);
-    if (!p) {
-        if (nsize <= old)
-            return ptr; /* Lua assumes shrinking never fails; the old block is still good */
+    if (!p && nsize > old)
         return NULL;
-    }
     ld->mem = ld->mem - old + nsize;
-    return p;
+    return p ? p : ptr; /* Lua assumes shrinking never fails; the old block is still good */
 }
 
 static int panic(lua_State *L)
@@ -683,9 +679,12 @@ static int w_remove(lua_State *L)
 
 static int w_sort(lua_State *L)
 {
-    double n = (double)plain_len(L, "sort");
+    lua_Integer n = plain_len(L, "sort");
+    unsigned lg = 1;
 
-    charge(L, n * log2(n + 2) + 1);
+    while (lg < 63 && ((lua_Integer)1 << lg) <= n)
+        lg++;
+    charge(L, (double)n * lg + 1);
     return o_sort(L);
 }
 

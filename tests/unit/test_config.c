@@ -193,8 +193,7 @@ static int group_setup(void **state)
     return 0;
 }
 
-/* ---- helpers ----------------------------------------------------------------------------------
- */
+/* ---- helpers --------------------------------------------------------------------------------- */
 
 static struct nd_config *load(const char *text, struct nd_errors *errs)
 {
@@ -264,8 +263,7 @@ static struct nd_config *load_ok(const char *text)
     return cfg;
 }
 
-/* ---- a full configuration ---------------------------------------------------------------------
- */
+/* ---- a full configuration -------------------------------------------------------------------- */
 
 static const char full_config[] =
     "-- a complete configuration\n" /* 1 */
@@ -456,7 +454,8 @@ static void test_scripting(void **state)
                 "function mk(n, port) return { endpoints = { string.format(\"127.0.0.1:%d\", "
                 "port) } } end\n"
                 "for i, n in ipairs(names) do cluster(n)(mk(n, 9000 + i)) end\n"
-                "cluster(\"d\", { endpoints = { (\"10.0.0.%d:80\"):format(math.max(1, 4)) } })\n"
+                "cluster(\"d\", { endpoints = { (\"10.0.0.%d:80\"):format(math.max(1, 4)) },\n"
+                "  connect_timeout = 0.0015, idle_timeout = 2.5 })\n"
                 "local r = troute { cluster = names[#names] }\n"
                 "assert(tostring(r):find(\"troute\"))\n"
                 "assert(type(r) == \"userdata\" and getmetatable(r) == \"nodus.plugin\")\n"
@@ -464,19 +463,28 @@ static void test_scripting(void **state)
                 "assert(not ok and utf8.len(\"h\\u{e9}\") == 2 and #table.concat({ 1, 2 }) == 2)\n"
                 "print(\"hello from\", \"the sandbox\", 1, nil, r)\n"
                 "listener \"l\" { listen = \"127.0.0.1:8080\", plugins = { r } }\n"
-                "listener \"m\" { listen = \"127.0.0.1:8081\", plugins = { r } }\n");
+                "listener \"m\" { listen = \"127.0.0.1:8081\", plugins = { r } }\n"
+                "local st = { 3, 1, 2 }\ntable.sort(st, function(a, b) return a > b end)\n"
+                "assert(st[1] == 3 and table.unpack(st, 3) == 1 and select(\"#\", "
+                "table.unpack(st)) == 3)\n"
+                "assert((\"a,b,,c\"):gsub(\",\", \";\") == \"a;b;;c\")\n"
+                "for k, v in (\"x=1, y=2\"):gmatch(\"(%w+)=(%w+)\") do assert(tonumber(v)) end\n"
+                "assert(table.remove(st) == 1 and #st == 2 and table.move(st, 1, 2, 2)[3] == 2)\n"
+                "assert(utf8.codepoint(\"\\u{e9}\") == 233 and utf8.offset(\"ab\", 2) == 2)\n"
+                "assert((\"abc\"):byte(-1) == 99 and (\"ab\"):rep(2, \"-\") == \"ab-ab\")\n");
     assert_int_equal(cfg->nclusters, 4);
     assert_string_equal(cfg->clusters[2].eps[0].addr.text, "127.0.0.1:9003");
     assert_string_equal(cfg->clusters[3].eps[0].addr.text, "10.0.0.4:80");
+    assert_int_equal(cfg->clusters[3].connect_timeout_ms, 2); /* seconds, rounded up to 1 ms */
+    assert_int_equal(cfg->clusters[3].idle_timeout_ms, 2500);
     assert_int_equal(cfg->clusters[0].line, 4);
     /* one marker used twice: two instances */
     assert_ptr_not_equal(cfg->listeners[0].plugins[0].conf, cfg->listeners[1].plugins[0].conf);
-    assert_int_equal(cfg->listeners[0].plugins[0].line, 6);
+    assert_int_equal(cfg->listeners[0].plugins[0].line, 7);
     nd_config_free(cfg);
 }
 
-/* ---- values -----------------------------------------------------------------------------------
- */
+/* ---- values ---------------------------------------------------------------------------------- */
 
 static void test_durations(void **state)
 {
@@ -594,8 +602,7 @@ static void test_addresses(void **state)
     }
 }
 
-/* ---- errors -----------------------------------------------------------------------------------
- */
+/* ---- errors ---------------------------------------------------------------------------------- */
 
 #define CLUSTER_A "cluster \"a\" { endpoints = { \"127.0.0.1:9001\" } }\n"
 
@@ -875,8 +882,7 @@ static void test_several_errors(void **state)
     assert_int_equal(errs.n, 0);
 }
 
-/* ---- files and plugins ------------------------------------------------------------------------
- */
+/* ---- files and plugins ----------------------------------------------------------------------- */
 
 static void test_load_file(void **state)
 {
