@@ -85,7 +85,6 @@ struct nd_upstream *nd_upstream_get(struct nd_worker *w)
     return u;
 }
 
-void nd_worker_free_lists(struct nd_worker *w);
 void nd_worker_free_lists(struct nd_worker *w)
 {
     void *p;
@@ -1319,7 +1318,6 @@ static void txn_finish(struct nd_session *s)
 /* The one driver of a session: moves it as far as it can go, then waits for an event. */
 static void sess_drive(struct nd_session *s)
 {
-    struct nd_worker *w = s->w;
     int guard = 64;
 
     if (s->in_drive)
@@ -1387,7 +1385,6 @@ out:
     s->in_drive = false;
     if (s->state == S_DEAD)
         sess_release(s);
-    (void)w;
 }
 
 static void sess_release(struct nd_session *s)

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "proxy.h"
 
 struct nd_runtime nd_rt;
 
@@ -137,6 +138,7 @@ void nd_workers_drain(uint64_t timeout_ms)
         if (w->started)
             pthread_join(w->thread, NULL);
         nd_worker_free_pools(w);
+        nd_worker_free_lists(w);
         w->io->worker_fini(w);
         nd_buf_pool_fini(&w->bufs);
     }
