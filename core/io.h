@@ -39,8 +39,9 @@ struct nd_io_ops {
     /* Per worker: set up the backend's loop state. 0 or -errno. */
     int (*worker_init)(struct nd_worker *w);
     void (*worker_fini)(struct nd_worker *w);
-    /* Waits up to timeout_ms (0: don't wait, -1: forever) and runs the callbacks of connections
-     * that became ready. Returns how many events it dispatched, or -errno. */
+    /* Waits up to timeout_ms (0: don't wait, -1: forever), calls nd_worker_clock(w) (the clock
+     * and the timers), then runs the callbacks of connections that became ready. Returns how
+     * many events it dispatched, or -errno. */
     int (*poll)(struct nd_worker *w, int timeout_ms);
     /* Wakes a worker sleeping in poll (from another thread). */
     void (*wake)(struct nd_worker *w);

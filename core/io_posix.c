@@ -58,6 +58,7 @@ static int px_poll(struct nd_worker *w, int timeout_ms)
     int n, i;
 
     n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout_ms);
+    nd_worker_clock(w);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     for (i = 0; i < n; i++) {

@@ -85,9 +85,28 @@ struct nd_upstream *nd_upstream_get(struct nd_worker *w)
     return u;
 }
 
+void nd_worker_reap(struct nd_worker *w)
+{
+    struct nd_session *s;
+    struct nd_upstream *u;
+
+    while ((s = w->dead_sessions)) {
+        w->dead_sessions = s->next;
+        s->next = w->free_sessions;
+        w->free_sessions = s;
+    }
+    while ((u = w->dead_upstreams)) {
+        w->dead_upstreams = u->next;
+        u->next = w->free_upstreams;
+        w->free_upstreams = u;
+    }
+}
+
 void nd_worker_free_lists(struct nd_worker *w)
 {
     void *p;
+
+    nd_worker_reap(w);
 
     while ((p = w->free_sessions)) {
         w->free_sessions = w->free_sessions->next;
@@ -455,8 +474,10 @@ void nd_upstream_close(struct nd_worker *w, struct nd_upstream *u)
         u->crt->conns--;
     nd_buf_put(&w->bufs, u->rx);
     nd_buf_put(&w->bufs, u->tx);
-    u->next = w->free_upstreams;
-    w->free_upstreams = u;
+    u->rx = u->tx = NULL;
+    u->state = UP_FREE;
+    u->next = w->dead_upstreams;
+    w->dead_upstreams = u;
 }
 
 static void up_idle_timeout(struct nd_timer *tm)
@@ -995,6 +1016,10 @@ static void run_chain(struct nd_session *s)
             return;
         }
         PUTS(s->tx, "HTTP/1.1 100 Continue\r\n\r\n");
+        if (nd_flush(&s->conn, s->tx, NULL, NULL) < 0) {
+            s->rd_eof = true;
+            s->close_after = true;
+        }
     }
     s->timer.cb = route_timeout;
     nd_timer_arm(&s->w->wheel, &s->timer, t->timeout_ms ? t->timeout_ms : lc->request_timeout_ms);
@@ -1315,6 +1340,14 @@ static void txn_finish(struct nd_session *s)
     nd_timer_arm(&w->wheel, &s->timer, lc->idle_timeout_ms);
 }
 
+static void linger_timeout(struct nd_timer *tm)
+{
+    struct nd_session *s = container_of(tm, struct nd_session, timer);
+
+    s->state = S_DEAD;
+    sess_drive(s);
+}
+
 /* The one driver of a session: moves it as far as it can go, then waits for an event. */
 static void sess_drive(struct nd_session *s)
 {
@@ -1373,8 +1406,33 @@ static void sess_drive(struct nd_session *s)
             }
             if (s->tx && s->tx->len && nd_flush(&s->conn, s->tx, NULL, NULL) > 0)
                 goto out;
+            if (s->rd_eof || s->lc->proto != ND_PROTO_HTTP) {
+                s->state = S_DEAD;
+                goto out;
+            }
+            /* Half-close and discard what the client still sends (the rest of a body the
+             * answer did not wait for, a pipelined request): closing with unread bytes would
+             * make the kernel reset the connection, and the client could lose our answer. */
+            s->w->io->shutdown_write(&s->conn);
+            s->state = S_LINGER;
+            s->lingered = 0;
+            s->timer.cb = linger_timeout;
+            nd_timer_arm(&s->w->wheel, &s->timer, ND_LINGER_MS);
+            continue;
+        case S_LINGER: {
+            char sink[4096];
+            ssize_t n;
+
+            while ((n = s->w->io->read(&s->conn, sink, sizeof(sink))) > 0) {
+                s->lingered += (uint32_t)n;
+                if (s->lingered > ND_LINGER_BYTES)
+                    break;
+            }
+            if (n == -EAGAIN && s->lingered <= ND_LINGER_BYTES)
+                goto out;
             s->state = S_DEAD;
             goto out;
+        }
         case S_DEAD:
             goto out;
         }
@@ -1403,6 +1461,7 @@ static void sess_release(struct nd_session *s)
     w->io->close(&s->conn, false);
     nd_buf_put(&w->bufs, s->rx);
     nd_buf_put(&w->bufs, s->tx);
+    s->rx = s->tx = NULL;
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -1417,8 +1476,9 @@ static void sess_release(struct nd_session *s)
                              s->lc->tcp_cluster ? s->lc->tcp_cluster->metrics_id
                                                 : ND_METRICS_NONE,
                              s->tcp_sent, s->tcp_recv);
-    s->next = w->free_sessions;
-    w->free_sessions = s;
+    s->state = S_FREE;
+    s->next = w->dead_sessions;
+    w->dead_sessions = s;
 }
 
 static void sess_cb(struct nd_conn *c, unsigned events)
@@ -1426,7 +1486,8 @@ static void sess_cb(struct nd_conn *c, unsigned events)
     struct nd_session *s = container_of(c, struct nd_session, conn);
 
     (void)events;
-    sess_drive(s);
+    if (s->state != S_FREE)
+        sess_drive(s);
 }
 
 static void up_cb(struct nd_conn *c, unsigned events)
@@ -1435,6 +1496,8 @@ static void up_cb(struct nd_conn *c, unsigned events)
     struct nd_worker *w = c->w;
     struct nd_session *s;
 
+    if (u->state == UP_FREE)
+        return;
     if (u->tcp) {
         nd_tcp_up_cb(u, events);
         return;

@@ -23,7 +23,8 @@ struct nd_body {
     uint64_t bytes;         /* payload bytes seen */
 };
 
-enum { UP_CONNECTING, UP_BUSY, UP_IDLE };
+/* UP_FREE: closed, waiting in the worker's dead list until the current event batch ends */
+enum { UP_CONNECTING, UP_BUSY, UP_IDLE, UP_FREE };
 
 struct nd_upstream {
     struct nd_conn conn;
@@ -70,7 +71,13 @@ struct nd_txn {
     char scratch[ND_SCRATCH] __attribute__((aligned(16)));
 };
 
-enum { S_IDLE, S_HEAD, S_CHAIN, S_UPSTREAM, S_TCP, S_CLOSING, S_DEAD };
+/* S_FREE: released, in the worker's dead list until the current event batch ends (an event for
+ * it may still be queued in that batch: it is ignored, never run on memory reused meanwhile) */
+enum { S_IDLE, S_HEAD, S_CHAIN, S_UPSTREAM, S_TCP, S_CLOSING, S_LINGER, S_DEAD, S_FREE };
+
+/* Lingering close: how long and how much a closing session keeps reading (and discarding). */
+#define ND_LINGER_MS 2000
+#define ND_LINGER_BYTES (64u << 20)
 
 struct nd_session {
     struct nd_conn conn;
@@ -91,6 +98,7 @@ struct nd_session {
     char principal[256];
     uint16_t principal_len;
     uint32_t nreq;
+    uint32_t lingered; /* bytes discarded while lingering */
     uint64_t tcp_sent, tcp_recv;
 };
 
@@ -99,6 +107,8 @@ struct nd_req_record;
 void nd_access_log(struct nd_worker *w, struct nd_session *s, struct nd_txn *t,
                    const struct nd_req_record *rec);
 void nd_worker_free_lists(struct nd_worker *w);
+/* After an event batch: sessions and upstreams released during it become reusable. */
+void nd_worker_reap(struct nd_worker *w);
 /* tcp_proxy.c */
 void nd_tcp_session_start(struct nd_session *s);
 void nd_tcp_drive(struct nd_session *s);

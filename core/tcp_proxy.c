@@ -63,7 +63,10 @@ void nd_tcp_session_start(struct nd_session *s)
 
 static void tcp_conn_cb(struct nd_conn *c, unsigned events)
 {
-    nd_tcp_up_cb(container_of(c, struct nd_upstream, conn), events);
+    struct nd_upstream *u = container_of(c, struct nd_upstream, conn);
+
+    if (u->state != UP_FREE)
+        nd_tcp_up_cb(u, events);
 }
 
 void nd_tcp_up_cb(struct nd_upstream *u, unsigned events)

@@ -32,6 +32,12 @@ static void worker_begin_drain(struct nd_worker *w)
     nd_worker_close_idle(w);
 }
 
+void nd_worker_clock(struct nd_worker *w)
+{
+    w->now_us = nd_clock_us();
+    nd_wheel_advance(&w->wheel, nd_now_ms(w));
+}
+
 static void *worker_main(void *arg)
 {
     struct nd_worker *w = arg;
@@ -47,9 +53,8 @@ static void *worker_main(void *arg)
 
         if (timeout < 0 || timeout > 1000)
             timeout = 1000;
-        n = w->io->poll(w, timeout);
-        w->now_us = nd_clock_us();
-        nd_wheel_advance(&w->wheel, nd_now_ms(w));
+        n = w->io->poll(w, timeout); /* calls nd_worker_clock() when its wait ends */
+        nd_worker_reap(w);
         nd_metrics_count(w->id, ND_C_LOOP_ITERATIONS, 1);
         if (n > 0)
             nd_metrics_count(w->id, ND_C_LOOP_BUSY, 1);

@@ -87,6 +87,8 @@ struct nd_worker {
     struct nd_session *free_sessions;
     struct nd_txn *free_txns;
     struct nd_upstream *free_upstreams;
+    struct nd_session *dead_sessions;    /* released in this event batch (see nd_worker_reap) */
+    struct nd_upstream *dead_upstreams;
     struct nd_session *sessions_head; /* every open downstream connection */
     unsigned sessions;          /* open downstream connections */
     uint64_t rng;
@@ -104,6 +106,11 @@ struct nd_runtime {
 };
 
 extern struct nd_runtime nd_rt;
+
+/* Refreshes the worker's clock and runs the timers that expired. The I/O backend calls it each
+ * time its wait for events ends, before it dispatches them: callbacks then arm timers against the
+ * current time, not the time before the wait. */
+void nd_worker_clock(struct nd_worker *w);
 
 static inline uint64_t nd_now_ms(const struct nd_worker *w)
 {

@@ -39,6 +39,8 @@
 # Environment: NODUS (the binary; default build/nodus), BUILD_DIR, KEEP_TMP=1 keeps $T.
 
 set -euo pipefail
+# A command that fails outside a condition ends the test with its line, not silently.
+trap '_rc=$?; trap - ERR; die "line $LINENO: \"$BASH_COMMAND\" failed (exit $_rc)"' ERR
 
 LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$LIB_DIR/../.." && pwd)
@@ -201,6 +203,7 @@ http {
     uwsgi_temp_path $dir/tmp/uwsgi;
     scgi_temp_path $dir/tmp/scgi;
     keepalive_requests 100000;
+    client_max_body_size 0;
     default_type text/plain;
     server {
         listen $addr:$port;
@@ -231,6 +234,22 @@ CONF
         sleep 0.1
     done
     die "nginx upstream on $addr:$port did not answer within 5 s"
+}
+
+# start_peer_upstream PORT [ADDR]: tests/peers/upstream.py, an upstream that reads bodies (answers
+# "LEN SHA256"), serves /bytes/N and /chunked/N, and misbehaves on /hang, /reset and /close.
+start_peer_upstream() {
+    local port=$1 addr=${2:-127.0.0.1} i
+    bg "peer-$port" python3 "$(dirname "${BASH_SOURCE[0]}")/../peers/upstream.py" "$port" "$addr"
+    UPSTREAM_PID=$BG_PID
+    for ((i = 0; i < 50; i++)); do
+        if [ "$(_in_netns curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$addr:$port/")" = 200 ]; then
+            return 0
+        fi
+        kill -0 "$UPSTREAM_PID" 2>/dev/null || die "test upstream on $addr:$port exited"
+        sleep 0.1
+    done
+    die "test upstream on $addr:$port did not answer within 5 s"
 }
 
 http_status() { # URL [CURL ARGS...]
