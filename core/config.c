@@ -1562,6 +1562,15 @@ static void build_chain(struct nd_loader *ld, struct nd_listener_conf *lc, struc
         off += (lc->plugins[i].p->txn_size + 15) & ~(size_t)15;
     }
     lc->txn_size = off;
+    if (off > ND_TXN_SCRATCH)
+        nd_loader_error(ld, lc->line, "%s: its plugins need %zu bytes of state per request; at most %u",
+                        ctx, off, ND_TXN_SCRATCH);
+    for (unsigned i = 0, layers = 0; i < lc->nplugins; i++)
+        if (lc->plugins[i].p->stream && ++layers > ND_TXN_MAX_LAYERS) {
+            nd_loader_error(ld, lc->line, "%s: more than %u stream plugins", ctx,
+                            ND_TXN_MAX_LAYERS);
+            break;
+        }
 }
 
 static void read_http_keys(struct nodus_cfg *c, struct nd_listener_conf *lc);

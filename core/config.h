@@ -51,6 +51,9 @@ struct nd_cluster_conf {
     uint32_t max_requests;
 };
 
+#define ND_TXN_SCRATCH 4096   /* bytes of plugin state (ctx->txn) per request or connection */
+#define ND_TXN_MAX_LAYERS 8   /* stream plugins per listener */
+
 /* One configured plugin in a listener chain. */
 struct nd_plugin_inst {
     const struct nodus_plugin *p;

@@ -28,10 +28,14 @@ struct nd_conn;
 
 typedef void (*nd_conn_cb)(struct nd_conn *c, unsigned events);
 
+struct nd_stream;
+
 struct nd_conn {
     int fd;            /* posix: the socket; -1 when closed */
     nd_conn_cb cb;
     struct nd_worker *w;
+    struct nd_stream *st; /* stream plugins between the owner and the network, or NULL
+                           * (owners read and write through nd_conn_read/_writev, stream.h) */
 };
 
 struct nd_io_ops {

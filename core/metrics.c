@@ -844,6 +844,8 @@ static const struct {
                          "Requests sent on a kept-alive upstream connection from the pool."},
     [ND_C_BUFFER_EXHAUSTED] = {"nodus_buffer_exhausted_total",
                                "Buffer requests refused because the pool was at its limit."},
+    [ND_C_STREAM_ERRORS] = {"nodus_stream_errors_total",
+                            "Connections closed because a stream plugin failed (bad TLS...)."},
     [ND_C_RELOADS] = {"nodus_reloads_total", "Configuration reloads that took effect."},
     [ND_C_RELOAD_FAILURES] = {"nodus_reload_failures_total",
                               "Configuration reloads refused because of errors."},

@@ -86,6 +86,7 @@ enum nd_counter {
     ND_C_UPSTREAM_RETRIES,         /* retried upstream attempts */
     ND_C_POOL_REUSE,               /* requests sent on a pooled (kept-alive) upstream connection */
     ND_C_BUFFER_EXHAUSTED,         /* buffer requests refused because the pool was at its limit */
+    ND_C_STREAM_ERRORS,            /* connections closed because a stream plugin failed (bad TLS...) */
     ND_C_RELOADS,                  /* configuration reloads that took effect */
     ND_C_RELOAD_FAILURES,          /* configuration reloads refused (bad config) */
     /* per worker: exported with a worker="N" label, not summed */

@@ -13,6 +13,7 @@
  * released when the outermost callback returns.
  */
 #include "proxy.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -269,7 +270,7 @@ int nd_flush(struct nd_conn *c, struct nd_buf *b, const char *more, uint32_t *mo
             iov[n++] = (struct iovec){(void *)more, mlen};
         if (!n)
             return 0;
-        w = c->w->io->writev(c, iov, n);
+        w = nd_conn_writev(c, iov, n);
         if (w == -EAGAIN)
             return 1;
         if (w < 0)
@@ -302,7 +303,7 @@ static ssize_t read_into(struct nd_worker *w, struct nd_conn *c, struct nd_buf *
         nd_buf_compact(b, pin);
     if (!nd_buf_room(b))
         return 0;
-    n = w->io->read(c, nd_buf_tail(b), nd_buf_room(b));
+    n = nd_conn_read(c, nd_buf_tail(b), nd_buf_room(b));
     if (n > 0) {
         b->len += (uint32_t)n;
         return n;
@@ -1406,6 +1407,11 @@ static void sess_drive(struct nd_session *s)
             }
             if (s->tx && s->tx->len && nd_flush(&s->conn, s->tx, NULL, NULL) > 0)
                 goto out;
+            if (s->conn.st && nd_stream_pending_out(s->conn.st) && !s->conn.st->failed) {
+                nd_stream_event(s->conn.st);
+                if (nd_stream_pending_out(s->conn.st))
+                    goto out; /* a write event brings us back */
+            }
             if (s->rd_eof || s->lc->proto != ND_PROTO_HTTP) {
                 s->state = S_DEAD;
                 goto out;
@@ -1423,7 +1429,7 @@ static void sess_drive(struct nd_session *s)
             char sink[4096];
             ssize_t n;
 
-            while ((n = s->w->io->read(&s->conn, sink, sizeof(sink))) > 0) {
+            while ((n = nd_conn_read(&s->conn, sink, sizeof(sink))) > 0) {
                 s->lingered += (uint32_t)n;
                 if (s->lingered > ND_LINGER_BYTES)
                     break;
@@ -1458,6 +1464,7 @@ static void sess_release(struct nd_session *s)
     if (s->up)
         nd_upstream_close(w, s->up);
     nd_timer_cancel(&w->wheel, &s->timer);
+    nd_stream_close(w, &s->conn);
     w->io->close(&s->conn, false);
     nd_buf_put(&w->bufs, s->rx);
     nd_buf_put(&w->bufs, s->tx);
@@ -1486,8 +1493,11 @@ static void sess_cb(struct nd_conn *c, unsigned events)
     struct nd_session *s = container_of(c, struct nd_session, conn);
 
     (void)events;
-    if (s->state != S_FREE)
-        sess_drive(s);
+    if (s->state == S_FREE)
+        return;
+    if (c->st)
+        nd_stream_event(c->st);
+    sess_drive(s);
 }
 
 static void up_cb(struct nd_conn *c, unsigned events)
@@ -1566,6 +1576,13 @@ void nd_listener_cb(struct nd_conn *c, unsigned events)
         s->peer_len = (uint8_t)strlen(s->peer);
         s->snap = lh->snap;
         s->lc = lh->lc;
+        if (nd_stream_open(w, s, &s->conn) < 0) {
+            nd_stream_close(w, &s->conn);
+            w->io->close(&s->conn, true);
+            s->next = w->free_sessions;
+            w->free_sessions = s;
+            continue;
+        }
         s->snap->wrt[w->id].sessions++;
         s->next = w->sessions_head;
         if (s->next)
@@ -1762,41 +1779,4 @@ struct nodus_slice nodus_http_peer_principal(struct nodus_http *h)
 struct nodus_slice nodus_http_peer_addr(struct nodus_http *h)
 {
     return (struct nodus_slice){TXN(h)->s->peer, TXN(h)->s->peer_len};
-}
-
-/* ---- the plugin ABI: streams -------------------------------------------------------------------
- * A stream is the downstream session. Stream hooks (connect, data_in, data_out, close) are not
- * run by the session's byte path yet: it lands with the mtls plugin, which is the first to need
- * them. Until then push_in/push_out refuse (-1). */
-
-#define SESS(s) ((struct nd_session *)(s))
-
-int nodus_stream_push_in(struct nodus_stream *st, const char *data, size_t len)
-{
-    (void)st;
-    (void)data;
-    (void)len;
-    return -1;
-}
-
-int nodus_stream_push_out(struct nodus_stream *st, const char *data, size_t len)
-{
-    (void)st;
-    (void)data;
-    (void)len;
-    return -1;
-}
-
-struct nodus_slice nodus_stream_peer_addr(struct nodus_stream *st)
-{
-    return (struct nodus_slice){SESS(st)->peer, SESS(st)->peer_len};
-}
-
-int nodus_stream_set_peer_principal(struct nodus_stream *st, const char *id, size_t len)
-{
-    if (len >= sizeof(SESS(st)->principal))
-        return -1;
-    memcpy(SESS(st)->principal, id, len);
-    SESS(st)->principal_len = (uint16_t)len;
-    return 0;
 }

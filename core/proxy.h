@@ -11,7 +11,7 @@
 
 #define ND_HDRS 160      /* header slots per message: parsed ones plus edits */
 #define ND_EDIT 4096     /* bytes for header edits, rewritten paths and local bodies */
-#define ND_SCRATCH 4096  /* plugin scratch (ctx->txn) per request */
+#define ND_SCRATCH ND_TXN_SCRATCH /* plugin scratch (ctx->txn) per request */
 
 /* Body framing of one direction: validates framing ahead of forwarding. */
 struct nd_body {

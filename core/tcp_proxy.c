@@ -8,6 +8,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "stream.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
@@ -120,7 +121,7 @@ static int move(struct nd_worker *w, struct nd_conn *from, struct nd_buf **rx, b
         if (!*rx && !(*rx = nd_buf_get(&w->bufs)))
             return 0;
         (*rx)->off = 0;
-        n = w->io->read(from, nd_buf_tail(*rx), nd_buf_room(*rx));
+        n = nd_conn_read(from, nd_buf_tail(*rx), nd_buf_room(*rx));
         if (n == -EAGAIN)
             return 0;
         if (n <= 0) {

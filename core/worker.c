@@ -9,6 +9,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "stream.h"
 
 struct nd_runtime nd_rt;
 
@@ -91,6 +92,7 @@ int nd_workers_start(unsigned n, const struct nd_io_ops *io)
         w->wake.fd = -1;
         w->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)(i + 1) << 32) ^ nd_clock_us();
         nd_buf_pool_init(&w->bufs, 16384, 0);
+        nd_buf_pool_init(&w->sbufs, ND_STREAM_BUF, 0);
         err = io->worker_init(w);
         if (err)
             return err;
@@ -146,5 +148,6 @@ void nd_workers_drain(uint64_t timeout_ms)
         nd_worker_free_lists(w);
         w->io->worker_fini(w);
         nd_buf_pool_fini(&w->bufs);
+        nd_worker_stream_fini(w);
     }
 }

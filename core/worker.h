@@ -89,6 +89,8 @@ struct nd_worker {
     struct nd_upstream *free_upstreams;
     struct nd_session *dead_sessions;    /* released in this event batch (see nd_worker_reap) */
     struct nd_upstream *dead_upstreams;
+    struct nd_stream *free_streams;
+    struct nd_buf_pool sbufs;            /* stream layer buffers (stream.h) */
     struct nd_session *sessions_head; /* every open downstream connection */
     unsigned sessions;          /* open downstream connections */
     uint64_t rng;

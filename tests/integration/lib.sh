@@ -48,6 +48,8 @@ TEST_NAME=$(basename "$0" .sh)
 NODUS=${NODUS:-$ROOT/build/nodus}
 case "$NODUS" in /*) ;; *) NODUS=$PWD/$NODUS ;; esac
 export NODUS
+BUILD_DIR=${BUILD_DIR:-$(dirname "$NODUS")}
+case "$BUILD_DIR" in /*) ;; *) BUILD_DIR=$PWD/$BUILD_DIR ;; esac
 # shellcheck disable=SC1091
 . "$ROOT/tests/lib/netns.sh"
 

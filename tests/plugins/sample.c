@@ -75,7 +75,11 @@ static const struct nodus_http_ops sample_http = {
 };
 
 static const struct nodus_plugin sample_plugin = {
+#ifdef SAMPLE_ABI /* tests build a copy that claims another ABI, to see it refused */
+    .abi = SAMPLE_ABI,
+#else
     .abi = NODUS_PLUGIN_ABI,
+#endif
     .name = "sample",
     .description = "adds x-sample to responses (example of an out-of-tree plugin)",
     .flags = NODUS_PLUGIN_HTTP,
