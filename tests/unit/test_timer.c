@@ -84,10 +84,113 @@ static void test_long_sleep_and_next(void **state)
     assert_int_equal(w.count, 0);
 }
 
+
+/* Many timers from 1 ms to beyond the wheel's horizon, some cancelled and re-armed: following
+ * nd_wheel_next() exactly, every timer fires on its own tick, never early, never late, and the
+ * number of wake-ups stays far below the number of milliseconds that pass. */
+static struct nd_wheel *rw;
+static unsigned rfired, rlate;
+
+static void cb_exact(struct nd_timer *t)
+{
+    rfired++;
+    if (rw->now != t->expire)
+        rlate++;
+}
+
+static void test_random_exact(void **state)
+{
+    enum { N = 5000 };
+    static struct nd_timer t[N];
+    static struct nd_wheel w;
+    uint64_t seed = 42, start = 1000, now = start, wakeups = 0;
+    unsigned i, cancelled = 0;
+
+    (void)state;
+    rw = &w;
+    rfired = rlate = 0;
+    nd_wheel_init(&w, start);
+    for (i = 0; i < N; i++) {
+        uint64_t ms;
+
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        switch ((seed >> 33) % 4) {
+        case 0: ms = 1 + (seed >> 40) % 64; break;          /* level 0 */
+        case 1: ms = 1 + (seed >> 40) % 5000; break;        /* level 1 */
+        case 2: ms = 1 + (seed >> 40) % 300000; break;      /* level 2 */
+        default: ms = 1 + (seed >> 20) % 20000000; break;   /* level 3 and past the horizon */
+        }
+        memset(&t[i], 0, sizeof(t[i]));
+        t[i].cb = cb_exact;
+        nd_timer_arm(&w, &t[i], ms);
+    }
+    for (i = 0; i < N; i += 7) { /* cancel some, re-arm half of those */
+        nd_timer_cancel(&w, &t[i]);
+        cancelled++;
+        if (i % 2) {
+            nd_timer_arm(&w, &t[i], 1 + i * 13);
+            cancelled--;
+        }
+    }
+    assert_int_equal(w.count, N - cancelled);
+    while (w.count) {
+        int next = nd_wheel_next(&w);
+
+        assert_true(next >= 0);
+        now += next ? (uint64_t)next : 1;
+        nd_wheel_advance(&w, now);
+        wakeups++;
+    }
+    assert_int_equal(rfired, N - cancelled);
+    assert_int_equal(rlate, 0);
+    assert_true(wakeups < 3 * N);
+    assert_int_equal(nd_wheel_next(&w), -1);
+    for (i = 0; i < 4; i++)
+        assert_int_equal(w.used[i], 0);
+}
+
+/* With a sleep longer than asked (a busy loop), timers fire late but all fire, in order of
+ * expiry within one advance. */
+static uint64_t last_expire;
+static unsigned disorder;
+
+static void cb_order(struct nd_timer *t)
+{
+    if (t->expire < last_expire)
+        disorder++;
+    last_expire = t->expire;
+    rfired++;
+}
+
+static void test_coarse_advance(void **state)
+{
+    static struct nd_timer t[1000];
+    struct nd_wheel w;
+    unsigned i;
+
+    (void)state;
+    rfired = disorder = 0;
+    last_expire = 0;
+    nd_wheel_init(&w, 0);
+    for (i = 0; i < 1000; i++) {
+        memset(&t[i], 0, sizeof(t[i]));
+        t[i].cb = cb_order;
+        nd_timer_arm(&w, &t[i], 1 + (i * 7919) % 100000);
+    }
+    for (uint64_t now = 0; now <= 100000; now += 333)
+        nd_wheel_advance(&w, now);
+    nd_wheel_advance(&w, 100001);
+    assert_int_equal(rfired, 1000);
+    assert_int_equal(disorder, 0);
+    assert_int_equal(w.count, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fire_in_order),
+        cmocka_unit_test(test_random_exact),
+        cmocka_unit_test(test_coarse_advance),
         cmocka_unit_test(test_cancel_and_rearm),
         cmocka_unit_test(test_long_sleep_and_next),
     };
