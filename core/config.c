@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1228,6 +1229,8 @@ static void build_node(struct nd_loader *ld, int tbl, int line)
             nodus_cfg_error(c, "'io' must be \"posix\" or \"dpdk\"");
     }
     dur32(c, "drain_timeout", &cfg->node.drain_timeout_ms, true);
+    if (nodus_cfg_int(c, "max_connections", 1, 100000000, &v) == 1)
+        cfg->node.max_connections = (uint32_t)v;
     if (nodus_cfg_str(c, "access_log", &s) == 1) {
         if (!*s)
             nodus_cfg_error(c, "'access_log' must be \"stderr\" or a file path");
@@ -1825,6 +1828,16 @@ static void set_defaults(struct nd_config *cfg)
     cfg->node.io = ND_IO_POSIX;
     cfg->node.drain_timeout_ms = 5000;
     cfg->node.log_level = NODUS_LOG_INFO;
+    cfg->node.max_connections = nd_default_max_connections();
+}
+
+uint32_t nd_default_max_connections(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 100000;
+    return rl.rlim_cur > 512 ? (uint32_t)((rl.rlim_cur - 256) / 2) : 128;
 }
 
 static struct nd_config *load(const char *name, char *dir, const char *text, size_t len,

@@ -85,6 +85,9 @@ struct nd_listener_conf {
 
 enum nd_io_kind { ND_IO_POSIX, ND_IO_DPDK };
 
+/* node.max_connections when the config does not say: from the open-file limit. */
+uint32_t nd_default_max_connections(void);
+
 struct nd_config {
     char *file;
     struct {
@@ -92,6 +95,9 @@ struct nd_config {
         unsigned workers;        /* default: number of online CPUs, capped at ND_MAX_WORKERS */
         enum nd_io_kind io;      /* io = "posix" (default) | "dpdk" */
         uint32_t drain_timeout_ms; /* default 5s */
+        uint32_t max_connections;  /* client connections held at once, all workers together;
+                                    * default: half the open-file limit (each may need an
+                                    * upstream socket), less a reserve */
         char *access_log;        /* NULL = off; "stderr" or a file path: JSON lines */
         char **plugin_paths;     /* .so files to load: plugins = { "x.so" } */
         unsigned nplugin_paths;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -234,6 +235,18 @@ static void admin_accept(int lfd)
 
 /* ---- nodus run ------------------------------------------------------------------------------ */
 
+/* As many open files as the hard limit allows: one per client and upstream connection. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            nd_warn("cannot raise the open-file limit: %s", strerror(errno));
+    }
+}
+
 static int cmd_run(const char *file)
 {
     struct nd_errors errs = {0};
@@ -244,6 +257,7 @@ static int cmd_run(const char *file)
     bool stopping = false;
 
     config_file = file;
+    raise_nofile();
     cfg = nd_config_load(file, &errs);
     if (!cfg) {
         print_errors(&errs);
@@ -291,9 +305,10 @@ static int cmd_run(const char *file)
         fprintf(stderr, "nodus: cannot start workers: %s\n", strerror(-i));
         return 1;
     }
-    nd_info("nodus %s: node \"%s\", %u worker(s), io %s, %u listener(s), %u cluster(s)",
+    nd_info("nodus %s: node \"%s\", %u worker(s), io %s, %u listener(s), %u cluster(s), "
+            "up to %u connections",
             NODUS_VERSION, cfg->node.name, cfg->node.workers, nd_io_posix.name,
-            cfg->nlisteners, cfg->nclusters);
+            cfg->nlisteners, cfg->nclusters, cfg->node.max_connections);
     for (i = 0; i < (int)cfg->nlisteners; i++)
         nd_info("listener \"%s\" on %s (%s)", cfg->listeners[i].name, cfg->listeners[i].addr.text,
                 cfg->listeners[i].proto == ND_PROTO_TCP ? "tcp" : "http");

@@ -37,9 +37,10 @@ static struct nd_session *session_get(struct nd_worker *w)
 {
     struct nd_session *s = w->free_sessions;
 
-    if (s)
+    if (s) {
         w->free_sessions = s->next;
-    else if (!(s = malloc(sizeof(*s))))
+        w->nfree_sessions--;
+    } else if (!(s = malloc(sizeof(*s))))
         return NULL;
     memset(s, 0, sizeof(*s));
     s->conn.fd = -1;
@@ -77,13 +78,40 @@ struct nd_upstream *nd_upstream_get(struct nd_worker *w)
 {
     struct nd_upstream *u = w->free_upstreams;
 
-    if (u)
+    if (u) {
         w->free_upstreams = u->next;
-    else if (!(u = malloc(sizeof(*u))))
+        w->nfree_upstreams--;
+    } else if (!(u = malloc(sizeof(*u))))
         return NULL;
     memset(u, 0, sizeof(*u));
     u->conn.fd = -1;
     return u;
+}
+
+/* Free lists keep what a burst allocated for the next one, up to a bound: past it, memory goes
+ * back to the allocator so that a node's footprint returns to its level after a peak. */
+#define FREE_KEEP 1024
+
+void nd_session_recycle(struct nd_worker *w, struct nd_session *s)
+{
+    if (w->nfree_sessions >= FREE_KEEP) {
+        free(s);
+        return;
+    }
+    s->next = w->free_sessions;
+    w->free_sessions = s;
+    w->nfree_sessions++;
+}
+
+void nd_upstream_recycle(struct nd_worker *w, struct nd_upstream *u)
+{
+    if (w->nfree_upstreams >= FREE_KEEP) {
+        free(u);
+        return;
+    }
+    u->next = w->free_upstreams;
+    w->free_upstreams = u;
+    w->nfree_upstreams++;
 }
 
 void nd_worker_reap(struct nd_worker *w)
@@ -93,13 +121,11 @@ void nd_worker_reap(struct nd_worker *w)
 
     while ((s = w->dead_sessions)) {
         w->dead_sessions = s->next;
-        s->next = w->free_sessions;
-        w->free_sessions = s;
+        nd_session_recycle(w, s);
     }
     while ((u = w->dead_upstreams)) {
         w->dead_upstreams = u->next;
-        u->next = w->free_upstreams;
-        w->free_upstreams = u;
+        nd_upstream_recycle(w, u);
     }
 }
 
@@ -552,8 +578,7 @@ static int up_acquire(struct nd_session *s)
     if (err) {
         u->ep = NULL;
         u->crt = NULL;
-        u->next = w->free_upstreams;
-        w->free_upstreams = u;
+        nd_upstream_recycle(w, u);
         return err;
     }
     ep->conns++;
@@ -1477,6 +1502,7 @@ static void sess_release(struct nd_session *s)
         s->next->prev = s->prev;
     nd_snap_session_put(w, s->snap);
     w->sessions--;
+    atomic_fetch_sub_explicit(&nd_rt.conns, 1, memory_order_relaxed);
     nd_metrics_gauge_add(w->id, ND_G_DOWNSTREAM_CX_ACTIVE, -1);
     if (s->lc->proto == ND_PROTO_TCP)
         nd_metrics_tcp_close(w->id, s->lc->metrics_id,
@@ -1565,13 +1591,24 @@ void nd_listener_cb(struct nd_conn *c, unsigned events)
         s->conn.cb = sess_cb;
         err = w->io->accept(c, &s->conn, s->peer, sizeof(s->peer));
         if (err) {
-            s->next = w->free_sessions;
-            w->free_sessions = s;
+            nd_session_recycle(w, s);
             if (err != -EAGAIN) {
                 nd_metrics_count(w->id, ND_C_ACCEPT_ERRORS, 1);
                 nd_warn("%s: accept: %s", lh->lc->name, strerror(-err));
             }
             return;
+        }
+        if (atomic_fetch_add_explicit(&nd_rt.conns, 1, memory_order_relaxed) >=
+            lh->snap->cfg->node.max_connections) {
+            atomic_fetch_sub_explicit(&nd_rt.conns, 1, memory_order_relaxed);
+            /* over node.max_connections: closed at once, so the kernel's queue keeps moving */
+            nd_metrics_count(w->id, ND_C_OVERLOAD_REJECTS, 1);
+            w->io->close(&s->conn, true);
+            nd_session_recycle(w, s);
+            if (!(w->overload_logged++ % 1000))
+                nd_warn("%s: connection limit reached (node.max_connections): refusing %s",
+                        lh->lc->name, s->peer);
+            continue;
         }
         s->peer_len = (uint8_t)strlen(s->peer);
         s->snap = lh->snap;
@@ -1579,8 +1616,8 @@ void nd_listener_cb(struct nd_conn *c, unsigned events)
         if (nd_stream_open(w, s, &s->conn) < 0) {
             nd_stream_close(w, &s->conn);
             w->io->close(&s->conn, true);
-            s->next = w->free_sessions;
-            w->free_sessions = s;
+            atomic_fetch_sub_explicit(&nd_rt.conns, 1, memory_order_relaxed);
+            nd_session_recycle(w, s);
             continue;
         }
         s->snap->wrt[w->id].sessions++;

@@ -109,6 +109,9 @@ void nd_access_log(struct nd_worker *w, struct nd_session *s, struct nd_txn *t,
 void nd_worker_free_lists(struct nd_worker *w);
 /* After an event batch: sessions and upstreams released during it become reusable. */
 void nd_worker_reap(struct nd_worker *w);
+/* Back to the worker's free list (or to the allocator past a bound). */
+void nd_session_recycle(struct nd_worker *w, struct nd_session *s);
+void nd_upstream_recycle(struct nd_worker *w, struct nd_upstream *u);
 /* tcp_proxy.c */
 void nd_tcp_session_start(struct nd_session *s);
 void nd_tcp_drive(struct nd_session *s);

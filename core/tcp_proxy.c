@@ -40,8 +40,7 @@ void nd_tcp_session_start(struct nd_session *s)
         err = w->io->connect(w, &u->conn, &cc->eps[ep].addr);
         if (err) {
             crt->eps[ep].fails++;
-            u->next = w->free_upstreams;
-            w->free_upstreams = u;
+            nd_upstream_recycle(w, u);
             continue;
         }
         u->crt = crt;

@@ -87,9 +87,11 @@ struct nd_worker {
     struct nd_session *free_sessions;
     struct nd_txn *free_txns;
     struct nd_upstream *free_upstreams;
+    unsigned nfree_sessions, nfree_upstreams;
     struct nd_session *dead_sessions;    /* released in this event batch (see nd_worker_reap) */
     struct nd_upstream *dead_upstreams;
     struct nd_stream *free_streams;
+    unsigned overload_logged;            /* connection-limit refusals (1 log line per 1000) */
     struct nd_buf_pool sbufs;            /* stream layer buffers (stream.h) */
     struct nd_session *sessions_head; /* every open downstream connection */
     unsigned sessions;          /* open downstream connections */
@@ -105,6 +107,9 @@ struct nd_runtime {
     struct nd_worker *workers;
     _Atomic(struct nd_snap *) current;
     atomic_bool draining;
+    /* client connections open on all workers: one atomic add per accept and per close, so that
+     * node.max_connections holds whatever way the kernel spreads connections over workers */
+    atomic_uint conns;
 };
 
 extern struct nd_runtime nd_rt;
