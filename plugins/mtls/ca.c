@@ -529,14 +529,53 @@ static bool next_pem_cert(const char *p, const char *end, const char **b, const 
     return true;
 }
 
-static int load_key(struct nd_ca *ca, const char *path, char *err, size_t errlen)
+/* PEM private key -> P-256 ecc_key (initialised on success only). 0 or -1. */
+static int decode_key(const char *pem, size_t len, ecc_key *key)
 {
     uint8_t der[KEY_DER_MAX * 4];
+    word32 idx = 0;
+    int n, ret = -1;
+
+    n = wc_KeyPemToDer((const byte *)pem, (int)len, der, sizeof(der), NULL);
+    if (n > 0 && wc_ecc_init(key) == 0) {
+        if (wc_EccPrivateKeyDecode(der, &idx, key, (word32)n) == 0 &&
+            wc_ecc_get_curve_id(key->idx) == ECC_SECP256R1)
+            ret = 0;
+        else
+            wc_ecc_free(key);
+    }
+    explicit_bzero(der, sizeof(der));
+    return ret;
+}
+
+/* Does key's public half equal the SubjectPublicKeyInfo spki? */
+static bool key_matches(ecc_key *key, const uint8_t *spki, size_t spki_len)
+{
+    uint8_t pub[256];
+    int n = wc_EccPublicKeyToDer(key, pub, sizeof(pub), 1);
+
+    return n > 0 && (size_t)n == spki_len && memcmp(pub, spki, spki_len) == 0;
+}
+
+int nd_ca_key_matches_cert(const char *key_pem, size_t key_len, const uint8_t *der, size_t der_len)
+{
+    struct nd_ca_cert_info info;
+    ecc_key key;
+    bool ok;
+
+    if (nd_ca_cert_parse(der, der_len, &info) < 0 || decode_key(key_pem, key_len, &key) < 0)
+        return -1;
+    ok = key_matches(&key, info.spki, info.spki_len);
+    wc_ecc_free(&key);
+    return ok ? 0 : -1;
+}
+
+static int load_key(struct nd_ca *ca, const char *path, char *err, size_t errlen)
+{
     size_t plen = 0;
     struct stat st;
-    word32 idx = 0;
     char *pem;
-    int n;
+    int r;
 
     if (stat(path, &st) < 0)
         return fail(err, errlen, "%s: %s", path, strerror(errno));
@@ -546,19 +585,11 @@ static int load_key(struct nd_ca *ca, const char *path, char *err, size_t errlen
     pem = nd_ca_read_file(path, KEY_PEM_MAX, &plen);
     if (!pem)
         return fail(err, errlen, "%s: %s", path, strerror(errno));
-    n = wc_KeyPemToDer((const byte *)pem, (int)plen, der, sizeof(der), NULL);
+    r = decode_key(pem, plen, &ca->key);
     free_secret(pem, plen);
-    if (n <= 0)
-        return fail(err, errlen, "%s: not a PEM private key", path);
-    if (wc_ecc_init(&ca->key) != 0)
-        return fail(err, errlen, "out of memory");
+    if (r < 0)
+        return fail(err, errlen, "%s: not a PEM P-256 EC private key", path);
     ca->key_init = true;
-    if (wc_EccPrivateKeyDecode(der, &idx, &ca->key, (word32)n) != 0 ||
-        wc_ecc_get_curve_id(ca->key.idx) != ECC_SECP256R1) {
-        explicit_bzero(der, sizeof(der));
-        return fail(err, errlen, "%s: not a P-256 EC private key", path);
-    }
-    explicit_bzero(der, sizeof(der));
     return 0;
 }
 
@@ -578,7 +609,6 @@ struct nd_ca *nd_ca_load(const char *dir, char *err, size_t errlen)
     char cp[PATH_MAX], kp[PATH_MAX];
     const char *b, *e, *p, *end, *first_b = NULL, *last_b = NULL, *last_e = NULL;
     struct nd_ca_cert_info info;
-    uint8_t spki[256];
     size_t plen = 0, td_len;
     unsigned ncert = 0;
     struct nd_ca *ca;
@@ -652,8 +682,7 @@ struct nd_ca *nd_ca_load(const char *dir, char *err, size_t errlen)
     ca->not_after = info.not_after;
     if (load_key(ca, kp, err, errlen) < 0)
         goto bad;
-    n = wc_EccPublicKeyToDer(&ca->key, spki, sizeof(spki), 1);
-    if (n <= 0 || (size_t)n != info.spki_len || memcmp(spki, info.spki, (size_t)n) != 0) {
+    if (!key_matches(&ca->key, info.spki, info.spki_len)) {
         fail(err, errlen, "%s does not belong to the certificate in %s", kp, cp);
         goto bad;
     }

@@ -73,6 +73,9 @@ struct nd_ca_cert_info {
  * signature: call it on certificates that were verified, or for inspection. */
 int nd_ca_cert_parse(const uint8_t *der, size_t len, struct nd_ca_cert_info *out);
 
+/* 0 when the PEM private key is the P-256 key of the DER certificate, else -1. */
+int nd_ca_key_matches_cert(const char *key_pem, size_t key_len, const uint8_t *der, size_t der_len);
+
 /* Internal to the CA (exposed for tests and fuzzing): re-encodes the DER TBSCertificate in
  * buf[0..len) so that its basicConstraints extension is marked critical, as RFC 5280 requires for
  * CA certificates and as wolfSSL 5.5's certificate generator cannot do. scratch must hold cap
