@@ -101,10 +101,12 @@ int nd_ca_write_file(const char *path, const void *data, size_t len, unsigned mo
         return e;
     }
     slash = strrchr(path, '/');
-    if (slash)
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path ? slash - path : 1), path);
-    else
+    if (!slash)
         snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd); /* the rename itself is durable */

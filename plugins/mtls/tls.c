@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -549,6 +550,11 @@ static int handshake_done(struct nd_tls *t)
         !id_ok(t->ctx, info.uri, info.uri_len)) {
         wolfSSL_X509_free(x);
         return fail(t, ND_TLS_E_PEER_ID, 0);
+    }
+    /* A resumed session skipped chain validation: at least the leaf must still be valid. */
+    if (info.not_after < (int64_t)time(NULL)) {
+        wolfSSL_X509_free(x);
+        return fail(t, ND_TLS_E_PEER_CERT, ASN_AFTER_DATE_E);
     }
     t->peer_id = strndup(info.uri, info.uri_len);
     t->peer_id_len = info.uri_len;

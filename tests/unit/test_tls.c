@@ -654,7 +654,7 @@ static void test_rotation(void **state)
 static void test_resumption(void **state)
 {
     struct nd_tls_ctx *sc = ctx_for(ND_TLS_SERVER, &web, NULL, 0, 0);
-    struct nd_tls_ctx *cc = ctx_for(ND_TLS_CLIENT, &api, (const char *[]){WEB}, 1, 0);
+    struct nd_tls_ctx *cc = ctx_for(ND_TLS_CLIENT, &api, (const char *[]){WEB}, 1, 0), *sc2;
     struct nd_tls_session *sess;
     struct nd_tls *s, *c;
     uint8_t got[16];
@@ -671,6 +671,20 @@ static void test_resumption(void **state)
     assert_non_null(sess);
     nd_tls_free(c);
     nd_tls_free(s);
+
+    /* a server with another context (rotated certificate) cannot open the ticket: a full,
+     * verified handshake happens instead */
+    sc2 = ctx_for(ND_TLS_SERVER, &web, NULL, 0, 0);
+    s = nd_tls_new(sc2);
+    c = nd_tls_new(cc);
+    assert_int_equal(nd_tls_session_set(c, sess), ND_TLS_OK);
+    handshake(c, s, &rc, &rs);
+    assert_int_equal(rs, ND_TLS_OK);
+    assert_false(nd_tls_resumed(s));
+    assert_string_equal(nd_tls_peer_id(s, NULL), API);
+    nd_tls_free(c);
+    nd_tls_free(s);
+    nd_tls_ctx_unref(sc2);
 
     s = nd_tls_new(sc);
     c = nd_tls_new(cc);
