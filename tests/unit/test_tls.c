@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -704,6 +708,90 @@ static void test_resumption(void **state)
     nd_tls_ctx_unref(sc);
 }
 
+/* An independent peer: openssl s_client over loopback TCP against a server engine. It verifies
+ * our chain to the root with -verify_return_error; we verify its client certificate. */
+static void test_openssl_client(void **state)
+{
+    struct nd_tls_ctx *sc = ctx_for(ND_TLS_SERVER, &web, NULL, 0, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    char cmd[1024], out[8192], pfx[128], rp[128], buf[4096];
+    struct nd_tls *t;
+    size_t rl, n = 0;
+    const char *root = nd_ca_root_pem(ca, &rl);
+    int l, fd, got_hello = 0, sent = 0;
+    FILE *f;
+
+    (void)state;
+    if (system("openssl version >/dev/null 2>&1") != 0) {
+        nd_tls_ctx_unref(sc);
+        skip();
+    }
+    snprintf(pfx, sizeof(pfx), "%s/api", tmpdir);
+    snprintf(rp, sizeof(rp), "%s/root.pem", tmpdir);
+    assert_int_equal(nd_ca_cred_write(&api, pfx, err, sizeof(err)), 0);
+    assert_int_equal(nd_ca_write_file(rp, root, rl, 0644), 0);
+    l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    snprintf(cmd, sizeof(cmd),
+             "echo hello | timeout 10 openssl s_client -connect 127.0.0.1:%d -tls1_3 "
+             "-cert %s.pem -key %s.key -CAfile %s -verify_return_error -alpn h2 "
+             "-servername web.default.svc -quiet 2>&1",
+             ntohs(a.sin_port), pfx, pfx, rp);
+    f = popen(cmd, "r");
+    assert_non_null(f);
+    {
+        struct pollfd p = {.fd = l, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, 10000), 1);
+    }
+    fd = accept(l, NULL, NULL);
+    assert_true(fd >= 0);
+    t = nd_tls_new(sc);
+    for (int i = 0; i < 200 && !sent; i++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        const void *o;
+        size_t on;
+        long r;
+        if (poll(&p, 1, 100) == 1) {
+            ssize_t k = read(fd, buf, sizeof(buf));
+            if (k <= 0)
+                break;
+            assert_int_equal(nd_tls_feed(t, buf, (size_t)k), (size_t)k);
+        }
+        r = nd_tls_read(t, buf, sizeof(buf));
+        if (r > 0 && memmem(buf, (size_t)r, "hello", 5))
+            got_hello = 1;
+        else if (r != ND_TLS_AGAIN)
+            assert_true(r > 0);
+        if (got_hello) {
+            assert_int_equal(nd_tls_write(t, "world\n", 6), 6);
+            assert_int_equal(nd_tls_shutdown(t), ND_TLS_OK);
+            sent = 1;
+        }
+        o = nd_tls_out_peek(t, &on);
+        if (on) {
+            assert_int_equal(write(fd, o, on), (ssize_t)on);
+            nd_tls_out_consume(t, on);
+        }
+    }
+    assert_true(got_hello);
+    assert_string_equal(nd_tls_peer_id(t, NULL), API);
+    assert_string_equal(nd_tls_alpn(t), "h2");
+    assert_string_equal(nd_tls_sni(t), "web.default.svc");
+    close(fd);
+    close(l);
+    n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    pclose(f);
+    if (!strstr(out, "world"))
+        fail_msg("openssl s_client: %s", out);
+    nd_tls_free(t);
+    nd_tls_ctx_unref(sc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -715,6 +803,7 @@ int main(void)
         cmocka_unit_test(test_garbage_and_plaintext),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_resumption),
+        cmocka_unit_test(test_openssl_client),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
