@@ -17,6 +17,9 @@
 #include "http1.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 _Static_assert(sizeof(size_t) >= 8, "the scan hint packs parser state into a 64-bit size_t");
 
@@ -344,6 +347,31 @@ static int parse_status_line(const char *s, size_t n, struct nd_http_msg *m)
 }
 
 /* Header field line s[0..n), n > 0, CRLF excluded. */
+/* Index of the first byte of s[0..n) that may not appear in a field value (CTLs but HTAB, and
+ * DEL), or n. Sixteen bytes at a time where SSE2 is at hand: values are most of a head's bytes. */
+static size_t fval_span(const char *s, size_t n)
+{
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128i sp = _mm_set1_epi8(0x20), tab = _mm_set1_epi8(0x09);
+    const __m128i del = _mm_set1_epi8(0x7f), neg = _mm_set1_epi8(-1);
+    for (; i + 16 <= n; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        /* signed bytes: 0x00..0x1f are >= 0 and < 0x20; obs-text (0x80..) is negative */
+        __m128i ctl = _mm_and_si128(_mm_cmpgt_epi8(sp, x), _mm_cmpgt_epi8(x, neg));
+        __m128i bad = _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(x, tab), ctl),
+                                   _mm_cmpeq_epi8(x, del));
+        int mask = _mm_movemask_epi8(bad);
+        if (mask)
+            return i + (size_t)__builtin_ctz((unsigned)mask);
+    }
+#endif
+    for (; i < n; i++)
+        if (!(CL(s[i]) & C_FVAL))
+            return i;
+    return n;
+}
+
 static int parse_header_line(const char *s, size_t n, struct nd_http_hdr *h)
 {
     size_t i = 0;
@@ -357,9 +385,8 @@ static int parse_header_line(const char *s, size_t n, struct nd_http_hdr *h)
         v++;
     while (e > v && is_ows(s[e - 1]))
         e--;
-    for (i = v; i < e; i++)
-        if (!(CL(s[i]) & C_FVAL))
-            return ND_HTTP_E_BAD;
+    if (fval_span(s + v, e - v) != e - v)
+        return ND_HTTP_E_BAD;
     h->value = mkstr(s + v, e - v);
     return 0;
 }
@@ -373,7 +400,7 @@ struct facts {
     uint8_t te_chunked; /* times "chunked" appears (saturating) */
     bool cl_seen, cl_bad;
     bool te_seen, te_bad, te_last_chunked, te_other;
-    bool conn_close, conn_keepalive, conn_upgrade, upgrade, expect_100;
+    bool conn_close, conn_keepalive, conn_upgrade, conn_other, upgrade, expect_100;
 };
 
 /* Iterator over the elements of a comma-separated list, each trimmed of OWS. */
@@ -475,6 +502,8 @@ static void note_connection(struct facts *f, struct nd_str v)
             f->conn_keepalive = true;
         else if (n == 7 && ieq(s, "upgrade", 7))
             f->conn_upgrade = true;
+        else if (n)
+            f->conn_other = true;
     }
 }
 
@@ -515,6 +544,8 @@ static void set_conn_flags(struct nd_http_msg *m, const struct facts *f)
 {
     if (f->conn_close)
         m->flags |= ND_HTTP_F_CLOSE;
+    if (f->conn_other)
+        m->flags |= ND_HTTP_F_CONN_TOKENS;
     if (!f->conn_close && (m->version_minor == 1 || f->conn_keepalive))
         m->flags |= ND_HTTP_F_KEEPALIVE;
     /* RFC 9110 7.8: Upgrade in an HTTP/1.0 message is ignored */
@@ -613,6 +644,8 @@ static int parse_head(const char *buf, size_t start, size_t end, struct nd_http_
 {
     msg_reset(m);
     const char *lf = memchr(buf + start, '\n', end - start);
+    if (!lf)
+        return ND_HTTP_AGAIN; /* only on the optimistic first pass of parse_common() */
     size_t i = (size_t)(lf - buf), ce = line_content_end(buf, start, i);
     int rc = req ? parse_request_line(buf + start, ce - start, m, l->max_uri)
                  : parse_status_line(buf + start, ce - start, m);
@@ -622,7 +655,9 @@ static int parse_head(const char *buf, size_t start, size_t end, struct nd_http_
     struct facts f = {0};
     size_t p = i + 1;
     for (;;) {
-        lf = memchr(buf + p, '\n', end - p);
+        lf = p < end ? memchr(buf + p, '\n', end - p) : NULL;
+        if (!lf)
+            return ND_HTTP_AGAIN;
         i = (size_t)(lf - buf);
         ce = line_content_end(buf, p, i);
         if (ce == p)
@@ -723,6 +758,16 @@ static int parse_common(const char *buf, size_t len, struct nd_http_msg *m,
     if (pos < start)
         pos = start;
     size_t end = len < l.max_head ? len : l.max_head;
+
+    /* 0. a new message that came whole (the common case): one pass, no end-of-head search */
+    if (pos == start && !line_done) {
+        int rc = parse_head(buf, start, end, m, &l, req, req_method);
+        if (rc != ND_HTTP_AGAIN) {
+            if (scan)
+                *scan = 0;
+            return rc;
+        }
+    }
 
     /* 1. look for the empty line ending the head in the new bytes */
     for (size_t p = pos; p < end;) {

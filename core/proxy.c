@@ -214,6 +214,8 @@ static bool hop_by_hop(const struct nd_http_msg *m, struct nd_str name)
             return true;
         break;
     }
+    if (!(m->flags & ND_HTTP_F_CONN_TOKENS))
+        return false;
     for (i = 0; i < m->nhdrs; i++)
         if (m->hdrs[i].name.len == 10 && name_is(m->hdrs[i].name, "connection") &&
             nd_http1_token_list_has(m->hdrs[i].value, name.p, name.len))

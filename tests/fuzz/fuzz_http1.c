@@ -45,7 +45,7 @@ static void check_msg(const char *buf, size_t len, const struct nd_http_msg *m, 
     CHECK(r > 0 && (size_t)r <= len && m->head_len == (uint32_t)r);
     CHECK(m->version_minor <= 1);
     CHECK(m->body <= ND_HTTP_BODY_CLOSE);
-    CHECK((m->flags & ~0x0f) == 0);
+    CHECK((m->flags & ~0x1f) == 0);
     CHECK(m->nhdrs <= m->cap);
     CHECK(r >= 4 && !memcmp(buf + r - 4, "\r\n\r\n", 4));
     for (unsigned i = 0; i < m->nhdrs; i++) {
