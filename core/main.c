@@ -525,6 +525,11 @@ int main(int argc, char **argv)
 
     if (argc < 2)
         return usage(stderr, 2);
+    if (nd_plugin_builtin_refused()) {
+        fprintf(stderr, "nodus: %u built-in plugin(s) refused to register (see above): this "
+                        "binary is broken\n", nd_plugin_builtin_refused());
+        return 1;
+    }
     for (i = 2; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--admin"))
             admin = argv[i + 1];

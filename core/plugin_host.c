@@ -54,6 +54,13 @@ static const char *origin_of(const struct nodus_plugin *p)
     return "nodus";
 }
 
+static unsigned builtin_refused; /* built-in plugins refused at start: a build defect */
+
+unsigned nd_plugin_builtin_refused(void)
+{
+    return builtin_refused;
+}
+
 static int __attribute__((format(printf, 1, 2))) refuse(const char *fmt, ...)
 {
     struct nd_sbuf b = {0};
@@ -68,6 +75,7 @@ static int __attribute__((format(printf, 1, 2))) refuse(const char *fmt, ...)
         else
             nd_sbuf_free(&b);
     } else {
+        builtin_refused++;
         nd_err("plugin refused: %s", b.p ? b.p : "(out of memory)");
         nd_sbuf_free(&b);
     }

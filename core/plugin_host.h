@@ -12,4 +12,7 @@ void nd_plugin_each(void (*fn)(const struct nodus_plugin *p, void *arg), void *a
  * not a plugin, ABI mismatch ("x.so: plugin ABI 2, this nodus has ABI 1"), duplicate name. */
 int nd_plugin_load_so(const char *path, char **err);
 
+/* How many built-in plugins refused to register (logged at start); nodus does not run with any. */
+unsigned nd_plugin_builtin_refused(void);
+
 #endif
