@@ -117,10 +117,7 @@ int nd_gossip_key_from_base64(const char *s, size_t n, uint8_t key[32], size_t *
         }
         uint32_t x =
             (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        /* the bits under the padding must be zero (Go's strict decoding does not check this,
-         * but a canonical key never has them) */
-        if ((pad == 1 && (x & 0xff)) || (pad == 2 && (x & 0xffff)))
-            return ND_GOSSIP_E_KEY;
+        /* like Go's (non-Strict) decoder, bits under the padding are ignored */
         out[o++] = (uint8_t)(x >> 16);
         if (pad < 2)
             out[o++] = (uint8_t)(x >> 8);
