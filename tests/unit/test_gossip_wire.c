@@ -17,6 +17,7 @@
 
 #include "../../gossip/keyring.h"
 #include "../../gossip/lzw.h"
+#include "../../gossip/serf.h"
 #include "../../gossip/wire.h"
 
 #define B(lit) ((struct nd_gbytes){(const uint8_t *)(lit), sizeof(lit) - 1})
@@ -573,6 +574,85 @@ static void test_pushpull_encode(void **state)
                      ND_GOSSIP_E_VALUE);
 }
 
+static void write_seed(const char *name, const uint8_t *p, size_t n)
+{
+    const char *dir = getenv("GOSSIP_CORPUS_DIR");
+    if (!dir)
+        return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    fclose(f);
+}
+
+/* What a nodus node gossips: an alive with serf tags and a serf join intent in a user message,
+ * compound, with a checksum, plain and encrypted. With GOSSIP_CORPUS_DIR set, the packets are
+ * also written there (the c_* seeds of tests/fuzz/corpus/gossip/). */
+static void test_realistic_packet(void **state)
+{
+    (void)state;
+    struct nd_serf_tag tags[2] = {{B("role"), B("nodus")}, {B("svc.reviews"), B("9080,v1")}};
+    uint8_t meta[ND_GOSSIP_META_MAX], a[256], u[256], comp[512], pkt[600], enc[700], plain[700];
+    size_t ml, al, ul, cl, pl, el, n;
+    assert_int_equal(nd_serf_tags_encode(tags, 2, meta, sizeof meta, &ml), 0);
+    struct nd_gossip_msg alive = {.type = ND_GOSSIP_ALIVE,
+                                  .u.alive = {.incarnation = 2,
+                                              .node = B("edge-1"),
+                                              .addr = BA(ip4),
+                                              .port = 7946,
+                                              .meta = {meta, (uint32_t)ml}}};
+    memcpy(alive.u.alive.vsn, vsn, 6);
+    assert_int_equal(nd_gossip_encode(&alive, a, sizeof a, &al), 0);
+    struct nd_serf_msg join = {.type = ND_SERF_JOIN, .u.join = {.ltime = 4, .node = B("edge-1")}};
+    u[0] = ND_GOSSIP_USER;
+    assert_int_equal(nd_serf_encode(&join, u + 1, sizeof u - 1, &ul), 0);
+    struct nd_gbytes parts[2] = {{a, (uint32_t)al}, {u, (uint32_t)ul + 1}};
+    assert_int_equal(nd_gossip_compound_encode(parts, 2, comp, sizeof comp, &cl), 0);
+    assert_int_equal(nd_gossip_crc_wrap(comp, cl, pkt, sizeof pkt, &pl), 0);
+    struct seen s = {0};
+    uint8_t scratch[256];
+    assert_int_equal(nd_gossip_packet_walk(pkt, pl, scratch, sizeof scratch, on_msg, &s), 0);
+    assert_int_equal(s.n, 2);
+    write_seed("c_alive_join_crc", pkt, pl);
+
+    struct nd_keyring kr;
+    nd_keyring_init(&kr);
+    assert_int_equal(nd_keyring_add(&kr, (const uint8_t *)"0123456789abcdef", 16), 0);
+    static const uint8_t nonce[12] = {42};
+    assert_int_equal(nd_gossip_encrypt(&kr, nonce, pkt, pl, NULL, 0, enc, sizeof enc, &el), 0);
+    assert_int_equal(nd_gossip_decrypt(&kr, enc, el, NULL, 0, plain, sizeof plain, &n), 0);
+    assert_int_equal(n, pl);
+    write_seed("c_alive_join_crc_encrypted", enc, el);
+
+    /* the same as a TCP push/pull with a serf state, compressed and sealed */
+    struct nd_gossip_node_state st = {.name = B("edge-1"),
+                                      .addr = BA(ip4),
+                                      .port = 7946,
+                                      .meta = {meta, (uint32_t)ml},
+                                      .incarnation = 2};
+    memcpy(st.vsn, vsn, 6);
+    struct nd_serf_status status[1] = {{B("edge-1"), 4}};
+    struct nd_serf_msg spp = {.type = ND_SERF_PUSH_PULL,
+                              .u.pp = {.ltime = 5, .nstatus = 1, .status = status}};
+    assert_int_equal(nd_serf_encode(&spp, u, sizeof u, &ul), 0);
+    assert_int_equal(nd_gossip_pushpull_encode(true, &st, 1, (struct nd_gbytes){u, (uint32_t)ul},
+                                               pkt, sizeof pkt, &pl),
+                     0);
+    write_seed("c_push_pull_join", pkt, pl);
+    assert_int_equal(nd_gossip_compress_encode(pkt, pl, comp, sizeof comp, &cl), 0);
+    assert_int_equal(nd_gossip_stream_seal(&kr, nonce, comp, cl, enc, sizeof enc, &el), 0);
+    struct nd_gossip_stream_msg m;
+    uint8_t big[2048];
+    assert_int_equal(nd_gossip_stream_parse(enc, el, &kr, big, sizeof big, &m), 0);
+    assert_int_equal(m.type, ND_GOSSIP_PUSH_PULL);
+    assert_int_equal(m.pp.nodes, 1);
+    assert_int_equal(m.user.len, ul);
+    write_seed("c_push_pull_join_sealed", enc, el);
+    nd_keyring_wipe(&kr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -588,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_packet_walk),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_pushpull_encode),
+        cmocka_unit_test(test_realistic_packet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
