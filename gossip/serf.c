@@ -1,0 +1,421 @@
+/* serf messages, tags and coordinates: see serf.h. */
+#include <string.h>
+
+#include "mp.h"
+#include "serf.h"
+
+#define BYTES_MAX ND_GOSSIP_STREAM_MAX
+
+static int get_u64(struct nd_mp *r, uint64_t *v)
+{
+    return nd_mp_uint(r, UINT64_MAX, v);
+}
+
+static int get_u32(struct nd_mp *r, uint32_t *v)
+{
+    uint64_t x;
+    int e = nd_mp_uint(r, UINT32_MAX, &x);
+    if (!e)
+        *v = (uint32_t)x;
+    return e;
+}
+
+static int get_u16(struct nd_mp *r, uint16_t *v)
+{
+    uint64_t x;
+    int e = nd_mp_uint(r, UINT16_MAX, &x);
+    if (!e)
+        *v = (uint16_t)x;
+    return e;
+}
+
+static int get_u8(struct nd_mp *r, uint8_t *v)
+{
+    uint64_t x;
+    int e = nd_mp_uint(r, UINT8_MAX, &x);
+    if (!e)
+        *v = (uint8_t)x;
+    return e;
+}
+
+static int get_name(struct nd_mp *r, struct nd_gbytes *s)
+{
+    return nd_mp_str(r, s, ND_GOSSIP_NAME_MAX);
+}
+
+/* A container kept raw: its count and the bytes of its elements. */
+static int get_raw(struct nd_mp *r, bool map, uint32_t *n, struct nd_gbytes *raw)
+{
+    int e = map ? nd_mp_map(r, n) : nd_mp_array(r, n);
+    if (e)
+        return e;
+    const uint8_t *start = r->p;
+    for (uint64_t i = 0; i < (uint64_t)*n * (map ? 2 : 1); i++)
+        if ((e = nd_mp_skip(r)))
+            return e;
+    raw->p = start;
+    raw->len = (uint32_t)(r->p - start);
+    return 0;
+}
+
+static int dec_join(struct nd_mp *r, struct nd_serf_join *j)
+{
+    FIELDS_BEGIN(r)
+    FIELD("LTime", get_u64(r, &j->ltime))
+    FIELD("Node", get_name(r, &j->node))
+    FIELDS_END(r)
+    return 0;
+}
+
+static int dec_leave(struct nd_mp *r, struct nd_serf_leave *l)
+{
+    FIELDS_BEGIN(r)
+    FIELD("LTime", get_u64(r, &l->ltime))
+    FIELD("Node", get_name(r, &l->node))
+    FIELD("Prune", nd_mp_bool(r, &l->prune))
+    FIELDS_END(r)
+    return 0;
+}
+
+static int dec_event(struct nd_mp *r, struct nd_serf_user_event *ev)
+{
+    FIELDS_BEGIN(r)
+    FIELD("LTime", get_u64(r, &ev->ltime))
+    FIELD("Name", nd_mp_str(r, &ev->name, BYTES_MAX))
+    FIELD("Payload", nd_mp_bytes(r, &ev->payload, BYTES_MAX))
+    FIELD("CC", nd_mp_bool(r, &ev->cc))
+    FIELDS_END(r)
+    return 0;
+}
+
+static int dec_query(struct nd_mp *r, struct nd_serf_query *q)
+{
+    FIELDS_BEGIN(r)
+    FIELD("LTime", get_u64(r, &q->ltime))
+    FIELD("ID", get_u32(r, &q->id))
+    FIELD("Addr", nd_mp_bytes(r, &q->addr, 16))
+    FIELD("Port", get_u16(r, &q->port))
+    FIELD("SourceNode", get_name(r, &q->source_node))
+    FIELD("Filters", get_raw(r, false, &q->nfilters, &q->filters))
+    FIELD("Flags", get_u32(r, &q->flags))
+    FIELD("RelayFactor", get_u8(r, &q->relay_factor))
+    FIELD("Timeout", nd_mp_int(r, INT64_MIN, INT64_MAX, &q->timeout_ns))
+    FIELD("Name", nd_mp_str(r, &q->name, BYTES_MAX))
+    FIELD("Payload", nd_mp_bytes(r, &q->payload, BYTES_MAX))
+    FIELDS_END(r)
+    return 0;
+}
+
+static int dec_response(struct nd_mp *r, struct nd_serf_query_response *q)
+{
+    FIELDS_BEGIN(r)
+    FIELD("LTime", get_u64(r, &q->ltime))
+    FIELD("ID", get_u32(r, &q->id))
+    FIELD("From", get_name(r, &q->from))
+    FIELD("Flags", get_u32(r, &q->flags))
+    FIELD("Payload", nd_mp_bytes(r, &q->payload, BYTES_MAX))
+    FIELDS_END(r)
+    return 0;
+}
+
+static int dec_pushpull(struct nd_mp *r, struct nd_serf_pushpull *pp)
+{
+    FIELDS_BEGIN(r)
+    FIELD("LTime", get_u64(r, &pp->ltime))
+    FIELD("StatusLTimes", get_raw(r, true, &pp->nstatus, &pp->status_ltimes))
+    FIELD("LeftMembers", get_raw(r, false, &pp->nleft, &pp->left_members))
+    FIELD("EventLTime", get_u64(r, &pp->event_ltime))
+    FIELD("Events", get_raw(r, false, &pp->nevents, &pp->events))
+    FIELD("QueryLTime", get_u64(r, &pp->query_ltime))
+    FIELDS_END(r)
+    return 0;
+}
+
+int nd_serf_decode(const uint8_t *buf, size_t len, struct nd_serf_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    if (len == 0)
+        return ND_GOSSIP_E_EMPTY;
+    if (len - 1 > BYTES_MAX)
+        return ND_GOSSIP_E_LIMIT;
+    m->type = buf[0];
+    m->body.p = buf + 1;
+    m->body.len = (uint32_t)(len - 1);
+    struct nd_mp r;
+    nd_mp_init(&r, buf + 1, len - 1);
+    switch (buf[0]) {
+    case ND_SERF_LEAVE:
+        return dec_leave(&r, &m->u.leave);
+    case ND_SERF_JOIN:
+        return dec_join(&r, &m->u.join);
+    case ND_SERF_PUSH_PULL:
+        return dec_pushpull(&r, &m->u.pp);
+    case ND_SERF_USER_EVENT:
+        return dec_event(&r, &m->u.event);
+    case ND_SERF_QUERY:
+        return dec_query(&r, &m->u.query);
+    case ND_SERF_QUERY_RESPONSE:
+        return dec_response(&r, &m->u.response);
+    case ND_SERF_CONFLICT_RESPONSE:
+    case ND_SERF_KEY_REQUEST:
+    case ND_SERF_KEY_RESPONSE:
+    case ND_SERF_RELAY:
+        return 0;
+    default:
+        return ND_GOSSIP_E_MSGTYPE;
+    }
+}
+
+int nd_serf_status_next(struct nd_gbytes *rest, struct nd_serf_status *st)
+{
+    struct nd_mp r;
+    nd_mp_init(&r, rest->p, rest->len);
+    int e = nd_mp_str(&r, &st->name, ND_GOSSIP_NAME_MAX);
+    if (!e)
+        e = get_u64(&r, &st->ltime);
+    if (e)
+        return e;
+    rest->len -= (uint32_t)(r.p - rest->p);
+    rest->p = r.p;
+    return 0;
+}
+
+int nd_serf_left_next(struct nd_gbytes *rest, struct nd_gbytes *name)
+{
+    struct nd_mp r;
+    nd_mp_init(&r, rest->p, rest->len);
+    int e = nd_mp_str(&r, name, ND_GOSSIP_NAME_MAX);
+    if (e)
+        return e;
+    rest->len -= (uint32_t)(r.p - rest->p);
+    rest->p = r.p;
+    return 0;
+}
+
+static bool name_ok(struct nd_gbytes s)
+{
+    return s.len <= ND_GOSSIP_NAME_MAX;
+}
+
+int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t *len)
+{
+    struct nd_mp_w w;
+    nd_mp_w_init(&w, out, cap);
+    nd_mp_w_raw(&w, &m->type, 1);
+    switch (m->type) {
+    case ND_SERF_LEAVE: {
+        const struct nd_serf_leave *l = &m->u.leave;
+        if (!name_ok(l->node))
+            return ND_GOSSIP_E_VALUE;
+        nd_mp_w_map(&w, 3);
+        nd_mp_w_key(&w, "LTime");
+        nd_mp_w_uint(&w, l->ltime);
+        nd_mp_w_key(&w, "Node");
+        nd_mp_w_str(&w, l->node);
+        nd_mp_w_key(&w, "Prune");
+        nd_mp_w_bool(&w, l->prune);
+        break;
+    }
+    case ND_SERF_JOIN: {
+        const struct nd_serf_join *j = &m->u.join;
+        if (!name_ok(j->node))
+            return ND_GOSSIP_E_VALUE;
+        nd_mp_w_map(&w, 2);
+        nd_mp_w_key(&w, "LTime");
+        nd_mp_w_uint(&w, j->ltime);
+        nd_mp_w_key(&w, "Node");
+        nd_mp_w_str(&w, j->node);
+        break;
+    }
+    case ND_SERF_USER_EVENT: {
+        const struct nd_serf_user_event *ev = &m->u.event;
+        if (ev->name.len > BYTES_MAX || ev->payload.len > BYTES_MAX)
+            return ND_GOSSIP_E_LIMIT;
+        /* {CC LTime Name Payload} */
+        nd_mp_w_map(&w, 4);
+        nd_mp_w_key(&w, "CC");
+        nd_mp_w_bool(&w, ev->cc);
+        nd_mp_w_key(&w, "LTime");
+        nd_mp_w_uint(&w, ev->ltime);
+        nd_mp_w_key(&w, "Name");
+        nd_mp_w_str(&w, ev->name);
+        nd_mp_w_key(&w, "Payload");
+        nd_mp_w_bytes(&w, ev->payload);
+        break;
+    }
+    case ND_SERF_QUERY_RESPONSE: {
+        const struct nd_serf_query_response *q = &m->u.response;
+        if (!name_ok(q->from))
+            return ND_GOSSIP_E_VALUE;
+        if (q->payload.len > BYTES_MAX)
+            return ND_GOSSIP_E_LIMIT;
+        /* {Flags From ID LTime Payload} */
+        nd_mp_w_map(&w, 5);
+        nd_mp_w_key(&w, "Flags");
+        nd_mp_w_uint(&w, q->flags);
+        nd_mp_w_key(&w, "From");
+        nd_mp_w_str(&w, q->from);
+        nd_mp_w_key(&w, "ID");
+        nd_mp_w_uint(&w, q->id);
+        nd_mp_w_key(&w, "LTime");
+        nd_mp_w_uint(&w, q->ltime);
+        nd_mp_w_key(&w, "Payload");
+        nd_mp_w_bytes(&w, q->payload);
+        break;
+    }
+    case ND_SERF_PUSH_PULL: {
+        const struct nd_serf_pushpull *pp = &m->u.pp;
+        if (pp->nstatus > ND_GOSSIP_PUSHPULL_NODES_MAX || pp->nleft > ND_GOSSIP_PUSHPULL_NODES_MAX)
+            return ND_GOSSIP_E_LIMIT;
+        /* {EventLTime Events LTime LeftMembers QueryLTime StatusLTimes} */
+        nd_mp_w_map(&w, 6);
+        nd_mp_w_key(&w, "EventLTime");
+        nd_mp_w_uint(&w, pp->event_ltime);
+        nd_mp_w_key(&w, "Events");
+        nd_mp_w_array(&w, 0);
+        nd_mp_w_key(&w, "LTime");
+        nd_mp_w_uint(&w, pp->ltime);
+        nd_mp_w_key(&w, "LeftMembers");
+        nd_mp_w_array(&w, pp->nleft);
+        for (uint32_t i = 0; i < pp->nleft; i++) {
+            if (!name_ok(pp->left[i]))
+                return ND_GOSSIP_E_VALUE;
+            nd_mp_w_str(&w, pp->left[i]);
+        }
+        nd_mp_w_key(&w, "QueryLTime");
+        nd_mp_w_uint(&w, pp->query_ltime);
+        nd_mp_w_key(&w, "StatusLTimes");
+        nd_mp_w_map(&w, pp->nstatus);
+        for (uint32_t i = 0; i < pp->nstatus; i++) {
+            if (!name_ok(pp->status[i].name))
+                return ND_GOSSIP_E_VALUE;
+            nd_mp_w_str(&w, pp->status[i].name);
+            nd_mp_w_uint(&w, pp->status[i].ltime);
+        }
+        break;
+    }
+    default:
+        return ND_GOSSIP_E_MSGTYPE;
+    }
+    return nd_mp_w_done(&w, len);
+}
+
+int nd_serf_tags_encode(const struct nd_serf_tag *tags, size_t n, uint8_t *out, size_t cap,
+                        size_t *len)
+{
+    if (n > ND_GOSSIP_META_MAX / 2)
+        return ND_GOSSIP_E_LIMIT;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (tags[i].key.len == tags[j].key.len &&
+                (tags[i].key.len == 0 || !memcmp(tags[i].key.p, tags[j].key.p, tags[i].key.len)))
+                return ND_GOSSIP_E_VALUE;
+    uint8_t buf[ND_GOSSIP_META_MAX];
+    struct nd_mp_w w;
+    nd_mp_w_init(&w, buf, sizeof buf);
+    nd_mp_w_raw(&w, (uint8_t[]){ND_SERF_TAG_MAGIC}, 1);
+    nd_mp_w_map(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        nd_mp_w_str(&w, tags[i].key);
+        nd_mp_w_str(&w, tags[i].value);
+    }
+    size_t l;
+    if (nd_mp_w_done(&w, &l))
+        return ND_GOSSIP_E_LIMIT;
+    if (l > cap)
+        return ND_GOSSIP_E_SPACE;
+    memcpy(out, buf, l);
+    *len = l;
+    return 0;
+}
+
+int nd_serf_tags_decode(const uint8_t *meta, size_t len, struct nd_serf_tag *tags, size_t cap,
+                        size_t *n)
+{
+    *n = 0;
+    if (len > ND_GOSSIP_META_MAX)
+        return ND_GOSSIP_E_LIMIT;
+    if (len == 0)
+        return 0;
+    if (meta[0] != ND_SERF_TAG_MAGIC) {
+        if (cap < 1)
+            return ND_GOSSIP_E_LIMIT;
+        tags[0].key = (struct nd_gbytes){(const uint8_t *)"role", 4};
+        tags[0].value = (struct nd_gbytes){meta, (uint32_t)len};
+        *n = 1;
+        return 0;
+    }
+    struct nd_mp r;
+    nd_mp_init(&r, meta + 1, len - 1);
+    uint32_t count;
+    int e = nd_mp_map(&r, &count);
+    if (e)
+        return e;
+    if (count > cap)
+        return ND_GOSSIP_E_LIMIT;
+    for (uint32_t i = 0; i < count; i++) {
+        if ((e = nd_mp_str(&r, &tags[i].key, ND_GOSSIP_META_MAX)) ||
+            (e = nd_mp_str(&r, &tags[i].value, ND_GOSSIP_META_MAX)))
+            return e;
+        if (!tags[i].key.p)
+            tags[i].key.p = meta; /* nil key: an empty string */
+        if (!tags[i].value.p)
+            tags[i].value.p = meta;
+    }
+    *n = count;
+    return 0;
+}
+
+int nd_serf_coord_encode(const struct nd_serf_coord *c, uint8_t *out, size_t cap, size_t *len)
+{
+    if (c->dim > ND_SERF_COORD_DIM_MAX)
+        return ND_GOSSIP_E_LIMIT;
+    struct nd_mp_w w;
+    nd_mp_w_init(&w, out, cap);
+    nd_mp_w_raw(&w, (uint8_t[]){ND_SERF_PING_VERSION}, 1);
+    nd_mp_w_map(&w, 4);
+    nd_mp_w_key(&w, "Adjustment");
+    nd_mp_w_double(&w, c->adjustment);
+    nd_mp_w_key(&w, "Error");
+    nd_mp_w_double(&w, c->error);
+    nd_mp_w_key(&w, "Height");
+    nd_mp_w_double(&w, c->height);
+    nd_mp_w_key(&w, "Vec");
+    nd_mp_w_array(&w, c->dim);
+    for (uint32_t i = 0; i < c->dim; i++)
+        nd_mp_w_double(&w, c->vec[i]);
+    return nd_mp_w_done(&w, len);
+}
+
+static int get_vec(struct nd_mp *r, struct nd_serf_coord *c)
+{
+    uint32_t n;
+    int e = nd_mp_array(r, &n);
+    if (e)
+        return e;
+    if (n > ND_SERF_COORD_DIM_MAX)
+        return ND_GOSSIP_E_LIMIT;
+    for (uint32_t i = 0; i < n; i++)
+        if ((e = nd_mp_float(r, &c->vec[i])))
+            return e;
+    c->dim = n;
+    return 0;
+}
+
+int nd_serf_coord_decode(const uint8_t *payload, size_t len, struct nd_serf_coord *c)
+{
+    memset(c, 0, sizeof *c);
+    if (len == 0)
+        return ND_GOSSIP_E_EMPTY;
+    if (payload[0] != ND_SERF_PING_VERSION)
+        return ND_GOSSIP_E_VALUE;
+    struct nd_mp r;
+    nd_mp_init(&r, payload + 1, len - 1);
+    FIELDS_BEGIN(&r)
+    FIELD("Adjustment", nd_mp_float(&r, &c->adjustment))
+    FIELD("Error", nd_mp_float(&r, &c->error))
+    FIELD("Height", nd_mp_float(&r, &c->height))
+    FIELD("Vec", get_vec(&r, c))
+    FIELDS_END(&r)
+    return 0;
+}

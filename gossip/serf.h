@@ -1,0 +1,154 @@
+/*
+ * serf 0.9 pieces carried by memberlist: the messages inside memberlist user messages
+ * ([8][serf type][msgpack]), the push/pull user state, node tags in Meta, and the network
+ * coordinate in ack payloads. Same conventions as wire.h: encoders write what Go's serf writes
+ * (fields in Go's sorted order), decoders accept what Go's decoder accepts, strings point into
+ * the decoded buffer, nothing allocates.
+ */
+#ifndef NODUS_GOSSIP_SERF_H
+#define NODUS_GOSSIP_SERF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gossip-t.h"
+
+/* serf message types: the first byte of a memberlist user message. */
+enum nd_serf_type {
+    ND_SERF_LEAVE = 0,
+    ND_SERF_JOIN = 1,
+    ND_SERF_PUSH_PULL = 2,
+    ND_SERF_USER_EVENT = 3,
+    ND_SERF_QUERY = 4,
+    ND_SERF_QUERY_RESPONSE = 5,
+    ND_SERF_CONFLICT_RESPONSE = 6,
+    ND_SERF_KEY_REQUEST = 7,
+    ND_SERF_KEY_RESPONSE = 8,
+    ND_SERF_RELAY = 9,
+};
+
+#define ND_SERF_TAG_MAGIC 0xffu  /* first byte of Meta when it holds a tag map */
+#define ND_SERF_PING_VERSION 1u  /* first byte of an ack payload carrying a coordinate */
+#define ND_SERF_COORD_DIM_MAX 8u /* serf's default dimensionality */
+#define ND_SERF_QUERY_FLAG_ACK 1u
+#define ND_SERF_QUERY_FLAG_NO_BROADCAST 2u
+
+/* join intent {LTime, Node} */
+struct nd_serf_join {
+    uint64_t ltime;
+    struct nd_gbytes node;
+};
+
+/* leave intent {LTime, Node, Prune} */
+struct nd_serf_leave {
+    uint64_t ltime;
+    struct nd_gbytes node;
+    bool prune;
+};
+
+/* user event {LTime, Name, Payload, CC} */
+struct nd_serf_user_event {
+    uint64_t ltime;
+    struct nd_gbytes name, payload;
+    bool cc; /* may be coalesced */
+};
+
+/* query: decodable so it can be recognised and ignored; filters are left as raw msgpack. */
+struct nd_serf_query {
+    uint64_t ltime;
+    uint32_t id;
+    struct nd_gbytes addr;
+    uint16_t port;
+    struct nd_gbytes source_node;
+    uint32_t nfilters;
+    struct nd_gbytes filters; /* the msgpack array of filters, as sent */
+    uint32_t flags;           /* ND_SERF_QUERY_FLAG_* */
+    uint8_t relay_factor;
+    int64_t timeout_ns;
+    struct nd_gbytes name, payload;
+};
+
+/* query response {LTime, ID, From, Flags, Payload} */
+struct nd_serf_query_response {
+    uint64_t ltime;
+    uint32_t id;
+    struct nd_gbytes from;
+    uint32_t flags;
+    struct nd_gbytes payload;
+};
+
+/* One member's status Lamport time in a serf push/pull. */
+struct nd_serf_status {
+    struct nd_gbytes name;
+    uint64_t ltime;
+};
+
+/* serf push/pull state (the memberlist push/pull user state: [2][msgpack]).
+ * Decoding fills the clocks, the counts, and the raw msgpack of the three collections
+ * (iterate status_ltimes and left_members with nd_serf_status_next / nd_serf_left_next;
+ * events are left raw). Encoding reads status[0..nstatus) and left[0..nleft) and sends no
+ * events. */
+struct nd_serf_pushpull {
+    uint64_t ltime, event_ltime, query_ltime;
+    uint32_t nstatus, nleft, nevents;
+    struct nd_gbytes status_ltimes, left_members, events; /* decode: raw map / arrays content */
+    const struct nd_serf_status *status;                  /* encode */
+    const struct nd_gbytes *left;                         /* encode */
+};
+
+struct nd_serf_msg {
+    uint8_t type; /* enum nd_serf_type */
+    union {
+        struct nd_serf_leave leave;
+        struct nd_serf_join join;
+        struct nd_serf_user_event event;
+        struct nd_serf_query query;
+        struct nd_serf_query_response response;
+        struct nd_serf_pushpull pp;
+    } u;
+    struct nd_gbytes body; /* decode: the bytes after the type byte (types 6-9 are not decoded
+                            * further: conflict response, key request/response, relay) */
+};
+
+/* Decodes a serf message (a memberlist user message's bytes, or a push/pull user state).
+ * ND_GOSSIP_E_MSGTYPE for an unknown type, ND_GOSSIP_E_EMPTY for no bytes. */
+int nd_serf_decode(const uint8_t *buf, size_t len, struct nd_serf_msg *m);
+/* Encodes leave, join, user event, query response or push/pull as [type][msgpack]. Wrap it in
+ * a memberlist user message ([8] + these bytes) to send it. */
+int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t *len);
+
+/* Iterate a decoded push/pull's status_ltimes (map content) / left_members (array content):
+ * each call takes one entry off *rest. */
+int nd_serf_status_next(struct nd_gbytes *rest, struct nd_serf_status *st);
+int nd_serf_left_next(struct nd_gbytes *rest, struct nd_gbytes *name);
+
+/* A tag: key and value strings. */
+struct nd_serf_tag {
+    struct nd_gbytes key, value;
+};
+
+/* Encodes tags as serf does into Meta: [0xff] + msgpack map of str -> str. The result must fit
+ * in ND_GOSSIP_META_MAX bytes (else ND_GOSSIP_E_LIMIT); duplicate keys are ND_GOSSIP_E_VALUE.
+ * Go writes map entries in random order; these are written in the order given. */
+int nd_serf_tags_encode(const struct nd_serf_tag *tags, size_t n, uint8_t *out, size_t cap,
+                        size_t *len);
+/* Decodes Meta into tags[0..cap), *n of them. Meta without the magic byte is serf's old
+ * role-only form: one tag "role" = the whole Meta (none if Meta is empty). Over
+ * ND_GOSSIP_META_MAX bytes or more than cap tags is ND_GOSSIP_E_LIMIT. Entries are returned as
+ * sent (Go keeps the last of duplicate keys). */
+int nd_serf_tags_decode(const uint8_t *meta, size_t len, struct nd_serf_tag *tags, size_t cap,
+                        size_t *n);
+
+/* serf's Vivaldi coordinate, as carried in ack payloads: [1][msgpack {Adjustment, Error,
+ * Height, Vec}]. */
+struct nd_serf_coord {
+    double vec[ND_SERF_COORD_DIM_MAX];
+    uint32_t dim; /* entries of vec in use */
+    double error, adjustment, height;
+};
+
+int nd_serf_coord_encode(const struct nd_serf_coord *c, uint8_t *out, size_t cap, size_t *len);
+int nd_serf_coord_decode(const uint8_t *payload, size_t len, struct nd_serf_coord *c);
+
+#endif

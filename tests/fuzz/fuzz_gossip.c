@@ -1,0 +1,252 @@
+/*
+ * libFuzzer target for the gossip wire layer (gossip/). Each input goes through:
+ *  - the UDP receive path: nd_gossip_packet_walk (hasCrc, compound, compress), every message
+ *    decoded, serf messages in user messages, tags in alive Meta, coordinates in acks;
+ *  - the same after AES-GCM: the input decrypted with a fixed keyring (seeds hold real
+ *    encrypted packets), and the input encrypted then decrypted (must give it back);
+ *  - the TCP path: nd_gossip_stream_parse with and without the keyring, node states and the
+ *    serf push/pull state walked;
+ *  - tags, serf messages, coordinates and LZW decoded directly, and an LZW round trip.
+ * Besides the sanitizers it checks invariants: results are known codes, every decoded string
+ * lies inside the buffer it came from, and whatever decodes re-encodes to bytes that decode to
+ * the same re-encoding (a canonical form).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../gossip/keyring.h"
+#include "../../gossip/lzw.h"
+#include "../../gossip/serf.h"
+#include "../../gossip/wire.h"
+
+#define CHECK(x)                                                                                   \
+    do {                                                                                           \
+        if (!(x))                                                                                  \
+            __builtin_trap();                                                                      \
+    } while (0)
+
+#define SCRATCH (256 * 1024)
+
+static struct nd_keyring kr;
+static uint8_t scratch[SCRATCH], enc1[SCRATCH], enc2[SCRATCH];
+
+/* the buffer being decoded, for inside() */
+static const uint8_t *cur_lo, *cur_hi;
+
+static bool inside(struct nd_gbytes s)
+{
+    if (s.len == 0)
+        return true;
+    return s.p >= cur_lo && s.p + s.len <= cur_hi;
+}
+
+static void check_code(int e)
+{
+    CHECK(e <= 0 && e >= ND_GOSSIP_E_TRAILING);
+    CHECK(nd_gossip_strerror(e) != NULL);
+}
+
+static void fuzz_tags(const uint8_t *p, size_t len)
+{
+    struct nd_serf_tag tags[256];
+    size_t n;
+    int e = nd_serf_tags_decode(p, len, tags, 256, &n);
+    check_code(e);
+    if (e)
+        return;
+    CHECK(n <= 256);
+    const uint8_t *lo = cur_lo, *hi = cur_hi;
+    cur_lo = p, cur_hi = len ? p + len : p;
+    if (len && p[0] == ND_SERF_TAG_MAGIC) {
+        for (size_t i = 0; i < n; i++)
+            CHECK(inside(tags[i].key) && inside(tags[i].value));
+    } else {
+        CHECK(n == (len > 0) && (n == 0 || tags[0].value.len == len));
+    }
+    cur_lo = lo, cur_hi = hi;
+    /* our encoding of them decodes again (duplicates and the size limit may refuse it) */
+    size_t l;
+    e = nd_serf_tags_encode(tags, n, enc2, sizeof enc2, &l);
+    check_code(e);
+    if (!e) {
+        CHECK(l <= ND_GOSSIP_META_MAX && enc2[0] == ND_SERF_TAG_MAGIC);
+        struct nd_serf_tag again[256];
+        size_t m;
+        CHECK(nd_serf_tags_decode(enc2, l, again, 256, &m) == 0 && m == n);
+    }
+}
+
+static void fuzz_serf(const uint8_t *p, size_t len)
+{
+    struct nd_serf_msg m;
+    int e = nd_serf_decode(p, len, &m);
+    check_code(e);
+    if (e)
+        return;
+    if (m.type == ND_SERF_PUSH_PULL) {
+        struct nd_gbytes rest = m.u.pp.status_ltimes;
+        struct nd_serf_status st;
+        for (uint32_t i = 0; i < m.u.pp.nstatus; i++)
+            if (nd_serf_status_next(&rest, &st))
+                break;
+        rest = m.u.pp.left_members;
+        struct nd_gbytes name;
+        for (uint32_t i = 0; i < m.u.pp.nleft; i++)
+            if (nd_serf_left_next(&rest, &name))
+                break;
+    }
+    if (m.type == ND_SERF_PUSH_PULL || m.type == ND_SERF_QUERY || m.type > ND_SERF_QUERY_RESPONSE)
+        return;
+    size_t l, l2;
+    e = nd_serf_encode(&m, enc2, sizeof enc2, &l);
+    check_code(e);
+    if (e)
+        return;
+    struct nd_serf_msg d;
+    CHECK(nd_serf_decode(enc2, l, &d) == 0 && d.type == m.type);
+    CHECK(nd_serf_encode(&d, scratch, sizeof scratch, &l2) == 0 && l2 == l &&
+          memcmp(scratch, enc2, l) == 0);
+}
+
+static void check_msg_inside(const struct nd_gossip_msg *m)
+{
+    switch (m->type) {
+    case ND_GOSSIP_PING:
+        CHECK(inside(m->u.ping.node) && inside(m->u.ping.source_addr) &&
+              inside(m->u.ping.source_node));
+        break;
+    case ND_GOSSIP_ALIVE:
+        CHECK(inside(m->u.alive.node) && inside(m->u.alive.addr) && inside(m->u.alive.meta));
+        CHECK(m->u.alive.meta.len <= ND_GOSSIP_META_MAX);
+        CHECK(m->u.alive.addr.len == 4 || m->u.alive.addr.len == 16);
+        break;
+    case ND_GOSSIP_ACK:
+        CHECK(inside(m->u.ack.payload));
+        break;
+    case ND_GOSSIP_USER:
+        CHECK(inside(m->u.user));
+        break;
+    default:
+        break;
+    }
+}
+
+/* One message of a packet. */
+static void on_msg(void *arg, const uint8_t *msg, size_t len)
+{
+    (void)arg;
+    CHECK(len >= 1);
+    struct nd_gossip_msg m;
+    const uint8_t *lo = cur_lo, *hi = cur_hi;
+    cur_lo = msg, cur_hi = msg + len;
+    int e = nd_gossip_decode(msg, len, &m);
+    check_code(e);
+    if (e == 0) {
+        check_msg_inside(&m);
+        if (m.type == ND_GOSSIP_USER)
+            fuzz_serf(m.u.user.p, m.u.user.len);
+        if (m.type == ND_GOSSIP_ALIVE)
+            fuzz_tags(m.u.alive.meta.p, m.u.alive.meta.len);
+        if (m.type == ND_GOSSIP_ACK && m.u.ack.payload.len) {
+            struct nd_serf_coord c;
+            check_code(nd_serf_coord_decode(m.u.ack.payload.p, m.u.ack.payload.len, &c));
+        }
+        /* canonical form: encode, decode, encode again gives the same bytes */
+        size_t l1, l2;
+        e = nd_gossip_encode(&m, enc1, sizeof enc1, &l1);
+        check_code(e);
+        if (e == 0) {
+            struct nd_gossip_msg d;
+            CHECK(nd_gossip_decode(enc1, l1, &d) == 0 && d.type == m.type);
+            CHECK(nd_gossip_encode(&d, enc2, sizeof enc2, &l2) == 0);
+            CHECK(l1 == l2 && memcmp(enc1, enc2, l1) == 0);
+        }
+    }
+    cur_lo = lo, cur_hi = hi;
+}
+
+static void fuzz_packet(const uint8_t *p, size_t len)
+{
+    /* scratch is shared with nested decoders: give the walk its own copy area */
+    static uint8_t walk_scratch[SCRATCH];
+    cur_lo = p, cur_hi = len ? p + len : p;
+    check_code(nd_gossip_packet_walk(p, len, walk_scratch, sizeof walk_scratch, on_msg, NULL));
+}
+
+static void fuzz_stream(const uint8_t *p, size_t len, const struct nd_keyring *k)
+{
+    static uint8_t st_scratch[SCRATCH];
+    struct nd_gossip_stream_msg m;
+    int e = nd_gossip_stream_parse(p, len, k, st_scratch, sizeof st_scratch, &m);
+    check_code(e);
+    if (e)
+        return;
+    CHECK(m.consumed >= 1 && m.consumed <= len);
+    if (m.type != ND_GOSSIP_PUSH_PULL)
+        return;
+    struct nd_gbytes rest = {m.body.p + m.states_off, m.states_len};
+    CHECK(m.states_off + m.states_len <= m.body.len);
+    for (uint32_t i = 0; i < m.pp.nodes; i++) {
+        struct nd_gossip_node_state s;
+        CHECK(nd_gossip_node_state_decode(&rest, &s) == 0); /* parse checked them all */
+        CHECK(s.meta.len <= ND_GOSSIP_META_MAX && s.state <= ND_GOSSIP_STATE_LEFT);
+        fuzz_tags(s.meta.p, s.meta.len);
+    }
+    CHECK(rest.len == 0);
+    if (m.user.len)
+        fuzz_serf(m.user.p, m.user.len);
+}
+
+static void fuzz_lzw(const uint8_t *p, size_t len)
+{
+    static uint8_t out[SCRATCH], comp[SCRATCH * 2];
+    size_t n, c, back;
+    check_code(nd_lzw_decompress(p, len, out, 4096, &n));
+    if (len > SCRATCH)
+        return;
+    CHECK(nd_lzw_compress(p, len, comp, nd_lzw_bound(len), &c) == 0);
+    CHECK(nd_lzw_decompress(comp, c, out, sizeof out, &back) == 0);
+    CHECK(back == len && memcmp(out, p, len) == 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (kr.n == 0) {
+        nd_keyring_add(&kr, (const uint8_t *)"0123456789abcdef", 16);
+        nd_keyring_add(&kr, (const uint8_t *)"0123456789abcdef0123456789abcdef", 32);
+    }
+    fuzz_packet(data, size);
+
+    /* an encrypted UDP packet */
+    static uint8_t plain[SCRATCH];
+    size_t pn;
+    int e = nd_gossip_decrypt(&kr, data, size, NULL, 0, plain, sizeof plain, &pn);
+    check_code(e);
+    if (e == 0)
+        fuzz_packet(plain, pn);
+    /* our encryption of the input opens to the input */
+    if (size + ND_GOSSIP_CRYPT_OVERHEAD <= sizeof enc1) {
+        static const uint8_t nonce[12] = {7};
+        size_t bn;
+        CHECK(nd_gossip_encrypt(&kr, nonce, data, size, NULL, 0, enc1, sizeof enc1, &bn) == 0);
+        CHECK(nd_gossip_decrypt(&kr, enc1, bn, NULL, 0, plain, sizeof plain, &pn) == 0);
+        CHECK(pn == size && (size == 0 || memcmp(plain, data, size) == 0));
+    }
+
+    fuzz_stream(data, size, NULL);
+    fuzz_stream(data, size, &kr);
+    fuzz_tags(data, size);
+    fuzz_serf(data, size);
+    if (size) {
+        struct nd_serf_coord c;
+        check_code(nd_serf_coord_decode(data, size, &c));
+        struct nd_gbytes parts[255];
+        size_t n;
+        check_code(nd_gossip_compound_split(data, size, parts, 255, &n));
+    }
+    fuzz_lzw(data, size);
+    return 0;
+}
