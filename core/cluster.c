@@ -5,27 +5,6 @@
 
 #include "proxy.h"
 
-/* The load balancer's state for one cluster on one worker. struct nd_cluster_rt (worker.h) has no
- * field for it, so it lives in the allocation of the endpoints' array, right after its neps + 1
- * entries (see nd_cluster_rt_create and lb_state). */
-struct lb_state {
-    bool started; /* the worker's starting offset has been applied (first pick) */
-    int64_t cw[]; /* smooth weighted round robin: each endpoint's current weight */
-};
-
-_Static_assert(_Alignof(struct nd_ep_rt) % _Alignof(struct lb_state) == 0,
-               "struct lb_state must be aligned when placed after the endpoints' array");
-
-static size_t eps_alloc_size(unsigned neps)
-{
-    return (neps + 1) * sizeof(struct nd_ep_rt) + sizeof(struct lb_state) + neps * sizeof(int64_t);
-}
-
-static struct lb_state *lb_state(struct nd_cluster_rt *crt)
-{
-    return (struct lb_state *)(void *)(crt->eps + crt->cc->neps + 1);
-}
-
 struct nd_cluster_rt *nd_cluster_rt_create(const struct nd_config *cfg)
 {
     struct nd_cluster_rt *crt = calloc(cfg->nclusters + 1, sizeof(*crt));
@@ -35,8 +14,7 @@ struct nd_cluster_rt *nd_cluster_rt_create(const struct nd_config *cfg)
         return NULL;
     for (i = 0; i < cfg->nclusters; i++) {
         crt[i].cc = &cfg->clusters[i];
-        /* the endpoints, a spare entry, then the load balancer's state (struct lb_state) */
-        crt[i].eps = calloc(1, eps_alloc_size(cfg->clusters[i].neps));
+        crt[i].eps = calloc(cfg->clusters[i].neps + 1, sizeof(*crt[i].eps));
         if (!crt[i].eps) {
             nd_cluster_rt_free(cfg, crt);
             return NULL;
@@ -119,7 +97,6 @@ static bool eligible(const struct nd_cluster_rt *crt, unsigned i, const struct l
  * every pick. Ties go to the lower index. Endpoints not eligible keep their current weight. */
 static int pick_smooth(struct nd_cluster_rt *crt, const struct lb_filter *f, bool by_load)
 {
-    struct lb_state *st = lb_state(crt);
     unsigned n = crt->cc->neps, i;
     int64_t total = 0;
     int best = -1;
@@ -134,21 +111,22 @@ static int pick_smooth(struct nd_cluster_rt *crt, const struct lb_filter *f, boo
             w = (w << LB_LOAD_SHIFT) / ((int64_t)crt->eps[i].active + 1);
         if (w < 1)
             w = 1;
-        st->cw[i] += w;
+        crt->eps[i].lb_cw += w;
         total += w;
-        if (best < 0 || st->cw[i] > st->cw[best])
+        if (best < 0 || crt->eps[i].lb_cw > crt->eps[best].lb_cw)
             best = (int)i;
-        if (st->cw[i] > LB_CW_LIMIT || st->cw[i] < -LB_CW_LIMIT)
+        if (crt->eps[i].lb_cw > LB_CW_LIMIT || crt->eps[i].lb_cw < -LB_CW_LIMIT)
             reset = true;
     }
     if (best < 0)
         return -1;
-    st->cw[best] -= total;
+    crt->eps[best].lb_cw -= total;
     /* Static weights keep every current weight within (-total, total]. Weights that change from
      * pick to pick (by_load) or subsets that overlap could in theory let them drift: start the
      * schedule again long before they could overflow. */
     if (reset)
-        memset(st->cw, 0, n * sizeof(st->cw[0]));
+        for (i = 0; i < n; i++)
+            crt->eps[i].lb_cw = 0;
     return best;
 }
 
@@ -244,7 +222,7 @@ static void lb_start(struct nd_worker *w, struct nd_cluster_rt *crt)
     uint64_t total = 0, k, skip;
     unsigned i;
 
-    lb_state(crt)->started = true;
+    crt->lb_started = true;
     if (crt->cc->lb == ND_LB_RANDOM)
         return;
     for (i = 0; i < crt->cc->neps; i++)
@@ -263,7 +241,7 @@ int nd_lb_pick(struct nd_worker *w, struct nd_cluster_rt *crt, const char *key, 
 
     if (!n)
         return -1;
-    if (!lb_state(crt)->started)
+    if (!crt->lb_started)
         lb_start(w, crt);
     /* 1. the policy among the healthy matching endpoints other than avoid */
     if ((i = pick(w, crt, &f)) >= 0)

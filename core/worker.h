@@ -43,12 +43,13 @@ struct nd_ep_rt {
     unsigned active;  /* requests in flight */
     unsigned conns;   /* open connections (idle + busy + connecting) */
     unsigned fails;   /* consecutive connect failures */
+    int64_t lb_cw;    /* smooth weighted round robin: the endpoint's current weight */
 };
 
 struct nd_cluster_rt {
     const struct nd_cluster_conf *cc;
     struct nd_ep_rt *eps;
-    unsigned rr;
+    bool lb_started; /* the worker's starting offset has been applied (first pick) */
     unsigned conns, pending, requests;
 };
 
