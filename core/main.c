@@ -469,7 +469,7 @@ static int cmd_status(const char *admin)
             }
         }
         printf("%-21s %-24s %-9s %s\n", json_string_value(json_object_get(v, "name")),
-               json_string_value(json_object_get(v, "listen")),
+               json_string_value(json_object_get(v, "address")),
                json_string_value(json_object_get(v, "protocol")), plugins);
     }
     printf("\nCLUSTER               LB              ENDPOINTS\n");

@@ -404,12 +404,14 @@ static void send_local(struct nd_session *s)
     struct nodus_slice ct;
     bool keep = !s->close_after;
     unsigned i;
+    uint32_t len0;
 
     run_response_hooks(s);
     if (!s->tx && !(s->tx = nd_buf_get(&s->w->bufs))) {
         s->close_after = true;
         return;
     }
+    len0 = s->tx->len;
     if (!hdr_get(&t->resp, "content-type", &ct) && body.len)
         hdr_add(t, &t->resp, "content-type", "text/plain", 10);
     PUTS(s->tx, "HTTP/1.1 ");
@@ -429,7 +431,7 @@ static void send_local(struct nd_session *s)
     PUTS(s->tx, "\r\n");
     if (t->req.meth != ND_HTTP_HEAD)
         put(s->tx, body.p, body.len);
-    t->resp_bytes += body.len;
+    t->resp_bytes += s->tx->len - len0; /* head and body, as for an upstream's answer */
     t->resp_started = true;
     t->rsb.done = true;
 }
@@ -675,7 +677,6 @@ static bool write_request_head(struct nd_session *s, struct nd_upstream *u)
         PUTS(b, "transfer-encoding: chunked\r\n");
     if (!PUTS(b, "\r\n"))
         return false;
-    t->req_bytes += m->head_len;
     return true;
 }
 
@@ -1108,6 +1109,7 @@ static bool read_request(struct nd_session *s)
             if (r > 0) {
                 t->req = m;
                 t->req_parsed = m.nhdrs;
+                t->req_bytes = m.head_len; /* received, whether it goes upstream or not */
                 t->t_start_us = w->now_us;
                 t->expect_100 = (m.flags & ND_HTTP_F_EXPECT_100) != 0;
                 s->rx_pin = m.head_len;

@@ -577,8 +577,9 @@ static int router_request_headers(struct nodus_http *h, const struct nodus_ctx *
         return ANSWER(h, 503, "router unavailable\n");
     r = rt_match(rc->table, ctx->worker, &req);
     if (!r) {
+        /* routed nowhere: the host answers 404 "no route" and records response flag NR */
         nodus_counter_add(ctx->worker_id, rc->no_route, 1);
-        return ANSWER(h, 404, "no route\n");
+        return NODUS_CONTINUE;
     }
     switch (rt_route_action(r)) {
     case RT_UPSTREAM:

@@ -22,7 +22,8 @@
 #   start_nodus CONFIG [ARGS...]  "$NODUS run CONFIG ARGS..." in the background; sets NODUS_PID
 #                           and NODUS_LOG (set IN_NETNS=NS to run it inside a network namespace)
 #   start_nginx_upstream PORT BODY [ADDR]  nginx-light answering 200 "BODY\n" on every path of
-#                           ADDR:PORT (ADDR defaults to 127.0.0.1; IN_NETNS=NS to run it in a
+#                           ADDR:PORT (ADDR defaults to 127.0.0.1, may be IPv6: ::1 or [::1],
+#                           shown bracketed in X-Upstream; IN_NETNS=NS to run it in a
 #                           namespace); response headers echo the request: X-Seen-Uri,
 #                           X-Seen-Method, X-Seen-Host, X-Seen-Xff, X-Seen-Xfp, X-Seen-Request-Id,
 #                           X-Seen-Traceparent, X-Seen-Xfcc, X-Seen-Content-Length,
@@ -186,6 +187,8 @@ free_port() {
 
 start_nginx_upstream() { # PORT BODY [ADDR]
     local port=$1 body=$2 addr=${3:-127.0.0.1} dir i
+    # an IPv6 address ("::1" or "[::1]") is bracketed in nginx's listen, X-Upstream and URLs
+    case "$addr" in *:*) addr="[${addr#[}" && addr="${addr%]}]" ;; esac
     command -v nginx >/dev/null || skip "nginx is not installed (scripts/deps.sh test)"
     case "$body" in *'$'* | *\\* | *'"'* | *$'\n'*) die "start_nginx_upstream: BODY may not hold \$ \\ \" or newlines" ;; esac
     dir=$(mktemp -d "$T/nginx-$port.XXXX")
@@ -229,7 +232,7 @@ CONF
     UPSTREAM_PID=$BG_PID
     _BG_LOGS+=("$dir/error.log")
     for ((i = 0; i < 50; i++)); do
-        if [ "$(_in_netns curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$addr:$port/")" = 200 ]; then
+        if [ "$(_in_netns curl -gs -o /dev/null -w '%{http_code}' --max-time 1 "http://$addr:$port/")" = 200 ]; then
             return 0
         fi
         kill -0 "$UPSTREAM_PID" 2>/dev/null || die "nginx upstream on $addr:$port exited"
