@@ -103,6 +103,27 @@ static json_t *dump_cluster(const struct nd_cluster_conf *c)
     return o;
 }
 
+/* A plugin's own description of its configuration (nodus_plugin.describe), as JSON. */
+static json_t *describe_plugin(const struct nd_plugin_inst *pi)
+{
+    char small[4096], *buf = small;
+    size_t need = pi->p->describe(pi->conf, small, sizeof(small));
+    json_error_t jerr;
+    json_t *v;
+
+    if (need >= sizeof(small)) {
+        if (need > (64u << 20) || !(buf = malloc(need + 1)))
+            return json_string("(description too large)");
+        pi->p->describe(pi->conf, buf, need + 1);
+    }
+    v = json_loads(buf, JSON_DECODE_ANY, &jerr);
+    if (buf != small)
+        free(buf);
+    if (!v)
+        return json_sprintf("(invalid description: %s)", jerr.text);
+    return v;
+}
+
 static json_t *dump_listener(const struct nd_listener_conf *l)
 {
     json_t *o = json_object(), *plugins = json_array(), *limits = json_object(),
@@ -114,6 +135,8 @@ static json_t *dump_listener(const struct nd_listener_conf *l)
 
         json_object_set_new(p, "name", jstr(l->plugins[i].p ? l->plugins[i].p->name : NULL));
         json_object_set_new(p, "line", json_integer(l->plugins[i].line));
+        if (l->plugins[i].p && l->plugins[i].p->describe)
+            json_object_set_new(p, "config", describe_plugin(&l->plugins[i]));
         json_array_append_new(plugins, p);
     }
     json_object_set_new(limits, "max_request_headers_bytes", jint(l->limits.max_head));

@@ -432,6 +432,49 @@ static char *admin_get(const char *admin, const char *path)
     return body;
 }
 
+/* One line per route of the router's description: its match, then where it goes. */
+static void print_routes(json_t *vhosts)
+{
+    size_t i, j, k;
+    json_t *vh, *r, *x;
+
+    json_array_foreach(vhosts, i, vh)
+    {
+        char *domains = json_dumps(json_object_get(vh, "domains"), JSON_COMPACT);
+
+        printf("  host %s\n", domains ? domains : "?");
+        free(domains);
+        json_array_foreach(json_object_get(vh, "routes"), j, r)
+        {
+            json_t *m = json_object_get(r, "match");
+            const char *kind = json_object_get(m, "exact")   ? "exact"
+                               : json_object_get(m, "regex") ? "regex"
+                                                             : "prefix";
+            char *rest;
+
+            printf("    %-6s %-24s", kind, json_string_value(json_object_get(m, kind)));
+            json_object_del(m, kind);
+            if (json_object_size(m)) {
+                rest = json_dumps(m, JSON_COMPACT);
+                printf(" %s", rest ? rest : "");
+                free(rest);
+            }
+            if ((x = json_object_get(r, "route")))
+                printf(" -> %s", json_string_value(json_object_get(x, "cluster")));
+            json_array_foreach(json_object_get(r, "split"), k, x)
+                printf("%s%s %lld", k ? ", " : " -> split ",
+                       json_string_value(json_object_get(x, "cluster")),
+                       (long long)json_integer_value(json_object_get(x, "weight")));
+            if ((x = json_object_get(r, "redirect")))
+                printf(" -> redirect %lld", (long long)json_integer_value(json_object_get(x, "status")));
+            if ((x = json_object_get(r, "direct_response")))
+                printf(" -> direct response %lld",
+                       (long long)json_integer_value(json_object_get(x, "status")));
+            printf("\n");
+        }
+    }
+}
+
 static int cmd_status(const char *admin)
 {
     char *text = admin_get(admin, "/config_dump");
@@ -471,6 +514,20 @@ static int cmd_status(const char *admin)
         printf("%-21s %-24s %-9s %s\n", json_string_value(json_object_get(v, "name")),
                json_string_value(json_object_get(v, "address")),
                json_string_value(json_object_get(v, "protocol")), plugins);
+    }
+    json_array_foreach(json_object_get(root, "listeners"), i, v)
+    {
+        json_t *p;
+
+        json_array_foreach(json_object_get(v, "plugins"), j, p)
+        {
+            json_t *vhosts = json_object_get(json_object_get(p, "config"), "virtual_hosts");
+
+            if (json_is_array(vhosts) && json_array_size(vhosts)) {
+                printf("\nROUTES of %s\n", json_string_value(json_object_get(v, "name")));
+                print_routes(vhosts);
+            }
+        }
     }
     printf("\nCLUSTER               LB              ENDPOINTS\n");
     json_array_foreach(json_object_get(root, "clusters"), i, v)

@@ -137,6 +137,11 @@ struct nodus_plugin {
 
     const struct nodus_http_ops *http;     /* NULL unless NODUS_PLUGIN_HTTP */
     const struct nodus_stream_ops *stream; /* NULL unless NODUS_PLUGIN_STREAM */
+
+    /* Optional, main thread: describes an instance configuration as one JSON value (shown by
+     * /config_dump and `nodus status`), written into buf as snprintf() does: at most len bytes
+     * with the NUL, returning the length it needs; the host calls again with a larger buffer. */
+    size_t (*describe)(const void *conf, char *buf, size_t len);
 };
 
 /* Registers a plugin. Returns 0, or -1 (wrong ABI, duplicate name: logged by the host). */

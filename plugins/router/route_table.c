@@ -927,3 +927,186 @@ void rt_route_pos(const struct rt_route *r, size_t *vhost, size_t *index)
     *vhost = r->vhost;
     *index = r->index;
 }
+
+/* ---- description (main thread): the table as JSON ---- */
+
+struct jw {
+    char *buf;
+    size_t len, need;
+};
+
+static void jw_raw(struct jw *j, const char *s, size_t n)
+{
+    if (j->need + n < j->len)
+        memcpy(j->buf + j->need, s, n);
+    else if (j->need < j->len)
+        memcpy(j->buf + j->need, s, j->len - j->need - 1);
+    j->need += n;
+}
+
+static void jw_lit(struct jw *j, const char *s) { jw_raw(j, s, strlen(s)); }
+
+static void jw_str(struct jw *j, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    jw_raw(j, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            jw_raw(j, e, 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            jw_raw(j, e, 6);
+        } else {
+            jw_raw(j, (const char *)&c, 1);
+        }
+    }
+    jw_raw(j, "\"", 1);
+}
+
+static void jw_cstr(struct jw *j, const char *s) { jw_str(j, s, strlen(s)); }
+
+static void jw_uint(struct jw *j, uint64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+
+    jw_raw(j, tmp, (size_t)n);
+}
+
+static void jw_conds(struct jw *j, const char *key, const struct rt_ccond *c, size_t n)
+{
+    static const char *const kinds[] = {"present", "absent", "exact", "prefix", "regex"};
+
+    if (!n)
+        return;
+    jw_lit(j, ",");
+    jw_cstr(j, key);
+    jw_lit(j, ":[");
+    for (size_t i = 0; i < n; i++) {
+        jw_lit(j, i ? ",{\"name\":" : "{\"name\":");
+        jw_str(j, c[i].name.p, c[i].name.len);
+        jw_lit(j, ",");
+        jw_cstr(j, kinds[c[i].kind]);
+        jw_lit(j, ":");
+        if (c[i].value.p)
+            jw_str(j, c[i].value.p, c[i].value.len);
+        else
+            jw_lit(j, "true");
+        jw_lit(j, "}");
+    }
+    jw_lit(j, "]");
+}
+
+static void jw_target(struct jw *j, const struct rt_target *t, bool weight)
+{
+    jw_lit(j, "{\"cluster\":");
+    jw_cstr(j, t->cluster_name);
+    if (t->subset_key) {
+        jw_lit(j, ",\"subset\":{");
+        jw_cstr(j, t->subset_key);
+        jw_lit(j, ":");
+        jw_cstr(j, t->subset_val);
+        jw_lit(j, "}");
+    }
+    if (weight) {
+        jw_lit(j, ",\"weight\":");
+        jw_uint(j, t->weight);
+    }
+    jw_lit(j, "}");
+}
+
+static void jw_route(struct jw *j, const struct rt_route *r)
+{
+    static const char *const paths[] = {"prefix", "exact", "regex"};
+
+    jw_lit(j, "{\"match\":{");
+    jw_cstr(j, paths[r->path_kind]);
+    jw_lit(j, ":");
+    jw_str(j, r->path.p, r->path.len);
+    if (r->n_methods) {
+        jw_lit(j, ",\"methods\":[");
+        for (size_t i = 0; i < r->n_methods; i++) {
+            if (i)
+                jw_lit(j, ",");
+            jw_str(j, r->methods[i].p, r->methods[i].len);
+        }
+        jw_lit(j, "]");
+    }
+    jw_conds(j, "headers", r->headers, r->n_headers);
+    jw_conds(j, "query", r->query, r->n_query);
+    jw_lit(j, "}");
+    switch (r->action) {
+    case RT_UPSTREAM:
+        if (r->n_targets == 1) {
+            jw_lit(j, ",\"route\":");
+            jw_target(j, &r->targets[0], false);
+        } else {
+            jw_lit(j, ",\"split\":[");
+            for (size_t i = 0; i < r->n_targets; i++) {
+                if (i)
+                    jw_lit(j, ",");
+                jw_target(j, &r->targets[i], true);
+            }
+            jw_lit(j, "]");
+        }
+        if (r->rewrite.p) {
+            jw_lit(j, ",\"prefix_rewrite\":");
+            jw_str(j, r->rewrite.p, r->rewrite.len);
+        }
+        if (r->timeout_ms) {
+            jw_lit(j, ",\"timeout_ms\":");
+            jw_uint(j, r->timeout_ms);
+        }
+        break;
+    case RT_REDIRECT:
+        jw_lit(j, ",\"redirect\":{\"status\":");
+        jw_uint(j, (uint64_t)r->status);
+        jw_lit(j, r->location_is_path ? ",\"path\":" : ",\"location\":");
+        jw_str(j, r->location.p, r->location.len);
+        jw_lit(j, "}");
+        break;
+    case RT_DIRECT:
+        jw_lit(j, ",\"direct_response\":{\"status\":");
+        jw_uint(j, (uint64_t)r->status);
+        jw_lit(j, ",\"body_bytes\":");
+        jw_uint(j, r->body.len);
+        jw_lit(j, "}");
+        break;
+    }
+    jw_lit(j, "}");
+}
+
+size_t rt_describe(const struct rt_table *t, char *buf, size_t len)
+{
+    struct jw j = {buf, len, 0};
+
+    jw_lit(&j, "{\"virtual_hosts\":[");
+    for (size_t v = 0; v < t->n_vhosts; v++) {
+        bool first = true;
+
+        jw_lit(&j, v ? ",{\"domains\":[" : "{\"domains\":[");
+        for (size_t d = 0; d < t->n_domains; d++) {
+            if (t->domains[d].vhost != v)
+                continue;
+            if (!first)
+                jw_lit(&j, ",");
+            first = false;
+            jw_cstr(&j, t->domains[d].text);
+        }
+        jw_lit(&j, "],\"routes\":[");
+        for (size_t r = 0; r < t->vhosts[v].n_routes; r++) {
+            if (r)
+                jw_lit(&j, ",");
+            jw_route(&j, &t->vhosts[v].routes[r]);
+        }
+        jw_lit(&j, "]}");
+    }
+    jw_lit(&j, "]}");
+    if (len)
+        buf[j.need < len ? j.need : len - 1] = '\0';
+    return j.need;
+}

@@ -117,6 +117,11 @@ int rt_add_vhost(struct rt_table *t, const char *const *domains, size_t n, char 
 /* Appends a route to the last virtual host. Returns 0, or -1 with a message in err. */
 int rt_add_route(struct rt_table *t, const struct rt_route_spec *spec, char *err, size_t errlen);
 
+/* The table as JSON: {"virtual_hosts":[{"domains":[...],"routes":[{"match":{...}, "route" |
+ * "split" | "redirect" | "direct_response": ...}]}]}. snprintf() contract: writes at most len
+ * bytes with the NUL, returns the length needed. */
+size_t rt_describe(const struct rt_table *t, char *buf, size_t len);
+
 /* Number of virtual hosts, and of routes in all of them. */
 size_t rt_vhost_count(const struct rt_table *t);
 size_t rt_route_count(const struct rt_table *t);

@@ -604,6 +604,13 @@ static const struct nodus_http_ops router_http = {
     .request_headers = router_request_headers,
 };
 
+static size_t router_describe(const void *conf, char *buf, size_t len)
+{
+    const struct router_conf *rc = conf;
+
+    return rt_describe(rc->table, buf, len);
+}
+
 static const struct nodus_plugin router_plugin = {
     .abi = NODUS_PLUGIN_ABI,
     .name = "router",
@@ -615,6 +622,7 @@ static const struct nodus_plugin router_plugin = {
     .worker_init = router_worker_init,
     .worker_fini = router_worker_fini,
     .http = &router_http,
+    .describe = router_describe,
 };
 
 NODUS_PLUGIN(router_plugin)

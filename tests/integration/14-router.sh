@@ -8,8 +8,7 @@
 #   least_request and random over 3 endpoints; an IPv6 listener and endpoint; a TCP listener and
 #   its istio_tcp_* metrics; the JSON access log; promtool on /stats/prometheus, the labels of
 #   istio_requests_total, /config_dump and `nodus status`.
-# Not checked because nodus does not have it: routes in /config_dump and in `nodus status` (the
-# router's configuration is opaque to the core; both list a listener's plugins by name only).
+#   The routes, as the router describes them, in /config_dump and `nodus status`.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 
@@ -373,6 +372,9 @@ if [ "$v6" = 1 ]; then
     assert_contains "$st" "[::1]:$v6port" "nodus status shows the IPv6 listener's address"
 fi
 case "$st" in *"(null)"*) die "nodus status prints (null) where a value should be: $st" ;; esac
+assert_contains "$st" "ROUTES of web" "nodus status lists the routes of listener web"
+grep -Eq '^ +prefix +/split .*-> split a 80, b 20' "$T/status" ||
+    die "nodus status should show the 80/20 split route: $st"
 for c in "rr  *round_robin  *127.0.0.1:$c1 127.0.0.1:$c2 127.0.0.1:$c3" "lr  *least_request" "rnd  *random" "raw  *127.0.0.1:$tport  *tcp"; do
     grep -Eq "^$c" "$T/status" || die "nodus status should show '$c': $st"
 done

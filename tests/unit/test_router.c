@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "../../plugins/router/route_table.h"
 
@@ -943,9 +944,59 @@ static void test_routes_per_vhost(void **state)
     rt_free(t);
 }
 
+
+/* ---- description ---- */
+
+/* rt_describe(): valid JSON naming every route's match and action, escaped; the snprintf
+ * contract holds for every buffer size (no overflow, always NUL-terminated). */
+static void test_describe(void **state)
+{
+    struct rt_table *t = rt_new();
+    struct rt_target split[2] = {{.cluster_name = "v1", .cluster = (void *)"v1", .weight = 90},
+                                 {.cluster_name = "v\"2", .cluster = (void *)"v2", .weight = 10}};
+    struct rt_cond h = {.name = "x-user", .kind = RT_COND_EXACT, .value = "a\tb"};
+    char buf[2048], small[16];
+    size_t need, n;
+    json_error_t jerr;
+    json_t *root, *routes;
+
+    (void)state;
+    VHOST(t, "api.test", "*.api.test");
+    add(t, (struct rt_route_spec){.path_kind = RT_PATH_PREFIX, .path = "/api", .action = RT_UPSTREAM,
+                                  .targets = split, .n_targets = 2, .headers = &h, .n_headers = 1});
+    add(t, (struct rt_route_spec){.path_kind = RT_PATH_EXACT, .path = "/old", .action = RT_REDIRECT,
+                                  .status = 301, .location = "https://x.test/new"});
+    VHOST(t, "*");
+    add(t, (struct rt_route_spec){.path_kind = RT_PATH_PREFIX, .path = "/", .action = RT_DIRECT,
+                                  .status = 404, .body = "none"});
+    need = rt_describe(t, buf, sizeof(buf));
+    assert_true(need < sizeof(buf));
+    assert_int_equal(strlen(buf), need);
+    root = json_loads(buf, 0, &jerr);
+    if (!root)
+        fail_msg("invalid JSON (%s): %s", jerr.text, buf);
+    assert_int_equal(json_array_size(json_object_get(root, "virtual_hosts")), 2);
+    routes = json_object_get(json_array_get(json_object_get(root, "virtual_hosts"), 0), "routes");
+    assert_int_equal(json_array_size(routes), 2);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(json_array_get(routes, 0), "split"), 1),
+                            "cluster")),
+                        "v\"2");
+    assert_non_null(json_object_get(json_array_get(routes, 1), "redirect"));
+    assert_non_null(strstr(buf, "\"exact\":\"a\\u0009b\""));
+    json_decref(root);
+    for (n = 1; n < sizeof(small); n++) { /* truncated: same length needed, NUL-terminated */
+        memset(small, 'z', sizeof(small));
+        assert_int_equal(rt_describe(t, small, n), need);
+        assert_int_equal(strlen(small), n - 1);
+    }
+    rt_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_describe),
         cmocka_unit_test(test_domain_precedence),
         cmocka_unit_test(test_domain_no_default),
         cmocka_unit_test(test_domain_errors),
