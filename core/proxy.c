@@ -1817,6 +1817,23 @@ struct nodus_slice nodus_http_peer_principal(struct nodus_http *h)
     return (struct nodus_slice){TXN(h)->s->principal, TXN(h)->s->principal_len};
 }
 
+struct nodus_slice nodus_http_request_principal(struct nodus_http *h)
+{
+    return (struct nodus_slice){TXN(h)->req_principal.p, TXN(h)->req_principal.len};
+}
+
+int nodus_http_set_request_principal(struct nodus_http *h, const char *p, size_t len)
+{
+    struct nd_txn *t = TXN(h);
+    char *copy;
+
+    if (len > 255 || !(copy = edit_alloc(t, len ? len : 1)))
+        return -1;
+    memcpy(copy, p, len);
+    t->req_principal = (struct nd_str){copy, len};
+    return 0;
+}
+
 struct nodus_slice nodus_http_peer_addr(struct nodus_http *h)
 {
     return (struct nodus_slice){TXN(h)->s->peer, TXN(h)->s->peer_len};

@@ -52,6 +52,7 @@ struct nd_txn {
     char edit[ND_EDIT];
     uint32_t edit_len;
     struct nd_str new_path;
+    struct nd_str req_principal; /* nodus_http_set_request_principal(), in edit[] */
     /* routing */
     const struct nd_cluster_conf *cluster;
     const char *subset_k, *subset_v;

@@ -221,6 +221,11 @@ void nodus_http_resume(struct nodus_http *h, int verdict);
  * peer's address as text ("198.18.0.1" / "::1"). */
 struct nodus_slice nodus_http_peer_principal(struct nodus_http *h);
 struct nodus_slice nodus_http_peer_addr(struct nodus_http *h);
+/* The end user the request speaks for ("iss/sub" of a verified JWT), as set by an authentication
+ * plugin earlier in the chain (empty when none): what authorization rules call the request
+ * principal. Setting it copies at most 255 bytes into the request; 0, or -1 (too long / no room). */
+struct nodus_slice nodus_http_request_principal(struct nodus_http *h);
+int nodus_http_set_request_principal(struct nodus_http *h, const char *p, size_t len);
 
 /* ---- stream (worker only) ----------------------------------------------------------------------*/
 int nodus_stream_push_in(struct nodus_stream *s, const char *data, size_t len);
