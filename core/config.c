@@ -1361,6 +1361,8 @@ static void build_endpoint(struct nd_loader *ld, struct nodus_cfg *ec, size_t i,
     }
 }
 
+static void read_cluster_tls(struct nd_loader *ld, struct nodus_cfg *c, struct nd_cluster_conf *cc);
+
 static void build_cluster(struct nd_loader *ld, const char *name, size_t nlen, int line, int tbl,
                           unsigned *total_eps)
 {
@@ -1437,6 +1439,7 @@ static void build_cluster(struct nd_loader *ld, const char *name, size_t nlen, i
     }
     dur32(c, "connect_timeout", &cc->connect_timeout_ms, false);
     dur32(c, "idle_timeout", &cc->idle_timeout_ms, false);
+    read_cluster_tls(ld, c, cc);
     if (nodus_cfg_table(c, "limits", &lim) == 1) {
         if (nodus_cfg_int(lim, "max_connections", 1, 1000000000, &v) == 1)
             cc->max_connections = (uint32_t)v;
@@ -1444,6 +1447,82 @@ static void build_cluster(struct nd_loader *ld, const char *name, size_t nlen, i
             cc->max_pending = (uint32_t)v;
         if (nodus_cfg_int(lim, "max_requests", 1, 1000000000, &v) == 1)
             cc->max_requests = (uint32_t)v;
+    }
+}
+
+/* ---- upstream TLS -------------------------------------------------------------------------- */
+
+const struct nd_upstream_tls_provider *nd_upstream_tls;
+
+void nd_upstream_tls_register(const struct nd_upstream_tls_provider *p)
+{
+    nd_upstream_tls = p;
+}
+
+#define MAX_EXPECT 64
+
+/* tls = "mutual" | "disable", sni = "...", expect = { ... } */
+static void read_cluster_tls(struct nd_loader *ld, struct nodus_cfg *c, struct nd_cluster_conf *cc)
+{
+    struct nodus_cfg *ex;
+    const char *s;
+    int r;
+
+    if (nodus_cfg_str(c, "tls", &s) == 1) {
+        if (!strcmp(s, "mutual"))
+            cc->tls = true;
+        else if (strcmp(s, "disable") != 0)
+            nodus_cfg_error(c, "'tls' must be \"mutual\" or \"disable\"");
+    }
+    if (nodus_cfg_str(c, "sni", &s) == 1) {
+        if (!*s || strlen(s) > 253)
+            nodus_cfg_error(c, "'sni' must be a host name of 1 to 253 characters");
+        else
+            cc->tls_sni = xstrdup(ld->L, s);
+    }
+    r = nodus_cfg_table(c, "expect", &ex);
+    if (r == 1) {
+        size_t n = nodus_cfg_len(ex);
+
+        if (n == 0 || n > MAX_EXPECT) {
+            nodus_cfg_error(c, "'expect' must list 1 to %d SPIFFE ids", MAX_EXPECT);
+        } else {
+            cc->tls_expect = xcalloc(ld->L, n, sizeof(char *));
+            for (size_t i = 0; i < n; i++) {
+                if (nodus_cfg_str_at(ex, i, &s) != 1 || strncmp(s, "spiffe://", 9) != 0) {
+                    nodus_cfg_error(c, "expect[%zu] must be a SPIFFE id (\"spiffe://...\")",
+                                    i + 1);
+                    continue;
+                }
+                cc->tls_expect[cc->tls_nexpect++] = xstrdup(ld->L, s);
+            }
+        }
+    }
+    if (!cc->tls && (cc->tls_sni || r == 1))
+        nodus_cfg_error(c, "'sni' and 'expect' need tls = \"mutual\"");
+}
+
+/* After the whole configuration is read: each TLS cluster gets its layer from the provider. */
+static void build_cluster_tls(struct nd_loader *ld)
+{
+    struct nd_config *cfg = ld->cfg;
+    char err[256];
+
+    for (unsigned i = 0; i < cfg->nclusters; i++) {
+        struct nd_cluster_conf *cc = &cfg->clusters[i];
+
+        if (!cc->tls)
+            continue;
+        if (!nd_upstream_tls) {
+            nd_loader_error(ld, cc->line, "cluster \"%s\": tls = \"mutual\" needs the mtls plugin, "
+                                          "which this nodus was built without", cc->name);
+            continue;
+        }
+        err[0] = '\0';
+        cc->tls_conf = nd_upstream_tls->configure(cc, err, sizeof(err));
+        if (!cc->tls_conf)
+            nd_loader_error(ld, cc->line, "cluster \"%s\": %s", cc->name,
+                            err[0] ? err : "TLS cannot be set up");
     }
 }
 
@@ -1905,6 +1984,8 @@ static struct nd_config *load(const char *name, char *dir, const char *text, siz
     ld->mem_capped = false;
     nd_cfg_free_all(ld);
     lua_close(L);
+    if (!ld->nerrs_total)
+        build_cluster_tls(ld);
 out:
     if (ld->nerrs_total) {
         nd_config_free(cfg);
@@ -2002,6 +2083,12 @@ void nd_config_free(struct nd_config *cfg)
         }
         free(cc->eps);
         free(cc->name);
+        if (cc->tls_conf && nd_upstream_tls)
+            nd_upstream_tls->destroy(cc->tls_conf);
+        for (unsigned j = 0; j < cc->tls_nexpect; j++)
+            free(cc->tls_expect[j]);
+        free(cc->tls_expect);
+        free(cc->tls_sni);
     }
     free(cfg->clusters);
     for (unsigned i = 0; i < cfg->node.nplugin_paths; i++)

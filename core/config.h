@@ -49,7 +49,31 @@ struct nd_cluster_conf {
     uint32_t max_connections;    /* limits = { max_connections, max_pending, max_requests } */
     uint32_t max_pending;        /* default 1024 each */
     uint32_t max_requests;
+    /* tls = "mutual": TLS to the endpoints with the node identity, through the upstream TLS
+     * provider (plugins/mtls); sni = "...", expect = { SPIFFE ids or "prefix/" + "*" } */
+    bool tls;
+    char *tls_sni;
+    char **tls_expect;
+    unsigned tls_nexpect;
+    void *tls_conf; /* the provider's, built at load, destroyed with the configuration */
 };
+
+/*
+ * Upstream TLS: what the core puts on connections to a cluster with tls = "mutual". One provider
+ * (the mtls plugin registers it from a constructor): configure() runs on the main thread when a
+ * configuration is loaded (also by `nodus check`) and returns the layer's conf, or NULL with a
+ * message; ops is the stream layer put on each upstream connection (connect starts the
+ * handshake; the verified server identity goes to nodus_stream_set_peer_principal()).
+ */
+struct nodus_stream_ops;
+struct nd_upstream_tls_provider {
+    const struct nodus_stream_ops *ops;
+    size_t txn_size; /* per-connection state, at most ND_TXN_SCRATCH */
+    void *(*configure)(const struct nd_cluster_conf *cc, char *err, size_t errlen);
+    void (*destroy)(void *conf);
+};
+void nd_upstream_tls_register(const struct nd_upstream_tls_provider *p);
+extern const struct nd_upstream_tls_provider *nd_upstream_tls;
 
 #define ND_TXN_SCRATCH 4096   /* bytes of plugin state (ctx->txn) per request or connection */
 #define ND_TXN_MAX_LAYERS 8   /* stream plugins per listener */

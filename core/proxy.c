@@ -495,6 +495,7 @@ void nd_upstream_close(struct nd_worker *w, struct nd_upstream *u)
         nd_metrics_gauge_add(w->id, ND_G_UPSTREAM_CX_IDLE, -1);
     }
     nd_timer_cancel(&w->wheel, &u->timer);
+    nd_stream_close(w, &u->conn);
     if (u->conn.fd >= 0) {
         w->io->close(&u->conn, false);
         nd_metrics_gauge_add(w->id, ND_G_UPSTREAM_CX_ACTIVE, -1);
@@ -509,6 +510,28 @@ void nd_upstream_close(struct nd_worker *w, struct nd_upstream *u)
     u->state = UP_FREE;
     u->next = w->dead_upstreams;
     w->dead_upstreams = u;
+}
+
+int nd_upstream_start_tls(struct nd_worker *w, struct nd_upstream *u)
+{
+    const struct nd_cluster_conf *cc = u->crt->cc;
+    struct nd_stream_def def;
+    struct nd_stream_peer peer;
+    const char *addr;
+
+    if (!cc->tls)
+        return 0;
+    addr = cc->eps[u->ep_idx].addr.text;
+    def = (struct nd_stream_def){nd_upstream_tls->ops, "upstream tls", cc->tls_conf, NULL, 0};
+    peer = (struct nd_stream_peer){addr, strlen(addr), u->principal, &u->principal_len,
+                                   sizeof(u->principal)};
+    u->principal_len = 0;
+    if (nd_stream_open_defs(w, &u->conn, &def, 1, nd_upstream_tls->txn_size, &peer) < 0) {
+        nd_warn("cluster %s: TLS to %s refused to start", cc->name, addr);
+        return -1;
+    }
+    nd_stream_event(u->conn.st); /* the ClientHello */
+    return 0;
 }
 
 static void up_idle_timeout(struct nd_timer *tm)
@@ -1542,11 +1565,14 @@ static void up_cb(struct nd_conn *c, unsigned events)
         nd_tcp_up_cb(u, events);
         return;
     }
+    if (c->st && u->state != UP_CONNECTING)
+        nd_stream_event(c->st);
     if (u->state == UP_IDLE) {
-        /* a pooled connection spoke or closed: either way it can't carry a request now */
+        /* a pooled connection spoke or closed: either way it can't carry a request now (over
+         * TLS, records without data, such as session tickets, leave it idle) */
         char b;
 
-        if (events & ND_EV_READ && w->io->read(c, &b, 1) == -EAGAIN)
+        if (events & ND_EV_READ && nd_conn_read(c, &b, 1) == -EAGAIN)
             return;
         nd_upstream_close(w, u);
         return;
@@ -1564,6 +1590,8 @@ static void up_cb(struct nd_conn *c, unsigned events)
         if (events == (ND_EV_ERROR | ND_EV_WRITE))
             err = -ETIMEDOUT;
         nd_timer_cancel(&w->wheel, &u->timer);
+        if (!err && nd_upstream_start_tls(w, u) < 0)
+            err = -EPROTO;
         if (err) {
             upstream_failed(s, true, err);
             sess_drive(s);

@@ -38,6 +38,8 @@ struct nd_upstream {
     uint8_t state;
     bool tcp; /* owned by a TCP session */
     uint32_t uses;
+    uint16_t principal_len;
+    char principal[256]; /* the endpoint's verified identity (cluster tls = "mutual") */
 };
 
 struct nd_session;
@@ -104,6 +106,9 @@ struct nd_session {
 };
 
 void nd_upstream_close(struct nd_worker *w, struct nd_upstream *u);
+/* On a connection to a cluster with tls = "mutual", once TCP is up: puts the TLS layer on it and
+ * sends the ClientHello. 0 (also for plain clusters), or -1. */
+int nd_upstream_start_tls(struct nd_worker *w, struct nd_upstream *u);
 struct nd_req_record;
 void nd_access_log(struct nd_worker *w, struct nd_session *s, struct nd_txn *t,
                    const struct nd_req_record *rec);

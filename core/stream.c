@@ -29,19 +29,17 @@ unsigned nd_stream_layers(const struct nd_listener_conf *lc)
 
 static void layer_ctx(const struct nd_stream *st, unsigned k, struct nodus_ctx *ctx)
 {
-    const struct nd_worker *w = st_w(st);
-    unsigned i = st->layer[k].plug;
-    const struct nd_plugin_inst *pi = &st->lc->plugins[i];
+    const struct nd_stream_def *d = &st->layer[k].def;
 
-    ctx->conf = pi->conf;
-    ctx->worker = st->snap->wrt[w->id].pstate[st->lc->id * ND_MAX_CHAIN + i];
-    ctx->txn = (char *)st->scratch + pi->txn_off;
-    ctx->worker_id = w->id;
+    ctx->conf = d->conf;
+    ctx->worker = d->worker;
+    ctx->txn = (char *)st->scratch + d->txn_off;
+    ctx->worker_id = st_w(st)->id;
 }
 
 static const struct nodus_stream_ops *layer_ops(const struct nd_stream *st, unsigned k)
 {
-    return st->lc->plugins[st->layer[k].plug].p->stream;
+    return st->layer[k].def.ops;
 }
 
 /* ---- boundary buffers ---------------------------------------------------------------------- */
@@ -144,8 +142,8 @@ static int process(struct nd_stream *st)
     return 0;
 fail:
     if (!st->failed)
-        nd_debug("stream %s: plugin %s failed", st->s ? st->s->peer : "?",
-                 st->lc->plugins[st->layer[k].plug].p->name);
+        nd_debug("stream %.*s: %s failed", (int)st->peer.addr_len, st->peer.addr,
+                 st->layer[k].def.name);
     st->failed = true;
     nd_metrics_count(w->id, ND_C_STREAM_ERRORS, 1);
     return -1;
@@ -268,34 +266,26 @@ uint32_t nd_stream_pending_out(const struct nd_stream *st)
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
-int nd_stream_open(struct nd_worker *w, struct nd_session *s, struct nd_conn *c)
+int nd_stream_open_defs(struct nd_worker *w, struct nd_conn *c, const struct nd_stream_def *defs,
+                        unsigned n, size_t scratch_len, const struct nd_stream_peer *peer)
 {
-    const struct nd_listener_conf *lc = s->lc;
     struct nd_stream *st;
     struct nodus_ctx ctx;
-    unsigned i, n = 0;
+    unsigned i;
 
-    for (i = 0; i < lc->nplugins && n < ND_STREAM_MAX_LAYERS; i++)
-        if (lc->plugins[i].p->stream)
-            n++;
-    if (!n)
-        return 0;
+    if (!n || n > ND_STREAM_MAX_LAYERS || scratch_len > ND_SCRATCH)
+        return -1;
     if ((st = w->free_streams))
         w->free_streams = st->next;
     else if (!(st = malloc(sizeof(*st) + ND_SCRATCH)))
         return -1;
     memset(st, 0, sizeof(*st));
-    memset(st->scratch, 0, lc->txn_size < ND_SCRATCH ? lc->txn_size : ND_SCRATCH);
+    memset(st->scratch, 0, scratch_len);
     st->conn = c;
-    st->s = s;
-    st->lc = lc;
-    st->snap = s->snap;
-    for (i = 0; i < lc->nplugins && st->n < n; i++) {
-        if (!lc->plugins[i].p->stream)
-            continue;
-        st->layer[st->n] = (struct nd_stream_layer){st, st->n, (uint8_t)i};
-        st->n++;
-    }
+    st->peer = *peer;
+    for (i = 0; i < n; i++)
+        st->layer[i] = (struct nd_stream_layer){st, (uint8_t)i, defs[i]};
+    st->n = (uint8_t)n;
     c->st = st;
     for (i = 0; i < st->n; i++) {
         const struct nodus_stream_ops *ops = layer_ops(st, i);
@@ -307,6 +297,28 @@ int nd_stream_open(struct nd_worker *w, struct nd_session *s, struct nd_conn *c)
             return -1;
     }
     return 0;
+}
+
+int nd_stream_open(struct nd_worker *w, struct nd_session *s, struct nd_conn *c)
+{
+    const struct nd_listener_conf *lc = s->lc;
+    struct nd_stream_def defs[ND_STREAM_MAX_LAYERS];
+    struct nd_stream_peer peer = {s->peer, s->peer_len, s->principal, &s->principal_len,
+                                  sizeof(s->principal)};
+    unsigned i, n = 0;
+
+    for (i = 0; i < lc->nplugins && n < ND_STREAM_MAX_LAYERS; i++) {
+        const struct nd_plugin_inst *pi = &lc->plugins[i];
+
+        if (!pi->p->stream)
+            continue;
+        defs[n++] = (struct nd_stream_def){
+            pi->p->stream, pi->p->name, pi->conf,
+            s->snap->wrt[w->id].pstate[lc->id * ND_MAX_CHAIN + i], pi->txn_off};
+    }
+    if (!n)
+        return 0;
+    return nd_stream_open_defs(w, c, defs, n, lc->txn_size, &peer);
 }
 
 void nd_stream_close(struct nd_worker *w, struct nd_conn *c)
@@ -362,8 +374,7 @@ int nodus_stream_push_in(struct nodus_stream *h, const char *data, size_t len)
     struct nd_stream *st = LAYER(h)->st;
 
     if (append(st_w(st), &st->in[LAYER(h)->k + 1], data, len) < 0) {
-        nd_warn("stream plugin %s pushed more than the layer can hold",
-                st->lc->plugins[LAYER(h)->plug].p->name);
+        nd_warn("stream plugin %s pushed more than the layer can hold", LAYER(h)->def.name);
         return -1;
     }
     return 0;
@@ -374,8 +385,7 @@ int nodus_stream_push_out(struct nodus_stream *h, const char *data, size_t len)
     struct nd_stream *st = LAYER(h)->st;
 
     if (append(st_w(st), &st->out[LAYER(h)->k], data, len) < 0) {
-        nd_warn("stream plugin %s pushed more than the layer can hold",
-                st->lc->plugins[LAYER(h)->plug].p->name);
+        nd_warn("stream plugin %s pushed more than the layer can hold", LAYER(h)->def.name);
         return -1;
     }
     return 0;
@@ -383,19 +393,19 @@ int nodus_stream_push_out(struct nodus_stream *h, const char *data, size_t len)
 
 struct nodus_slice nodus_stream_peer_addr(struct nodus_stream *h)
 {
-    struct nd_session *s = LAYER(h)->st->s;
+    const struct nd_stream *st = LAYER(h)->st;
 
-    return (struct nodus_slice){s->peer, s->peer_len};
+    return (struct nodus_slice){st->peer.addr, st->peer.addr_len};
 }
 
 int nodus_stream_set_peer_principal(struct nodus_stream *h, const char *id, size_t len)
 {
-    struct nd_session *s = LAYER(h)->st->s;
+    const struct nd_stream_peer *p = &LAYER(h)->st->peer;
 
-    if (len >= sizeof(s->principal))
+    if (!p->principal || len >= p->principal_cap)
         return -1;
-    memcpy(s->principal, id, len);
-    s->principal[len] = 0;
-    s->principal_len = (uint16_t)len;
+    memcpy(p->principal, id, len);
+    p->principal[len] = 0;
+    *p->principal_len = (uint16_t)len;
     return 0;
 }

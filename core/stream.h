@@ -35,19 +35,36 @@ struct nd_listener_conf;
 struct nd_snap;
 struct nd_stream;
 
+/* One layer as the opener defines it: a listener's stream plugin, or a layer the core puts on an
+ * upstream connection (TLS to a cluster). */
+struct nd_stream_def {
+    const struct nodus_stream_ops *ops;
+    const char *name; /* for messages */
+    void *conf;       /* ctx->conf */
+    void *worker;     /* ctx->worker */
+    size_t txn_off;   /* ctx->txn = scratch + txn_off */
+};
+
 /* What plugins see as `struct nodus_stream *`: one per layer. */
 struct nd_stream_layer {
     struct nd_stream *st;
-    uint8_t k;     /* layer index, 0 nearest the network */
-    uint8_t plug;  /* index in the listener's plugin chain */
+    uint8_t k; /* layer index, 0 nearest the network */
+    struct nd_stream_def def;
+};
+
+/* Where a stream's owner keeps the peer's address and verified identity. */
+struct nd_stream_peer {
+    const char *addr; /* text */
+    size_t addr_len;
+    char *principal; /* nodus_stream_set_peer_principal() writes here (NUL-terminated) */
+    uint16_t *principal_len;
+    size_t principal_cap;
 };
 
 struct nd_stream {
     struct nd_stream *next; /* worker free list */
     struct nd_conn *conn;   /* the network side */
-    struct nd_session *s;   /* owner: for the principal and the peer address */
-    const struct nd_listener_conf *lc;
-    struct nd_snap *snap;
+    struct nd_stream_peer peer;
     uint8_t n;              /* layers */
     bool net_eof, failed, closed;
     struct nd_buf *in[ND_STREAM_MAX_LAYERS + 1], *out[ND_STREAM_MAX_LAYERS + 1];
@@ -57,9 +74,14 @@ struct nd_stream {
 
 /* The stream plugins of a listener (0 when it has none). */
 unsigned nd_stream_layers(const struct nd_listener_conf *lc);
-/* Puts a stream on an accepted connection and runs the connect hooks. 0, or -1 when a plugin
- * refused the connection or resources ran out (the caller closes it). */
+/* Puts a stream with the listener's stream plugins on an accepted connection and runs the
+ * connect hooks. 0 (also when there are none), or -1 when a plugin refused the connection or
+ * resources ran out (the caller closes it). */
 int nd_stream_open(struct nd_worker *w, struct nd_session *s, struct nd_conn *c);
+/* The same with explicit layers (n >= 1), for connections the node opens. scratch_len bytes of
+ * per-connection state are zeroed for them. */
+int nd_stream_open_defs(struct nd_worker *w, struct nd_conn *c, const struct nd_stream_def *defs,
+                        unsigned n, size_t scratch_len, const struct nd_stream_peer *peer);
 /* Runs the close hooks and returns the stream's memory; c->st is cleared. */
 void nd_stream_close(struct nd_worker *w, struct nd_conn *c);
 ssize_t nd_stream_read(struct nd_stream *st, void *buf, size_t len);

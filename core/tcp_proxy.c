@@ -90,9 +90,16 @@ void nd_tcp_up_cb(struct nd_upstream *u, unsigned events)
             nd_session_free(s);
             return;
         }
+        if (nd_upstream_start_tls(w, u) < 0) {
+            s->state = S_CLOSING;
+            nd_session_free(s);
+            return;
+        }
         u->ep->fails = 0;
         u->state = UP_BUSY;
     }
+    if (u->conn.st)
+        nd_stream_event(u->conn.st);
     nd_tcp_drive(s);
     if (s->state != S_TCP)
         nd_session_free(s);
