@@ -445,7 +445,9 @@ int nd_identity_apply(const struct nd_config *cfg, char *err, size_t errlen)
 
 static void check_expiry(int64_t now)
 {
-    int64_t left = g.cur.not_after - now, life = g.cur.not_after - g.cur.not_before;
+    /* a self-issued certificate's lifetime is its ttl (notBefore is backdated for skew) */
+    int64_t left = g.cur.not_after - now,
+            life = g.conf.ca_dir ? (int64_t)g.conf.ttl_s : g.cur.not_after - g.cur.not_before;
     char until[32];
 
     fmt_time(g.cur.not_after, until, sizeof(until));

@@ -21,10 +21,14 @@
  * later line). The handshake timeout is checked whenever bytes arrive: the plugin ABI has no
  * timer, so a peer that sends nothing more is closed by the listener's idle timeout instead.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include <nodus/plugin.h>
 
@@ -53,6 +57,7 @@ struct mtls_conf {
     char *alpn;
     uint64_t hs_timeout_ms;
     bool tls12;
+    bool log_peers; /* log_peers: one info line per verified peer */
     struct nd_identity_user user;
     nodus_counter_t handshakes, resumed, refused, plain_accepted, bytes_in, bytes_out, errors;
     nodus_counter_t refused_by[N_REASONS];
@@ -220,13 +225,18 @@ static void *mtls_configure(struct nodus_cfg *cfg)
     }
     ok &= r >= 0;
     ok &= nodus_cfg_bool(cfg, "tls12", &mc->tls12) >= 0;
+    ok &= nodus_cfg_bool(cfg, "log_peers", &mc->log_peers) >= 0;
     if (!ok) {
         mtls_destroy(mc);
         return NULL;
     }
     register_counters(mc);
     if (mc->mode != M_DISABLE) {
-        mc->user.flags = mc->tls12 ? ND_TLS_ALLOW_TLS12 : 0;
+        /* No session tickets: with wolfSSL 5.5.4's default ticket key, a server context failed
+         * every handshake (wolfSSL error 1) after some tens of ticketed handshakes, until it
+         * was replaced (docs/mtls.md, "Limits"). Full handshakes only, until that is
+         * understood. */
+        mc->user.flags = (mc->tls12 ? ND_TLS_ALLOW_TLS12 : 0) | ND_TLS_NO_TICKETS;
         mc->user.peer_ids = (const char *const *)mc->allow;
         mc->user.n_peer_ids = mc->nallow;
         mc->user.alpn = mc->alpn;
@@ -245,10 +255,28 @@ bool nd_mtls_needs_identity(const void *conf, const char **mode)
     return mc->mode != M_DISABLE;
 }
 
+/* wolfSSL's ECC fixed-point cache (FP_ECC) is thread-local and never freed on its own: each
+ * worker thread that ran handshakes frees its cache when it exits. */
+static pthread_key_t fp_key;
+static pthread_once_t fp_once = PTHREAD_ONCE_INIT;
+
+static void fp_free(void *unused)
+{
+    (void)unused;
+    wc_ecc_fp_free();
+}
+
+static void fp_key_init(void)
+{
+    pthread_key_create(&fp_key, fp_free);
+}
+
 static void *mtls_worker_init(void *conf, unsigned worker_id)
 {
     (void)conf;
     (void)worker_id;
+    pthread_once(&fp_once, fp_key_init);
+    pthread_setspecific(fp_key, &fp_key); /* any non-NULL value: the destructor runs at exit */
     return calloc(1, sizeof(struct mtls_worker));
 }
 
@@ -349,6 +377,14 @@ static int handshake_done(struct nodus_stream *s, const struct nodus_ctx *ctx, s
     nodus_counter_add(ctx->worker_id, mc->handshakes, 1);
     if (nd_tls_resumed(c->t))
         nodus_counter_add(ctx->worker_id, mc->resumed, 1);
+    if (mc->log_peers) {
+        struct nodus_slice peer = nodus_stream_peer_addr(s);
+        const char *alpn = nd_tls_alpn(c->t);
+
+        nodus_log(NODUS_LOG_INFO, "mtls: %.*s is %s (%s%s%s%s)", (int)peer.len, peer.p, id,
+                  nd_tls_version(c->t), alpn ? ", alpn " : "", alpn ? alpn : "",
+                  nd_tls_resumed(c->t) ? ", resumed" : "");
+    }
     return 0;
 }
 
