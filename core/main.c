@@ -519,6 +519,17 @@ static int cmd_status(const char *admin)
         printf("\n");
     }
     json_decref(root);
+    if ((text = admin_get(admin, "/stats/prometheus"))) {
+        const char *m = strstr(text, "\nnodus_cert_expiry_seconds ");
+
+        if (m) {
+            long long left = atoll(m + strlen("\nnodus_cert_expiry_seconds "));
+
+            printf("\nIDENTITY certificate expires in %lld s (%.1f days)%s\n", left,
+                   (double)left / 86400, left <= 0 ? ": EXPIRED" : "");
+        }
+        free(text);
+    }
     return 0;
 }
 
