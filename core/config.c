@@ -4,12 +4,12 @@
  * 1. The script runs once in a fresh Lua state whose allocator enforces a memory budget and
  *    whose count hook enforces an instruction budget (plus a wall-clock backstop). Library
  *    functions that can loop inside C (pattern matching, table shifts) charge their work to the
- *    instruction budget before they run. The directives (node, admin, identity, cluster, listener) only
- *    record what they are given, with the line of the call; plugin constructors (one global
- *    per registered plugin, resolved lazily) return an opaque marker.
- * 2. The builder walks the declarations: node, admin, identity, then every cluster, then every listener,
- *    calling each plugin's configure() over a struct nodus_cfg (so plugins can look clusters
- *    up). Keys nobody read are reported. Errors are collected, not fatal, up to 50.
+ *    instruction budget before they run. The directives (node, admin, identity, cluster,
+ *    listener) only record what they are given, with the line of the call; plugin constructors
+ *    (one global per registered plugin, resolved lazily) return an opaque marker.
+ * 2. The builder walks the declarations: node, admin, identity, then every cluster, then every
+ *    listener, calling each plugin's configure() over a struct nodus_cfg (so plugins can look
+ *    clusters up). Keys nobody read are reported. Errors are collected, not fatal, up to 50.
  * 3. The Lua state is closed: the result owns only malloc'd memory.
  */
 #include "config.h"
@@ -882,8 +882,9 @@ static int dir_identity(lua_State *L)
     int line = current_line(L, 1);
 
     if (lua_type(L, 1) != LUA_TTABLE) {
-        nd_loader_error(ld, line, "identity: expected a table: identity { ca = \"ca.pem\", "
-                                  "cert = \"node.pem\", key = \"node.key\" }");
+        nd_loader_error(ld, line,
+                        "identity: expected a table: identity { ca = \"ca.pem\", "
+                        "cert = \"node.pem\", key = \"node.key\" }");
         return 0;
     }
     add_decl(L, DECL_IDENTITY, 0, line, 1);

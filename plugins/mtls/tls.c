@@ -44,8 +44,8 @@ struct nd_tls {
     struct nd_tls_ctx *ctx;
     WOLFSSL *ssl;
     enum nd_tls_state state;
-    int err;      /* ND_TLS_E_* */
-    int wolf_err; /* the library's code behind it, for the text */
+    int err;        /* ND_TLS_E_* */
+    int wolf_err;   /* the library's code behind it, for the text */
     int verify_err; /* the chain check's error (X509_V_ERR_* or ASN_*_E) when it refused */
     bool eof, sniffed, id_rejected, no_cert;
     size_t wpend; /* bytes of a write that returned WANT_WRITE */
