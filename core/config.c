@@ -4,12 +4,12 @@
  * 1. The script runs once in a fresh Lua state whose allocator enforces a memory budget and
  *    whose count hook enforces an instruction budget (plus a wall-clock backstop). Library
  *    functions that can loop inside C (pattern matching, table shifts) charge their work to the
- *    instruction budget before they run. The directives (node, admin, cluster, listener) only
- *    record what they are given, with the line of the call; plugin constructors (one global
- *    per registered plugin, resolved lazily) return an opaque marker.
- * 2. The builder walks the declarations: node, admin, then every cluster, then every listener,
- *    calling each plugin's configure() over a struct nodus_cfg (so plugins can look clusters
- *    up). Keys nobody read are reported. Errors are collected, not fatal, up to 50.
+ *    instruction budget before they run. The directives (node, admin, identity, cluster,
+ *    listener) only record what they are given, with the line of the call; plugin constructors
+ *    (one global per registered plugin, resolved lazily) return an opaque marker.
+ * 2. The builder walks the declarations: node, admin, identity, then every cluster, then every
+ *    listener, calling each plugin's configure() over a struct nodus_cfg (so plugins can look
+ *    clusters up). Keys nobody read are reported. Errors are collected, not fatal, up to 50.
  * 3. The Lua state is closed: the result owns only malloc'd memory.
  */
 #include "config.h"
@@ -51,7 +51,7 @@
 
 #define MARKER_MT "nodus.plugin"
 
-enum decl_kind { DECL_NODE = 1, DECL_ADMIN, DECL_CLUSTER, DECL_LISTENER };
+enum decl_kind { DECL_NODE = 1, DECL_ADMIN, DECL_IDENTITY, DECL_CLUSTER, DECL_LISTENER };
 
 /* What a plugin constructor returns (a full userdata; its user value 1 is the argument table). */
 struct marker {
@@ -876,11 +876,27 @@ static int dir_admin(lua_State *L)
     return 0;
 }
 
+static int dir_identity(lua_State *L)
+{
+    struct nd_loader *ld = loader_of(L);
+    int line = current_line(L, 1);
+
+    if (lua_type(L, 1) != LUA_TTABLE) {
+        nd_loader_error(ld, line,
+                        "identity: expected a table: identity { ca = \"ca.pem\", "
+                        "cert = \"node.pem\", key = \"node.key\" }");
+        return 0;
+    }
+    add_decl(L, DECL_IDENTITY, 0, line, 1);
+    return 0;
+}
+
 static const char *kind_name(int kind)
 {
     return kind == DECL_CLUSTER    ? "cluster"
            : kind == DECL_LISTENER ? "listener"
            : kind == DECL_NODE     ? "node"
+           : kind == DECL_IDENTITY ? "identity"
                                    : "admin";
 }
 
@@ -1050,6 +1066,8 @@ static int setup(lua_State *L)
     lua_setfield(L, env, "node");
     lua_pushcfunction(L, dir_admin);
     lua_setfield(L, env, "admin");
+    lua_pushcfunction(L, dir_identity);
+    lua_setfield(L, env, "identity");
     lua_pushinteger(L, DECL_CLUSTER);
     lua_pushcclosure(L, dir_named, 1);
     lua_setfield(L, env, "cluster");
@@ -1285,6 +1303,56 @@ static void build_admin(struct nd_loader *ld, int tbl, int line)
     else if (r == 1 && nd_parse_addr(s, &cfg->admin.addr) < 0)
         nodus_cfg_error(c, "'listen' must be an address such as \"127.0.0.1:15000\" or "
                            "\"[::1]:15000\"");
+}
+
+/* identity { ca, cert, key } or identity { ca_dir, id, ttl }: paths resolved against the file's
+ * directory; the files themselves are read when the configuration is applied. */
+static void build_identity(struct nd_loader *ld, int tbl, int line)
+{
+    static const char *const keys[] = {"ca", "cert", "key", "ca_dir", "id"};
+    struct nd_identity_conf *ic = &ld->cfg->identity;
+    struct nodus_cfg *c = nd_cfg_new(ld, tbl, line, "identity");
+    char **dst[] = {&ic->ca, &ic->cert, &ic->key, &ic->ca_dir, &ic->id};
+    const char *s;
+    uint64_t ms;
+    int r;
+
+    ic->enabled = true;
+    ic->line = line;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (nodus_cfg_str(c, keys[i], &s) != 1)
+            continue;
+        if (!*s) {
+            nodus_cfg_error(c, "'%s' must not be empty", keys[i]);
+            continue;
+        }
+        *dst[i] = i < 4 ? so_path(ld, s) : strdup(s);
+        if (!*dst[i])
+            luaL_error(ld->L, "out of memory");
+    }
+    r = nodus_cfg_duration(c, "ttl", &ms);
+    if (r == 1 && ms < 10000)
+        nodus_cfg_error(c, "'ttl' must be at least 10s");
+    else if (r == 1)
+        ic->ttl_s = (ms + 999) / 1000;
+    if (ic->ca_dir || ic->id) {
+        if (ic->ca || ic->cert || ic->key)
+            nodus_cfg_error(c, "give either ca, cert and key (files) or ca_dir and id (issued by "
+                               "the node), not both");
+        else if (!ic->ca_dir || !ic->id)
+            nodus_cfg_error(c, "'%s' is required with '%s'", ic->id ? "ca_dir" : "id",
+                            ic->id ? "id" : "ca_dir");
+        else if (strncmp(ic->id, "spiffe://", 9) != 0)
+            nodus_cfg_error(c, "'id' must be a SPIFFE ID such as "
+                               "\"spiffe://mesh.local/ns/NAMESPACE/sa/ACCOUNT\"");
+        if (!ic->ttl_s)
+            ic->ttl_s = 24 * 3600;
+    } else {
+        if (!ic->ca || !ic->cert || !ic->key)
+            nodus_cfg_error(c, "'ca', 'cert' and 'key' are required (or 'ca_dir' and 'id')");
+        if (r == 1)
+            nodus_cfg_error(c, "'ttl' applies only with 'ca_dir'");
+    }
 }
 
 /* What is wrong with an endpoint's address, or NULL. */
@@ -1830,7 +1898,7 @@ static int build(lua_State *L)
 {
     struct nd_loader *ld = lua_touserdata(L, 1);
     struct nd_config *cfg = ld->cfg;
-    int decls, top, node_line = 0, admin_line = 0;
+    int decls, top, node_line = 0, admin_line = 0, identity_line = 0;
     unsigned ncl = 0, nli = 0, total_eps = 0;
     lua_Integer n;
     struct decl d;
@@ -1863,16 +1931,21 @@ static int build(lua_State *L)
             }
             switch (d.kind) {
             case DECL_NODE:
-            case DECL_ADMIN: {
-                int *seen = d.kind == DECL_NODE ? &node_line : &admin_line;
+            case DECL_ADMIN:
+            case DECL_IDENTITY: {
+                int *seen = d.kind == DECL_NODE    ? &node_line
+                            : d.kind == DECL_ADMIN ? &admin_line
+                                                   : &identity_line;
 
                 if (*seen)
                     nd_loader_error(ld, d.line, "%s: declared twice (first at line %d)",
                                     kind_name(d.kind), *seen);
                 else if (d.kind == DECL_NODE)
                     build_node(ld, d.tbl, d.line);
-                else
+                else if (d.kind == DECL_ADMIN)
                     build_admin(ld, d.tbl, d.line);
+                else
+                    build_identity(ld, d.tbl, d.line);
                 *seen = d.line;
                 break;
             }
@@ -2096,6 +2169,11 @@ void nd_config_free(struct nd_config *cfg)
     free(cfg->node.plugin_paths);
     free(cfg->node.name);
     free(cfg->node.access_log);
+    free(cfg->identity.ca);
+    free(cfg->identity.cert);
+    free(cfg->identity.key);
+    free(cfg->identity.ca_dir);
+    free(cfg->identity.id);
     free(cfg->file);
     free(cfg);
 }

@@ -109,6 +109,19 @@ struct nd_listener_conf {
 
 enum nd_io_kind { ND_IO_POSIX, ND_IO_DPDK };
 
+/* identity { ca = "ca.pem", cert = "node.pem", key = "node.key" }: the node's certificate from
+ * files, watched and reloaded when they change; or identity { ca_dir = "DIR", id = "spiffe://...",
+ * ttl = "24h" }: issued by the node itself from a CA directory and renewed at half its lifetime.
+ * Relative paths are resolved against the configuration file's directory. Used by the mtls
+ * plugin (plugins/mtls/identity.c). */
+struct nd_identity_conf {
+    bool enabled;
+    int line;
+    char *ca, *cert, *key; /* files */
+    char *ca_dir, *id;     /* or a CA directory and the node's SPIFFE ID */
+    uint64_t ttl_s;        /* with ca_dir: certificate lifetime, default 24h */
+};
+
 /* node.max_connections when the config does not say: from the open-file limit. */
 uint32_t nd_default_max_connections(void);
 
@@ -131,6 +144,7 @@ struct nd_config {
         bool enabled;
         struct nd_addr addr;
     } admin;
+    struct nd_identity_conf identity;
     struct nd_cluster_conf *clusters;
     unsigned nclusters;
     struct nd_listener_conf *listeners;

@@ -28,6 +28,7 @@
 #include "plugin_host.h"
 #include "proxy.h"
 #include "worker.h"
+#include "../plugins/mtls/node.h"
 
 static const char *config_file;
 static atomic_int ready_flag;
@@ -69,6 +70,18 @@ static int reload(void *arg, struct nd_sbuf *msg)
         nd_errors_clear(&errs);
         nd_metrics_count(0, ND_C_RELOAD_FAILURES, 1);
         return -1;
+    }
+    {
+        char ierr[512];
+
+        if (nd_identity_apply(cfg, ierr, sizeof(ierr)) < 0) {
+            nd_err("reload rejected: %s", ierr);
+            if (msg)
+                nd_sbuf_printf(msg, "%s\n", ierr);
+            nd_config_free(cfg);
+            nd_metrics_count(0, ND_C_RELOAD_FAILURES, 1);
+            return -1;
+        }
     }
     if (cfg->node.workers != nd_rt.nworkers || cfg->node.io != ND_IO_POSIX)
         nd_warn("reload: node.workers and node.io take effect at restart only");
@@ -285,6 +298,15 @@ static int cmd_run(const char *file)
     }
     nd_metrics_set_node(cfg->node.name);
     intern_names(cfg);
+    {
+        char ierr[512];
+
+        if (nd_identity_apply(cfg, ierr, sizeof(ierr)) < 0) {
+            fprintf(stderr, "%s\n", ierr);
+            nd_config_free(cfg);
+            return 1;
+        }
+    }
     nd_rt.nworkers = cfg->node.workers;
     if (cfg->admin.enabled) {
         afd = nd_posix_listen_socket(&cfg->admin.addr, 64);
@@ -353,6 +375,7 @@ static int cmd_run(const char *file)
                     admin_read(i);
             }
         nd_snap_collect();
+        nd_identity_tick();
     }
     {
         struct nd_snap *s = atomic_load(&nd_rt.current);
@@ -370,6 +393,7 @@ static int cmd_run(const char *file)
     close(sfd);
     nd_snap_collect();
     nd_snap_shutdown();
+    nd_identity_shutdown();
     nd_metrics_fini();
     free(nd_rt.workers);
     nd_access_log_close();
@@ -383,10 +407,16 @@ static int cmd_check(const char *file)
 {
     struct nd_errors errs = {0};
     struct nd_config *cfg = nd_config_load(file, &errs);
+    char ierr[512];
 
     if (!cfg) {
         print_errors(&errs);
         nd_errors_clear(&errs);
+        return 1;
+    }
+    if (nd_identity_check(cfg, ierr, sizeof(ierr)) < 0) {
+        fprintf(stderr, "%s\n", ierr);
+        nd_config_free(cfg);
         return 1;
     }
     printf("%s: ok (%u listener(s), %u cluster(s))\n", file, cfg->nlisteners, cfg->nclusters);
@@ -546,6 +576,17 @@ static int cmd_status(const char *admin)
         printf("\n");
     }
     json_decref(root);
+    if ((text = admin_get(admin, "/stats/prometheus"))) {
+        const char *m = strstr(text, "\nnodus_cert_expiry_seconds ");
+
+        if (m) {
+            long long left = atoll(m + strlen("\nnodus_cert_expiry_seconds "));
+
+            printf("\nIDENTITY certificate expires in %lld s (%.1f days)%s\n", left,
+                   (double)left / 86400, left <= 0 ? ": EXPIRED" : "");
+        }
+        free(text);
+    }
     return 0;
 }
 
@@ -571,6 +612,8 @@ static int usage(FILE *f, int code)
                "       nodus check CONFIG.lua    validate a configuration\n"
                "       nodus status [--admin ADDR]  listeners, clusters, endpoints of a running "
                "node\n"
+               "       nodus ca init|issue ...   the mesh CA and workload certificates "
+               "(nodus ca help)\n"
                "       nodus version\n");
     return code;
 }
@@ -587,6 +630,8 @@ int main(int argc, char **argv)
                         "binary is broken\n", nd_plugin_builtin_refused());
         return 1;
     }
+    if (!strcmp(argv[1], "ca"))
+        return nd_ca_command(argc - 2, argv + 2);
     for (i = 2; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--admin"))
             admin = argv[i + 1];

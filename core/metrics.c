@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nodus/plugin.h>
 
@@ -869,6 +870,13 @@ static const struct {
     [ND_G_BUFFERS_IN_USE] = {"nodus_buffers_in_use", "I/O buffers taken from the worker pools."},
 };
 
+static int64_t cert_not_after; /* atomic: nd_metrics_set_cert_not_after() */
+
+void nd_metrics_set_cert_not_after(int64_t not_after)
+{
+    __atomic_store_n(&cert_not_after, not_after, __ATOMIC_RELAXED);
+}
+
 static bool per_worker_counter(unsigned c)
 {
     return c == ND_C_LOOP_ITERATIONS || c == ND_C_LOOP_BUSY;
@@ -878,6 +886,7 @@ static void render_core(struct nd_sbuf *out)
 {
     unsigned c, w, np, i;
     uint64_t sum;
+    int64_t na;
 
     for (c = 0; c < ND_C__COUNT; c++) {
         add_help(out, counter_info[c].metric, "counter", counter_info[c].help);
@@ -896,6 +905,12 @@ static void render_core(struct nd_sbuf *out)
             sum += ld(&blocks[w].gauges[c]);
         add_help(out, gauge_info[c].metric, "gauge", gauge_info[c].help);
         nd_sbuf_printf(out, "%s %" PRId64 "\n", gauge_info[c].metric, (int64_t)sum);
+    }
+    na = __atomic_load_n(&cert_not_after, __ATOMIC_RELAXED);
+    if (na) {
+        add_help(out, "nodus_cert_expiry_seconds", "gauge",
+                 "Seconds until the node identity certificate expires (negative: expired).");
+        nd_sbuf_printf(out, "nodus_cert_expiry_seconds %" PRId64 "\n", na - (int64_t)time(NULL));
     }
     add_help(out, "nodus_workers", "gauge", "Worker threads.");
     nd_sbuf_printf(out, "nodus_workers %u\n", nworkers);

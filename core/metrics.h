@@ -148,6 +148,10 @@ void nd_metrics_tcp_bytes(unsigned worker, uint16_t listener, uint16_t cluster, 
 void nd_metrics_tcp_close(unsigned worker, uint16_t listener, uint16_t cluster, uint64_t sent,
                           uint64_t received);
 void nd_metrics_gauge_add(unsigned worker, enum nd_gauge g, int64_t delta);
+/* The notAfter (seconds since the epoch) of the node's identity certificate, exported as
+ * nodus_cert_expiry_seconds (seconds left, computed when scraped); 0: no identity, no metric.
+ * Any thread. */
+void nd_metrics_set_cert_not_after(int64_t not_after);
 void nd_metrics_count(unsigned worker, enum nd_counter c, uint64_t n);
 
 /* Appends every metric in Prometheus text format 0.0.4 (any thread, control path: allocates).

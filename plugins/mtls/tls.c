@@ -44,9 +44,10 @@ struct nd_tls {
     struct nd_tls_ctx *ctx;
     WOLFSSL *ssl;
     enum nd_tls_state state;
-    int err;      /* ND_TLS_E_* */
-    int wolf_err; /* the library's code behind it, for the text */
-    bool eof, sniffed, id_rejected;
+    int err;        /* ND_TLS_E_* */
+    int wolf_err;   /* the library's code behind it, for the text */
+    int verify_err; /* the chain check's error (X509_V_ERR_* or ASN_*_E) when it refused */
+    bool eof, sniffed, id_rejected, no_cert;
     size_t wpend; /* bytes of a write that returned WANT_WRITE */
     char *peer_id;
     size_t peer_id_len;
@@ -123,16 +124,23 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     const unsigned char *der;
     int len = 0;
 
-    if (!preverify || !t)
+    if (!t)
         return 0;
+    if (!preverify) {
+        if (!t->verify_err)
+            t->verify_err = wolfSSL_X509_STORE_CTX_get_error(store);
+        return 0;
+    }
     if (wolfSSL_X509_STORE_CTX_get_error_depth(store) != 0)
         return 1;
     x = wolfSSL_X509_STORE_CTX_get_current_cert(store);
     der = x ? wolfSSL_X509_get_der(x, &len) : NULL;
     /* wolfSSL 5.5 (ALWAYS_VERIFY_CB) calls us with preverify = 1 and an empty certificate when
      * a TLS 1.2 client sent none: refuse here too (it refuses again later, NO_PEER_CERT). */
-    if (!der || len <= 0)
+    if (!der || len <= 0) {
+        t->no_cert = true;
         return 0;
+    }
     if (leaf_identity(der, (size_t)len, &info) < 0 || !id_ok(t->ctx, info.uri, info.uri_len)) {
         t->id_rejected = true;
         return 0;
@@ -733,6 +741,59 @@ const char *nd_tls_error_text(const struct nd_tls *t)
     default:
         return t->wolf_err ? wolfSSL_ERR_reason_error_string((unsigned long)t->wolf_err)
                            : "TLS error";
+    }
+}
+
+/* The chain check's verdict, from the verify callback's store error or the library's error:
+ * both numbering schemes appear depending on where wolfSSL 5.5 noticed the problem. */
+static const char *cert_reason(const struct nd_tls *t)
+{
+    int codes[2] = {t->verify_err, t->wolf_err};
+
+    if (t->no_cert)
+        return "no_client_cert";
+    for (int i = 0; i < 2; i++) {
+        switch (codes[i]) {
+        case NO_PEER_CERT:
+            return "no_client_cert";
+        case ASN_AFTER_DATE_E:
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+            return "expired_cert";
+        case ASN_BEFORE_DATE_E:
+        case X509_V_ERR_CERT_NOT_YET_VALID:
+            return "cert_not_yet_valid";
+        case ASN_NO_SIGNER_E:
+        case ASN_SIG_CONFIRM_E:
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+        case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+        case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+            return "untrusted_cert";
+        default:
+            break;
+        }
+    }
+    return "bad_cert";
+}
+
+const char *nd_tls_error_reason(const struct nd_tls *t)
+{
+    switch (t->state == ND_TLS_FAILED ? t->err : 0) {
+    case 0:
+        return "none";
+    case ND_TLS_E_PROTO:
+        return "protocol";
+    case ND_TLS_E_NOT_TLS:
+        return "not_tls";
+    case ND_TLS_E_PEER_CERT:
+        return cert_reason(t);
+    case ND_TLS_E_PEER_ID:
+        return t->no_cert ? "no_client_cert" : "peer_id";
+    case ND_TLS_E_ALERT:
+        return "alert";
+    case ND_TLS_E_TRUNCATED:
+        return "truncated";
+    default:
+        return "internal";
     }
 }
 

@@ -152,6 +152,10 @@ enum nd_tls_state nd_tls_state(const struct nd_tls *t);
  * never key material). */
 int nd_tls_error(const struct nd_tls *t);
 const char *nd_tls_error_text(const struct nd_tls *t);
+/* A short, stable name for that error, for counters and logs (static text): "none", "protocol",
+ * "not_tls", "no_client_cert", "untrusted_cert", "expired_cert", "cert_not_yet_valid",
+ * "bad_cert", "peer_id", "alert", "truncated", "internal". */
+const char *nd_tls_error_reason(const struct nd_tls *t);
 
 /* After the handshake: the peer's SPIFFE ID (NUL-terminated; NULL before), the notAfter of its
  * certificate, the negotiated ALPN protocol (NULL if none), the server name the client asked
