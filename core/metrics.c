@@ -580,7 +580,7 @@ static void tcp_acc(struct tcp_agg *a, const struct tcp_slot *s)
 
 /* The labels common to Istio's metrics. Returns a malloc'd string or NULL. */
 static char *istio_labels(uint16_t listener, uint16_t cluster, const char *proto,
-                          const char *code, const char *flags)
+                          const char *code, const char *flags, bool mtls)
 {
     struct nd_sbuf b = {0};
     const char *cl = nd_metrics_name(cluster);
@@ -594,7 +594,8 @@ static char *istio_labels(uint16_t listener, uint16_t cluster, const char *proto
     nd_sbuf_printf(&b, "\",request_protocol=\"%s\"", proto);
     if (code)
         nd_sbuf_printf(&b, ",response_code=\"%s\",response_flags=\"%s\"", code, flags);
-    nd_sbuf_adds(&b, ",connection_security_policy=\"none\",listener=\"");
+    nd_sbuf_adds(&b, mtls ? ",connection_security_policy=\"mutual_tls\",listener=\""
+                          : ",connection_security_policy=\"none\",listener=\"");
     add_label_value(&b, nd_metrics_name(listener));
     nd_sbuf_adds(&b, "\"");
     if (b.oom) {
@@ -746,7 +747,8 @@ static int render_requests(struct nd_sbuf *out)
             snprintf(code, sizeof(code), "%u", (unsigned)a[i].status);
             nd_rf_format(a[i].flags, flags, sizeof(flags));
         }
-        a[i].labels = istio_labels(a[i].listener, a[i].cluster, "http", code, flags);
+        a[i].labels = istio_labels(a[i].listener, a[i].cluster, "http", code, flags,
+                                   !a[i].other && (a[i].flags & ND_REC_MTLS));
         if (!a[i].labels)
             rc = -1;
     }
@@ -804,7 +806,7 @@ static int render_tcp(struct nd_sbuf *out)
     if (n < 0)
         return -1;
     for (i = 0; i < (size_t)n; i++)
-        if (!(a[i].labels = istio_labels(a[i].listener, a[i].cluster, "tcp", NULL, NULL)))
+        if (!(a[i].labels = istio_labels(a[i].listener, a[i].cluster, "tcp", NULL, NULL, false)))
             rc = -1;
     for (f = 0; rc == 0 && f < sizeof(fam) / sizeof(fam[0]); f++) {
         add_help(out, fam[f].metric, "counter", fam[f].help);

@@ -64,6 +64,9 @@ enum {
 
 /* Bytes that always hold nd_rf_format() of any flags, NUL included. */
 #define ND_RF_BUFSZ 80
+/* Not a response flag: in nd_req_record.flags, the request came over mutual TLS (the label
+ * connection_security_policy="mutual_tls"); nd_rf_format() ignores it. */
+#define ND_REC_MTLS (1u << 31)
 
 /* Formats flags as Envoy does: "UF,URX", or "-" when no known flag is set. Writes at most len
  * bytes, NUL-terminated when len > 0 (truncated if short); returns the length of the whole string

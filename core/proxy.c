@@ -802,6 +802,15 @@ void nd_access_log(struct nd_worker *w, struct nd_session *s, struct nd_txn *t,
         PUTS(b, "null");
     PUTS(b, ",\"peer\":");
     json_str(b, s->peer, s->peer_len);
+    PUTS(b, ",\"source_principal\":");
+    if (s->principal_len)
+        json_str(b, s->principal, s->principal_len);
+    else
+        PUTS(b, "null");
+    if (t->req_principal.len) {
+        PUTS(b, ",\"request_principal\":");
+        json_str(b, t->req_principal.p, t->req_principal.len);
+    }
     PUTS(b, ",\"duration_us\":");
     put_u64(b, rec->duration_us);
     PUTS(b, ",\"bytes_received\":");
@@ -992,6 +1001,13 @@ static void start_upstream(struct nd_session *s)
         return;
     }
     t->req_sent_head = true;
+}
+
+/* A TLS upstream whose handshake never completed (refused identity, bad certificate, reset):
+ * a failure to connect, as Envoy counts it (UF), and another endpoint may be tried. */
+static bool tls_never_up(const struct nd_upstream *u)
+{
+    return u->conn.st && !u->principal_len;
 }
 
 /* An upstream attempt failed before any response byte: another endpoint, or 503. */
@@ -1214,7 +1230,7 @@ static bool pump(struct nd_session *s)
                 moved = true;
             }
             if (r < 0) {
-                upstream_failed(s, false, -EPIPE);
+                upstream_failed(s, tls_never_up(u), -EPIPE);
                 return true;
             }
             if (r > 0 || t->rqb.done)
@@ -1333,7 +1349,7 @@ static bool pump(struct nd_session *s)
                     up_release(w, t, false);
                     return true;
                 }
-                upstream_failed(s, false, -ECONNRESET);
+                upstream_failed(s, tls_never_up(u), -ECONNRESET);
                 return true;
             }
             if (n == 0)
@@ -1371,7 +1387,7 @@ static void txn_finish(struct nd_session *s)
     rec.listener = lc->metrics_id;
     rec.cluster = t->cluster ? t->cluster->metrics_id : ND_METRICS_NONE;
     rec.status = t->resp_started ? t->status : 0;
-    rec.flags = t->rflags;
+    rec.flags = t->rflags | (s->principal_len ? ND_REC_MTLS : 0);
     rec.duration_us = nd_clock_us() - t->t_start_us;
     rec.req_bytes = t->req_bytes;
     rec.resp_bytes = t->resp_bytes;

@@ -191,10 +191,12 @@ static struct nd_tls_ctx *build_ctx(const struct creds *c, const struct nd_ident
     };
 
     if (u) {
+        tc.role = u->client ? ND_TLS_CLIENT : ND_TLS_SERVER;
         tc.flags = u->flags;
         tc.peer_ids = u->peer_ids;
         tc.n_peer_ids = u->n_peer_ids;
         tc.alpn = u->alpn;
+        tc.sni = u->sni;
     }
     return nd_tls_ctx_new(&tc, err, errlen);
 }
@@ -384,6 +386,12 @@ static int check_needed(const struct nd_config *cfg, char *err, size_t errlen)
                             cfg->file, pi->line, lc->name, mode);
         }
     }
+    for (unsigned i = 0; i < cfg->nclusters; i++)
+        if (cfg->clusters[i].tls)
+            return fail(err, errlen,
+                        "%s:%d: cluster \"%s\": tls = \"mutual\" needs the node identity: add "
+                        "identity { ca = \"ca.pem\", cert = \"node.pem\", key = \"node.key\" }",
+                        cfg->file, cfg->clusters[i].line, cfg->clusters[i].name);
     return 0;
 }
 

@@ -25,6 +25,8 @@ struct nd_identity_user {
     const char *const *peer_ids;
     size_t n_peer_ids;
     const char *alpn;
+    bool client;     /* a client context (upstream TLS), not a server one */
+    const char *sni; /* client: the server name to send */
 };
 
 /* Inits u's slot and adds u to the list; builds its context now when an identity is loaded. */
