@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# nodus demo: two versions of a service behind one nodus node, traffic split 90/10.
+# nodus demo: two versions of a service behind one nodus node, traffic split 90/10; then two
+# nodus nodes with mutual TLS between them.
 #
 # usage: examples/demo.sh NODUS_BIN        (./dev demo builds nodus and runs this)
 #
@@ -7,6 +8,10 @@
 #   nodus run examples/demo.lua: listener 127.0.0.1:18080, admin 127.0.0.1:15000
 #     /api/...  -> split 90% cluster v1, 10% cluster v2
 #     /health   -> answered by nodus itself: 200 "ok"
+#
+#   mesh: nodus ca makes a CA and two node certificates; node A (examples/mesh-a.lua, plain HTTP
+#     on 127.0.0.1:18090) sends over mutual TLS to node B (examples/mesh-b.lua, strict mtls on
+#     127.0.0.1:18443), which proxies to v1. B logs A's SPIFFE id; A checks B's.
 #
 # Sends DEMO_REQUESTS (200) requests over one keep-alive connection, prints the status codes,
 # the observed split, latency percentiles and nodus's istio_requests_total metrics. Everything
@@ -19,6 +24,9 @@ REQUESTS=${DEMO_REQUESTS:-200}
 HEALTH_REQUESTS=5
 LISTEN=127.0.0.1:18080
 ADMIN=127.0.0.1:15000
+MESH_A=127.0.0.1:18090
+MESH_B=127.0.0.1:18443
+MESH_REQUESTS=20
 V1=127.0.0.1:18081
 V2=127.0.0.1:18082
 DEADLINE=60
@@ -33,7 +41,7 @@ case "$NODUS" in /*) ;; *) NODUS=$PWD/$NODUS ;; esac
 for c in curl nginx ss awk sort; do
     command -v "$c" >/dev/null || fail "$c is not installed (scripts/deps.sh test, or ./dev demo)"
 done
-for a in "$LISTEN" "$ADMIN" "$V1" "$V2"; do
+for a in "$LISTEN" "$ADMIN" "$V1" "$V2" "$MESH_A" "$MESH_B" 127.0.0.1:15010 127.0.0.1:15011; do
     if [ -n "$(ss -Hltn "sport = :${a##*:}" 2>/dev/null)" ]; then
         fail "port ${a##*:} is already in use (another demo running?)"
     fi
@@ -173,7 +181,46 @@ else
 fi
 echo
 
+# ---- two nodes over mutual TLS -----------------------------------------------------------------
+mkdir -p "$TMP/mesh/pki"
+cp examples/mesh-a.lua examples/mesh-b.lua "$TMP/mesh/"
+(
+    cd "$TMP/mesh/pki"
+    "$NODUS" ca init ca --trust-domain mesh.local >/dev/null
+    "$NODUS" ca issue ca --id spiffe://mesh.local/ns/demo/sa/node-a --out node-a >/dev/null
+    "$NODUS" ca issue ca --id spiffe://mesh.local/ns/demo/sa/node-b --out node-b >/dev/null
+) || fail "nodus ca could not make the demo certificates"
+for n in b a; do
+    (cd "$TMP/mesh" && exec "$NODUS" run "mesh-$n.lua" >"$TMP/node-$n.log" 2>&1 </dev/null) &
+    PIDS+=("$!")
+    port=15011
+    [ "$n" = a ] && port=15010
+    wait_200 "http://127.0.0.1:$port/ready" 10 "$!" ||
+        { tail -n 20 "$TMP/node-$n.log" >&2; fail "node $n did not become ready"; }
+done
+for ((i = 1; i <= MESH_REQUESTS; i++)); do echo "url = \"http://$MESH_A/mesh/$i\""; done >"$TMP/murls"
+timeout 20 curl -s --max-time 5 -K "$TMP/murls" -w '\n@@ %{http_code}\n' >"$TMP/mesh.out" 2>/dev/null || true
+mesh_ok=$(grep -c '^@@ 200' "$TMP/mesh.out" || true)
+mesh_v1=$(grep -c '^v1$' "$TMP/mesh.out" || true)
+peer_a=$(sed -n 's/.*mtls: [^ ]* is \(spiffe:[^ ]*\) (\(TLSv1\.[0-9]\).*/\1 (\2)/p' "$TMP/node-b.log" | head -n 1)
+mtls_reqs=$(curl -s --max-time 5 http://127.0.0.1:15011/stats/prometheus |
+    awk '/^istio_requests_total\{.*connection_security_policy="mutual_tls"/ { n += $NF } END { print n + 0 }')
+echo "== two nodes over mutual TLS"
+printf '%-22s %s
+' "path:" "curl -> node-a $MESH_A -> mTLS -> node-b $MESH_B -> v1"
+printf '%-22s %s
+' "answered:" "$mesh_ok of $MESH_REQUESTS (from v1: $mesh_v1)"
+printf '%-22s %s
+' "node-b saw peer:" "${peer_a:-(nothing logged)}"
+printf '%-22s %s
+' "node-a expected:" "spiffe://mesh.local/ns/demo/sa/node-b (verified, or no answer)"
+printf '%-22s %s
+' "node-b metrics:" "$mtls_series istio_requests_total series with connection_security_policy=\"mutual_tls\""
+echo
+
 problems=()
+[ "$mesh_ok" -eq "$MESH_REQUESTS" ] || problems+=("mesh: $((MESH_REQUESTS - mesh_ok)) of $MESH_REQUESTS requests through node-a -> node-b failed")
+[ -n "$peer_a" ] || problems+=("mesh: node-b did not log node-a's identity")
 [ "$ok" -eq "$REQUESTS" ] || problems+=("$((REQUESTS - ok)) of $REQUESTS /api requests did not get 200")
 [ "$((v1 + v2))" -eq "$ok" ] || problems+=("$((ok - v1 - v2)) /api answers came from neither v1 nor v2")
 [ "$v1" -gt 0 ] && [ "$v2" -gt 0 ] || problems+=("traffic was not split (v1 $v1, v2 $v2)")
