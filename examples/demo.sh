@@ -206,16 +206,11 @@ peer_a=$(sed -n 's/.*mtls: [^ ]* is \(spiffe:[^ ]*\) (\(TLSv1\.[0-9]\).*/\1 (\2)
 mtls_reqs=$(curl -s --max-time 5 http://127.0.0.1:15011/stats/prometheus |
     awk '/^istio_requests_total\{.*connection_security_policy="mutual_tls"/ { n += $NF } END { print n + 0 }')
 echo "== two nodes over mutual TLS"
-printf '%-22s %s
-' "path:" "curl -> node-a $MESH_A -> mTLS -> node-b $MESH_B -> v1"
-printf '%-22s %s
-' "answered:" "$mesh_ok of $MESH_REQUESTS (from v1: $mesh_v1)"
-printf '%-22s %s
-' "node-b saw peer:" "${peer_a:-(nothing logged)}"
-printf '%-22s %s
-' "node-a expected:" "spiffe://mesh.local/ns/demo/sa/node-b (verified, or no answer)"
-printf '%-22s %s
-' "node-b metrics:" "$mtls_series istio_requests_total series with connection_security_policy=\"mutual_tls\""
+printf '%-22s %s\n' "path:" "curl -> node-a $MESH_A -> mTLS -> node-b $MESH_B -> v1"
+printf '%-22s %s\n' "answered:" "$mesh_ok of $MESH_REQUESTS (from v1: $mesh_v1)"
+printf '%-22s %s\n' "node-b saw peer:" "${peer_a:-(nothing logged)}"
+printf '%-22s %s\n' "node-a expected:" "spiffe://mesh.local/ns/demo/sa/node-b (verified, or no answer)"
+printf '%-22s %s\n' "node-b metrics:" "istio_requests_total{connection_security_policy=\"mutual_tls\"} = $mtls_reqs"
 echo
 
 problems=()
