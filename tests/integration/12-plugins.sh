@@ -18,7 +18,7 @@ admin=$(free_port)
 start_peer_upstream "$peer"
 
 cfg=$(write_file plugins.lua <<LUA
-node { name = "plugins", workers = 2, plugins = { "$so" } }
+node { name = "plugins", workers = 2, plugins = { "$so" }, access_log = "$T/access.log" }
 admin { listen = "127.0.0.1:$admin" }
 cluster "peer" { endpoints = { "127.0.0.1:$peer" } }
 listener "web" {
@@ -39,6 +39,8 @@ listener "raw" {
 LUA
 )
 "$NODUS" check "$cfg" >/dev/null || die "config refused"
+touch "$T/access.log"
+_BG_LOGS+=("$T/access.log") # shown if the test fails
 start_nodus "$cfg"
 wait_http "http://127.0.0.1:$admin/ready" 15 || die "nodus not ready"
 
