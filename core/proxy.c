@@ -1588,7 +1588,9 @@ static void up_cb(struct nd_conn *c, unsigned events)
          * TLS, records without data, such as session tickets, leave it idle) */
         char b;
 
-        if (events & ND_EV_READ && nd_conn_read(c, &b, 1) == -EAGAIN)
+        if (!(events & (ND_EV_READ | ND_EV_ERROR)))
+            return; /* writable again (the ACK of the last request): nothing to do */
+        if (nd_conn_read(c, &b, 1) == -EAGAIN)
             return;
         nd_upstream_close(w, u);
         return;

@@ -43,5 +43,12 @@ assert_eq "/smoke/path?q=1" "$seen_uri" "request path seen by the upstream"
 
 assert_eq 200 "$(http_status "http://127.0.0.1:$admin_port/stats/prometheus")" "admin /stats/prometheus"
 
+# keep-alive both sides: 200 requests on one client connection reuse pooled upstream connections
+# (a handful of them at most, not one per request)
+before=$(curl -s "http://127.0.0.1:$admin_port/stats/prometheus" | awk '$1 == "nodus_upstream_cx_total" { print $2 }')
+curl -s -o /dev/null --max-time 20 "http://127.0.0.1:$listen_port/keep/[1-200]" || die "keep-alive run failed"
+after=$(curl -s "http://127.0.0.1:$admin_port/stats/prometheus" | awk '$1 == "nodus_upstream_cx_total" { print $2 }')
+[ $((after - before)) -le 2 ] || die "200 requests opened $((after - before)) upstream connections"
+
 kill -0 "$NODUS_PID" 2>/dev/null || die "nodus exited during the test"
 pass "request proxied to the upstream, admin ready"
