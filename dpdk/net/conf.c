@@ -1,6 +1,5 @@
 /* The dpdk { } block: parsing and validation of already-extracted values (see conf.h). */
 #include <ctype.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -215,7 +214,7 @@ int nd_dpdk_conf_set_fault(struct nd_dpdk_conf *c, const char *key, double v, ch
     double *p = NULL;
 
     if (strcmp(key, "seed") == 0) {
-        if (!(v >= 0 && v <= 9007199254740992.0) || v != floor(v))
+        if (!(v >= 0 && v <= 9007199254740992.0) || v != (double)(uint64_t)v)
             return fail(err, errlen, "fault: 'seed' must be an integer >= 0");
         c->fault.seed = (uint64_t)v;
         return 0;
