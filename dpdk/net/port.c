@@ -1,0 +1,300 @@
+/* EAL and ports (see port.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include "port.h"
+
+/* A symmetric Toeplitz key (the 0x6d5a pattern): both directions of a flow hash alike, so the
+ * software hash (rte_softrss) of either direction names the same queue. */
+static const uint8_t rss_key[40] = {0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a,
+                                    0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a,
+                                    0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a,
+                                    0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int find_port(const struct nd_dpdk_port_conf *pc, uint16_t *pid)
+{
+    char name[ND_DPDK_DEV_LEN + 8];
+    size_t n = strcspn(pc->dev, ",");
+
+    snprintf(name, sizeof(name), "%.*s", (int)n, pc->dev);
+    if (rte_eth_dev_get_port_by_name(name, pid) == 0)
+        return 0;
+    if (!pc->vdev) { /* "00:04.0" is "0000:00:04.0" to EAL */
+        snprintf(name, sizeof(name), "0000:%s", pc->dev);
+        if (rte_eth_dev_get_port_by_name(name, pid) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
+{
+    const struct nd_dpdk_port_conf *pc = &d->conf.ports[i];
+    struct nd_dpdk_port_info *info = &d->info[i];
+    struct nd_net_port *np = &d->sh.port[i];
+    struct rte_eth_conf ec;
+    struct rte_eth_dev_info di;
+    uint16_t pid, nrx = ND_DPDK_RX_DESC, ntx = ND_DPDK_TX_DESC, mtu;
+    uint64_t want_rx =
+        RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
+    uint64_t want_tx =
+        RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+    int socket, rc;
+
+    if (find_port(pc, &pid) < 0)
+        return fail(err, errlen, "ports[%u]: DPDK has no port for \"%s\" (see the EAL's log)",
+                    i + 1, pc->dev);
+    if ((rc = rte_eth_dev_info_get(pid, &di)) != 0)
+        return fail(err, errlen, "ports[%u]: device info: %s", i + 1, rte_strerror(-rc));
+    socket = rte_eth_dev_socket_id(pid);
+    info->port_id = pid;
+    rte_eth_dev_get_name_by_port(pid, info->name);
+    snprintf(info->driver, sizeof(info->driver), "%s", di.driver_name);
+    info->max_queues = RTE_MIN(di.max_rx_queues, di.max_tx_queues);
+    info->nqueues = (uint16_t)RTE_MIN((unsigned)info->max_queues, d->nqueues);
+
+    memset(&ec, 0, sizeof(ec));
+    ec.rxmode.offloads = want_rx & di.rx_offload_capa;
+    ec.txmode.offloads = want_tx & di.tx_offload_capa;
+    if (info->nqueues > 1 && di.flow_type_rss_offloads) {
+        ec.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+        ec.rx_adv_conf.rss_conf.rss_hf =
+            (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & di.flow_type_rss_offloads;
+        if (di.hash_key_size == sizeof(rss_key)) {
+            memcpy(d->rss_key, rss_key, sizeof(rss_key));
+            ec.rx_adv_conf.rss_conf.rss_key = d->rss_key;
+            ec.rx_adv_conf.rss_conf.rss_key_len = sizeof(rss_key);
+        }
+        info->rss = true;
+    } else if (info->nqueues > 1) {
+        info->nqueues = 1; /* no RSS: one queue, and flows are handed over in software */
+    }
+    info->rx_offloads = ec.rxmode.offloads;
+    info->tx_offloads = ec.txmode.offloads;
+    if ((rc = rte_eth_dev_configure(pid, info->nqueues, info->nqueues, &ec)) != 0)
+        return fail(err, errlen, "ports[%u]: configure: %s", i + 1, rte_strerror(-rc));
+    if ((rc = rte_eth_dev_adjust_nb_rx_tx_desc(pid, &nrx, &ntx)) != 0)
+        return fail(err, errlen, "ports[%u]: descriptors: %s", i + 1, rte_strerror(-rc));
+    for (uint16_t q = 0; q < info->nqueues; q++) {
+        struct rte_eth_txconf txc = di.default_txconf;
+
+        txc.offloads = ec.txmode.offloads;
+        if ((rc = rte_eth_rx_queue_setup(pid, q, nrx, (unsigned)socket, NULL, d->pool[q])) != 0)
+            return fail(err, errlen, "ports[%u]: RX queue %u: %s", i + 1, q, rte_strerror(-rc));
+        if ((rc = rte_eth_tx_queue_setup(pid, q, ntx, (unsigned)socket, &txc)) != 0)
+            return fail(err, errlen, "ports[%u]: TX queue %u: %s", i + 1, q, rte_strerror(-rc));
+    }
+    rte_eth_dev_set_mtu(pid, RTE_ETHER_MTU); /* a PMD that cannot keeps its own: read below */
+    if (rte_eth_dev_get_mtu(pid, &mtu) != 0 || mtu < 576)
+        mtu = RTE_ETHER_MTU;
+    np->mtu = RTE_MIN(mtu, (uint16_t)RTE_ETHER_MTU);
+    if ((rc = rte_eth_macaddr_get(pid, &np->mac)) != 0)
+        return fail(err, errlen, "ports[%u]: MAC address: %s", i + 1, rte_strerror(-rc));
+    np->port_id = pid;
+    np->tx_ol = (ec.txmode.offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM ? ND_NET_OL_IPV4_CKSUM : 0) |
+                (ec.txmode.offloads & RTE_ETH_TX_OFFLOAD_UDP_CKSUM ? ND_NET_OL_UDP_CKSUM : 0) |
+                (ec.txmode.offloads & RTE_ETH_TX_OFFLOAD_TCP_CKSUM ? ND_NET_OL_TCP_CKSUM : 0);
+    if ((rc = rte_eth_dev_start(pid)) != 0)
+        return fail(err, errlen, "ports[%u]: start: %s", i + 1, rte_strerror(-rc));
+    return 0;
+}
+
+int nd_dpdk_start(struct nd_dpdk *d, const struct nd_dpdk_conf *c, unsigned nworkers, char *err,
+                  size_t errlen)
+{
+    struct nd_dpdk_argv_store store;
+    char *argv[ND_DPDK_MAX_ARGS + 2 * ND_DPDK_MAX_PORTS + 2];
+    int argc, rc;
+
+    memset(d, 0, sizeof(*d));
+    d->conf = *c;
+    if (nworkers == 0 || nworkers > ND_DPDK_MAX_WORKERS)
+        return fail(err, errlen, "workers: 1 to %d with DPDK", ND_DPDK_MAX_WORKERS);
+    if (nd_dpdk_conf_validate(c, err, errlen) < 0)
+        return -1;
+    d->nworkers = d->nqueues = nworkers;
+    nd_net_shared_init(&d->sh, c);
+    argc = nd_dpdk_conf_argv(&d->conf, "nodus", &store, argv, (int)RTE_DIM(argv));
+    if (argc < 0)
+        return fail(err, errlen, "args: too many EAL arguments");
+    rc = rte_eal_init(argc, argv);
+    if (rc < 0)
+        return fail(err, errlen, "EAL: %s", rte_strerror(rte_errno));
+    d->eal_up = true;
+    for (unsigned w = 0; w < nworkers; w++) {
+        char name[RTE_MEMPOOL_NAMESIZE];
+
+        snprintf(name, sizeof(name), "nd_mbuf_%u", w);
+        d->pool[w] = rte_pktmbuf_pool_create(name, ND_DPDK_MBUFS, ND_DPDK_MBUF_CACHE, 0,
+                                             RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
+        if (!d->pool[w]) {
+            fail(err, errlen, "mbuf pool %u: %s", w, rte_strerror(rte_errno));
+            nd_dpdk_stop(d);
+            return -1;
+        }
+    }
+    for (unsigned i = 0; i < c->nports; i++)
+        if (port_setup(d, i, err, errlen) < 0) {
+            d->ports_up = true; /* closes what was set up */
+            nd_dpdk_stop(d);
+            return -1;
+        }
+    d->ports_up = true;
+    for (unsigned i = 0; i < c->nports; i++)
+        d->nqueues = RTE_MIN(d->nqueues, (unsigned)d->info[i].nqueues);
+    return 0;
+}
+
+void nd_dpdk_stop(struct nd_dpdk *d)
+{
+    if (d->ports_up)
+        for (unsigned i = 0; i < d->conf.nports; i++) {
+            uint16_t pid;
+
+            if (find_port(&d->conf.ports[i], &pid) == 0) {
+                rte_eth_dev_stop(pid);
+                rte_eth_dev_close(pid);
+            }
+        }
+    d->ports_up = false;
+    for (unsigned w = 0; w < ND_DPDK_MAX_WORKERS; w++) {
+        rte_mempool_free(d->pool[w]);
+        d->pool[w] = NULL;
+    }
+    if (d->eal_up)
+        rte_eal_cleanup();
+    d->eal_up = false;
+}
+
+static struct rte_mbuf *w_alloc(struct nd_net *n)
+{
+    return rte_pktmbuf_alloc(((struct nd_dpdk_worker *)n->udata)->pool);
+}
+
+static struct rte_mbuf *w_copy(struct nd_net *n, struct rte_mbuf *m)
+{
+    return rte_pktmbuf_copy(m, ((struct nd_dpdk_worker *)n->udata)->pool, 0, UINT32_MAX);
+}
+
+static void w_free(struct nd_net *n, struct rte_mbuf *m)
+{
+    (void)n;
+    rte_pktmbuf_free(m);
+}
+
+static uint16_t w_tx_burst(struct nd_net *n, unsigned port, struct rte_mbuf **pkts, uint16_t cnt)
+{
+    const struct nd_dpdk_worker *w = n->udata;
+
+    return rte_eth_tx_burst(n->sh->port[port].port_id, w->queue, pkts, cnt);
+}
+
+static const struct nd_net_ops dpdk_ops = {
+    .alloc = w_alloc,
+    .copy = w_copy,
+    .free = w_free,
+    .tx_burst = w_tx_burst,
+};
+
+int nd_dpdk_worker_init(struct nd_dpdk *d, struct nd_dpdk_worker *w, unsigned id, uint64_t now_ms)
+{
+    if (id >= d->nqueues)
+        return -1;
+    memset(w, 0, sizeof(*w));
+    w->d = d;
+    w->id = id;
+    w->queue = (uint16_t)id;
+    w->pool = d->pool[id];
+    w->ops = dpdk_ops;
+    nd_net_init(&w->net, &d->sh, &w->ops, w, id, &d->conf.fault, now_ms);
+    return 0;
+}
+
+void nd_dpdk_worker_fini(struct nd_dpdk_worker *w)
+{
+    nd_net_fini(&w->net);
+}
+
+unsigned nd_dpdk_poll(struct nd_dpdk_worker *w, uint64_t now_ms)
+{
+    struct rte_mbuf *pkts[ND_NET_BURST];
+    const struct nd_net_shared *sh = w->net.sh;
+    unsigned total = 0;
+
+    nd_net_tick(&w->net, now_ms);
+    for (unsigned p = 0; p < sh->nports; p++) {
+        uint16_t n = rte_eth_rx_burst(sh->port[p].port_id, w->queue, pkts, ND_NET_BURST);
+
+        if (n || w->net.faults)
+            nd_net_rx_burst(&w->net, p, pkts, n);
+        total += n;
+    }
+    nd_net_flush(&w->net);
+    return total;
+}
+
+bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed)
+{
+    struct rte_eth_link l;
+
+    memset(&l, 0, sizeof(l));
+    if (rte_eth_link_get_nowait(d->sh.port[port].port_id, &l) != 0)
+        return false;
+    if (speed)
+        *speed = l.link_speed;
+    return l.link_status == RTE_ETH_LINK_UP;
+}
+
+void nd_dpdk_stats_write(const struct nd_dpdk *d, struct nd_dpdk_worker *const *w, unsigned nw,
+                         FILE *f)
+{
+    for (unsigned p = 0; p <= d->sh.nports; p++) {
+        struct nd_net_stats s;
+        struct rte_eth_stats hw;
+        unsigned slot = p < d->sh.nports ? p : ND_NET_MAX_PORTS;
+        char pfx[16];
+
+        memset(&s, 0, sizeof(s));
+        for (unsigned i = 0; i < nw; i++)
+            nd_net_stats_add(&s, &w[i]->net, slot);
+        if (p < d->sh.nports)
+            snprintf(pfx, sizeof(pfx), "port%u", p);
+        else
+            snprintf(pfx, sizeof(pfx), "noport");
+        if (p < d->sh.nports) {
+            fprintf(f, "%s.rx_pkts %lu\n%s.rx_bytes %lu\n%s.tx_pkts %lu\n%s.tx_bytes %lu\n", pfx,
+                    s.rx_pkts, pfx, s.rx_bytes, pfx, s.tx_pkts, pfx, s.tx_bytes);
+            if (rte_eth_stats_get(d->sh.port[p].port_id, &hw) == 0)
+                fprintf(f,
+                        "%s.hw_ipackets %lu\n%s.hw_opackets %lu\n%s.hw_imissed %lu\n"
+                        "%s.hw_ierrors %lu\n%s.hw_oerrors %lu\n%s.hw_rx_nombuf %lu\n",
+                        pfx, hw.ipackets, pfx, hw.opackets, pfx, hw.imissed, pfx, hw.ierrors, pfx,
+                        hw.oerrors, pfx, hw.rx_nombuf);
+        }
+        for (unsigned i = 0; i < ND_NET_DROP_MAX; i++)
+            if (p < d->sh.nports || s.drop[i])
+                fprintf(f, "%s.drop.%s %lu\n", pfx, nd_net_drop_name(i), s.drop[i]);
+        for (unsigned i = 0; i < ND_NET_EVENT_MAX && p < d->sh.nports; i++)
+            fprintf(f, "%s.%s %lu\n", pfx, nd_net_event_name(i), s.ev[i]);
+    }
+}
