@@ -55,7 +55,7 @@ struct jwt_conf {
     size_t n_strip;
     bool require;
     int64_t skew;
-    nodus_counter_t verified, no_token, missing, rejected[JW_STATUS_COUNT];
+    nodus_counter_t verified, no_token, missing, errors, rejected[JW_STATUS_COUNT];
 };
 
 struct jwt_worker {
@@ -415,6 +415,8 @@ static void *jwt_configure(struct nodus_cfg *cfg)
     jc->verified = nodus_counter("jwt", "verified", "Requests with a verified JWT");
     jc->no_token = nodus_counter("jwt", "no_token", "Requests without a JWT, let through");
     jc->missing = nodus_counter("jwt", "missing", "Requests without a JWT, answered 401 (require)");
+    jc->errors = nodus_counter("jwt", "errors",
+                               "Requests answered 500: no room left to set the request principal");
     for (int s = 1; s < JW_STATUS_COUNT; s++) {
         char name[64], help[160];
 
@@ -499,7 +501,8 @@ static int reject(struct nodus_http *h, const struct nodus_ctx *ctx, enum jw_sta
     return unauthorized(h, ctx, st);
 }
 
-/* The principal "iss/sub" and the claim headers of a verified token. */
+/* The principal "iss/sub" and the claim headers of a verified token. JW_OK, a refusal, or
+ * JW_STATUS_COUNT when the principal could not be set. */
 static enum jw_status accept_token(struct nodus_http *h, const struct nodus_ctx *ctx,
                                    const struct jw_result *r)
 {
@@ -513,8 +516,9 @@ static enum jw_status accept_token(struct nodus_http *h, const struct nodus_ctx 
     memcpy(w->principal, r->iss.p, r->iss.len);
     w->principal[r->iss.len] = '/';
     memcpy(w->principal + r->iss.len + 1, r->sub.p, r->sub.len);
-    /* a failed edit (no room) is answered 500 by the host */
-    nodus_http_set_request_principal(h, w->principal, n);
+    /* no room for it: the request must not go on as anonymous (the host does not stop it) */
+    if (nodus_http_set_request_principal(h, w->principal, n) < 0)
+        return JW_STATUS_COUNT;
     for (size_t i = 0; i < o->n_claims; i++) {
         long len = jw_claim(w->jw, o->claims[i].claim, w->claim, sizeof(w->claim));
 
@@ -561,6 +565,11 @@ static int jwt_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx
         if (st == JW_OK && !principal_set) {
             st = accept_token(h, ctx, &r);
             principal_set = st == JW_OK;
+            if (st == JW_STATUS_COUNT) {
+                nodus_counter_add(ctx->worker_id, jc->errors, 1);
+                nodus_http_respond(h, 500, "", 0);
+                return NODUS_RESPOND;
+            }
         }
         if (st != JW_OK)
             return reject(h, ctx, st);
