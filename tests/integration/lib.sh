@@ -27,7 +27,7 @@
 #                           namespace); response headers echo the request: X-Seen-Uri,
 #                           X-Seen-Method, X-Seen-Host, X-Seen-Xff, X-Seen-Xfp, X-Seen-Request-Id,
 #                           X-Seen-Traceparent, X-Seen-Xfcc, X-Seen-Content-Length,
-#                           X-Upstream (ADDR:PORT); waits until it answers; sets UPSTREAM_PID
+#                           X-Seen-User, X-Upstream (ADDR:PORT); waits until it answers; sets UPSTREAM_PID
 #   write_file NAME         write stdin to $T/NAME and print the path
 #   free_port               print an unused TCP+UDP port of 127.0.0.1 in 20000-40000
 #   wait_http URL [SECS]    wait (10 s) until URL answers 200; fails early if nodus died
@@ -222,6 +222,7 @@ http {
             add_header X-Seen-Traceparent \$http_traceparent always;
             add_header X-Seen-Xfcc \$http_x_forwarded_client_cert always;
             add_header X-Seen-Content-Length \$content_length always;
+            add_header X-Seen-User \$http_x_user always;
             add_header X-Upstream $addr:$port always;
             return 200 "$body\n";
         }
