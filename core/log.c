@@ -14,6 +14,33 @@ void nd_log_set_thread(int worker_id)
     log_thread = worker_id;
 }
 
+/* Workers log at most ND_LOG_RATE lines a second each (a flood of bad requests must not become a
+ * flood of writes); what is held back is counted and said in the next second's first line. */
+#define ND_LOG_RATE 100
+static __thread time_t rate_sec;
+static __thread unsigned rate_lines, rate_dropped;
+
+static bool rate_ok(time_t sec)
+{
+    if (log_thread < 0)
+        return true;
+    if (sec != rate_sec) {
+        unsigned dropped = rate_dropped;
+
+        rate_sec = sec;
+        rate_lines = rate_dropped = 0;
+        if (dropped)
+            nd_log(NODUS_LOG_WARN, "%u log lines held back (more than %d a second)", dropped,
+                   ND_LOG_RATE);
+    }
+    if (rate_lines >= ND_LOG_RATE) {
+        rate_dropped++;
+        return false;
+    }
+    rate_lines++;
+    return true;
+}
+
 void nd_vlog(int level, const char *fmt, va_list ap)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -25,6 +52,8 @@ void nd_vlog(int level, const char *fmt, va_list ap)
     if (level > nd_log_level)
         return;
     clock_gettime(CLOCK_REALTIME, &ts);
+    if (!rate_ok(ts.tv_sec))
+        return;
     gmtime_r(&ts.tv_sec, &tm);
     n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ", tm.tm_year + 1900,
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,

@@ -847,6 +847,8 @@ static const struct {
                          "Requests sent on a kept-alive upstream connection from the pool."},
     [ND_C_BUFFER_EXHAUSTED] = {"nodus_buffer_exhausted_total",
                                "Buffer requests refused because the pool was at its limit."},
+    [ND_C_EDIT_FAILURES] = {"nodus_edit_failures_total",
+                            "Plugin edits that did not fit in the per-request space (request: 500)."},
     [ND_C_STREAM_ERRORS] = {"nodus_stream_errors_total",
                             "Connections closed because a stream plugin failed (bad TLS...)."},
     [ND_C_RELOADS] = {"nodus_reloads_total", "Configuration reloads that took effect."},

@@ -229,8 +229,10 @@ static char *edit_alloc(struct nd_txn *t, size_t n)
 {
     char *p;
 
-    if (t->edit_len + n > ND_EDIT)
+    if (t->edit_len + n > ND_EDIT) {
+        t->edit_failed = true;
         return NULL;
+    }
     p = t->edit + t->edit_len;
     t->edit_len += (uint32_t)n;
     return p;
@@ -253,7 +255,11 @@ static int hdr_add(struct nd_txn *t, struct nd_http_msg *m, const char *name, co
     size_t nlen = strlen(name);
     char *p;
 
-    if (m->nhdrs >= ND_HDRS || !(p = edit_alloc(t, nlen + vlen)))
+    if (m->nhdrs >= ND_HDRS) {
+        t->edit_failed = true;
+        return -1;
+    }
+    if (!(p = edit_alloc(t, nlen + vlen)))
         return -1;
     memcpy(p, name, nlen);
     memcpy(p + nlen, val, vlen);
@@ -367,6 +373,12 @@ static void run_response_hooks(struct nd_session *s)
             p->http->response_headers((struct nodus_http *)s->txn, &ctx);
         }
     }
+    if (s->txn->edit_failed) {
+        /* the response goes out without the edits that did not fit */
+        nd_metrics_count(s->w->id, ND_C_EDIT_FAILURES, 1);
+        nd_warn("%s: response edits exceed the per-request space: some were dropped", lc->name);
+        s->txn->edit_failed = false;
+    }
 }
 
 /* Builds a local response in the txn (status, body copied to the edit arena). */
@@ -378,8 +390,10 @@ static int txn_set_local(struct nd_txn *t, int status, const char *body, size_t 
         return -1;
     if (len > ND_EDIT / 2)
         len = ND_EDIT / 2;
-    if (len && !(p = edit_alloc(t, len)))
-        return -1;
+    if (len && !(p = edit_alloc(t, len))) {
+        t->edit_failed = false; /* no room left for the body: the answer goes without one */
+        len = 0;
+    }
     if (len)
         memcpy(p, body, len);
     t->local = true;
@@ -1060,6 +1074,21 @@ static void run_chain(struct nd_session *s)
             continue;
         plugin_ctx(s, i, &ctx);
         v = p->http->request_headers((struct nodus_http *)t, &ctx);
+        if (t->edit_failed && v != NODUS_RESPOND) {
+            /* an edit the plugin counted on is missing: never forward such a request */
+            nd_metrics_count(s->w->id, ND_C_EDIT_FAILURES, 1);
+            nd_warn("%s: plugin %s: request edits exceed the per-request space: answered 500",
+                    lc->name, p->name);
+            t->edit_len = 0;
+            t->req.nhdrs = t->req_parsed;
+            t->new_path = (struct nd_str){0};
+            t->req_principal = (struct nd_str){0};
+            t->edit_failed = false;
+            t->paused = false;
+            respond_local(s, 500, "request edits exceed the per-request space\n", ND_RF_LR);
+            s->state = S_UPSTREAM;
+            return;
+        }
         if (v == NODUS_PAUSE) {
             t->paused = true;
             return;
@@ -1750,6 +1779,21 @@ struct nodus_slice nodus_http_authority(struct nodus_http *h)
 int nodus_http_req_header(struct nodus_http *h, const char *name, struct nodus_slice *value)
 {
     return hdr_get(&TXN(h)->req, name, value);
+}
+
+int nodus_http_req_header_at(struct nodus_http *h, const char *name, unsigned i,
+                             struct nodus_slice *value)
+{
+    const struct nd_http_msg *m = &TXN(h)->req;
+    size_t len = strlen(name);
+
+    for (unsigned k = 0; k < m->nhdrs; k++)
+        if (m->hdrs[k].name.len == len && nd_http1_name_eq(m->hdrs[k].name, name, len) &&
+            i-- == 0) {
+            *value = (struct nodus_slice){m->hdrs[k].value.p, m->hdrs[k].value.len};
+            return 1;
+        }
+    return 0;
 }
 
 int nodus_http_req_header_set(struct nodus_http *h, const char *name, const char *value,

@@ -66,6 +66,7 @@ struct nd_txn {
     /* chain */
     unsigned chain_pos;
     bool paused, local, resp_started, req_sent_head, up_reusable, expect_100;
+    bool edit_failed; /* a plugin's edit did not fit in edit[] (or the header table) */
     uint16_t status;
     uint32_t rflags;
     struct nd_body rqb, rsb;

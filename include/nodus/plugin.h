@@ -188,8 +188,12 @@ struct nodus_slice nodus_http_query(struct nodus_http *h);     /* after '?', may
 struct nodus_slice nodus_http_authority(struct nodus_http *h); /* Host, without a port */
 /* First request header of that name (case-insensitive). 1 found, 0 not. */
 int nodus_http_req_header(struct nodus_http *h, const char *name, struct nodus_slice *value);
+/* The i-th (0-based) request header of that name, for names that may repeat: 1 found, 0 not. */
+int nodus_http_req_header_at(struct nodus_http *h, const char *name, unsigned i,
+                             struct nodus_slice *value);
 /* Header edits: 0, or -1 when the per-request edit space is full (the request is then answered 500
- * by the host if the plugin goes on). set = remove all of that name, then add. */
+ * by the host when the hook returns, unless it answered itself; a response goes out without the
+ * edits that did not fit). set = remove all of that name, then add. */
 int nodus_http_req_header_set(struct nodus_http *h, const char *name, const char *value, size_t vlen);
 int nodus_http_req_header_add(struct nodus_http *h, const char *name, const char *value, size_t vlen);
 int nodus_http_req_header_remove(struct nodus_http *h, const char *name);
