@@ -1000,13 +1000,14 @@ void nd_tcp_recv_consume(struct nd_tcp_conn *c, size_t n)
             c->rcvq.tail = NULL;
         tcp_seg_put(s, g);
     }
-    /* window update when the window opens by enough (receiver SWS avoidance, RFC 9293 3.8.6.2.2) */
+    /* A window update when the advertised window has fallen to half the buffer or less and
+     * can now at least double (as Linux does; receiver SWS avoidance, RFC 9293 3.8.6.2.2). */
     after = tcp_rcv_space(c);
     if (after <= before || c->state < ND_TCP_ESTABLISHED || c->state == ND_TCP_TIME_WAIT)
         return;
     adv = nd_seq_gt(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
     mss = c->snd_mss;
-    if (after > adv && after - adv >= (s->cfg.rcvbuf / 2 < 2 * mss ? s->cfg.rcvbuf / 2 : 2 * mss)) {
+    if (2 * adv <= s->cfg.rcvbuf && after >= 2 * adv && after >= mss) {
         tcp_enter(s);
         tcp_send_ack(c);
         tcp_leave(s);

@@ -114,7 +114,8 @@ static bool cookie_accept(struct nd_tcp_stack *s, struct nd_tcp_listener *l,
     c->l = l;
     l->half_open++;
     c->irs = h->seq - 1;
-    c->rcv_nxt = c->rcv_adv = h->seq;
+    c->rcv_nxt = h->seq;
+    c->rcv_adv = h->seq + (s->cfg.rcvbuf > 65535 ? 65535 : s->cfg.rcvbuf); /* as in the SYN-ACK */
     c->iss = h->ack - 1;
     c->snd_una = c->snd_nxt = c->snd_max = c->snd_base = h->ack;
     c->recover = c->iss;
@@ -373,11 +374,11 @@ static bool ack_input(struct nd_tcp_conn *c, const struct seginfo *si)
     struct nd_tcp_stack *s = c->s;
     const struct nd_tcp_hdr *h = &si->h;
     uint32_t old_wnd = c->snd_wnd, data_end = c->snd_base + c->sndq.bytes;
-    bool persist_was = c->persist;
+    bool persist_was = c->persist, advanced = nd_seq_gt(h->ack, c->snd_una);
 
     if (c->sack_ok && h->nsack)
         sack_update(c, h);
-    if (nd_seq_gt(h->ack, c->snd_una)) {
+    if (advanced) {
         uint32_t acked = h->ack - c->snd_una;
 
         snd_drop_acked(c, h->ack);
@@ -438,7 +439,7 @@ static bool ack_input(struct nd_tcp_conn *c, const struct seginfo *si)
         tcp_rto_reset(c);
     }
     /* duplicate ACK (RFC 5681 2) */
-    if (h->ack == c->snd_una && !si->plen && !(h->flags & (ND_TCP_SYN | ND_TCP_FIN)) &&
+    if (!advanced && h->ack == c->snd_una && !si->plen && !(h->flags & (ND_TCP_SYN | ND_TCP_FIN)) &&
         c->snd_wnd == old_wnd && c->snd_max != c->snd_una) {
         if (c->in_recovery) {
             c->dup_in_rec++;
