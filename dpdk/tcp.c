@@ -485,9 +485,12 @@ static void rxt_timeout(struct nd_tcp_conn *c)
     c->rto_expiries++;
     tcp_cc_loss(c, true);
     c->in_recovery = false;
-    c->nsb = 0;
-    c->sacked = 0;
-    c->high_sack = c->snd_una;
+    if (c->backoff) {
+        /* a second timeout in a row: maybe the receiver reneged; forget its SACKs (RFC 2018 8) */
+        c->nsb = 0;
+        c->sacked = 0;
+        c->high_sack = c->lost_edge = c->snd_una;
+    }
     c->dupacks = 0;
     c->snd_nxt = c->snd_una; /* go back: resend from the first unacknowledged byte */
     c->rtt_timing = false;   /* Karn */

@@ -272,6 +272,20 @@ static void sb_trim(struct nd_tcp_conn *c)
     }
     c->nsb = (uint8_t)j;
     c->high_sack = j ? c->sb[j - 1].end : c->snd_una;
+    /* RFC 6675 IsLost: a hole is lost once more than (DupThresh - 1) * SMSS bytes above it are
+     * SACKed; everything below lost_edge is. Reordering shorter than that costs nothing. */
+    c->lost_edge = c->snd_una;
+    {
+        uint32_t acc = 0;
+
+        while (j-- > 0) {
+            acc += c->sb[j].end - c->sb[j].start;
+            if (acc > 2 * tcp_seg_payload(c)) {
+                c->lost_edge = c->sb[j].start;
+                break;
+            }
+        }
+    }
 }
 
 static void sb_add(struct nd_tcp_conn *c, uint32_t a, uint32_t b)
@@ -332,7 +346,7 @@ static void enter_recovery(struct nd_tcp_conn *c)
     tcp_cc_loss(c, false);
     c->dup_in_rec = c->dupacks;
     c->rxt_next = c->snd_una;
-    c->rxt_limit = nd_seq_max(c->high_sack, c->snd_una + c->snd_mss);
+    c->rxt_limit = nd_seq_max(c->lost_edge, c->snd_una + tcp_seg_payload(c));
     c->fast_retransmits++;
     s->st.fast_retransmits++;
     tcp_send_hole(c); /* the first loss goes now, whatever the pipe says */
@@ -374,10 +388,14 @@ static bool ack_input(struct nd_tcp_conn *c, const struct seginfo *si)
     struct nd_tcp_stack *s = c->s;
     const struct nd_tcp_hdr *h = &si->h;
     uint32_t old_wnd = c->snd_wnd, data_end = c->snd_base + c->sndq.bytes;
-    bool persist_was = c->persist, advanced = nd_seq_gt(h->ack, c->snd_una);
+    bool persist_was = c->persist, advanced = nd_seq_gt(h->ack, c->snd_una), new_sack = false;
 
-    if (c->sack_ok && h->nsack)
+    if (c->sack_ok && h->nsack) {
+        uint32_t before = c->sacked;
+
         sack_update(c, h);
+        new_sack = c->sacked > before;
+    }
     if (advanced) {
         uint32_t acked = h->ack - c->snd_una;
 
@@ -401,14 +419,16 @@ static bool ack_input(struct nd_tcp_conn *c, const struct seginfo *si)
                 c->cwnd = c->ssthresh;
                 c->dupacks = 0;
             } else {
-                uint32_t segs = acked / c->snd_mss;
+                uint32_t segs = acked / tcp_seg_payload(c);
 
                 c->dup_in_rec = c->dup_in_rec > segs ? c->dup_in_rec - segs : 0;
-                if (nd_seq_leq(c->rxt_next, c->snd_una)) {
+                if (nd_seq_leq(c->rxt_next, c->snd_una))
                     c->rxt_next = c->snd_una;
-                    c->rxt_limit = nd_seq_max(c->rxt_limit, c->snd_una + c->snd_mss);
-                }
-                c->rxt_limit = nd_seq_max(c->rxt_limit, c->high_sack);
+                /* NewReno (RFC 6582): a partial ACK means the next segment is lost too. With
+                 * SACK the scoreboard knows better (RFC 6675): only IsLost holes are resent. */
+                if (!c->sack_ok && c->rxt_next == c->snd_una)
+                    c->rxt_limit = nd_seq_max(c->rxt_limit, c->snd_una + tcp_seg_payload(c));
+                c->rxt_limit = nd_seq_max(c->rxt_limit, c->lost_edge);
             }
         } else {
             c->dupacks = 0;
@@ -438,15 +458,16 @@ static bool ack_input(struct nd_tcp_conn *c, const struct seginfo *si)
         nd_timer_cancel(s->wheel, &c->t_rxt);
         tcp_rto_reset(c);
     }
-    /* duplicate ACK (RFC 5681 2) */
+    /* duplicate ACK (RFC 5681 2); with SACK, only one that SACKs new data (RFC 6675 2), so
+     * that duplicated segments do not look like losses */
     if (!advanced && h->ack == c->snd_una && !si->plen && !(h->flags & (ND_TCP_SYN | ND_TCP_FIN)) &&
-        c->snd_wnd == old_wnd && c->snd_max != c->snd_una) {
+        c->snd_wnd == old_wnd && c->snd_max != c->snd_una && (!c->sack_ok || new_sack)) {
         if (c->in_recovery) {
             c->dup_in_rec++;
-            c->rxt_limit = nd_seq_max(c->rxt_limit, c->high_sack);
+            c->rxt_limit = nd_seq_max(c->rxt_limit, c->lost_edge);
         } else {
             c->dupacks++;
-            if ((c->dupacks >= 3 || (c->sack_ok && c->sacked > 2 * c->snd_mss)) &&
+            if ((c->dupacks >= 3 || (c->sack_ok && c->lost_edge != c->snd_una)) &&
                 nd_seq_gt(h->ack, c->recover))
                 enter_recovery(c);
         }

@@ -84,7 +84,7 @@ struct nd_tcp_conn {
     /* sender scoreboard: SACKed ranges above snd_una, sorted, disjoint */
     struct nd_tcp_sack_block sb[ND_TCP_SB_MAX];
     uint8_t nsb;
-    uint32_t sacked, high_sack;
+    uint32_t sacked, high_sack, lost_edge;
 
     /* timers */
     struct nd_timer t_rxt;  /* retransmission / persist / SYN */
@@ -145,6 +145,11 @@ struct nd_tcp_stack {
 static inline uint64_t tcp_now(const struct nd_tcp_stack *s)
 {
     return s->wheel->now;
+}
+/* Payload of a full-sized segment: the MSS less the timestamp option (RFC 6691). */
+static inline uint32_t tcp_seg_payload(const struct nd_tcp_conn *c)
+{
+    return c->snd_mss - (c->ts_ok ? 12 : 0);
 }
 static inline uint32_t tcp_tsval(const struct nd_tcp_conn *c)
 {

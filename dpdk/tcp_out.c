@@ -236,7 +236,7 @@ static uint32_t recovery_pipe(const struct nd_tcp_conn *c)
     if (c->sack_ok) {
         sacked = c->sacked;
     } else {
-        uint64_t d = (uint64_t)c->dup_in_rec * c->snd_mss;
+        uint64_t d = (uint64_t)c->dup_in_rec * tcp_seg_payload(c);
 
         sacked = d > out ? out : (uint32_t)d;
     }
@@ -324,15 +324,22 @@ void tcp_output(struct nd_tcp_conn *c)
         return;
     }
     for (;;) {
-        uint32_t data_end = c->snd_base + c->sndq.bytes;
-        uint32_t avail = nd_seq_lt(c->snd_nxt, data_end) ? data_end - c->snd_nxt : 0;
-        uint32_t wnd_edge = c->snd_una + c->snd_wnd, usable, maxseg, len, olen;
+        uint32_t data_end, i;
+        uint32_t avail, wnd_edge, usable, maxseg, len, olen;
         bool fin, rexmit;
         struct nd_tcp_opts o;
         uint8_t flags = ND_TCP_ACK;
         uint16_t win;
         int sent;
 
+        /* going back after a timeout: what the receiver SACKed is not sent again */
+        if (!c->in_recovery && c->nsb && nd_seq_lt(c->snd_nxt, c->snd_max))
+            for (i = 0; i < c->nsb; i++)
+                if (nd_seq_in(c->snd_nxt, c->sb[i].start, c->sb[i].end))
+                    c->snd_nxt = nd_seq_min(c->sb[i].end, c->snd_max);
+        data_end = c->snd_base + c->sndq.bytes;
+        avail = nd_seq_lt(c->snd_nxt, data_end) ? data_end - c->snd_nxt : 0;
+        wnd_edge = c->snd_una + c->snd_wnd;
         if (c->in_recovery) {
             if (recovery_pipe(c) < c->cwnd && tcp_send_hole(c)) {
                 sent_any = true;
@@ -360,6 +367,11 @@ void tcp_output(struct nd_tcp_conn *c)
         if (fin && c->fin_sent && nd_seq_gt(c->snd_nxt, data_end))
             fin = false;
         rexmit = nd_seq_lt(c->snd_nxt, c->snd_max);
+        if (rexmit)
+            for (i = 0; i < c->nsb; i++)
+                if (nd_seq_gt(c->sb[i].start, c->snd_nxt) &&
+                    nd_seq_lt(c->sb[i].start, c->snd_nxt + len))
+                    len = c->sb[i].start - c->snd_nxt;
         if (len < maxseg && len < avail && !c->force && !rexmit) {
             /* sender SWS avoidance: a short segment only if half the peer's largest window */
             if (len == 0 || len < c->max_snd_wnd / 2)

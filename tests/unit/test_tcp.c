@@ -728,13 +728,18 @@ static void test_sack_recovery(void **state)
     sb[1].start = base + m;
     sb[1].end = base + 3 * m;
     inject_sack(ND_TCP_ACK, P.nxt, base, 1000, NULL, 0, 2, sb);
-    /* second dupack, but three segments SACKed above the first hole: lost (RFC 6675 IsLost);
-     * both holes are resent, SACKed data is not */
+    /* second dupack, but three segments SACKed above the first hole: it is lost (RFC 6675
+     * IsLost) and resent; the second hole has one segment above it: not yet */
     expect(ND_TCP_ACK, base, P.nxt, m);
-    expect(ND_TCP_ACK, base + 3 * m, P.nxt, m);
+    no_seg();
+    inject_sack(ND_TCP_ACK, P.nxt, base, 1000, NULL, 0, 2, sb); /* no new SACK info: ignored */
     no_seg();
     sb[0].end = base + 6 * m;
     inject_sack(ND_TCP_ACK, P.nxt, base, 1000, NULL, 0, 2, sb);
+    no_seg();
+    sb[0].end = base + 7 * m;
+    inject_sack(ND_TCP_ACK, P.nxt, base, 1000, NULL, 0, 2, sb);
+    expect(ND_TCP_ACK, base + 3 * m, P.nxt, m); /* three above it now; SACKed data not resent */
     no_seg();
     inject(ND_TCP_ACK, P.nxt, base + 10 * m, 1000, NULL, 0);
     no_seg();
