@@ -778,7 +778,7 @@ struct nd_tcp_conn *nd_tcp_connect(struct nd_tcp_stack *s, const struct nd_tcp_f
 {
     struct nd_tcp_conn *c;
 
-    if (!f->lport || !f->rport || !f->raddr) {
+    if (!f->lport || !f->rport || !f->raddr || !f->laddr) {
         *err = -EINVAL;
         return NULL;
     }
@@ -1051,9 +1051,9 @@ void nd_tcp_shutdown(struct nd_tcp_conn *c)
     tcp_enter(s);
     switch (c->state) {
     case ND_TCP_SYN_SENT:
-        tcp_set_closed(c, 0);
-        break;
     case ND_TCP_SYN_RCVD:
+        c->fin_queued = true; /* FIN_WAIT_1 once established */
+        break;
     case ND_TCP_ESTABLISHED:
         c->fin_queued = true;
         c->state = ND_TCP_FIN_WAIT_1;
@@ -1120,7 +1120,7 @@ void nd_tcp_close(struct nd_tcp_conn *c)
         c->fin_queued = true;
         if (c->state == ND_TCP_CLOSE_WAIT)
             c->state = ND_TCP_LAST_ACK;
-        else if (c->state == ND_TCP_ESTABLISHED || c->state == ND_TCP_SYN_RCVD)
+        else if (c->state == ND_TCP_ESTABLISHED)
             c->state = ND_TCP_FIN_WAIT_1;
         tcp_output(c);
     }

@@ -114,7 +114,7 @@ static bool cookie_accept(struct nd_tcp_stack *s, struct nd_tcp_listener *l,
     c->l = l;
     l->half_open++;
     c->irs = h->seq - 1;
-    c->rcv_nxt = h->seq;
+    c->rcv_nxt = c->last_ack_sent = h->seq;
     c->rcv_adv = h->seq + (s->cfg.rcvbuf > 65535 ? 65535 : s->cfg.rcvbuf); /* as in the SYN-ACK */
     c->iss = h->ack - 1;
     c->snd_una = c->snd_nxt = c->snd_max = c->snd_base = h->ack;
@@ -668,13 +668,12 @@ static void data_input(struct nd_tcp_conn *c, const struct seginfo *si)
         rcvq_add(c, g);
     }
     tcp_notify(c, ND_TCP_EV_READ);
-    if (had_ooo) {
+    if (had_ooo)
         c->ack_now = true; /* a hole filled: ACK at once */
-        if (c->ooo_fin && c->rcv_nxt == c->ooo_fin_seq)
-            fin_input(c);
-    } else {
+    else
         tcp_delack(c);
-    }
+    if (c->ooo_fin && c->rcv_nxt == c->ooo_fin_seq)
+        fin_input(c); /* the FIN that waited beyond the hole */
 }
 
 static void fin_input(struct nd_tcp_conn *c)
@@ -750,6 +749,12 @@ static void conn_input(struct nd_tcp_conn *c, struct seginfo *si)
         si->h.seq = c->rcv_nxt;
         slen = 0;
     }
+    if (c->state == ND_TCP_SYN_RCVD &&
+        (h->flags & (ND_TCP_SYN | ND_TCP_ACK | ND_TCP_RST)) == ND_TCP_SYN && h->seq == c->irs) {
+        c->snd_nxt = c->iss; /* its SYN again: our SYN-ACK was lost */
+        tcp_send_syn(c);
+        return;
+    }
     if (!seq_acceptable(c, h->seq, slen)) {
         if (h->flags & ND_TCP_RST)
             return;
@@ -790,11 +795,6 @@ static void conn_input(struct nd_tcp_conn *c, struct seginfo *si)
         return;
     }
     if (h->flags & ND_TCP_SYN) {
-        if (c->state == ND_TCP_SYN_RCVD && h->seq == c->irs && !(h->flags & ND_TCP_ACK)) {
-            c->snd_nxt = c->iss; /* its SYN again: our SYN-ACK was lost */
-            tcp_send_syn(c);
-            return;
-        }
         challenge_ack(c); /* RFC 5961 4.2 */
         return;
     }

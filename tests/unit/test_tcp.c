@@ -1239,6 +1239,115 @@ static void test_send_buffer_limit_and_write_event(void **state)
     finish();
 }
 
+static void test_nagle(void **state)
+{
+    struct nd_tcp_conn *c;
+
+    (void)state;
+    cfg_default();
+    CFG.nagle = true;
+    start();
+    c = establish();
+    nd_tcp_send(c, "aaaa", 4);
+    saw(expect(ND_TCP_ACK | ND_TCP_PSH, P.una, P.nxt, 4));
+    nd_tcp_send(c, "bbbb", 4); /* a small segment is in flight: this one waits */
+    nd_tcp_send(c, "cccc", 4);
+    no_seg();
+    inject(ND_TCP_ACK, P.nxt, P.una + 4, 1000, NULL, 0);
+    expect(ND_TCP_ACK | ND_TCP_PSH, P.una + 4, P.nxt, 8); /* coalesced */
+    /* TCP_NODELAY */
+    nd_tcp_set_nodelay(c, true);
+    nd_tcp_send(c, "dd", 2);
+    expect(ND_TCP_ACK | ND_TCP_PSH, P.una + 12, P.nxt, 2);
+    nd_tcp_abort(c);
+    finish();
+}
+
+static void test_syn_rcvd_retransmits(void **state)
+{
+    struct seg *g;
+    uint32_t iss;
+
+    (void)state;
+    cfg_default();
+    start();
+    listen_on(4);
+    send_syn();
+    g = next_seg();
+    iss = g->h.seq;
+    P.tsval--;
+    send_syn(); /* its SYN again: our SYN-ACK was lost */
+    expect(ND_TCP_SYN | ND_TCP_ACK, iss, P.iss + 1, 0);
+    advance(1000); /* and our own timer */
+    expect(ND_TCP_SYN | ND_TCP_ACK, iss, P.iss + 1, 0);
+    advance(2000);
+    expect(ND_TCP_SYN | ND_TCP_ACK, iss, P.iss + 1, 0);
+    inject(ND_TCP_RST, P.iss + 1, 0, 0, NULL, 0); /* the peer gives up: back to listening */
+    no_seg();
+    advance(10000);
+    no_seg();
+    assert_null(accepted);
+    finish();
+}
+
+static void test_fin_wait2_orphan_timeout(void **state)
+{
+    struct nd_tcp_conn *c;
+    uint32_t fin;
+
+    (void)state;
+    cfg_default();
+    CFG.fin_wait2 = 5000;
+    start();
+    c = establish();
+    nd_tcp_close(c);
+    fin = P.una;
+    expect(ND_TCP_FIN | ND_TCP_ACK, fin, P.nxt, 0);
+    inject(ND_TCP_ACK, P.nxt, fin + 1, 1000, NULL, 0);
+    /* the peer never closes; we gave the handle back: FIN_WAIT_2 ends after fin_wait2 */
+    inject(ND_TCP_ACK | ND_TCP_PSH, P.nxt, fin + 1, 1000, "late", 4);
+    P.nxt += 4;
+    advance(40);
+    expect(ND_TCP_ACK, fin + 1, P.nxt, 0);
+    advance(5000);
+    no_seg();
+    inject(ND_TCP_ACK, P.nxt, fin + 1, 1000, NULL, 0);
+    expect(ND_TCP_RST, fin + 1, 0, 0);
+    finish();
+}
+
+static int offl_partial;
+static int offl_tx(struct nd_tcp_stack *s, const struct nd_tcp_tx *t, void *udata)
+{
+    (void)s;
+    (void)udata;
+    assert_true(t->csum_partial);
+    /* the field holds the pseudo-header sum a NIC completes */
+    assert_int_equal(
+        nd_get16(t->hdr + 16),
+        nd_csum_fold(nd_tcp_pseudo(t->flow.laddr, t->flow.raddr, t->hdr_len + t->payload_len)));
+    offl_partial++;
+    return 0;
+}
+
+static void test_checksum_offload(void **state)
+{
+    struct nd_tcp_flow f = {LADDR, RADDR, 50000, 443};
+    struct nd_tcp_conn *c;
+    int err = 0;
+
+    (void)state;
+    cfg_default();
+    CFG.tx = offl_tx;
+    CFG.csum_offload = true;
+    start();
+    c = nd_tcp_connect(S, &f, NULL, NULL, &err);
+    assert_non_null(c);
+    assert_int_equal(offl_partial, 1);
+    nd_tcp_close(c);
+    finish();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1265,6 +1374,10 @@ int main(void)
         cmocka_unit_test(test_paws),
         cmocka_unit_test(test_close_with_unread_data_resets),
         cmocka_unit_test(test_send_buffer_limit_and_write_event),
+        cmocka_unit_test(test_nagle),
+        cmocka_unit_test(test_syn_rcvd_retransmits),
+        cmocka_unit_test(test_fin_wait2_orphan_timeout),
+        cmocka_unit_test(test_checksum_offload),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
