@@ -83,9 +83,11 @@ void tcp_leave(struct nd_tcp_stack *s)
         if (!s->notify_head)
             s->notify_tail = NULL;
         c->in_notify = false;
+        if (c->zombie || !c->app_ref || !c->cb)
+            continue; /* kept in c->ev until a callback is set (accept) */
         ev = c->ev;
         c->ev = 0;
-        if (!c->zombie && c->app_ref && c->cb && ev)
+        if (ev)
             c->cb(c, ev, c->udata);
     }
     while (s->reap) {
@@ -254,6 +256,7 @@ void tcp_conn_init_params(struct nd_tcp_conn *c)
     c->rto = s->cfg.rto_init;
     c->peer_mss = 536;
     c->snd_mss = 536;
+    c->rcv_mss = 536 < s->cfg.mss ? 536 : s->cfg.mss;
     c->rcv_wscale = 0;
     c->ts_off = nd_tcp_flow_hash(s->cfg.secret, &c->flow, 0x7157a);
     c->last_rcv = tcp_now(s);

@@ -826,7 +826,7 @@ static void conn_input(struct nd_tcp_conn *c, struct seginfo *si)
         /* RFC 5961 5.2: an ACK for data never sent, or far too old */
         if (nd_seq_gt(h->ack, c->snd_max) || nd_seq_lt(h->ack, c->snd_una - c->max_snd_wnd - 1)) {
             s->st.drop_bad_ack++;
-            tcp_send_ack(c);
+            challenge_ack(c);
             return;
         }
         if (!ack_input(c, si))
