@@ -53,6 +53,7 @@ static void conn_put_free(struct nd_tcp_stack *s, struct nd_tcp_conn *c)
     tcp_segq_drop(s, &c->rcvq);
     tcp_segq_drop(s, &c->ooq);
     tcp_segq_drop(s, &c->sndq);
+    c->txc.seg = NULL;
     memset(c, 0, sizeof(*c));
     c->lnext = s->free_conns;
     s->free_conns = c;
@@ -334,6 +335,7 @@ void tcp_set_closed(struct nd_tcp_conn *c, int err)
     nd_timer_cancel(s->wheel, &c->t_dack);
     nd_timer_cancel(s->wheel, &c->t_keep);
     tcp_segq_drop(s, &c->sndq);
+    c->txc.seg = NULL;
     tcp_segq_drop(s, &c->ooq);
     if (err)
         tcp_segq_drop(s, &c->rcvq);
@@ -361,6 +363,7 @@ void tcp_enter_time_wait(struct nd_tcp_conn *c)
     nd_timer_cancel(s->wheel, &c->t_rxt);
     nd_timer_cancel(s->wheel, &c->t_dack);
     tcp_segq_drop(s, &c->sndq);
+    c->txc.seg = NULL;
     tcp_segq_drop(s, &c->ooq);
     nd_timer_arm(s->wheel, &c->t_keep, 2ull * s->cfg.msl);
     if (c->app_ref && !c->closed_told) {
@@ -375,6 +378,11 @@ void tcp_established(struct nd_tcp_conn *c)
     struct nd_tcp_stack *s = c->s;
 
     c->state = ND_TCP_ESTABLISHED;
+    if (c->retries && !c->srtt_us) {
+        /* the SYN timed out and nothing was measured: start data at 3 s (RFC 6298 5.7) */
+        c->rto = s->cfg.rto_max < 3000 ? s->cfg.rto_max : 3000;
+        c->backoff = 0;
+    }
     c->retries = 0;
     c->last_rcv = tcp_now(s);
     tcp_keep_arm(c);
@@ -659,6 +667,7 @@ void nd_tcp_stack_free(struct nd_tcp_stack *s)
             tcp_segq_drop(s, &c->rcvq);
             tcp_segq_drop(s, &c->ooq);
             tcp_segq_drop(s, &c->sndq);
+            c->txc.seg = NULL;
         }
     }
     free(s->htab);

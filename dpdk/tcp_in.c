@@ -58,6 +58,27 @@ static void challenge_ack(struct nd_tcp_conn *c)
     tcp_send_ack(c);
 }
 
+/*
+ * The ACK answering an invalid segment (out of window, PAWS): data segments always get it (the
+ * sender needs it when our ACK was lost), pure ACKs at most every 500 ms per connection, so two
+ * stacks that disagree cannot ACK each other forever (as Linux's tcp_invalid_ratelimit).
+ */
+#define OOW_ACK_MS 500
+
+static void oow_ack(struct nd_tcp_conn *c, const struct seginfo *si)
+{
+    uint64_t now = tcp_now(c->s);
+
+    if (!si->plen && !(si->h.flags & (ND_TCP_SYN | ND_TCP_FIN))) {
+        if (c->oow_ack_at && now - c->oow_ack_at < OOW_ACK_MS) {
+            c->s->st.oow_acks_limited++;
+            return;
+        }
+        c->oow_ack_at = now;
+    }
+    tcp_send_ack(c);
+}
+
 /* ---- passive open ---- */
 
 static void send_cookie_synack(struct nd_tcp_stack *s, const struct nd_tcp_flow *f,
@@ -87,7 +108,7 @@ static void send_cookie_synack(struct nd_tcp_stack *s, const struct nd_tcp_flow 
     }
     s->st.syncookies_sent++;
     tcp_emit(s, f, isn, h->seq + 1, ND_TCP_SYN | ND_TCP_ACK,
-             (uint16_t)(s->cfg.rcvbuf > 65535 ? 65535 : s->cfg.rcvbuf), &o, NULL, 0, 0);
+             (uint16_t)(s->cfg.rcvbuf > 65535 ? 65535 : s->cfg.rcvbuf), &o, NULL, 0, 0, NULL);
 }
 
 static void conn_input(struct nd_tcp_conn *c, struct seginfo *si);
@@ -370,6 +391,8 @@ static void snd_drop_acked(struct nd_tcp_conn *c, uint32_t ack)
             g->data += n;
             g->len -= n;
             c->sndq.bytes -= n;
+            if (c->txc.seg == g)
+                c->txc.seq = upto;
             break;
         }
         n -= g->len;
@@ -378,6 +401,8 @@ static void snd_drop_acked(struct nd_tcp_conn *c, uint32_t ack)
         c->sndq.head = g->next;
         if (!c->sndq.head)
             c->sndq.tail = NULL;
+        if (c->txc.seg == g)
+            c->txc.seg = NULL;
         tcp_seg_put(s, g);
     }
 }
@@ -738,7 +763,7 @@ static void conn_input(struct nd_tcp_conn *c, struct seginfo *si)
             (nd_seq_lt(h->tsval, c->ts_recent) && tcp_now(s) - c->ts_recent_age <= PAWS_IDLE_MS)) {
             s->st.drop_paws++;
             if (h->has_ts)
-                tcp_send_ack(c);
+                oow_ack(c, si);
             return;
         }
     }
@@ -764,7 +789,7 @@ static void conn_input(struct nd_tcp_conn *c, struct seginfo *si)
         if (h->flags & ND_TCP_SYN)
             challenge_ack(c);
         else
-            tcp_send_ack(c);
+            oow_ack(c, si);
         return;
     }
     c->last_rcv = tcp_now(s);

@@ -31,6 +31,12 @@ struct nd_tcp_segq {
     uint32_t bytes, n;
 };
 
+/* Where the last transmitted segment ended in a send queue: the next one starts there. */
+struct tcp_cursor {
+    struct nd_tcp_seg *seg; /* NULL: start from the head */
+    uint32_t seq;           /* sequence number of seg's first byte */
+};
+
 #define ND_TCP_SB_MAX 8 /* sender scoreboard ranges */
 
 struct nd_tcp_conn {
@@ -59,6 +65,7 @@ struct nd_tcp_conn {
     uint32_t peer_mss;
     uint8_t snd_wscale, rcv_wscale;
     struct nd_tcp_segq sndq;
+    struct tcp_cursor txc;
     /* receive side */
     uint32_t irs, rcv_nxt, rcv_adv, ooo_fin_seq, last_ack_sent;
     struct nd_tcp_segq rcvq, ooq;
@@ -91,6 +98,7 @@ struct nd_tcp_conn {
     struct nd_timer t_dack; /* delayed ACK */
     struct nd_timer t_keep; /* keepalive, FIN_WAIT_2, TIME_WAIT */
     uint64_t last_rcv;
+    uint64_t oow_ack_at; /* last ACK sent for an invalid pure ACK */
     uint32_t keep_probes;
 
     /* stats */
@@ -194,7 +202,7 @@ void tcp_rst_for(struct nd_tcp_stack *s, const struct nd_tcp_flow *f, const stru
 /* Raw emit: header fields and options; payload from sndq at seq for len bytes. */
 int tcp_emit(struct nd_tcp_stack *s, const struct nd_tcp_flow *f, uint32_t seq, uint32_t ack,
              uint8_t flags, uint16_t win, struct nd_tcp_opts *o, const struct nd_tcp_segq *q,
-             uint32_t qbase, uint32_t len);
+             uint32_t qbase, uint32_t len, struct tcp_cursor *cur);
 void tcp_delack(struct nd_tcp_conn *c);
 /* Recovery: resends the next lost range (ignoring the pipe); true if it did. */
 bool tcp_send_hole(struct nd_tcp_conn *c);

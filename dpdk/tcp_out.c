@@ -5,7 +5,7 @@
 
 int tcp_emit(struct nd_tcp_stack *s, const struct nd_tcp_flow *f, uint32_t seq, uint32_t ack,
              uint8_t flags, uint16_t win, struct nd_tcp_opts *o, const struct nd_tcp_segq *q,
-             uint32_t qbase, uint32_t len)
+             uint32_t qbase, uint32_t len, struct tcp_cursor *cur)
 {
     uint8_t hdr[ND_TCP_MAX_HDR];
     struct nd_tcp_piece pc[ND_TCP_TX_PIECES];
@@ -15,11 +15,19 @@ int tcp_emit(struct nd_tcp_stack *s, const struct nd_tcp_flow *f, uint32_t seq, 
     uint16_t sum;
 
     if (len && q) {
-        const struct nd_tcp_seg *g = q->head;
-        uint32_t off = seq - qbase;
+        struct nd_tcp_seg *g = q->head;
+        uint32_t off = seq - qbase, gseq = qbase;
 
-        for (; g && off >= g->len; g = g->next)
+        /* start from the cursor (where the last segment ended) when it is not past seq */
+        if (cur && cur->seg && nd_seq_geq(seq, cur->seq)) {
+            g = cur->seg;
+            gseq = cur->seq;
+            off = seq - cur->seq;
+        }
+        for (; g && off >= g->len; g = g->next) {
             off -= g->len;
+            gseq += g->len;
+        }
         for (; g && got < len && n < ND_TCP_TX_PIECES; g = g->next, off = 0) {
             uint32_t take = g->len - off;
 
@@ -30,6 +38,11 @@ int tcp_emit(struct nd_tcp_stack *s, const struct nd_tcp_flow *f, uint32_t seq, 
             pc[n].pkt = g->pkt;
             n++;
             got += take;
+            if (cur) {
+                cur->seg = g;
+                cur->seq = gseq;
+            }
+            gseq += g->len;
         }
     }
     if (got < len && (flags & ND_TCP_FIN))
@@ -132,7 +145,7 @@ void tcp_send_ack(struct nd_tcp_conn *c)
 
     conn_opts(c, &o);
     win = adv_window(c, false);
-    tcp_emit(c->s, &c->flow, c->snd_nxt, c->rcv_nxt, ND_TCP_ACK, win, &o, NULL, 0, 0);
+    tcp_emit(c->s, &c->flow, c->snd_nxt, c->rcv_nxt, ND_TCP_ACK, win, &o, NULL, 0, 0, NULL);
     acked_now(c);
 }
 
@@ -145,7 +158,7 @@ void tcp_send_probe(struct nd_tcp_conn *c, bool zero_window)
     /* an old sequence number: the peer answers with an ACK carrying its window (as Linux) */
     conn_opts(c, &o);
     win = adv_window(c, false);
-    tcp_emit(c->s, &c->flow, c->snd_una - 1, c->rcv_nxt, ND_TCP_ACK, win, &o, NULL, 0, 0);
+    tcp_emit(c->s, &c->flow, c->snd_una - 1, c->rcv_nxt, ND_TCP_ACK, win, &o, NULL, 0, 0, NULL);
 }
 
 void tcp_send_syn(struct nd_tcp_conn *c)
@@ -175,7 +188,7 @@ void tcp_send_syn(struct nd_tcp_conn *c)
         c->rtt_seq = c->iss;
         c->rtt_start = tcp_now(s);
     }
-    tcp_emit(s, &c->flow, c->iss, synack ? c->rcv_nxt : 0, flags, win, &o, NULL, 0, 0);
+    tcp_emit(s, &c->flow, c->iss, synack ? c->rcv_nxt : 0, flags, win, &o, NULL, 0, 0, NULL);
     c->snd_nxt = c->iss + 1;
     if (nd_seq_gt(c->snd_nxt, c->snd_max))
         c->snd_max = c->snd_nxt;
@@ -186,7 +199,8 @@ void tcp_send_syn(struct nd_tcp_conn *c)
 void tcp_send_rst(struct nd_tcp_conn *c)
 {
     c->s->st.rst_sent++;
-    tcp_emit(c->s, &c->flow, c->snd_nxt, c->rcv_nxt, ND_TCP_RST | ND_TCP_ACK, 0, NULL, NULL, 0, 0);
+    tcp_emit(c->s, &c->flow, c->snd_nxt, c->rcv_nxt, ND_TCP_RST | ND_TCP_ACK, 0, NULL, NULL, 0, 0,
+             NULL);
 }
 
 void tcp_rst_for(struct nd_tcp_stack *s, const struct nd_tcp_flow *f, const struct nd_tcp_hdr *h,
@@ -196,9 +210,9 @@ void tcp_rst_for(struct nd_tcp_stack *s, const struct nd_tcp_flow *f, const stru
         return;
     s->st.rst_sent++;
     if (h->flags & ND_TCP_ACK)
-        tcp_emit(s, f, h->ack, 0, ND_TCP_RST, 0, NULL, NULL, 0, 0);
+        tcp_emit(s, f, h->ack, 0, ND_TCP_RST, 0, NULL, NULL, 0, 0, NULL);
     else
-        tcp_emit(s, f, 0, h->seq + seglen, ND_TCP_RST | ND_TCP_ACK, 0, NULL, NULL, 0, 0);
+        tcp_emit(s, f, 0, h->seq + seglen, ND_TCP_RST | ND_TCP_ACK, 0, NULL, NULL, 0, 0, NULL);
 }
 
 void tcp_delack(struct nd_tcp_conn *c)
@@ -285,7 +299,8 @@ bool tcp_send_hole(struct nd_tcp_conn *c)
     if (!len)
         return false;
     win = data_window(c);
-    sent = tcp_emit(s, &c->flow, seq, c->rcv_nxt, ND_TCP_ACK, win, &o, &c->sndq, c->snd_base, len);
+    sent = tcp_emit(s, &c->flow, seq, c->rcv_nxt, ND_TCP_ACK, win, &o, &c->sndq, c->snd_base, len,
+                    &c->txc);
     c->rxt_next = seq + (uint32_t)sent;
     c->retransmits++;
     s->st.retransmits++;
@@ -388,7 +403,7 @@ void tcp_output(struct nd_tcp_conn *c)
             flags |= ND_TCP_PSH;
         win = data_window(c);
         sent = tcp_emit(s, &c->flow, c->snd_nxt, c->rcv_nxt, flags, win, &o, &c->sndq, c->snd_base,
-                        len);
+                        len, &c->txc);
         if ((uint32_t)sent < len) {
             len = (uint32_t)sent;
             fin = false;

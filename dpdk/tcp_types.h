@@ -157,6 +157,7 @@ struct nd_tcp_stats {
     uint64_t bad_csum, bad_hdr;
     uint64_t rst_sent, rst_rcvd;
     uint64_t challenge_acks, challenge_acks_limited;
+    uint64_t oow_acks_limited; /* ACKs not sent for invalid pure ACKs (500 ms per connection) */
     uint64_t syncookies_sent, syncookies_ok, syncookies_bad;
     uint64_t retransmits, rto_expiries, fast_retransmits, persist_probes, keepalive_probes;
     uint64_t active_opens, passive_opens, conn_timeouts, conn_resets;

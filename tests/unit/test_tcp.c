@@ -1348,6 +1348,74 @@ static void test_checksum_offload(void **state)
     finish();
 }
 
+static void test_invalid_ack_ratelimit(void **state)
+{
+    struct nd_tcp_conn *c;
+
+    (void)state;
+    cfg_default();
+    start();
+    c = establish();
+    inject(ND_TCP_ACK, P.nxt + 2000000, P.una, 1000, NULL, 0); /* out of window */
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    inject(ND_TCP_ACK, P.nxt + 2000000, P.una, 1000, NULL, 0);
+    no_seg(); /* a pure ACK again within 500 ms: not answered */
+    inject(ND_TCP_ACK, P.nxt - 10, P.una, 1000, "dup", 3);
+    expect(ND_TCP_ACK, P.una, P.nxt, 0); /* old data: always answered */
+    assert_int_equal(nd_tcp_stats(S)->oow_acks_limited, 1);
+    advance(500);
+    inject(ND_TCP_ACK, P.nxt + 2000000, P.una, 1000, NULL, 0);
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    assert_int_equal(nd_tcp_state(c), ND_TCP_ESTABLISHED);
+    nd_tcp_abort(c);
+    finish();
+}
+
+static void test_rto_3s_after_syn_timeout(void **state)
+{
+    struct nd_tcp_conn *c;
+    struct nd_tcp_info ci;
+
+    (void)state;
+    cfg_default();
+    CFG.timestamps = false;
+    start();
+    c = establish_active();
+    advance(1000);
+    expect(ND_TCP_SYN, P.eiss, 0, 0);
+    synack_to(50000, 443);
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    nd_tcp_conn_info(c, &ci);
+    assert_int_equal(ci.srtt_us, 0);   /* Karn: the SYN was retransmitted */
+    assert_int_equal(ci.rto_ms, 3000); /* RFC 6298 5.7 */
+    nd_tcp_abort(c);
+    finish();
+}
+
+static void test_ooo_queue_bounded(void **state)
+{
+    struct nd_tcp_conn *c;
+    struct nd_tcp_info ci;
+    int i;
+
+    (void)state;
+    cfg_default();
+    CFG.rcvbuf = 16384; /* at most 2 * 16384 / 536 = 61 out-of-order pieces */
+    start();
+    c = establish();
+    for (i = 0; i < 100; i++) {
+        inject(ND_TCP_ACK, P.nxt + 2 + 2 * (uint32_t)i, P.una, 1000, "x", 1);
+        rd = nout = 0;
+    }
+    nd_tcp_conn_info(c, &ci);
+    assert_int_equal(ci.rcv_ooo, 61);
+    assert_int_equal(nd_tcp_stats(S)->drop_ooo_full, 39);
+    assert_int_equal(live_pkts, 61); /* each holds its packet */
+    nd_tcp_abort(c);
+    assert_int_equal(live_pkts, 0);
+    finish();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1378,6 +1446,9 @@ int main(void)
         cmocka_unit_test(test_syn_rcvd_retransmits),
         cmocka_unit_test(test_fin_wait2_orphan_timeout),
         cmocka_unit_test(test_checksum_offload),
+        cmocka_unit_test(test_invalid_ack_ratelimit),
+        cmocka_unit_test(test_rto_3s_after_syn_timeout),
+        cmocka_unit_test(test_ooo_queue_bounded),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
