@@ -228,12 +228,57 @@ static void rxt_fire(struct nd_timer *t);
 static void dack_fire(struct nd_timer *t);
 static void keep_fire(struct nd_timer *t);
 
+static void tw_unlink(struct nd_tcp_conn *c)
+{
+    struct nd_tcp_stack *s = c->s;
+
+    if (!c->in_tw)
+        return;
+    if (c->tw_prev)
+        c->tw_prev->tw_next = c->tw_next;
+    else
+        s->tw_head = c->tw_next;
+    if (c->tw_next)
+        c->tw_next->tw_prev = c->tw_prev;
+    else
+        s->tw_tail = c->tw_prev;
+    c->tw_next = c->tw_prev = NULL;
+    c->in_tw = false;
+}
+
+static struct nd_tcp_conn *tw_victim(struct nd_tcp_stack *s)
+{
+    struct nd_tcp_conn *c;
+
+    for (c = s->tw_head; c; c = c->tw_next)
+        if (!c->app_ref && !c->in_notify && !c->zombie)
+            return c;
+    return NULL;
+}
+
+bool tcp_conn_available(struct nd_tcp_stack *s)
+{
+    return s->free_conns || tw_victim(s);
+}
+
 struct nd_tcp_conn *tcp_conn_alloc(struct nd_tcp_stack *s, const struct nd_tcp_flow *f)
 {
     struct nd_tcp_conn *c = s->free_conns;
 
-    if (!c)
-        return NULL;
+    if (!c) {
+        struct nd_tcp_conn *v = tw_victim(s);
+
+        if (!v)
+            return NULL;
+        s->st.tw_recycled++;
+        tw_unlink(v);
+        nd_timer_cancel(s->wheel, &v->t_rxt);
+        nd_timer_cancel(s->wheel, &v->t_dack);
+        nd_timer_cancel(s->wheel, &v->t_keep);
+        unhash(v);
+        conn_put_free(s, v);
+        c = s->free_conns;
+    }
     s->free_conns = c->lnext;
     s->nconns_used++;
     memset(c, 0, sizeof(*c));
@@ -340,6 +385,7 @@ void tcp_set_closed(struct nd_tcp_conn *c, int err)
     if (err)
         tcp_segq_drop(s, &c->rcvq);
     unhash(c);
+    tw_unlink(c);
     c->state = ND_TCP_CLOSED;
     if (err && !c->error)
         c->error = err;
@@ -366,6 +412,16 @@ void tcp_enter_time_wait(struct nd_tcp_conn *c)
     c->txc.seg = NULL;
     tcp_segq_drop(s, &c->ooq);
     nd_timer_arm(s->wheel, &c->t_keep, 2ull * s->cfg.msl);
+    if (!c->in_tw) {
+        c->in_tw = true;
+        c->tw_next = NULL;
+        c->tw_prev = s->tw_tail;
+        if (s->tw_tail)
+            s->tw_tail->tw_next = c;
+        else
+            s->tw_head = c;
+        s->tw_tail = c;
+    }
     if (c->app_ref && !c->closed_told) {
         c->closed_told = true;
         tcp_notify(c, ND_TCP_EV_CLOSED | ND_TCP_EV_READ);
@@ -478,7 +534,14 @@ static void rxt_timeout(struct nd_tcp_conn *c)
         return;
     }
     if (c->persist) {
-        /* zero window: probe and back off; never give up while the peer answers */
+        /* zero window: probe and back off; never give up while the peer answers, unless the
+         * application is gone (an orphan cannot wait forever) */
+        if (!c->app_ref && ++c->retries > s->cfg.retries) {
+            s->st.conn_timeouts++;
+            tcp_send_rst(c);
+            tcp_set_closed(c, ETIMEDOUT);
+            return;
+        }
         s->st.persist_probes++;
         tcp_send_probe(c, true);
         backoff(c);

@@ -126,7 +126,7 @@ static bool cookie_accept(struct nd_tcp_stack *s, struct nd_tcp_listener *l,
         s->st.syncookies_bad++;
         return false;
     }
-    if (l->qlen >= l->backlog || !s->free_conns) {
+    if (l->qlen >= l->backlog || !tcp_conn_available(s)) {
         s->st.drop_backlog++;
         return true; /* dropped: the peer retransmits its ACK or data */
     }
@@ -183,13 +183,13 @@ static void listen_input(struct nd_tcp_stack *s, struct nd_tcp_listener *l,
     }
     if (!(h->flags & ND_TCP_SYN) || (h->flags & ND_TCP_FIN))
         return;
-    full = l->half_open + l->qlen >= l->backlog || !s->free_conns;
+    full = l->half_open + l->qlen >= l->backlog || !tcp_conn_available(s);
     if (s->cfg.syncookies == 2 || (full && s->cfg.syncookies == 1)) {
         send_cookie_synack(s, f, h);
         return;
     }
     if (full) {
-        if (!s->free_conns)
+        if (!tcp_conn_available(s))
             s->st.drop_no_mem++;
         else
             s->st.drop_backlog++;
@@ -864,6 +864,13 @@ static void conn_input(struct nd_tcp_conn *c, struct seginfo *si)
         case ND_TCP_ESTABLISHED:
         case ND_TCP_FIN_WAIT_1:
         case ND_TCP_FIN_WAIT_2:
+            if (!c->app_ref && !c->l && nd_seq_gt(h->seq + si->plen, c->rcv_nxt)) {
+                /* new data for a connection the application closed: nobody will read it */
+                s->st.conn_resets++;
+                tcp_send_rst(c);
+                tcp_set_closed(c, ECONNABORTED);
+                return;
+            }
             data_input(c, si);
             break;
         default:

@@ -41,10 +41,11 @@ struct tcp_cursor {
 
 struct nd_tcp_conn {
     struct nd_tcp_stack *s;
-    struct nd_tcp_conn *hnext; /* hash chain */
-    struct nd_tcp_conn *lnext; /* listener queue / free list / reap list */
-    struct nd_tcp_conn *nnext; /* notify list */
-    struct nd_tcp_listener *l; /* half-open or in the accept queue */
+    struct nd_tcp_conn *hnext;             /* hash chain */
+    struct nd_tcp_conn *lnext;             /* listener queue / free list / reap list */
+    struct nd_tcp_conn *nnext;             /* notify list */
+    struct nd_tcp_conn *tw_next, *tw_prev; /* TIME_WAIT list, oldest first */
+    struct nd_tcp_listener *l;             /* half-open or in the accept queue */
     struct nd_tcp_flow flow;
     uint32_t hash;
     enum nd_tcp_state state;
@@ -53,7 +54,7 @@ struct nd_tcp_conn {
     void *udata;
     unsigned ev; /* events pending delivery */
 
-    bool hashed, app_ref, in_notify, zombie, in_acceptq;
+    bool hashed, app_ref, in_notify, zombie, in_acceptq, in_tw;
     bool want_write, fin_queued, fin_sent, fin_acked, fin_rcvd, ooo_fin, eof_told;
     bool ts_ok, sack_ok, ws_ok, nodelay, keepalive, in_recovery, persist;
     bool ack_now, rtt_timing, closed_told, force;
@@ -131,6 +132,7 @@ struct nd_tcp_stack {
     struct nd_tcp_conn **htab;
     uint32_t hmask;
     struct nd_tcp_listener *lis;
+    struct nd_tcp_conn *tw_head, *tw_tail;
 
     struct nd_tcp_seg *segs, *free_segs;
     uint32_t nsegs_free;
@@ -169,7 +171,10 @@ void tcp_enter(struct nd_tcp_stack *s);
 void tcp_leave(struct nd_tcp_stack *s);
 void tcp_notify(struct nd_tcp_conn *c, unsigned ev);
 void tcp_listener_notify(struct nd_tcp_listener *l);
+/* A connection block, hashed under f; when the pool is empty the oldest orphaned TIME_WAIT
+ * connection is recycled (as Linux does past tcp_max_tw_buckets). NULL when none. */
 struct nd_tcp_conn *tcp_conn_alloc(struct nd_tcp_stack *s, const struct nd_tcp_flow *f);
+bool tcp_conn_available(struct nd_tcp_stack *s);
 struct nd_tcp_conn *tcp_lookup(struct nd_tcp_stack *s, const struct nd_tcp_flow *f);
 struct nd_tcp_listener *tcp_listener_find(struct nd_tcp_stack *s, uint32_t addr, uint16_t port);
 void tcp_conn_init_params(struct nd_tcp_conn *c);

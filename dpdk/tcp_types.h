@@ -162,6 +162,7 @@ struct nd_tcp_stats {
     uint64_t retransmits, rto_expiries, fast_retransmits, persist_probes, keepalive_probes;
     uint64_t active_opens, passive_opens, conn_timeouts, conn_resets;
     uint64_t tw_reused;
+    uint64_t tw_recycled; /* TIME_WAIT cut short because the connection pool was empty */
     /* drops by reason */
     uint64_t drop_no_conn; /* segments to a closed port (answered by RST unless RST) */
     uint64_t drop_paws;

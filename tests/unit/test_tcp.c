@@ -124,6 +124,7 @@ static const struct nd_tcp_pkt_ops tp_ops = {tp_ref, tp_unref};
 /* ---- the stack and the scripted peer ---- */
 
 static struct nd_tcp_stack *S;
+static struct nd_tcp_listener *LIS;
 static struct nd_tcp_config CFG;
 static uint64_t NOW;
 
@@ -161,6 +162,7 @@ static void start(void)
     nout = rd = 0;
     CFG.now_ms = NOW;
     S = nd_tcp_stack_new(&CFG, &err);
+    LIS = NULL;
     assert_non_null(S);
     memset(&P, 0, sizeof(P));
     P.port = RPORT;
@@ -281,12 +283,12 @@ static void listen_cb(struct nd_tcp_listener *l, void *udata)
 static struct nd_tcp_listener *listen_on(unsigned backlog)
 {
     int err = 0;
-    struct nd_tcp_listener *l = nd_tcp_listen(S, LADDR, LPORT, backlog, listen_cb, NULL, &err);
 
-    assert_non_null(l);
+    LIS = nd_tcp_listen(S, LADDR, LPORT, backlog, listen_cb, NULL, &err);
+    assert_non_null(LIS);
     accepted = NULL;
     listen_calls = 0;
-    return l;
+    return LIS;
 }
 
 /* Passive open with the peer's options; returns the accepted connection. */
@@ -294,7 +296,9 @@ static struct nd_tcp_conn *establish(void)
 {
     struct seg *g;
 
-    listen_on(8);
+    if (!LIS)
+        listen_on(8);
+    accepted = NULL;
     send_syn();
     g = next_seg();
     assert_int_equal(g->h.flags, ND_TCP_SYN | ND_TCP_ACK);
@@ -1305,14 +1309,20 @@ static void test_fin_wait2_orphan_timeout(void **state)
     expect(ND_TCP_FIN | ND_TCP_ACK, fin, P.nxt, 0);
     inject(ND_TCP_ACK, P.nxt, fin + 1, 1000, NULL, 0);
     /* the peer never closes; we gave the handle back: FIN_WAIT_2 ends after fin_wait2 */
-    inject(ND_TCP_ACK | ND_TCP_PSH, P.nxt, fin + 1, 1000, "late", 4);
-    P.nxt += 4;
-    advance(40);
-    expect(ND_TCP_ACK, fin + 1, P.nxt, 0);
-    advance(5000);
+    advance(4999);
+    inject(ND_TCP_ACK, P.nxt, fin + 1, 1000, NULL, 0);
+    no_seg();
+    advance(1);
     no_seg();
     inject(ND_TCP_ACK, P.nxt, fin + 1, 1000, NULL, 0);
     expect(ND_TCP_RST, fin + 1, 0, 0);
+    /* data for an orphan: nobody will read it, the peer is told so */
+    c = establish();
+    nd_tcp_close(c);
+    fin = P.una;
+    expect(ND_TCP_FIN | ND_TCP_ACK, fin, P.nxt, 0);
+    inject(ND_TCP_ACK | ND_TCP_PSH, P.nxt, fin + 1, 1000, "late", 4);
+    expect(ND_TCP_RST | ND_TCP_ACK, fin + 1, P.nxt, 0);
     finish();
 }
 
@@ -1416,6 +1426,40 @@ static void test_ooo_queue_bounded(void **state)
     finish();
 }
 
+static void test_time_wait_recycled_when_pool_empty(void **state)
+{
+    struct nd_tcp_conn *c;
+    struct seg *g;
+    int i;
+
+    (void)state;
+    cfg_default();
+    CFG.max_conns = 2;
+    CFG.syncookies = 0;
+    start();
+    listen_on(8);
+    for (i = 0; i < 2; i++) { /* two connections end in TIME_WAIT (we closed first) */
+        P.port = (uint16_t)(RPORT + i);
+        accepted = NULL;
+        c = establish();
+        nd_tcp_close(c);
+        saw(expect(ND_TCP_FIN | ND_TCP_ACK, P.una, P.nxt, 0));
+        inject(ND_TCP_FIN | ND_TCP_ACK, P.nxt, P.una + 1, 1000, NULL, 0);
+        expect(ND_TCP_ACK, P.una + 1, P.nxt + 1, 0);
+    }
+    /* the pool is full of TIME_WAIT: a new SYN takes the oldest */
+    P.port = RPORT + 5;
+    send_syn();
+    g = next_seg();
+    assert_int_equal(g->h.flags, ND_TCP_SYN | ND_TCP_ACK);
+    assert_int_equal(nd_tcp_stats(S)->tw_recycled, 1);
+    /* the oldest is gone, the other still in TIME_WAIT */
+    P.port = RPORT;
+    inject(ND_TCP_ACK, 1, 1, 1000, NULL, 0);
+    expect(ND_TCP_RST, 1, 0, 0);
+    finish();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1449,6 +1493,7 @@ int main(void)
         cmocka_unit_test(test_invalid_ack_ratelimit),
         cmocka_unit_test(test_rto_3s_after_syn_timeout),
         cmocka_unit_test(test_ooo_queue_bounded),
+        cmocka_unit_test(test_time_wait_recycled_when_pool_empty),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
