@@ -19,6 +19,12 @@ static uint32_t seg_len(const struct seginfo *si)
     return si->plen + !!(si->h.flags & ND_TCP_SYN) + !!(si->h.flags & ND_TCP_FIN);
 }
 
+/* The echoed timestamp gives an RTT sample if it is one we sent, in the last 10 minutes. */
+static bool ts_rtt_ok(const struct nd_tcp_conn *c, const struct nd_tcp_hdr *h)
+{
+    return c->ts_ok && h->has_ts && h->tsecr && (uint32_t)(tcp_tsval(c) - h->tsecr) < 600000;
+}
+
 static void negotiate(struct nd_tcp_conn *c, const struct nd_tcp_hdr *h)
 {
     const struct nd_tcp_config *cfg = &c->s->cfg;
@@ -261,8 +267,8 @@ static void syn_sent_input(struct nd_tcp_conn *c, struct seginfo *si)
     }
     c->snd_una = h->ack;
     c->snd_wl2 = h->ack;
-    if (c->ts_ok && h->tsecr && c->retries == 0)
-        tcp_rtt_sample(c, (uint32_t)(tcp_tsval(c) - h->tsecr));
+    if (ts_rtt_ok(c, h) && c->retries == 0)
+        tcp_rtt_sample(c, tcp_tsval(c) - h->tsecr);
     else if (c->rtt_timing && c->retries == 0)
         tcp_rtt_sample(c, (uint32_t)(tcp_now(s) - c->rtt_start));
     c->rtt_timing = false;
@@ -430,7 +436,7 @@ static bool ack_input(struct nd_tcp_conn *c, const struct seginfo *si)
         c->snd_una = h->ack;
         if (nd_seq_lt(c->snd_nxt, c->snd_una))
             c->snd_nxt = c->snd_una;
-        if (c->ts_ok && h->has_ts && h->tsecr && (uint32_t)(tcp_tsval(c) - h->tsecr) < 600000)
+        if (ts_rtt_ok(c, h))
             tcp_rtt_sample(c, tcp_tsval(c) - h->tsecr);
         else if (c->rtt_timing && nd_seq_gt(h->ack, c->rtt_seq))
             tcp_rtt_sample(c, (uint32_t)(tcp_now(s) - c->rtt_start));
@@ -837,7 +843,7 @@ static void conn_input(struct nd_tcp_conn *c, struct seginfo *si)
         c->snd_wnd = c->max_snd_wnd = (uint32_t)h->win << c->snd_wscale;
         c->snd_wl1 = h->seq;
         c->snd_wl2 = h->ack;
-        if (c->ts_ok && h->tsecr && c->retries == 0)
+        if (ts_rtt_ok(c, h) && c->retries == 0)
             tcp_rtt_sample(c, tcp_tsval(c) - h->tsecr);
         else if (c->rtt_timing && c->retries == 0)
             tcp_rtt_sample(c, (uint32_t)(tcp_now(s) - c->rtt_start));
