@@ -4,6 +4,7 @@
  * The engine is at 10.0.0.1:80; the scripted peer at 10.0.0.2:40000.
  */
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1460,6 +1461,123 @@ static void test_time_wait_recycled_when_pool_empty(void **state)
     finish();
 }
 
+/* CUBIC: a sender kept busy by a peer that ACKs every second segment one RTT (100 ms) later. */
+static uint32_t ack_pts[2][8192], hi_end;
+static int nack_pts[2];
+
+static void collect(int slot)
+{
+    for (; rd < nout; rd++)
+        if (out[rd].plen && nack_pts[slot] < 8192) {
+            ack_pts[slot][nack_pts[slot]++] = out[rd].h.seq + out[rd].plen;
+            if (nd_seq_gt(out[rd].h.seq + out[rd].plen, hi_end))
+                hi_end = out[rd].h.seq + out[rd].plen;
+        }
+    rd = nout = 0;
+}
+
+static void keep_busy(struct nd_tcp_conn *c)
+{
+    static uint8_t big[65536];
+    size_t space;
+
+    while ((space = nd_tcp_send_space(c)) > 0)
+        if (nd_tcp_send(c, big, space < sizeof(big) ? space : sizeof(big)) <= 0)
+            break;
+}
+
+/* One RTT: ACK (every second segment) what was sent during the previous one. */
+static void rtt_round(struct nd_tcp_conn *c, int *cur)
+{
+    int prev = *cur, i;
+
+    *cur = !*cur;
+    nack_pts[*cur] = 0;
+    advance(100);
+    collect(*cur);
+    for (i = 1; i < nack_pts[prev]; i += 2) {
+        inject(ND_TCP_ACK, P.nxt, ack_pts[prev][i], 65535, NULL, 0);
+        collect(*cur);
+        keep_busy(c);
+        collect(*cur);
+    }
+    if (nack_pts[prev] & 1) {
+        inject(ND_TCP_ACK, P.nxt, ack_pts[prev][nack_pts[prev] - 1], 65535, NULL, 0);
+        collect(*cur);
+    }
+    keep_busy(c);
+    collect(*cur);
+}
+
+static void test_cubic_growth(void **state)
+{
+    struct nd_tcp_conn *c;
+    struct nd_tcp_info ci;
+    double w_max, k, w;
+    int cur = 0, i;
+    uint64_t t_loss;
+
+    (void)state;
+    cfg_default();
+    CFG.sndbuf = 4 << 20;
+    CFG.max_chunks = 4096;
+    CFG.max_segs = 8192;
+    start();
+    P.ts = false;
+    P.sack = false;
+    c = establish();
+    nack_pts[0] = nack_pts[1] = 0;
+    hi_end = P.una;
+    keep_busy(c);
+    collect(cur);
+    /* slow start to about 100 segments */
+    for (i = 0; i < 40; i++) {
+        nd_tcp_conn_info(c, &ci);
+        if (ci.cwnd >= 100 * 1460)
+            break;
+        rtt_round(c, &cur);
+    }
+    nd_tcp_conn_info(c, &ci);
+    assert_true(ci.cwnd >= 100 * 1460);
+    /* a loss: three duplicate ACKs for the oldest outstanding byte */
+    w_max = (double)ci.cwnd / 1460;
+    advance(100);
+    collect(!cur);
+    for (i = 0; i < 3; i++)
+        inject(ND_TCP_ACK, P.nxt, ack_pts[cur][0] - 1460, 65535, NULL, 0);
+    nd_tcp_conn_info(c, &ci);
+    assert_true(ci.in_recovery);
+    assert_int_equal(ci.ssthresh, (uint32_t)(w_max * 1460 * 0.7));
+    /* recovery ends with the ACK of everything */
+    collect(!cur);
+    inject(ND_TCP_ACK, P.nxt, hi_end, 65535, NULL, 0);
+    nd_tcp_conn_info(c, &ci);
+    assert_false(ci.in_recovery);
+    t_loss = NOW;
+    nack_pts[0] = nack_pts[1] = 0;
+    collect(cur); /* what the full ACK let out */
+    keep_busy(c);
+    collect(cur);
+    k = cbrt(w_max * (1 - 0.7) / 0.4); /* RFC 9438 eq. 2, seconds */
+    while (NOW - t_loss < (uint64_t)(k * 1000))
+        rtt_round(c, &cur);
+    nd_tcp_conn_info(c, &ci);
+    w = (double)ci.cwnd / 1460;
+    print_message("    W_max %.1f, K %.2f s: cwnd %.1f at K\n", w_max, k, w);
+    assert_true(fabs(w - w_max) < 0.05 * w_max); /* the plateau: W_cubic(K) = W_max */
+    while (NOW - t_loss < (uint64_t)(2 * k * 1000))
+        rtt_round(c, &cur);
+    nd_tcp_conn_info(c, &ci);
+    w = (double)ci.cwnd / 1460;
+    print_message("    cwnd %.1f at 2K (W_max + C K^3 = %.1f)\n", w, w_max + 0.4 * k * k * k);
+    /* then convex probing: W_cubic(2K) = W_max + C K^3 */
+    assert_true(fabs(w - (w_max + 0.4 * k * k * k)) < 0.05 * w_max);
+    assert_int_equal(ci.rto_expiries, 0);
+    assert_int_equal(ci.fast_retransmits, 1);
+    nd_tcp_abort(c);
+    finish();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1494,6 +1612,7 @@ int main(void)
         cmocka_unit_test(test_rto_3s_after_syn_timeout),
         cmocka_unit_test(test_ooo_queue_bounded),
         cmocka_unit_test(test_time_wait_recycled_when_pool_empty),
+        cmocka_unit_test(test_cubic_growth),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
