@@ -24,7 +24,7 @@
 /* Fills cfg with defaults (everything but tx/udata/pkt_ops). */
 void nd_tcp_config_defaults(struct nd_tcp_config *cfg);
 
-/* A stack, or NULL with *err = -EINVAL (bad config) or -ENOMEM. */
+/* A stack, or NULL with *err = -EINVAL (bad config), -ENOMEM, or -EIO (no random secret). */
 struct nd_tcp_stack *nd_tcp_stack_new(const struct nd_tcp_config *cfg, int *err);
 /* Frees everything; connections vanish without a segment. Handles become invalid. */
 void nd_tcp_stack_free(struct nd_tcp_stack *s);
@@ -54,7 +54,7 @@ struct nd_tcp_listener *nd_tcp_listen(struct nd_tcp_stack *s, uint32_t addr, uin
 /* Stops listening; queued connections are reset. */
 void nd_tcp_unlisten(struct nd_tcp_listener *l);
 /* The next established connection, or NULL (then wait for the listener callback). Its events
- * go nowhere until nd_tcp_set_cb(). */
+ * (WRITE at once, READ if data came with the handshake) wait for nd_tcp_set_cb(). */
 struct nd_tcp_conn *nd_tcp_accept(struct nd_tcp_listener *l);
 
 /* Active open from f->laddr:f->lport (the caller picks the port) to f->raddr:f->rport.
