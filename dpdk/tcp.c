@@ -1244,7 +1244,7 @@ void nd_tcp_conn_info(const struct nd_tcp_conn *c, struct nd_tcp_info *o)
     o->state = c->state;
     o->flow = c->flow;
     o->snd_queued = c->sndq.bytes;
-    o->snd_unacked = c->snd_max - c->snd_una;
+    o->snd_unacked = c->state == ND_TCP_CLOSED ? 0 : c->snd_max - c->snd_una;
     o->rcv_queued = c->rcvq.bytes;
     o->rcv_ooo = c->ooq.bytes;
     o->snd_wnd = c->snd_wnd;

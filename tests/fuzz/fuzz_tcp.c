@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,8 +23,10 @@
 
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
-        if (!(x))                                                                                  \
+        if (!(x)) {                                                                                \
+            fprintf(stderr, "fuzz_tcp.c:%d: check failed: %s\n", __LINE__, #x);                    \
             __builtin_trap();                                                                      \
+        }                                                                                          \
     } while (0)
 
 #define LADDR 0x0a000001u
@@ -214,6 +217,24 @@ static void app_op(struct nd_tcp_stack *s, const uint8_t *p, size_t n)
     }
 }
 
+/* Accounting invariants of every connection. */
+static void check_conn(const struct nd_tcp_conn *c, void *arg)
+{
+    const struct nd_tcp_config *cfg = arg;
+    struct nd_tcp_info ci;
+
+    nd_tcp_conn_info(c, &ci);
+    if (getenv("FUZZ_TCP_DEBUG"))
+        fprintf(stderr, "%s sq %u su %u rq %u ro %u cwnd %u rto %u\n", nd_tcp_state_name(ci.state),
+                ci.snd_queued, ci.snd_unacked, ci.rcv_queued, ci.rcv_ooo, ci.cwnd, ci.rto_ms);
+    CHECK(ci.state <= ND_TCP_TIME_WAIT);
+    CHECK(ci.snd_queued <= cfg->sndbuf);
+    CHECK(ci.snd_unacked <= ci.snd_queued + 2); /* SYN and FIN take a number each */
+    CHECK(ci.rcv_queued + ci.rcv_ooo <= cfg->rcvbuf);
+    CHECK(ci.state == ND_TCP_CLOSED || ci.cwnd > 0);
+    CHECK(ci.rto_ms <= cfg->rto_max);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct nd_tcp_config cfg;
@@ -320,6 +341,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         }
+        nd_tcp_foreach(s, check_conn, &cfg);
     }
     /* let every timer run out: TIME_WAIT, retransmissions, keepalives */
     for (int k = 0; k < 40; k++) {

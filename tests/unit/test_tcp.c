@@ -159,9 +159,8 @@ static void start(void)
 {
     int err = 0;
 
-    NOW = T0;
+    NOW = CFG.now_ms;
     nout = rd = 0;
-    CFG.now_ms = NOW;
     S = nd_tcp_stack_new(&CFG, &err);
     LIS = NULL;
     assert_non_null(S);
@@ -1578,6 +1577,43 @@ static void test_cubic_growth(void **state)
     finish();
 }
 
+static void test_send_seq_wrap(void **state)
+{
+    struct nd_tcp_flow f = {LADDR, RADDR, LPORT, RPORT};
+    struct nd_tcp_conn *c;
+    struct nd_tcp_info ci;
+    uint8_t d[4000];
+    uint32_t h, iss;
+    struct seg *g;
+
+    (void)state;
+    cfg_default();
+    /* choose the clock so that the ISN (RFC 6528: hash + 250 * ms) lands just below 2^32 */
+    h = nd_tcp_isn(CFG.secret, &f, 0);
+    CFG.now_ms = (uint64_t)((0xfffffa00u - h) / 250u) + (1ull << 31); /* 2^31 * 250 = 0 mod 2^32 */
+    iss = nd_tcp_isn(CFG.secret, &f, CFG.now_ms);
+    assert_true(iss >= 0xfffff900u);
+    start();
+    c = establish();
+    assert_int_equal(P.eiss, iss);
+    fill(d, sizeof(d), 21);
+    assert_int_equal(nd_tcp_send(c, d, sizeof(d)), (ssize_t)sizeof(d));
+    expect(ND_TCP_ACK, iss + 1, P.nxt, 1448);
+    g = expect(ND_TCP_ACK, iss + 1 + 1448, P.nxt, 1448); /* crosses 2^32 */
+    assert_memory_equal(g->data, d + 1448, 1448);
+    saw(expect(ND_TCP_ACK | ND_TCP_PSH, iss + 1 + 2896, P.nxt, 4000 - 2896));
+    inject(ND_TCP_ACK, P.nxt, iss + 1 + 1448, 1000, NULL, 0);
+    inject(ND_TCP_ACK, P.nxt, iss + 1 + 4000, 1000, NULL, 0);
+    nd_tcp_conn_info(c, &ci);
+    assert_int_equal(ci.bytes_acked, 4000);
+    assert_int_equal(ci.snd_queued, 0);
+    assert_int_equal(ci.snd_unacked, 0);
+    no_seg();
+    nd_tcp_close(c);
+    expect(ND_TCP_FIN | ND_TCP_ACK, iss + 4001, P.nxt, 0);
+    finish();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1613,6 +1649,7 @@ int main(void)
         cmocka_unit_test(test_ooo_queue_bounded),
         cmocka_unit_test(test_time_wait_recycled_when_pool_empty),
         cmocka_unit_test(test_cubic_growth),
+        cmocka_unit_test(test_send_seq_wrap),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
