@@ -78,7 +78,7 @@ static void cwnd_add(struct nd_tcp_conn *c, double bytes)
 void tcp_cc_ack(struct nd_tcp_conn *c, uint32_t acked)
 {
     uint32_t mss = c->snd_mss;
-    double w, t, target, wc;
+    double w, t, target, wc, d;
 
     if (c->in_recovery || !acked)
         return;
@@ -105,13 +105,15 @@ void tcp_cc_ack(struct nd_tcp_conn *c, uint32_t acked)
     t = (double)(tcp_now(c->s) - c->epoch_start) / 1000.0;
     /* Reno-friendly estimate (RFC 9438 4.3) */
     c->w_est += 3.0 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA) * ((double)acked / mss) / w;
-    wc = CUBIC_C * pow(t - c->k, 3) + c->w_max;
+    d = t - c->k;
+    wc = CUBIC_C * d * d * d + c->w_max;
     if (wc < c->w_est) {
         if (c->w_est > w)
             cwnd_add(c, (c->w_est - w) * mss);
         return;
     }
-    target = CUBIC_C * pow(t + c->srtt_us / 1e6 - c->k, 3) + c->w_max;
+    d = t + c->srtt_us / 1e6 - c->k;
+    target = CUBIC_C * d * d * d + c->w_max;
     if (target < w)
         target = w;
     if (target > 1.5 * w)
