@@ -378,15 +378,14 @@ void tcp_output(struct nd_tcp_conn *c)
         len = avail < usable ? avail : usable;
         if (len > maxseg)
             len = maxseg;
-        fin = c->fin_queued && !c->fin_acked && c->snd_nxt + len == data_end;
-        if (fin && c->fin_sent && nd_seq_gt(c->snd_nxt, data_end))
-            fin = false;
         rexmit = nd_seq_lt(c->snd_nxt, c->snd_max);
         if (rexmit)
             for (i = 0; i < c->nsb; i++)
                 if (nd_seq_gt(c->sb[i].start, c->snd_nxt) &&
                     nd_seq_lt(c->sb[i].start, c->snd_nxt + len))
                     len = c->sb[i].start - c->snd_nxt;
+        /* FIN on the segment that carries the last byte (or alone), never before */
+        fin = c->fin_queued && !c->fin_acked && c->snd_nxt + len == data_end;
         if (len < maxseg && len < avail && !c->force && !rexmit) {
             /* sender SWS avoidance: a short segment only if half the peer's largest window */
             if (len == 0 || len < c->max_snd_wnd / 2)
