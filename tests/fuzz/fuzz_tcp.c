@@ -8,6 +8,7 @@
  *   op 1: a raw segment from one of a few peers to one of a few ports (listener, closed);
  *   op 2: time passes (up to ~16 s);
  *   op 3: an application call (send, zero-copy send, read, shutdown, close, abort, accept).
+ * With the first byte & 0x20 (and not 0x80) it runs the link mode described further down.
  * Besides the sanitizers it checks that emitted segments parse, carry valid checksums and stay
  * within the header limits, and that every packet reference the engine took is given back.
  */
@@ -235,6 +236,301 @@ static void check_conn(const struct nd_tcp_conn *c, void *arg)
     CHECK(ci.rto_ms <= cfg->rto_max);
 }
 
+/*
+ * Second mode (first byte & 0x20): two stacks transfer a stream over a link whose fate for each
+ * packet (drop, duplicate, delay) comes from the input. When the input runs out the link becomes
+ * perfect. The client queues the stream, shuts down and closes (an orphan from then on); the
+ * server reads with keepalive on and closes at end of stream or on error. Checked: the server
+ * only ever sees a correct prefix of the stream, all of it when it sees the end, and every
+ * connection on both stacks is gone within bounded virtual time -- never a hang. (Under heavy
+ * loss a connection may legitimately time out.)
+ */
+struct lpkt {
+    struct lpkt *next;
+    int refs;
+    uint64_t due;
+    int to;
+    uint32_t src, dst, len;
+    uint8_t d[];
+};
+
+static struct {
+    struct nd_tcp_stack *st[2];
+    struct lpkt *q;
+    uint64_t now;
+    const uint8_t *fz;
+    size_t fzn;
+    /* client */
+    struct nd_tcp_conn *cc;
+    uint32_t total, sent;
+    bool c_closed, c_shut;
+    int c_err;
+    /* server */
+    struct nd_tcp_conn *sc;
+    uint32_t got;
+    bool s_eof, s_err;
+} L;
+
+static void lp_ref(void *p)
+{
+    ((struct lpkt *)p)->refs++;
+}
+
+static void lp_unref(void *p)
+{
+    struct lpkt *k = p;
+
+    CHECK(k->refs > 0);
+    if (!--k->refs) {
+        live--;
+        free(k);
+    }
+}
+
+static const struct nd_tcp_pkt_ops lops = {lp_ref, lp_unref};
+
+static void lq_add(struct lpkt *k)
+{
+    struct lpkt **pp = &L.q;
+
+    while (*pp && (*pp)->due <= k->due)
+        pp = &(*pp)->next;
+    k->next = *pp;
+    *pp = k;
+}
+
+static int link_tx(struct nd_tcp_stack *s, const struct nd_tcp_tx *t, void *udata)
+{
+    struct lpkt *k = malloc(sizeof(*k) + t->hdr_len + t->payload_len);
+    uint32_t off = t->hdr_len;
+    uint8_t fate = 0xff;
+    unsigned i;
+
+    (void)udata;
+    if (!k)
+        return -1;
+    live++;
+    k->refs = 1;
+    k->to = s == L.st[0];
+    k->src = t->flow.laddr;
+    k->dst = t->flow.raddr;
+    memcpy(k->d, t->hdr, t->hdr_len);
+    for (i = 0; i < t->npiece; i++) {
+        memcpy(k->d + off, t->piece[i].data, t->piece[i].len);
+        off += t->piece[i].len;
+    }
+    k->len = off;
+    CHECK(nd_tcp_csum_ok(k->src, k->dst, k->d, k->len));
+    if (L.fzn) {
+        fate = *L.fz++;
+        L.fzn--;
+    }
+    if (getenv("FUZZ_TCP_DEBUG")) {
+        struct nd_tcp_hdr h;
+
+        nd_tcp_parse(k->d, k->len, &h);
+        fprintf(stderr, "%llu %c %02x seq %u ack %u win %u len %u fate %02x\n",
+                (unsigned long long)L.now, k->to ? '>' : '<', h.flags, h.seq, h.ack, h.win,
+                k->len - h.hlen, fate);
+    }
+    k->due = L.now + 5;
+    if (fate != 0xff) {
+        if ((fate & 3) == 0) {
+            lp_unref(k);
+            return 0;
+        }
+        k->due = L.now + 1 + (fate >> 2);
+        if ((fate & 3) == 1) {
+            struct lpkt *d = malloc(sizeof(*d) + k->len);
+
+            if (d) {
+                memcpy(d, k, sizeof(*d) + k->len);
+                d->refs = 1;
+                live++;
+                d->due += 3;
+                lq_add(d);
+            }
+        }
+    }
+    lq_add(k);
+    return 0;
+}
+
+static uint8_t pattern(uint32_t i)
+{
+    return (uint8_t)(i * 7 + (i >> 8));
+}
+
+static void l_client_push(void)
+{
+    uint8_t buf[4096];
+
+    while (L.sent < L.total) {
+        uint32_t n = L.total - L.sent < sizeof(buf) ? L.total - L.sent : sizeof(buf), i;
+        ssize_t w;
+
+        for (i = 0; i < n; i++)
+            buf[i] = pattern(L.sent + i);
+        w = nd_tcp_send(L.cc, buf, n);
+        if (w <= 0)
+            return;
+        L.sent += (uint32_t)w;
+    }
+    if (!L.c_shut) {
+        L.c_shut = true;
+        nd_tcp_shutdown(L.cc);
+        nd_tcp_close(L.cc);
+        L.cc = NULL;
+    }
+}
+
+static void l_client_cb(struct nd_tcp_conn *c, unsigned ev, void *udata)
+{
+    (void)udata;
+    if (ev & ND_TCP_EV_CLOSED) {
+        L.c_closed = true;
+        L.c_err = nd_tcp_error(c);
+        nd_tcp_close(c);
+        L.cc = NULL;
+        return;
+    }
+    if (ev & ND_TCP_EV_WRITE)
+        l_client_push();
+}
+
+static void l_server_cb(struct nd_tcp_conn *c, unsigned ev, void *udata)
+{
+    struct nd_tcp_piece pc[8];
+    int n, i;
+    uint32_t k;
+
+    (void)udata;
+    while ((n = nd_tcp_recv_pieces(c, pc, 8)) > 0) {
+        size_t sum = 0;
+
+        for (i = 0; i < n; i++) {
+            for (k = 0; k < pc[i].len; k++)
+                CHECK(pc[i].data[k] == pattern(L.got + (uint32_t)sum + k));
+            sum += pc[i].len;
+        }
+        L.got += (uint32_t)sum;
+        nd_tcp_recv_consume(c, sum);
+    }
+    if (nd_tcp_eof(c) && !L.s_eof) {
+        L.s_eof = true;
+        CHECK(L.got == L.total);
+        nd_tcp_close(c);
+        L.sc = NULL;
+    } else if (ev & ND_TCP_EV_CLOSED) {
+        L.s_err = true; /* reset or timed out: the client gave up */
+        CHECK(nd_tcp_error(c) != 0);
+        nd_tcp_close(c);
+        L.sc = NULL;
+    }
+}
+
+static void count_conn(const struct nd_tcp_conn *c, void *arg)
+{
+    (void)c;
+    (*(int *)arg)++;
+}
+
+static void l_accept(struct nd_tcp_listener *l, void *udata)
+{
+    struct nd_tcp_conn *c;
+
+    (void)udata;
+    while ((c = nd_tcp_accept(l))) {
+        if (L.sc) { /* a second incarnation is not part of the game */
+            nd_tcp_abort(c);
+            continue;
+        }
+        L.sc = c;
+        nd_tcp_set_keepalive(c, true);
+        nd_tcp_set_cb(c, l_server_cb, NULL);
+    }
+}
+
+static void fuzz_link(const uint8_t *data, size_t size)
+{
+    struct nd_tcp_config cfg;
+    struct nd_tcp_flow f = {LADDR, RADDR, 40000, 80};
+    struct nd_tcp_listener *l;
+    uint64_t start;
+    int err, i;
+
+    memset(&L, 0, sizeof(L));
+    L.now = start = 1000000;
+    L.total = size > 2 ? (uint32_t)(data[1] | data[2] << 8) % 40000 + 1 : 1000;
+    L.fz = data + 3;
+    L.fzn = size > 3 ? size - 3 : 0;
+    for (i = 0; i < 2; i++) {
+        nd_tcp_config_defaults(&cfg);
+        cfg.have_secret = true;
+        memset(cfg.secret, i + 1, sizeof(cfg.secret));
+        cfg.tx = link_tx;
+        cfg.pkt_ops = &lops;
+        cfg.now_ms = L.now;
+        cfg.max_conns = 4;
+        cfg.max_segs = 512;
+        cfg.max_chunks = 64;
+        cfg.rcvbuf = 8192 << (data[0] & 3);
+        cfg.sndbuf = 16384;
+        cfg.msl = 1000;
+        cfg.keep_idle = 20000;
+        cfg.keep_intvl = 2000;
+        cfg.keep_cnt = 3;
+        cfg.timestamps = !(data[0] & 0x04);
+        cfg.sack = !(data[0] & 0x08);
+        cfg.cc = data[0] & 0x10 ? ND_TCP_CC_NEWRENO : ND_TCP_CC_CUBIC;
+        L.st[i] = nd_tcp_stack_new(&cfg, &err);
+        CHECK(L.st[i]);
+    }
+    l = nd_tcp_listen(L.st[1], 0, 80, 4, l_accept, NULL, &err);
+    CHECK(l);
+    L.cc = nd_tcp_connect(L.st[0], &f, l_client_cb, NULL, &err);
+    CHECK(L.cc);
+    for (;;) {
+        uint64_t next = L.now + 60000;
+        int t, n = 0;
+
+        nd_tcp_foreach(L.st[0], count_conn, &n);
+        nd_tcp_foreach(L.st[1], count_conn, &n);
+        if (!n && !L.q && !L.cc && !L.sc)
+            break;
+        CHECK(L.now - start < 4ull * 3600 * 1000); /* never a hang */
+        for (i = 0; i < 2; i++) {
+            t = nd_tcp_next_timer(L.st[i]);
+            if (t >= 0 && L.now + (uint64_t)(t ? t : 1) < next)
+                next = L.now + (uint64_t)(t ? t : 1);
+        }
+        if (L.q && L.q->due < next)
+            next = L.q->due;
+        L.now = next > L.now ? next : L.now + 1;
+        nd_tcp_advance(L.st[0], L.now);
+        nd_tcp_advance(L.st[1], L.now);
+        while (L.q && L.q->due <= L.now) {
+            struct lpkt *k = L.q;
+            struct nd_tcp_ipinfo ip = {k->src, k->dst, false};
+
+            L.q = k->next;
+            nd_tcp_input(L.st[k->to], &ip, k->d, k->len, k);
+            lp_unref(k);
+        }
+    }
+    CHECK(!L.s_eof || L.got == L.total);
+    nd_tcp_unlisten(l);
+    while (L.q) {
+        struct lpkt *k = L.q;
+
+        L.q = k->next;
+        lp_unref(k);
+    }
+    nd_tcp_stack_free(L.st[0]);
+    nd_tcp_stack_free(L.st[1]);
+    CHECK(live == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct nd_tcp_config cfg;
@@ -246,6 +542,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t i = 0;
     int err;
 
+    if (size && (data[0] & 0x20) && !(data[0] & 0x80)) {
+        fuzz_link(data, size);
+        return 0;
+    }
     nd_tcp_config_defaults(&cfg);
     cfg.have_secret = true;
     memset(cfg.secret, 7, sizeof(cfg.secret));
