@@ -115,7 +115,10 @@ uint16_t nd_tcp_cookie_check(const uint8_t key[16], const struct nd_tcp_flow *f,
 
 uint32_t nd_tcp_cookie_ts(uint32_t tsval, int wscale, int sack)
 {
-    return (tsval & ~0x3fu) | (uint32_t)(wscale & 0xf) | (sack ? 0x10u : 0);
+    uint32_t ts = (tsval & ~0x3fu) | (uint32_t)(wscale & 0xf) | (sack ? 0x10u : 0);
+
+    /* never ahead of the clock: our later timestamps must not go backwards (peer's PAWS) */
+    return (int32_t)(ts - tsval) > 0 ? ts - 64 : ts;
 }
 
 void nd_tcp_cookie_ts_decode(uint32_t tsecr, int *wscale, int *sack)

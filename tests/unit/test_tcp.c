@@ -1098,6 +1098,13 @@ static void test_syn_cookies(void **state)
     assert_int_equal(g->h.ack, 5556);
     assert_true(g->h.has_ts && g->h.sack_perm && g->h.has_ws);
     assert_int_equal(g->h.tsval & 0x1f, 0x10 | 9);
+    {
+        struct nd_tcp_flow f2 = {LADDR, RADDR, LPORT, 40001};
+        uint32_t clock = (uint32_t)NOW + nd_tcp_flow_hash(CFG.secret, &f2, 0x7157a);
+
+        /* the options ride in the low bits, but the value is never ahead of the clock */
+        assert_true(nd_seq_leq(g->h.tsval, clock) && nd_seq_gt(g->h.tsval, clock - 64));
+    }
     assert_int_equal(nd_tcp_stats(S)->syncookies_sent, 1);
     cookie = g->h.seq;
     /* a forged ACK fails */
