@@ -1,0 +1,115 @@
+/*
+ * User-space TCP engine (RFC 9293 and friends): a pure, in-memory library. It does no I/O and
+ * reads no clock: segments come in through nd_tcp_input(), go out through the tx callback of the
+ * config, and time comes from a timer wheel the caller advances. One stack per worker; nothing
+ * here is thread-safe and nothing allocates after nd_tcp_stack_new().
+ *
+ * Callbacks (connection events, listener events) are delivered when the engine is in a
+ * consistent state, at the end of the outermost engine call; from a callback the application may
+ * call any function here, including close. The tx callback is the exception: it runs in the
+ * middle of processing and must not call the engine.
+ *
+ * Connection handles: nd_tcp_connect() and nd_tcp_accept() hand out a handle the application
+ * owns until it calls nd_tcp_close() or nd_tcp_abort(); after that the handle is invalid. A
+ * connection that ends on its own (reset, timeout, orderly close seen to the end) stays valid,
+ * in state CLOSED, until then.
+ */
+#ifndef NODUS_TCP_H
+#define NODUS_TCP_H
+
+#include <sys/types.h>
+
+#include "tcp_types.h"
+
+/* Fills cfg with defaults (everything but tx/udata/pkt_ops). */
+void nd_tcp_config_defaults(struct nd_tcp_config *cfg);
+
+/* A stack, or NULL with *err = -EINVAL (bad config), -ENOMEM, or -EIO (no random secret). */
+struct nd_tcp_stack *nd_tcp_stack_new(const struct nd_tcp_config *cfg, int *err);
+/* Frees everything; connections vanish without a segment. Handles become invalid. */
+void nd_tcp_stack_free(struct nd_tcp_stack *s);
+
+/* The engine's clock (ms). */
+uint64_t nd_tcp_now(const struct nd_tcp_stack *s);
+/* Own wheel: advances it to now_ms, running expired timers. Shared wheel: the worker advances
+ * the wheel itself; this only runs the deferred callbacks. Returns timers fired. */
+unsigned nd_tcp_advance(struct nd_tcp_stack *s, uint64_t now_ms);
+/* Milliseconds until the next timer (-1: none), for the poll loop. */
+int nd_tcp_next_timer(const struct nd_tcp_stack *s);
+
+/*
+ * One received segment: tcp points at the TCP header, len covers header and payload (the IP
+ * layer has already removed padding). pkt is the handle of the buffer holding it: the engine
+ * keeps payload by reference, taking its own references through pkt_ops (the caller keeps and
+ * releases its own). With pkt NULL or no pkt_ops, payload that must be kept is copied into
+ * send-buffer chunks instead.
+ */
+void nd_tcp_input(struct nd_tcp_stack *s, const struct nd_tcp_ipinfo *ip, const uint8_t *tcp,
+                  size_t len, void *pkt);
+
+/* Listening. addr 0 = any local address. NULL with *err = -EADDRINUSE, -ENOMEM, -EINVAL.
+ * backlog bounds half-open plus not-yet-accepted connections. */
+struct nd_tcp_listener *nd_tcp_listen(struct nd_tcp_stack *s, uint32_t addr, uint16_t port,
+                                      unsigned backlog, nd_tcp_listen_cb cb, void *udata, int *err);
+/* Stops listening; queued connections are reset. */
+void nd_tcp_unlisten(struct nd_tcp_listener *l);
+/* The next established connection, or NULL (then wait for the listener callback). Its events
+ * (WRITE at once, READ if data came with the handshake) wait for nd_tcp_set_cb(). */
+struct nd_tcp_conn *nd_tcp_accept(struct nd_tcp_listener *l);
+
+/* Active open from f->laddr:f->lport (the caller picks the port) to f->raddr:f->rport.
+ * ND_TCP_EV_CONNECTED (with WRITE) or ND_TCP_EV_CLOSED follows. NULL with *err = -EADDRINUSE,
+ * -ENOMEM, -EINVAL. */
+struct nd_tcp_conn *nd_tcp_connect(struct nd_tcp_stack *s, const struct nd_tcp_flow *f,
+                                   nd_tcp_conn_cb cb, void *udata, int *err);
+void nd_tcp_set_cb(struct nd_tcp_conn *c, nd_tcp_conn_cb cb, void *udata);
+void *nd_tcp_udata(const struct nd_tcp_conn *c);
+
+/*
+ * Sending. Copy: bytes queued (maybe fewer than len), -EAGAIN when the send buffer is full (a
+ * ND_TCP_EV_WRITE follows when it drains), -EPIPE after shutdown, or the connection's error
+ * (-ECONNRESET...). Data queued in SYN_SENT goes out once the handshake completes. Zero-copy:
+ * queues all of [data, data+len) held by pkt (a reference is taken) or nothing
+ * (-EAGAIN/-ENOMEM/errors as above); returns len.
+ */
+ssize_t nd_tcp_send(struct nd_tcp_conn *c, const void *data, size_t len);
+ssize_t nd_tcp_send_zc(struct nd_tcp_conn *c, const uint8_t *data, size_t len, void *pkt);
+/* Bytes the send buffer can take now. */
+size_t nd_tcp_send_space(const struct nd_tcp_conn *c);
+
+/*
+ * Receiving, zero-copy: up to max pieces of in-order data, in order; returns how many. The
+ * pieces stay valid until consumed. nd_tcp_recv_consume() drops n bytes from the front (n at
+ * most what is queued). Copying: nd_tcp_read() returns bytes read, 0 at end of stream,
+ * -EAGAIN, or -errno (the connection's error).
+ */
+int nd_tcp_recv_pieces(const struct nd_tcp_conn *c, struct nd_tcp_piece *out, int max);
+void nd_tcp_recv_consume(struct nd_tcp_conn *c, size_t n);
+ssize_t nd_tcp_read(struct nd_tcp_conn *c, void *buf, size_t len);
+size_t nd_tcp_readable(const struct nd_tcp_conn *c);
+/* The peer sent FIN and everything before it has been consumed. */
+bool nd_tcp_eof(const struct nd_tcp_conn *c);
+
+/* Sends FIN after the queued data. */
+void nd_tcp_shutdown(struct nd_tcp_conn *c);
+/* Orderly close: shutdown, and give the handle back (the engine finishes the close, with
+ * TIME_WAIT as needed). Unread data pending: the connection is reset instead (RFC 9293 3.10.4,
+ * as Linux does). */
+void nd_tcp_close(struct nd_tcp_conn *c);
+/* Abortive close: RST now, queues dropped, the handle given back. */
+void nd_tcp_abort(struct nd_tcp_conn *c);
+
+/* 0, or the errno that ended the connection: ECONNRESET, ECONNREFUSED, ETIMEDOUT, ECONNABORTED. */
+int nd_tcp_error(const struct nd_tcp_conn *c);
+enum nd_tcp_state nd_tcp_state(const struct nd_tcp_conn *c);
+const char *nd_tcp_state_name(enum nd_tcp_state st);
+void nd_tcp_set_nodelay(struct nd_tcp_conn *c, bool on);
+void nd_tcp_set_keepalive(struct nd_tcp_conn *c, bool on);
+
+void nd_tcp_conn_info(const struct nd_tcp_conn *c, struct nd_tcp_info *out);
+const struct nd_tcp_stats *nd_tcp_stats(const struct nd_tcp_stack *s);
+/* Calls fn for every connection (not listeners); for `nodus sockets`. */
+void nd_tcp_foreach(struct nd_tcp_stack *s, void (*fn)(const struct nd_tcp_conn *c, void *arg),
+                    void *arg);
+
+#endif
