@@ -1,7 +1,6 @@
 /*
  * Span encodings: OTLP/HTTP JSON and Zipkin v2 JSON. See span.h.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "span.h"
@@ -19,12 +18,22 @@ static void put(struct tr_json *j, const char *p, size_t n)
 
 #define PUTS(j, lit) put(j, lit, sizeof(lit) - 1)
 
+/* Decimal digits of v, right-aligned in b[0..20), returning where they start. */
+static char *utoa(uint64_t v, char b[20])
+{
+    char *p = b + 20;
+
+    do
+        *--p = (char)('0' + v % 10);
+    while ((v /= 10));
+    return p;
+}
+
 static void putu(struct tr_json *j, uint64_t v)
 {
-    char b[24];
-    int n = snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
+    char b[20], *p = utoa(v, b);
 
-    put(j, b, (size_t)n);
+    put(j, p, (size_t)(b + 20 - p));
 }
 
 /* The length of a valid UTF-8 sequence at p (n bytes left), or 0. */
@@ -51,37 +60,39 @@ static size_t utf8_len(const unsigned char *p, size_t n)
     return k;
 }
 
+/* Bytes that go into a JSON string as they are: printable ASCII but '"' and '\\'. */
+static bool plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
 /* A JSON string: quotes, escapes; bytes that are not UTF-8 become U+FFFD. */
 static void putstr(struct tr_json *j, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
+    size_t i = 0, run;
 
     PUTS(j, "\"");
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        size_t run = i;
-
-        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
-            run++;
-        if (run > i) {
-            put(j, s + i, run - i);
-            i = run;
-            continue;
-        }
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
+    for (;;) {
+        for (run = i; plain(p[run]); run++)
+            ;
+        put(j, s + i, run - i);
+        i = run;
+        if (!p[i])
+            break;
+        if (p[i] == '"' || p[i] == '\\') {
+            char e[2] = {'\\', (char)p[i]};
 
             put(j, e, 2);
             i++;
-        } else if (c < 0x20) {
-            char e[8];
+        } else if (p[i] < 0x20) {
+            static const char hex[] = "0123456789abcdef";
+            char e[6] = {'\\', 'u', '0', '0', hex[p[i] >> 4], hex[p[i] & 15]};
 
-            snprintf(e, sizeof(e), "\\u%04x", c);
             put(j, e, 6);
             i++;
         } else {
-            size_t k = utf8_len(p + i, n - i);
+            size_t k = utf8_len(p + i, strlen(s + i));
 
             if (k) {
                 put(j, s + i, k);
@@ -117,7 +128,7 @@ typedef void (*tag_fn)(struct tr_json *j, const char *key, const char *val, bool
 static void tags(struct tr_json *j, const struct tr_span *s, const struct tr_resource *r,
                  tag_fn each)
 {
-    char b[24];
+    char b[24], *d;
     bool first = true;
 
     each(j, "component", "proxy", &first);
@@ -132,16 +143,17 @@ static void tags(struct tr_json *j, const struct tr_span *s, const struct tr_res
     each(j, "peer.address", s->peer, &first);
     if (s->principal[0])
         each(j, "peer.principal", s->principal, &first);
+    b[20] = '\0';
     if (s->req_size >= 0) {
-        snprintf(b, sizeof(b), "%lld", (long long)s->req_size);
-        each(j, "request_size", b, &first);
+        d = utoa((uint64_t)s->req_size, b);
+        each(j, "request_size", d, &first);
     }
     if (s->resp_size >= 0) {
-        snprintf(b, sizeof(b), "%lld", (long long)s->resp_size);
-        each(j, "response_size", b, &first);
+        d = utoa((uint64_t)s->resp_size, b);
+        each(j, "response_size", d, &first);
     }
-    snprintf(b, sizeof(b), "%u", s->status);
-    each(j, "http.status_code", b, &first);
+    d = utoa(s->status, b);
+    each(j, "http.status_code", d, &first);
     if (is_error(s))
         each(j, "error", "true", &first);
 }
@@ -153,9 +165,9 @@ static void otlp_attr(struct tr_json *j, const char *key, const char *val, bool 
     if (!*first)
         PUTS(j, ",");
     *first = false;
-    PUTS(j, "{\"key\":");
-    putstr(j, key);
-    PUTS(j, ",\"value\":{\"stringValue\":");
+    PUTS(j, "{\"key\":\"");
+    put(j, key, strlen(key)); /* keys are literals: nothing to escape */
+    PUTS(j, "\",\"value\":{\"stringValue\":");
     putstr(j, val);
     PUTS(j, "}}");
 }
@@ -227,8 +239,9 @@ static void zipkin_tag(struct tr_json *j, const char *key, const char *val, bool
     if (!*first)
         PUTS(j, ",");
     *first = false;
-    putstr(j, key);
-    PUTS(j, ":");
+    PUTS(j, "\"");
+    put(j, key, strlen(key)); /* keys are literals: nothing to escape */
+    PUTS(j, "\":");
     putstr(j, val);
 }
 

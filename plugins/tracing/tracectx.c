@@ -274,8 +274,10 @@ void tc_hex(char *out, const uint8_t *in, size_t n)
     static const char digits[] = "0123456789abcdef";
 
     for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
+        unsigned b = in[i];
+
+        out[2 * i] = digits[b >> 4];
+        out[2 * i + 1] = digits[b & 15];
     }
 }
 

@@ -462,6 +462,16 @@ static void copy(char *dst, size_t cap, struct nodus_slice s)
     dst[n] = '\0';
 }
 
+/* Appends p to dst (cap bytes with the NUL), truncating; *len is dst's length. */
+static void append(char *dst, size_t cap, size_t *len, const char *p, size_t n)
+{
+    if (n > cap - 1 - *len)
+        n = cap - 1 - *len;
+    memcpy(dst + *len, p, n);
+    *len += n;
+    dst[*len] = '\0';
+}
+
 static int64_t content_length(int found, struct nodus_slice v)
 {
     int64_t n = 0;
@@ -501,6 +511,7 @@ static void tr_log(struct nodus_http *h, const struct nodus_ctx *ctx)
     const struct tr_txn *tx = ctx->txn;
     struct nodus_slice v, host, path, query;
     struct tr_span *s;
+    size_t len;
     int n;
 
     take_stats(ctx);
@@ -528,11 +539,18 @@ static void tr_log(struct nodus_http *h, const struct nodus_ctx *ctx)
         host = nodus_http_authority(h);
     path = nodus_http_path(h);
     query = nodus_http_query(h);
-    n = snprintf(s->name, sizeof(s->name), "%.*s/*", (int)(host.len < 90 ? host.len : 90), host.p);
-    (void)n;
-    snprintf(s->url, sizeof(s->url), "http://%.*s%.*s%s%.*s",
-             (int)(host.len < 128 ? host.len : 128), host.p, (int)(path.len < 200 ? path.len : 200),
-             path.p, query.len ? "?" : "", (int)(query.len < 200 ? query.len : 200), query.p);
+    /* name: host + "/" + "*" (Envoy's default operation name); url: http://host/path?query */
+    len = 0;
+    append(s->name, sizeof(s->name), &len, host.p, host.len);
+    append(s->name, sizeof(s->name), &len, "/*", 2);
+    len = 0;
+    append(s->url, sizeof(s->url), &len, "http://", 7);
+    append(s->url, sizeof(s->url), &len, host.p, host.len);
+    append(s->url, sizeof(s->url), &len, path.p, path.len);
+    if (query.len) {
+        append(s->url, sizeof(s->url), &len, "?", 1);
+        append(s->url, sizeof(s->url), &len, query.p, query.len);
+    }
     copy(s->peer, sizeof(s->peer), nodus_http_peer_addr(h));
     copy(s->principal, sizeof(s->principal), nodus_http_peer_principal(h));
     if (has(h, "user-agent", &v))
