@@ -1,0 +1,60 @@
+/*
+ * A finished span as the tracing plugin records it (a fixed-size record: it lives in the per-worker
+ * queues, nothing is allocated), and its JSON encodings: OTLP/HTTP JSON (ExportTraceServiceRequest,
+ * opentelemetry-proto 1.x) and Zipkin v2 JSON (a list of spans). A pure module, unit-tested for the
+ * shape of what it writes (tests/unit/test_tracing.c).
+ */
+#ifndef NODUS_TRACING_SPAN_H
+#define NODUS_TRACING_SPAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum tr_kind { TR_KIND_SERVER = 2, TR_KIND_CLIENT = 3 }; /* OTLP's numbers */
+
+/* Strings are NUL-terminated, truncated to their array. A size of -1 is unknown. */
+struct tr_span {
+    uint8_t trace_id[16], span_id[8], parent_id[8];
+    bool has_parent, debug;
+    uint8_t kind;
+    uint16_t status;   /* 0: no response was sent (aborted) */
+    uint64_t start_ns; /* Unix time */
+    uint64_t dur_ns;
+    int64_t req_size, resp_size; /* Content-Length of request and response */
+    char name[96];
+    char method[16];
+    char url[256];
+    char peer[48];       /* the client's address */
+    char principal[128]; /* the peer's SPIFFE id */
+    char user_agent[96];
+    char request_id[48];
+};
+
+/* What every span of an exporter shares. */
+struct tr_resource {
+    const char *service; /* service.name, localEndpoint.serviceName */
+    const char *node;    /* node_id tag: may be NULL */
+};
+
+/* A JSON writer over a caller's buffer. Once full, it stays full (ovf) and writes nothing. */
+struct tr_json {
+    char *buf;
+    size_t cap, len;
+    unsigned n; /* spans written */
+    bool ovf;
+};
+
+/* OTLP: tr_otlp_begin(), then tr_otlp_span() for each span, then tr_otlp_end(). A span that does
+ * not fit leaves the writer as it was and returns false (send what is there, then start over).
+ * tr_*_end() needs TR_JSON_TAIL bytes, which span writes keep free. */
+#define TR_JSON_TAIL 16
+void tr_otlp_begin(struct tr_json *j, const struct tr_resource *r);
+bool tr_otlp_span(struct tr_json *j, const struct tr_span *s);
+void tr_otlp_end(struct tr_json *j);
+
+void tr_zipkin_begin(struct tr_json *j);
+bool tr_zipkin_span(struct tr_json *j, const struct tr_span *s, const struct tr_resource *r);
+void tr_zipkin_end(struct tr_json *j);
+
+#endif /* NODUS_TRACING_SPAN_H */

@@ -1,0 +1,56 @@
+/*
+ * Trace context parsing and formatting: W3C Trace Context (traceparent, tracestate) and B3 (the
+ * single b3 header and the X-B3-* headers). A pure module: parsers never allocate, point nowhere
+ * into their input after returning, and are fuzzed (tests/fuzz/fuzz_traceparent.c) and unit-tested
+ * with the W3C test cases (tests/unit/test_tracing.c).
+ */
+#ifndef NODUS_TRACECTX_H
+#define NODUS_TRACECTX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TC_TRACESTATE_MAX 512 /* bytes; longer ones are dropped (W3C: at least 512 propagated) */
+#define TC_TRACESTATE_MEMBERS 32
+
+/* A parsed context. sampled: -1 no decision (defer), 0 not sampled, 1 sampled. */
+struct tc_ctx {
+    uint8_t trace_id[16];
+    uint8_t span_id[8]; /* the sender's span: the parent of ours */
+    bool has_ids;
+    bool debug; /* B3 debug (flags 1, or "d") */
+    int sampled;
+};
+
+/* Results: 1 parsed, 0 absent, -1 present but invalid. */
+
+/* traceparent (W3C Trace Context level 1): version 00 exactly 55 bytes; a later version (not ff)
+ * at least 55 bytes, the 56th being '-' when longer, parsed as 00. Lowercase hex only; all-zero
+ * trace or parent id invalid. */
+int tc_parse_traceparent(const char *p, size_t len, struct tc_ctx *out);
+
+/* tracestate: at most TC_TRACESTATE_MEMBERS list members, TC_TRACESTATE_MAX bytes, keys and values
+ * as the W3C grammar defines them, no duplicate key. 1 valid (empty members allowed), -1 not. */
+int tc_tracestate_valid(const char *p, size_t len);
+
+/* b3: "{trace}-{span}[-{sampling}[-{parent}]]" or "{sampling}" alone (0, 1, d). trace is 16 or 32
+ * lowercase hex (16: the high half is zero). */
+int tc_parse_b3(const char *p, size_t len, struct tc_ctx *out);
+
+/* X-B3-TraceId, X-B3-SpanId, X-B3-Sampled, X-B3-Flags; a NULL p means the header is absent.
+ * TraceId and SpanId go together; Sampled is 1/0 (true/false accepted); Flags 1 is debug. */
+struct tc_b3_headers {
+    const char *trace, *span, *sampled, *flags;
+    size_t trace_len, span_len, sampled_len, flags_len;
+};
+int tc_parse_b3_multi(const struct tc_b3_headers *h, struct tc_ctx *out);
+
+/* Lowercase hex of n bytes into out (2n chars, no NUL). */
+void tc_hex(char *out, const uint8_t *in, size_t n);
+
+/* "00-{trace}-{span}-{flags}": 55 chars into out (no NUL). */
+#define TC_TRACEPARENT_LEN 55
+void tc_format_traceparent(char *out, const uint8_t trace[16], const uint8_t span[8], bool sampled);
+
+#endif /* NODUS_TRACECTX_H */
