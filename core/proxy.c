@@ -59,7 +59,7 @@ static struct nd_txn *txn_get(struct nd_session *s)
         return NULL;
     /* everything up to the header arrays is state; the arrays are filled by the parser */
     memset(t, 0, offsetof(struct nd_txn, req_hdrs));
-    memset(&t->resp_scan, 0, offsetof(struct nd_txn, scratch) - offsetof(struct nd_txn, resp_scan));
+    memset(&t->resp_scan, 0, offsetof(struct nd_txn, edit) - offsetof(struct nd_txn, resp_scan));
     memset(t->scratch, 0, s->lc->txn_size < ND_SCRATCH ? s->lc->txn_size : ND_SCRATCH);
     t->s = s;
     t->ep = -1;
@@ -1779,6 +1779,18 @@ struct nodus_slice nodus_http_authority(struct nodus_http *h)
 int nodus_http_req_header(struct nodus_http *h, const char *name, struct nodus_slice *value)
 {
     return hdr_get(&TXN(h)->req, name, value);
+}
+
+int nodus_http_req_header_index(struct nodus_http *h, unsigned i, struct nodus_slice *name,
+                                struct nodus_slice *value)
+{
+    const struct nd_http_msg *m = &TXN(h)->req;
+
+    if (i >= m->nhdrs)
+        return 0;
+    *name = (struct nodus_slice){m->hdrs[i].name.p, m->hdrs[i].name.len};
+    *value = (struct nodus_slice){m->hdrs[i].value.p, m->hdrs[i].value.len};
+    return 1;
 }
 
 int nodus_http_req_header_at(struct nodus_http *h, const char *name, unsigned i,

@@ -51,8 +51,7 @@ struct nd_txn {
     struct nd_http_hdr req_hdrs[ND_HDRS], resp_hdrs[ND_HDRS];
     uint16_t req_parsed, resp_parsed; /* headers that came from the wire */
     size_t resp_scan;
-    char edit[ND_EDIT];
-    uint32_t edit_len;
+    uint32_t edit_len; /* bytes used in edit[] */
     struct nd_str new_path;
     struct nd_str req_principal; /* nodus_http_set_request_principal(), in edit[] */
     /* routing */
@@ -72,6 +71,9 @@ struct nd_txn {
     struct nd_body rqb, rsb;
     uint64_t t_start_us;
     uint64_t req_bytes, resp_bytes;
+    /* not zeroed for a new request: an arena (edit_len says what is used), plugin scratch
+     * (txn_size bytes of it are zeroed) */
+    char edit[ND_EDIT];
     char scratch[ND_SCRATCH] __attribute__((aligned(16)));
 };
 

@@ -188,6 +188,11 @@ struct nodus_slice nodus_http_query(struct nodus_http *h);     /* after '?', may
 struct nodus_slice nodus_http_authority(struct nodus_http *h); /* Host, without a port */
 /* First request header of that name (case-insensitive). 1 found, 0 not. */
 int nodus_http_req_header(struct nodus_http *h, const char *name, struct nodus_slice *value);
+/* The i-th (0-based) request header, in order, as edited so far: 1 with its name and value, 0
+ * past the last. A removed header comes back with an empty name. For a plugin that looks for
+ * several names: one pass instead of one lookup per name. */
+int nodus_http_req_header_index(struct nodus_http *h, unsigned i, struct nodus_slice *name,
+                                struct nodus_slice *value);
 /* The i-th (0-based) request header of that name, for names that may repeat: 1 found, 0 not. */
 int nodus_http_req_header_at(struct nodus_http *h, const char *name, unsigned i,
                              struct nodus_slice *value);

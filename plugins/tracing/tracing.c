@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -297,29 +298,73 @@ static void gen_request_id(struct tr_worker *w, char out[36])
     memcpy(out + 24, hex + 20, 12);
 }
 
+/* The request headers the hook reads, found in one pass over the headers (first of each name). */
+enum {
+    H_TRACEPARENT, H_TRACESTATE, H_B3, H_B3_TRACE, H_B3_SPAN, H_B3_PARENT, H_B3_SAMPLED,
+    H_B3_FLAGS, H_CLIENT_TRACE, H_FORCE_TRACE, H_REQUEST_ID, H__N
+};
+static const char *const hnames[H__N] = {
+    "traceparent", "tracestate",   "b3",           "x-b3-traceid",       "x-b3-spanid",
+    "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "x-client-trace-id", "x-envoy-force-trace",
+    "x-request-id",
+};
+
+struct hview {
+    struct nodus_slice v[H__N];
+    unsigned present; /* bit k: hnames[k] was there */
+};
+
+static void scan_headers(struct nodus_http *h, struct hview *hv)
+{
+    struct nodus_slice n, v;
+
+    hv->present = 0;
+    for (unsigned i = 0; nodus_http_req_header_index(h, i, &n, &v) == 1; i++) {
+        char c = n.len ? (char)(n.p[0] | 0x20) : 0;
+
+        if (c != 't' && c != 'b' && c != 'x')
+            continue; /* none of ours: most headers stop here */
+        for (unsigned k = 0; k < H__N; k++)
+            if (!(hv->present & (1u << k)) && n.len == strlen(hnames[k]) &&
+                strncasecmp(n.p, hnames[k], n.len) == 0) {
+                hv->v[k] = v;
+                hv->present |= 1u << k;
+                break;
+            }
+    }
+}
+
+static bool hv_get(const struct hview *hv, unsigned k, struct nodus_slice *v)
+{
+    if (!(hv->present & (1u << k)))
+        return false;
+    *v = hv->v[k];
+    return true;
+}
+
 /* The incoming B3 context: the single header first, else the X-B3-* headers. *seen: any b3
  * header was there (to be removed when not forwarded). */
-static int read_b3(struct nodus_http *h, struct tc_ctx *c, bool *seen)
+static int read_b3(const struct hview *hv, struct tc_ctx *c, bool *seen)
 {
     struct nodus_slice v, t, s, sm, f, p;
     struct tc_b3_headers m = {0};
     int r;
 
-    if (has(h, "b3", &v)) {
+    if (hv_get(hv, H_B3, &v)) {
         *seen = true;
         return tc_parse_b3(v.p, v.len, c);
     }
-    if (has(h, "x-b3-traceid", &t))
+    if (hv_get(hv, H_B3_TRACE, &t))
         m.trace = t.p, m.trace_len = t.len;
-    if (has(h, "x-b3-spanid", &s))
+    if (hv_get(hv, H_B3_SPAN, &s))
         m.span = s.p, m.span_len = s.len;
-    if (has(h, "x-b3-sampled", &sm))
+    if (hv_get(hv, H_B3_SAMPLED, &sm))
         m.sampled = sm.p, m.sampled_len = sm.len;
-    if (has(h, "x-b3-flags", &f))
+    if (hv_get(hv, H_B3_FLAGS, &f))
         m.flags = f.p, m.flags_len = f.len;
     r = tc_parse_b3_multi(&m, c);
-    *seen = r != 0 || has(h, "x-b3-parentspanid", &p);
-    if (r == 1 && has(h, "x-b3-parentspanid", &p) && !(p.len == 16 && m.trace))
+    *seen = r != 0 || hv_get(hv, H_B3_PARENT, &p);
+    if (r == 1 && hv_get(hv, H_B3_PARENT, &p) && !(p.len == 16 && m.trace))
         r = -1; /* a parent without ids, or not 16 hex */
     return r;
 }
@@ -384,6 +429,7 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     struct tr_worker *w = ctx->worker;
     struct tr_txn *tx = ctx->txn;
     struct nodus_slice v, ts;
+    struct hview hv;
     struct tc_ctx wc, bc, in = {.sampled = -1};
     int wr = 0, br;
     bool b3_seen = false, have = false, ts_ok = false, ts_seen;
@@ -393,9 +439,10 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     tx->start_real_ns = clock_ns(CLOCK_REALTIME);
     tx->start_mono_ns = clock_ns(CLOCK_MONOTONIC);
 
-    if (has(h, "traceparent", &v))
+    scan_headers(h, &hv);
+    if (hv_get(&hv, H_TRACEPARENT, &v))
         wr = tc_parse_traceparent(v.p, v.len, &wc);
-    br = read_b3(h, &bc, &b3_seen);
+    br = read_b3(&hv, &bc, &b3_seen);
     if (wr < 0 || br < 0)
         nodus_counter_add(ctx->worker_id, tc->invalid, 1);
     if (wr == 1 && br == 1 && bc.has_ids && memcmp(wc.trace_id, bc.trace_id, 16) != 0) {
@@ -414,7 +461,7 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         have = false;
 
     /* tracestate travels with a valid traceparent only */
-    ts_seen = has(h, "tracestate", &ts);
+    ts_seen = hv_get(&hv, H_TRACESTATE, &ts);
     if (ts_seen && have && wr == 1 && (tc->propagate & PROP_W3C)) {
         ts_ok = tc_tracestate_valid(ts.p, ts.len) == 1;
         if (!ts_ok)
@@ -424,7 +471,7 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         nodus_http_req_header_remove(h, "tracestate");
 
     tx->debug = have && in.debug;
-    if (tx->debug || has(h, "x-client-trace-id", &v) || has(h, "x-envoy-force-trace", &v))
+    if (tx->debug || hv_get(&hv, H_CLIENT_TRACE, &v) || hv_get(&hv, H_FORCE_TRACE, &v))
         tx->sampled = true;
     else if (have && in.sampled >= 0)
         tx->sampled = in.sampled == 1;
@@ -441,7 +488,7 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     rnd_id(w, tx->span_id, 8);
     tx->active = true;
 
-    if (tc->request_id && !has(h, "x-request-id", &v)) {
+    if (tc->request_id && !hv_get(&hv, H_REQUEST_ID, &v)) {
         char id[36];
 
         nodus_http_req_header_add(h, "x-request-id", id, (gen_request_id(w, id), 36));
