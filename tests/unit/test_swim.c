@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "../../core/config.h"
 #include "../../gossip/keyring.h"
 #include "../../gossip/serf.h"
 #include "../../gossip/sim.h"
@@ -450,6 +451,67 @@ static void test_config(void **state)
     nd_swim_free(sw);
 }
 
+/* ---- the gossip { } directive ------------------------------------------------------------- */
+
+static void expect_gossip_error(const char *text, const char *want)
+{
+    struct nd_errors errs = {0};
+    struct nd_config *cfg = nd_config_load_string("g.lua", text, strlen(text), &errs);
+
+    assert_null(cfg);
+    assert_true(errs.n >= 1);
+    if (strcmp(errs.msg[0], want) != 0) {
+        for (unsigned i = 0; i < errs.n; i++)
+            printf("got: %s\n", errs.msg[i]);
+        fail_msg("expected \"%s\"", want);
+    }
+    nd_errors_clear(&errs);
+}
+
+static void test_config_directive(void **state)
+{
+    (void)state;
+    const char *ok = "node { name = \"a\", workers = 1 }\n"
+                     "gossip { bind = \"127.0.0.1:7946\", join = { \"127.0.0.1:7947\" },\n"
+                     "  keyring = { \"5K9OtfZ5Cn6Rr8H2Z4Ygdw==\" }, tags = { role = \"edge\" },\n"
+                     "  profile = \"fast\" }\n";
+    struct nd_errors errs = {0};
+    struct nd_config *cfg = nd_config_load_string("g.lua", ok, strlen(ok), &errs);
+
+    if (!cfg)
+        for (unsigned i = 0; i < errs.n; i++)
+            printf("%s\n", errs.msg[i]);
+    assert_non_null(cfg);
+    assert_true(cfg->gossip.enabled);
+    assert_string_equal(cfg->gossip.bind.text, "127.0.0.1:7946");
+    assert_string_equal(cfg->gossip.advertise.text, "127.0.0.1:7946");
+    assert_int_equal(cfg->gossip.njoin, 1);
+    assert_int_equal(cfg->gossip.nkeyring, 1);
+    assert_int_equal(cfg->gossip.ntags, 1);
+    assert_string_equal(cfg->gossip.tags[0].key, "role");
+    assert_true(cfg->gossip.fast);
+    nd_config_free(cfg);
+
+    expect_gossip_error("gossip { bind = \"127.0.0.1:7946\",\n bogus = 1 }\n",
+                        "g.lua:1: gossip: unknown key 'bogus'");
+    expect_gossip_error("gossip { join = { } }\n",
+                        "g.lua:1: gossip: 'bind' is required, e.g. bind = \"127.0.0.1:7946\"");
+    expect_gossip_error("\ngossip { bind = \"0.0.0.0:7946\" }\n",
+                        "g.lua:2: gossip: 'advertise' is required when 'bind' is 0.0.0.0:7946");
+    expect_gossip_error("gossip { bind = \"127.0.0.1:1\", keyring = { \"short\" } }\n",
+                        "g.lua:1: gossip: keyring[1]: must be a base64 AES key of 16, 24 or 32 "
+                        "bytes (serf keygen)");
+    expect_gossip_error("gossip { bind = \"127.0.0.1:1\", join = { \"nowhere\" } }\n",
+                        "g.lua:1: gossip: join[1]: is not an address such as \"127.0.0.1:9001\" "
+                        "or \"[::1]:9001\"");
+    expect_gossip_error(
+        "gossip { bind = \"127.0.0.1:1\", tags = { big = string.rep(\"x\", 600) } }\n",
+        "g.lua:1: gossip: 'tags' take more than 512 bytes once encoded (serf's "
+        "limit)");
+    expect_gossip_error("gossip { bind = \"127.0.0.1:1\" }\ngossip { bind = \"127.0.0.1:2\" }\n",
+                        "g.lua:2: gossip: declared twice (first at line 1)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -463,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_cluster50),
         cmocka_unit_test(test_alive_flood),
         cmocka_unit_test(test_table_limit),
+        cmocka_unit_test(test_config_directive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
