@@ -4,7 +4,7 @@
  * (each observer, and "known dead everywhere"), false positives and bytes per node.
  *
  *   gossip-sim [--nodes 1000] [--loss 0.01] [--latency 1] [--jitter 1] [--minutes 10]
- *              [--crashes 20] [--seed 1] [--profile lan|fast]
+ *              [--crashes 20] [--warmup 60] [--seed 1] [--profile lan|fast]
  *              [--probe-interval MS] [--probe-timeout MS] [--suspicion-mult N]
  *              [--suspicion-max-mult N] [--gossip-interval MS] [--gossip-nodes N]
  *              [--retransmit-mult N] [--pushpull-interval MS] [--indirect N]
@@ -95,7 +95,7 @@ static uint32_t min_alive(struct nd_sim *s, uint32_t n)
 static void usage(void)
 {
     fprintf(stderr, "usage: gossip-sim [--nodes N] [--loss P] [--latency MS] [--jitter MS] "
-                    "[--minutes M] [--crashes K] [--seed S] [--profile lan|fast] "
+                    "[--minutes M] [--crashes K] [--warmup S] [--seed S] [--profile lan|fast] "
                     "[--probe-interval MS] [--probe-timeout MS] [--suspicion-mult N] "
                     "[--suspicion-max-mult N] [--gossip-interval MS] [--gossip-nodes N] "
                     "[--retransmit-mult N] [--pushpull-interval MS] [--indirect N]\n");
@@ -110,11 +110,12 @@ int main(int argc, char **argv)
                               .latency_ms = 1,
                               .jitter_ms = 1,
                               .on_event = on_event};
-    double minutes = 10;
+    double minutes = 10, warmup = 60;
     uint32_t crashes = 20;
     const char *profile = "lan";
     struct timespec t0, t1;
 
+    setvbuf(stdout, NULL, _IOLBF, 0);
     nd_swim_config_lan(&c.swim);
     c.swim.stream_max = 4u << 20;
     for (int i = 1; i < argc; i++) {
@@ -133,6 +134,8 @@ int main(int argc, char **argv)
             c.jitter_ms = (uint32_t)atoi(v);
         else if (!strcmp(a, "--minutes"))
             minutes = atof(v);
+        else if (!strcmp(a, "--warmup"))
+            warmup = atof(v);
         else if (!strcmp(a, "--crashes"))
             crashes = (uint32_t)atoi(v);
         else if (!strcmp(a, "--seed"))
@@ -215,6 +218,9 @@ int main(int argc, char **argv)
         printf("full membership: %.1f s after the last node started\n", (double)full / 1000);
     else
         printf("full membership: not reached in 300 s (min alive %u)\n", min_alive(s, n));
+
+    /* the join wave's broadcasts drain before the measured phase */
+    nd_sim_run(s, nd_sim_now(s) + (uint64_t)(warmup * 1000));
 
     /* 2. steady state with crashes, spread over the run, none in the last 2 minutes */
     uint64_t t_begin = nd_sim_now(s), dur = (uint64_t)(minutes * 60000);

@@ -11,7 +11,7 @@
 
 #include "swim.h"
 
-enum { E_WAKE, E_UDP, E_ACCEPT, E_DATA, E_CLOSE, E_FAIL, E_LEAVE_CHECK };
+enum { E_WAKE, E_UDP, E_ACCEPT, E_DATA, E_CLOSE, E_FAIL, E_LEAVE_CHECK, E_JOIN_RETRY };
 
 struct ev {
     uint64_t at, seq;
@@ -25,7 +25,8 @@ struct ev {
 struct conn {
     bool used;
     uint32_t node[2], gen[2], sid[2];
-    bool open[2]; /* side still owned by its engine */
+    bool open[2];     /* side still owned by its engine */
+    uint64_t last[2]; /* latest delivery scheduled towards side k: TCP keeps order */
 };
 
 struct snode {
@@ -36,6 +37,7 @@ struct snode {
     uint64_t rng;
     uint64_t bytes;
     bool leaving;
+    int64_t seed; /* node joined through, -1: none */
     char name[16];
 };
 
@@ -267,7 +269,13 @@ static int io_stream_open(void *arg, uint32_t sid, const struct nd_swim_addr *to
         push(s, (struct ev){.at = s->now + 2 * delay(s), .type = E_FAIL, .a = id, .b = 0});
         return 0;
     }
-    push(s, (struct ev){.at = s->now + s->c.latency_ms, .type = E_ACCEPT, .a = id, .b = 1});
+    /* TCP under loss: a lost SYN or SYN-ACK costs the 1 s initial retransmission timeout */
+    uint64_t at = s->now + s->c.latency_ms;
+
+    if (urand(&s->rng) < 1.0 - (1.0 - s->c.loss) * (1.0 - s->c.loss))
+        at += 1000;
+    c->last[1] = at;
+    push(s, (struct ev){.at = at, .type = E_ACCEPT, .a = id, .b = 1});
     return 0;
 }
 
@@ -285,7 +293,16 @@ static int io_stream_send(void *arg, uint32_t sid, const uint8_t *p, size_t len)
     if (!(copy = malloc(len)))
         return -1;
     memcpy(copy, p, len);
-    push(s, (struct ev){.at = s->now + s->c.latency_ms,
+    /* a lost segment costs Linux's minimum retransmission timeout, 200 ms; order is kept */
+    uint64_t at = s->now + s->c.latency_ms;
+
+    for (size_t seg = 0; seg < len; seg += 1448)
+        if (urand(&s->rng) < s->c.loss)
+            at += 200;
+    if (at < s->conns[id].last[1 - k])
+        at = s->conns[id].last[1 - k];
+    s->conns[id].last[1 - k] = at;
+    push(s, (struct ev){.at = at,
                         .type = E_DATA,
                         .a = id,
                         .b = (uint32_t)(1 - k),
@@ -303,9 +320,12 @@ static void io_stream_close(void *arg, uint32_t sid)
 
     if (k < 0)
         return;
+    uint64_t at = s->now + s->c.latency_ms;
+
+    if (at < s->conns[id].last[1 - k])
+        at = s->conns[id].last[1 - k];
     s->conns[id].open[k] = false;
-    push(s, (struct ev){
-                .at = s->now + s->c.latency_ms, .type = E_CLOSE, .a = id, .b = (uint32_t)(1 - k)});
+    push(s, (struct ev){.at = at, .type = E_CLOSE, .a = id, .b = (uint32_t)(1 - k)});
     conn_maybe_free(&s->conns[id]);
 }
 
@@ -350,6 +370,7 @@ struct nd_sim *nd_sim_new(const struct nd_sim_config *c)
         s->nodes[i].s = s;
         s->nodes[i].idx = i;
         s->nodes[i].wake = UINT64_MAX;
+        s->nodes[i].seed = -1;
         s->nodes[i].rng = (c->seed + 1) * 0x9e3779b97f4a7c15ull ^ (i + 1) * 0xbf58476d1ce4e5b9ull;
         snprintf(s->nodes[i].name, sizeof s->nodes[i].name, "n%u", i);
     }
@@ -418,6 +439,9 @@ void nd_sim_join(struct nd_sim *s, uint32_t i, uint32_t j)
         return;
     addr_of(j, &a);
     nd_swim_join(n->sw, s->now, &a, 1);
+    /* as the posix driver: the seed is tried again every 5 s until someone is known */
+    n->seed = j;
+    push(s, (struct ev){.at = s->now + 5000, .type = E_JOIN_RETRY, .a = i, .b = n->gen});
     reschedule(n);
 }
 
@@ -464,9 +488,17 @@ static void deliver(struct nd_sim *s, struct ev *e)
     switch (e->type) {
     case E_WAKE:
     case E_LEAVE_CHECK:
+    case E_JOIN_RETRY:
         n = &s->nodes[e->a];
         if (!n->sw || n->gen != e->b)
             return;
+        if (e->type == E_JOIN_RETRY) {
+            const struct nd_swim_metrics *m = nd_swim_metrics(n->sw);
+
+            if (m->members_alive + m->members_suspect <= 1 && n->seed >= 0)
+                nd_sim_join(s, e->a, (uint32_t)n->seed);
+            return;
+        }
         if (e->type == E_LEAVE_CHECK) {
             nd_sim_crash(s, e->a);
             return;

@@ -89,7 +89,7 @@ struct nd_swim_config {
     uint32_t max_queue;     /* 4096 broadcasts queued (serf MaxQueueDepth); oldest dropped */
     uint32_t max_streams;   /* 32 TCP streams at once (incoming and outgoing) */
     uint32_t max_relays;    /* 64 indirect probes relayed for others at once */
-    uint32_t stream_max;    /* 8 MiB: one stream message (and the workspace's stream part) */
+    uint32_t stream_max;    /* 4 MiB: one stream message (and the workspace's stream part) */
     uint32_t alive_burst;   /* 16: incarnation changes accepted from one member in a burst */
     uint32_t alive_rate_ms; /* 1000: one more accepted every this many ms */
 

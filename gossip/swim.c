@@ -1927,7 +1927,7 @@ void nd_swim_config_lan(struct nd_swim_config *c)
     c->max_queue = 4096;
     c->max_streams = 32;
     c->max_relays = 64;
-    c->stream_max = 8u << 20;
+    c->stream_max = 4u << 20;
     c->alive_burst = 16;
     c->alive_rate_ms = 1000;
 }
