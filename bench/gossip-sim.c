@@ -146,8 +146,6 @@ int main(int argc, char **argv)
                 /* the settings docs/gossip.md recommends for < 5 s detection */
                 c.swim.probe_interval_ms = 200;
                 c.swim.probe_timeout_ms = 100;
-                c.swim.suspicion_mult = 2;
-                c.swim.suspicion_max_mult = 3;
                 c.swim.gossip_interval_ms = 100;
                 c.swim.gossip_nodes = 4;
                 c.swim.retransmit_mult = 3;

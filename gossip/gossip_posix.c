@@ -558,8 +558,6 @@ struct nd_gossip_posix *nd_gossip_posix_new(const struct nd_gossip_conf *gc, con
     if (gc->fast) { /* docs/gossip.md: the "fast" profile */
         c.probe_interval_ms = 200;
         c.probe_timeout_ms = 100;
-        c.suspicion_mult = 2;
-        c.suspicion_max_mult = 3;
         c.gossip_interval_ms = 100;
         c.gossip_nodes = 4;
         c.retransmit_mult = 3;
