@@ -209,6 +209,7 @@ static int h_stats(const struct nd_admin_ops *ops, struct nd_sbuf *out, const ch
 static int h_config(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
 static int h_ready(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
 static int h_reload(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
+static int h_members(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
 
 static const struct route {
     const char *path;
@@ -221,6 +222,7 @@ static const struct route {
     {"/stats", M_GET, h_stats, "same as /stats/prometheus"},
     {"/config_dump", M_GET, h_config, "the running configuration, as JSON"},
     {"/ready", M_GET, h_ready, "200 LIVE when every worker serves, 503 otherwise"},
+    {"/members", M_GET, h_members, "gossip members (name, address, status, tags), as JSON"},
     {"/reload", M_POST, h_reload, "reload the configuration file"},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -272,6 +274,19 @@ static int h_ready(const struct nd_admin_ops *ops, struct nd_sbuf *out, const ch
     *ctype = CT_TEXT;
     nd_sbuf_adds(out, ready ? "LIVE\n" : "NOT READY\n");
     return ready ? 200 : 503;
+}
+
+static int h_members(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+{
+    int rc = ops && ops->members ? ops->members(ops->arg, out) : 1;
+
+    if (rc == 0) {
+        *ctype = CT_JSON;
+        return 200;
+    }
+    *ctype = CT_TEXT;
+    nd_sbuf_adds(out, rc > 0 ? "gossip is not configured\n" : "cannot list the members\n");
+    return rc > 0 ? 503 : 500;
 }
 
 static int h_reload(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)

@@ -8,6 +8,7 @@
  *   GET  /stats             same as /stats/prometheus for now
  *   GET  /config_dump       the running configuration as JSON
  *   GET  /ready             200 "LIVE\n" when every worker serves, else 503 "NOT READY\n"
+ *   GET  /members           gossip members and counters as JSON (503 when gossip is off)
  *   POST /reload            200 "reloaded\n", or 500 with the errors, one per line
  * HEAD is accepted wherever GET is (the caller sends the head only, with the body's length).
  * Another method on a known path: 405 (nd_admin_allow() gives the Allow header). Unknown path: 404.
@@ -31,6 +32,8 @@ struct nd_admin_ops {
     /* The configuration in use, or NULL. It must stay valid until nd_admin_handle() returns. */
     const struct nd_config *(*config)(void *arg);
     void *arg;
+    /* Appends the gossip members as JSON to out: 0, 1 when gossip is off, -1 on error. */
+    int (*members)(void *arg, struct nd_sbuf *out);
 };
 
 /* Handles one admin request. Returns the HTTP status; *ctype is set to the content type (a static

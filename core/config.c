@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../gossip/keyring.h"
+#include "../gossip/serf.h"
 #include "buf.h"
 #include "cfg_internal.h"
 #include "log.h"
@@ -51,7 +53,7 @@
 
 #define MARKER_MT "nodus.plugin"
 
-enum decl_kind { DECL_NODE = 1, DECL_ADMIN, DECL_IDENTITY, DECL_CLUSTER, DECL_LISTENER };
+enum decl_kind { DECL_NODE = 1, DECL_ADMIN, DECL_IDENTITY, DECL_GOSSIP, DECL_CLUSTER, DECL_LISTENER };
 
 /* What a plugin constructor returns (a full userdata; its user value 1 is the argument table). */
 struct marker {
@@ -891,12 +893,26 @@ static int dir_identity(lua_State *L)
     return 0;
 }
 
+static int dir_gossip(lua_State *L)
+{
+    struct nd_loader *ld = loader_of(L);
+    int line = current_line(L, 1);
+
+    if (lua_type(L, 1) != LUA_TTABLE) {
+        nd_loader_error(ld, line, "gossip: expected a table: gossip { bind = \"127.0.0.1:7946\" }");
+        return 0;
+    }
+    add_decl(L, DECL_GOSSIP, 0, line, 1);
+    return 0;
+}
+
 static const char *kind_name(int kind)
 {
     return kind == DECL_CLUSTER    ? "cluster"
            : kind == DECL_LISTENER ? "listener"
            : kind == DECL_NODE     ? "node"
            : kind == DECL_IDENTITY ? "identity"
+           : kind == DECL_GOSSIP   ? "gossip"
                                    : "admin";
 }
 
@@ -1068,6 +1084,8 @@ static int setup(lua_State *L)
     lua_setfield(L, env, "admin");
     lua_pushcfunction(L, dir_identity);
     lua_setfield(L, env, "identity");
+    lua_pushcfunction(L, dir_gossip);
+    lua_setfield(L, env, "gossip");
     lua_pushinteger(L, DECL_CLUSTER);
     lua_pushcclosure(L, dir_named, 1);
     lua_setfield(L, env, "cluster");
@@ -1353,6 +1371,121 @@ static void build_identity(struct nd_loader *ld, int tbl, int line)
         if (r == 1)
             nodus_cfg_error(c, "'ttl' applies only with 'ca_dir'");
     }
+}
+
+static const char *endpoint_addr(const char *s, struct nd_addr *a);
+
+#define MAX_GOSSIP_JOIN 64
+#define MAX_GOSSIP_TAGS 64
+
+/* gossip { bind, advertise, join, keyring, tags, name, profile, max_members } */
+static void build_gossip(struct nd_loader *ld, int tbl, int line)
+{
+    struct nd_gossip_conf *g = &ld->cfg->gossip;
+    struct nodus_cfg *c = nd_cfg_new(ld, tbl, line, "gossip"), *t;
+    struct nd_serf_tag tags[MAX_GOSSIP_TAGS];
+    const char *s;
+    long long v;
+    int r;
+
+    g->enabled = true;
+    g->line = line;
+    if (nodus_cfg_str(c, "name", &s) == 1) {
+        if (!*s || strlen(s) > 255)
+            nodus_cfg_error(c, "'name' must be 1 to 255 characters long");
+        else
+            g->name = xstrdup(ld->L, s);
+    }
+    r = nodus_cfg_str(c, "bind", &s);
+    if (r == 0)
+        nodus_cfg_error(c, "'bind' is required, e.g. bind = \"127.0.0.1:7946\"");
+    else if (r == 1 && nd_parse_addr(s, &g->bind) < 0)
+        nodus_cfg_error(c, "'bind' must be an address such as \"127.0.0.1:7946\"");
+    r = nodus_cfg_str(c, "advertise", &s);
+    if (r == 1) {
+        if (nd_parse_addr(s, &g->advertise) < 0 || addr_unspecified(&g->advertise))
+            nodus_cfg_error(c, "'advertise' must be a host address such as \"10.0.0.1:7946\"");
+    } else if (r == 0 && g->bind.text[0]) {
+        if (addr_unspecified(&g->bind))
+            nodus_cfg_error(c, "'advertise' is required when 'bind' is %s", g->bind.text);
+        g->advertise = g->bind;
+    }
+    if (nodus_cfg_table(c, "join", &t) == 1) {
+        size_t n = nodus_cfg_len(t);
+
+        if (n > MAX_GOSSIP_JOIN) {
+            nodus_cfg_error(c, "'join' lists more than %d addresses", MAX_GOSSIP_JOIN);
+            n = MAX_GOSSIP_JOIN;
+        }
+        g->join = xcalloc(ld->L, n, sizeof(*g->join));
+        for (size_t i = 0; i < n; i++) {
+            const char *why;
+
+            r = nodus_cfg_str_at(t, i, &s);
+            if (r == 0)
+                nd_cfg_error_at(t, i, "must be an address such as \"127.0.0.1:7946\"");
+            else if (r == 1 && (why = endpoint_addr(s, &g->join[g->njoin])))
+                nd_cfg_error_at(t, i, "%s", why);
+            else if (r == 1)
+                g->njoin++;
+        }
+    }
+    if (nodus_cfg_table(c, "keyring", &t) == 1) {
+        size_t n = nodus_cfg_len(t);
+
+        if (n > ND_GOSSIP_KEYRING_MAX) {
+            nodus_cfg_error(c, "'keyring' holds more than %u keys", ND_GOSSIP_KEYRING_MAX);
+            n = ND_GOSSIP_KEYRING_MAX;
+        }
+        g->keyring = xcalloc(ld->L, n, sizeof(char *));
+        for (size_t i = 0; i < n; i++) {
+            uint8_t key[32];
+            size_t klen;
+
+            r = nodus_cfg_str_at(t, i, &s);
+            if (r == 1 && nd_gossip_key_from_base64(s, strlen(s), key, &klen) == 0)
+                g->keyring[g->nkeyring++] = xstrdup(ld->L, s);
+            else if (r >= 0)
+                nd_cfg_error_at(t, i,
+                                "must be a base64 AES key of 16, 24 or 32 bytes "
+                                "(serf keygen)");
+            memset(key, 0, sizeof(key));
+        }
+        if (n == 0)
+            nodus_cfg_error(c, "'keyring' is empty: leave it out for no encryption");
+    }
+    if (nodus_cfg_table(c, "tags", &t) == 1) {
+        size_t it = 0, len;
+        const char *k, *val;
+        uint8_t meta[ND_GOSSIP_META_MAX];
+
+        while ((r = nodus_cfg_next_str(t, &it, &k, &val)) != 0) {
+            if (r < 0)
+                continue;
+            if (g->ntags == MAX_GOSSIP_TAGS) {
+                nodus_cfg_error(t, "more than %d tags", MAX_GOSSIP_TAGS);
+                break;
+            }
+            if (!g->tags)
+                g->tags = xcalloc(ld->L, MAX_GOSSIP_TAGS, sizeof(*g->tags));
+            g->tags[g->ntags].key = xstrdup(ld->L, k);
+            g->tags[g->ntags].val = xstrdup(ld->L, val);
+            tags[g->ntags].key = (struct nd_gbytes){(const uint8_t *)k, (uint32_t)strlen(k)};
+            tags[g->ntags].value = (struct nd_gbytes){(const uint8_t *)val, (uint32_t)strlen(val)};
+            g->ntags++;
+        }
+        if (g->ntags && nd_serf_tags_encode(tags, g->ntags, meta, sizeof(meta), &len))
+            nodus_cfg_error(c, "'tags' take more than %u bytes once encoded (serf's limit)",
+                            ND_GOSSIP_META_MAX);
+    }
+    if (nodus_cfg_str(c, "profile", &s) == 1) {
+        if (strcmp(s, "fast") == 0)
+            g->fast = true;
+        else if (strcmp(s, "lan") != 0)
+            nodus_cfg_error(c, "'profile' must be \"lan\" (memberlist's defaults) or \"fast\"");
+    }
+    if (nodus_cfg_int(c, "max_members", 2, 1000000, &v) == 1)
+        g->max_members = (uint32_t)v;
 }
 
 /* What is wrong with an endpoint's address, or NULL. */
@@ -1898,7 +2031,7 @@ static int build(lua_State *L)
 {
     struct nd_loader *ld = lua_touserdata(L, 1);
     struct nd_config *cfg = ld->cfg;
-    int decls, top, node_line = 0, admin_line = 0, identity_line = 0;
+    int decls, top, node_line = 0, admin_line = 0, identity_line = 0, gossip_line = 0;
     unsigned ncl = 0, nli = 0, total_eps = 0;
     lua_Integer n;
     struct decl d;
@@ -1932,10 +2065,12 @@ static int build(lua_State *L)
             switch (d.kind) {
             case DECL_NODE:
             case DECL_ADMIN:
-            case DECL_IDENTITY: {
-                int *seen = d.kind == DECL_NODE    ? &node_line
-                            : d.kind == DECL_ADMIN ? &admin_line
-                                                   : &identity_line;
+            case DECL_IDENTITY:
+            case DECL_GOSSIP: {
+                int *seen = d.kind == DECL_NODE       ? &node_line
+                            : d.kind == DECL_ADMIN    ? &admin_line
+                            : d.kind == DECL_IDENTITY ? &identity_line
+                                                      : &gossip_line;
 
                 if (*seen)
                     nd_loader_error(ld, d.line, "%s: declared twice (first at line %d)",
@@ -1944,8 +2079,10 @@ static int build(lua_State *L)
                     build_node(ld, d.tbl, d.line);
                 else if (d.kind == DECL_ADMIN)
                     build_admin(ld, d.tbl, d.line);
-                else
+                else if (d.kind == DECL_IDENTITY)
                     build_identity(ld, d.tbl, d.line);
+                else
+                    build_gossip(ld, d.tbl, d.line);
                 *seen = d.line;
                 break;
             }
@@ -2167,6 +2304,18 @@ void nd_config_free(struct nd_config *cfg)
     for (unsigned i = 0; i < cfg->node.nplugin_paths; i++)
         free(cfg->node.plugin_paths[i]);
     free(cfg->node.plugin_paths);
+    for (unsigned i = 0; i < cfg->gossip.ntags; i++) {
+        free(cfg->gossip.tags[i].key);
+        free(cfg->gossip.tags[i].val);
+    }
+    free(cfg->gossip.tags);
+    for (unsigned i = 0; i < cfg->gossip.nkeyring; i++) {
+        memset(cfg->gossip.keyring[i], 0, strlen(cfg->gossip.keyring[i]));
+        free(cfg->gossip.keyring[i]);
+    }
+    free(cfg->gossip.keyring);
+    free(cfg->gossip.join);
+    free(cfg->gossip.name);
     free(cfg->node.name);
     free(cfg->node.access_log);
     free(cfg->identity.ca);

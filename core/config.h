@@ -122,6 +122,24 @@ struct nd_identity_conf {
     uint64_t ttl_s;        /* with ca_dir: certificate lifetime, default 24h */
 };
 
+/* gossip { bind = "127.0.0.1:7946", advertise = ..., join = { ... }, keyring = { ... },
+ * tags = { ... } }: membership through memberlist/serf's protocol (docs/gossip.md). */
+struct nd_gossip_conf {
+    bool enabled;
+    int line;
+    char *name;               /* name = "...": default node.name */
+    struct nd_addr bind;      /* UDP and TCP, same port */
+    struct nd_addr advertise; /* default: bind (required when bind is 0.0.0.0 / ::) */
+    struct nd_addr *join;     /* seeds, joined at start and retried until one answers */
+    unsigned njoin;
+    char **keyring; /* base64 AES keys (16, 24 or 32 bytes); the first encrypts */
+    unsigned nkeyring;
+    struct nd_label *tags; /* serf tags: at most 512 bytes once encoded */
+    unsigned ntags;
+    bool fast;            /* profile = "fast" (docs/gossip.md), default "lan" */
+    uint32_t max_members; /* 0: the engine's default (65536) */
+};
+
 /* node.max_connections when the config does not say: from the open-file limit. */
 uint32_t nd_default_max_connections(void);
 
@@ -145,6 +163,7 @@ struct nd_config {
         struct nd_addr addr;
     } admin;
     struct nd_identity_conf identity;
+    struct nd_gossip_conf gossip;
     struct nd_cluster_conf *clusters;
     unsigned nclusters;
     struct nd_listener_conf *listeners;

@@ -20,6 +20,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/version.h>
 
+#include "../gossip/gossip_posix.h"
 #include "admin.h"
 #include "config.h"
 #include "http1.h"
@@ -31,6 +32,7 @@
 #include "../plugins/mtls/node.h"
 
 static const char *config_file;
+static struct nd_gossip_posix *gossip; /* gossip { }, on this thread's loop */
 static atomic_int ready_flag;
 
 static void print_errors(const struct nd_errors *e)
@@ -176,8 +178,14 @@ static void admin_answer(int fd, int status, const char *ctype, const char *body
         write_all(fd, body, len);
 }
 
+static int members_json(void *arg, struct nd_sbuf *out)
+{
+    (void)arg;
+    return gossip ? nd_gossip_posix_members_json(gossip, out) : 1;
+}
+
 static const struct nd_admin_ops admin_ops = {
-    .reload = reload, .ready = is_ready, .config = current_config};
+    .reload = reload, .ready = is_ready, .config = current_config, .members = members_json};
 
 static void admin_read(int i)
 {
@@ -317,6 +325,13 @@ static int cmd_run(const char *file)
             return 1;
         }
     }
+    if (cfg->gossip.enabled &&
+        !(gossip = nd_gossip_posix_new(&cfg->gossip, cfg->node.name, &err))) {
+        fprintf(stderr, "%s: %s\n", file, err ? err : "gossip: out of memory");
+        free(err);
+        nd_config_free(cfg);
+        return 1;
+    }
     if (nd_snap_publish(cfg, &err) < 0) {
         fprintf(stderr, "%s: %s\n", file, err ? err : "out of memory");
         free(err);
@@ -336,6 +351,10 @@ static int cmd_run(const char *file)
                 cfg->listeners[i].proto == ND_PROTO_TCP ? "tcp" : "http");
     if (cfg->admin.enabled)
         nd_info("admin on %s", cfg->admin.addr.text);
+    if (gossip)
+        nd_info("gossip on %s as \"%s\", advertising %s, %u seed(s)%s", cfg->gossip.bind.text,
+                cfg->gossip.name ? cfg->gossip.name : cfg->node.name, cfg->gossip.advertise.text,
+                cfg->gossip.njoin, cfg->gossip.nkeyring ? ", encrypted" : "");
 
     sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     efd = epoll_create1(EPOLL_CLOEXEC);
@@ -347,11 +366,16 @@ static int cmd_run(const char *file)
             ev.data.fd = afd;
             epoll_ctl(efd, EPOLL_CTL_ADD, afd, &ev);
         }
+        if (gossip) {
+            ev.data.fd = nd_gossip_posix_fd(gossip);
+            epoll_ctl(efd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+        }
     }
     atomic_store(&ready_flag, 1);
     while (!stopping) {
         struct epoll_event evs[8];
-        int n = epoll_wait(efd, evs, 8, 200), k;
+        int wait = gossip ? nd_gossip_posix_next_ms(gossip) : -1;
+        int n = epoll_wait(efd, evs, 8, wait >= 0 && wait < 200 ? wait : 200), k;
 
         for (k = 0; k < n; k++) {
             if (evs[k].data.fd == sfd) {
@@ -374,8 +398,16 @@ static int cmd_run(const char *file)
                 else
                     admin_read(i);
             }
+        if (gossip)
+            nd_gossip_posix_run(gossip);
         nd_snap_collect();
         nd_identity_tick();
+    }
+    if (gossip) { /* serf's graceful leave: intent, then dead about ourselves */
+        nd_info("gossip: leaving");
+        nd_gossip_posix_leave(gossip, 10000);
+        nd_gossip_posix_free(gossip);
+        gossip = NULL;
     }
     {
         struct nd_snap *s = atomic_load(&nd_rt.current);
@@ -424,7 +456,7 @@ static int cmd_check(const char *file)
     return 0;
 }
 
-/* ---- nodus status: asks a running node's admin listener ------------------------------------ */
+/* ---- nodus status / members: ask a running node's admin listener -------------------------- */
 
 static char *admin_get(const char *admin, const char *path)
 {
@@ -590,6 +622,43 @@ static int cmd_status(const char *admin)
     return 0;
 }
 
+/* Like `serf members`: name, address, status, tags. */
+static int cmd_members(const char *admin)
+{
+    char *text = admin_get(admin, "/members");
+    json_t *root, *v;
+    json_error_t jerr;
+    size_t i;
+
+    if (!text)
+        return 1;
+    root = json_loads(text, 0, &jerr);
+    if (!root) {
+        fprintf(stderr, "nodus: %s", text[0] ? text : "no answer\n");
+        free(text);
+        return 1;
+    }
+    free(text);
+    json_array_foreach(json_object_get(root, "members"), i, v)
+    {
+        const char *k;
+        json_t *t;
+        bool first = true;
+
+        printf("%-24s %-22s %-8s ", json_string_value(json_object_get(v, "name")),
+               json_string_value(json_object_get(v, "address")),
+               json_string_value(json_object_get(v, "status")));
+        json_object_foreach(json_object_get(v, "tags"), k, t)
+        {
+            printf("%s%s=%s", first ? "" : ",", k, json_string_value(t));
+            first = false;
+        }
+        printf("\n");
+    }
+    json_decref(root);
+    return 0;
+}
+
 static void version_plugin(const struct nodus_plugin *p, void *arg)
 {
     (void)arg;
@@ -614,6 +683,7 @@ static int usage(FILE *f, int code)
                "node\n"
                "       nodus ca init|issue ...   the mesh CA and workload certificates "
                "(nodus ca help)\n"
+               "       nodus members [--admin ADDR] gossip members: name, address, status, tags\n"
                "       nodus version\n");
     return code;
 }
@@ -641,6 +711,8 @@ int main(int argc, char **argv)
         return cmd_check(argv[2]);
     if (!strcmp(argv[1], "status"))
         return cmd_status(admin);
+    if (!strcmp(argv[1], "members"))
+        return cmd_members(admin);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version"))
         return cmd_version();
     if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))

@@ -1,0 +1,678 @@
+/*
+ * The SWIM engine on kernel sockets (gossip_posix.h): a UDP socket and a TCP listener on the
+ * gossip address, non-blocking outgoing streams, one private epoll fd (level-triggered) that the
+ * main thread's loop watches.
+ */
+#include "gossip_posix.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "config.h"
+#include "keyring.h"
+#include "log.h"
+#include "serf.h"
+#include "swim.h"
+#include "wire.h"
+
+#define LINGER_MS 2000      /* a closed stream: flush, half-close, read to EOF, this long at most */
+#define JOIN_RETRY_MS 5000  /* seeds that did not answer are tried again, until one does */
+#define UDP_BATCH 256       /* datagrams read per run */
+#define OUT_MAX (16u << 20) /* bytes queued on one stream */
+
+struct conn {
+    int fd;
+    uint32_t sid;
+    bool attached;   /* the engine still owns sid */
+    bool connecting; /* outgoing, connect() not finished */
+    bool closing;    /* the engine is done: flush, half-close, wait for EOF */
+    bool shut;       /* SHUT_WR sent */
+    uint32_t events; /* registered epoll events */
+    uint64_t deadline;
+    uint8_t *out;
+    size_t olen, ocap;
+};
+
+struct nd_gossip_posix {
+    struct nd_swim *sw;
+    int ep, udp, lfd, family;
+    struct conn **conns;
+    unsigned nconns, capconns;
+    struct nd_swim_addr *seeds;
+    size_t nseeds;
+    uint64_t next_join;
+    bool joined;
+    char *name;
+    uint8_t buf[65536];
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void to_swim(const struct sockaddr_storage *ss, struct nd_swim_addr *a)
+{
+    memset(a, 0, sizeof *a);
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *)ss;
+
+        a->len = 4;
+        memcpy(a->ip, &s4->sin_addr, 4);
+        a->port = ntohs(s4->sin_port);
+    } else {
+        const struct sockaddr_in6 *s6 = (const void *)ss;
+
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            a->len = 4;
+            memcpy(a->ip, (const uint8_t *)&s6->sin6_addr + 12, 4);
+        } else {
+            a->len = 16;
+            memcpy(a->ip, &s6->sin6_addr, 16);
+        }
+        a->port = ntohs(s6->sin6_port);
+    }
+}
+
+static socklen_t from_swim(const struct nd_gossip_posix *g, const struct nd_swim_addr *a,
+                           struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (g->family == AF_INET) {
+        struct sockaddr_in *s4 = (void *)ss;
+
+        if (a->len != 4)
+            return 0;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, a->ip, 4);
+        s4->sin_port = htons(a->port);
+        return sizeof *s4;
+    }
+    struct sockaddr_in6 *s6 = (void *)ss;
+
+    s6->sin6_family = AF_INET6;
+    if (a->len == 4) {
+        uint8_t *b = (uint8_t *)&s6->sin6_addr;
+
+        b[10] = b[11] = 0xff;
+        memcpy(b + 12, a->ip, 4);
+    } else {
+        memcpy(&s6->sin6_addr, a->ip, 16);
+    }
+    s6->sin6_port = htons(a->port);
+    return sizeof *s6;
+}
+
+/* ---- streams ------------------------------------------------------------------------------ */
+
+static struct conn *conn_by_sid(struct nd_gossip_posix *g, uint32_t sid)
+{
+    for (unsigned i = 0; i < g->nconns; i++)
+        if (g->conns[i]->attached && g->conns[i]->sid == sid)
+            return g->conns[i];
+    return NULL;
+}
+
+static void conn_watch(struct nd_gossip_posix *g, struct conn *c)
+{
+    uint32_t ev = EPOLLIN | EPOLLRDHUP;
+    struct epoll_event e;
+
+    if (c->connecting || c->olen)
+        ev |= EPOLLOUT;
+    if (ev == c->events)
+        return;
+    e.events = ev;
+    e.data.ptr = c;
+    epoll_ctl(g->ep, c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &e);
+    c->events = ev;
+}
+
+static struct conn *conn_add(struct nd_gossip_posix *g, int fd, uint32_t sid)
+{
+    struct conn *c = calloc(1, sizeof *c);
+
+    if (!c)
+        return NULL;
+    if (g->nconns == g->capconns) {
+        unsigned cap = g->capconns ? g->capconns * 2 : 16;
+        struct conn **a = realloc(g->conns, cap * sizeof *a);
+
+        if (!a) {
+            free(c);
+            return NULL;
+        }
+        g->conns = a;
+        g->capconns = cap;
+    }
+    c->fd = fd;
+    c->sid = sid;
+    c->attached = true;
+    g->conns[g->nconns++] = c;
+    conn_watch(g, c);
+    return c;
+}
+
+static void conn_free(struct nd_gossip_posix *g, struct conn *c)
+{
+    for (unsigned i = 0; i < g->nconns; i++)
+        if (g->conns[i] == c) {
+            g->conns[i] = g->conns[--g->nconns];
+            break;
+        }
+    epoll_ctl(g->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    free(c->out);
+    free(c);
+}
+
+/* The connection failed or the peer closed it: tell the engine (if it still cares), drop it. */
+static void conn_end(struct nd_gossip_posix *g, struct conn *c)
+{
+    if (c->attached) {
+        c->attached = false;
+        nd_swim_stream_end(g->sw, now_ms(), c->sid);
+    }
+    conn_free(g, c);
+}
+
+/* Writes what is queued. -1 on a write error. */
+static int conn_flush(struct nd_gossip_posix *g, struct conn *c)
+{
+    while (c->olen && !c->connecting) {
+        ssize_t w = send(c->fd, c->out, c->olen, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (w < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        if (w <= 0)
+            return -1;
+        memmove(c->out, c->out + w, c->olen - (size_t)w);
+        c->olen -= (size_t)w;
+    }
+    if (c->closing && !c->olen && !c->connecting && !c->shut) {
+        shutdown(c->fd, SHUT_WR);
+        c->shut = true;
+    }
+    conn_watch(g, c);
+    return 0;
+}
+
+static int io_stream_open(void *arg, uint32_t sid, const struct nd_swim_addr *to)
+{
+    struct nd_gossip_posix *g = arg;
+    struct sockaddr_storage ss;
+    socklen_t sl = from_swim(g, to, &ss);
+    struct conn *c;
+    int fd;
+
+    if (!sl)
+        return -1;
+    fd = socket(g->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    if (!(c = conn_add(g, fd, sid))) {
+        close(fd);
+        return -1;
+    }
+    c->connecting = true;
+    conn_watch(g, c);
+    return 0;
+}
+
+static int io_stream_send(void *arg, uint32_t sid, const uint8_t *p, size_t n)
+{
+    struct nd_gossip_posix *g = arg;
+    struct conn *c = conn_by_sid(g, sid);
+
+    if (!c || c->olen + n > OUT_MAX)
+        return -1;
+    if (c->olen + n > c->ocap) {
+        size_t cap = c->ocap ? c->ocap : 4096;
+        uint8_t *b;
+
+        while (cap < c->olen + n)
+            cap *= 2;
+        if (!(b = realloc(c->out, cap)))
+            return -1;
+        c->out = b;
+        c->ocap = cap;
+    }
+    memcpy(c->out + c->olen, p, n);
+    c->olen += n;
+    return conn_flush(g, c);
+}
+
+static void io_stream_close(void *arg, uint32_t sid)
+{
+    struct nd_gossip_posix *g = arg;
+    struct conn *c = conn_by_sid(g, sid);
+
+    if (!c)
+        return;
+    c->attached = false;
+    c->closing = true;
+    c->deadline = now_ms() + LINGER_MS;
+    conn_flush(g, c); /* errors: the linger deadline ends it */
+}
+
+static void io_send(void *arg, const struct nd_swim_addr *to, const uint8_t *p, size_t n)
+{
+    struct nd_gossip_posix *g = arg;
+    struct sockaddr_storage ss;
+    socklen_t sl = from_swim(g, to, &ss);
+
+    if (sl)
+        sendto(g->udp, p, n, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
+}
+
+static void io_random(void *arg, void *p, size_t n)
+{
+    uint8_t *b = p;
+
+    (void)arg;
+    while (n) {
+        ssize_t r = getrandom(b, n, 0);
+
+        if (r <= 0)
+            continue;
+        b += r;
+        n -= (size_t)r;
+    }
+}
+
+static void io_event(void *arg, const struct nd_swim_member *m, enum nd_swim_event ev)
+{
+    char a[64];
+
+    (void)arg;
+    if (m->self)
+        return;
+    nd_swim_addr_str(&m->addr, a, sizeof a);
+    switch (ev) {
+    case ND_SWIM_EV_JOIN:
+        nd_info("gossip: member %s joined (%s)", m->name, a);
+        break;
+    case ND_SWIM_EV_FAILED:
+        nd_info("gossip: member %s failed (%s)", m->name, a);
+        break;
+    case ND_SWIM_EV_LEFT:
+        nd_info("gossip: member %s left (%s)", m->name, a);
+        break;
+    case ND_SWIM_EV_SUSPECT:
+        nd_debug("gossip: member %s suspect", m->name);
+        break;
+    case ND_SWIM_EV_UPDATE:
+        nd_info("gossip: member %s updated", m->name);
+        break;
+    case ND_SWIM_EV_REAP:
+        nd_debug("gossip: member %s forgotten", m->name);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+static void conn_event(struct nd_gossip_posix *g, struct conn *c, uint32_t ev)
+{
+    if (c->connecting && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+        int err = 0;
+        socklen_t l = sizeof err;
+
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err) {
+            conn_end(g, c);
+            return;
+        }
+        c->connecting = false;
+    }
+    if ((ev & EPOLLOUT) && conn_flush(g, c) < 0) {
+        conn_end(g, c);
+        return;
+    }
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        for (int rounds = 0; rounds < 64; rounds++) {
+            ssize_t r = recv(c->fd, g->buf, sizeof g->buf, MSG_DONTWAIT);
+
+            if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                break;
+            if (r <= 0) {
+                conn_end(g, c);
+                return;
+            }
+            if (c->attached)
+                nd_swim_stream_input(g->sw, now_ms(), c->sid, g->buf, (size_t)r);
+        }
+    }
+}
+
+static void accept_all(struct nd_gossip_posix *g)
+{
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        struct nd_swim_addr from;
+        uint32_t sid;
+        int fd = accept4(g->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0)
+            return;
+        to_swim(&ss, &from);
+        if (nd_swim_stream_accept(g->sw, now_ms(), &from, &sid) || !conn_add(g, fd, sid))
+            close(fd);
+    }
+}
+
+static void read_udp(struct nd_gossip_posix *g)
+{
+    for (int i = 0; i < UDP_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        struct nd_swim_addr from;
+        ssize_t r =
+            recvfrom(g->udp, g->buf, sizeof g->buf, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
+
+        if (r < 0)
+            return;
+        to_swim(&ss, &from);
+        nd_swim_packet(g->sw, now_ms(), &from, g->buf, (size_t)r);
+    }
+}
+
+void nd_gossip_posix_run(struct nd_gossip_posix *g)
+{
+    struct epoll_event evs[32];
+    uint64_t t;
+    int n;
+
+    for (int round = 0; round < 8; round++) {
+        n = epoll_wait(g->ep, evs, 32, 0);
+        if (n <= 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            void *p = evs[i].data.ptr;
+
+            if (p == &g->udp)
+                read_udp(g);
+            else if (p == &g->lfd)
+                accept_all(g);
+            else
+                conn_event(g, p, evs[i].events);
+        }
+    }
+    t = now_ms();
+    nd_swim_tick(g->sw, t);
+    for (unsigned i = 0; i < g->nconns;) {
+        struct conn *c = g->conns[i];
+
+        if (c->closing && t >= c->deadline) {
+            conn_free(g, c);
+            continue;
+        }
+        i++;
+    }
+    if (!g->joined && g->nseeds) {
+        const struct nd_swim_metrics *m = nd_swim_metrics(g->sw);
+
+        if (m->members_alive + m->members_suspect > 1) {
+            g->joined = true;
+        } else if (t >= g->next_join) {
+            g->next_join = t + JOIN_RETRY_MS;
+            nd_swim_join(g->sw, t, g->seeds, g->nseeds);
+        }
+    }
+}
+
+int nd_gossip_posix_next_ms(const struct nd_gossip_posix *g)
+{
+    int ms = nd_swim_next_ms(g->sw);
+
+    if (g->nconns && (ms < 0 || ms > 100))
+        ms = 100;
+    if (!g->joined && g->nseeds && (ms < 0 || ms > 1000))
+        ms = 1000;
+    return ms;
+}
+
+int nd_gossip_posix_fd(const struct nd_gossip_posix *g)
+{
+    return g->ep;
+}
+
+struct nd_swim *nd_gossip_posix_engine(struct nd_gossip_posix *g)
+{
+    return g->sw;
+}
+
+void nd_gossip_posix_leave(struct nd_gossip_posix *g, uint32_t max_ms)
+{
+    uint64_t end = now_ms() + max_ms;
+
+    nd_swim_leave(g->sw, now_ms());
+    while (!nd_swim_leave_done(g->sw) && now_ms() < end) {
+        struct epoll_event ev;
+        int ms = nd_gossip_posix_next_ms(g);
+        uint64_t left = end - now_ms();
+
+        if (ms < 0 || (uint64_t)ms > left)
+            ms = (int)left;
+        epoll_wait(g->ep, &ev, 1, ms); /* only a wake-up: run() reads the events */
+        nd_gossip_posix_run(g);
+    }
+    for (unsigned i = 0; i < g->nconns; i++) /* let queued stream bytes go */
+        conn_flush(g, g->conns[i]);
+}
+
+/* ---- setup -------------------------------------------------------------------------------- */
+
+static int bound_socket(const struct nd_addr *a, int type, char **err)
+{
+    int fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+
+    if (fd < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (a->ss.ss_family == AF_INET6) {
+        int zero = 0;
+
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    }
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 ||
+        (type == SOCK_STREAM && listen(fd, 128) < 0))
+        goto fail;
+    return fd;
+fail:
+    if (asprintf(err, "gossip: cannot %s %s (%s): %s", type == SOCK_STREAM ? "listen on" : "bind",
+                 a->text, type == SOCK_STREAM ? "tcp" : "udp", strerror(errno)) < 0)
+        *err = NULL;
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+struct nd_gossip_posix *nd_gossip_posix_new(const struct nd_gossip_conf *gc, const char *node_name,
+                                            char **err)
+{
+    struct nd_gossip_posix *g = calloc(1, sizeof *g);
+    struct nd_swim_tag tags[64];
+    struct nd_keyring kr;
+    struct nd_swim_config c;
+    struct nd_swim_io io = {.send = io_send,
+                            .stream_open = io_stream_open,
+                            .stream_send = io_stream_send,
+                            .stream_close = io_stream_close,
+                            .random = io_random,
+                            .event = io_event};
+    int e = 0;
+
+    *err = NULL;
+    if (!g)
+        goto oom;
+    g->udp = g->lfd = g->ep = -1;
+    g->family = gc->bind.ss.ss_family;
+    g->name = strdup(gc->name ? gc->name : node_name);
+    g->seeds = calloc(gc->njoin ? gc->njoin : 1, sizeof *g->seeds);
+    if (!g->name || !g->seeds)
+        goto oom;
+    if ((g->udp = bound_socket(&gc->bind, SOCK_DGRAM, err)) < 0 ||
+        (g->lfd = bound_socket(&gc->bind, SOCK_STREAM, err)) < 0)
+        goto fail;
+    if ((g->ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        goto oom;
+    {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &g->udp};
+
+        epoll_ctl(g->ep, EPOLL_CTL_ADD, g->udp, &ev);
+        ev.data.ptr = &g->lfd;
+        epoll_ctl(g->ep, EPOLL_CTL_ADD, g->lfd, &ev);
+    }
+    for (unsigned i = 0; i < gc->njoin; i++)
+        to_swim(&gc->join[i].ss, &g->seeds[g->nseeds++]);
+    nd_keyring_init(&kr);
+    for (unsigned i = 0; i < gc->nkeyring; i++)
+        nd_keyring_add_base64(&kr, gc->keyring[i], strlen(gc->keyring[i]));
+    for (unsigned i = 0; i < gc->ntags && i < 64; i++) {
+        tags[i].key = gc->tags[i].key;
+        tags[i].value = gc->tags[i].val;
+    }
+    nd_swim_config_lan(&c);
+    if (gc->fast) { /* docs/gossip.md: the "fast" profile */
+        c.probe_interval_ms = 200;
+        c.probe_timeout_ms = 100;
+        c.gossip_interval_ms = 100;
+        c.gossip_nodes = 4;
+        c.retransmit_mult = 3;
+    }
+    if (gc->max_members)
+        c.max_members = gc->max_members;
+    c.name = g->name;
+    to_swim(&gc->advertise.ss, &c.addr);
+    c.tags = tags;
+    c.ntags = gc->ntags < 64 ? gc->ntags : 64;
+    c.keyring = &kr;
+    io.arg = g;
+    g->sw = nd_swim_new(&c, &io, now_ms(), &e);
+    nd_keyring_wipe(&kr);
+    if (!g->sw) {
+        if (asprintf(err, "gossip: cannot start: %s", nd_gossip_strerror(e)) < 0)
+            *err = NULL;
+        goto fail;
+    }
+    if (g->nseeds) {
+        nd_swim_join(g->sw, now_ms(), g->seeds, g->nseeds);
+        g->next_join = now_ms() + JOIN_RETRY_MS;
+    }
+    return g;
+oom:
+    if (!*err && asprintf(err, "gossip: %s", strerror(errno ? errno : ENOMEM)) < 0)
+        *err = NULL;
+fail:
+    nd_gossip_posix_free(g);
+    return NULL;
+}
+
+void nd_gossip_posix_free(struct nd_gossip_posix *g)
+{
+    if (!g)
+        return;
+    if (g->sw)
+        nd_swim_free(g->sw); /* closes its streams through io_stream_close */
+    while (g->nconns)
+        conn_free(g, g->conns[g->nconns - 1]);
+    free(g->conns);
+    if (g->udp >= 0)
+        close(g->udp);
+    if (g->lfd >= 0)
+        close(g->lfd);
+    if (g->ep >= 0)
+        close(g->ep);
+    free(g->seeds);
+    free(g->name);
+    free(g);
+}
+
+/* ---- /members ----------------------------------------------------------------------------- */
+
+static void member_json(void *arg, const struct nd_swim_member *m)
+{
+    json_t *arr = arg, *o = json_object(), *tags = json_object();
+    struct nd_serf_tag t[64];
+    size_t nt = 0;
+    char a[64];
+
+    nd_swim_addr_str(&m->addr, a, sizeof a);
+    json_object_set_new(o, "name", json_stringn(m->name, m->name_len));
+    json_object_set_new(o, "address", json_string(a));
+    json_object_set_new(o, "status", json_string(nd_swim_status_name(m->status)));
+    json_object_set_new(o, "state", json_string(nd_swim_state_name(m->state)));
+    json_object_set_new(o, "incarnation", json_integer(m->incarnation));
+    if (m->meta_len && nd_serf_tags_decode(m->meta, m->meta_len, t, 64, &nt) == 0)
+        for (size_t i = 0; i < nt; i++) {
+            char k[ND_GOSSIP_META_MAX + 1];
+
+            memcpy(k, t[i].key.p, t[i].key.len);
+            k[t[i].key.len] = 0;
+            json_object_set_new(tags, k, json_stringn((const char *)t[i].value.p, t[i].value.len));
+        }
+    json_object_set_new(o, "tags", tags);
+    json_object_set_new(o, "protocol", json_pack("[iii]", m->vsn[0], m->vsn[1], m->vsn[2]));
+    if (m->self)
+        json_object_set_new(o, "self", json_true());
+    json_array_append_new(arr, o);
+}
+
+static int sbuf_cb(const char *p, size_t n, void *arg)
+{
+    nd_sbuf_add(arg, p, n);
+    return 0;
+}
+
+int nd_gossip_posix_members_json(struct nd_gossip_posix *g, struct nd_sbuf *out)
+{
+    const struct nd_swim_metrics *m = nd_swim_metrics(g->sw);
+    json_t *root = json_object(), *arr = json_array(), *mx;
+    int rc;
+
+    if (!root || !arr)
+        return -1;
+    nd_swim_each(g->sw, member_json, arr);
+    json_object_set_new(root, "members", arr);
+    mx =
+        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+                  "s:I,s:I,s:I}",
+                  "alive", (json_int_t)m->members_alive, "suspect", (json_int_t)m->members_suspect,
+                  "dead", (json_int_t)m->members_dead, "left", (json_int_t)m->members_left,
+                  "health", (json_int_t)m->health, "probes", (json_int_t)m->probes, "probes_failed",
+                  (json_int_t)m->probes_failed, "suspicions", (json_int_t)m->suspicions, "refutes",
+                  (json_int_t)m->refutes, "pkts_in", (json_int_t)m->pkts_in, "pkts_out",
+                  (json_int_t)m->pkts_out, "bytes_in", (json_int_t)m->bytes_in, "bytes_out",
+                  (json_int_t)m->bytes_out, "msgs_in", (json_int_t)m->msgs_in, "msgs_out",
+                  (json_int_t)m->msgs_out, "pushpulls", (json_int_t)m->pushpulls, "decode_errors",
+                  (json_int_t)m->decode_errors, "decrypt_errors", (json_int_t)m->decrypt_errors,
+                  "stream_errors", (json_int_t)m->stream_errors, "alive_limited",
+                  (json_int_t)m->alive_limited, "members_dropped", (json_int_t)m->members_dropped);
+    json_object_set_new(root, "metrics", mx);
+    rc = json_dump_callback(root, sbuf_cb, out, JSON_INDENT(2));
+    json_decref(root);
+    nd_sbuf_adds(out, "\n");
+    return rc == 0 && !out->oom ? 0 : -1;
+}

@@ -1,0 +1,2303 @@
+/*
+ * SWIM membership engine: memberlist 0.2.2 state machine (state.go, suspicion.go, awareness.go,
+ * queue.go, net.go) and serf 0.9.4 intents, written over the wire layer. See swim.h and
+ * docs/gossip.md.
+ */
+#include "swim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keyring.h"
+#include "serf.h"
+#include "timer.h"
+#include "wire.h"
+
+#define container_of(p, T, f) ((T *)(void *)((char *)(p)-offsetof(T, f)))
+
+/* Workspace layout: UDP regions of 64 KiB each, then the stream region (stream_max). */
+#define W_UDP 65536u
+#define W_PLAIN 0u                 /* decrypted datagram */
+#define W_WALK (1u * W_UDP)        /* decompressed datagram */
+#define W_OUT (2u * W_UDP)         /* compound being built */
+#define W_CRC (3u * W_UDP)         /* + hasCrc */
+#define W_ENC (4u * W_UDP)         /* + encryption (W_UDP + overhead) */
+#define W_STREAM (5u * W_UDP + 64) /* stream parse scratch */
+
+#define MSG_MAX 2048u      /* one encoded message (names and Meta are at most 512 bytes) */
+#define BQ_BUCKETS 64u     /* transmit counts tracked by the broadcast queue */
+#define COMPOUND_HDR 2u    /* memberlist compoundHeaderOverhead */
+#define COMPOUND_PART 2u   /* memberlist compoundOverhead */
+#define LEAVE_WAIT_MS 5000 /* serf BroadcastTimeout */
+#define REAP_EVERY_MS 1000
+#define SUSP_FROM_MAX 16u
+#define PP_SCALE_THRESHOLD 32 /* memberlist pushPullScaleThreshold */
+
+static const uint8_t self_vsn[ND_GOSSIP_VSN_LEN] = {1, 5, 2, 2, 5, 5}; /* as serf 0.9.4 */
+
+struct member;
+
+/* A queued broadcast (memberlist limitedBroadcast). Each is about one member (owner); a newer
+ * one about the same member and of the same kind replaces it. */
+struct bcast {
+    struct bcast *next, *prev;
+    struct member *owner;
+    uint8_t kind; /* 0 memberlist message, 1 serf intent */
+    bool notify;  /* finishing it advances a graceful leave */
+    uint32_t transmits;
+    uint32_t len;
+    uint8_t msg[];
+};
+
+struct blist {
+    struct bcast *head, *tail; /* newest first */
+};
+
+struct susp {
+    uint64_t start, min, max;
+    uint32_t k, n, nfrom;
+    uint64_t from[SUSP_FROM_MAX]; /* hashes of the names that suspected it */
+};
+
+struct member {
+    struct nd_timer tsusp;
+    struct nd_swim *sw;
+    struct susp *susp;
+    struct bcast *bc[2];
+    uint64_t hash;
+    uint64_t state_change;
+    uint64_t serf_ltime;
+    uint64_t tokens_at;
+    uint64_t pp_ltime; /* push/pull merge scratch */
+    uint32_t pp_epoch, pp_left;
+    uint32_t tokens;
+    uint32_t incarnation;
+    uint32_t idx;
+    struct nd_swim_addr addr;
+    uint8_t vsn[ND_GOSSIP_VSN_LEN];
+    uint8_t state;
+    bool leaving;
+    uint16_t meta_len;
+    uint16_t name_len;
+    uint8_t *meta;
+    char name[];
+};
+
+enum { ST_FREE, ST_IN, ST_PP, ST_JOIN, ST_PING };
+
+struct stream {
+    struct nd_timer t;
+    struct nd_swim *sw;
+    uint32_t sid;
+    uint8_t kind;
+    uint32_t seq;
+    uint8_t *in;
+    size_t len, cap;
+    struct nd_swim_addr peer;
+};
+
+struct relay {
+    struct nd_timer t;
+    struct nd_swim *sw;
+    bool used, nack, crc;
+    uint32_t local_seq, orig_seq;
+    struct nd_swim_addr to;
+};
+
+struct nd_swim {
+    struct nd_swim_config c;
+    struct nd_swim_io io;
+    struct nd_keyring kr;
+    bool keyed;
+    struct nd_wheel wheel;
+    uint64_t rng;
+    uint8_t *ws;
+    size_t ws_len;
+    bool ws_own;
+    char *name;
+    size_t name_len;
+    uint8_t meta[ND_GOSSIP_META_MAX];
+    uint32_t meta_len;
+
+    struct member *self;
+    struct member **m;
+    uint32_t n, mcap;
+    struct member **ht;
+    uint32_t htcap;
+    uint32_t est;
+    uint32_t probe_idx;
+    uint32_t seq;
+    uint32_t pp_epoch;
+    int health;
+
+    struct {
+        bool active, due, tcp;
+        int phase;
+        struct member *m;
+        uint32_t seq, expected_nacks, nacks, tcp_sid;
+        uint64_t start, interval;
+    } probe;
+    struct nd_timer t_probe, t_phase, t_gossip, t_pp, t_reap, t_leave, t_reconnect;
+
+    struct blist q[BQ_BUCKETS];
+    uint32_t nq;
+    struct bcast *done; /* finished during one send, freed after it */
+
+    struct relay *relays;
+    struct stream *streams;
+    uint16_t stream_gen;
+
+    uint64_t ltime, event_ltime, query_ltime; /* serf Lamport clocks */
+    int leave_phase;                          /* 0, 1 intent, 2 dead, 3 done */
+    bool leave_notified;
+
+    struct nd_swim_metrics mx;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static uint64_t hash_name(const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    uint64_t h = 1469598103934665603ull;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+static uint64_t rnd(struct nd_swim *sw)
+{
+    /* xorshift64* */
+    uint64_t x = sw->rng;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    sw->rng = x;
+    return x * 2685821657736338717ull;
+}
+
+static uint32_t rnd_below(struct nd_swim *sw, uint32_t n)
+{
+    return n ? (uint32_t)(rnd(sw) % n) : 0;
+}
+
+static bool gb_eq(struct nd_gbytes b, const char *s, size_t n)
+{
+    return b.len == n && (n == 0 || memcmp(b.p, s, n) == 0);
+}
+
+static struct nd_gbytes gb(const void *p, size_t n)
+{
+    return (struct nd_gbytes){.p = p, .len = (uint32_t)n};
+}
+
+static bool name_ok(struct nd_gbytes n)
+{
+    return n.len > 0 && n.len <= ND_GOSSIP_NAME_MAX && !memchr(n.p, 0, n.len);
+}
+
+static bool addr_eq(const struct nd_swim_addr *a, struct nd_gbytes ip, uint16_t port)
+{
+    return a->len == ip.len && a->port == port && memcmp(a->ip, ip.p, ip.len) == 0;
+}
+
+static void set_addr(struct nd_swim_addr *a, struct nd_gbytes ip, uint16_t port)
+{
+    memset(a, 0, sizeof *a);
+    a->len = (uint8_t)(ip.len == 16 ? 16 : 4);
+    if (ip.len == 4 || ip.len == 16)
+        memcpy(a->ip, ip.p, ip.len);
+    a->port = port;
+}
+
+static uint64_t now(const struct nd_swim *sw)
+{
+    return sw->wheel.now;
+}
+
+static uint32_t retransmit_limit(const struct nd_swim *sw)
+{
+    uint32_t scale = (uint32_t)ceil(log10((double)sw->est + 1.0));
+    uint32_t l = sw->c.retransmit_mult * (scale ? scale : 1);
+
+    return l < BQ_BUCKETS ? l : BQ_BUCKETS;
+}
+
+static uint64_t suspicion_min(const struct nd_swim *sw)
+{
+    double n = sw->est < 1 ? 1.0 : (double)sw->est;
+    double scale = fmax(1.0, log10(n));
+
+    return (uint64_t)sw->c.suspicion_mult * (uint64_t)(scale * 1000) * sw->c.probe_interval_ms /
+           1000;
+}
+
+static uint64_t pushpull_scaled(const struct nd_swim *sw)
+{
+    uint64_t iv = sw->c.pushpull_interval_ms;
+
+    if (sw->est <= PP_SCALE_THRESHOLD)
+        return iv;
+    return iv * (uint64_t)(ceil(log2((double)sw->est) - log2(PP_SCALE_THRESHOLD)) + 1.0);
+}
+
+static uint8_t status_of(const struct member *m)
+{
+    switch (m->state) {
+    case ND_GOSSIP_STATE_LEFT:
+        return ND_SWIM_LEFT;
+    case ND_GOSSIP_STATE_DEAD:
+        return m->leaving ? ND_SWIM_LEFT : ND_SWIM_FAILED;
+    default:
+        return m->leaving ? ND_SWIM_LEAVING : ND_SWIM_ALIVE;
+    }
+}
+
+static void member_info(const struct nd_swim *sw, const struct member *m, struct nd_swim_member *o)
+{
+    o->name = m->name;
+    o->name_len = m->name_len;
+    o->addr = m->addr;
+    o->meta = m->meta;
+    o->meta_len = m->meta_len;
+    o->incarnation = m->incarnation;
+    o->state = m->state;
+    o->status = status_of(m);
+    memcpy(o->vsn, m->vsn, sizeof o->vsn);
+    o->self = m == sw->self;
+    o->state_change_ms = m->state_change;
+}
+
+static void event(struct nd_swim *sw, const struct member *m, enum nd_swim_event ev)
+{
+    struct nd_swim_member info;
+
+    if (!sw->io.event || !sw->self)
+        return;
+    member_info(sw, m, &info);
+    sw->io.event(sw->io.arg, &info, ev);
+}
+
+static uint32_t *state_gauge(struct nd_swim *sw, uint8_t st)
+{
+    switch (st) {
+    case ND_GOSSIP_STATE_ALIVE:
+        return &sw->mx.members_alive;
+    case ND_GOSSIP_STATE_SUSPECT:
+        return &sw->mx.members_suspect;
+    case ND_GOSSIP_STATE_DEAD:
+        return &sw->mx.members_dead;
+    default:
+        return &sw->mx.members_left;
+    }
+}
+
+static void set_state(struct nd_swim *sw, struct member *m, uint8_t st)
+{
+    (*state_gauge(sw, m->state))--;
+    (*state_gauge(sw, st))++;
+    m->state = st;
+    m->state_change = now(sw);
+}
+
+/* ---- member table ------------------------------------------------------------------------- */
+
+static struct member *find(const struct nd_swim *sw, const void *name, size_t len)
+{
+    uint64_t h = hash_name(name, len);
+    uint32_t mask = sw->htcap - 1, i = (uint32_t)h & mask;
+    struct member *m;
+
+    while ((m = sw->ht[i])) {
+        if (m->hash == h && m->name_len == len && memcmp(m->name, name, len) == 0)
+            return m;
+        i = (i + 1) & mask;
+    }
+    return NULL;
+}
+
+static struct member *find_gb(const struct nd_swim *sw, struct nd_gbytes n)
+{
+    return n.len ? find(sw, n.p, n.len) : NULL;
+}
+
+static void ht_put(struct member **ht, uint32_t cap, struct member *m)
+{
+    uint32_t i = (uint32_t)m->hash & (cap - 1);
+
+    while (ht[i])
+        i = (i + 1) & (cap - 1);
+    ht[i] = m;
+}
+
+/* Linear probing with backward-shift deletion. */
+static void ht_del(struct nd_swim *sw, struct member *m)
+{
+    uint32_t mask = sw->htcap - 1, i = (uint32_t)m->hash & mask, j;
+
+    while (sw->ht[i] != m)
+        i = (i + 1) & mask;
+    sw->ht[i] = NULL;
+    for (j = (i + 1) & mask; sw->ht[j]; j = (j + 1) & mask) {
+        uint32_t home = (uint32_t)sw->ht[j]->hash & mask;
+
+        /* move ht[j] to i if its home is not in (i, j] cyclically */
+        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+            sw->ht[i] = sw->ht[j];
+            sw->ht[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+static int ht_grow(struct nd_swim *sw)
+{
+    uint32_t cap = sw->htcap * 2;
+    struct member **ht = calloc(cap, sizeof *ht);
+
+    if (!ht)
+        return -1;
+    for (uint32_t i = 0; i < sw->n; i++)
+        ht_put(ht, cap, sw->m[i]);
+    free(sw->ht);
+    sw->ht = ht;
+    sw->htcap = cap;
+    return 0;
+}
+
+static void bq_unlink(struct nd_swim *sw, struct bcast *b);
+static void bq_finish(struct nd_swim *sw, struct bcast *b);
+static void probe_end(struct nd_swim *sw);
+
+static void member_remove(struct nd_swim *sw, struct member *m)
+{
+    uint32_t i = m->idx;
+
+    for (int k = 0; k < 2; k++)
+        if (m->bc[k]) {
+            bq_unlink(sw, m->bc[k]);
+            bq_finish(sw, m->bc[k]);
+        }
+    if (sw->probe.active && sw->probe.m == m)
+        probe_end(sw);
+    nd_timer_cancel(&sw->wheel, &m->tsusp);
+    free(m->susp);
+    ht_del(sw, m);
+    sw->m[i] = sw->m[--sw->n];
+    sw->m[i]->idx = i;
+    if (sw->probe_idx > sw->n)
+        sw->probe_idx = sw->n;
+    (*state_gauge(sw, m->state))--;
+    free(m->meta);
+    free(m);
+}
+
+static void on_suspicion_timeout(struct nd_timer *t);
+
+static int set_meta(struct member *m, struct nd_gbytes meta)
+{
+    uint8_t *p = NULL;
+
+    if (meta.len == m->meta_len && (meta.len == 0 || memcmp(meta.p, m->meta, meta.len) == 0))
+        return 0;
+    if (meta.len && !(p = malloc(meta.len)))
+        return -1;
+    if (meta.len)
+        memcpy(p, meta.p, meta.len);
+    free(m->meta);
+    m->meta = p;
+    m->meta_len = (uint16_t)meta.len;
+    return 1;
+}
+
+/* Makes room by forgetting the oldest dead or left member. */
+static bool evict_one(struct nd_swim *sw)
+{
+    struct member *old = NULL;
+
+    for (uint32_t i = 0; i < sw->n; i++) {
+        struct member *m = sw->m[i];
+
+        if ((m->state == ND_GOSSIP_STATE_DEAD || m->state == ND_GOSSIP_STATE_LEFT) &&
+            m != sw->self && (!old || m->state_change < old->state_change))
+            old = m;
+    }
+    if (!old)
+        return false;
+    event(sw, old, ND_SWIM_EV_REAP);
+    member_remove(sw, old);
+    return true;
+}
+
+/* A new member in state dead (memberlist does this so that the alive that follows is a join),
+ * at a random place in the probe order. */
+static struct member *member_add(struct nd_swim *sw, struct nd_gbytes name)
+{
+    struct member *m;
+    uint32_t off;
+
+    if (sw->n >= sw->c.max_members && !evict_one(sw)) {
+        sw->mx.members_dropped++;
+        return NULL;
+    }
+    if (sw->n == sw->mcap) {
+        uint32_t cap = sw->mcap ? sw->mcap * 2 : 16;
+        struct member **a = realloc(sw->m, cap * sizeof *a);
+
+        if (!a)
+            return NULL;
+        sw->m = a;
+        sw->mcap = cap;
+    }
+    if ((sw->n + 1) * 2 > sw->htcap && ht_grow(sw) < 0)
+        return NULL;
+    m = calloc(1, sizeof *m + name.len + 1);
+    if (!m)
+        return NULL;
+    m->sw = sw;
+    memcpy(m->name, name.p, name.len);
+    m->name_len = (uint16_t)name.len;
+    m->hash = hash_name(name.p, name.len);
+    m->state = ND_GOSSIP_STATE_DEAD;
+    m->state_change = now(sw);
+    m->tokens = sw->c.alive_burst;
+    m->tokens_at = now(sw);
+    m->tsusp.cb = on_suspicion_timeout;
+    sw->mx.members_dead++;
+    ht_put(sw->ht, sw->htcap, m);
+    off = rnd_below(sw, sw->n + 1);
+    sw->m[sw->n] = m;
+    m->idx = sw->n;
+    if (off != sw->n) {
+        sw->m[sw->n] = sw->m[off];
+        sw->m[sw->n]->idx = sw->n;
+        sw->m[off] = m;
+        m->idx = off;
+    }
+    sw->n++;
+    sw->est++;
+    return m;
+}
+
+static void shuffle(struct nd_swim *sw)
+{
+    for (uint32_t i = sw->n; i > 1; i--) {
+        uint32_t j = rnd_below(sw, i);
+        struct member *t = sw->m[i - 1];
+
+        sw->m[i - 1] = sw->m[j];
+        sw->m[j] = t;
+        sw->m[i - 1]->idx = i - 1;
+        sw->m[j]->idx = j;
+    }
+}
+
+/* The per-member rate limit on accepted incarnation changes (hostile floods). */
+static bool take_token(struct nd_swim *sw, struct member *m)
+{
+    uint64_t t = now(sw), rate = sw->c.alive_rate_ms ? sw->c.alive_rate_ms : 1;
+
+    if (t > m->tokens_at) {
+        uint64_t add = (t - m->tokens_at) / rate;
+
+        if (add) {
+            m->tokens = (uint32_t)(m->tokens + add > sw->c.alive_burst ? sw->c.alive_burst
+                                                                       : m->tokens + add);
+            m->tokens_at += add * rate;
+        }
+    }
+    if (m->tokens == 0) {
+        sw->mx.alive_limited++;
+        return false;
+    }
+    m->tokens--;
+    return true;
+}
+
+/* ---- broadcast queue (memberlist TransmitLimitedQueue) ------------------------------------ */
+
+static void bq_unlink(struct nd_swim *sw, struct bcast *b)
+{
+    struct blist *l = &sw->q[b->transmits];
+
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        l->head = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    else
+        l->tail = b->prev;
+    b->next = b->prev = NULL;
+    sw->nq--;
+}
+
+static void bq_push_head(struct nd_swim *sw, struct bcast *b)
+{
+    struct blist *l = &sw->q[b->transmits];
+
+    b->prev = NULL;
+    b->next = l->head;
+    if (l->head)
+        l->head->prev = b;
+    else
+        l->tail = b;
+    l->head = b;
+    sw->nq++;
+}
+
+/* The broadcast is finished (sent enough, replaced, or dropped): release it. */
+static void bq_finish(struct nd_swim *sw, struct bcast *b)
+{
+    if (b->owner && b->owner->bc[b->kind] == b)
+        b->owner->bc[b->kind] = NULL;
+    if (b->notify)
+        sw->leave_notified = true;
+    free(b);
+}
+
+static void queue(struct nd_swim *sw, struct member *owner, int kind, const uint8_t *msg,
+                  size_t len, bool notify)
+{
+    struct bcast *b;
+
+    if (owner->bc[kind]) {
+        bq_unlink(sw, owner->bc[kind]);
+        bq_finish(sw, owner->bc[kind]);
+    }
+    b = malloc(sizeof *b + len);
+    if (!b) {
+        sw->mx.queue_dropped++;
+        return;
+    }
+    b->owner = owner;
+    b->kind = (uint8_t)kind;
+    b->notify = notify;
+    b->transmits = 0;
+    b->len = (uint32_t)len;
+    memcpy(b->msg, msg, len);
+    owner->bc[kind] = b;
+    bq_push_head(sw, b);
+    while (sw->nq > sw->c.max_queue) {
+        /* drop the oldest of those sent most */
+        for (int t = BQ_BUCKETS - 1; t >= 0; t--)
+            if (sw->q[t].tail) {
+                struct bcast *o = sw->q[t].tail;
+
+                bq_unlink(sw, o);
+                bq_finish(sw, o);
+                sw->mx.queue_dropped++;
+                break;
+            }
+    }
+}
+
+/* Picks broadcasts for a packet: the least sent first, newest first among equals, each that fits
+ * in what is left of `limit` (each costs `overhead` more). Parts point into the queue entries;
+ * finished entries wait on sw->done until bq_flush_done(). */
+static size_t get_broadcasts(struct nd_swim *sw, size_t overhead, size_t limit,
+                             struct nd_gbytes *parts, size_t maxparts)
+{
+    uint32_t tl = retransmit_limit(sw);
+    size_t used = 0, n = 0;
+    struct bcast *again = NULL;
+
+    for (uint32_t t = 0; t < BQ_BUCKETS && n < maxparts; t++) {
+        struct bcast *b = sw->q[t].head, *next;
+
+        for (; b && n < maxparts; b = next) {
+            next = b->next;
+            if (used + overhead >= limit)
+                break;
+            if (b->transmits >= tl) { /* the cluster shrank: drop what is sent enough */
+                bq_unlink(sw, b);
+                b->next = sw->done;
+                sw->done = b;
+                continue;
+            }
+            if (b->len > limit - used - overhead)
+                continue;
+            used += overhead + b->len;
+            parts[n++] = gb(b->msg, b->len);
+            bq_unlink(sw, b);
+            b->transmits++;
+            if (b->transmits >= tl) {
+                b->next = sw->done;
+                sw->done = b;
+            } else {
+                b->next = again;
+                again = b;
+            }
+        }
+    }
+    while (again) {
+        struct bcast *b = again;
+
+        again = b->next;
+        bq_push_head(sw, b);
+    }
+    return n;
+}
+
+static void bq_flush_done(struct nd_swim *sw)
+{
+    while (sw->done) {
+        struct bcast *b = sw->done;
+
+        sw->done = b->next;
+        bq_finish(sw, b);
+    }
+}
+
+/* ---- sending ------------------------------------------------------------------------------ */
+
+static bool want_crc(const struct member *m)
+{
+    return m && m->vsn[1] >= 5;
+}
+
+/* Sends one datagram: hasCrc when the peer speaks protocol 5, then encryption. */
+static void send_raw(struct nd_swim *sw, const struct nd_swim_addr *to, bool crc,
+                     const uint8_t *msg, size_t len)
+{
+    const uint8_t *p = msg;
+    size_t n = len;
+
+    if (crc) {
+        if (nd_gossip_crc_wrap(p, n, sw->ws + W_CRC, W_UDP, &n))
+            return;
+        p = sw->ws + W_CRC;
+    }
+    if (sw->keyed) {
+        uint8_t nonce[ND_GOSSIP_NONCE_LEN];
+
+        sw->io.random(sw->io.arg, nonce, sizeof nonce);
+        if (nd_gossip_encrypt(&sw->kr, nonce, p, n, NULL, 0, sw->ws + W_ENC, W_UDP + 64, &n))
+            return;
+        p = sw->ws + W_ENC;
+    }
+    sw->mx.pkts_out++;
+    sw->mx.bytes_out += n;
+    sw->io.send(sw->io.arg, to, p, n);
+}
+
+static size_t crypt_overhead(const struct nd_swim *sw)
+{
+    return sw->keyed ? ND_GOSSIP_CRYPT_OVERHEAD : 0;
+}
+
+/* Sends msg with as many broadcasts piggybacked as fit (memberlist sendMsg). */
+static void send_msg(struct nd_swim *sw, const struct nd_swim_addr *to, bool crc,
+                     const uint8_t *msg, size_t len)
+{
+    struct nd_gbytes parts[ND_GOSSIP_COMPOUND_MAX];
+    size_t budget = sw->c.udp_size, n, out;
+
+    parts[0] = gb(msg, len);
+    n = 1;
+    if (budget > len + COMPOUND_HDR + crypt_overhead(sw))
+        n += get_broadcasts(sw, COMPOUND_PART, budget - len - COMPOUND_HDR - crypt_overhead(sw),
+                            parts + 1, ND_GOSSIP_COMPOUND_MAX - 1);
+    sw->mx.msgs_out += n;
+    if (n == 1) {
+        send_raw(sw, to, crc, msg, len);
+    } else if (nd_gossip_compound_encode(parts, n, sw->ws + W_OUT, W_UDP, &out) == 0) {
+        send_raw(sw, to, crc, sw->ws + W_OUT, out);
+    }
+    bq_flush_done(sw);
+}
+
+static size_t enc(const struct nd_gossip_msg *m, uint8_t *buf)
+{
+    size_t len = 0;
+
+    if (nd_gossip_encode(m, buf, MSG_MAX, &len))
+        return 0;
+    return len;
+}
+
+static void encode_alive(struct nd_swim *sw, const struct member *m, uint8_t *buf, size_t *len)
+{
+    struct nd_gossip_msg a = {.type = ND_GOSSIP_ALIVE};
+
+    (void)sw;
+    a.u.alive.incarnation = m->incarnation;
+    a.u.alive.node = gb(m->name, m->name_len);
+    a.u.alive.addr = gb(m->addr.ip, m->addr.len);
+    a.u.alive.port = m->addr.port;
+    a.u.alive.meta = m->meta_len ? gb(m->meta, m->meta_len) : gb(NULL, 0);
+    memcpy(a.u.alive.vsn, m->vsn, ND_GOSSIP_VSN_LEN);
+    *len = enc(&a, buf);
+}
+
+static void queue_msg(struct nd_swim *sw, struct member *owner, const struct nd_gossip_msg *msg,
+                      bool notify)
+{
+    uint8_t buf[MSG_MAX];
+    size_t len = enc(msg, buf);
+
+    if (len)
+        queue(sw, owner, 0, buf, len, notify);
+}
+
+static void queue_alive(struct nd_swim *sw, struct member *m)
+{
+    uint8_t buf[MSG_MAX];
+    size_t len;
+
+    encode_alive(sw, m, buf, &len);
+    if (len)
+        queue(sw, m, 0, buf, len, false);
+}
+
+static void queue_susp_dead(struct nd_swim *sw, struct member *m, uint8_t type, uint32_t inc,
+                            struct nd_gbytes from, bool notify)
+{
+    struct nd_gossip_msg d = {.type = type};
+
+    d.u.suspect.incarnation = inc;
+    d.u.suspect.node = gb(m->name, m->name_len);
+    d.u.suspect.from = from;
+    queue_msg(sw, m, &d, notify);
+}
+
+static void fill_source(struct nd_swim *sw, struct nd_gbytes *addr, uint16_t *port,
+                        struct nd_gbytes *node)
+{
+    *addr = gb(sw->c.addr.ip, sw->c.addr.len);
+    *port = sw->c.addr.port;
+    *node = gb(sw->name, sw->name_len);
+}
+
+/* ---- serf clocks and intents -------------------------------------------------------------- */
+
+static void witness(uint64_t *clock, uint64_t v)
+{
+    if (v >= *clock)
+        *clock = v + 1;
+}
+
+static void queue_serf(struct nd_swim *sw, struct member *owner, const struct nd_serf_msg *sm,
+                       bool notify)
+{
+    uint8_t buf[MSG_MAX];
+    size_t len;
+
+    buf[0] = ND_GOSSIP_USER;
+    if (nd_serf_encode(sm, buf + 1, sizeof buf - 1, &len) == 0)
+        queue(sw, owner, 1, buf, len + 1, notify);
+}
+
+/* serf broadcastJoin: our join intent at the current time. */
+static void broadcast_join(struct nd_swim *sw)
+{
+    struct nd_serf_msg sm = {.type = ND_SERF_JOIN};
+
+    sm.u.join.ltime = sw->ltime;
+    sm.u.join.node = gb(sw->name, sw->name_len);
+    if (sw->self->serf_ltime < sw->ltime)
+        sw->self->serf_ltime = sw->ltime;
+    sw->self->leaving = false;
+    queue_serf(sw, sw->self, &sm, false);
+}
+
+/* serf handleNodeJoinIntent: true if it is news (to be re-broadcast). */
+static bool join_intent(struct nd_swim *sw, struct member *m, uint64_t ltime)
+{
+    witness(&sw->ltime, ltime);
+    if (!m || ltime <= m->serf_ltime)
+        return false;
+    m->serf_ltime = ltime;
+    if (m->leaving && (m->state == ND_GOSSIP_STATE_ALIVE || m->state == ND_GOSSIP_STATE_SUSPECT))
+        m->leaving = false;
+    return true;
+}
+
+/* serf handleNodeLeaveIntent. */
+static bool leave_intent(struct nd_swim *sw, struct member *m, uint64_t ltime)
+{
+    witness(&sw->ltime, ltime);
+    if (!m || ltime <= m->serf_ltime)
+        return false;
+    if (m == sw->self) {
+        if (!sw->leave_phase)
+            broadcast_join(sw); /* refute an old leave intent */
+        return false;
+    }
+    m->serf_ltime = ltime;
+    if (m->state == ND_GOSSIP_STATE_LEFT)
+        return true;
+    m->leaving = true;
+    return true;
+}
+
+static void handle_user(struct nd_swim *sw, const uint8_t *msg, size_t len)
+{
+    struct nd_serf_msg sm;
+    bool again = false;
+    struct member *m = NULL;
+
+    if (len < 2 || nd_serf_decode(msg + 1, len - 1, &sm)) {
+        sw->mx.decode_errors++;
+        return;
+    }
+    switch (sm.type) {
+    case ND_SERF_JOIN:
+        m = find_gb(sw, sm.u.join.node);
+        again = join_intent(sw, m, sm.u.join.ltime);
+        break;
+    case ND_SERF_LEAVE:
+        m = find_gb(sw, sm.u.leave.node);
+        again = leave_intent(sw, m, sm.u.leave.ltime);
+        break;
+    case ND_SERF_USER_EVENT:
+        witness(&sw->event_ltime, sm.u.event.ltime);
+        break;
+    case ND_SERF_QUERY:
+        witness(&sw->query_ltime, sm.u.query.ltime);
+        break;
+    default:
+        break;
+    }
+    if (again && m)
+        queue(sw, m, 1, msg, len, false);
+}
+
+/* ---- memberlist state transitions (state.go) --------------------------------------------- */
+
+static void refute(struct nd_swim *sw, uint32_t accused)
+{
+    struct member *me = sw->self;
+
+    me->incarnation++;
+    if (accused >= me->incarnation)
+        me->incarnation = accused + 1;
+    sw->mx.refutes++;
+    if (sw->health < (int)sw->c.awareness_max - 1)
+        sw->health++;
+    queue_alive(sw, me);
+}
+
+struct alive_in {
+    uint32_t incarnation;
+    struct nd_gbytes node, addr, meta;
+    uint16_t port;
+    const uint8_t *vsn; /* NULL: none */
+};
+
+static void alive_node(struct nd_swim *sw, const struct alive_in *a, bool bootstrap)
+{
+    struct member *m = find_gb(sw, a->node);
+    bool updates = false, is_new = false;
+
+    if (!name_ok(a->node) || (a->addr.len != 4 && a->addr.len != 16) ||
+        a->meta.len > ND_GOSSIP_META_MAX) {
+        sw->mx.decode_errors++;
+        return;
+    }
+    if (sw->leave_phase >= 2 && m == sw->self)
+        return;
+    if (a->vsn && (a->vsn[0] == 0 || a->vsn[1] == 0 || a->vsn[0] > a->vsn[1]))
+        return;
+    if (!m) {
+        if (!(m = member_add(sw, a->node)))
+            return;
+        set_addr(&m->addr, a->addr, a->port);
+        if (a->vsn)
+            memcpy(m->vsn, a->vsn, ND_GOSSIP_VSN_LEN);
+        is_new = true;
+    } else if (!addr_eq(&m->addr, a->addr, a->port)) {
+        if (m->state == ND_GOSSIP_STATE_LEFT) {
+            updates = true;
+        } else {
+            sw->mx.conflicts++;
+            return;
+        }
+    }
+    bool local = m == sw->self;
+
+    if (a->incarnation <= m->incarnation && !local && !updates && !is_new)
+        return;
+    if (a->incarnation < m->incarnation && local)
+        return;
+    if (!local && !is_new && !take_token(sw, m))
+        return;
+    nd_timer_cancel(&sw->wheel, &m->tsusp);
+    free(m->susp);
+    m->susp = NULL;
+
+    uint8_t old_state = m->state;
+    bool meta_changed = false;
+
+    if (!bootstrap && local) {
+        if (a->incarnation == m->incarnation &&
+            gb_eq(a->meta, (const char *)m->meta, m->meta_len) && a->vsn &&
+            memcmp(a->vsn, m->vsn, ND_GOSSIP_VSN_LEN) == 0)
+            return;
+        refute(sw, a->incarnation);
+        return;
+    }
+    if (a->vsn)
+        memcpy(m->vsn, a->vsn, ND_GOSSIP_VSN_LEN);
+    m->incarnation = a->incarnation;
+    int r = set_meta(m, a->meta);
+    if (r < 0)
+        return;
+    meta_changed = r > 0;
+    if (updates)
+        set_addr(&m->addr, a->addr, a->port);
+    queue_alive(sw, m);
+    if (m->state != ND_GOSSIP_STATE_ALIVE)
+        set_state(sw, m, ND_GOSSIP_STATE_ALIVE);
+    if (old_state == ND_GOSSIP_STATE_DEAD || old_state == ND_GOSSIP_STATE_LEFT) {
+        if (!is_new && old_state == ND_GOSSIP_STATE_LEFT)
+            m->leaving = false;
+        if (!is_new && old_state == ND_GOSSIP_STATE_DEAD)
+            m->leaving = false;
+        event(sw, m, ND_SWIM_EV_JOIN);
+    } else if (old_state == ND_GOSSIP_STATE_SUSPECT) {
+        event(sw, m, ND_SWIM_EV_ALIVE);
+        if (meta_changed || updates)
+            event(sw, m, ND_SWIM_EV_UPDATE);
+    } else if (meta_changed || updates) {
+        event(sw, m, ND_SWIM_EV_UPDATE);
+    }
+}
+
+static void dead_node(struct nd_swim *sw, uint32_t inc, struct nd_gbytes node,
+                      struct nd_gbytes from);
+
+static void on_suspicion_timeout(struct nd_timer *t)
+{
+    struct member *m = container_of(t, struct member, tsusp);
+    struct nd_swim *sw = m->sw;
+
+    if (m->state != ND_GOSSIP_STATE_SUSPECT)
+        return;
+    dead_node(sw, m->incarnation, gb(m->name, m->name_len), gb(sw->name, sw->name_len));
+}
+
+/* suspicion.go remainingSuspicionTime: max shrinks towards min as confirmations come in. */
+static uint64_t susp_timeout(const struct susp *s)
+{
+    double frac = log((double)s->n + 1.0) / log((double)s->k + 1.0);
+    double raw = (double)s->max / 1000.0 - frac * ((double)s->max - (double)s->min) / 1000.0;
+    uint64_t t = (uint64_t)floor(1000.0 * raw);
+
+    return t < s->min ? s->min : t;
+}
+
+static void suspect_node(struct nd_swim *sw, uint32_t inc, struct nd_gbytes node,
+                         struct nd_gbytes from)
+{
+    struct member *m = find_gb(sw, node);
+
+    if (!m || inc < m->incarnation)
+        return;
+    if (m->susp) {
+        struct susp *s = m->susp;
+        uint64_t h = hash_name(from.p, from.len);
+
+        if (s->n >= s->k)
+            return;
+        for (uint32_t i = 0; i < s->nfrom; i++)
+            if (s->from[i] == h)
+                return;
+        if (s->nfrom < SUSP_FROM_MAX)
+            s->from[s->nfrom++] = h;
+        s->n++;
+        uint64_t elapsed = now(sw) - s->start, to = susp_timeout(s);
+
+        if (nd_timer_armed(&m->tsusp))
+            nd_timer_arm(&sw->wheel, &m->tsusp, to > elapsed ? to - elapsed : 1);
+        queue_susp_dead(sw, m, ND_GOSSIP_SUSPECT, inc, from, false);
+        return;
+    }
+    if (m->state != ND_GOSSIP_STATE_ALIVE)
+        return;
+    if (m == sw->self) {
+        refute(sw, inc);
+        return;
+    }
+    struct susp *s = calloc(1, sizeof *s);
+
+    if (!s)
+        return;
+    queue_susp_dead(sw, m, ND_GOSSIP_SUSPECT, inc, from, false);
+    m->incarnation = inc;
+    set_state(sw, m, ND_GOSSIP_STATE_SUSPECT);
+    sw->mx.suspicions++;
+    s->k = sw->c.suspicion_mult >= 2 ? sw->c.suspicion_mult - 2 : 0;
+    if (sw->est < 2 || sw->est - 2 < s->k)
+        s->k = 0;
+    s->min = suspicion_min(sw);
+    s->max = s->min * sw->c.suspicion_max_mult;
+    s->start = now(sw);
+    s->from[0] = hash_name(from.p, from.len);
+    s->nfrom = 1;
+    m->susp = s;
+    nd_timer_arm(&sw->wheel, &m->tsusp, s->k < 1 ? s->min : s->max);
+    event(sw, m, ND_SWIM_EV_SUSPECT);
+}
+
+static void dead_node(struct nd_swim *sw, uint32_t inc, struct nd_gbytes node,
+                      struct nd_gbytes from)
+{
+    struct member *m = find_gb(sw, node);
+
+    if (!m || inc < m->incarnation)
+        return;
+    nd_timer_cancel(&sw->wheel, &m->tsusp);
+    free(m->susp);
+    m->susp = NULL;
+    if (m->state == ND_GOSSIP_STATE_DEAD || m->state == ND_GOSSIP_STATE_LEFT)
+        return;
+    if (m == sw->self) {
+        if (sw->leave_phase < 2) {
+            refute(sw, inc);
+            return;
+        }
+        queue_susp_dead(sw, m, ND_GOSSIP_DEAD, inc, from, true);
+    } else {
+        queue_susp_dead(sw, m, ND_GOSSIP_DEAD, inc, from, false);
+    }
+    m->incarnation = inc;
+    if (gb_eq(from, m->name, m->name_len)) {
+        set_state(sw, m, ND_GOSSIP_STATE_LEFT);
+        event(sw, m, ND_SWIM_EV_LEFT);
+    } else {
+        set_state(sw, m, ND_GOSSIP_STATE_DEAD);
+        if (m != sw->self)
+            sw->mx.deaths++;
+        event(sw, m, ND_SWIM_EV_FAILED);
+    }
+}
+
+/* ---- probing ------------------------------------------------------------------------------ */
+
+static void apply_health(struct nd_swim *sw, int delta)
+{
+    sw->health += delta;
+    if (sw->health < 0)
+        sw->health = 0;
+    if (sw->health > (int)sw->c.awareness_max - 1)
+        sw->health = (int)sw->c.awareness_max - 1;
+}
+
+static struct stream *stream_get(struct nd_swim *sw, uint32_t sid);
+static void stream_close(struct nd_swim *sw, struct stream *s);
+static struct stream *stream_open(struct nd_swim *sw, int kind, const struct nd_swim_addr *to);
+static int stream_send_msg(struct nd_swim *sw, struct stream *s, const uint8_t *msg, size_t len);
+static void probe_start(struct nd_swim *sw);
+
+static void probe_end(struct nd_swim *sw)
+{
+    struct stream *s;
+
+    sw->probe.active = false;
+    sw->probe.m = NULL;
+    nd_timer_cancel(&sw->wheel, &sw->t_phase);
+    if (sw->probe.tcp && (s = stream_get(sw, sw->probe.tcp_sid)))
+        stream_close(sw, s);
+    sw->probe.tcp = false;
+}
+
+static void probe_start(struct nd_swim *sw);
+
+static void probe_acked(struct nd_swim *sw)
+{
+    sw->mx.probe_acks++;
+    apply_health(sw, -1);
+    probe_end(sw);
+    if (sw->probe.due)
+        probe_start(sw);
+}
+
+static size_t encode_ping(struct nd_swim *sw, uint32_t seq, const struct member *target,
+                          uint8_t *buf)
+{
+    struct nd_gossip_msg p = {.type = ND_GOSSIP_PING};
+
+    p.u.ping.seq_no = seq;
+    p.u.ping.node = gb(target->name, target->name_len);
+    fill_source(sw, &p.u.ping.source_addr, &p.u.ping.source_port, &p.u.ping.source_node);
+    return enc(&p, buf);
+}
+
+static void probe_start(struct nd_swim *sw)
+{
+    struct member *m = NULL;
+    uint8_t ping[MSG_MAX];
+    size_t len;
+
+    sw->probe.due = false;
+    for (uint32_t checked = 0; checked <= sw->n;) {
+        if (sw->probe_idx >= sw->n) {
+            shuffle(sw);
+            sw->probe_idx = 0;
+            checked++;
+            continue;
+        }
+        struct member *c = sw->m[sw->probe_idx++];
+
+        if (c == sw->self || c->state == ND_GOSSIP_STATE_DEAD || c->state == ND_GOSSIP_STATE_LEFT) {
+            checked++;
+            continue;
+        }
+        m = c;
+        break;
+    }
+    if (!m)
+        return;
+    sw->probe.active = true;
+    sw->probe.m = m;
+    sw->probe.seq = ++sw->seq;
+    sw->probe.start = now(sw);
+    sw->probe.interval = (uint64_t)sw->c.probe_interval_ms * (uint64_t)(sw->health + 1);
+    sw->probe.nacks = sw->probe.expected_nacks = 0;
+    sw->probe.phase = 1;
+    sw->probe.tcp = false;
+    sw->mx.probes++;
+    len = encode_ping(sw, sw->probe.seq, m, ping);
+    if (!len) {
+        probe_end(sw);
+        return;
+    }
+    if (m->state == ND_GOSSIP_STATE_ALIVE) {
+        send_msg(sw, &m->addr, want_crc(m), ping, len);
+    } else {
+        struct nd_gossip_msg s = {.type = ND_GOSSIP_SUSPECT};
+        uint8_t sb[MSG_MAX];
+        size_t sl, out;
+        struct nd_gbytes parts[2];
+
+        s.u.suspect.incarnation = m->incarnation;
+        s.u.suspect.node = gb(m->name, m->name_len);
+        s.u.suspect.from = gb(sw->name, sw->name_len);
+        sl = enc(&s, sb);
+        parts[0] = gb(ping, len);
+        parts[1] = gb(sb, sl);
+        if (sl && nd_gossip_compound_encode(parts, 2, sw->ws + W_OUT, W_UDP, &out) == 0) {
+            sw->mx.msgs_out += 2;
+            send_raw(sw, &m->addr, want_crc(m), sw->ws + W_OUT, out);
+        }
+    }
+    nd_timer_arm(&sw->wheel, &sw->t_phase, sw->c.probe_timeout_ms);
+}
+
+static bool pick_ok_probe_helper(struct nd_swim *sw, const struct member *c)
+{
+    return c != sw->self && c != sw->probe.m && c->state == ND_GOSSIP_STATE_ALIVE;
+}
+
+static void probe_indirect(struct nd_swim *sw)
+{
+    struct member *m = sw->probe.m, *picked[16];
+    uint32_t k = sw->c.indirect_checks < 16 ? sw->c.indirect_checks : 16, np = 0;
+    uint8_t buf[MSG_MAX];
+
+    for (uint32_t tries = 0; tries < 3 * sw->n && np < k; tries++) {
+        struct member *c = sw->m[rnd_below(sw, sw->n)];
+        bool dup = false;
+
+        if (!pick_ok_probe_helper(sw, c))
+            continue;
+        for (uint32_t j = 0; j < np; j++)
+            dup |= picked[j] == c;
+        if (!dup)
+            picked[np++] = c;
+    }
+    for (uint32_t i = 0; i < np; i++) {
+        struct nd_gossip_msg ind = {.type = ND_GOSSIP_INDIRECT_PING};
+        size_t len;
+
+        ind.u.indirect_ping.seq_no = sw->probe.seq;
+        ind.u.indirect_ping.target = gb(m->addr.ip, m->addr.len);
+        ind.u.indirect_ping.port = m->addr.port;
+        ind.u.indirect_ping.node = gb(m->name, m->name_len);
+        ind.u.indirect_ping.nack = picked[i]->vsn[1] >= 4;
+        if (ind.u.indirect_ping.nack)
+            sw->probe.expected_nacks++;
+        fill_source(sw, &ind.u.indirect_ping.source_addr, &ind.u.indirect_ping.source_port,
+                    &ind.u.indirect_ping.source_node);
+        if ((len = enc(&ind, buf)))
+            send_msg(sw, &picked[i]->addr, want_crc(picked[i]), buf, len);
+        sw->mx.probes_indirect++;
+    }
+    if (sw->c.tcp_ping && m->vsn[1] >= 3) {
+        struct stream *s = stream_open(sw, ST_PING, &m->addr);
+        size_t len;
+
+        if (s) {
+            s->seq = sw->probe.seq;
+            sw->probe.tcp = true;
+            sw->probe.tcp_sid = s->sid;
+            sw->mx.probes_tcp++;
+            nd_timer_arm(&sw->wheel, &s->t, sw->probe.interval);
+            if ((len = encode_ping(sw, sw->probe.seq, m, buf)))
+                stream_send_msg(sw, s, buf, len);
+        }
+    }
+}
+
+static void on_phase(struct nd_timer *t)
+{
+    struct nd_swim *sw = container_of(t, struct nd_swim, t_phase);
+    uint64_t deadline = sw->probe.start + sw->probe.interval;
+
+    if (!sw->probe.active)
+        return;
+    if (sw->probe.phase == 1) {
+        sw->probe.phase = 2;
+        probe_indirect(sw);
+        if (!sw->probe.active)
+            return;
+        nd_timer_arm(&sw->wheel, &sw->t_phase, deadline > now(sw) ? deadline - now(sw) : 1);
+        return;
+    }
+    /* no ack by the deadline */
+    struct member *m = sw->probe.m;
+    int delta = 1;
+
+    if (sw->probe.expected_nacks > 0)
+        delta = sw->probe.nacks < sw->probe.expected_nacks
+                    ? (int)(sw->probe.expected_nacks - sw->probe.nacks)
+                    : 0;
+    apply_health(sw, delta);
+    sw->mx.probes_failed++;
+    uint32_t inc = m->incarnation;
+    char name[ND_GOSSIP_NAME_MAX];
+    size_t nl = m->name_len;
+
+    memcpy(name, m->name, nl);
+    probe_end(sw);
+    suspect_node(sw, inc, gb(name, nl), gb(sw->name, sw->name_len));
+    if (sw->probe.due)
+        probe_start(sw);
+}
+
+static void on_probe_tick(struct nd_timer *t)
+{
+    struct nd_swim *sw = container_of(t, struct nd_swim, t_probe);
+
+    nd_timer_arm(&sw->wheel, &sw->t_probe, sw->c.probe_interval_ms);
+    if (sw->probe.active)
+        sw->probe.due = true;
+    else
+        probe_start(sw);
+}
+
+/* ---- relaying indirect probes ------------------------------------------------------------- */
+
+static void send_ack(struct nd_swim *sw, const struct nd_swim_addr *to, bool crc, uint32_t seq)
+{
+    struct nd_gossip_msg a = {.type = ND_GOSSIP_ACK};
+    uint8_t buf[64];
+    size_t len;
+
+    a.u.ack.seq_no = seq;
+    if (nd_gossip_encode(&a, buf, sizeof buf, &len) == 0)
+        send_msg(sw, to, crc, buf, len);
+}
+
+static void on_relay_timeout(struct nd_timer *t)
+{
+    struct relay *r = container_of(t, struct relay, t);
+    struct nd_swim *sw = r->sw;
+
+    if (r->nack) {
+        struct nd_gossip_msg a = {.type = ND_GOSSIP_NACK};
+        uint8_t buf[64];
+        size_t len;
+
+        a.u.nack.seq_no = r->orig_seq;
+        if (nd_gossip_encode(&a, buf, sizeof buf, &len) == 0)
+            send_msg(sw, &r->to, r->crc, buf, len);
+    }
+    r->used = false;
+}
+
+static void handle_indirect(struct nd_swim *sw, const struct nd_swim_addr *from,
+                            const struct nd_gossip_indirect_ping *ind)
+{
+    struct relay *r = NULL;
+    struct nd_gossip_msg p = {.type = ND_GOSSIP_PING};
+    struct nd_swim_addr target;
+    uint8_t buf[MSG_MAX];
+    size_t len;
+
+    if (ind->target.len != 4 && ind->target.len != 16)
+        return;
+    for (uint32_t i = 0; i < sw->c.max_relays; i++)
+        if (!sw->relays[i].used) {
+            r = &sw->relays[i];
+            break;
+        }
+    if (!r) {
+        sw->mx.relays_dropped++;
+        return;
+    }
+    r->used = true;
+    r->nack = ind->nack;
+    r->orig_seq = ind->seq_no;
+    r->local_seq = ++sw->seq;
+    if (ind->source_addr.len && ind->source_port)
+        set_addr(&r->to, ind->source_addr, ind->source_port);
+    else
+        r->to = *from;
+    r->crc = want_crc(find_gb(sw, ind->source_node));
+    nd_timer_arm(&sw->wheel, &r->t, sw->c.probe_timeout_ms);
+    set_addr(&target, ind->target, ind->port);
+    p.u.ping.seq_no = r->local_seq;
+    p.u.ping.node = ind->node;
+    fill_source(sw, &p.u.ping.source_addr, &p.u.ping.source_port, &p.u.ping.source_node);
+    if ((len = enc(&p, buf)))
+        send_msg(sw, &target, want_crc(find_gb(sw, ind->node)), buf, len);
+}
+
+static void handle_ack(struct nd_swim *sw, uint32_t seq)
+{
+    if (sw->probe.active && seq == sw->probe.seq) {
+        probe_acked(sw);
+        return;
+    }
+    for (uint32_t i = 0; i < sw->c.max_relays; i++) {
+        struct relay *r = &sw->relays[i];
+
+        if (r->used && r->local_seq == seq) {
+            nd_timer_cancel(&sw->wheel, &r->t);
+            r->used = false;
+            send_ack(sw, &r->to, r->crc, r->orig_seq);
+            return;
+        }
+    }
+}
+
+/* ---- receiving datagrams ------------------------------------------------------------------ */
+
+struct rx {
+    struct nd_swim *sw;
+    const struct nd_swim_addr *from;
+};
+
+static void handle_msg(struct nd_swim *sw, const struct nd_swim_addr *from, const uint8_t *msg,
+                       size_t len)
+{
+    struct nd_gossip_msg m;
+
+    sw->mx.msgs_in++;
+    if (msg[0] == ND_GOSSIP_USER) {
+        handle_user(sw, msg, len);
+        return;
+    }
+    if (nd_gossip_decode(msg, len, &m)) {
+        sw->mx.decode_errors++;
+        return;
+    }
+    switch (m.type) {
+    case ND_GOSSIP_PING: {
+        struct nd_swim_addr to = *from;
+
+        if (m.u.ping.node.len && !gb_eq(m.u.ping.node, sw->name, sw->name_len))
+            return;
+        if (m.u.ping.source_addr.len && m.u.ping.source_port)
+            set_addr(&to, m.u.ping.source_addr, m.u.ping.source_port);
+        send_ack(sw, &to, want_crc(find_gb(sw, m.u.ping.source_node)), m.u.ping.seq_no);
+        break;
+    }
+    case ND_GOSSIP_INDIRECT_PING:
+        handle_indirect(sw, from, &m.u.indirect_ping);
+        break;
+    case ND_GOSSIP_ACK:
+        handle_ack(sw, m.u.ack.seq_no);
+        break;
+    case ND_GOSSIP_NACK:
+        if (sw->probe.active && m.u.nack.seq_no == sw->probe.seq)
+            sw->probe.nacks++;
+        break;
+    case ND_GOSSIP_SUSPECT:
+        if (name_ok(m.u.suspect.node))
+            suspect_node(sw, m.u.suspect.incarnation, m.u.suspect.node, m.u.suspect.from);
+        break;
+    case ND_GOSSIP_DEAD:
+        if (name_ok(m.u.dead.node))
+            dead_node(sw, m.u.dead.incarnation, m.u.dead.node, m.u.dead.from);
+        break;
+    case ND_GOSSIP_ALIVE: {
+        struct alive_in a = {.incarnation = m.u.alive.incarnation,
+                             .node = m.u.alive.node,
+                             .addr = m.u.alive.addr,
+                             .meta = m.u.alive.meta,
+                             .port = m.u.alive.port,
+                             .vsn = m.u.alive.has_vsn ? m.u.alive.vsn : NULL};
+
+        alive_node(sw, &a, false);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void on_walk(void *arg, const uint8_t *msg, size_t len)
+{
+    struct rx *rx = arg;
+
+    handle_msg(rx->sw, rx->from, msg, len);
+}
+
+/* ---- streams ------------------------------------------------------------------------------ */
+
+static void on_stream_timeout(struct nd_timer *t);
+
+static struct stream *stream_get(struct nd_swim *sw, uint32_t sid)
+{
+    uint32_t i = sid & 0xffff;
+
+    if (i >= sw->c.max_streams || sw->streams[i].kind == ST_FREE || sw->streams[i].sid != sid)
+        return NULL;
+    return &sw->streams[i];
+}
+
+static struct stream *stream_alloc(struct nd_swim *sw, int kind, const struct nd_swim_addr *peer)
+{
+    for (uint32_t i = 0; i < sw->c.max_streams; i++) {
+        struct stream *s = &sw->streams[i];
+
+        if (s->kind != ST_FREE)
+            continue;
+        s->kind = (uint8_t)kind;
+        s->sid = (uint32_t)++sw->stream_gen << 16 | i;
+        s->len = 0;
+        s->seq = 0;
+        s->peer = *peer;
+        sw->mx.streams++;
+        nd_timer_arm(&sw->wheel, &s->t, sw->c.tcp_timeout_ms);
+        return s;
+    }
+    sw->mx.streams_refused++;
+    return NULL;
+}
+
+static void stream_release(struct nd_swim *sw, struct stream *s)
+{
+    nd_timer_cancel(&sw->wheel, &s->t);
+    if (sw->probe.tcp && sw->probe.tcp_sid == s->sid)
+        sw->probe.tcp = false;
+    s->kind = ST_FREE;
+    free(s->in);
+    s->in = NULL;
+    s->len = s->cap = 0;
+    sw->mx.streams--;
+}
+
+static void stream_close(struct nd_swim *sw, struct stream *s)
+{
+    uint32_t sid = s->sid;
+
+    stream_release(sw, s);
+    sw->io.stream_close(sw->io.arg, sid);
+}
+
+static struct stream *stream_open(struct nd_swim *sw, int kind, const struct nd_swim_addr *to)
+{
+    struct stream *s = stream_alloc(sw, kind, to);
+
+    if (!s)
+        return NULL;
+    sw->mx.streams_out++;
+    if (sw->io.stream_open(sw->io.arg, s->sid, to)) {
+        sw->mx.stream_errors++;
+        stream_release(sw, s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Sends one message on a stream, sealed when encrypting. */
+static int stream_send_msg(struct nd_swim *sw, struct stream *s, const uint8_t *msg, size_t len)
+{
+    const uint8_t *p = msg;
+    uint8_t *sealed = NULL;
+    size_t n = len;
+    int r;
+
+    if (sw->keyed) {
+        uint8_t nonce[ND_GOSSIP_NONCE_LEN];
+
+        sealed = malloc(len + 5 + ND_GOSSIP_CRYPT_OVERHEAD);
+        if (!sealed)
+            return -1;
+        sw->io.random(sw->io.arg, nonce, sizeof nonce);
+        if (nd_gossip_stream_seal(&sw->kr, nonce, msg, len, sealed,
+                                  len + 5 + ND_GOSSIP_CRYPT_OVERHEAD, &n)) {
+            free(sealed);
+            return -1;
+        }
+        p = sealed;
+    }
+    sw->mx.stream_bytes_out += n;
+    r = sw->io.stream_send(sw->io.arg, s->sid, p, n);
+    free(sealed);
+    if (r < 0) {
+        sw->mx.stream_errors++;
+        stream_close(sw, s);
+    }
+    return r;
+}
+
+/* Our push/pull: every member's state, and serf's state as the user state. */
+static int send_state(struct nd_swim *sw, struct stream *s, bool join)
+{
+    struct nd_gossip_node_state *st = calloc(sw->n, sizeof *st);
+    struct nd_serf_status *ss = calloc(sw->n, sizeof *ss);
+    struct nd_gbytes *left = calloc(sw->n, sizeof *left);
+    struct nd_serf_msg sm = {.type = ND_SERF_PUSH_PULL};
+    size_t cap = 256, ucap = 64, ulen = 0, len = 0;
+    uint8_t *ubuf = NULL, *out = NULL;
+    int r = -1;
+
+    if (!st || !ss || !left)
+        goto out;
+    for (uint32_t i = 0; i < sw->n; i++) {
+        const struct member *m = sw->m[i];
+
+        st[i].name = gb(m->name, m->name_len);
+        st[i].addr = gb(m->addr.ip, m->addr.len);
+        st[i].port = m->addr.port;
+        st[i].meta = m->meta_len ? gb(m->meta, m->meta_len) : gb(NULL, 0);
+        st[i].incarnation = m->incarnation;
+        st[i].state = m->state;
+        memcpy(st[i].vsn, m->vsn, ND_GOSSIP_VSN_LEN);
+        ss[i].name = st[i].name;
+        ss[i].ltime = m->serf_ltime;
+        if (status_of(m) == ND_SWIM_LEFT)
+            left[sm.u.pp.nleft++] = st[i].name;
+        cap += 96 + m->name_len + m->meta_len;
+        ucap += 2 * (16 + (size_t)m->name_len);
+    }
+    sm.u.pp.ltime = sw->ltime;
+    sm.u.pp.event_ltime = sw->event_ltime;
+    sm.u.pp.query_ltime = sw->query_ltime;
+    sm.u.pp.nstatus = sw->n;
+    sm.u.pp.status = ss;
+    sm.u.pp.left = left;
+    if (!(ubuf = malloc(ucap)) || nd_serf_encode(&sm, ubuf, ucap, &ulen))
+        goto out;
+    cap += ulen;
+    if (!(out = malloc(cap)) ||
+        nd_gossip_pushpull_encode(join, st, sw->n, gb(ubuf, ulen), out, cap, &len))
+        goto out;
+    r = stream_send_msg(sw, s, out, len);
+out:
+    free(st);
+    free(ss);
+    free(left);
+    free(ubuf);
+    free(out);
+    return r;
+}
+
+/* memberlist mergeRemoteState, then serf's MergeRemoteState. */
+static void merge_state(struct nd_swim *sw, const struct nd_gossip_stream_msg *pm)
+{
+    struct nd_gbytes rest = gb(pm->body.p + pm->states_off, pm->states_len);
+    struct nd_gossip_node_state ns;
+    struct nd_serf_msg sm;
+    struct nd_serf_status st;
+    struct nd_gbytes name;
+    struct member *m;
+    uint32_t epoch;
+
+    sw->mx.pushpulls++;
+    for (uint32_t i = 0; i < pm->pp.nodes; i++) {
+        if (nd_gossip_node_state_decode(&rest, &ns)) {
+            sw->mx.decode_errors++;
+            return;
+        }
+        if (!name_ok(ns.name))
+            continue;
+        switch (ns.state) {
+        case ND_GOSSIP_STATE_ALIVE: {
+            struct alive_in a = {.incarnation = ns.incarnation,
+                                 .node = ns.name,
+                                 .addr = ns.addr,
+                                 .meta = ns.meta,
+                                 .port = ns.port,
+                                 .vsn = ns.has_vsn ? ns.vsn : NULL};
+
+            alive_node(sw, &a, false);
+            break;
+        }
+        case ND_GOSSIP_STATE_LEFT:
+            dead_node(sw, ns.incarnation, ns.name, ns.name);
+            break;
+        default:
+            suspect_node(sw, ns.incarnation, ns.name, gb(sw->name, sw->name_len));
+            break;
+        }
+    }
+    if (!pm->user.len || nd_serf_decode(pm->user.p, pm->user.len, &sm) ||
+        sm.type != ND_SERF_PUSH_PULL)
+        return;
+    if (sm.u.pp.ltime > 0)
+        witness(&sw->ltime, sm.u.pp.ltime - 1);
+    epoch = ++sw->pp_epoch;
+    rest = sm.u.pp.status_ltimes;
+    for (uint32_t i = 0; i < sm.u.pp.nstatus; i++) {
+        if (nd_serf_status_next(&rest, &st))
+            return;
+        if ((m = find_gb(sw, st.name))) {
+            m->pp_epoch = epoch;
+            m->pp_ltime = st.ltime;
+        }
+    }
+    rest = sm.u.pp.left_members;
+    for (uint32_t i = 0; i < sm.u.pp.nleft; i++) {
+        if (nd_serf_left_next(&rest, &name))
+            return;
+        if ((m = find_gb(sw, name)) && m->pp_epoch == epoch && m->pp_left != epoch) {
+            m->pp_left = epoch;
+            leave_intent(sw, m, m->pp_ltime + 1);
+        }
+    }
+    for (uint32_t i = 0; i < sw->n; i++) {
+        m = sw->m[i];
+        if (m->pp_epoch == epoch && m->pp_left != epoch)
+            join_intent(sw, m, m->pp_ltime);
+    }
+    if (sm.u.pp.event_ltime > 0)
+        witness(&sw->event_ltime, sm.u.pp.event_ltime - 1);
+    if (sm.u.pp.query_ltime > 0)
+        witness(&sw->query_ltime, sm.u.pp.query_ltime - 1);
+}
+
+static void stream_message(struct nd_swim *sw, struct stream *s,
+                           const struct nd_gossip_stream_msg *pm)
+{
+    struct nd_gossip_msg m;
+
+    switch (s->kind) {
+    case ST_IN:
+        if (pm->type == ND_GOSSIP_PUSH_PULL) {
+            if (send_state(sw, s, pm->pp.join) < 0) {
+                if (stream_get(sw, s->sid))
+                    stream_close(sw, s);
+                return;
+            }
+            merge_state(sw, pm);
+        } else if (pm->type == ND_GOSSIP_PING) {
+            uint8_t buf[64];
+            size_t len;
+            struct nd_gossip_msg a = {.type = ND_GOSSIP_ACK};
+
+            if (nd_gossip_decode_body(ND_GOSSIP_PING, pm->body.p, pm->body.len, &m) ||
+                (m.u.ping.node.len && !gb_eq(m.u.ping.node, sw->name, sw->name_len))) {
+                sw->mx.stream_errors++;
+                break;
+            }
+            a.u.ack.seq_no = m.u.ping.seq_no;
+            if (nd_gossip_encode(&a, buf, sizeof buf, &len) == 0 &&
+                stream_send_msg(sw, s, buf, len) < 0)
+                return;
+        } else if (pm->type == ND_GOSSIP_USER) {
+            uint8_t *u = malloc((size_t)pm->user.len + 1);
+
+            if (u && pm->user.len) {
+                u[0] = ND_GOSSIP_USER;
+                memcpy(u + 1, pm->user.p, pm->user.len);
+                handle_user(sw, u, (size_t)pm->user.len + 1);
+            }
+            free(u);
+        } else {
+            sw->mx.stream_errors++;
+        }
+        break;
+    case ST_PP:
+    case ST_JOIN:
+        if (pm->type != ND_GOSSIP_PUSH_PULL) {
+            sw->mx.stream_errors++;
+            break;
+        }
+        merge_state(sw, pm);
+        if (s->kind == ST_JOIN) {
+            /* serf Join: announce ourselves once memberlist joined */
+            broadcast_join(sw);
+            sw->ltime++;
+        }
+        break;
+    case ST_PING:
+        if (pm->type == ND_GOSSIP_ACK &&
+            nd_gossip_decode_body(ND_GOSSIP_ACK, pm->body.p, pm->body.len, &m) == 0 &&
+            sw->probe.active && sw->probe.tcp && sw->probe.tcp_sid == s->sid &&
+            m.u.ack.seq_no == sw->probe.seq) {
+            sw->probe.tcp = false;
+            stream_close(sw, s);
+            probe_acked(sw);
+            return;
+        }
+        break;
+    }
+    if (stream_get(sw, s->sid))
+        stream_close(sw, s);
+}
+
+static void on_stream_timeout(struct nd_timer *t)
+{
+    struct stream *s = container_of(t, struct stream, t);
+    struct nd_swim *sw = s->sw;
+
+    if (s->kind != ST_PING)
+        sw->mx.stream_errors++;
+    stream_close(sw, s);
+}
+
+/* ---- periodic work ------------------------------------------------------------------------ */
+
+static void on_gossip(struct nd_timer *t)
+{
+    struct nd_swim *sw = container_of(t, struct nd_swim, t_gossip);
+    struct member *picked[16];
+    uint32_t k = sw->c.gossip_nodes < 16 ? sw->c.gossip_nodes : 16, np = 0;
+
+    nd_timer_arm(&sw->wheel, &sw->t_gossip, sw->c.gossip_interval_ms);
+    if (!sw->nq)
+        return;
+    for (uint32_t tries = 0; tries < 3 * sw->n && np < k; tries++) {
+        struct member *c = sw->m[rnd_below(sw, sw->n)];
+        bool dup = false;
+
+        if (c == sw->self || c->state == ND_GOSSIP_STATE_LEFT ||
+            (c->state == ND_GOSSIP_STATE_DEAD &&
+             now(sw) - c->state_change > sw->c.gossip_to_dead_ms))
+            continue;
+        for (uint32_t j = 0; j < np; j++)
+            dup |= picked[j] == c;
+        if (!dup)
+            picked[np++] = c;
+    }
+    size_t avail = sw->c.udp_size - COMPOUND_HDR - crypt_overhead(sw);
+
+    for (uint32_t i = 0; i < np; i++) {
+        struct nd_gbytes parts[ND_GOSSIP_COMPOUND_MAX];
+        size_t n = get_broadcasts(sw, COMPOUND_PART, avail, parts, ND_GOSSIP_COMPOUND_MAX), out;
+
+        if (!n) {
+            bq_flush_done(sw);
+            return;
+        }
+        sw->mx.msgs_out += n;
+        if (n == 1)
+            send_raw(sw, &picked[i]->addr, want_crc(picked[i]), parts[0].p, parts[0].len);
+        else if (nd_gossip_compound_encode(parts, n, sw->ws + W_OUT, W_UDP, &out) == 0)
+            send_raw(sw, &picked[i]->addr, want_crc(picked[i]), sw->ws + W_OUT, out);
+        bq_flush_done(sw);
+    }
+}
+
+static void on_pushpull(struct nd_timer *t)
+{
+    struct nd_swim *sw = container_of(t, struct nd_swim, t_pp);
+    struct member *c = NULL;
+    struct stream *s;
+
+    nd_timer_arm(&sw->wheel, &sw->t_pp, pushpull_scaled(sw));
+    for (uint32_t tries = 0; tries < 3 * sw->n; tries++) {
+        struct member *x = sw->m[rnd_below(sw, sw->n)];
+
+        if (x != sw->self && x->state == ND_GOSSIP_STATE_ALIVE) {
+            c = x;
+            break;
+        }
+    }
+    if (c && (s = stream_open(sw, ST_PP, &c->addr)))
+        send_state(sw, s, false);
+}
+
+/* serf reconnect: now and then, a push/pull (join) with a random failed member, so that a
+ * healed partition merges again. Expected once per interval per failed member cluster-wide. */
+static void on_reconnect(struct nd_timer *t)
+{
+    struct nd_swim *sw = container_of(t, struct nd_swim, t_reconnect);
+    struct member *pick = NULL;
+    uint32_t failed = 0, alive;
+    struct stream *s;
+
+    nd_timer_arm(&sw->wheel, &sw->t_reconnect, sw->c.reconnect_interval_ms);
+    for (uint32_t i = 0; i < sw->n; i++) {
+        struct member *m = sw->m[i];
+
+        if (m->state == ND_GOSSIP_STATE_DEAD && !m->leaving && rnd_below(sw, ++failed) == 0)
+            pick = m;
+    }
+    if (!pick)
+        return;
+    alive = sw->mx.members_alive + sw->mx.members_suspect;
+    if ((double)(rnd(sw) >> 11) / 9007199254740992.0 > (double)failed / (alive ? alive : 1))
+        return;
+    if ((s = stream_open(sw, ST_PP, &pick->addr)))
+        send_state(sw, s, true);
+}
+
+/* Forgets dead and left members after reap_ms; re-estimates the cluster size. */
+static void on_reap(struct nd_timer *t)
+{
+    struct nd_swim *sw = container_of(t, struct nd_swim, t_reap);
+    uint32_t est = 0;
+
+    nd_timer_arm(&sw->wheel, &sw->t_reap, REAP_EVERY_MS);
+    for (uint32_t i = 0; i < sw->n;) {
+        struct member *m = sw->m[i];
+        bool gone = m->state == ND_GOSSIP_STATE_DEAD || m->state == ND_GOSSIP_STATE_LEFT;
+        uint64_t age = now(sw) - m->state_change;
+
+        if (gone && m != sw->self && age > sw->c.reap_ms) {
+            event(sw, m, ND_SWIM_EV_REAP);
+            member_remove(sw, m);
+            continue;
+        }
+        if (!gone || age <= sw->c.gossip_to_dead_ms)
+            est++;
+        i++;
+    }
+    sw->est = est ? est : 1;
+}
+
+static void leave_dead(struct nd_swim *sw)
+{
+    struct member *me = sw->self;
+
+    sw->leave_phase = 2;
+    sw->leave_notified = false;
+    dead_node(sw, me->incarnation, gb(me->name, me->name_len), gb(me->name, me->name_len));
+    if (sw->mx.members_alive + sw->mx.members_suspect == 0)
+        sw->leave_phase = 3;
+    else
+        nd_timer_arm(&sw->wheel, &sw->t_leave, LEAVE_WAIT_MS);
+}
+
+static void leave_step(struct nd_swim *sw)
+{
+    if (sw->leave_phase == 1 && sw->leave_notified) {
+        nd_timer_cancel(&sw->wheel, &sw->t_leave);
+        leave_dead(sw);
+    }
+    if (sw->leave_phase == 2 && sw->leave_notified) {
+        nd_timer_cancel(&sw->wheel, &sw->t_leave);
+        sw->leave_phase = 3;
+    }
+}
+
+static void on_leave_timeout(struct nd_timer *t)
+{
+    struct nd_swim *sw = container_of(t, struct nd_swim, t_leave);
+
+    if (sw->leave_phase == 1)
+        leave_dead(sw);
+    else if (sw->leave_phase == 2)
+        sw->leave_phase = 3;
+}
+
+/* ---- API ---------------------------------------------------------------------------------- */
+
+void nd_swim_config_lan(struct nd_swim_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->probe_interval_ms = 1000;
+    c->probe_timeout_ms = 500;
+    c->indirect_checks = 3;
+    c->retransmit_mult = 4;
+    c->suspicion_mult = 4;
+    c->suspicion_max_mult = 6;
+    c->awareness_max = 8;
+    c->gossip_interval_ms = 200;
+    c->gossip_nodes = 3;
+    c->gossip_to_dead_ms = 30000;
+    c->pushpull_interval_ms = 30000;
+    c->tcp_timeout_ms = 10000;
+    c->reconnect_interval_ms = 30000;
+    c->udp_size = 1400;
+    c->tcp_ping = true;
+    c->reap_ms = 86400000;
+    c->max_members = 65536;
+    c->max_queue = 4096;
+    c->max_streams = 32;
+    c->max_relays = 64;
+    c->stream_max = 4u << 20;
+    c->alive_burst = 16;
+    c->alive_rate_ms = 1000;
+}
+
+size_t nd_swim_workspace_size(uint32_t stream_max)
+{
+    return W_STREAM + (size_t)stream_max;
+}
+
+static void advance(struct nd_swim *sw, uint64_t now_ms)
+{
+    nd_wheel_advance(&sw->wheel, now_ms);
+    leave_step(sw);
+}
+
+struct nd_swim *nd_swim_new(const struct nd_swim_config *c, const struct nd_swim_io *io,
+                            uint64_t now_ms, int *err)
+{
+    struct nd_swim *sw;
+    struct nd_serf_tag tags[64];
+    size_t nl = c->name ? strlen(c->name) : 0, ml = 0;
+    int e = ND_GOSSIP_E_VALUE;
+
+    if (!nl || nl > ND_GOSSIP_NAME_MAX || (c->addr.len != 4 && c->addr.len != 16) ||
+        !c->addr.port || !io || !io->send || !io->stream_open || !io->stream_send ||
+        !io->stream_close || !io->random || !c->probe_interval_ms || !c->gossip_interval_ms ||
+        c->max_streams == 0 || c->max_streams > 0xffff || c->max_members < 2 || c->udp_size < 128 ||
+        c->udp_size > W_UDP - 256 || c->stream_max < 65536 ||
+        c->stream_max > ND_GOSSIP_STREAM_MAX || c->ntags > 64 || c->awareness_max < 1 ||
+        (c->workspace && c->workspace_len < nd_swim_workspace_size(c->stream_max)))
+        goto fail;
+    for (size_t i = 0; i < c->ntags; i++) {
+        tags[i].key = gb(c->tags[i].key, strlen(c->tags[i].key));
+        tags[i].value = gb(c->tags[i].value, strlen(c->tags[i].value));
+    }
+    e = ND_GOSSIP_E_SPACE;
+    if (!(sw = calloc(1, sizeof *sw)))
+        goto fail;
+    sw->meta_len = 0;
+    if (c->ntags) {
+        int r = nd_serf_tags_encode(tags, c->ntags, sw->meta, sizeof sw->meta, &ml);
+
+        if (r) {
+            free(sw);
+            e = r == ND_GOSSIP_E_SPACE ? ND_GOSSIP_E_LIMIT : r;
+            goto fail;
+        }
+        sw->meta_len = (uint32_t)ml;
+    }
+    sw->c = *c;
+    sw->c.name = NULL;
+    sw->io = *io;
+    sw->c.tags = NULL;
+    sw->c.ntags = 0;
+    sw->c.keyring = NULL;
+    nd_keyring_init(&sw->kr);
+    if (c->keyring && c->keyring->n) {
+        sw->kr = *c->keyring;
+        sw->keyed = true;
+    }
+    nd_wheel_init(&sw->wheel, now_ms);
+    io->random(io->arg, &sw->rng, sizeof sw->rng);
+    sw->rng |= 1;
+    if (c->workspace) {
+        sw->ws = c->workspace;
+        sw->ws_len = c->workspace_len;
+    } else {
+        sw->ws_len = nd_swim_workspace_size(c->stream_max);
+        sw->ws = malloc(sw->ws_len);
+        sw->ws_own = true;
+    }
+    sw->name = strdup(c->name);
+    sw->name_len = nl;
+    sw->htcap = 16;
+    sw->ht = calloc(sw->htcap, sizeof *sw->ht);
+    sw->relays = calloc(c->max_relays ? c->max_relays : 1, sizeof *sw->relays);
+    sw->streams = calloc(c->max_streams, sizeof *sw->streams);
+    if (!sw->ws || !sw->name || !sw->ht || !sw->relays || !sw->streams)
+        goto fail_free;
+    for (uint32_t i = 0; i < c->max_relays; i++) {
+        sw->relays[i].sw = sw;
+        sw->relays[i].t.cb = on_relay_timeout;
+    }
+    for (uint32_t i = 0; i < c->max_streams; i++) {
+        sw->streams[i].sw = sw;
+        sw->streams[i].t.cb = on_stream_timeout;
+    }
+    sw->ltime = sw->event_ltime = sw->query_ltime = 1; /* serf starts its clocks at 1 */
+    sw->est = 1;
+
+    /* memberlist setAlive: ourselves, incarnation 1, announced */
+    struct alive_in a = {.incarnation = 1,
+                         .node = gb(sw->name, nl),
+                         .addr = gb(c->addr.ip, c->addr.len),
+                         .meta = gb(sw->meta, sw->meta_len),
+                         .port = c->addr.port,
+                         .vsn = self_vsn};
+
+    alive_node(sw, &a, true);
+    sw->self = find(sw, sw->name, nl);
+    if (!sw->self)
+        goto fail_free;
+    sw->est = 1;
+
+    sw->t_probe.cb = on_probe_tick;
+    sw->t_phase.cb = on_phase;
+    sw->t_gossip.cb = on_gossip;
+    sw->t_pp.cb = on_pushpull;
+    sw->t_reap.cb = on_reap;
+    sw->t_leave.cb = on_leave_timeout;
+    sw->t_reconnect.cb = on_reconnect;
+    /* random stagger, as memberlist's triggerFunc */
+    nd_timer_arm(&sw->wheel, &sw->t_probe, 1 + rnd_below(sw, c->probe_interval_ms));
+    nd_timer_arm(&sw->wheel, &sw->t_gossip, 1 + rnd_below(sw, c->gossip_interval_ms));
+    if (c->pushpull_interval_ms)
+        nd_timer_arm(&sw->wheel, &sw->t_pp, 1 + rnd_below(sw, c->pushpull_interval_ms));
+    nd_timer_arm(&sw->wheel, &sw->t_reap, REAP_EVERY_MS);
+    if (c->reconnect_interval_ms)
+        nd_timer_arm(&sw->wheel, &sw->t_reconnect, 1 + rnd_below(sw, c->reconnect_interval_ms));
+    return sw;
+
+fail_free:
+    nd_swim_free(sw);
+    e = ND_GOSSIP_E_SPACE;
+fail:
+    if (err)
+        *err = e;
+    return NULL;
+}
+
+void nd_swim_free(struct nd_swim *sw)
+{
+    if (!sw)
+        return;
+    if (sw->streams)
+        for (uint32_t i = 0; i < sw->c.max_streams; i++)
+            if (sw->streams[i].kind != ST_FREE)
+                stream_close(sw, &sw->streams[i]);
+    while (sw->n)
+        member_remove(sw, sw->m[sw->n - 1]);
+    for (uint32_t t = 0; t < BQ_BUCKETS; t++)
+        while (sw->q[t].head) {
+            struct bcast *b = sw->q[t].head;
+
+            bq_unlink(sw, b);
+            free(b);
+        }
+    nd_keyring_wipe(&sw->kr);
+    if (sw->ws_own)
+        free(sw->ws);
+    free(sw->m);
+    free(sw->ht);
+    free(sw->relays);
+    free(sw->streams);
+    free(sw->name);
+    free(sw);
+}
+
+int nd_swim_join(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *seeds, size_t n)
+{
+    int started = 0;
+
+    advance(sw, now_ms);
+    for (size_t i = 0; i < n; i++) {
+        struct stream *s = stream_open(sw, ST_JOIN, &seeds[i]);
+
+        if (s && send_state(sw, s, true) == 0)
+            started++;
+    }
+    return started;
+}
+
+void nd_swim_leave(struct nd_swim *sw, uint64_t now_ms)
+{
+    struct nd_serf_msg sm = {.type = ND_SERF_LEAVE};
+
+    advance(sw, now_ms);
+    if (sw->leave_phase)
+        return;
+    sm.u.leave.ltime = sw->ltime++;
+    sm.u.leave.node = gb(sw->name, sw->name_len);
+    sw->self->serf_ltime = sm.u.leave.ltime;
+    sw->self->leaving = true;
+    sw->leave_phase = 1;
+    sw->leave_notified = false;
+    if (sw->mx.members_alive + sw->mx.members_suspect <= 1) { /* only ourselves */
+        leave_dead(sw);
+        return;
+    }
+    queue_serf(sw, sw->self, &sm, true);
+    nd_timer_arm(&sw->wheel, &sw->t_leave, LEAVE_WAIT_MS);
+}
+
+bool nd_swim_leave_done(const struct nd_swim *sw)
+{
+    return sw->leave_phase == 3;
+}
+
+void nd_swim_packet(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *from,
+                    const uint8_t *p, size_t n)
+{
+    struct rx rx = {.sw = sw, .from = from};
+    int e;
+
+    advance(sw, now_ms);
+    sw->mx.pkts_in++;
+    sw->mx.bytes_in += n;
+    if (n == 0 || n > W_UDP) {
+        sw->mx.decode_errors++;
+        return;
+    }
+    if (sw->keyed) {
+        size_t pl;
+
+        if (nd_gossip_decrypt(&sw->kr, p, n, NULL, 0, sw->ws + W_PLAIN, W_UDP, &pl) || !pl) {
+            sw->mx.decrypt_errors++;
+            return;
+        }
+        p = sw->ws + W_PLAIN;
+        n = pl;
+    }
+    e = nd_gossip_packet_walk(p, n, sw->ws + W_WALK, W_UDP, on_walk, &rx);
+    if (e)
+        sw->mx.decode_errors++;
+    leave_step(sw);
+}
+
+int nd_swim_stream_accept(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *from,
+                          uint32_t *sid)
+{
+    struct stream *s;
+
+    advance(sw, now_ms);
+    if (!(s = stream_alloc(sw, ST_IN, from)))
+        return ND_GOSSIP_E_LIMIT;
+    sw->mx.streams_in++;
+    *sid = s->sid;
+    return 0;
+}
+
+void nd_swim_stream_input(struct nd_swim *sw, uint64_t now_ms, uint32_t sid, const uint8_t *p,
+                          size_t n)
+{
+    struct stream *s;
+    struct nd_gossip_stream_msg pm;
+    int e;
+
+    advance(sw, now_ms);
+    if (!(s = stream_get(sw, sid)) || !n)
+        return;
+    sw->mx.stream_bytes_in += n;
+    if (s->len + n > (size_t)sw->c.stream_max + 64) {
+        sw->mx.stream_errors++;
+        stream_close(sw, s);
+        return;
+    }
+    if (s->len + n > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        uint8_t *b;
+
+        while (cap < s->len + n)
+            cap *= 2;
+        if (!(b = realloc(s->in, cap))) {
+            stream_close(sw, s);
+            return;
+        }
+        s->in = b;
+        s->cap = cap;
+    }
+    memcpy(s->in + s->len, p, n);
+    s->len += n;
+    e = nd_gossip_stream_parse(s->in, s->len, sw->keyed ? &sw->kr : NULL, sw->ws + W_STREAM,
+                               sw->c.stream_max, &pm);
+    if (e == ND_GOSSIP_E_TRUNC)
+        return;
+    if (e) {
+        if (e == ND_GOSSIP_E_PLAIN || e == ND_GOSSIP_E_KEY || e == ND_GOSSIP_E_DECRYPT)
+            sw->mx.decrypt_errors++;
+        else
+            sw->mx.stream_errors++;
+        stream_close(sw, s);
+        return;
+    }
+    stream_message(sw, s, &pm);
+    leave_step(sw);
+}
+
+void nd_swim_stream_end(struct nd_swim *sw, uint64_t now_ms, uint32_t sid)
+{
+    struct stream *s;
+
+    advance(sw, now_ms);
+    if (!(s = stream_get(sw, sid)))
+        return;
+    if (s->kind != ST_IN || s->len)
+        sw->mx.stream_errors++;
+    stream_release(sw, s);
+}
+
+void nd_swim_tick(struct nd_swim *sw, uint64_t now_ms)
+{
+    advance(sw, now_ms);
+}
+
+int nd_swim_next_ms(const struct nd_swim *sw)
+{
+    return nd_wheel_next(&sw->wheel);
+}
+
+const struct nd_swim_metrics *nd_swim_metrics(struct nd_swim *sw)
+{
+    sw->mx.health = (uint32_t)sw->health;
+    sw->mx.queued = sw->nq;
+    return &sw->mx;
+}
+
+void nd_swim_each(struct nd_swim *sw, void (*fn)(void *arg, const struct nd_swim_member *m),
+                  void *arg)
+{
+    struct nd_swim_member info;
+
+    for (uint32_t i = 0; i < sw->n; i++) {
+        member_info(sw, sw->m[i], &info);
+        fn(arg, &info);
+    }
+}
+
+int nd_swim_find(struct nd_swim *sw, const char *name, struct nd_swim_member *m)
+{
+    struct member *x = find(sw, name, strlen(name));
+
+    if (!x)
+        return -1;
+    member_info(sw, x, m);
+    return 0;
+}
+
+const char *nd_swim_status_name(unsigned status)
+{
+    static const char *const names[] = {"alive", "leaving", "left", "failed"};
+
+    return status < 4 ? names[status] : "unknown";
+}
+
+const char *nd_swim_state_name(unsigned state)
+{
+    static const char *const names[] = {"alive", "suspect", "dead", "left"};
+
+    return state < 4 ? names[state] : "unknown";
+}
+
+const char *nd_swim_addr_str(const struct nd_swim_addr *a, char *buf, size_t cap)
+{
+    if (a->len == 4) {
+        snprintf(buf, cap, "%u.%u.%u.%u:%u", a->ip[0], a->ip[1], a->ip[2], a->ip[3], a->port);
+    } else {
+        char *p = buf;
+        size_t left = cap;
+        int w = snprintf(p, left, "[");
+
+        for (int i = 0; i < 16 && w > 0 && (size_t)w < left; i += 2) {
+            p += w;
+            left -= (size_t)w;
+            w = snprintf(p, left, "%s%x", i ? ":" : "", a->ip[i] << 8 | a->ip[i + 1]);
+        }
+        if (w > 0 && (size_t)w < left) {
+            p += w;
+            left -= (size_t)w;
+            snprintf(p, left, "]:%u", a->port);
+        }
+    }
+    return buf;
+}

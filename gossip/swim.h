@@ -1,0 +1,78 @@
+/*
+ * SWIM membership engine: memberlist 0.2.2's failure detector and dissemination (probe, indirect
+ * probes with nack, TCP fallback ping, suspicion with confirmations, refutation, Lifeguard
+ * awareness, piggybacked and gossiped broadcasts, push/pull anti-entropy, join, leave, reaping)
+ * with serf 0.9.4's intents and Lamport clocks on top, over the wire layer (wire.h, serf.h,
+ * keyring.h). Pure: no sockets, no clock, no threads; see swim-t.h for struct nd_swim_io.
+ *
+ * Use:
+ *     struct nd_swim_config c; nd_swim_config_lan(&c); c.name = ...; c.addr = ...;
+ *     sw = nd_swim_new(&c, &io, now, &err);
+ *     nd_swim_join(sw, now, seeds, n);
+ *     loop: nd_swim_packet() / nd_swim_stream_*() as I/O arrives, nd_swim_tick(sw, now) when
+ *           nd_swim_next_ms() says; all with the current monotonic time in ms.
+ *     nd_swim_leave(sw, now); keep looping until nd_swim_leave_done() (or a timeout);
+ *     nd_swim_free(sw).
+ * Every entry point first runs the timers that are due at now. Not thread-safe: one thread per
+ * engine. Memory is bounded by the config's max_* limits.
+ */
+#ifndef NODUS_GOSSIP_SWIM_H
+#define NODUS_GOSSIP_SWIM_H
+
+#include "swim-t.h"
+
+struct nd_swim;
+
+/* memberlist DefaultLANConfig plus nodus's bounds; name and addr are left empty. */
+void nd_swim_config_lan(struct nd_swim_config *c);
+/* Bytes of workspace an engine needs for a given stream_max. */
+size_t nd_swim_workspace_size(uint32_t stream_max);
+
+/* Creates an engine and announces itself (alive, incarnation 1). NULL with *err set to a
+ * negative ND_GOSSIP_E_* code: E_VALUE for a bad config, E_LIMIT for tags over 512 bytes,
+ * E_SPACE when out of memory. */
+struct nd_swim *nd_swim_new(const struct nd_swim_config *c, const struct nd_swim_io *io,
+                            uint64_t now_ms, int *err);
+/* Frees everything; open streams are closed through io->stream_close. */
+void nd_swim_free(struct nd_swim *sw);
+
+/* Starts a join (TCP push/pull with Join = true) to each seed. Returns how many were started.
+ * Joins complete later; nd_swim_metrics()->pushpulls and the member table tell. */
+int nd_swim_join(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *seeds, size_t n);
+/* Graceful leave: a serf leave intent, then (once it has been sent enough or after 5 s) a dead
+ * message about ourselves. Keep calling nd_swim_tick until nd_swim_leave_done(). */
+void nd_swim_leave(struct nd_swim *sw, uint64_t now_ms);
+bool nd_swim_leave_done(const struct nd_swim *sw);
+
+/* A UDP datagram arrived from `from`. */
+void nd_swim_packet(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *from,
+                    const uint8_t *p, size_t n);
+
+/* A TCP connection was accepted: 0 and *sid, or ND_GOSSIP_E_LIMIT (max_streams: close it). */
+int nd_swim_stream_accept(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *from,
+                          uint32_t *sid);
+/* Bytes arrived on a stream. */
+void nd_swim_stream_input(struct nd_swim *sw, uint64_t now_ms, uint32_t sid, const uint8_t *p,
+                          size_t n);
+/* The peer closed the stream or it failed (connect refused, reset): the engine forgets sid and
+ * will not call stream_close for it. */
+void nd_swim_stream_end(struct nd_swim *sw, uint64_t now_ms, uint32_t sid);
+
+/* Runs the timers due at now_ms. */
+void nd_swim_tick(struct nd_swim *sw, uint64_t now_ms);
+/* Milliseconds until the engine next needs nd_swim_tick (-1: never). */
+int nd_swim_next_ms(const struct nd_swim *sw);
+
+const struct nd_swim_metrics *nd_swim_metrics(struct nd_swim *sw);
+/* Calls fn for every member, ourselves included, in table order. */
+void nd_swim_each(struct nd_swim *sw, void (*fn)(void *arg, const struct nd_swim_member *m),
+                  void *arg);
+/* Looks a member up by name; 0 and *m, or -1. */
+int nd_swim_find(struct nd_swim *sw, const char *name, struct nd_swim_member *m);
+/* Name of a serf status ("alive", "leaving", "left", "failed") or state. */
+const char *nd_swim_status_name(unsigned status);
+const char *nd_swim_state_name(unsigned state);
+/* Formats an address as "1.2.3.4:7946" or "[::1]:7946" into buf (at least 64 bytes). */
+const char *nd_swim_addr_str(const struct nd_swim_addr *a, char *buf, size_t cap);
+
+#endif
