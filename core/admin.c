@@ -242,9 +242,12 @@ static int h_index(const struct nd_admin_ops *ops, struct nd_sbuf *out, const ch
 
 static int h_stats(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
 {
-    (void)ops;
     *ctype = CT_PROM;
-    return nd_metrics_render(out) == 0 ? 200 : 500;
+    if (nd_metrics_render(out) != 0)
+        return 500;
+    if (ops->metrics)
+        ops->metrics(ops->arg, out);
+    return out->oom ? 500 : 200;
 }
 
 static int h_config(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)

@@ -34,6 +34,8 @@ struct nd_admin_ops {
     void *arg;
     /* Appends the gossip members as JSON to out: 0, 1 when gossip is off, -1 on error. */
     int (*members)(void *arg, struct nd_sbuf *out);
+    /* Optional: appends metrics the main thread owns (gossip) to a scrape. */
+    void (*metrics)(void *arg, struct nd_sbuf *out);
 };
 
 /* Handles one admin request. Returns the HTTP status; *ctype is set to the content type (a static

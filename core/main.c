@@ -21,6 +21,7 @@
 #include <wolfssl/version.h>
 
 #include "../gossip/gossip_posix.h"
+#include "../gossip/swim.h"
 #include "admin.h"
 #include "config.h"
 #include "http1.h"
@@ -178,6 +179,48 @@ static void admin_answer(int fd, int status, const char *ctype, const char *body
         write_all(fd, body, len);
 }
 
+/* The gossip engine's counters, as nodus_gossip_* (docs/metrics.md). */
+static void gossip_metrics(void *arg, struct nd_sbuf *out)
+{
+    const struct nd_swim_metrics *m;
+
+    (void)arg;
+    if (!gossip)
+        return;
+    m = nd_swim_metrics(nd_gossip_posix_engine(gossip));
+    nd_sbuf_printf(out,
+                   "# HELP nodus_gossip_members Gossip members known, by state.\n"
+                   "# TYPE nodus_gossip_members gauge\n"
+                   "nodus_gossip_members{state=\"alive\"} %u\n"
+                   "nodus_gossip_members{state=\"suspect\"} %u\n"
+                   "nodus_gossip_members{state=\"dead\"} %u\n"
+                   "nodus_gossip_members{state=\"left\"} %u\n"
+                   "# HELP nodus_gossip_health Lifeguard local health score (0 is healthy).\n"
+                   "# TYPE nodus_gossip_health gauge\n"
+                   "nodus_gossip_health %u\n",
+                   m->members_alive, m->members_suspect, m->members_dead, m->members_left,
+                   m->health);
+#define C(name, field, help)                                                                       \
+    nd_sbuf_printf(out, "# HELP nodus_gossip_" name "_total " help "\n# TYPE nodus_gossip_" name   \
+                        "_total counter\nnodus_gossip_" name "_total %llu\n",                    \
+                   (unsigned long long)m->field)
+    C("probes", probes, "Probes sent.");
+    C("probes_failed", probes_failed, "Probes that got no ack, directly or indirectly.");
+    C("suspicions", suspicions, "Members this node marked suspect.");
+    C("deaths", deaths, "Members this node marked dead.");
+    C("refutes", refutes, "Suspicions or deaths of this node it refuted.");
+    C("packets_in", pkts_in, "UDP packets received.");
+    C("packets_out", pkts_out, "UDP packets sent.");
+    C("bytes_in", bytes_in, "Bytes received (UDP and TCP).");
+    C("bytes_out", bytes_out, "Bytes sent (UDP and TCP).");
+    C("pushpulls", pushpulls, "Push/pull state exchanges.");
+    C("decode_errors", decode_errors, "Malformed packets or messages dropped.");
+    C("decrypt_errors", decrypt_errors, "Packets no key opened, or plaintext while keyed.");
+    C("alive_limited", alive_limited, "Incarnation changes dropped by the rate limit.");
+    C("members_dropped", members_dropped, "New members refused: the table is full.");
+#undef C
+}
+
 static int members_json(void *arg, struct nd_sbuf *out)
 {
     (void)arg;
@@ -185,7 +228,8 @@ static int members_json(void *arg, struct nd_sbuf *out)
 }
 
 static const struct nd_admin_ops admin_ops = {
-    .reload = reload, .ready = is_ready, .config = current_config, .members = members_json};
+    .reload = reload, .ready = is_ready, .config = current_config, .members = members_json,
+    .metrics = gossip_metrics};
 
 static void admin_read(int i)
 {

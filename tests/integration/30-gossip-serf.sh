@@ -93,6 +93,10 @@ LUA
     wait_for 10 "nodus sees serf1 alive" is nodus_status alive "serf1-$mode" >/dev/null
     json=$(curl -s "http://$ADMIN/members")
     assert_contains "$json" "\"role\": \"db\"" "GET /members carries serf1's tags"
+    curl -s -o "$T/metrics" "http://$ADMIN/stats/prometheus"
+    grep -Eq '^nodus_gossip_members\{state="alive"\} [2-9]' "$T/metrics" ||
+        die "nodus_gossip_members{state=alive} does not count serf1: $(grep gossip_members "$T/metrics")"
+    grep -Eq '^nodus_gossip_probes_total [0-9]+' "$T/metrics" || die "no gossip probe counter"
 
     # serf joins nodus; serf1 hears of serf2 through nodus
     start_serf "serf2-$mode" "$s2" "$s2rpc" "${enc[@]}" -join "127.0.0.1:$g"
