@@ -157,6 +157,45 @@ after=$(metric nodus_upstream_cx_total)
 [ $((after - before)) -le 1 ] || die "100 requests opened $((after - before)) upstream connections"
 log "keep-alive: 100 requests, 1 client connection, $((after - before)) new upstream connection(s)"
 
+# reload (SIGHUP): the new snapshot takes over the engine's listener; a client connection
+# opened before it keeps working after it
+in_cli python3 - "$NODE" >"$T/held.out" 2>&1 <<'PY' &
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 8080), timeout=10)
+def get(path):
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    d = b""
+    while not d.endswith(b"hello from nginx\n"):
+        d += s.recv(4096)
+    return d.startswith(b"HTTP/1.1 200")
+ok = get(b"/before")
+time.sleep(1.5)
+print(ok and get(b"/after"))
+PY
+held=$!
+sleep 0.5
+kill -HUP "$NODUS_PID"
+for ((i = 0; i < 50; i++)); do grep -q 'configuration reloaded' "$NODUS_LOG" && break; sleep 0.1; done
+grep -q 'configuration reloaded' "$NODUS_LOG" || die "no reload"
+got=$(in_cli curl -sS --max-time 5 "http://$NODE:8080/after-reload")
+assert_eq "hello from nginx" "$got" "GET after a reload"
+wait "$held" || true
+assert_eq True "$(cat "$T/held.out")" "a connection opened before the reload, used after it"
+
+# configuration errors name the file and line
+bad=$(write_file bad.lua <<'LUA'
+node { io = "dpdk" }
+dpdk {
+  ports = { { dev = "net_af_packet0,iface=m0", ip = "198.18.0.2/24" },
+            { dev = "net_af_packet1,iface=m1", ip = "198.18.0.200/25" } },
+}
+listener "v6" { listen = "[::1]:8080", plugins = { router { { match = { prefix = "/" }, direct_response = { status = 200 } } } } }
+LUA
+)
+out=$("$NODUS" check "$bad" 2>&1) && die "a bad dpdk block was accepted"
+assert_contains "$out" "bad.lua:2: dpdk: ports[2]: subnet 198.18.0.200/25 overlaps ports[1]'s"
+assert_contains "$out" "bad.lua:6: listener \"v6\": io = \"dpdk\" listens on IPv4 addresses only"
+
 # 100 MB each way
 transfers clean 60
 
