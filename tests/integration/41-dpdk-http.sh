@@ -121,11 +121,13 @@ stop_node() {
 transfers() { # LABEL MAXTIME: 100 MB down (nginx) and up (peer), sha256 both ends
     local label=$1 max=$2 t0 got
     t0=$EPOCHREALTIME
-    got=$(in_cli curl -sS --max-time "$max" "http://$NODE:8080/files/big" | sha256sum | cut -d' ' -f1)
+    got=$(in_cli curl -sS --max-time "$max" "http://$NODE:8080/files/big" 2>"$T/curl.err" |
+        sha256sum | cut -d' ' -f1) || die "$label: download failed after $(elapsed "$t0") s: $(cat "$T/curl.err")"
     assert_eq "$BIG_SHA" "$got" "$label: 100 MB download"
     log "$label: 100 MB download in $(elapsed "$t0") s"
     t0=$EPOCHREALTIME
-    got=$(in_cli curl -sS --max-time "$max" -T "$T/big" -H 'Expect:' "http://$NODE:8080/up")
+    got=$(in_cli curl -sS --max-time "$max" -T "$T/big" -H 'Expect:' "http://$NODE:8080/up" \
+        2>"$T/curl.err") || die "$label: upload failed after $(elapsed "$t0") s: $(cat "$T/curl.err")"
     assert_eq "100000000 $BIG_SHA" "$got" "$label: 100 MB upload"
     log "$label: 100 MB upload in $(elapsed "$t0") s"
 }
