@@ -30,6 +30,7 @@
 
 #include "../gossip/keyring.h"
 #include "../gossip/serf.h"
+#include "../dpdk/net/conf.h"
 #include "buf.h"
 #include "cfg_internal.h"
 #include "log.h"
@@ -53,7 +54,9 @@
 
 #define MARKER_MT "nodus.plugin"
 
-enum decl_kind { DECL_NODE = 1, DECL_ADMIN, DECL_IDENTITY, DECL_GOSSIP, DECL_CLUSTER, DECL_LISTENER };
+enum decl_kind {
+    DECL_NODE = 1, DECL_ADMIN, DECL_IDENTITY, DECL_GOSSIP, DECL_CLUSTER, DECL_LISTENER, DECL_DPDK
+};
 
 /* What a plugin constructor returns (a full userdata; its user value 1 is the argument table). */
 struct marker {
@@ -906,10 +909,26 @@ static int dir_gossip(lua_State *L)
     return 0;
 }
 
+static int dir_dpdk(lua_State *L)
+{
+    struct nd_loader *ld = loader_of(L);
+    int line = current_line(L, 1);
+
+    if (lua_type(L, 1) != LUA_TTABLE) {
+        nd_loader_error(
+            ld, line,
+            "dpdk: expected a table: dpdk { ports = { { dev = \"...\", ip = \"...\" } } }");
+        return 0;
+    }
+    add_decl(L, DECL_DPDK, 0, line, 1);
+    return 0;
+}
+
 static const char *kind_name(int kind)
 {
     return kind == DECL_CLUSTER    ? "cluster"
            : kind == DECL_LISTENER ? "listener"
+           : kind == DECL_DPDK     ? "dpdk"
            : kind == DECL_NODE     ? "node"
            : kind == DECL_IDENTITY ? "identity"
            : kind == DECL_GOSSIP   ? "gossip"
@@ -1086,6 +1105,8 @@ static int setup(lua_State *L)
     lua_setfield(L, env, "identity");
     lua_pushcfunction(L, dir_gossip);
     lua_setfield(L, env, "gossip");
+    lua_pushcfunction(L, dir_dpdk);
+    lua_setfield(L, env, "dpdk");
     lua_pushinteger(L, DECL_CLUSTER);
     lua_pushcclosure(L, dir_named, 1);
     lua_setfield(L, env, "cluster");
@@ -1325,6 +1346,104 @@ static void build_admin(struct nd_loader *ld, int tbl, int line)
 
 /* identity { ca, cert, key } or identity { ca_dir, id, ttl }: paths resolved against the file's
  * directory; the files themselves are read when the configuration is applied. */
+/* dpdk { args = { ... }, ports = { { dev, ip } }, routes = { { dst, via } },
+ *        fault = { drop, duplicate, reorder, seed }, idle_sleep_us = N }: checked by the
+ * nd_dpdk_conf_* calls of dpdk/net/conf.h, whose messages follow "file:line: dpdk: ". */
+static void build_dpdk(struct nd_loader *ld, int tbl, int line)
+{
+    static const char *const fault_keys[] = {"drop", "duplicate", "reorder", "seed", NULL};
+    struct nd_config *cfg = ld->cfg;
+    struct nodus_cfg *c = nd_cfg_new(ld, tbl, line, "dpdk"), *t, *e;
+    struct nd_dpdk_conf *dc = xcalloc(ld->L, 1, sizeof(*dc));
+    char err[256];
+    const char *a, *b;
+    long long v;
+    bool ok = true;
+
+    cfg->dpdk.enabled = true;
+    cfg->dpdk.line = line;
+    cfg->dpdk.net = dc;
+    cfg->dpdk.idle_sleep_us = 100;
+    nd_dpdk_conf_init(dc);
+    if (nodus_cfg_table(c, "args", &t) == 1)
+        for (size_t i = 0; i < nodus_cfg_len(t); i++) {
+            if (nodus_cfg_str_at(t, i, &a) != 1)
+                nd_cfg_error_at(t, i, "must be a string"), ok = false;
+            else if (nd_dpdk_conf_add_arg(dc, a, err, sizeof(err)) < 0)
+                nodus_cfg_error(c, "%s", err), ok = false;
+        }
+    if (nodus_cfg_table(c, "ports", &t) == 1)
+        for (size_t i = 0; i < nodus_cfg_len(t); i++) {
+            if (nodus_cfg_at(t, i, &e) != 1) {
+                nd_cfg_error_at(t, i, "must be a table { dev = \"...\", ip = \"A.B.C.D/LEN\" }");
+                ok = false;
+            } else if (nodus_cfg_str(e, "dev", &a) != 1 || nodus_cfg_str(e, "ip", &b) != 1) {
+                nd_cfg_error_at(t, i, "'dev' and 'ip' are required");
+                ok = false;
+            } else if (nd_dpdk_conf_add_port(dc, a, b, err, sizeof(err)) < 0) {
+                nodus_cfg_error(c, "%s", err), ok = false;
+            }
+        }
+    if (nodus_cfg_table(c, "routes", &t) == 1)
+        for (size_t i = 0; i < nodus_cfg_len(t); i++) {
+            if (nodus_cfg_at(t, i, &e) != 1) {
+                nd_cfg_error_at(t, i,
+                                "must be a table { dst = \"A.B.C.D/LEN\", via = \"A.B.C.D\" }");
+                ok = false;
+            } else if (nodus_cfg_str(e, "dst", &a) != 1 || nodus_cfg_str(e, "via", &b) != 1) {
+                nd_cfg_error_at(t, i, "'dst' and 'via' are required");
+                ok = false;
+            } else if (nd_dpdk_conf_add_route(dc, a, b, err, sizeof(err)) < 0) {
+                nodus_cfg_error(c, "%s", err), ok = false;
+            }
+        }
+    if (nodus_cfg_table(c, "fault", &t) == 1)
+        for (const char *const *k = fault_keys; *k; k++) {
+            int ty = nd_cfg_push(t, *k);
+            double d = lua_tonumber(ld->L, -1);
+
+            lua_pop(ld->L, 1);
+            if (ty == LUA_TNIL)
+                continue;
+            if (ty != LUA_TNUMBER)
+                nodus_cfg_error(c, "fault: '%s' must be a number", *k), ok = false;
+            else if (nd_dpdk_conf_set_fault(dc, *k, d, err, sizeof(err)) < 0)
+                nodus_cfg_error(c, "%s", err), ok = false;
+        }
+    if (nodus_cfg_int(c, "idle_sleep_us", 0, 100000, &v) == 1)
+        cfg->dpdk.idle_sleep_us = (uint32_t)v;
+    if (ok && nd_dpdk_conf_validate(dc, err, sizeof(err)) < 0)
+        nodus_cfg_error(c, "%s", err);
+}
+
+/* With node.io = "dpdk": a dpdk { } block, and IPv4 listeners and endpoints (the user-space
+ * TCP is IPv4 only). */
+static void check_dpdk(struct nd_loader *ld, int node_line)
+{
+    struct nd_config *cfg = ld->cfg;
+
+    if (cfg->node.io != ND_IO_DPDK)
+        return;
+    if (!cfg->dpdk.enabled) {
+        nd_loader_error(ld, node_line, "node: io = \"dpdk\" needs a dpdk { ports = ... } block");
+        return;
+    }
+    for (unsigned i = 0; i < cfg->nlisteners; i++)
+        if (cfg->listeners[i].addr.ss.ss_family != AF_INET)
+            nd_loader_error(ld, cfg->listeners[i].line,
+                            "listener \"%s\": io = \"dpdk\" listens on IPv4 addresses only",
+                            cfg->listeners[i].name);
+    for (unsigned i = 0; i < cfg->nclusters; i++)
+        for (unsigned j = 0; j < cfg->clusters[i].neps; j++)
+            if (cfg->clusters[i].eps[j].addr.ss.ss_family != AF_INET) {
+                nd_loader_error(ld, cfg->clusters[i].line,
+                                "cluster \"%s\": io = \"dpdk\" connects to IPv4 endpoints "
+                                "only, not %s",
+                                cfg->clusters[i].name, cfg->clusters[i].eps[j].addr.text);
+                break;
+            }
+}
+
 static void build_identity(struct nd_loader *ld, int tbl, int line)
 {
     static const char *const keys[] = {"ca", "cert", "key", "ca_dir", "id"};
@@ -2031,7 +2150,7 @@ static int build(lua_State *L)
 {
     struct nd_loader *ld = lua_touserdata(L, 1);
     struct nd_config *cfg = ld->cfg;
-    int decls, top, node_line = 0, admin_line = 0, identity_line = 0, gossip_line = 0;
+    int decls, top, node_line = 0, admin_line = 0, identity_line = 0, gossip_line = 0, dpdk_line = 0;
     unsigned ncl = 0, nli = 0, total_eps = 0;
     lua_Integer n;
     struct decl d;
@@ -2055,7 +2174,7 @@ static int build(lua_State *L)
     cfg->clusters = xcalloc(L, ncl, sizeof(*cfg->clusters));
     cfg->listeners = xcalloc(L, nli, sizeof(*cfg->listeners));
 
-    for (int pass = DECL_NODE; pass <= DECL_LISTENER; pass++) {
+    for (int pass = DECL_NODE; pass <= DECL_DPDK; pass++) {
         for (lua_Integer i = 1; i <= n; i++) {
             get_decl(L, decls, i, &d);
             if (d.kind != pass) {
@@ -2066,11 +2185,13 @@ static int build(lua_State *L)
             case DECL_NODE:
             case DECL_ADMIN:
             case DECL_IDENTITY:
-            case DECL_GOSSIP: {
+            case DECL_GOSSIP:
+            case DECL_DPDK: {
                 int *seen = d.kind == DECL_NODE       ? &node_line
                             : d.kind == DECL_ADMIN    ? &admin_line
                             : d.kind == DECL_IDENTITY ? &identity_line
-                                                      : &gossip_line;
+                            : d.kind == DECL_GOSSIP   ? &gossip_line
+                                                      : &dpdk_line;
 
                 if (*seen)
                     nd_loader_error(ld, d.line, "%s: declared twice (first at line %d)",
@@ -2079,6 +2200,8 @@ static int build(lua_State *L)
                     build_node(ld, d.tbl, d.line);
                 else if (d.kind == DECL_ADMIN)
                     build_admin(ld, d.tbl, d.line);
+                else if (d.kind == DECL_DPDK)
+                    build_dpdk(ld, d.tbl, d.line);
                 else if (d.kind == DECL_IDENTITY)
                     build_identity(ld, d.tbl, d.line);
                 else
@@ -2097,6 +2220,7 @@ static int build(lua_State *L)
         }
     }
     check_addresses(ld);
+    check_dpdk(ld, node_line);
     for (struct nodus_cfg *c = ld->cfgs; c; c = c->next)
         nd_cfg_check_unknown(c);
     return 0;
@@ -2323,6 +2447,7 @@ void nd_config_free(struct nd_config *cfg)
     free(cfg->identity.key);
     free(cfg->identity.ca_dir);
     free(cfg->identity.id);
+    free(cfg->dpdk.net);
     free(cfg->file);
     free(cfg);
 }

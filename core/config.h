@@ -14,6 +14,7 @@
 #include "http1.h"
 
 struct nodus_plugin;
+struct nd_dpdk_conf;
 
 #define ND_MAX_WORKERS 64
 
@@ -164,6 +165,13 @@ struct nd_config {
     } admin;
     struct nd_identity_conf identity;
     struct nd_gossip_conf gossip;
+    /* dpdk { args, ports, routes, fault, idle_sleep_us }: used with node.io = "dpdk" only */
+    struct {
+        bool enabled;
+        int line;
+        struct nd_dpdk_conf *net; /* validated (dpdk/net/conf.h); malloc'd */
+        uint32_t idle_sleep_us;   /* idle back-off of a worker's poll, default 100; 0: spin */
+    } dpdk;
     struct nd_cluster_conf *clusters;
     unsigned nclusters;
     struct nd_listener_conf *listeners;

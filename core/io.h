@@ -31,11 +31,14 @@ typedef void (*nd_conn_cb)(struct nd_conn *c, unsigned events);
 struct nd_stream;
 
 struct nd_conn {
-    int fd;            /* posix: the socket; -1 when closed */
+    int fd; /* posix: the socket; other backends: >= 0 while open. -1 when closed
+             * (the core tests fd >= 0 for "open") */
     nd_conn_cb cb;
     struct nd_worker *w;
     struct nd_stream *st; /* stream plugins between the owner and the network, or NULL
                            * (owners read and write through nd_conn_read/_writev, stream.h) */
+    void *priv;           /* the backend's, while open (dpdk: its connection or listener
+                           * record); posix leaves it NULL. Owners zero it with the rest. */
 };
 
 struct nd_io_ops {
@@ -49,7 +52,12 @@ struct nd_io_ops {
     int (*poll)(struct nd_worker *w, int timeout_ms);
     /* Wakes a worker sleeping in poll (from another thread). */
     void (*wake)(struct nd_worker *w);
-    /* Starts watching an existing listening handle (created by listen_open) on this worker. */
+    /* Main thread: opens the listening socket of one worker for a (fd, or -errno); the snapshot
+     * keeps it in l->fd. NULL: the backend has no kernel sockets and listens in listen_add, per
+     * worker, on the address of the listener whose handle l is (struct nd_listen_handle). */
+    int (*listen_open)(const struct nd_addr *a, int backlog);
+    /* Starts watching a listening handle on this worker. Listeners are level-triggered: the
+     * callback comes again while connections wait to be accepted. */
     int (*listen_add)(struct nd_worker *w, struct nd_conn *l);
     void (*listen_del)(struct nd_worker *w, struct nd_conn *l);
     /* Accepts one connection into c (its cb and w set by the caller). 0, -EAGAIN, or -errno.

@@ -235,6 +235,7 @@ const struct nd_io_ops nd_io_posix = {
     .worker_fini = px_worker_fini,
     .poll = px_poll,
     .wake = px_wake,
+    .listen_open = nd_posix_listen_socket,
     .listen_add = px_listen_add,
     .listen_del = px_listen_del,
     .accept = px_accept,

@@ -30,11 +30,15 @@
 #include "plugin_host.h"
 #include "proxy.h"
 #include "worker.h"
+#include "../dpdk/io_dpdk.h"
+#include "../dpdk/net/conf.h"
 #include "../plugins/mtls/node.h"
 
 static const char *config_file;
 static struct nd_gossip_posix *gossip; /* gossip { }, on this thread's loop */
 static atomic_int ready_flag;
+static const struct nd_io_ops *run_io = &nd_io_posix; /* the backend of this run */
+static struct nd_dpdk_conf run_dpdk;                  /* its dpdk { } (io = "dpdk") */
 
 static void print_errors(const struct nd_errors *e)
 {
@@ -86,8 +90,11 @@ static int reload(void *arg, struct nd_sbuf *msg)
             return -1;
         }
     }
-    if (cfg->node.workers != nd_rt.nworkers || cfg->node.io != ND_IO_POSIX)
+    if (cfg->node.workers != nd_rt.nworkers ||
+        (cfg->node.io == ND_IO_DPDK) != (run_io == &nd_io_dpdk))
         nd_warn("reload: node.workers and node.io take effect at restart only");
+    else if (run_io == &nd_io_dpdk && memcmp(cfg->dpdk.net, &run_dpdk, sizeof(run_dpdk)) != 0)
+        nd_warn("reload: the dpdk { } block takes effect at restart only");
     intern_names(cfg);
     if (nd_snap_publish(cfg, &err) < 0) {
         nd_err("reload rejected: %s", err ? err : "out of memory");
@@ -330,11 +337,6 @@ static int cmd_run(const char *file)
         return 1;
     }
     nd_log_level = cfg->node.log_level;
-    if (cfg->node.io != ND_IO_POSIX) {
-        fprintf(stderr, "%s: node.io = \"dpdk\" is not available in this build yet\n", file);
-        nd_config_free(cfg);
-        return 1;
-    }
     if (cfg->node.access_log && nd_access_log_open(cfg->node.access_log) < 0)
         nd_warn("access log %s: %s", cfg->node.access_log, strerror(errno));
     sigemptyset(&sigs);
@@ -360,6 +362,31 @@ static int cmd_run(const char *file)
         }
     }
     nd_rt.nworkers = cfg->node.workers;
+    if (cfg->node.io == ND_IO_DPDK) {
+        /* EAL and ports before the workers (their threads inherit the blocked signals); the
+         * admin listener stays on a kernel socket */
+        char derr[512];
+
+        if (nd_io_dpdk_start(cfg->dpdk.net, cfg->node.workers, cfg->dpdk.idle_sleep_us, derr,
+                             sizeof(derr)) < 0) {
+            fprintf(stderr, "%s:%d: dpdk: %s\n", file, cfg->dpdk.line, derr);
+            nd_config_free(cfg);
+            return 3;
+        }
+        if (nd_io_dpdk_queues() < cfg->node.workers) {
+            fprintf(stderr,
+                    "%s: node.workers = %u, but the DPDK ports have %u queue pair(s) each "
+                    "(net_af_packet: qpairs=N; a NIC: RSS)\n",
+                    file, cfg->node.workers, nd_io_dpdk_queues());
+            nd_io_dpdk_stop();
+            nd_config_free(cfg);
+            return 1;
+        }
+        run_io = &nd_io_dpdk;
+        run_dpdk = *cfg->dpdk.net;
+        nd_metrics_set_extra(nd_io_dpdk_metrics);
+    }
+    nd_rt.io = run_io;
     if (cfg->admin.enabled) {
         afd = nd_posix_listen_socket(&cfg->admin.addr, 64);
         if (afd < 0) {
@@ -382,14 +409,25 @@ static int cmd_run(const char *file)
         nd_config_free(cfg);
         return 1;
     }
-    if ((i = nd_workers_start(cfg->node.workers, &nd_io_posix)) < 0) {
+    if ((i = nd_workers_start(cfg->node.workers, run_io)) < 0) {
         fprintf(stderr, "nodus: cannot start workers: %s\n", strerror(-i));
         return 1;
     }
     nd_info("nodus %s: node \"%s\", %u worker(s), io %s, %u listener(s), %u cluster(s), "
             "up to %u connections",
-            NODUS_VERSION, cfg->node.name, cfg->node.workers, nd_io_posix.name,
-            cfg->nlisteners, cfg->nclusters, cfg->node.max_connections);
+            NODUS_VERSION, cfg->node.name, cfg->node.workers, run_io->name, cfg->nlisteners,
+            cfg->nclusters, cfg->node.max_connections);
+    if (run_io == &nd_io_dpdk) {
+        struct nd_sbuf ports = {0};
+
+        nd_io_dpdk_describe(&ports);
+        for (char *l = ports.p, *e; l && *l; l = e + 1) {
+            e = strchr(l, '\n');
+            *e = '\0';
+            nd_info("dpdk %s", l);
+        }
+        nd_sbuf_free(&ports);
+    }
     for (i = 0; i < (int)cfg->nlisteners; i++)
         nd_info("listener \"%s\" on %s (%s)", cfg->listeners[i].name, cfg->listeners[i].addr.text,
                 cfg->listeners[i].proto == ND_PROTO_TCP ? "tcp" : "http");
@@ -459,6 +497,10 @@ static int cmd_run(const char *file)
 
         nd_info("draining (up to %llu ms)", (unsigned long long)drain);
         nd_workers_drain(drain);
+    }
+    if (run_io == &nd_io_dpdk) {
+        nd_metrics_set_extra(NULL);
+        nd_io_dpdk_stop(); /* workers are joined and their queues released */
     }
     for (i = 0; i < ADMIN_MAX; i++)
         if (admin_conns[i])
@@ -581,6 +623,46 @@ static void print_routes(json_t *vhosts)
     }
 }
 
+/* The value of the series "name{port="N"}" in a scrape, or -1. */
+static long long port_metric(const char *text, const char *name, unsigned port)
+{
+    char key[128];
+    const char *m;
+
+    snprintf(key, sizeof(key), "\n%s{port=\"%u\"} ", name, port);
+    m = strstr(text, key);
+    return m ? atoll(m + strlen(key)) : -1;
+}
+
+/* io = "dpdk": one line per port, from the nodus_dpdk_port_* series of a scrape. */
+static void print_dpdk_ports(const char *text)
+{
+    const char *m = text;
+    unsigned port;
+
+    for (bool first = true; (m = strstr(m, "\nnodus_dpdk_port_info{port=\"")); first = false) {
+        char dev[64] = "?", ip[24] = "?", mac[24] = "?";
+        const char *v;
+
+        m += strlen("\nnodus_dpdk_port_info{port=\"");
+        port = (unsigned)atoi(m);
+        if ((v = strstr(m, "dev=\"")))
+            sscanf(v + 5, "%63[^\"]", dev);
+        if ((v = strstr(m, "ip=\"")))
+            sscanf(v + 4, "%23[^\"]", ip);
+        if ((v = strstr(m, "mac=\"")))
+            sscanf(v + 5, "%23[^\"]", mac);
+        if (first)
+            printf("\nPORT  DEVICE            ADDRESS             MAC                LINK  "
+                   "RX FRAMES    TX FRAMES    DROPPED\n");
+        printf("%-5u %-17s %-19s %-18s %-5s %-12lld %-12lld %lld\n", port, dev, ip, mac,
+               port_metric(text, "nodus_dpdk_port_link_up", port) == 1 ? "up" : "down",
+               port_metric(text, "nodus_dpdk_port_rx_packets_total", port),
+               port_metric(text, "nodus_dpdk_port_tx_packets_total", port),
+               port_metric(text, "nodus_dpdk_port_dropped_total", port));
+    }
+}
+
 static int cmd_status(const char *admin)
 {
     char *text = admin_get(admin, "/config_dump");
@@ -655,6 +737,8 @@ static int cmd_status(const char *admin)
     if ((text = admin_get(admin, "/stats/prometheus"))) {
         const char *m = strstr(text, "\nnodus_cert_expiry_seconds ");
 
+        print_dpdk_ports(text);
+
         if (m) {
             long long left = atoll(m + strlen("\nnodus_cert_expiry_seconds "));
 
@@ -714,7 +798,7 @@ static int cmd_version(void)
     printf("nodus %s (plugin ABI %d)\n", NODUS_VERSION, NODUS_PLUGIN_ABI);
     printf("  %s, wolfSSL %s, jansson %s, msgpack-c %s\n", LUA_RELEASE, LIBWOLFSSL_VERSION_STRING,
            JANSSON_VERSION, msgpack_version());
-    printf("I/O backends: posix\nbuilt-in plugins:\n");
+    printf("I/O backends: posix, dpdk (%s)\nbuilt-in plugins:\n", nd_io_dpdk_version());
     nd_plugin_each(version_plugin, NULL);
     return 0;
 }

@@ -916,6 +916,14 @@ static void render_core(struct nd_sbuf *out)
                  "Seconds until the node identity certificate expires (negative: expired).");
         nd_sbuf_printf(out, "nodus_cert_expiry_seconds %" PRId64 "\n", na - (int64_t)time(NULL));
     }
+    add_help(out, "nodus_worker_busy_ratio", "gauge",
+             "Loop iterations that handled events or packets, over all iterations, since start.");
+    for (w = 0; w < nworkers; w++) {
+        uint64_t it = ld(&blocks[w].counters[ND_C_LOOP_ITERATIONS]);
+
+        nd_sbuf_printf(out, "nodus_worker_busy_ratio{worker=\"%u\"} %.4f\n", w,
+                       it ? (double)ld(&blocks[w].counters[ND_C_LOOP_BUSY]) / (double)it : 0.0);
+    }
     add_help(out, "nodus_workers", "gauge", "Worker threads.");
     nd_sbuf_printf(out, "nodus_workers %u\n", nworkers);
 
@@ -943,6 +951,13 @@ static void render_core(struct nd_sbuf *out)
     }
 }
 
+static void (*render_extra)(struct nd_sbuf *out);
+
+void nd_metrics_set_extra(void (*render)(struct nd_sbuf *out))
+{
+    render_extra = render;
+}
+
 int nd_metrics_render(struct nd_sbuf *out)
 {
     if (!__atomic_load_n(&blocks, __ATOMIC_ACQUIRE))
@@ -952,5 +967,7 @@ int nd_metrics_render(struct nd_sbuf *out)
         return -1;
     }
     render_core(out);
+    if (render_extra)
+        render_extra(out);
     return out->oom ? -1 : 0;
 }

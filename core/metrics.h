@@ -158,6 +158,11 @@ void nd_metrics_gauge_add(unsigned worker, enum nd_gauge g, int64_t delta);
 void nd_metrics_set_cert_not_after(int64_t not_after);
 void nd_metrics_count(unsigned worker, enum nd_counter c, uint64_t n);
 
+/* Metrics of an I/O backend, appended to every scrape (dpdk: nodus_dpdk_*). Main thread, while
+ * no scrape runs (before the admin listener serves, after it stops); NULL removes it. render
+ * runs on the scraping thread and reads its counters with relaxed loads. */
+void nd_metrics_set_extra(void (*render)(struct nd_sbuf *out));
+
 /* Appends every metric in Prometheus text format 0.0.4 (any thread, control path: allocates).
  * Returns 0, or -1 when memory ran out (out->oom is then set too). */
 int nd_metrics_render(struct nd_sbuf *out);

@@ -40,6 +40,7 @@ static void lsock_put(struct nd_lsock *ls)
 
 static struct nd_lsock *lsock_get(const struct nd_addr *a, char **err)
 {
+    const struct nd_io_ops *io = nd_rt.io ? nd_rt.io : &nd_io_posix;
     struct nd_lsock *ls;
     unsigned i;
     int fd;
@@ -55,8 +56,9 @@ static struct nd_lsock *lsock_get(const struct nd_addr *a, char **err)
     snprintf(ls->key, sizeof(ls->key), "%s", a->text);
     for (i = 0; i < ND_MAX_WORKERS; i++)
         ls->fd[i] = -1;
-    for (i = 0; i < nd_rt.nworkers; i++) {
-        fd = nd_posix_listen_socket(a, 4096);
+    /* a backend without kernel sockets (dpdk) listens per worker in listen_add */
+    for (i = 0; io->listen_open && i < nd_rt.nworkers; i++) {
+        fd = io->listen_open(a, 4096);
         if (fd < 0) {
             if (asprintf(err, "cannot listen on %s: %s", a->text, strerror(-fd)) < 0)
                 *err = NULL;

@@ -79,6 +79,7 @@ int nd_workers_start(unsigned n, const struct nd_io_ops *io)
     int err;
 
     nd_rt.nworkers = n;
+    nd_rt.io = io;
     nd_rt.workers = aligned_alloc(64, sizeof(struct nd_worker) * n);
     if (!nd_rt.workers)
         return -ENOMEM;

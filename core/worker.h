@@ -105,6 +105,7 @@ struct nd_worker {
 
 struct nd_runtime {
     unsigned nworkers;
+    const struct nd_io_ops *io; /* set before the first snapshot is published (NULL: posix) */
     struct nd_worker *workers;
     _Atomic(struct nd_snap *) current;
     atomic_bool draining;

@@ -1,0 +1,840 @@
+/*
+ * The dpdk I/O backend: struct nd_io_ops over the user-space TCP engine (dpdk/tcp.h) and the
+ * packet path (dpdk/net/). One struct dp_worker per worker holds its queue pair on every port
+ * (struct nd_dpdk_worker, with its struct nd_net), its TCP stack on the worker's timer wheel,
+ * a pool of connection records and its listeners.
+ *
+ * One poll, run to completion:
+ *   1. (idle back-off: a bounded sleep after ND_IO_DPDK_SPIN empty iterations, unless woken)
+ *   2. nd_worker_clock(): the clock and the wheel (core timers and TCP timers alike)
+ *   3. nd_net_tick(), then an RX burst from every port: Ethernet, ARP, IPv4, ICMP, and TCP
+ *      segments into nd_tcp_input() (the engine keeps payload by mbuf reference)
+ *   4. the engine's connection events are only recorded on the connection record (so that no
+ *      core callback runs inside an engine or backend call); they are dispatched here, to the
+ *      core's callbacks, together with listeners that have connections waiting
+ *   5. nd_net_flush(): one TX burst per port of everything queued by steps 3 and 4
+ *
+ * Nothing here allocates after worker_init: records come from a per-worker pool.
+ */
+#include "io_dpdk.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_thash.h>
+#include <rte_version.h>
+
+#include "buf.h"
+#include "log.h"
+#include "net/port.h"
+#include "tcp.h"
+#include "worker.h"
+
+#define DP_MAX_LISTEN 16     /* listening addresses per worker (the engine's max_listeners) */
+#define DP_MAX_CONNS 4096    /* engine connection blocks per worker (incl. TIME_WAIT) */
+#define DP_DISPATCH_ROUNDS 4 /* passes over new events per poll before yielding to RX */
+#define DP_PORT_LO 32768     /* ephemeral ports, as Linux's ip_local_port_range */
+#define DP_PORT_HI 60999
+
+/* The backend's half of a connection the core holds (nd_conn.priv). */
+struct dp_conn {
+    struct nd_tcp_conn *tc; /* NULL once the core closed it */
+    struct nd_conn *c;      /* NULL once the core closed it */
+    struct dp_conn *next;   /* free list, or the event queue */
+    struct dp_conn *rnext;  /* the write-retry list */
+    unsigned ev;            /* ND_EV_* waiting for dispatch */
+    bool queued, retry;
+};
+
+/* A listening address on one worker (nd_conn.priv of the listen handles using it). */
+struct dp_listen {
+    struct nd_tcp_listener *tl;
+    uint32_t addr; /* host order; 0: any */
+    uint16_t port;
+    unsigned refs;     /* listen handles (snapshots) using it */
+    struct nd_conn *c; /* the handle its events go to: the newest */
+    bool ready;        /* connections may be waiting */
+};
+
+struct dp_worker {
+    struct nd_dpdk_worker dw; /* first: nd_net's udata points here */
+    struct nd_worker *w;
+    struct nd_tcp_stack *tcp;
+    struct dp_conn *recs, *free_recs;
+    struct dp_conn *evq_head, *evq_tail;
+    struct dp_conn *retry;
+    struct dp_listen lis[DP_MAX_LISTEN];
+    unsigned idle; /* consecutive empty iterations */
+    uint32_t next_port;
+    atomic_bool woken;
+    bool registered;
+} __rte_cache_aligned;
+
+static struct nd_dpdk dpdk;
+static bool dpdk_up;
+static unsigned idle_sleep_us = ND_IO_DPDK_IDLE_SLEEP_US;
+static struct dp_worker *dpw[ND_MAX_WORKERS];
+
+static inline struct dp_worker *dp_of(const struct nd_worker *w)
+{
+    return dpw[w->id];
+}
+
+/* ---- the engine's glue: mbuf references, segments out, segments in ---- */
+
+static void mbuf_ref(void *pkt)
+{
+    rte_mbuf_refcnt_update(pkt, 1);
+}
+
+static void mbuf_unref(void *pkt)
+{
+    rte_pktmbuf_free(pkt);
+}
+
+static const struct nd_tcp_pkt_ops mbuf_ops = {.ref = mbuf_ref, .unref = mbuf_unref};
+
+static int tcp_tx(struct nd_tcp_stack *s, const struct nd_tcp_tx *seg, void *udata)
+{
+    struct dp_worker *dp = udata;
+    struct nd_net_iov iov[1 + ND_TCP_TX_PIECES];
+    unsigned n = 1;
+
+    (void)s;
+    iov[0].base = seg->hdr;
+    iov[0].len = seg->hdr_len;
+    for (unsigned i = 0; i < seg->npiece && i < ND_TCP_TX_PIECES; i++, n++) {
+        iov[n].base = seg->piece[i].data;
+        iov[n].len = seg->piece[i].len;
+    }
+    /* the payload is copied into the frame (zero-copy would chain indirect mbufs: docs) */
+    return nd_net_ip_send(&dp->dw.net, seg->flow.laddr, seg->flow.raddr, IPPROTO_TCP, iov, n,
+                          seg->csum_partial ? ND_NET_CSUM_PARTIAL : ND_NET_CSUM_DONE);
+}
+
+static void tcp_in(struct nd_net *n, struct rte_mbuf *m, uint32_t src, uint32_t dst,
+                   const uint8_t *tcp, uint32_t len)
+{
+    struct dp_worker *dp = n->udata;
+    struct nd_tcp_ipinfo ip = {.src = src, .dst = dst, .csum_ok = true}; /* checked below us */
+
+    nd_tcp_input(dp->tcp, &ip, tcp, len, m);
+    rte_pktmbuf_free(m); /* the engine took references to what it keeps */
+}
+
+/* ---- connection records and events ---- */
+
+static struct dp_conn *rec_get(struct dp_worker *dp)
+{
+    struct dp_conn *r = dp->free_recs;
+
+    if (r) {
+        dp->free_recs = r->next;
+        memset(r, 0, sizeof(*r));
+    }
+    return r;
+}
+
+static void rec_put_if_idle(struct dp_worker *dp, struct dp_conn *r)
+{
+    if (r->c || r->queued || r->retry)
+        return;
+    r->next = dp->free_recs;
+    dp->free_recs = r;
+}
+
+static void rec_queue(struct dp_worker *dp, struct dp_conn *r, unsigned ev)
+{
+    r->ev |= ev;
+    if (r->queued)
+        return;
+    r->queued = true;
+    r->next = NULL;
+    if (dp->evq_tail)
+        dp->evq_tail->next = r;
+    else
+        dp->evq_head = r;
+    dp->evq_tail = r;
+}
+
+/* The engine's connection callback: recorded, dispatched by poll. */
+static void conn_event(struct nd_tcp_conn *tc, unsigned ev, void *udata)
+{
+    struct dp_conn *r = udata;
+    unsigned e = 0;
+
+    (void)tc;
+    if (!r->c)
+        return;
+    if (ev & ND_TCP_EV_READ)
+        e |= ND_EV_READ;
+    if (ev & (ND_TCP_EV_WRITE | ND_TCP_EV_CONNECTED))
+        e |= ND_EV_WRITE;
+    if (ev & ND_TCP_EV_CLOSED)
+        e |= ND_EV_ERROR | ND_EV_READ | ND_EV_WRITE; /* as posix reports EPOLLHUP/EPOLLERR */
+    if (e)
+        rec_queue(dp_of(r->c->w), r, e);
+}
+
+static void listen_event(struct nd_tcp_listener *tl, void *udata)
+{
+    struct dp_listen *l = udata;
+
+    (void)tl;
+    l->ready = true;
+}
+
+/* Runs the core's callbacks for what happened; returns how many it ran. */
+static int dispatch(struct dp_worker *dp)
+{
+    int n = 0;
+
+    /* writers refused for want of engine send chunks (the pool, not their buffer, was full):
+     * no ACK of theirs will wake them, so they get a WRITE at the next iteration */
+    while (dp->retry) {
+        struct dp_conn *r = dp->retry;
+
+        dp->retry = r->rnext;
+        r->retry = false;
+        if (r->c)
+            rec_queue(dp, r, ND_EV_WRITE);
+        else
+            rec_put_if_idle(dp, r);
+    }
+    for (unsigned round = 0; round < DP_DISPATCH_ROUNDS; round++) {
+        int before = n;
+
+        while (dp->evq_head) {
+            struct dp_conn *r = dp->evq_head;
+            unsigned ev = r->ev;
+
+            dp->evq_head = r->next;
+            if (!dp->evq_head)
+                dp->evq_tail = NULL;
+            r->queued = false;
+            r->ev = 0;
+            if (!r->c) {
+                rec_put_if_idle(dp, r);
+                continue;
+            }
+            r->c->cb(r->c, ev);
+            n++;
+        }
+        for (unsigned i = 0; i < DP_MAX_LISTEN; i++) {
+            struct dp_listen *l = &dp->lis[i];
+
+            if (l->tl && l->ready && l->c && !dp->w->draining) {
+                l->ready = false; /* accept sets it again while it takes connections */
+                l->c->cb(l->c, ND_EV_READ);
+                n++;
+            }
+        }
+        if (n == before)
+            break;
+    }
+    return n;
+}
+
+/* ---- worker ---- */
+
+static void thread_register(struct dp_worker *dp)
+{
+    if (dp->registered)
+        return;
+    dp->registered = true;
+    /* an lcore id for this thread, so that it uses its mempool cache */
+    if (rte_lcore_id() == LCORE_ID_ANY && rte_thread_register() < 0)
+        nd_warn("dpdk: worker %u: rte_thread_register failed: mbufs without a cache", dp->w->id);
+}
+
+static int dp_worker_init(struct nd_worker *w)
+{
+    struct nd_tcp_config tc;
+    struct dp_worker *dp;
+    uint32_t mss = 1460;
+    int err = 0;
+
+    if (!dpdk_up || w->id >= ND_MAX_WORKERS)
+        return -ENODEV;
+    if (w->id >= dpdk.nqueues)
+        return -EINVAL; /* the ports have fewer queue pairs than workers (main says so) */
+    dp = aligned_alloc(RTE_CACHE_LINE_SIZE, sizeof(*dp));
+    if (!dp)
+        return -ENOMEM;
+    memset(dp, 0, sizeof(*dp));
+    dp->w = w;
+    if (nd_dpdk_worker_init(&dpdk, &dp->dw, w->id, nd_clock_us() / 1000) < 0) {
+        free(dp);
+        return -EINVAL;
+    }
+    dp->dw.ops.tcp_input = tcp_in;
+    dp->dw.net.udata = dp; /* == &dp->dw, which is first */
+    for (unsigned p = 0; p < dpdk.sh.nports; p++)
+        if (dpdk.sh.port[p].mtu - 40u < mss)
+            mss = dpdk.sh.port[p].mtu - 40u;
+    nd_tcp_config_defaults(&tc);
+    tc.max_conns = DP_MAX_CONNS;
+    tc.max_listeners = DP_MAX_LISTEN;
+    tc.max_segs = 32768;
+    tc.max_chunks = 8192; /* 16 MiB of copied send data per worker */
+    tc.mss = mss;
+    tc.csum_offload = nd_net_csum_offload(&dpdk.sh, ND_NET_OL_TCP_CKSUM);
+    tc.tx = tcp_tx;
+    tc.udata = dp;
+    tc.pkt_ops = &mbuf_ops;
+    tc.wheel = &w->wheel; /* the worker advances it; the engine's timers fire from it */
+    dp->tcp = nd_tcp_stack_new(&tc, &err);
+    dp->recs = calloc(DP_MAX_CONNS, sizeof(*dp->recs));
+    if (!dp->tcp || !dp->recs) {
+        nd_tcp_stack_free(dp->tcp);
+        free(dp->recs);
+        nd_dpdk_worker_fini(&dp->dw);
+        free(dp);
+        return err ? err : -ENOMEM;
+    }
+    for (unsigned i = DP_MAX_CONNS; i-- > 0;) {
+        dp->recs[i].next = dp->free_recs;
+        dp->free_recs = &dp->recs[i];
+    }
+    dp->next_port = DP_PORT_LO + (uint32_t)(nd_rand(w) % (DP_PORT_HI - DP_PORT_LO + 1));
+    atomic_init(&dp->woken, false);
+    dpw[w->id] = dp;
+    return 0;
+}
+
+static void dp_worker_fini(struct nd_worker *w)
+{
+    struct dp_worker *dp = w->id < ND_MAX_WORKERS ? dpw[w->id] : NULL;
+
+    if (!dp)
+        return;
+    /* the worker thread has ended; this runs on the main thread (an EAL lcore) */
+    nd_tcp_stack_free(dp->tcp); /* releases the mbufs it held */
+    nd_dpdk_worker_fini(&dp->dw);
+    free(dp->recs);
+    dpw[w->id] = NULL;
+    free(dp);
+}
+
+static void idle_backoff(struct dp_worker *dp, int timeout_ms)
+{
+    struct timespec ts;
+    uint64_t us = idle_sleep_us;
+
+    if (!us || dp->idle < ND_IO_DPDK_SPIN || timeout_ms == 0)
+        return;
+    if (atomic_exchange_explicit(&dp->woken, false, memory_order_acq_rel))
+        return;
+    if (timeout_ms > 0 && (uint64_t)timeout_ms * 1000 < us)
+        us = (uint64_t)timeout_ms * 1000;
+    ts.tv_sec = 0;
+    ts.tv_nsec = (long)us * 1000;
+    nanosleep(&ts, NULL);
+}
+
+static int dp_poll(struct nd_worker *w, int timeout_ms)
+{
+    struct dp_worker *dp = dp_of(w);
+    const struct nd_net_shared *sh = &dpdk.sh;
+    struct rte_mbuf *pkts[ND_NET_BURST];
+    unsigned rx = 0;
+    uint64_t now;
+    int n;
+
+    thread_register(dp);
+    idle_backoff(dp, timeout_ms);
+    nd_worker_clock(w); /* the engine's timers fire here: their events are recorded */
+    now = nd_now_ms(w);
+    nd_tcp_advance(dp->tcp, now);
+    nd_net_tick(&dp->dw.net, now);
+    for (unsigned p = 0; p < sh->nports; p++) {
+        uint16_t k = rte_eth_rx_burst(sh->port[p].port_id, dp->dw.queue, pkts, ND_NET_BURST);
+
+        if (k || dp->dw.net.faults)
+            nd_net_rx_burst(&dp->dw.net, p, pkts, k);
+        rx += k;
+    }
+    /* listeners no snapshot uses any more (listen_del): reload re-adds before this point */
+    for (unsigned i = 0; i < DP_MAX_LISTEN; i++)
+        if (dp->lis[i].tl && !dp->lis[i].refs) {
+            nd_tcp_unlisten(dp->lis[i].tl);
+            memset(&dp->lis[i], 0, sizeof(dp->lis[i]));
+        }
+    n = dispatch(dp);
+    nd_net_flush(&dp->dw.net);
+    if (rx || n)
+        dp->idle = 0;
+    else if (dp->idle < UINT32_MAX)
+        dp->idle++;
+    return (int)rx + n;
+}
+
+static void dp_wake(struct nd_worker *w)
+{
+    struct dp_worker *dp = w->id < ND_MAX_WORKERS ? dpw[w->id] : NULL;
+
+    if (dp)
+        atomic_store_explicit(&dp->woken, true, memory_order_release);
+}
+
+/* ---- listening ---- */
+
+static int v4(const struct nd_addr *a, uint32_t *ip, uint16_t *port)
+{
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
+
+    if (a->ss.ss_family != AF_INET)
+        return -EAFNOSUPPORT;
+    *ip = ntohl(sin->sin_addr.s_addr);
+    *port = ntohs(sin->sin_port);
+    return 0;
+}
+
+static int dp_listen_add(struct nd_worker *w, struct nd_conn *lc)
+{
+    struct dp_worker *dp = dp_of(w);
+    const struct nd_listen_handle *lh = container_of(lc, struct nd_listen_handle, conn);
+    struct dp_listen *l = NULL;
+    uint32_t addr;
+    uint16_t port;
+    int err;
+
+    thread_register(dp);
+    if ((err = v4(&lh->lc->addr, &addr, &port)) < 0)
+        return err;
+    if (addr && nd_net_local_port(&dpdk.sh, addr) < 0)
+        return -EADDRNOTAVAIL;
+    for (unsigned i = 0; i < DP_MAX_LISTEN && !l; i++)
+        if (dp->lis[i].tl && dp->lis[i].addr == addr && dp->lis[i].port == port)
+            l = &dp->lis[i]; /* kept across a reload: nothing waiting is reset */
+    for (unsigned i = 0; i < DP_MAX_LISTEN && !l; i++)
+        if (!dp->lis[i].tl) {
+            l = &dp->lis[i];
+            l->tl = nd_tcp_listen(dp->tcp, addr, port, 1024, listen_event, l, &err);
+            if (!l->tl)
+                return err;
+            l->addr = addr;
+            l->port = port;
+            l->refs = 0;
+        }
+    if (!l)
+        return -ENOSPC;
+    l->refs++;
+    l->c = lc;
+    l->ready = true; /* anything queued meanwhile goes to the new handle */
+    lc->w = w;
+    lc->priv = l;
+    lc->fd = 0;
+    return 0;
+}
+
+static void dp_listen_del(struct nd_worker *w, struct nd_conn *lc)
+{
+    struct dp_listen *l = lc->priv;
+
+    (void)w;
+    if (!l)
+        return;
+    if (l->c == lc)
+        l->c = NULL;
+    if (l->refs)
+        l->refs--; /* at 0 the next poll stops listening, unless a listen_add came first */
+    lc->priv = NULL;
+    lc->fd = -1;
+}
+
+static int attach(struct dp_worker *dp, struct nd_conn *c, struct nd_tcp_conn *tc,
+                  struct dp_conn *r)
+{
+    r->tc = tc;
+    r->c = c;
+    c->priv = r;
+    c->fd = 0;
+    c->w = dp->w;
+    return 0;
+}
+
+static int dp_accept(struct nd_conn *lc, struct nd_conn *c, char *peer, size_t peerlen)
+{
+    struct dp_listen *l = lc->priv;
+    struct dp_worker *dp = dp_of(lc->w);
+    struct nd_tcp_conn *tc;
+    struct nd_tcp_info info;
+    struct dp_conn *r;
+    struct in_addr ia;
+
+    if (!l || !l->tl)
+        return -EINVAL;
+    if (!dp->free_recs) {
+        l->ready = true; /* try again next iteration */
+        return -ENOBUFS;
+    }
+    tc = nd_tcp_accept(l->tl);
+    if (!tc) {
+        l->ready = false;
+        return -EAGAIN;
+    }
+    l->ready = true; /* maybe more: level-triggered */
+    r = rec_get(dp);
+    attach(dp, c, tc, r);
+    nd_tcp_conn_info(tc, &info);
+    ia.s_addr = htonl(info.flow.raddr);
+    inet_ntop(AF_INET, &ia, peer, (socklen_t)peerlen);
+    nd_tcp_set_cb(tc, conn_event, r); /* what happened in the queue is recorded now */
+    return 0;
+}
+
+/* A local port for raddr:rport from laddr whose flow the NIC's RSS steers to this worker's
+ * queue (the symmetric key hashes both directions alike; default RETA: hash % queues). */
+static uint16_t pick_port(struct dp_worker *dp, uint32_t laddr, uint32_t raddr, uint16_t rport)
+{
+    uint32_t range = DP_PORT_HI - DP_PORT_LO + 1;
+
+    for (unsigned tries = 0; tries < range; tries++) {
+        uint16_t lport = (uint16_t)dp->next_port;
+        uint32_t tuple[3];
+
+        dp->next_port = dp->next_port >= DP_PORT_HI ? DP_PORT_LO : dp->next_port + 1;
+        if (dpdk.nqueues <= 1)
+            return lport;
+        tuple[0] = raddr; /* as the segments of the flow arrive: from the peer to us */
+        tuple[1] = laddr;
+        tuple[2] = (uint32_t)rport << 16 | lport;
+        if (rte_softrss(tuple, 3, dpdk.rss_key) % dpdk.nqueues == dp->dw.queue)
+            return lport;
+    }
+    return 0;
+}
+
+static int dp_connect(struct nd_worker *w, struct nd_conn *c, const struct nd_addr *a)
+{
+    struct dp_worker *dp = dp_of(w);
+    struct nd_tcp_flow f;
+    struct nd_tcp_conn *tc = NULL;
+    struct dp_conn *r;
+    unsigned port;
+    uint32_t nh;
+    int err;
+
+    thread_register(dp);
+    if ((err = v4(a, &f.raddr, &f.rport)) < 0)
+        return err;
+    if (nd_net_route(&dpdk.sh, f.raddr, &port, &nh) < 0)
+        return -ENETUNREACH;
+    f.laddr = dpdk.sh.port[port].ip;
+    if (!(r = rec_get(dp)))
+        return -ENOBUFS;
+    r->c = c; /* events the engine records during the call find their owner */
+    for (unsigned tries = 0; tries < 16; tries++) {
+        if (!(f.lport = pick_port(dp, f.laddr, f.raddr, f.rport))) {
+            err = -EADDRNOTAVAIL;
+            break;
+        }
+        tc = nd_tcp_connect(dp->tcp, &f, conn_event, r, &err);
+        if (tc || err != -EADDRINUSE)
+            break;
+    }
+    if (!tc) {
+        r->c = NULL;
+        rec_put_if_idle(dp, r);
+        return err ? err : -EADDRNOTAVAIL;
+    }
+    return attach(dp, c, tc, r);
+}
+
+static int dp_connect_result(struct nd_conn *c)
+{
+    struct dp_conn *r = c->priv;
+
+    if (!r || !r->tc)
+        return -ENOTCONN;
+    return -nd_tcp_error(r->tc);
+}
+
+static ssize_t dp_read(struct nd_conn *c, void *buf, size_t len)
+{
+    struct dp_conn *r = c->priv;
+
+    if (!r || !r->tc)
+        return -EBADF;
+    /* a copy out of the engine's mbuf pieces (zero-copy reads: docs/dpdk.md) */
+    return nd_tcp_read(r->tc, buf, len);
+}
+
+static ssize_t dp_writev(struct nd_conn *c, const struct iovec *iov, int iovcnt)
+{
+    struct dp_conn *r = c->priv;
+    ssize_t total = 0;
+
+    if (!r || !r->tc)
+        return -EBADF;
+    for (int i = 0; i < iovcnt; i++) {
+        ssize_t n;
+
+        if (!iov[i].iov_len)
+            continue;
+        n = nd_tcp_send(r->tc, iov[i].iov_base, iov[i].iov_len);
+        if (n < 0) {
+            if (n == -EAGAIN && !r->retry && nd_tcp_send_space(r->tc) > 0) {
+                struct dp_worker *dp = dp_of(c->w);
+
+                r->retry = true;
+                r->rnext = dp->retry;
+                dp->retry = r;
+            }
+            return total ? total : n;
+        }
+        total += n;
+        if ((size_t)n < iov[i].iov_len)
+            break;
+    }
+    return total;
+}
+
+static void dp_shutdown_write(struct nd_conn *c)
+{
+    struct dp_conn *r = c->priv;
+
+    if (r && r->tc)
+        nd_tcp_shutdown(r->tc);
+}
+
+static void dp_close(struct nd_conn *c, bool reset)
+{
+    struct dp_conn *r = c->priv;
+
+    if (c->fd < 0)
+        return;
+    c->fd = -1;
+    c->priv = NULL;
+    if (!r)
+        return;
+    r->c = NULL;
+    if (r->tc) {
+        struct nd_tcp_conn *tc = r->tc;
+
+        r->tc = NULL;
+        if (reset)
+            nd_tcp_abort(tc);
+        else
+            nd_tcp_close(tc);
+    }
+    rec_put_if_idle(dp_of(c->w), r);
+}
+
+const struct nd_io_ops nd_io_dpdk = {
+    .name = "dpdk",
+    .worker_init = dp_worker_init,
+    .worker_fini = dp_worker_fini,
+    .poll = dp_poll,
+    .wake = dp_wake,
+    .listen_open = NULL, /* listeners are the engine's, per worker (dp_listen_add) */
+    .listen_add = dp_listen_add,
+    .listen_del = dp_listen_del,
+    .accept = dp_accept,
+    .connect = dp_connect,
+    .connect_result = dp_connect_result,
+    .read = dp_read,
+    .writev = dp_writev,
+    .shutdown_write = dp_shutdown_write,
+    .close = dp_close,
+};
+
+/* ---- main thread ---- */
+
+int nd_io_dpdk_start(const struct nd_dpdk_conf *c, unsigned nworkers, unsigned idle_us, char *err,
+                     size_t errlen)
+{
+    if (dpdk_up) {
+        snprintf(err, errlen, "already started");
+        return -1;
+    }
+    if (nd_dpdk_start(&dpdk, c, nworkers, err, errlen) < 0)
+        return -1;
+    idle_sleep_us = idle_us;
+    dpdk_up = true;
+    return 0;
+}
+
+unsigned nd_io_dpdk_queues(void)
+{
+    return dpdk_up ? dpdk.nqueues : 0;
+}
+
+const char *nd_io_dpdk_version(void)
+{
+    return rte_version();
+}
+
+void nd_io_dpdk_stop(void)
+{
+    if (!dpdk_up)
+        return;
+    nd_dpdk_stop(&dpdk);
+    dpdk_up = false;
+}
+
+void nd_io_dpdk_describe(struct nd_sbuf *out)
+{
+    for (unsigned i = 0; dpdk_up && i < dpdk.sh.nports; i++) {
+        const struct nd_dpdk_port_info *in = &dpdk.info[i];
+        const struct nd_net_port *p = &dpdk.sh.port[i];
+        char mac[RTE_ETHER_ADDR_FMT_SIZE], ip[16];
+        uint32_t speed = 0;
+        bool up = nd_dpdk_link(&dpdk, i, &speed);
+
+        rte_ether_format_addr(mac, sizeof(mac), &p->mac);
+        nd_sbuf_printf(out,
+                       "port %u: %s (%s) mac %s ip %s/%u mtu %u queues %u/%u link %s %u Mbps "
+                       "tcp-csum %s\n",
+                       i, in->name, in->driver, mac, nd_ipv4_str(p->ip, ip), p->prefix, p->mtu,
+                       in->nqueues, in->max_queues, up ? "up" : "down", speed,
+                       p->tx_ol & ND_NET_OL_TCP_CKSUM ? "hw" : "sw");
+    }
+}
+
+/* The engine's counters, by name. */
+#define TCP_STAT(f)                                                                                \
+    {                                                                                              \
+#f, offsetof(struct nd_tcp_stats, f)                                                       \
+    }
+static const struct {
+    const char *name;
+    size_t off;
+} tcp_stats[] = {
+    TCP_STAT(segs_in),          TCP_STAT(segs_out),
+    TCP_STAT(bad_csum),         TCP_STAT(bad_hdr),
+    TCP_STAT(rst_sent),         TCP_STAT(rst_rcvd),
+    TCP_STAT(challenge_acks),   TCP_STAT(challenge_acks_limited),
+    TCP_STAT(oow_acks_limited), TCP_STAT(syncookies_sent),
+    TCP_STAT(syncookies_ok),    TCP_STAT(syncookies_bad),
+    TCP_STAT(retransmits),      TCP_STAT(rto_expiries),
+    TCP_STAT(fast_retransmits), TCP_STAT(persist_probes),
+    TCP_STAT(keepalive_probes), TCP_STAT(active_opens),
+    TCP_STAT(passive_opens),    TCP_STAT(conn_timeouts),
+    TCP_STAT(conn_resets),      TCP_STAT(tw_reused),
+    TCP_STAT(tw_recycled),      TCP_STAT(drop_no_conn),
+    TCP_STAT(drop_paws),        TCP_STAT(drop_out_of_window),
+    TCP_STAT(drop_bad_ack),     TCP_STAT(drop_no_mem),
+    TCP_STAT(drop_backlog),     TCP_STAT(drop_ooo_full),
+    TCP_STAT(drop_tx),
+};
+#undef TCP_STAT
+
+static uint64_t ld64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static void family(struct nd_sbuf *out, const char *name, const char *type, const char *help)
+{
+    nd_sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void nd_io_dpdk_metrics(struct nd_sbuf *out)
+{
+    static const char *const hw_names[] = {"ipackets", "opackets", "imissed",
+                                           "ierrors",  "oerrors",  "rx_nombuf"};
+    struct nd_net_stats s[ND_NET_MAX_PORTS + 1];
+    unsigned np = dpdk.sh.nports, nw = 0;
+
+    if (!dpdk_up)
+        return;
+    memset(s, 0, sizeof(s));
+    for (unsigned i = 0; i < ND_MAX_WORKERS; i++) {
+        if (!dpw[i])
+            continue;
+        nw++;
+        for (unsigned p = 0; p < np; p++)
+            nd_net_stats_add(&s[p], &dpw[i]->dw.net, p);
+        nd_net_stats_add(&s[np], &dpw[i]->dw.net, ND_NET_MAX_PORTS);
+    }
+    family(out, "nodus_dpdk_port_info", "gauge", "DPDK ports (always 1; the labels describe).");
+    for (unsigned p = 0; p < np; p++) {
+        char mac[RTE_ETHER_ADDR_FMT_SIZE], ip[16];
+
+        rte_ether_format_addr(mac, sizeof(mac), &dpdk.sh.port[p].mac);
+        nd_sbuf_printf(out,
+                       "nodus_dpdk_port_info{port=\"%u\",dev=\"%s\",driver=\"%s\",mac=\"%s\","
+                       "ip=\"%s/%u\",queues=\"%u\"} 1\n",
+                       p, dpdk.info[p].name, dpdk.info[p].driver, mac,
+                       nd_ipv4_str(dpdk.sh.port[p].ip, ip), dpdk.sh.port[p].prefix,
+                       dpdk.info[p].nqueues);
+    }
+    family(out, "nodus_dpdk_port_link_up", "gauge", "Link state of a DPDK port (1: up).");
+    for (unsigned p = 0; p < np; p++)
+        nd_sbuf_printf(out, "nodus_dpdk_port_link_up{port=\"%u\"} %d\n", p,
+                       nd_dpdk_link(&dpdk, p, NULL));
+#define PORT_COUNTER(metric, field, help)                                                          \
+    family(out, metric, "counter", help);                                                          \
+    for (unsigned p = 0; p < np; p++)                                                              \
+        nd_sbuf_printf(out, metric "{port=\"%u\"} %" PRIu64 "\n", p, s[p].field);
+    PORT_COUNTER("nodus_dpdk_port_rx_packets_total", rx_pkts, "Frames received into the stack.")
+    PORT_COUNTER("nodus_dpdk_port_rx_bytes_total", rx_bytes, "Bytes received into the stack.")
+    PORT_COUNTER("nodus_dpdk_port_tx_packets_total", tx_pkts, "Frames the NIC took.")
+    PORT_COUNTER("nodus_dpdk_port_tx_bytes_total", tx_bytes, "Bytes the NIC took.")
+#undef PORT_COUNTER
+    family(out, "nodus_dpdk_port_hw_total", "counter", "The PMD's own counters (rte_eth_stats).");
+    for (unsigned p = 0; p < np; p++) {
+        struct rte_eth_stats hw;
+        uint64_t v[6];
+
+        if (rte_eth_stats_get(dpdk.sh.port[p].port_id, &hw) != 0)
+            continue;
+        v[0] = hw.ipackets, v[1] = hw.opackets, v[2] = hw.imissed;
+        v[3] = hw.ierrors, v[4] = hw.oerrors, v[5] = hw.rx_nombuf;
+        for (unsigned k = 0; k < 6; k++)
+            nd_sbuf_printf(out,
+                           "nodus_dpdk_port_hw_total{port=\"%u\",counter=\"%s\"} %" PRIu64 "\n", p,
+                           hw_names[k], v[k]);
+    }
+    family(out, "nodus_dpdk_port_dropped_total", "counter", "Frames dropped, all reasons.");
+    for (unsigned p = 0; p < np; p++) {
+        uint64_t sum = 0;
+
+        for (unsigned d = 0; d < ND_NET_DROP_MAX; d++)
+            sum += s[p].drop[d];
+        nd_sbuf_printf(out, "nodus_dpdk_port_dropped_total{port=\"%u\"} %" PRIu64 "\n", p, sum);
+    }
+    family(out, "nodus_dpdk_port_drops_total", "counter",
+           "Frames dropped by reason (port \"none\": sends without a route).");
+    for (unsigned p = 0; p <= np; p++)
+        for (unsigned d = 0; d < ND_NET_DROP_MAX; d++) {
+            char port[8];
+
+            if (p == np && !s[p].drop[d])
+                continue;
+            snprintf(port, sizeof(port), p < np ? "%u" : "none", p);
+            nd_sbuf_printf(out,
+                           "nodus_dpdk_port_drops_total{port=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+                           port, nd_net_drop_name(d), s[p].drop[d]);
+        }
+    family(out, "nodus_dpdk_port_events_total", "counter", "ARP, ICMP, UDP and TCP events.");
+    for (unsigned p = 0; p < np; p++)
+        for (unsigned e = 0; e < ND_NET_EVENT_MAX; e++)
+            nd_sbuf_printf(out,
+                           "nodus_dpdk_port_events_total{port=\"%u\",event=\"%s\"} %" PRIu64 "\n",
+                           p, nd_net_event_name(e), s[p].ev[e]);
+    for (size_t k = 0; k < sizeof(tcp_stats) / sizeof(tcp_stats[0]); k++) {
+        char name[64];
+        uint64_t sum = 0;
+
+        for (unsigned i = 0; i < ND_MAX_WORKERS; i++)
+            if (dpw[i] && dpw[i]->tcp)
+                sum += ld64(
+                    (const uint64_t *)((const char *)nd_tcp_stats(dpw[i]->tcp) + tcp_stats[k].off));
+        snprintf(name, sizeof(name), "nodus_dpdk_tcp_%s_total", tcp_stats[k].name);
+        family(out, name, "counter", "User-space TCP counter (docs/tcp.md), all workers.");
+        nd_sbuf_printf(out, "%s %" PRIu64 "\n", name, sum);
+    }
+    family(out, "nodus_dpdk_workers", "gauge", "Workers running on DPDK queues.");
+    nd_sbuf_printf(out, "nodus_dpdk_workers %u\n", nw);
+}
