@@ -1505,9 +1505,17 @@ static void sess_drive(struct nd_session *s)
             if (s->tx && s->tx->len && nd_flush(&s->conn, s->tx, NULL, NULL) > 0)
                 goto out;
             if (s->conn.st && nd_stream_pending_out(s->conn.st) && !s->conn.st->failed) {
+                /* what the layers still have for the network (a TLS record, a close_notify):
+                 * wait for the socket, not for layers that cannot produce it any more, and
+                 * not longer than the lingering bound */
                 nd_stream_event(s->conn.st);
-                if (nd_stream_pending_out(s->conn.st))
+                if (nd_stream_pending_net(s->conn.st) && !s->conn.st->failed) {
+                    if (!nd_timer_armed(&s->timer)) {
+                        s->timer.cb = linger_timeout;
+                        nd_timer_arm(&s->w->wheel, &s->timer, ND_LINGER_MS);
+                    }
                     goto out; /* a write event brings us back */
+                }
             }
             if (s->rd_eof || s->lc->proto != ND_PROTO_HTTP) {
                 s->state = S_DEAD;

@@ -159,8 +159,11 @@ static int flush(struct nd_stream *st)
         struct iovec iov = {nd_buf_head(b), b->len};
         ssize_t n = w->io->writev(st->conn, &iov, 1);
 
-        if (n < 0)
+        if (n < 0) {
+            if (n != -EAGAIN)
+                st->failed = true; /* the connection is gone: nothing more will leave */
             return (int)n;
+        }
         nd_buf_consume(b, (uint32_t)n);
     }
     release(w, &st->out[0]);
@@ -252,6 +255,11 @@ void nd_stream_event(struct nd_stream *st)
 {
     if (flush(st) == 0 && process(st) == 0)
         flush(st);
+}
+
+uint32_t nd_stream_pending_net(const struct nd_stream *st)
+{
+    return used(st->out[0]);
 }
 
 uint32_t nd_stream_pending_out(const struct nd_stream *st)

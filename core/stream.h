@@ -88,8 +88,9 @@ ssize_t nd_stream_read(struct nd_stream *st, void *buf, size_t len);
 ssize_t nd_stream_writev(struct nd_stream *st, const struct iovec *iov, int iovcnt);
 /* On a connection event: flushes what waits for the network and moves the layers along. */
 void nd_stream_event(struct nd_stream *st);
-/* Bytes still waiting to reach the network. */
+/* Bytes still waiting to reach the network, in all layers / ready for the network itself. */
 uint32_t nd_stream_pending_out(const struct nd_stream *st);
+uint32_t nd_stream_pending_net(const struct nd_stream *st);
 void nd_worker_stream_fini(struct nd_worker *w);
 
 static inline ssize_t nd_conn_read(struct nd_conn *c, void *buf, size_t len)
