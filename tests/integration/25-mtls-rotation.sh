@@ -42,7 +42,7 @@ cluster "web" { endpoints = { "127.0.0.1:$up" } }
 listener "mesh" {
   listen = "127.0.0.1:$bport",
   plugins = {
-    mtls { mode = "strict", allow = { "spiffe://mesh.local/ns/edge/*" } },
+    mtls { mode = "strict", allow = { "spiffe://mesh.local/ns/edge/*" }, tickets = true },
     router { { match = { prefix = "/" }, cluster = "web" } },
   },
 }
