@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/chacha20_poly1305.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/error-ssl.h>
 
@@ -26,6 +28,46 @@ static const char suites13[] =
 static const char suites12[] = ":ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
                                "ECDHE-ECDSA-CHACHA20-POLY1305";
 
+/*
+ * Session ticket keys (server contexts). wolfSSL 5.5.4's default ticket callback keeps keys that
+ * live WOLFSSL_TICKET_KEY_LIFETIME (3600 s) and encrypts with a key only while it outlives the
+ * ticket hint; wolfSSL_CTX_set_timeout() sets that hint to the session timeout (3600 s), so the
+ * first key could encrypt for one second, the second for one more, and then every ticket, hence
+ * every handshake, failed (WOLFSSL_TICKET_RET_REJECT = 1) until the first key expired an hour
+ * later. We use our own keys instead:
+ *
+ *  - two keys per context: the current one encrypts; the previous one still decrypts. Each has a
+ *    random 16-byte name, sent in the ticket, and a 32-byte ChaCha20-Poly1305 key, both from
+ *    getrandom(). A key encrypts for `rotate` seconds, then decrypts for `rotate` more, then it
+ *    is wiped. The ticket lifetime is at most `rotate`, so a ticket stays decryptable as long
+ *    as it is valid.
+ *  - rotation is lazy: the first handshake that sees the current key too old rotates, under a
+ *    mutex taken with trylock (another thread rotating: go on with the keys as read). Readers
+ *    never lock: the keys are words under a sequence lock, copied to the stack and wiped after.
+ *  - the ticket also carries the peer's identity (SPIFFE ID, notAfter), in the 64 bytes
+ *    wolfSSL leaves for the session id and padding: with wolfSSL's global session cache off,
+ *    a resumed session has no peer certificate, and the identity must come from the ticket.
+ */
+#define TK_NAME 16
+#define TK_KEY 32
+#define TK_NW ((TK_NAME + TK_KEY) / 8 + 1) /* words of a key: name, key, birth (0: none) */
+#define TK_EXTRA 64                        /* our bytes at the end of the internal ticket */
+
+struct tk_store {
+    pthread_mutex_t rot;          /* writers (rotation) only */
+    _Atomic uint32_t seq;         /* odd while a writer changes w */
+    _Atomic uint64_t w[2][TK_NW]; /* [0] current, [1] previous */
+    uint64_t rotate_s;
+    char td[256]; /* our trust domain, "spiffe://TD": IDs in it are stored without it */
+    size_t td_len;
+};
+
+struct tk_key {
+    uint8_t name[TK_NAME];
+    uint8_t key[TK_KEY];
+    uint64_t born; /* CLOCK_MONOTONIC seconds + 1; 0: no key */
+};
+
 struct nd_tls_ctx {
     _Atomic long refs;
     uint64_t gen;
@@ -38,6 +80,7 @@ struct nd_tls_ctx {
     char *sni;
     char *id; /* our own SPIFFE ID */
     int64_t not_after;
+    struct tk_store *tk; /* server with tickets: the ticket keys */
 };
 
 struct nd_tls {
@@ -52,6 +95,7 @@ struct nd_tls {
     char *peer_id;
     size_t peer_id_len;
     int64_t peer_not_after;
+    bool ticket_id; /* peer_id came from a ticket we decrypted */
     char alpn[ALPN_MAX];
     uint32_t in_off, in_len, out_off, out_len;
     uint8_t in[IN_CAP];
@@ -145,7 +189,269 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
         t->id_rejected = true;
         return 0;
     }
+    /* kept for the session ticket, which is sent before the handshake returns */
+    free(t->peer_id);
+    t->peer_id = strndup(info.uri, info.uri_len);
+    t->peer_id_len = t->peer_id ? info.uri_len : 0;
+    t->peer_not_after = info.not_after;
+    t->ticket_id = false;
     return 1;
+}
+
+/* ---- session tickets
+ * ---------------------------------------------------------------------------*/
+
+static uint64_t mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec + 1; /* never 0: 0 means "no key" */
+}
+
+static int fill_random(void *p, size_t n)
+{
+    uint8_t *b = p;
+
+    while (n) {
+        ssize_t r = getrandom(b, n, 0);
+        if (r < 0)
+            return -1;
+        b += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* Readers: a consistent copy of both keys (the caller wipes it). */
+static void tk_read(struct tk_store *st, struct tk_key k[2])
+{
+    uint64_t w[2][TK_NW];
+    uint32_t s1, s2;
+
+    do {
+        s1 = atomic_load_explicit(&st->seq, memory_order_acquire);
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < TK_NW; j++)
+                w[i][j] = atomic_load_explicit(&st->w[i][j], memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        s2 = atomic_load_explicit(&st->seq, memory_order_relaxed);
+    } while ((s1 & 1) || s1 != s2);
+    for (int i = 0; i < 2; i++) {
+        memcpy(k[i].name, &w[i][0], TK_NAME);
+        memcpy(k[i].key, &w[i][TK_NAME / 8], TK_KEY);
+        k[i].born = w[i][TK_NW - 1];
+    }
+    explicit_bzero(w, sizeof(w));
+}
+
+/* Writers, under st->rot. */
+static void tk_write(struct tk_store *st, const struct tk_key k[2])
+{
+    uint64_t w[2][TK_NW];
+    uint32_t s = atomic_load_explicit(&st->seq, memory_order_relaxed);
+
+    for (int i = 0; i < 2; i++) {
+        memcpy(&w[i][0], k[i].name, TK_NAME);
+        memcpy(&w[i][TK_NAME / 8], k[i].key, TK_KEY);
+        w[i][TK_NW - 1] = k[i].born;
+    }
+    atomic_store_explicit(&st->seq, s + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < TK_NW; j++)
+            atomic_store_explicit(&st->w[i][j], w[i][j], memory_order_relaxed);
+    atomic_store_explicit(&st->seq, s + 2, memory_order_release);
+    explicit_bzero(w, sizeof(w));
+}
+
+/* Rotates when the current key is older than rotate_s (always when force): the current key
+ * becomes the previous one (if it may still decrypt), a new one encrypts, the former previous
+ * key is overwritten. wait = false: give up if another thread is rotating. */
+static int tk_rotate(struct tk_store *st, uint64_t now, bool force, bool wait)
+{
+    struct tk_key k[2], n;
+    int r = 0;
+
+    if (wait ? pthread_mutex_lock(&st->rot) != 0 : pthread_mutex_trylock(&st->rot) != 0)
+        return 0;
+    tk_read(st, k);
+    if (force || !k[0].born || now - k[0].born >= st->rotate_s) {
+        if (fill_random(n.name, sizeof(n.name)) < 0 || fill_random(n.key, sizeof(n.key)) < 0) {
+            r = -1;
+        } else {
+            n.born = now;
+            k[1] = k[0];
+            if (!k[1].born || (!force && now - k[1].born >= 2 * st->rotate_s))
+                memset(&k[1], 0, sizeof(k[1])); /* too old to decrypt anything */
+            k[0] = n;
+            tk_write(st, k);
+        }
+        explicit_bzero(&n, sizeof(n));
+    }
+    explicit_bzero(k, sizeof(k));
+    pthread_mutex_unlock(&st->rot);
+    return r;
+}
+
+static void tk_free(struct tk_store *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < TK_NW; j++)
+            atomic_store(&st->w[i][j], 0);
+    pthread_mutex_destroy(&st->rot);
+    explicit_bzero(st, sizeof(*st));
+    free(st);
+}
+
+static struct tk_store *tk_new(uint64_t rotate_s, const char *own_id)
+{
+    struct tk_store *st = calloc(1, sizeof(*st));
+    const char *p;
+
+    if (!st)
+        return NULL;
+    pthread_mutex_init(&st->rot, NULL);
+    st->rotate_s = rotate_s;
+    /* "spiffe://TD" of our own ID: peers' IDs in the same trust domain are kept without it */
+    p = strchr(own_id + 9, '/');
+    st->td_len = p ? (size_t)(p - own_id) : strlen(own_id);
+    if (st->td_len >= sizeof(st->td))
+        st->td_len = 0;
+    memcpy(st->td, own_id, st->td_len);
+    if (tk_rotate(st, mono_s(), true, true) < 0) {
+        tk_free(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* Our TK_EXTRA bytes: [0] form (0 none, 1 full ID, 2 ID relative to our trust domain),
+ * [1..4] notAfter (u32, big endian), [5] length, [6..] the ID. */
+static void tk_put_identity(const struct tk_store *st, const struct nd_tls *t, uint8_t *x)
+{
+    const char *id = t ? t->peer_id : NULL;
+    size_t len = id ? t->peer_id_len : 0;
+    uint8_t form = 1;
+    uint64_t na = t ? (uint64_t)t->peer_not_after : 0;
+
+    memset(x, 0, TK_EXTRA);
+    if (!id || t->peer_not_after <= 0 || na > UINT32_MAX)
+        return;
+    if (st->td_len && len > st->td_len && memcmp(id, st->td, st->td_len) == 0 &&
+        id[st->td_len] == '/') {
+        id += st->td_len;
+        len -= st->td_len;
+        form = 2;
+    }
+    if (len > TK_EXTRA - 6)
+        return; /* too long to carry: such a ticket never resumes (full handshake) */
+    x[0] = form;
+    x[1] = (uint8_t)(na >> 24);
+    x[2] = (uint8_t)(na >> 16);
+    x[3] = (uint8_t)(na >> 8);
+    x[4] = (uint8_t)na;
+    x[5] = (uint8_t)len;
+    memcpy(x + 6, id, len);
+}
+
+static int tk_get_identity(const struct tk_store *st, struct nd_tls *t, const uint8_t *x)
+{
+    size_t len = x[5], pre = x[0] == 2 ? st->td_len : 0;
+    char *id;
+
+    if ((x[0] != 1 && x[0] != 2) || len == 0 || len > TK_EXTRA - 6 || (x[0] == 2 && !pre))
+        return -1;
+    if (!(id = malloc(pre + len + 1)))
+        return -1;
+    memcpy(id, st->td, pre);
+    memcpy(id + pre, x + 6, len);
+    id[pre + len] = '\0';
+    free(t->peer_id);
+    t->peer_id = id;
+    t->peer_id_len = pre + len;
+    t->peer_not_after =
+        (int64_t)(((uint32_t)x[1] << 24) | ((uint32_t)x[2] << 16) | ((uint32_t)x[3] << 8) | x[4]);
+    t->ticket_id = true;
+    return 0;
+}
+
+/* wolfSSL's ticket callback (SessionTicketEncCb). Encrypt: name of the current key, a random
+ * nonce, ChaCha20-Poly1305 over the internal ticket plus our identity bytes, the tag in the
+ * first 16 bytes of mac (the rest zero). Decrypt: the key by name (current or previous, if
+ * young enough), else REJECT (a full handshake, never an error). AAD: name, iv, length. */
+static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                     unsigned char iv[WOLFSSL_TICKET_IV_SZ],
+                     unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc, unsigned char *ticket,
+                     int in_len, int *out_len, void *arg)
+{
+    struct tk_store *st = arg;
+    struct nd_tls *t = wolfSSL_GetIOReadCtx(ssl);
+    uint8_t aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ + 2];
+    struct tk_key k[2];
+    uint64_t now = mono_s();
+    int ret = WOLFSSL_TICKET_RET_REJECT, idx = -1, len;
+
+    if (!st || in_len < TK_EXTRA || !out_len)
+        return WOLFSSL_TICKET_RET_REJECT;
+    tk_read(st, k);
+    if (enc && now - k[0].born >= st->rotate_s) {
+        explicit_bzero(k, sizeof(k));
+        if (tk_rotate(st, now, false, false) < 0)
+            return WOLFSSL_TICKET_RET_REJECT;
+        tk_read(st, k);
+    }
+    if (enc) {
+        /* The internal ticket ends with wolfSSL's 32-byte session id, and 32 bytes of the
+         * buffer follow it: ours. */
+        len = in_len - 32 + TK_EXTRA;
+        if (*out_len < len || !k[0].born || fill_random(iv, WOLFSSL_TICKET_IV_SZ) < 0)
+            goto out;
+        tk_put_identity(st, t, ticket + in_len - 32);
+        memcpy(name, k[0].name, TK_NAME);
+        idx = 0;
+    } else {
+        len = in_len;
+        for (int i = 0; i < 2 && idx < 0; i++)
+            if (k[i].born && now - k[i].born < 2 * st->rotate_s &&
+                memcmp(name, k[i].name, TK_NAME) == 0)
+                idx = i;
+        if (idx < 0)
+            goto out;
+        for (int i = 16; i < WOLFSSL_TICKET_MAC_SZ; i++)
+            if (mac[i])
+                goto out;
+    }
+    memcpy(aad, name, WOLFSSL_TICKET_NAME_SZ);
+    memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
+    aad[sizeof(aad) - 2] = (uint8_t)(len >> 8);
+    aad[sizeof(aad) - 1] = (uint8_t)len;
+    if (enc) {
+        memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
+        if (wc_ChaCha20Poly1305_Encrypt(k[idx].key, iv, aad, sizeof(aad), ticket, (word32)len,
+                                        ticket, mac) != 0)
+            goto out;
+        *out_len = len;
+        ret = WOLFSSL_TICKET_RET_OK;
+    } else {
+        if (wc_ChaCha20Poly1305_Decrypt(k[idx].key, iv, aad, sizeof(aad), ticket, (word32)len, mac,
+                                        ticket) != 0 ||
+            len < TK_EXTRA)
+            goto out;
+        /* our bytes: the peer's identity; then wolfSSL sees a zero session id */
+        if (!t || tk_get_identity(st, t, ticket + len - TK_EXTRA) < 0) {
+            explicit_bzero(ticket, (size_t)len);
+            goto out;
+        }
+        explicit_bzero(ticket + len - TK_EXTRA, TK_EXTRA);
+        *out_len = len - 32;
+        ret = WOLFSSL_TICKET_RET_OK;
+    }
+out:
+    explicit_bzero(k, sizeof(k));
+    return ret;
 }
 
 /* ---- context
@@ -157,6 +463,7 @@ static void ctx_free(struct nd_tls_ctx *c)
         return;
     if (c->wctx)
         wolfSSL_CTX_free(c->wctx);
+    tk_free(c->tk);
     for (size_t i = 0; i < c->n_peer_ids; i++)
         free(c->peer_ids[i]);
     free(c->peer_ids);
@@ -301,15 +608,35 @@ struct nd_tls_ctx *nd_tls_ctx_new(const struct nd_tls_config *cfg, char *err, si
     wolfSSL_CTX_set_verify_depth(c->wctx, 4);
     wolfSSL_CTX_SetIORecv(c->wctx, io_recv);
     wolfSSL_CTX_SetIOSend(c->wctx, io_send);
-    /* The process-wide session cache would put a lock on every handshake: resumption is by
-     * ticket only (stateless on the server, key per context). */
+    /* The process-wide session cache (33 entries in this build, a lock per handshake) stays
+     * out of it: this build (WOLFSSL_FORCE_CACHE_ON_TICKET) would store every ticketed server
+     * session there despite SESS_CACHE_OFF, and look the peer's certificate up there on
+     * resumption, which an evicted entry loses. Resumption is by ticket only: stateless on the
+     * server, the peer's identity inside the ticket. */
     wolfSSL_CTX_set_session_cache_mode(c->wctx, WOLFSSL_SESS_CACHE_OFF);
-    wolfSSL_CTX_set_timeout(c->wctx, cfg->session_timeout ? cfg->session_timeout : 3600);
-    if (cfg->flags & ND_TLS_NO_TICKETS) {
-        wolfSSL_CTX_NoTicketTLSv12(c->wctx);
-        wolfSSL_CTX_no_ticket_TLSv13(c->wctx);
-    } else if (cfg->role == ND_TLS_CLIENT) {
-        wolfSSL_CTX_UseSessionTicket(c->wctx);
+    wolfSSL_CTX_set_session_cache_mode(c->wctx, WOLFSSL_SESS_CACHE_NO_INTERNAL);
+    {
+        uint64_t rot = cfg->ticket_rotate ? cfg->ticket_rotate : 12 * 3600;
+        uint32_t life = cfg->session_timeout ? cfg->session_timeout : 3600;
+
+        if (life > rot)
+            life = (uint32_t)rot; /* a ticket must not outlive its key */
+        /* sets the ticket hint too (OPENSSL_EXTRA) */
+        wolfSSL_CTX_set_timeout(c->wctx, life);
+        if (cfg->flags & ND_TLS_NO_TICKETS) {
+            wolfSSL_CTX_NoTicketTLSv12(c->wctx);
+            wolfSSL_CTX_no_ticket_TLSv13(c->wctx);
+        } else if (cfg->role == ND_TLS_CLIENT) {
+            wolfSSL_CTX_UseSessionTicket(c->wctx);
+        } else {
+            if (!(c->tk = tk_new(rot, c->id)) ||
+                wolfSSL_CTX_set_TicketEncCb(c->wctx, ticket_cb) != WOLFSSL_SUCCESS ||
+                wolfSSL_CTX_set_TicketEncCtx(c->wctx, c->tk) != WOLFSSL_SUCCESS ||
+                wolfSSL_CTX_set_TicketHint(c->wctx, (int)life) != WOLFSSL_SUCCESS) {
+                set_err(err, errlen, "cannot set up session ticket keys");
+                goto bad;
+            }
+        }
     }
     c->gen = atomic_fetch_add(&generations, 1) + 1;
     return c;
@@ -331,6 +658,13 @@ void nd_tls_ctx_unref(struct nd_tls_ctx *c)
 {
     if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
         ctx_free(c);
+}
+
+int nd_tls_ctx_rotate_ticket_key(struct nd_tls_ctx *c)
+{
+    if (!c->tk)
+        return -1;
+    return tk_rotate(c->tk, mono_s(), true, true);
 }
 
 uint64_t nd_tls_ctx_generation(const struct nd_tls_ctx *c)
@@ -547,12 +881,24 @@ static int classify(struct nd_tls *t, int e)
 static int handshake_done(struct nd_tls *t)
 {
     struct nd_ca_cert_info info;
-    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(t->ssl);
+    WOLFSSL_X509 *x;
     const unsigned char *der;
     char *name = NULL;
     unsigned short nlen = 0;
     int len = 0;
 
+    if (t->ctx->tk && wolfSSL_session_reused(t->ssl) == 1) {
+        /* a server resuming from one of our tickets: the identity it carried (checked again
+         * against this context's allow list, and for expiry) */
+        if (!t->ticket_id || !id_ok(t->ctx, t->peer_id, t->peer_id_len))
+            return fail(t, ND_TLS_E_PEER_ID, 0);
+        if (t->peer_not_after < (int64_t)time(NULL))
+            return fail(t, ND_TLS_E_PEER_CERT, ASN_AFTER_DATE_E);
+        goto alpn;
+    }
+    free(t->peer_id);
+    t->peer_id = NULL;
+    x = wolfSSL_get_peer_certificate(t->ssl);
     der = x ? wolfSSL_X509_get_der(x, &len) : NULL;
     if (!der || len <= 0 || leaf_identity(der, (size_t)len, &info) < 0 ||
         !id_ok(t->ctx, info.uri, info.uri_len)) {
@@ -570,6 +916,7 @@ static int handshake_done(struct nd_tls *t)
     wolfSSL_X509_free(x);
     if (!t->peer_id)
         return fail(t, ND_TLS_E_INTERNAL, MEMORY_E);
+alpn:
     if (t->ctx->alpn && wolfSSL_ALPN_GetProtocol(t->ssl, &name, &nlen) == WOLFSSL_SUCCESS && name &&
         nlen < sizeof(t->alpn)) {
         memcpy(t->alpn, name, nlen);
@@ -799,9 +1146,11 @@ const char *nd_tls_error_reason(const struct nd_tls *t)
 
 const char *nd_tls_peer_id(const struct nd_tls *t, size_t *len)
 {
+    bool open = t->state == ND_TLS_OPEN || t->state == ND_TLS_SHUTDOWN;
+
     if (len)
-        *len = t->peer_id ? t->peer_id_len : 0;
-    return t->peer_id;
+        *len = open && t->peer_id ? t->peer_id_len : 0;
+    return open ? t->peer_id : NULL;
 }
 
 int64_t nd_tls_peer_not_after(const struct nd_tls *t)

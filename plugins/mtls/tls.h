@@ -83,7 +83,9 @@ struct nd_tls_config {
     size_t n_peer_ids;
     const char *alpn;         /* comma-separated protocols, "h2,http/1.1"; NULL: no ALPN */
     const char *sni;          /* client: server name sent in the ClientHello; NULL: none */
-    uint32_t session_timeout; /* seconds a ticket stays valid; 0: 3600 */
+    uint32_t session_timeout; /* seconds a ticket stays valid; 0: 3600 (at most ticket_rotate) */
+    uint32_t ticket_rotate;   /* server: seconds a ticket key encrypts (then it decrypts as
+                                 long again, then it is wiped); 0: 12 h */
 };
 
 struct nd_tls_ctx; /* an immutable, shared, reference-counted context */
@@ -96,6 +98,10 @@ struct nd_tls_ctx *nd_tls_ctx_new(const struct nd_tls_config *cfg, char *err, si
 struct nd_tls_ctx *nd_tls_ctx_ref(struct nd_tls_ctx *c);
 void nd_tls_ctx_unref(struct nd_tls_ctx *c);
 uint64_t nd_tls_ctx_generation(const struct nd_tls_ctx *c);
+/* Server with tickets: rotates the ticket key now (the current key becomes the previous one and
+ * still decrypts; the former previous key is wiped). Done on its own every ticket_rotate
+ * seconds. 0, or -1 (no tickets on this context, no randomness). */
+int nd_tls_ctx_rotate_ticket_key(struct nd_tls_ctx *c);
 /* Our own certificate's notAfter (seconds since the epoch) and SPIFFE ID. */
 int64_t nd_tls_ctx_not_after(const struct nd_tls_ctx *c);
 const char *nd_tls_ctx_id(const struct nd_tls_ctx *c);

@@ -42,7 +42,8 @@ static void *up_configure(const struct nd_cluster_conf *cc, char *err, size_t er
     uc->user.sni = cc->tls_sni;
     uc->user.peer_ids = (const char *const *)cc->tls_expect;
     uc->user.n_peer_ids = cc->tls_nexpect;
-    /* tickets off, as on listeners (docs/mtls.md, Limits) */
+    /* No tickets yet: nothing keeps a session per endpoint across connections (the provider
+     * has no per-worker state), so a ticket would only cost the server an encryption. */
     uc->user.flags = ND_TLS_NO_TICKETS | (cc->tls_nexpect ? 0 : ND_TLS_ANY_PEER_ID);
     nd_identity_attach(&uc->user);
     return uc;

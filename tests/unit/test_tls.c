@@ -708,6 +708,164 @@ static void test_resumption(void **state)
     nd_tls_ctx_unref(sc);
 }
 
+/* wolfSSL 5.5.4's default ticket key failed every handshake about two seconds after the first
+ * ticket (a key encrypted only while it outlived the ticket hint, 3600 s, and it lived 3600 s).
+ * Full handshakes on one server context, spread over more than three seconds. */
+static void test_tickets_over_time(void **state)
+{
+    struct nd_tls_ctx *sc = ctx_for(ND_TLS_SERVER, &web, NULL, 0, 0);
+    struct nd_tls_ctx *cc = ctx_for(ND_TLS_CLIENT, &api, (const char *[]){WEB}, 1, 0);
+    uint8_t got[16];
+    int rc, rs;
+
+    (void)state;
+    for (int i = 0; i < 6; i++) {
+        struct nd_tls *s = nd_tls_new(sc), *c = nd_tls_new(cc);
+        if (i)
+            nanosleep(&(struct timespec){.tv_nsec = 600 * 1000 * 1000}, NULL);
+        handshake(c, s, &rc, &rs);
+        if (rs != ND_TLS_OK || rc != ND_TLS_OK)
+            fail_msg("handshake %d: server %d (%s, wolf %s), client %d", i, rs,
+                     nd_tls_error_reason(s), nd_tls_error_text(s), rc);
+        assert_int_equal(transfer(s, c, (const uint8_t *)"hello", 5, got, sizeof(got)), 5);
+        nd_tls_free(c);
+        nd_tls_free(s);
+    }
+    nd_tls_ctx_unref(cc);
+    nd_tls_ctx_unref(sc);
+}
+
+/* One connection: handshake, data both ways (the ticket comes with the server's data). Returns
+ * whether the server resumed; *sess is replaced by the client's new session. */
+static bool connect_once(struct nd_tls_ctx *sc, struct nd_tls_ctx *cc, struct nd_tls_session **sess)
+{
+    struct nd_tls *s = nd_tls_new(sc), *c = nd_tls_new(cc);
+    uint8_t got[16];
+    bool resumed;
+    int rc, rs;
+
+    if (*sess)
+        assert_int_equal(nd_tls_session_set(c, *sess), ND_TLS_OK);
+    handshake(c, s, &rc, &rs);
+    if (rs != ND_TLS_OK || rc != ND_TLS_OK)
+        fail_msg("handshake: server %d (%s, %s), client %d", rs, nd_tls_error_reason(s),
+                 nd_tls_error_text(s), rc);
+    resumed = nd_tls_resumed(s);
+    assert_true(resumed == nd_tls_resumed(c));
+    /* the identities are known both ways, resumed or not */
+    assert_string_equal(nd_tls_peer_id(s, NULL), API);
+    assert_int_equal(nd_tls_peer_not_after(s), api.not_after);
+    assert_string_equal(nd_tls_peer_id(c, NULL), WEB);
+    assert_int_equal(transfer(c, s, (const uint8_t *)"ping", 4, got, sizeof(got)), 4);
+    assert_int_equal(transfer(s, c, (const uint8_t *)"pong", 4, got, sizeof(got)), 4);
+    nd_tls_session_free(*sess);
+    *sess = nd_tls_session_get(c);
+    assert_non_null(*sess);
+    nd_tls_free(c);
+    nd_tls_free(s);
+    return resumed;
+}
+
+/* Hundreds of resumptions on our ticket keys, with key rotations: a ticket of the previous key
+ * still resumes, one two rotations old falls back to a full, verified handshake. */
+static void test_ticket_resumption_and_rotation(void **state)
+{
+    struct nd_tls_ctx *sc = ctx_for(ND_TLS_SERVER, &web, NULL, 0, 0);
+    struct nd_tls_ctx *cc = ctx_for(ND_TLS_CLIENT, &api, (const char *[]){WEB}, 1, 0);
+    struct nd_tls_ctx *strict;
+    struct nd_tls_session *sess = NULL, *old = NULL;
+    int resumed = 0;
+
+    (void)state;
+    assert_false(connect_once(sc, cc, &sess)); /* full: no ticket yet */
+    for (int i = 0; i < 300; i++) {
+        if (i == 150) {
+            /* rotation: the ticket in hand (previous key) still resumes, and the new ticket
+             * is of the new key */
+            assert_int_equal(nd_tls_ctx_rotate_ticket_key(sc), 0);
+        }
+        resumed += connect_once(sc, cc, &sess);
+    }
+    assert_int_equal(resumed, 300);
+
+    /* keep a ticket of the current key, rotate twice: it is too old, a full handshake */
+    assert_true(connect_once(sc, cc, &sess));
+    old = sess;
+    sess = NULL;
+    assert_int_equal(nd_tls_ctx_rotate_ticket_key(sc), 0);
+    {
+        struct nd_tls_session *copy = old;
+        /* after one rotation it still resumes (and yields a ticket of the new key) */
+        old = NULL;
+        assert_true(connect_once(sc, cc, &copy));
+        sess = copy;
+    }
+    assert_int_equal(nd_tls_ctx_rotate_ticket_key(sc), 0);
+    assert_true(connect_once(sc, cc, &sess)); /* a ticket of the previous key: resumes */
+    {
+        struct nd_tls_session *first = NULL;
+        assert_false(connect_once(sc, cc, &first));
+        assert_int_equal(nd_tls_ctx_rotate_ticket_key(sc), 0);
+        assert_int_equal(nd_tls_ctx_rotate_ticket_key(sc), 0);
+        assert_false(connect_once(sc, cc, &first)); /* two rotations later: full handshake */
+        assert_true(connect_once(sc, cc, &first));  /* and its new ticket resumes */
+        nd_tls_session_free(first);
+    }
+
+    /* the identity in a ticket is checked against the context it resumes on: a server that
+     * does not allow API any more refuses the resumption like a full handshake */
+    strict = ctx_for(ND_TLS_SERVER, &web, (const char *[]){WEB}, 1, 0);
+    {
+        struct nd_tls *s = nd_tls_new(strict), *c = nd_tls_new(cc);
+        int rc, rs;
+        assert_int_equal(nd_tls_session_set(c, sess), ND_TLS_OK);
+        handshake(c, s, &rc, &rs);
+        assert_int_equal(rs, ND_TLS_E_PEER_ID);
+        nd_tls_free(c);
+        nd_tls_free(s);
+    }
+    nd_tls_ctx_unref(strict);
+    /* tickets off: nothing to rotate */
+    {
+        struct nd_tls_ctx *nt = ctx_for(ND_TLS_SERVER, &web, NULL, 0, ND_TLS_NO_TICKETS);
+        assert_int_equal(nd_tls_ctx_rotate_ticket_key(nt), -1);
+        nd_tls_ctx_unref(nt);
+    }
+    nd_tls_session_free(sess);
+    nd_tls_ctx_unref(cc);
+    nd_tls_ctx_unref(sc);
+}
+
+/* Time-based rotation, with a 1-second key period: a ticket resumes within the period, and after
+ * more than two periods it does not (full handshake), without any call to rotate. */
+static void test_ticket_rotation_by_time(void **state)
+{
+    size_t rl;
+    const char *root = nd_ca_root_pem(ca, &rl);
+    struct nd_tls_config cfg = {.role = ND_TLS_SERVER,
+                                .ca_pem = root,
+                                .ca_len = rl,
+                                .cert_pem = web.cert,
+                                .cert_len = web.cert_len,
+                                .key_pem = web.key,
+                                .key_len = web.key_len,
+                                .session_timeout = 60, /* clamped to the key period */
+                                .ticket_rotate = 1};
+    struct nd_tls_ctx *sc = nd_tls_ctx_new(&cfg, err, sizeof(err));
+    struct nd_tls_ctx *cc = ctx_for(ND_TLS_CLIENT, &api, (const char *[]){WEB}, 1, 0);
+    struct nd_tls_session *sess = NULL;
+
+    (void)state;
+    assert_non_null(sc);
+    assert_false(connect_once(sc, cc, &sess));
+    assert_true(connect_once(sc, cc, &sess));
+    nanosleep(&(struct timespec){.tv_sec = 3, .tv_nsec = 100 * 1000 * 1000}, NULL);
+    assert_false(connect_once(sc, cc, &sess));
+    nd_tls_session_free(sess);
+    nd_tls_ctx_unref(cc);
+    nd_tls_ctx_unref(sc);
+}
+
 /* An independent peer: openssl s_client over loopback TCP against a server engine. It verifies
  * our chain to the root with -verify_return_error; we verify its client certificate. */
 static void test_openssl_client(void **state)
@@ -803,6 +961,9 @@ int main(void)
         cmocka_unit_test(test_garbage_and_plaintext),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_resumption),
+        cmocka_unit_test(test_tickets_over_time),
+        cmocka_unit_test(test_ticket_resumption_and_rotation),
+        cmocka_unit_test(test_ticket_rotation_by_time),
         cmocka_unit_test(test_openssl_client),
     };
 
