@@ -14,6 +14,7 @@
 #include "http1.h"
 
 struct nodus_plugin;
+struct nd_epslot;
 
 #define ND_MAX_WORKERS 64
 
@@ -56,6 +57,10 @@ struct nd_cluster_conf {
     char **tls_expect;
     unsigned tls_nexpect;
     void *tls_conf; /* the provider's, built at load, destroyed with the configuration */
+    /* discover = "name": the endpoints come from the gossip service catalog, live (eps is NULL,
+     * neps 0); dslot: where the main thread publishes them (cluster.h), set at publish */
+    char *discover;
+    struct nd_epslot *dslot;
 };
 
 /*
@@ -140,6 +145,18 @@ struct nd_gossip_conf {
     uint32_t max_members; /* 0: the engine's default (65536) */
 };
 
+/* service "name" { port = 9080, address = "10.0.0.5", labels = { version = "v1" } }: a service
+ * this node fronts, advertised to the gossip cluster as the serf tag "svc:name" (docs/gossip.md,
+ * "Service catalog"); the tags are added to gossip.tags at load. */
+struct nd_service_conf {
+    char *name;
+    int line;
+    uint16_t port;
+    char *address; /* an IP literal; NULL: the node's gossip address */
+    struct nd_label *labels;
+    unsigned nlabels;
+};
+
 /* node.max_connections when the config does not say: from the open-file limit. */
 uint32_t nd_default_max_connections(void);
 
@@ -168,6 +185,8 @@ struct nd_config {
     unsigned nclusters;
     struct nd_listener_conf *listeners;
     unsigned nlisteners;
+    struct nd_service_conf *services;
+    unsigned nservices;
 };
 
 /* Errors of a load: each "file:line: message". */
