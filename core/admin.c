@@ -8,6 +8,7 @@
 #include <nodus/plugin.h>
 
 #include "buf.h"
+#include "cluster.h"
 #include "config.h"
 #include "http1.h"
 #include "metrics.h"
@@ -74,11 +75,16 @@ static json_t *dump_cluster(const struct nd_cluster_conf *c)
 {
     json_t *o = json_object(), *eps = json_array(), *limits = json_object(),
            *timeouts = json_object();
-    unsigned i, k;
+    const struct nd_epset *set = nd_discover_current(c);
+    const struct nd_endpoint_conf *ceps = set ? set->eps : c->eps;
+    unsigned i, k, n = set ? set->neps : c->neps;
 
-    for (i = 0; i < c->neps; i++) {
-        const struct nd_endpoint_conf *e = &c->eps[i];
+    for (i = 0; i < n; i++) {
+        const struct nd_endpoint_conf *e = &ceps[i];
         json_t *ep = json_object(), *labels = json_object();
+
+        if (set) /* discovered: which member advertises it */
+            json_object_set_new(ep, "member", jstr(set->members[i]));
 
         for (k = 0; k < e->nlabels; k++)
             json_object_set_new(labels, e->labels[k].key ? e->labels[k].key : "",
@@ -97,6 +103,8 @@ static json_t *dump_cluster(const struct nd_cluster_conf *c)
     json_object_set_new(o, "name", jstr(c->name));
     json_object_set_new(o, "line", json_integer(c->line));
     json_object_set_new(o, "lb", jstr(lb_name(c->lb)));
+    if (c->discover)
+        json_object_set_new(o, "discover", jstr(c->discover));
     json_object_set_new(o, "endpoints", eps);
     json_object_set_new(o, "limits", limits);
     json_object_set_new(o, "timeouts", timeouts);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "../gossip/keyring.h"
+#include "../gossip/catalog.h"
 #include "../gossip/serf.h"
 #include "../dpdk/net/conf.h"
 #include "buf.h"
@@ -55,7 +56,8 @@
 #define MARKER_MT "nodus.plugin"
 
 enum decl_kind {
-    DECL_NODE = 1, DECL_ADMIN, DECL_IDENTITY, DECL_GOSSIP, DECL_CLUSTER, DECL_LISTENER, DECL_DPDK
+    DECL_NODE = 1, DECL_ADMIN, DECL_IDENTITY, DECL_GOSSIP, DECL_CLUSTER, DECL_LISTENER, DECL_DPDK,
+    DECL_SERVICE
 };
 
 /* What a plugin constructor returns (a full userdata; its user value 1 is the argument table). */
@@ -932,6 +934,7 @@ static const char *kind_name(int kind)
            : kind == DECL_NODE     ? "node"
            : kind == DECL_IDENTITY ? "identity"
            : kind == DECL_GOSSIP   ? "gossip"
+           : kind == DECL_SERVICE  ? "service"
                                    : "admin";
 }
 
@@ -1113,6 +1116,9 @@ static int setup(lua_State *L)
     lua_pushinteger(L, DECL_LISTENER);
     lua_pushcclosure(L, dir_named, 1);
     lua_setfield(L, env, "listener");
+    lua_pushinteger(L, DECL_SERVICE);
+    lua_pushcclosure(L, dir_named, 1);
+    lua_setfield(L, env, "service");
 
     lua_createtable(L, 0, 2); /* the environment's metatable */
     lua_pushcfunction(L, env_index);
@@ -1607,6 +1613,164 @@ static void build_gossip(struct nd_loader *ld, int tbl, int line)
         g->max_members = (uint32_t)v;
 }
 
+#define MAX_SERVICES 64
+
+/* service "name" { port = 9080, address = "10.0.0.5", labels = { version = "v1" } } */
+static void build_service(struct nd_loader *ld, const char *name, size_t nlen, int line, int tbl)
+{
+    struct nd_config *cfg = ld->cfg;
+    struct nd_service_conf *sc;
+    struct nodus_cfg *c, *lc;
+    char q[160], ctx[200];
+    const char *s;
+    long long v;
+    int r;
+
+    nd_cfg_quote(q, sizeof(q), name, nlen);
+    snprintf(ctx, sizeof(ctx), "service \"%s\"", q);
+    if (strlen(name) != nlen || !nd_cat_name_ok(name, nlen, false)) {
+        nd_loader_error(ld, line, "%s: a service name is 1 to %d letters, digits, '.', '_' or '-'",
+                        ctx, ND_CAT_NAME_MAX);
+        return;
+    }
+    for (unsigned i = 0; i < cfg->nservices; i++)
+        if (!strcmp(cfg->services[i].name, name)) {
+            nd_loader_error(ld, line, "%s: duplicate name (first declared at line %d)", ctx,
+                            cfg->services[i].line);
+            return;
+        }
+    if (!tbl) {
+        nd_loader_error(ld, line, "%s: expected a table: service \"%s\" { port = 9080 }", ctx, q);
+        return;
+    }
+    if (cfg->nservices == MAX_SERVICES) {
+        nd_loader_error(ld, line, "%s: more than %d services", ctx, MAX_SERVICES);
+        return;
+    }
+    sc = &cfg->services[cfg->nservices++];
+    sc->name = xstrdup(ld->L, name);
+    sc->line = line;
+    c = nd_cfg_new(ld, tbl, line, ctx);
+    r = nodus_cfg_int(c, "port", 1, 65535, &v);
+    if (r == 0)
+        nodus_cfg_error(c, "'port' is required, e.g. port = 9080");
+    else if (r == 1)
+        sc->port = (uint16_t)v;
+    if (nodus_cfg_str(c, "address", &s) == 1) {
+        char buf[64];
+        unsigned char tmp[16];
+        size_t n = strlen(s);
+
+        if (n > 2 && s[0] == '[' && s[n - 1] == ']')
+            snprintf(buf, sizeof(buf), "%.*s", (int)(n - 2), s + 1);
+        else
+            snprintf(buf, sizeof(buf), "%s", s);
+        if (n >= sizeof(buf) ||
+            (inet_pton(AF_INET, buf, tmp) != 1 && inet_pton(AF_INET6, buf, tmp) != 1))
+            nodus_cfg_error(c, "'address' must be an IP address such as \"10.0.0.5\" or "
+                            "\"fd00::5\" (the port is 'port')");
+        else if (!strcmp(buf, "0.0.0.0") || !strcmp(buf, "::"))
+            nodus_cfg_error(c, "'address' must be a host address, not %s", buf);
+        else
+            sc->address = xstrdup(ld->L, buf);
+    }
+    if (nodus_cfg_table(c, "labels", &lc) == 1) {
+        size_t it = 0;
+        const char *k, *val;
+
+        while ((r = nodus_cfg_next_str(lc, &it, &k, &val)) != 0) {
+            if (r < 0)
+                continue;
+            if (sc->nlabels == ND_CAT_LABELS_MAX) {
+                nodus_cfg_error(lc, "more than %d labels", ND_CAT_LABELS_MAX);
+                break;
+            }
+            if (!nd_cat_name_ok(k, strlen(k), true) || !nd_cat_name_ok(val, strlen(val), true)) {
+                nodus_cfg_error(lc, "label %s: keys and values are 1 to %d letters, digits, "
+                                "'.', '_', '-', '/' or ':'", k, ND_CAT_NAME_MAX);
+                continue;
+            }
+            if (!sc->labels)
+                sc->labels = xcalloc(ld->L, ND_CAT_LABELS_MAX, sizeof(*sc->labels));
+            sc->labels[sc->nlabels].key = xstrdup(ld->L, k);
+            sc->labels[sc->nlabels].val = xstrdup(ld->L, val);
+            sc->nlabels++;
+        }
+    }
+}
+
+/* The services become serf tags "svc:NAME" (gossip/catalog.h) appended to gossip.tags; with the
+ * node's own tags they must fit in memberlist's 512 bytes of Meta. */
+static void service_tags(struct nd_loader *ld)
+{
+    struct nd_config *cfg = ld->cfg;
+    struct nd_gossip_conf *g = &cfg->gossip;
+    struct nd_serf_tag tags[MAX_GOSSIP_TAGS];
+    uint8_t meta[ND_GOSSIP_META_MAX];
+    size_t len = 0;
+
+    if (!cfg->nservices)
+        return;
+    if (!g->enabled) {
+        nd_loader_error(ld, cfg->services[0].line,
+                        "service \"%s\": services are advertised through gossip: add gossip { }",
+                        cfg->services[0].name);
+        return;
+    }
+    for (unsigned i = 0; i < g->ntags; i++) {
+        if (!strncmp(g->tags[i].key, ND_CAT_TAG_PREFIX, strlen(ND_CAT_TAG_PREFIX)))
+            nd_loader_error(ld, g->line, "gossip: tag \"%s\": the \"" ND_CAT_TAG_PREFIX
+                            "\" prefix is for service declarations", g->tags[i].key);
+        tags[i].key = (struct nd_gbytes){(const uint8_t *)g->tags[i].key,
+                                         (uint32_t)strlen(g->tags[i].key)};
+        tags[i].value = (struct nd_gbytes){(const uint8_t *)g->tags[i].val,
+                                           (uint32_t)strlen(g->tags[i].val)};
+    }
+    if (g->ntags)
+        nd_serf_tags_encode(tags, g->ntags, meta, sizeof(meta), &len);
+    for (unsigned i = 0; i < cfg->nservices; i++) {
+        const struct nd_service_conf *sc = &cfg->services[i];
+        const char *keys[ND_CAT_LABELS_MAX], *vals[ND_CAT_LABELS_MAX];
+        char key[ND_CAT_NAME_MAX + 8], val[ND_GOSSIP_META_MAX];
+        size_t before = len;
+
+        if (!sc->port)
+            continue; /* reported */
+        if (g->ntags == MAX_GOSSIP_TAGS) {
+            nd_loader_error(ld, sc->line, "service \"%s\": more than %d gossip tags with the "
+                            "services", sc->name, MAX_GOSSIP_TAGS);
+            return;
+        }
+        for (unsigned k = 0; k < sc->nlabels; k++) {
+            keys[k] = sc->labels[k].key;
+            vals[k] = sc->labels[k].val;
+        }
+        snprintf(key, sizeof(key), ND_CAT_TAG_PREFIX "%s", sc->name);
+        if (nd_cat_tag_encode(sc->address, sc->port, keys, vals, sc->nlabels, val,
+                              sizeof(val)) < 0) {
+            nd_loader_error(ld, sc->line, "service \"%s\": its tag takes more than %u bytes",
+                            sc->name, ND_GOSSIP_META_MAX);
+            return;
+        }
+        tags[g->ntags].key = (struct nd_gbytes){(const uint8_t *)key, (uint32_t)strlen(key)};
+        tags[g->ntags].value = (struct nd_gbytes){(const uint8_t *)val, (uint32_t)strlen(val)};
+        if (nd_serf_tags_encode(tags, g->ntags + 1, meta, sizeof(meta), &len)) {
+            nd_loader_error(ld, sc->line,
+                            "service \"%s\": the gossip tags take more than %u bytes once encoded "
+                            "with this service (serf's limit; %zu bytes before it)",
+                            sc->name, ND_GOSSIP_META_MAX, before);
+            return;
+        }
+        if (!g->tags)
+            g->tags = xcalloc(ld->L, MAX_GOSSIP_TAGS, sizeof(*g->tags));
+        g->tags[g->ntags].key = xstrdup(ld->L, key);
+        g->tags[g->ntags].val = xstrdup(ld->L, val);
+        tags[g->ntags].key.p = (const uint8_t *)g->tags[g->ntags].key;
+        tags[g->ntags].value.p = (const uint8_t *)g->tags[g->ntags].val;
+        g->ntags++;
+    }
+}
+
 /* What is wrong with an endpoint's address, or NULL. */
 static const char *endpoint_addr(const char *s, struct nd_addr *a)
 {
@@ -1730,9 +1894,20 @@ static void build_cluster(struct nd_loader *ld, const char *name, size_t nlen, i
     cc->max_connections = cc->max_pending = cc->max_requests = 1024;
 
     c = nd_cfg_new(ld, tbl, line, ctx);
+    if (nodus_cfg_str(c, "discover", &s) == 1) {
+        if (!nd_cat_name_ok(s, strlen(s), false))
+            nodus_cfg_error(c, "'discover' must be a service name of 1 to %d letters, digits, "
+                            "'.', '_' or '-'", ND_CAT_NAME_MAX);
+        else if (!cfg->gossip.enabled)
+            nodus_cfg_error(c, "'discover' needs gossip { } (the service catalog comes from it)");
+        else
+            cc->discover = xstrdup(ld->L, s);
+    }
     r = nodus_cfg_table(c, "endpoints", &ec);
-    if (r == 0) {
+    if (r == 0 && !cc->discover) {
         nodus_cfg_error(c, "'endpoints' is required, e.g. endpoints = { \"127.0.0.1:9001\" }");
+    } else if (r == 1 && cc->discover) {
+        nodus_cfg_error(c, "'endpoints' and 'discover' are mutually exclusive");
     } else if (r == 1) {
         size_t n = nodus_cfg_len(ec);
 
@@ -2151,7 +2326,7 @@ static int build(lua_State *L)
     struct nd_loader *ld = lua_touserdata(L, 1);
     struct nd_config *cfg = ld->cfg;
     int decls, top, node_line = 0, admin_line = 0, identity_line = 0, gossip_line = 0, dpdk_line = 0;
-    unsigned ncl = 0, nli = 0, total_eps = 0;
+    unsigned ncl = 0, nli = 0, nsv = 0, total_eps = 0;
     lua_Integer n;
     struct decl d;
 
@@ -2165,6 +2340,7 @@ static int build(lua_State *L)
         get_decl(L, decls, i, &d);
         ncl += d.kind == DECL_CLUSTER;
         nli += d.kind == DECL_LISTENER;
+        nsv += d.kind == DECL_SERVICE;
         lua_settop(L, top);
     }
     if (ncl > MAX_CLUSTERS)
@@ -2173,8 +2349,11 @@ static int build(lua_State *L)
         nli = MAX_LISTENERS;
     cfg->clusters = xcalloc(L, ncl, sizeof(*cfg->clusters));
     cfg->listeners = xcalloc(L, nli, sizeof(*cfg->listeners));
+    if (nsv > MAX_SERVICES)
+        nsv = MAX_SERVICES;
+    cfg->services = xcalloc(L, nsv, sizeof(*cfg->services));
 
-    for (int pass = DECL_NODE; pass <= DECL_DPDK; pass++) {
+    for (int pass = DECL_NODE; pass <= DECL_SERVICE; pass++) {
         for (lua_Integer i = 1; i <= n; i++) {
             get_decl(L, decls, i, &d);
             if (d.kind != pass) {
@@ -2215,12 +2394,16 @@ static int build(lua_State *L)
             case DECL_LISTENER:
                 build_listener(ld, d.name, d.nlen, d.line, d.tbl);
                 break;
+            case DECL_SERVICE:
+                build_service(ld, d.name, d.nlen, d.line, d.tbl);
+                break;
             }
             lua_settop(L, top);
         }
     }
     check_addresses(ld);
     check_dpdk(ld, node_line);
+    service_tags(ld);
     for (struct nodus_cfg *c = ld->cfgs; c; c = c->next)
         nd_cfg_check_unknown(c);
     return 0;
@@ -2423,8 +2606,21 @@ void nd_config_free(struct nd_config *cfg)
             free(cc->tls_expect[j]);
         free(cc->tls_expect);
         free(cc->tls_sni);
+        free(cc->discover);
     }
     free(cfg->clusters);
+    for (unsigned i = 0; i < cfg->nservices; i++) {
+        struct nd_service_conf *sc = &cfg->services[i];
+
+        for (unsigned k = 0; k < sc->nlabels; k++) {
+            free(sc->labels[k].key);
+            free(sc->labels[k].val);
+        }
+        free(sc->labels);
+        free(sc->address);
+        free(sc->name);
+    }
+    free(cfg->services);
     for (unsigned i = 0; i < cfg->node.nplugin_paths; i++)
         free(cfg->node.plugin_paths[i]);
     free(cfg->node.plugin_paths);

@@ -15,6 +15,7 @@
 
 struct nodus_plugin;
 struct nd_dpdk_conf;
+struct nd_epslot;
 
 #define ND_MAX_WORKERS 64
 
@@ -57,6 +58,10 @@ struct nd_cluster_conf {
     char **tls_expect;
     unsigned tls_nexpect;
     void *tls_conf; /* the provider's, built at load, destroyed with the configuration */
+    /* discover = "name": the endpoints come from the gossip service catalog, live (eps is NULL,
+     * neps 0); dslot: where the main thread publishes them (cluster.h), set at publish */
+    char *discover;
+    struct nd_epslot *dslot;
 };
 
 /*
@@ -141,6 +146,18 @@ struct nd_gossip_conf {
     uint32_t max_members; /* 0: the engine's default (65536) */
 };
 
+/* service "name" { port = 9080, address = "10.0.0.5", labels = { version = "v1" } }: a service
+ * this node fronts, advertised to the gossip cluster as the serf tag "svc:name" (docs/gossip.md,
+ * "Service catalog"); the tags are added to gossip.tags at load. */
+struct nd_service_conf {
+    char *name;
+    int line;
+    uint16_t port;
+    char *address; /* an IP literal; NULL: the node's gossip address */
+    struct nd_label *labels;
+    unsigned nlabels;
+};
+
 /* node.max_connections when the config does not say: from the open-file limit. */
 uint32_t nd_default_max_connections(void);
 
@@ -176,6 +193,8 @@ struct nd_config {
     unsigned nclusters;
     struct nd_listener_conf *listeners;
     unsigned nlisteners;
+    struct nd_service_conf *services;
+    unsigned nservices;
 };
 
 /* Errors of a load: each "file:line: message". */

@@ -20,9 +20,11 @@
 #include <wolfssl/options.h>
 #include <wolfssl/version.h>
 
+#include "../gossip/catalog.h"
 #include "../gossip/gossip_posix.h"
 #include "../gossip/swim.h"
 #include "admin.h"
+#include "cluster.h"
 #include "config.h"
 #include "http1.h"
 #include "log.h"
@@ -57,6 +59,80 @@ static void intern_names(struct nd_config *cfg)
         cfg->listeners[i].metrics_id = nd_metrics_intern(cfg->listeners[i].name);
     for (i = 0; i < cfg->nclusters; i++)
         cfg->clusters[i].metrics_id = nd_metrics_intern(cfg->clusters[i].name);
+}
+
+/* ---- service catalog: gossip member events in, endpoint sets for discover clusters out ---- */
+
+static struct nd_catalog *catalog;
+
+static void catalog_event(void *arg, const struct nd_swim_member *m, enum nd_swim_event ev)
+{
+    (void)arg;
+    if (ev == ND_SWIM_EV_REAP)
+        nd_catalog_remove(catalog, m->name);
+    else if (nd_catalog_member(catalog, m) < 0)
+        nd_err("discovery: out of memory updating member %s", m->name);
+}
+
+static void catalog_seed(void *arg, const struct nd_swim_member *m)
+{
+    catalog_event(arg, m, ND_SWIM_EV_JOIN);
+}
+
+/* Publishes one service's endpoints (NULL: none) to the clusters that discover it. Addresses
+ * advertised twice (two members fronting one address) count once. */
+static void catalog_publish_one(const char *name, struct nd_cat_service *cs)
+{
+    unsigned n = cs ? cs->neps : 0, i, k = 0, j;
+    struct nd_endpoint_conf *eps = calloc(n + 1, sizeof(*eps));
+    struct nd_label *labels = NULL;
+    const char **members = calloc(n + 1, sizeof(*members));
+    size_t nl = 0;
+    int r = -1;
+
+    for (i = 0; i < n; i++)
+        nl += cs->eps[i].nlabels;
+    if (eps && members && (labels = calloc(nl + 1, sizeof(*labels)))) {
+        for (i = 0, nl = 0; i < n; i++) {
+            const struct nd_cat_ep *e = &cs->eps[i];
+
+            if ((k && !strcmp(e->addr, eps[k - 1].addr.text)) ||
+                nd_parse_addr(e->addr, &eps[k].addr) < 0)
+                continue;
+            eps[k].weight = 1;
+            eps[k].labels = &labels[nl];
+            for (j = 0; j < e->nlabels; j++, nl++)
+                labels[nl] = (struct nd_label){e->keys[j], e->vals[j]};
+            eps[k].nlabels = e->nlabels;
+            members[k++] = e->member;
+        }
+        r = nd_discover_publish(name, eps, members, k);
+    }
+    if (r < 0 && cs)
+        cs->changed = true; /* out of memory: again at the next turn of the loop */
+    else if (r > 0)
+        nd_info("discovery: service \"%s\" now has %u endpoint(s)", name, k);
+    free(labels);
+    free(members);
+    free(eps);
+}
+
+/* The services that changed; all: every discovered one (after a configuration is published:
+ * its new discover clusters start empty). Then frees the sets the workers are done with. */
+static void catalog_publish(bool all)
+{
+    struct nd_cat_service *cs;
+    unsigned it = 0;
+
+    if (!catalog)
+        return;
+    if (all)
+        for (struct nd_epslot *sl = nd_discover_slots(); sl; sl = sl->next)
+            catalog_publish_one(sl->service,
+                                (struct nd_cat_service *)nd_catalog_find(catalog, sl->service));
+    while ((cs = nd_catalog_take_changed(catalog, &it)))
+        catalog_publish_one(cs->name, cs);
+    nd_discover_collect();
 }
 
 static int reload(void *arg, struct nd_sbuf *msg)
@@ -106,6 +182,7 @@ static int reload(void *arg, struct nd_sbuf *msg)
         return -1;
     }
     nd_log_level = cfg->node.log_level;
+    catalog_publish(true);
     nd_metrics_count(0, ND_C_RELOADS, 1);
     nd_info("configuration reloaded from %s", config_file);
     return 0;
@@ -409,6 +486,15 @@ static int cmd_run(const char *file)
         nd_config_free(cfg);
         return 1;
     }
+    if (gossip) { /* the service catalog: members known so far, then their events */
+        if (!(catalog = nd_catalog_new())) {
+            fprintf(stderr, "nodus: out of memory\n");
+            return 1;
+        }
+        nd_gossip_posix_on_member(gossip, catalog_event, NULL);
+        nd_swim_each(nd_gossip_posix_engine(gossip), catalog_seed, NULL);
+        catalog_publish(true);
+    }
     if ((i = nd_workers_start(cfg->node.workers, run_io)) < 0) {
         fprintf(stderr, "nodus: cannot start workers: %s\n", strerror(-i));
         return 1;
@@ -482,6 +568,7 @@ static int cmd_run(const char *file)
             }
         if (gossip)
             nd_gossip_posix_run(gossip);
+        catalog_publish(false);
         nd_snap_collect();
         nd_identity_tick();
     }
@@ -511,6 +598,9 @@ static int cmd_run(const char *file)
     close(sfd);
     nd_snap_collect();
     nd_snap_shutdown();
+    nd_discover_shutdown();
+    nd_catalog_free(catalog);
+    catalog = NULL;
     nd_identity_shutdown();
     nd_metrics_fini();
     free(nd_rt.workers);
@@ -724,6 +814,10 @@ static int cmd_status(const char *admin)
 
         printf("%-21s %-15s", json_string_value(json_object_get(v, "name")),
                json_string_value(json_object_get(v, "lb")));
+        if (json_is_string(json_object_get(v, "discover")))
+            printf(" discover \"%s\": %zu endpoint(s)",
+                   json_string_value(json_object_get(v, "discover")),
+                   json_array_size(json_object_get(v, "endpoints")));
         json_array_foreach(json_object_get(v, "endpoints"), j, e)
         {
             const char *addr = json_is_string(e) ? json_string_value(e)

@@ -535,7 +535,9 @@ int nd_upstream_start_tls(struct nd_worker *w, struct nd_upstream *u)
 
     if (!cc->tls)
         return 0;
-    addr = cc->eps[u->ep_idx].addr.text;
+    if (!u->ep) /* its endpoint left the discovered set while connecting */
+        return -1;
+    addr = u->crt->ceps[u->ep_idx].addr.text;
     def = (struct nd_stream_def){nd_upstream_tls->ops, "upstream tls", cc->tls_conf, NULL, 0};
     peer = (struct nd_stream_peer){addr, strlen(addr), u->principal, &u->principal_len,
                                    sizeof(u->principal)};
@@ -567,7 +569,7 @@ static void up_release(struct nd_worker *w, struct nd_txn *t, bool reuse)
         t->crt->eps[t->ep].active--;
     if (t->crt)
         t->crt->requests--;
-    if (!reuse || w->draining || (u->rx && u->rx->len)) {
+    if (!reuse || w->draining || (u->rx && u->rx->len) || !u->ep) {
         nd_upstream_close(w, u);
         return;
     }
@@ -615,7 +617,7 @@ static int up_acquire(struct nd_session *s)
     u->crt = t->crt;
     u->ep = ep;
     u->ep_idx = (unsigned)t->ep;
-    err = w->io->connect(w, &u->conn, &t->cluster->eps[t->ep].addr);
+    err = w->io->connect(w, &u->conn, &t->crt->ceps[t->ep].addr);
     if (err) {
         u->ep = NULL;
         u->crt = NULL;
@@ -811,7 +813,7 @@ void nd_access_log(struct nd_worker *w, struct nd_session *s, struct nd_txn *t,
         PUTS(b, "null");
     PUTS(b, ",\"upstream\":");
     if (t->cluster && t->ep >= 0)
-        json_str(b, t->cluster->eps[t->ep].addr.text, strlen(t->cluster->eps[t->ep].addr.text));
+        json_str(b, t->crt->ceps[t->ep].addr.text, strlen(t->crt->ceps[t->ep].addr.text));
     else
         PUTS(b, "null");
     PUTS(b, ",\"peer\":");
@@ -1034,7 +1036,7 @@ static void upstream_failed(struct nd_session *s, bool connect_phase, int err)
     if (connect_phase && t->ep >= 0) {
         t->crt->eps[t->ep].fails++;
         nd_metrics_count(s->w->id, ND_C_UPSTREAM_CX_CONNECT_FAIL, 1);
-        nd_debug("connect to %s failed: %s", t->cluster->eps[t->ep].addr.text, strerror(-err));
+        nd_debug("connect to %s failed: %s", t->crt->ceps[t->ep].addr.text, strerror(-err));
     } else {
         nd_metrics_count(s->w->id, ND_C_UPSTREAM_RESETS, 1);
     }
@@ -1293,7 +1295,7 @@ static bool pump(struct nd_session *s)
                                                 &s->lc->limits, &t->resp_scan, t->req.meth);
                     if (r < 0) {
                         nd_warn("%s: bad response from %s: %s", s->lc->name,
-                                t->cluster->eps[t->ep].addr.text, nd_http1_strerror(r));
+                                nd_ep_text(t->crt, t->ep), nd_http1_strerror(r));
                         up_release(w, t, false);
                         respond_local(s, 502, "bad response from upstream\n", ND_RF_UPE);
                         return true;
@@ -1653,7 +1655,8 @@ static void up_cb(struct nd_conn *c, unsigned events)
             return;
         }
         u->state = UP_BUSY;
-        u->ep->fails = 0;
+        if (u->ep)
+            u->ep->fails = 0;
     }
     sess_drive(s);
 }

@@ -95,7 +95,7 @@ int nd_snap_publish(struct nd_config *cfg, char **err)
     unsigned i;
 
     *err = NULL;
-    s = calloc(1, sizeof(*s));
+    s = nd_discover_bind(cfg) == 0 ? calloc(1, sizeof(*s)) : NULL;
     if (!s || !(s->lsocks = calloc(cfg->nlisteners + 1, sizeof(*s->lsocks)))) {
         free(s);
         *err = strdup("out of memory");

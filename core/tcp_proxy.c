@@ -37,7 +37,7 @@ void nd_tcp_session_start(struct nd_session *s)
             break;
         u->tcp = true;
         u->conn.cb = tcp_conn_cb;
-        err = w->io->connect(w, &u->conn, &cc->eps[ep].addr);
+        err = w->io->connect(w, &u->conn, &crt->ceps[ep].addr);
         if (err) {
             crt->eps[ep].fails++;
             nd_upstream_recycle(w, u);
@@ -83,8 +83,9 @@ void nd_tcp_up_cb(struct nd_upstream *u, unsigned events)
         nd_timer_cancel(&w->wheel, &u->timer);
         if (err) {
             nd_warn("%s: connect to %s: %s", s->lc->name,
-                    s->lc->tcp_cluster->eps[u->ep_idx].addr.text, strerror(-err));
-            u->ep->fails++;
+                    nd_ep_text(u->crt, u->ep ? (int)u->ep_idx : -1), strerror(-err));
+            if (u->ep)
+                u->ep->fails++;
             nd_metrics_count(w->id, ND_C_UPSTREAM_CX_CONNECT_FAIL, 1);
             s->state = S_CLOSING;
             nd_session_free(s);
@@ -95,7 +96,8 @@ void nd_tcp_up_cb(struct nd_upstream *u, unsigned events)
             nd_session_free(s);
             return;
         }
-        u->ep->fails = 0;
+        if (u->ep)
+            u->ep->fails = 0;
         u->state = UP_BUSY;
     }
     if (u->conn.st)

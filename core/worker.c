@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
@@ -61,6 +62,7 @@ static void *worker_main(void *arg)
             nd_metrics_count(w->id, ND_C_LOOP_BUSY, 1);
         if (atomic_load_explicit(&nd_rt.current, memory_order_relaxed) != w->snap || w->nheld)
             nd_worker_sync_snap(w);
+        nd_discover_sync(w); /* discovered endpoint sets (cluster.h): one atomic load */
         if (!w->draining && atomic_load_explicit(&nd_rt.draining, memory_order_relaxed))
             worker_begin_drain(w);
         if (w->draining) {

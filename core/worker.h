@@ -19,6 +19,7 @@
 struct nd_session;
 struct nd_txn;
 struct nd_upstream;
+struct nd_epset;
 
 /* A listening address, opened once by the main thread (one socket per worker with SO_REUSEPORT)
  * and shared by every snapshot that has a listener on it. */
@@ -51,6 +52,11 @@ struct nd_cluster_rt {
     struct nd_ep_rt *eps;
     bool lb_started; /* the worker's starting offset has been applied (first pick) */
     unsigned conns, pending, requests;
+    /* the endpoints eps[] is for: cc->eps, or a discovered set's (cc->discover: swapped by
+     * nd_discover_sync when the main thread publishes another set) */
+    const struct nd_endpoint_conf *ceps;
+    unsigned nceps;
+    const struct nd_epset *set;
 };
 
 /* Everything one worker keeps for one snapshot. */
@@ -101,6 +107,10 @@ struct nd_worker {
     bool started;
     atomic_bool stop;
     atomic_bool ready;
+    /* discovered endpoint sets (cluster.h): the generation this worker last synced to, and the
+     * same for the main thread, which frees a replaced set once every worker is past it */
+    uint64_t disc_seen;
+    _Atomic uint64_t disc_ack;
 } __attribute__((aligned(64)));
 
 struct nd_runtime {

@@ -56,6 +56,8 @@ struct nd_gossip_posix {
     bool joined;
     char *name;
     uint8_t buf[65536];
+    void (*on_member)(void *arg, const struct nd_swim_member *m, enum nd_swim_event ev);
+    void *on_member_arg;
 };
 
 static uint64_t now_ms(void)
@@ -301,9 +303,11 @@ static void io_random(void *arg, void *p, size_t n)
 
 static void io_event(void *arg, const struct nd_swim_member *m, enum nd_swim_event ev)
 {
+    struct nd_gossip_posix *g = arg;
     char a[64];
 
-    (void)arg;
+    if (g->on_member)
+        g->on_member(g->on_member_arg, m, ev);
     if (m->self)
         return;
     nd_swim_addr_str(&m->addr, a, sizeof a);
@@ -675,4 +679,13 @@ int nd_gossip_posix_members_json(struct nd_gossip_posix *g, struct nd_sbuf *out)
     json_decref(root);
     nd_sbuf_adds(out, "\n");
     return rc == 0 && !out->oom ? 0 : -1;
+}
+
+void nd_gossip_posix_on_member(struct nd_gossip_posix *g,
+                               void (*fn)(void *arg, const struct nd_swim_member *m,
+                                          enum nd_swim_event ev),
+                               void *arg)
+{
+    g->on_member = fn;
+    g->on_member_arg = arg;
 }

@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "swim-t.h"
+
 struct nd_gossip_conf;
 struct nd_gossip_posix;
 struct nd_sbuf;
@@ -37,5 +39,13 @@ void nd_gossip_posix_leave(struct nd_gossip_posix *g, uint32_t max_ms);
  * {...}} as JSON. 0, or -1 when out of memory. */
 int nd_gossip_posix_members_json(struct nd_gossip_posix *g, struct nd_sbuf *out);
 struct nd_swim *nd_gossip_posix_engine(struct nd_gossip_posix *g);
+
+/* Member events for the core (the service catalog): fn(arg, m, ev) for every change the engine
+ * reports, ourselves included (m valid during the call only; fn must not call into the engine).
+ * Members already known are not replayed: walk nd_swim_each() for them. */
+void nd_gossip_posix_on_member(struct nd_gossip_posix *g,
+                               void (*fn)(void *arg, const struct nd_swim_member *m,
+                                          enum nd_swim_event ev),
+                               void *arg);
 
 #endif

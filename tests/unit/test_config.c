@@ -609,8 +609,8 @@ static void test_addresses(void **state)
 static void test_error_unknown_directive(void **state)
 {
     (void)state;
-    expect_errors("node { }\nservice { port = 9080 }\n",
-                  "t.lua:2: unknown directive or variable 'service'");
+    expect_errors("node { }\nupstream { port = 9080 }\n",
+                  "t.lua:2: unknown directive or variable 'upstream'");
     /* inside a helper function too, and a misspelt local */
     expect_errors("local function f()\n  return undefined_thing\nend\nf()\n",
                   "t.lua:2: unknown directive or variable 'undefined_thing'");

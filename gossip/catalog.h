@@ -1,0 +1,103 @@
+/*
+ * Service catalog: which members front which services, from their serf tags. Pure (no sockets,
+ * no clock, no core): the main thread feeds it member events and reads the services that
+ * changed; core/cluster.c turns those into endpoint sets for clusters with discover = "name"
+ * (docs/gossip.md, "Service catalog").
+ *
+ * Advertising: one serf tag per service, key "svc:NAME", value "[ADDR:]PORT[;KEY=VAL]...":
+ *     svc:reviews = 9080;version=v1          (the member's gossip address, port 9080)
+ *     svc:db      = 10.0.0.7:5432            (an explicit address)
+ *     svc:web     = [fd00::7]:80;zone=a
+ * Names, label keys and values are 1 to 63 characters of [A-Za-z0-9._-] (labels may also use
+ * '/' and ':'), so the encoding needs no escaping. Every tag must fit in memberlist's 512-byte
+ * Meta together with the node's other tags (checked at config load).
+ *
+ * Membership rule (like Consul): a member's endpoints are in the catalog while it is alive or
+ * suspect; they leave it when the member is declared dead (failed), when it has left, and when
+ * it is reaped.
+ */
+#ifndef NODUS_GOSSIP_CATALOG_H
+#define NODUS_GOSSIP_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "swim-t.h"
+
+#define ND_CAT_TAG_PREFIX "svc:"
+#define ND_CAT_NAME_MAX 63   /* service names, label keys and values */
+#define ND_CAT_LABELS_MAX 16 /* labels per advertised service */
+#define ND_CAT_ADDR_MAX 64   /* "[ipv6]:port" text, NUL included */
+
+/* A label as decoded from a tag: points into the tag's bytes. */
+struct nd_cat_span {
+    const char *p;
+    size_t len;
+};
+
+/* One service tag, decoded (pointers into the tag). host is empty when the tag gives no address
+ * (the member's gossip address is meant); an IPv6 host is given without brackets. */
+struct nd_cat_tag {
+    struct nd_cat_span name, host;
+    uint16_t port;
+    struct nd_cat_span key[ND_CAT_LABELS_MAX], val[ND_CAT_LABELS_MAX];
+    unsigned nlabels;
+};
+
+/* Whether s[0..len) is a valid service name (label: labels allow '/' and ':' too). */
+bool nd_cat_name_ok(const char *s, size_t len, bool label);
+
+/* Writes the value of a service tag ("[ADDR:]PORT[;K=V]...", NUL-terminated) into out.
+ * host: NULL or an IPv4/IPv6 literal (IPv6 with or without brackets). Returns the length, or -1
+ * if a label is not valid (nd_cat_name_ok) or it does not fit in cap. */
+int nd_cat_tag_encode(const char *host, uint16_t port, const char *const *keys,
+                      const char *const *vals, unsigned nlabels, char *out, size_t cap);
+/* Decodes one tag. 1 if it is not a service tag (key without the "svc:" prefix), 0 with *t
+ * filled, -1 if it is a malformed service tag (ignored by the catalog, counted). */
+int nd_cat_tag_decode(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+                      struct nd_cat_tag *t);
+
+/* An endpoint of a service, as the catalog holds it (owned strings). */
+struct nd_cat_ep {
+    char *member;               /* the member advertising it */
+    char addr[ND_CAT_ADDR_MAX]; /* "127.0.0.1:9080", "[::1]:9080" */
+    char **keys, **vals;        /* labels */
+    unsigned nlabels;
+    uint8_t state; /* enum nd_gossip_state of the member: alive or suspect */
+};
+
+struct nd_cat_service {
+    char *name;
+    struct nd_cat_ep *eps; /* sorted by addr, then member */
+    unsigned neps, cap;
+    bool changed; /* endpoints added, removed or relabelled since the last take */
+};
+
+struct nd_catalog {
+    struct nd_cat_service *svcs;
+    unsigned nsvcs, cap;
+    uint64_t bad_tags; /* malformed service tags seen */
+};
+
+struct nd_catalog *nd_catalog_new(void);
+void nd_catalog_free(struct nd_catalog *c);
+
+/* A member's current state (from a member event or the member table): its endpoints are
+ * replaced by those its tags advertise if it is alive or suspect (status alive or leaving),
+ * removed otherwise. 0, or -1 when out of memory (the member's old endpoints are then gone). */
+int nd_catalog_member(struct nd_catalog *c, const struct nd_swim_member *m);
+/* Removes every endpoint of a member (reaped). */
+void nd_catalog_remove(struct nd_catalog *c, const char *member);
+
+const struct nd_cat_service *nd_catalog_find(const struct nd_catalog *c, const char *name);
+/* The next service whose endpoints changed since it was last taken, from *it on (start at 0);
+ * clears its flag. NULL when there is none left. */
+struct nd_cat_service *nd_catalog_take_changed(struct nd_catalog *c, unsigned *it);
+
+/* Endpoint diffing by address: map[i] = index in next[] of prev[i]'s address, or -1 if it is
+ * gone. Returns how many of prev remain. O(nprev * nnext); sets are small. */
+unsigned nd_cat_diff(const char *const *prev, unsigned nprev, const char *const *next,
+                     unsigned nnext, int *map);
+
+#endif
