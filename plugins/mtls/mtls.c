@@ -3,7 +3,7 @@
  *
  *   mtls { mode = "strict" | "permissive" | "disable",
  *          allow = { "spiffe://mesh.local/ns/web/sa/api", ... },  -- optional: allowed peer IDs
- *          alpn = "http/1.1", handshake_timeout = "10s", tls12 = false, tickets = false }
+ *          alpn = "http/1.1", handshake_timeout = "10s", tls12 = false, tickets = true }
  *
  * It serves the node identity (identity { ... }): the identity builds one TLS server context per
  * mtls instance and swaps a new one in when the certificate changes (identity.c); each worker
@@ -200,11 +200,7 @@ static void *mtls_configure(struct nodus_cfg *cfg)
     }
     mc->mode = M_STRICT;
     mc->hs_timeout_ms = 10000;
-    /* Off by default until the core is fixed: with a ticket queued after the handshake, a
-     * client that closes at once (openssl s_time -new) left its connection open for good in the
-     * core (nodus_downstream_cx_active grows, idle_timeout does not reclaim it; docs/mtls.md,
-     * "Session tickets"). The tickets themselves work: `tickets = true`. */
-    mc->tickets = false;
+    mc->tickets = true; /* resumption: docs/mtls.md, "Session tickets" */
     if (nodus_cfg_str(cfg, "mode", &s) == 1) {
         for (mc->mode = 0; mc->mode <= M_DISABLE && strcmp(mode_names[mc->mode], s); mc->mode++)
             ;
