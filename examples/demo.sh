@@ -12,6 +12,9 @@
 #   mesh: nodus ca makes a CA and two node certificates; node A (examples/mesh-a.lua, plain HTTP
 #     on 127.0.0.1:18090) sends over mutual TLS to node B (examples/mesh-b.lua, strict mtls on
 #     127.0.0.1:18443), which proxies to v1. B logs A's SPIFFE id; A checks B's.
+#   gossip: three nodes (examples/gossip-1..3.lua) find each other by gossip; node 3 advertises
+#     the service "catalog" (v2's nginx); nodes 1 and 2 route to it (127.0.0.1:18101, :18102)
+#     without being told where it is.
 #
 # Sends DEMO_REQUESTS (200) requests over one keep-alive connection, prints the status codes,
 # the observed split, latency percentiles and nodus's istio_requests_total metrics. Everything
@@ -41,7 +44,9 @@ case "$NODUS" in /*) ;; *) NODUS=$PWD/$NODUS ;; esac
 for c in curl nginx ss awk sort; do
     command -v "$c" >/dev/null || fail "$c is not installed (scripts/deps.sh test, or ./dev demo)"
 done
-for a in "$LISTEN" "$ADMIN" "$V1" "$V2" "$MESH_A" "$MESH_B" 127.0.0.1:15010 127.0.0.1:15011; do
+for a in "$LISTEN" "$ADMIN" "$V1" "$V2" "$MESH_A" "$MESH_B" 127.0.0.1:15010 127.0.0.1:15011 \
+    127.0.0.1:15021 127.0.0.1:15022 127.0.0.1:15023 127.0.0.1:18101 127.0.0.1:18102 \
+    127.0.0.1:17946 127.0.0.1:17947 127.0.0.1:17948; do
     if [ -n "$(ss -Hltn "sport = :${a##*:}" 2>/dev/null)" ]; then
         fail "port ${a##*:} is already in use (another demo running?)"
     fi
@@ -213,7 +218,33 @@ printf '%-22s %s\n' "node-a expected:" "spiffe://mesh.local/ns/demo/sa/node-b (v
 printf '%-22s %s\n' "node-b metrics:" "istio_requests_total{connection_security_policy=\"mutual_tls\"} = $mtls_reqs"
 echo
 
+# ---- three nodes by gossip ----------------------------------------------------------------------
+for n in 1 2 3; do
+    [ "$n" = 3 ] && t0=${EPOCHREALTIME/,/.} # node 3 brings the service
+    "$NODUS" run "examples/gossip-$n.lua" >"$TMP/gossip-$n.log" 2>&1 </dev/null &
+    PIDS+=("$!")
+    wait_200 "http://127.0.0.1:1502$n/ready" 10 "$!" ||
+        { tail -n 20 "$TMP/gossip-$n.log" >&2; fail "gossip node $n did not become ready"; }
+done
+gossip_ok=0 gossip_t=-
+for ((i = 0; i < 100; i++)); do # up to 10 s for nodes 1 and 2 to learn the service from node 3
+    b1=$(curl -s --max-time 1 http://127.0.0.1:18101/ || true)
+    b2=$(curl -s --max-time 1 http://127.0.0.1:18102/ || true)
+    if [ "$b1" = v2 ] && [ "$b2" = v2 ]; then
+        gossip_ok=1
+        gossip_t=$(awk -v a="$t0" -v b="${EPOCHREALTIME/,/.}" 'BEGIN { printf "%.1f s", b - a }')
+        break
+    fi
+    sleep 0.1
+done
+echo "== three nodes by gossip"
+echo "\$ nodus members --admin 127.0.0.1:15021"
+"$NODUS" members --admin 127.0.0.1:15021 2>&1 | sed 's/^/  /' || true
+printf '%-22s %s\n' "service catalog:" "advertised by gossip-3 (v2's nginx), reachable through gossip-1 and gossip-2 ${gossip_t} after gossip-3 started"
+echo
+
 problems=()
+[ "$gossip_ok" = 1 ] || problems+=("gossip: nodes 1 and 2 did not reach the service advertised by node 3 within 10 s")
 [ "$mesh_ok" -eq "$MESH_REQUESTS" ] || problems+=("mesh: $((MESH_REQUESTS - mesh_ok)) of $MESH_REQUESTS requests through node-a -> node-b failed")
 [ -n "$peer_a" ] || problems+=("mesh: node-b did not log node-a's identity")
 [ "$ok" -eq "$REQUESTS" ] || problems+=("$((REQUESTS - ok)) of $REQUESTS /api requests did not get 200")
