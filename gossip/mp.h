@@ -59,6 +59,37 @@ int nd_mp_float(struct nd_mp *r, double *v);
 /* Skips one value of any type, containers included, iteratively (no recursion). */
 int nd_mp_skip(struct nd_mp *r);
 
+/* Field helpers shared by the memberlist and serf decoders: Go's integer widths, names. */
+static inline int nd_mp_u64(struct nd_mp *r, uint64_t *v)
+{
+    return nd_mp_uint(r, UINT64_MAX, v);
+}
+
+#define ND_MP_UINT_FN(name, type, max)                                                             \
+    static inline int name(struct nd_mp *r, type *v)                                               \
+    {                                                                                              \
+        uint64_t x;                                                                                \
+        int e = nd_mp_uint(r, max, &x);                                                            \
+        if (!e)                                                                                    \
+            *v = (type)x;                                                                          \
+        return e;                                                                                  \
+    }
+ND_MP_UINT_FN(nd_mp_u32, uint32_t, UINT32_MAX)
+ND_MP_UINT_FN(nd_mp_u16, uint16_t, UINT16_MAX)
+ND_MP_UINT_FN(nd_mp_u8, uint8_t, UINT8_MAX)
+#undef ND_MP_UINT_FN
+
+/* A member or node name (Go string, at most ND_GOSSIP_NAME_MAX bytes). */
+static inline int nd_mp_name(struct nd_mp *r, struct nd_gbytes *s)
+{
+    return nd_mp_str(r, s, ND_GOSSIP_NAME_MAX);
+}
+
+static inline bool nd_mp_name_ok(struct nd_gbytes s)
+{
+    return s.len <= ND_GOSSIP_NAME_MAX;
+}
+
 /* Does key k equal the NUL-terminated name? */
 bool nd_mp_key_is(struct nd_gbytes k, const char *name);
 

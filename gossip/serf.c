@@ -6,43 +6,6 @@
 
 #define BYTES_MAX ND_GOSSIP_STREAM_MAX
 
-static int get_u64(struct nd_mp *r, uint64_t *v)
-{
-    return nd_mp_uint(r, UINT64_MAX, v);
-}
-
-static int get_u32(struct nd_mp *r, uint32_t *v)
-{
-    uint64_t x;
-    int e = nd_mp_uint(r, UINT32_MAX, &x);
-    if (!e)
-        *v = (uint32_t)x;
-    return e;
-}
-
-static int get_u16(struct nd_mp *r, uint16_t *v)
-{
-    uint64_t x;
-    int e = nd_mp_uint(r, UINT16_MAX, &x);
-    if (!e)
-        *v = (uint16_t)x;
-    return e;
-}
-
-static int get_u8(struct nd_mp *r, uint8_t *v)
-{
-    uint64_t x;
-    int e = nd_mp_uint(r, UINT8_MAX, &x);
-    if (!e)
-        *v = (uint8_t)x;
-    return e;
-}
-
-static int get_name(struct nd_mp *r, struct nd_gbytes *s)
-{
-    return nd_mp_str(r, s, ND_GOSSIP_NAME_MAX);
-}
-
 /* A container kept raw: its count and the bytes of its elements. */
 static int get_raw(struct nd_mp *r, bool map, uint32_t *n, struct nd_gbytes *raw)
 {
@@ -61,8 +24,8 @@ static int get_raw(struct nd_mp *r, bool map, uint32_t *n, struct nd_gbytes *raw
 static int dec_join(struct nd_mp *r, struct nd_serf_join *j)
 {
     FIELDS_BEGIN(r)
-    FIELD("LTime", get_u64(r, &j->ltime))
-    FIELD("Node", get_name(r, &j->node))
+    FIELD("LTime", nd_mp_u64(r, &j->ltime))
+    FIELD("Node", nd_mp_name(r, &j->node))
     FIELDS_END(r)
     return 0;
 }
@@ -70,8 +33,8 @@ static int dec_join(struct nd_mp *r, struct nd_serf_join *j)
 static int dec_leave(struct nd_mp *r, struct nd_serf_leave *l)
 {
     FIELDS_BEGIN(r)
-    FIELD("LTime", get_u64(r, &l->ltime))
-    FIELD("Node", get_name(r, &l->node))
+    FIELD("LTime", nd_mp_u64(r, &l->ltime))
+    FIELD("Node", nd_mp_name(r, &l->node))
     FIELD("Prune", nd_mp_bool(r, &l->prune))
     FIELDS_END(r)
     return 0;
@@ -80,7 +43,7 @@ static int dec_leave(struct nd_mp *r, struct nd_serf_leave *l)
 static int dec_event(struct nd_mp *r, struct nd_serf_user_event *ev)
 {
     FIELDS_BEGIN(r)
-    FIELD("LTime", get_u64(r, &ev->ltime))
+    FIELD("LTime", nd_mp_u64(r, &ev->ltime))
     FIELD("Name", nd_mp_str(r, &ev->name, BYTES_MAX))
     FIELD("Payload", nd_mp_bytes(r, &ev->payload, BYTES_MAX))
     FIELD("CC", nd_mp_bool(r, &ev->cc))
@@ -91,14 +54,14 @@ static int dec_event(struct nd_mp *r, struct nd_serf_user_event *ev)
 static int dec_query(struct nd_mp *r, struct nd_serf_query *q)
 {
     FIELDS_BEGIN(r)
-    FIELD("LTime", get_u64(r, &q->ltime))
-    FIELD("ID", get_u32(r, &q->id))
+    FIELD("LTime", nd_mp_u64(r, &q->ltime))
+    FIELD("ID", nd_mp_u32(r, &q->id))
     FIELD("Addr", nd_mp_bytes(r, &q->addr, 16))
-    FIELD("Port", get_u16(r, &q->port))
-    FIELD("SourceNode", get_name(r, &q->source_node))
+    FIELD("Port", nd_mp_u16(r, &q->port))
+    FIELD("SourceNode", nd_mp_name(r, &q->source_node))
     FIELD("Filters", get_raw(r, false, &q->nfilters, &q->filters))
-    FIELD("Flags", get_u32(r, &q->flags))
-    FIELD("RelayFactor", get_u8(r, &q->relay_factor))
+    FIELD("Flags", nd_mp_u32(r, &q->flags))
+    FIELD("RelayFactor", nd_mp_u8(r, &q->relay_factor))
     FIELD("Timeout", nd_mp_int(r, INT64_MIN, INT64_MAX, &q->timeout_ns))
     FIELD("Name", nd_mp_str(r, &q->name, BYTES_MAX))
     FIELD("Payload", nd_mp_bytes(r, &q->payload, BYTES_MAX))
@@ -109,10 +72,10 @@ static int dec_query(struct nd_mp *r, struct nd_serf_query *q)
 static int dec_response(struct nd_mp *r, struct nd_serf_query_response *q)
 {
     FIELDS_BEGIN(r)
-    FIELD("LTime", get_u64(r, &q->ltime))
-    FIELD("ID", get_u32(r, &q->id))
-    FIELD("From", get_name(r, &q->from))
-    FIELD("Flags", get_u32(r, &q->flags))
+    FIELD("LTime", nd_mp_u64(r, &q->ltime))
+    FIELD("ID", nd_mp_u32(r, &q->id))
+    FIELD("From", nd_mp_name(r, &q->from))
+    FIELD("Flags", nd_mp_u32(r, &q->flags))
     FIELD("Payload", nd_mp_bytes(r, &q->payload, BYTES_MAX))
     FIELDS_END(r)
     return 0;
@@ -121,12 +84,12 @@ static int dec_response(struct nd_mp *r, struct nd_serf_query_response *q)
 static int dec_pushpull(struct nd_mp *r, struct nd_serf_pushpull *pp)
 {
     FIELDS_BEGIN(r)
-    FIELD("LTime", get_u64(r, &pp->ltime))
+    FIELD("LTime", nd_mp_u64(r, &pp->ltime))
     FIELD("StatusLTimes", get_raw(r, true, &pp->nstatus, &pp->status_ltimes))
     FIELD("LeftMembers", get_raw(r, false, &pp->nleft, &pp->left_members))
-    FIELD("EventLTime", get_u64(r, &pp->event_ltime))
+    FIELD("EventLTime", nd_mp_u64(r, &pp->event_ltime))
     FIELD("Events", get_raw(r, false, &pp->nevents, &pp->events))
-    FIELD("QueryLTime", get_u64(r, &pp->query_ltime))
+    FIELD("QueryLTime", nd_mp_u64(r, &pp->query_ltime))
     FIELDS_END(r)
     return 0;
 }
@@ -172,7 +135,7 @@ int nd_serf_status_next(struct nd_gbytes *rest, struct nd_serf_status *st)
     nd_mp_init(&r, rest->p, rest->len);
     int e = nd_mp_str(&r, &st->name, ND_GOSSIP_NAME_MAX);
     if (!e)
-        e = get_u64(&r, &st->ltime);
+        e = nd_mp_u64(&r, &st->ltime);
     if (e)
         return e;
     rest->len -= (uint32_t)(r.p - rest->p);
@@ -192,11 +155,6 @@ int nd_serf_left_next(struct nd_gbytes *rest, struct nd_gbytes *name)
     return 0;
 }
 
-static bool name_ok(struct nd_gbytes s)
-{
-    return s.len <= ND_GOSSIP_NAME_MAX;
-}
-
 int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t *len)
 {
     struct nd_mp_w w;
@@ -205,7 +163,7 @@ int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t
     switch (m->type) {
     case ND_SERF_LEAVE: {
         const struct nd_serf_leave *l = &m->u.leave;
-        if (!name_ok(l->node))
+        if (!nd_mp_name_ok(l->node))
             return ND_GOSSIP_E_VALUE;
         nd_mp_w_map(&w, 3);
         nd_mp_w_key(&w, "LTime");
@@ -218,7 +176,7 @@ int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t
     }
     case ND_SERF_JOIN: {
         const struct nd_serf_join *j = &m->u.join;
-        if (!name_ok(j->node))
+        if (!nd_mp_name_ok(j->node))
             return ND_GOSSIP_E_VALUE;
         nd_mp_w_map(&w, 2);
         nd_mp_w_key(&w, "LTime");
@@ -245,7 +203,7 @@ int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t
     }
     case ND_SERF_QUERY_RESPONSE: {
         const struct nd_serf_query_response *q = &m->u.response;
-        if (!name_ok(q->from))
+        if (!nd_mp_name_ok(q->from))
             return ND_GOSSIP_E_VALUE;
         if (q->payload.len > BYTES_MAX)
             return ND_GOSSIP_E_LIMIT;
@@ -278,7 +236,7 @@ int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t
         nd_mp_w_key(&w, "LeftMembers");
         nd_mp_w_array(&w, pp->nleft);
         for (uint32_t i = 0; i < pp->nleft; i++) {
-            if (!name_ok(pp->left[i]))
+            if (!nd_mp_name_ok(pp->left[i]))
                 return ND_GOSSIP_E_VALUE;
             nd_mp_w_str(&w, pp->left[i]);
         }
@@ -287,7 +245,7 @@ int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t
         nd_mp_w_key(&w, "StatusLTimes");
         nd_mp_w_map(&w, pp->nstatus);
         for (uint32_t i = 0; i < pp->nstatus; i++) {
-            if (!name_ok(pp->status[i].name))
+            if (!nd_mp_name_ok(pp->status[i].name))
                 return ND_GOSSIP_E_VALUE;
             nd_mp_w_str(&w, pp->status[i].name);
             nd_mp_w_uint(&w, pp->status[i].ltime);

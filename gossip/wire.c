@@ -59,38 +59,6 @@ const char *nd_gossip_type_name(uint8_t type)
 
 /* ---- field helpers ---- */
 
-static int get_u32(struct nd_mp *r, uint32_t *v)
-{
-    uint64_t x;
-    int e = nd_mp_uint(r, UINT32_MAX, &x);
-    if (!e)
-        *v = (uint32_t)x;
-    return e;
-}
-
-static int get_u16(struct nd_mp *r, uint16_t *v)
-{
-    uint64_t x;
-    int e = nd_mp_uint(r, UINT16_MAX, &x);
-    if (!e)
-        *v = (uint16_t)x;
-    return e;
-}
-
-static int get_u8(struct nd_mp *r, uint8_t *v)
-{
-    uint64_t x;
-    int e = nd_mp_uint(r, UINT8_MAX, &x);
-    if (!e)
-        *v = (uint8_t)x;
-    return e;
-}
-
-static int get_name(struct nd_mp *r, struct nd_gbytes *s)
-{
-    return nd_mp_str(r, s, ND_GOSSIP_NAME_MAX);
-}
-
 /* An IP address: 4 or 16 bytes, or (if optional) none. */
 static int get_addr(struct nd_mp *r, struct nd_gbytes *s, bool optional)
 {
@@ -146,11 +114,11 @@ static int dec_ping(struct nd_mp *r, struct nd_gossip_ping *p)
 {
     memset(p, 0, sizeof *p);
     FIELDS_BEGIN(r)
-    FIELD("SeqNo", get_u32(r, &p->seq_no))
-    FIELD("Node", get_name(r, &p->node))
+    FIELD("SeqNo", nd_mp_u32(r, &p->seq_no))
+    FIELD("Node", nd_mp_name(r, &p->node))
     FIELD("SourceAddr", get_addr(r, &p->source_addr, true))
-    FIELD("SourcePort", get_u16(r, &p->source_port))
-    FIELD("SourceNode", get_name(r, &p->source_node))
+    FIELD("SourcePort", nd_mp_u16(r, &p->source_port))
+    FIELD("SourceNode", nd_mp_name(r, &p->source_node))
     FIELDS_END(r)
     return 0;
 }
@@ -160,14 +128,14 @@ static int dec_indirect(struct nd_mp *r, struct nd_gossip_indirect_ping *p)
     memset(p, 0, sizeof *p);
     bool target = false;
     FIELDS_BEGIN(r)
-    FIELD("SeqNo", get_u32(r, &p->seq_no))
+    FIELD("SeqNo", nd_mp_u32(r, &p->seq_no))
     FIELD("Target", (target = true, get_addr(r, &p->target, false)))
-    FIELD("Port", get_u16(r, &p->port))
-    FIELD("Node", get_name(r, &p->node))
+    FIELD("Port", nd_mp_u16(r, &p->port))
+    FIELD("Node", nd_mp_name(r, &p->node))
     FIELD("Nack", nd_mp_bool(r, &p->nack))
     FIELD("SourceAddr", get_addr(r, &p->source_addr, true))
-    FIELD("SourcePort", get_u16(r, &p->source_port))
-    FIELD("SourceNode", get_name(r, &p->source_node))
+    FIELD("SourcePort", nd_mp_u16(r, &p->source_port))
+    FIELD("SourceNode", nd_mp_name(r, &p->source_node))
     FIELDS_END(r)
     return target ? 0 : ND_GOSSIP_E_VALUE;
 }
@@ -176,7 +144,7 @@ static int dec_ack(struct nd_mp *r, struct nd_gossip_ack *a)
 {
     memset(a, 0, sizeof *a);
     FIELDS_BEGIN(r)
-    FIELD("SeqNo", get_u32(r, &a->seq_no))
+    FIELD("SeqNo", nd_mp_u32(r, &a->seq_no))
     FIELD("Payload", nd_mp_bytes(r, &a->payload, BYTES_MAX))
     FIELDS_END(r)
     return 0;
@@ -186,7 +154,7 @@ static int dec_nack(struct nd_mp *r, struct nd_gossip_nack *n)
 {
     memset(n, 0, sizeof *n);
     FIELDS_BEGIN(r)
-    FIELD("SeqNo", get_u32(r, &n->seq_no))
+    FIELD("SeqNo", nd_mp_u32(r, &n->seq_no))
     FIELDS_END(r)
     return 0;
 }
@@ -195,9 +163,9 @@ static int dec_suspect(struct nd_mp *r, struct nd_gossip_suspect *s)
 {
     memset(s, 0, sizeof *s);
     FIELDS_BEGIN(r)
-    FIELD("Incarnation", get_u32(r, &s->incarnation))
-    FIELD("Node", get_name(r, &s->node))
-    FIELD("From", get_name(r, &s->from))
+    FIELD("Incarnation", nd_mp_u32(r, &s->incarnation))
+    FIELD("Node", nd_mp_name(r, &s->node))
+    FIELD("From", nd_mp_name(r, &s->from))
     FIELDS_END(r)
     return 0;
 }
@@ -207,10 +175,10 @@ static int dec_alive(struct nd_mp *r, struct nd_gossip_alive *a)
     memset(a, 0, sizeof *a);
     bool addr = false;
     FIELDS_BEGIN(r)
-    FIELD("Incarnation", get_u32(r, &a->incarnation))
-    FIELD("Node", get_name(r, &a->node))
+    FIELD("Incarnation", nd_mp_u32(r, &a->incarnation))
+    FIELD("Node", nd_mp_name(r, &a->node))
     FIELD("Addr", (addr = true, get_addr(r, &a->addr, false)))
-    FIELD("Port", get_u16(r, &a->port))
+    FIELD("Port", nd_mp_u16(r, &a->port))
     FIELD("Meta", nd_mp_bytes(r, &a->meta, ND_GOSSIP_META_MAX))
     FIELD("Vsn", get_vsn(r, a->vsn, &a->has_vsn))
     FIELDS_END(r)
@@ -231,12 +199,12 @@ static int dec_node_state(struct nd_mp *r, struct nd_gossip_node_state *s)
     memset(s, 0, sizeof *s);
     bool addr = false;
     FIELDS_BEGIN(r)
-    FIELD("Name", get_name(r, &s->name))
+    FIELD("Name", nd_mp_name(r, &s->name))
     FIELD("Addr", (addr = true, get_addr(r, &s->addr, false)))
-    FIELD("Port", get_u16(r, &s->port))
+    FIELD("Port", nd_mp_u16(r, &s->port))
     FIELD("Meta", nd_mp_bytes(r, &s->meta, ND_GOSSIP_META_MAX))
-    FIELD("Incarnation", get_u32(r, &s->incarnation))
-    FIELD("State", get_u8(r, &s->state))
+    FIELD("Incarnation", nd_mp_u32(r, &s->incarnation))
+    FIELD("State", nd_mp_u8(r, &s->state))
     FIELD("Vsn", get_vsn(r, s->vsn, &s->has_vsn))
     FIELDS_END(r)
     if (!addr)
@@ -321,10 +289,6 @@ int nd_gossip_node_state_decode(struct nd_gbytes *rest, struct nd_gossip_node_st
 
 /* ---- encoders ---- */
 
-static bool name_ok(struct nd_gbytes s)
-{
-    return s.len <= ND_GOSSIP_NAME_MAX;
-}
 static bool addr_ok(struct nd_gbytes s, bool optional)
 {
     return s.len == 4 || s.len == 16 || (optional && s.len == 0);
@@ -360,7 +324,7 @@ static int enc_body(struct nd_mp_w *w, const struct nd_gossip_msg *m)
     switch (m->type) {
     case ND_GOSSIP_PING: {
         const struct nd_gossip_ping *p = &m->u.ping;
-        if (!name_ok(p->node) || !name_ok(p->source_node) || !addr_ok(p->source_addr, true))
+        if (!nd_mp_name_ok(p->node) || !nd_mp_name_ok(p->source_node) || !addr_ok(p->source_addr, true))
             return ND_GOSSIP_E_VALUE;
         /* {Node SeqNo SourceAddr SourceNode SourcePort}, the last three omitempty */
         nd_mp_w_map(w,
@@ -385,7 +349,7 @@ static int enc_body(struct nd_mp_w *w, const struct nd_gossip_msg *m)
     }
     case ND_GOSSIP_INDIRECT_PING: {
         const struct nd_gossip_indirect_ping *p = &m->u.indirect_ping;
-        if (!name_ok(p->node) || !name_ok(p->source_node) || !addr_ok(p->source_addr, true) ||
+        if (!nd_mp_name_ok(p->node) || !nd_mp_name_ok(p->source_node) || !addr_ok(p->source_addr, true) ||
             !addr_ok(p->target, false))
             return ND_GOSSIP_E_VALUE;
         /* {Nack Node Port SeqNo SourceAddr SourceNode SourcePort Target} */
@@ -433,7 +397,7 @@ static int enc_body(struct nd_mp_w *w, const struct nd_gossip_msg *m)
     case ND_GOSSIP_DEAD: {
         const struct nd_gossip_suspect *s =
             m->type == ND_GOSSIP_SUSPECT ? &m->u.suspect : &m->u.dead;
-        if (!name_ok(s->node) || !name_ok(s->from))
+        if (!nd_mp_name_ok(s->node) || !nd_mp_name_ok(s->from))
             return ND_GOSSIP_E_VALUE;
         nd_mp_w_map(w, 3);
         nd_mp_w_key(w, "From");
@@ -448,7 +412,7 @@ static int enc_body(struct nd_mp_w *w, const struct nd_gossip_msg *m)
         const struct nd_gossip_alive *a = &m->u.alive;
         if (a->meta.len > ND_GOSSIP_META_MAX)
             return ND_GOSSIP_E_LIMIT;
-        if (!name_ok(a->node) || !addr_ok(a->addr, false))
+        if (!nd_mp_name_ok(a->node) || !addr_ok(a->addr, false))
             return ND_GOSSIP_E_VALUE;
         w_alive_like(w, "Node", a->node, a->addr, a->port, a->meta, a->incarnation, -1, a->vsn);
         return 0;
@@ -483,7 +447,7 @@ static int check_state(const struct nd_gossip_node_state *s)
 {
     if (s->meta.len > ND_GOSSIP_META_MAX)
         return ND_GOSSIP_E_LIMIT;
-    if (!name_ok(s->name) || !addr_ok(s->addr, false) || s->state > ND_GOSSIP_STATE_LEFT)
+    if (!nd_mp_name_ok(s->name) || !addr_ok(s->addr, false) || s->state > ND_GOSSIP_STATE_LEFT)
         return ND_GOSSIP_E_VALUE;
     return 0;
 }
@@ -692,7 +656,7 @@ int nd_gossip_compress_decode(const uint8_t *msg, size_t len, uint8_t *out, size
     uint8_t algo = 0;
     struct nd_gbytes buf = {0};
     FIELDS_BEGIN(&r)
-    FIELD("Algo", get_u8(&r, &algo))
+    FIELD("Algo", nd_mp_u8(&r, &algo))
     FIELD("Buf", nd_mp_bytes(&r, &buf, BYTES_MAX))
     FIELDS_END(&r)
     *consumed = (size_t)(r.p - msg);
