@@ -35,6 +35,7 @@
 #include "ca.h"
 #include "identity.h"
 #include "tls.h"
+#include "tls_layer.h"
 
 #define LOG_PER_SEC 100
 #define READ_CHUNK 16384
@@ -352,16 +353,7 @@ static bool timed_out(const struct mtls_conf *mc, const struct mtls_conn *c)
 /* Hands what the engine wrote to the network side. */
 static int flush_out(struct nodus_stream *s, struct mtls_conn *c)
 {
-    size_t n;
-    const void *p = nd_tls_out_peek(c->t, &n);
-
-    if (!n)
-        return 0;
-    if (nodus_stream_push_out(s, p, n) < 0)
-        return -1;
-    nd_tls_out_consume(c->t, n);
-    c->bytes_out += n;
-    return 0;
+    return nd_tls_layer_push_out(s, c->t, &c->bytes_out);
 }
 
 static int handshake_done(struct nodus_stream *s, const struct nodus_ctx *ctx, struct mtls_conn *c)
@@ -523,7 +515,7 @@ static long mtls_data_out(struct nodus_stream *s, const struct nodus_ctx *ctx, c
 {
     const struct mtls_conf *mc = ctx->conf;
     struct mtls_conn *c = ctx->txn;
-    size_t done = 0;
+    long r;
 
     if (c->state == ST_PLAIN)
         return nodus_stream_push_out(s, data, len) < 0 ? -1 : (long)len;
@@ -531,26 +523,13 @@ static long mtls_data_out(struct nodus_stream *s, const struct nodus_ctx *ctx, c
         return -1;
     if (c->state != ST_TLS || nd_tls_state(c->t) == ND_TLS_HANDSHAKE)
         return 0; /* written once the handshake is done */
-    while (done < len) {
-        long r = nd_tls_write(c->t, data + done, len - done);
-
-        if (r > 0) {
-            done += (size_t)r;
-        } else if (r == ND_TLS_AGAIN) {
-            size_t pending;
-
-            nd_tls_out_peek(c->t, &pending);
-            if (!pending)
-                break;
-        } else {
-            nodus_counter_add(ctx->worker_id, mc->errors, 1);
-            c->state = ST_FAILED;
-            return -1;
-        }
-        if (flush_out(s, c) < 0)
-            return -1;
+    r = nd_tls_layer_write(s, c->t, data, len, &c->bytes_out);
+    if (r == ND_TLS_LAYER_E_TLS) {
+        nodus_counter_add(ctx->worker_id, mc->errors, 1);
+        c->state = ST_FAILED;
+        return -1;
     }
-    return flush_out(s, c) < 0 ? -1 : (long)done;
+    return r;
 }
 
 static void mtls_close(struct nodus_stream *s, const struct nodus_ctx *ctx)

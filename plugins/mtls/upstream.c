@@ -15,6 +15,7 @@
 #include "log.h"
 #include "nodus/plugin.h"
 #include "tls.h"
+#include "tls_layer.h"
 
 struct up_conf {
     struct nd_identity_user user;
@@ -60,15 +61,9 @@ static void up_destroy(void *p)
 
 static int push_out(struct nodus_stream *s, struct up_conn *c)
 {
-    size_t n;
-    const void *p = nd_tls_out_peek(c->t, &n);
+    uint64_t sent = 0;
 
-    if (!n)
-        return 0;
-    if (nodus_stream_push_out(s, p, n) < 0)
-        return -1;
-    nd_tls_out_consume(c->t, n);
-    return 0;
+    return nd_tls_layer_push_out(s, c->t, &sent);
 }
 
 static int fail(struct nodus_stream *s, const struct nodus_ctx *ctx, struct up_conn *c)
@@ -149,30 +144,15 @@ static long up_data_out(struct nodus_stream *s, const struct nodus_ctx *ctx, con
                         size_t len)
 {
     struct up_conn *c = ctx->txn;
-    size_t done = 0;
+    uint64_t sent = 0;
+    long r;
 
     if (c->failed || !c->t)
         return -1;
     if (nd_tls_state(c->t) == ND_TLS_HANDSHAKE)
         return 0; /* sent once the server is verified */
-    while (done < len) {
-        long r = nd_tls_write(c->t, data + done, len - done);
-
-        if (r > 0) {
-            done += (size_t)r;
-        } else if (r == ND_TLS_AGAIN) {
-            size_t pending;
-
-            nd_tls_out_peek(c->t, &pending);
-            if (!pending)
-                break;
-        } else {
-            return fail(s, ctx, c);
-        }
-        if (push_out(s, c) < 0)
-            return -1;
-    }
-    return push_out(s, c) < 0 ? -1 : (long)done;
+    r = nd_tls_layer_write(s, c->t, data, len, &sent);
+    return r == ND_TLS_LAYER_E_TLS ? fail(s, ctx, c) : r;
 }
 
 static void up_close(struct nodus_stream *s, const struct nodus_ctx *ctx)
