@@ -725,7 +725,7 @@ static const struct {
     TCP_STAT(drop_paws),        TCP_STAT(drop_out_of_window),
     TCP_STAT(drop_bad_ack),     TCP_STAT(drop_no_mem),
     TCP_STAT(drop_backlog),     TCP_STAT(drop_ooo_full),
-    TCP_STAT(drop_tx),
+    TCP_STAT(drop_tx),          TCP_STAT(loss_probes),
 };
 #undef TCP_STAT
 

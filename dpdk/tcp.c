@@ -29,6 +29,7 @@ void nd_tcp_config_defaults(struct nd_tcp_config *cfg)
     cfg->rto_init = 1000;
     cfg->rto_min = 200;
     cfg->rto_max = 60000;
+    cfg->loss_probe = true;
     cfg->delack = 40;
     cfg->msl = 30000;
     cfg->fin_wait2 = 60000;
@@ -470,12 +471,45 @@ uint32_t tcp_rcv_space(const struct nd_tcp_conn *c)
 
 /* ---- timers ---- */
 
+/* The probe timeout (RFC 8985 7.2): two smoothed RTTs, plus the peer's delayed ACK when a single
+ * segment is in flight (one segment draws no immediate ACK), at least ND_TCP_PTO_MIN ms so that
+ * the clock's granularity and some reordering cost no spurious probe. */
+static uint32_t pto(const struct nd_tcp_conn *c)
+{
+    uint32_t t = 2 * c->srtt_us / 1000 + 1;
+
+    if (c->snd_max - c->snd_una <= tcp_seg_payload(c))
+        t += c->s->cfg.delack;
+    return t < ND_TCP_PTO_MIN ? ND_TCP_PTO_MIN : t;
+}
+
+static bool probe_ok(const struct nd_tcp_conn *c)
+{
+    switch (c->state) {
+    case ND_TCP_ESTABLISHED:
+    case ND_TCP_FIN_WAIT_1:
+    case ND_TCP_CLOSE_WAIT:
+    case ND_TCP_CLOSING:
+    case ND_TCP_LAST_ACK:
+        break;
+    default:
+        return false;
+    }
+    return c->s->cfg.loss_probe && c->sack_ok && !c->persist && c->srtt_us &&
+           c->probes < ND_TCP_PTO_MAX && c->snd_una != c->snd_max;
+}
+
 void tcp_rxt_arm(struct nd_tcp_conn *c)
 {
     uint64_t t = (uint64_t)c->rto;
 
     if (t > c->s->cfg.rto_max)
         t = c->s->cfg.rto_max;
+    c->pto = false;
+    if (probe_ok(c) && pto(c) < t) {
+        t = pto(c);
+        c->pto = true;
+    }
     nd_timer_arm(c->s->wheel, &c->t_rxt, t);
 }
 
@@ -550,6 +584,11 @@ static void rxt_timeout(struct nd_tcp_conn *c)
     }
     if (c->snd_una == c->snd_max)
         return;
+    if (c->pto) {
+        tcp_loss_probe(c);
+        tcp_rxt_arm(c); /* another probe, or the RTO */
+        return;
+    }
     if (++c->retries > s->cfg.retries) {
         s->st.conn_timeouts++;
         tcp_set_closed(c, ETIMEDOUT);

@@ -380,6 +380,37 @@ static void enter_recovery(struct nd_tcp_conn *c)
     tcp_rxt_arm(c);
 }
 
+/* A probe timeout (the simplified RACK-TLP of docs/tcp.md, "Loss probes"): no cumulative ACK
+ * for about two round trips while data is in flight. With data SACKed above snd_una (or in
+ * recovery), the first hole, or its retransmission, is lost: resend it, entering recovery if
+ * need be, even below `recover` (after a timeout, RFC 6675 would wait for the RTO), cutting the
+ * window only if this loss is in a new window. Without SACK information the tail, or its ACKs,
+ * were lost: resend the last segment; the ACK it draws carries the SACK blocks that tell. */
+void tcp_loss_probe(struct nd_tcp_conn *c)
+{
+    struct nd_tcp_stack *s = c->s;
+
+    c->probes++;
+    s->st.loss_probes++;
+    if (!c->nsb && !c->in_recovery) {
+        tcp_send_tail(c);
+        return;
+    }
+    if (!c->in_recovery) {
+        if (nd_seq_gt(c->snd_una, c->recover)) {
+            enter_recovery(c);
+            return;
+        }
+        c->in_recovery = true;
+        c->recover = c->snd_max;
+        c->dup_in_rec = 0;
+    }
+    c->rxt_next = c->snd_una;
+    c->rxt_limit =
+        nd_seq_max(nd_seq_max(c->rxt_limit, c->lost_edge), c->snd_una + tcp_seg_payload(c));
+    tcp_send_hole(c);
+}
+
 static void snd_drop_acked(struct nd_tcp_conn *c, uint32_t ack)
 {
     struct nd_tcp_stack *s = c->s;
@@ -443,6 +474,7 @@ static bool ack_input(struct nd_tcp_conn *c, const struct seginfo *si)
         if (c->rtt_timing && nd_seq_gt(h->ack, c->rtt_seq))
             c->rtt_timing = false;
         c->retries = 0;
+        c->probes = 0;
         sb_trim(c);
         if (c->in_recovery) {
             if (nd_seq_geq(h->ack, c->recover)) {
@@ -489,10 +521,13 @@ static bool ack_input(struct nd_tcp_conn *c, const struct seginfo *si)
         nd_timer_cancel(s->wheel, &c->t_rxt);
         tcp_rto_reset(c);
     }
-    /* duplicate ACK (RFC 5681 2); with SACK, only one that SACKs new data (RFC 6675 2), so
-     * that duplicated segments do not look like losses */
-    if (!advanced && h->ack == c->snd_una && !si->plen && !(h->flags & (ND_TCP_SYN | ND_TCP_FIN)) &&
-        c->snd_wnd == old_wnd && c->snd_max != c->snd_una && (!c->sack_ok || new_sack)) {
+    /* duplicate ACK. Without SACK, RFC 5681 2: no data, same window. With SACK, RFC 6675 2: one
+     * that SACKs new data, whatever else it carries; a receiver that autotunes its buffer (Linux)
+     * opens its window on nearly every ACK, and duplicated segments SACK nothing new. */
+    if (!advanced && h->ack == c->snd_una && c->snd_max != c->snd_una &&
+        (c->sack_ok
+             ? new_sack
+             : !si->plen && !(h->flags & (ND_TCP_SYN | ND_TCP_FIN)) && c->snd_wnd == old_wnd)) {
         if (c->in_recovery) {
             c->dup_in_rec++;
             c->rxt_limit = nd_seq_max(c->rxt_limit, c->lost_edge);

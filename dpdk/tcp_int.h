@@ -37,7 +37,9 @@ struct tcp_cursor {
     uint32_t seq;           /* sequence number of seg's first byte */
 };
 
-#define ND_TCP_SB_MAX 8 /* sender scoreboard ranges */
+#define ND_TCP_SB_MAX 8  /* sender scoreboard ranges */
+#define ND_TCP_PTO_MIN 5 /* ms: the shortest probe timeout */
+#define ND_TCP_PTO_MAX 2 /* probe timeouts in a row before the RTO */
 
 struct nd_tcp_conn {
     struct nd_tcp_stack *s;
@@ -82,6 +84,8 @@ struct nd_tcp_conn {
     uint64_t rtt_start;
     uint8_t backoff;
     uint32_t retries;
+    bool pto;       /* t_rxt is a probe timeout, not the RTO */
+    uint8_t probes; /* probe timeouts since the cumulative ACK last advanced */
 
     /* congestion control */
     uint32_t cwnd, ssthresh, recover, dupacks, dup_in_rec;
@@ -211,6 +215,10 @@ int tcp_emit(struct nd_tcp_stack *s, const struct nd_tcp_flow *f, uint32_t seq, 
 void tcp_delack(struct nd_tcp_conn *c);
 /* Recovery: resends the next lost range (ignoring the pipe); true if it did. */
 bool tcp_send_hole(struct nd_tcp_conn *c);
+/* Resends the last segment in flight (with the FIN if it carried one). */
+void tcp_send_tail(struct nd_tcp_conn *c);
+/* A probe timeout fired: resend what is most likely lost (tcp_in.c). */
+void tcp_loss_probe(struct nd_tcp_conn *c);
 
 /* tcp_cc.c */
 void tcp_cc_init(struct nd_tcp_conn *c);

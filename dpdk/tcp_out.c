@@ -311,10 +311,36 @@ bool tcp_send_hole(struct nd_tcp_conn *c)
     return sent > 0;
 }
 
+void tcp_send_tail(struct nd_tcp_conn *c)
+{
+    struct nd_tcp_stack *s = c->s;
+    struct nd_tcp_opts o;
+    uint32_t data_end = c->snd_base + c->sndq.bytes, end, start, maxseg;
+    uint8_t flags = ND_TCP_ACK;
+    int sent;
+
+    conn_opts(c, &o);
+    maxseg = c->snd_mss - nd_tcp_opts_len(&o);
+    end = nd_seq_min(c->snd_max, data_end);
+    if (c->fin_sent && !c->fin_acked && c->snd_max == data_end + 1)
+        flags |= ND_TCP_FIN;
+    start = end - c->snd_una > maxseg ? end - maxseg : c->snd_una;
+    if (start == end && !(flags & ND_TCP_FIN))
+        return;
+    sent = tcp_emit(s, &c->flow, start, c->rcv_nxt, flags, data_window(c), &o, &c->sndq,
+                    c->snd_base, end - start, &c->txc);
+    if (sent < 0)
+        return;
+    c->retransmits++;
+    s->st.retransmits++;
+    c->rtt_timing = false;
+    acked_now(c);
+}
+
 void tcp_output(struct nd_tcp_conn *c)
 {
     struct nd_tcp_stack *s = c->s;
-    bool sent_any = false;
+    bool sent_any = false, sent_new = false;
 
     switch (c->state) {
     case ND_TCP_SYN_SENT:
@@ -340,7 +366,7 @@ void tcp_output(struct nd_tcp_conn *c)
     }
     for (;;) {
         uint32_t data_end, i;
-        uint32_t avail, wnd_edge, usable, maxseg, len, olen;
+        uint32_t avail, wnd_edge, usable, maxseg, len, wlen, olen;
         bool fin, rexmit;
         struct nd_tcp_opts o;
         uint8_t flags = ND_TCP_ACK;
@@ -378,6 +404,7 @@ void tcp_output(struct nd_tcp_conn *c)
         len = avail < usable ? avail : usable;
         if (len > maxseg)
             len = maxseg;
+        wlen = len;
         rexmit = nd_seq_lt(c->snd_nxt, c->snd_max);
         if (rexmit)
             for (i = 0; i < c->nsb; i++)
@@ -391,6 +418,8 @@ void tcp_output(struct nd_tcp_conn *c)
             if (len == 0 || len < c->max_snd_wnd / 2)
                 break;
         }
+        if (rexmit && len == wlen && len < maxseg && len < avail && !c->force)
+            break; /* going back, a sliver of the window: wait for it to open by a segment */
         if (len && len == avail && len < maxseg && !c->nodelay && !c->force && !fin &&
             c->snd_nxt != c->snd_una && !rexmit)
             break; /* Nagle: one short segment in flight at a time */
@@ -411,10 +440,13 @@ void tcp_output(struct nd_tcp_conn *c)
             c->retransmits++;
             s->st.retransmits++;
             c->rtt_timing = false;
-        } else if (!c->rtt_timing && !c->ts_ok) {
-            c->rtt_timing = true;
-            c->rtt_seq = c->snd_nxt;
-            c->rtt_start = tcp_now(s);
+        } else {
+            sent_new = true;
+            if (!c->rtt_timing && !c->ts_ok) {
+                c->rtt_timing = true;
+                c->rtt_seq = c->snd_nxt;
+                c->rtt_start = tcp_now(s);
+            }
         }
         c->bytes_sent += len;
         c->snd_nxt += len + (fin ? 1 : 0);
@@ -432,6 +464,8 @@ void tcp_output(struct nd_tcp_conn *c)
         if (fin)
             break;
     }
+    if (sent_new && c->pto)
+        tcp_rxt_arm(c); /* the probe timeout restarts after new data (RFC 8985 7.2) */
     if (!sent_any && c->ack_now)
         tcp_send_ack(c);
     /* data waiting, nothing in flight, no window to send it: persist (RFC 9293 3.8.6.1) */

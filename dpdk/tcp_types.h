@@ -89,8 +89,9 @@ struct nd_tcp_config {
     enum nd_tcp_cc cc;
     /* Timers, milliseconds. */
     uint32_t rto_init, rto_min, rto_max;
-    uint32_t delack;                          /* delayed ACK timeout */
-    uint32_t msl;                             /* TIME_WAIT lasts 2 * msl */
+    bool loss_probe; /* probe timeouts before the RTO (docs/tcp.md "Loss probes"; default true) */
+    uint32_t delack; /* delayed ACK timeout */
+    uint32_t msl;    /* TIME_WAIT lasts 2 * msl */
     uint32_t fin_wait2;                       /* orphaned FIN_WAIT_2 timeout */
     uint32_t keep_idle, keep_intvl, keep_cnt; /* keepalive (when enabled per connection) */
     uint32_t syn_retries, retries; /* SYN retransmissions; data retransmissions before abort */
@@ -160,6 +161,7 @@ struct nd_tcp_stats {
     uint64_t oow_acks_limited; /* ACKs not sent for invalid pure ACKs (500 ms per connection) */
     uint64_t syncookies_sent, syncookies_ok, syncookies_bad;
     uint64_t retransmits, rto_expiries, fast_retransmits, persist_probes, keepalive_probes;
+    uint64_t loss_probes; /* probe timeouts that resent a segment (docs/tcp.md) */
     uint64_t active_opens, passive_opens, conn_timeouts, conn_resets;
     uint64_t tw_reused;
     uint64_t tw_recycled; /* TIME_WAIT cut short because the connection pool was empty */

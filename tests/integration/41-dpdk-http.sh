@@ -258,6 +258,8 @@ for m in nodus_dpdk_tcp_retransmits_total nodus_dpdk_tcp_fast_retransmits_total 
     'nodus_dpdk_port_events_total{port="1",event="fault_reordered"}'; do
     log "  $m = $(metric "$m")"
 done
+in_mid curl -s --max-time 5 "http://$ADMIN/stats/prometheus" |
+    awk '/^nodus_dpdk_port_(drops|hw)_total/ && $2 > 0 && !/fault_/ { print "  " $0 }' | while read -r l; do log "$l"; done
 [ "$(metric nodus_dpdk_tcp_retransmits_total)" -gt 0 ] || die "no retransmissions with 1% loss"
 got=$(in_cli curl -sS --max-time 5 "http://$NODE:8080/hello")
 assert_eq "hello from nginx" "$got" "GET after the lossy transfers"

@@ -608,6 +608,7 @@ static void test_rto_backoff_karn(void **state)
     (void)state;
     cfg_default();
     CFG.timestamps = false; /* RTT from timed segments: Karn's rule applies */
+    CFG.loss_probe = false; /* the RTO alone (test_loss_probe has the probes) */
     start();
     c = establish_active();
     advance(100);
@@ -650,6 +651,67 @@ static void test_rto_backoff_karn(void **state)
     assert_int_equal(ci.rto_ms, 250);
     no_seg();
     assert_int_equal(nd_tcp_stats(S)->rto_expiries, 2);
+    finish();
+}
+
+/* Loss probes (docs/tcp.md): no ACK for two RTTs resends the tail; with a hole known from SACK
+ * the next probe resends the hole and enters recovery; after two probes the RTO takes over. */
+static void test_loss_probe(void **state)
+{
+    struct nd_tcp_conn *c;
+    struct nd_tcp_info ci;
+    struct nd_tcp_sack_block sb[1];
+    uint8_t d[3 * 1448];
+    uint32_t base, m = 1448, pto;
+    int i;
+
+    (void)state;
+    cfg_default();
+    start();
+    c = establish();
+    base = P.una;
+    nd_tcp_conn_info(c, &ci);
+    assert_true(ci.srtt_us > 0);
+    pto = 2 * ci.srtt_us / 1000 + 1;
+    if (pto < 5)
+        pto = 5;
+    fill(d, sizeof(d), 3);
+    assert_int_equal(nd_tcp_send(c, d, sizeof(d)), (ssize_t)sizeof(d));
+    for (i = 0; i < 3; i++)
+        saw(expect((uint8_t)(ND_TCP_ACK | (i == 2 ? ND_TCP_PSH : 0)), base + m * i, P.nxt, m));
+    /* the tail, or its ACKs, lost: after the probe timeout the last segment goes again */
+    advance(pto - 1);
+    no_seg();
+    advance(1);
+    saw(expect(ND_TCP_ACK, base + 2 * m, P.nxt, m));
+    /* its ACK SACKs it: the first two are missing. One SACKed segment is no proof of loss
+     * (RFC 6675 IsLost wants more), but the next probe resends the first hole */
+    sb[0].start = base + 2 * m;
+    sb[0].end = base + 3 * m;
+    inject_sack(ND_TCP_ACK, P.nxt, base, 1000, NULL, 0, 1, sb);
+    no_seg();
+    advance(pto - 1);
+    no_seg();
+    advance(1);
+    saw(expect(ND_TCP_ACK, base, P.nxt, m));
+    nd_tcp_conn_info(c, &ci);
+    assert_true(ci.in_recovery);
+    assert_int_equal(nd_tcp_stats(S)->loss_probes, 2);
+    /* two probes without progress: what comes next is the RTO, going back to the first hole */
+    advance(ci.rto_ms - 1);
+    no_seg();
+    advance(1);
+    saw(expect(ND_TCP_ACK, base, P.nxt, m));
+    assert_int_equal(nd_tcp_stats(S)->rto_expiries, 1);
+    /* progress: the go-back goes on in slow start with the second hole, in full segments */
+    inject_sack(ND_TCP_ACK, P.nxt, base + m, 1000, NULL, 0, 1, sb);
+    saw(expect(ND_TCP_ACK, base + m, P.nxt, m));
+    no_seg();
+    inject_sack(ND_TCP_ACK, P.nxt, base + 3 * m, 1000, NULL, 0, 0, NULL);
+    no_seg();
+    advance(1000);
+    no_seg();
+    assert_int_equal(nd_tcp_stats(S)->loss_probes, 2);
     finish();
 }
 
@@ -1631,6 +1693,7 @@ int main(void)
         cmocka_unit_test(test_data_delayed_ack),
         cmocka_unit_test(test_zero_copy_send_and_receive),
         cmocka_unit_test(test_rto_backoff_karn),
+        cmocka_unit_test(test_loss_probe),
         cmocka_unit_test(test_fast_retransmit_newreno),
         cmocka_unit_test(test_sack_recovery),
         cmocka_unit_test(test_ooo_sack_reassembly),
