@@ -33,13 +33,15 @@
 #include <rte_version.h>
 
 #include "buf.h"
+#include "config.h"
 #include "log.h"
 #include "net/port.h"
 #include "tcp.h"
 #include "worker.h"
 
 #define DP_MAX_LISTEN 16     /* listening addresses per worker (the engine's max_listeners) */
-#define DP_MAX_CONNS 4096    /* engine connection blocks per worker (incl. TIME_WAIT) */
+#define DP_MIN_CONNS 4096    /* engine connection blocks per worker (incl. TIME_WAIT), at least */
+#define DP_MAX_CONNS 65536   /* and at most (about 50 MB of blocks and records) */
 #define DP_DISPATCH_ROUNDS 4 /* passes over new events per poll before yielding to RX */
 #define DP_PORT_LO 32768     /* ephemeral ports, as Linux's ip_local_port_range */
 #define DP_PORT_HI 60999
@@ -69,6 +71,7 @@ struct dp_worker {
     struct nd_worker *w;
     struct nd_tcp_stack *tcp;
     struct dp_conn *recs, *free_recs;
+    uint32_t nrecs;
     struct dp_conn *evq_head, *evq_tail;
     struct dp_conn *retry;
     struct dp_listen lis[DP_MAX_LISTEN];
@@ -255,6 +258,19 @@ static void thread_register(struct dp_worker *dp)
         nd_warn("dpdk: worker %u: rte_thread_register failed: mbufs without a cache", dp->w->id);
 }
 
+/* Connection blocks per worker: each client connection may have an upstream one, and closed
+ * connections wait in TIME_WAIT (the oldest orphaned one is recycled when the pool runs out), so
+ * twice this worker's share of node.max_connections, and some room. */
+static uint32_t conn_blocks(void)
+{
+    struct nd_snap *s = atomic_load(&nd_rt.current);
+    uint64_t n = DP_MIN_CONNS, nw = nd_rt.nworkers ? nd_rt.nworkers : 1;
+
+    if (s)
+        n = 2 * (((uint64_t)s->cfg->node.max_connections + nw - 1) / nw) + 1024;
+    return n < DP_MIN_CONNS ? DP_MIN_CONNS : n > DP_MAX_CONNS ? DP_MAX_CONNS : (uint32_t)n;
+}
+
 static int dp_worker_init(struct nd_worker *w)
 {
     struct nd_tcp_config tc;
@@ -281,7 +297,8 @@ static int dp_worker_init(struct nd_worker *w)
         if (dpdk.sh.port[p].mtu - 40u < mss)
             mss = dpdk.sh.port[p].mtu - 40u;
     nd_tcp_config_defaults(&tc);
-    tc.max_conns = DP_MAX_CONNS;
+    dp->nrecs = conn_blocks();
+    tc.max_conns = dp->nrecs;
     tc.max_listeners = DP_MAX_LISTEN;
     tc.max_segs = 32768;
     tc.max_chunks = 8192; /* 16 MiB of copied send data per worker */
@@ -292,7 +309,7 @@ static int dp_worker_init(struct nd_worker *w)
     tc.pkt_ops = &mbuf_ops;
     tc.wheel = &w->wheel; /* the worker advances it; the engine's timers fire from it */
     dp->tcp = nd_tcp_stack_new(&tc, &err);
-    dp->recs = calloc(DP_MAX_CONNS, sizeof(*dp->recs));
+    dp->recs = calloc(dp->nrecs, sizeof(*dp->recs));
     if (!dp->tcp || !dp->recs) {
         nd_tcp_stack_free(dp->tcp);
         free(dp->recs);
@@ -300,7 +317,7 @@ static int dp_worker_init(struct nd_worker *w)
         free(dp);
         return err ? err : -ENOMEM;
     }
-    for (unsigned i = DP_MAX_CONNS; i-- > 0;) {
+    for (unsigned i = dp->nrecs; i-- > 0;) {
         dp->recs[i].next = dp->free_recs;
         dp->free_recs = &dp->recs[i];
     }

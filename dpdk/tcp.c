@@ -471,15 +471,16 @@ uint32_t tcp_rcv_space(const struct nd_tcp_conn *c)
 
 /* ---- timers ---- */
 
-/* The probe timeout (RFC 8985 7.2): two smoothed RTTs, plus the peer's delayed ACK when a single
- * segment is in flight (one segment draws no immediate ACK), at least ND_TCP_PTO_MIN ms so that
- * the clock's granularity and some reordering cost no spurious probe. */
+/* The probe timeout (RFC 8985 7.2): two smoothed RTTs, plus the worst-case delayed ACK when a
+ * single segment is in flight (one segment draws no immediate ACK: Linux delays it 40 to 200 ms),
+ * at least ND_TCP_PTO_MIN ms so that the clock's granularity and some reordering cost no
+ * spurious probe. */
 static uint32_t pto(const struct nd_tcp_conn *c)
 {
     uint32_t t = 2 * c->srtt_us / 1000 + 1;
 
     if (c->snd_max - c->snd_una <= tcp_seg_payload(c))
-        t += c->s->cfg.delack;
+        t += ND_TCP_PTO_DELACK;
     return t < ND_TCP_PTO_MIN ? ND_TCP_PTO_MIN : t;
 }
 
@@ -511,6 +512,14 @@ void tcp_rxt_arm(struct nd_tcp_conn *c)
         c->pto = true;
     }
     nd_timer_arm(c->s->wheel, &c->t_rxt, t);
+}
+
+void tcp_pto_restart(struct nd_tcp_conn *c)
+{
+    uint32_t rto = c->rto < c->s->cfg.rto_max ? c->rto : c->s->cfg.rto_max;
+
+    if (c->pto || (probe_ok(c) && pto(c) < rto))
+        tcp_rxt_arm(c); /* never restarts a plain RTO (RFC 6298 5.1) */
 }
 
 void tcp_keep_arm(struct nd_tcp_conn *c)

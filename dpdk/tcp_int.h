@@ -40,6 +40,7 @@ struct tcp_cursor {
 #define ND_TCP_SB_MAX 8  /* sender scoreboard ranges */
 #define ND_TCP_PTO_MIN 5 /* ms: the shortest probe timeout */
 #define ND_TCP_PTO_MAX 2 /* probe timeouts in a row before the RTO */
+#define ND_TCP_PTO_DELACK 200 /* ms: RFC 8985's WCDelAckT, added when one segment is in flight */
 
 struct nd_tcp_conn {
     struct nd_tcp_stack *s;
@@ -193,6 +194,8 @@ void tcp_seg_put(struct nd_tcp_stack *s, struct nd_tcp_seg *g);
 struct nd_tcp_chunk *tcp_chunk_get(struct nd_tcp_stack *s);
 void tcp_segq_drop(struct nd_tcp_stack *s, struct nd_tcp_segq *q);
 void tcp_rxt_arm(struct nd_tcp_conn *c);
+/* New data went out: the probe timeout, if one applies, restarts (RFC 8985 7.2). */
+void tcp_pto_restart(struct nd_tcp_conn *c);
 void tcp_keep_arm(struct nd_tcp_conn *c);
 uint32_t tcp_rcv_space(const struct nd_tcp_conn *c);
 

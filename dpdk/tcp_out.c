@@ -464,8 +464,8 @@ void tcp_output(struct nd_tcp_conn *c)
         if (fin)
             break;
     }
-    if (sent_new && c->pto)
-        tcp_rxt_arm(c); /* the probe timeout restarts after new data (RFC 8985 7.2) */
+    if (sent_new)
+        tcp_pto_restart(c);
     if (!sent_any && c->ack_now)
         tcp_send_ack(c);
     /* data waiting, nothing in flight, no window to send it: persist (RFC 9293 3.8.6.1) */

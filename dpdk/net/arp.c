@@ -6,7 +6,10 @@
  *
  * The cache is per worker, open addressing over ND_ARP_SIZE slots: an address lives in one of
  * ND_ARP_PROBES slots from its hash, and a lookup looks at all of them (so freeing a slot needs
- * no tombstone). When they are all taken, the least recently confirmed resolved entry goes.
+ * no tombstone). When they are all taken, the least recently confirmed resolved entry goes; but
+ * an address we only start resolving takes a STALE entry's slot, never a REACHABLE one's, so
+ * that packets to many unknown addresses (the SYN-ACKs of a flood with forged sources) cannot
+ * push out the peers we are talking to.
  *
  * States: INCOMPLETE (a request is out; packets wait, up to ND_ARP_HOLD), REACHABLE (confirmed
  * within ND_ARP_REACHABLE_MS: used as is), STALE (older: still used, but each use may send a
@@ -56,8 +59,9 @@ void nd_arp_fini(struct nd_net *n)
             arp_free(n, &n->arp[i], ND_NET_ARP_FAILED);
 }
 
-/* A slot for ip (not in the cache): a free one, else the oldest resolved one, else NULL. */
-static struct nd_arp_entry *arp_new(struct nd_net *n, uint32_t ip, unsigned port)
+/* A slot for ip (not in the cache): a free one, else the oldest resolved one (only a STALE one
+ * when ip is not resolved yet), else NULL. */
+static struct nd_arp_entry *arp_new(struct nd_net *n, uint32_t ip, unsigned port, bool resolving)
 {
     unsigned h = arp_hash(ip);
     struct nd_arp_entry *victim = NULL;
@@ -69,7 +73,8 @@ static struct nd_arp_entry *arp_new(struct nd_net *n, uint32_t ip, unsigned port
             victim = e;
             break;
         }
-        if (e->state != ND_ARP_INCOMPLETE && (!victim || e->confirmed_ms < victim->confirmed_ms))
+        if ((e->state == ND_ARP_STALE || (e->state == ND_ARP_REACHABLE && !resolving)) &&
+            (!victim || e->confirmed_ms < victim->confirmed_ms))
             victim = e;
     }
     if (!victim)
@@ -151,7 +156,7 @@ void nd_net_arp_learn(struct nd_net *n, unsigned port, uint32_t ip,
 {
     struct nd_arp_entry *e = arp_find(n, ip);
 
-    if (!e && !(e = arp_new(n, ip, port)))
+    if (!e && !(e = arp_new(n, ip, port, false)))
         return;
     arp_confirm(n, e, port, mac);
 }
@@ -235,7 +240,7 @@ int nd_net_eth_output(struct nd_net *n, unsigned port, uint32_t nexthop, struct 
         return 0;
     }
     if (!e) {
-        if (!(e = arp_new(n, nexthop, port))) {
+        if (!(e = arp_new(n, nexthop, port, true))) {
             nd_net_drop(n, port, m, ND_NET_ARP_HOLD_FULL);
             return -ENOBUFS;
         }
