@@ -77,6 +77,15 @@ struct stats_block {
 #define PROBES 64
 
 static unsigned nworkers;
+static uint64_t started_us; /* nd_metrics_init(): the busy ratio's denominator starts here */
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 static struct stats_block *blocks; /* [nworkers + 1]: the last one is ND_METRICS_MAIN's */
 
 /* A worker is the only writer of its block: load + store, no locked instruction. */
@@ -252,6 +261,7 @@ int nd_metrics_init(unsigned n)
         return -EINVAL;
     if (blocks)
         return -EALREADY;
+    started_us = mono_us();
     b = aligned_alloc(64, sizeof(*b) * (n + 1));
     if (!b)
         return -ENOMEM;
@@ -858,6 +868,9 @@ static const struct {
                               "Event loop iterations, per worker."},
     [ND_C_LOOP_BUSY] = {"nodus_worker_loop_busy_total",
                         "Event loop iterations that handled at least one event, per worker."},
+    [ND_C_LOOP_BUSY_US] = {"nodus_worker_busy_seconds_total",
+                           "Time spent handling events or packets (from the end of each wait to "
+                           "the end of its iteration), per worker."},
 };
 
 static const struct {
@@ -883,7 +896,7 @@ void nd_metrics_set_cert_not_after(int64_t not_after)
 
 static bool per_worker_counter(unsigned c)
 {
-    return c == ND_C_LOOP_ITERATIONS || c == ND_C_LOOP_BUSY;
+    return c == ND_C_LOOP_ITERATIONS || c == ND_C_LOOP_BUSY || c == ND_C_LOOP_BUSY_US;
 }
 
 static void render_core(struct nd_sbuf *out)
@@ -896,8 +909,12 @@ static void render_core(struct nd_sbuf *out)
         add_help(out, counter_info[c].metric, "counter", counter_info[c].help);
         if (per_worker_counter(c)) {
             for (w = 0; w < nworkers; w++)
-                nd_sbuf_printf(out, "%s{worker=\"%u\"} %" PRIu64 "\n", counter_info[c].metric, w,
-                               ld(&blocks[w].counters[c]));
+                if (c == ND_C_LOOP_BUSY_US) /* counted in µs */
+                    nd_sbuf_printf(out, "%s{worker=\"%u\"} %.6f\n", counter_info[c].metric, w,
+                                   (double)ld(&blocks[w].counters[c]) / 1e6);
+                else
+                    nd_sbuf_printf(out, "%s{worker=\"%u\"} %" PRIu64 "\n", counter_info[c].metric,
+                                   w, ld(&blocks[w].counters[c]));
             continue;
         }
         for (sum = 0, w = 0; w <= nworkers; w++)
@@ -917,12 +934,17 @@ static void render_core(struct nd_sbuf *out)
         nd_sbuf_printf(out, "nodus_cert_expiry_seconds %" PRId64 "\n", na - (int64_t)time(NULL));
     }
     add_help(out, "nodus_worker_busy_ratio", "gauge",
-             "Loop iterations that handled events or packets, over all iterations, since start.");
-    for (w = 0; w < nworkers; w++) {
-        uint64_t it = ld(&blocks[w].counters[ND_C_LOOP_ITERATIONS]);
+             "Share of the time since start spent handling events or packets (a DPDK worker polls "
+             "all the time: this, not its CPU time, is what it uses).");
+    {
+        uint64_t up = mono_us() - started_us;
 
-        nd_sbuf_printf(out, "nodus_worker_busy_ratio{worker=\"%u\"} %.4f\n", w,
-                       it ? (double)ld(&blocks[w].counters[ND_C_LOOP_BUSY]) / (double)it : 0.0);
+        for (w = 0; w < nworkers; w++) {
+            double r = up ? (double)ld(&blocks[w].counters[ND_C_LOOP_BUSY_US]) / (double)up : 0;
+
+            nd_sbuf_printf(out, "nodus_worker_busy_ratio{worker=\"%u\"} %.4f\n", w,
+                           r > 1 ? 1.0 : r);
+        }
     }
     add_help(out, "nodus_workers", "gauge", "Worker threads.");
     nd_sbuf_printf(out, "nodus_workers %u\n", nworkers);

@@ -96,6 +96,7 @@ enum nd_counter {
     /* per worker: exported with a worker="N" label, not summed */
     ND_C_LOOP_ITERATIONS,          /* event loop iterations */
     ND_C_LOOP_BUSY,                /* event loop iterations that handled at least one event */
+    ND_C_LOOP_BUSY_US,             /* time spent in those, from the end of the wait (µs) */
     ND_C__COUNT
 };
 

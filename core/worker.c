@@ -58,8 +58,11 @@ static void *worker_main(void *arg)
         n = w->io->poll(w, timeout); /* calls nd_worker_clock() when its wait ends */
         nd_worker_reap(w);
         nd_metrics_count(w->id, ND_C_LOOP_ITERATIONS, 1);
-        if (n > 0)
+        if (n > 0) {
+            /* busy time, not iterations: a poll loop never waits, so CPU time says nothing */
             nd_metrics_count(w->id, ND_C_LOOP_BUSY, 1);
+            nd_metrics_count(w->id, ND_C_LOOP_BUSY_US, nd_clock_us() - w->now_us);
+        }
         if (atomic_load_explicit(&nd_rt.current, memory_order_relaxed) != w->snap || w->nheld)
             nd_worker_sync_snap(w);
         nd_discover_sync(w); /* discovered endpoint sets (cluster.h): one atomic load */
