@@ -27,6 +27,6 @@ kb=$(du -sk "$dir" | cut -f1)
 size=$((kb + 1024 < 4096 ? 4096 : kb + 1024))
 rm -f "$out"
 # ext4 without a journal (it is mounted read-only), labelled for people reading lsblk
-mkfs.ext4 -q -F -L nodus-config -O ^has_journal -E root_owner=0:0 -d "$dir" "$out" "${size}k" ||
+mkfs.ext4 -q -F -L nodus-config -O ^has_journal -E root_owner=0:0 -d "$dir" "$out" "${size}k" >/dev/null ||
     die "mkfs.ext4 failed"
 echo "$out: config disk with $(cd "$dir" && find . -type f | wc -l) file(s), ${size} KiB" >&2

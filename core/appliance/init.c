@@ -233,7 +233,10 @@ static void hugepages(const struct init *in)
         fclose(f);
         have = read_long(HUGEPAGES_NR);
     }
-    if (have < want)
+    if (have == 0)
+        nd_err("init: no hugepages (nodus.hugepages=0, or no memory for them): DPDK cannot "
+               "drive PCI NICs without them; give the VM memory or boot with nodus.hugepages=N");
+    else if (have < want)
         nd_warn("init: hugepages: %ld of the %ld asked for (%ld MiB of memory): give the VM more "
                 "memory or ask for fewer (nodus.hugepages=N)",
                 have, want, total / 1024);
