@@ -24,6 +24,23 @@ static void problem(int *n, char *err, size_t errlen, const char *fmt, ...)
     }
 }
 
+/* Standard base64, '=' padded to a multiple of 4 (wolfSSL's decoder skips what it does not
+ * know, so the alphabet is checked here). */
+static bool is_base64(const char *s, size_t len)
+{
+    size_t i, pad = 0;
+
+    if (!len || len % 4)
+        return false;
+    while (pad < 2 && s[len - 1 - pad] == '=')
+        pad++;
+    for (i = 0; i < len - pad; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '+' || s[i] == '/'))
+            return false;
+    return true;
+}
+
 /* nodus.config=VALUE: Lua text as is, or base64 of it after "base64:". */
 static void set_config(struct nd_boot_opts *o, const char *v, size_t len, int *n, char *err,
                        size_t errlen)
@@ -38,9 +55,9 @@ static void set_config(struct nd_boot_opts *o, const char *v, size_t len, int *n
         word32 out = (word32)((len - plen) / 4 * 3 + 3);
         char *buf = malloc(out + 1);
 
-        if (!buf ||
+        if (!buf || !is_base64(v + plen, len - plen) ||
             Base64_Decode((const byte *)v + plen, (word32)(len - plen), (byte *)buf, &out) != 0 ||
-            memchr(buf, '\0', out)) {
+            !out || memchr(buf, '\0', out)) {
             free(buf);
             o->config_bad = true;
             problem(n, err, errlen, "nodus.config: not valid base64 after \"base64:\"");
