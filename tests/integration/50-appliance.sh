@@ -12,6 +12,7 @@
 #      and no disk: curl through it, then system_powerdown.
 #   4. A NIC named in the configuration that the VM lacks, and nodus.hugepages=0: both said on
 #      the console, the node cannot start, the VM powers off.
+#   5. The disk under UEFI (OVMF) with no configuration at all: said, power off.
 # Skips when not root or when qemu or taps cannot run here.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -215,4 +216,27 @@ assert_contains "$con" "ports[2] (0000:00:09.0): no PCI device 0000:00:09.0" "ab
 assert_contains "$con" "the node exited with status 3" "absent: the node's failure"
 assert_contains "$con" "reboot: Power down" "absent: powered off"
 
-pass "disk boot via SYSLINUX served and powered off on the power button; broken config shown and powered off; config from the kernel command line served ($(elapsed "$t0") s in all)"
+# ---- 5. the same disk under UEFI (OVMF, q35): SYSLINUX's EFI loader starts the kernel; no
+# configuration anywhere, which init says before powering off ----
+OVMF=/usr/share/OVMF/OVMF_CODE_4M.fd
+if [ -f "$OVMF" ] && [ -f /usr/share/OVMF/OVMF_VARS_4M.fd ]; then
+    cp /usr/share/OVMF/OVMF_VARS_4M.fd "$T/vars.fd"
+    VM_T0=$(now)
+    IN_NETNS=$MID bg uefi qemu-system-x86_64 -machine q35 -cpu max -smp 2 -m 512 -nodefaults \
+        -display none -no-reboot -serial "file:$T/uefi.console" \
+        -drive "if=pflash,format=raw,readonly=on,file=$OVMF" -drive "if=pflash,format=raw,file=$T/vars.fd" \
+        -drive "file=$T/img/nodus-disk.img,if=none,id=boot,format=raw,snapshot=on" \
+        -device virtio-blk-pci,drive=boot,bootindex=0
+    VM_PID=$BG_PID
+    _BG_LOGS+=("$T/uefi.console")
+    wait_exit "$VM_PID" "$BOOT_BOUND" || die "uefi: the VM did not power off within $BOOT_BOUND s"
+    con=$(tr -d '\033' <"$T/uefi.console")
+    assert_contains "$con" "as PID 1" "uefi: nodus started as init"
+    assert_contains "$con" "init: no configuration: attach a config disk" "uefi: no configuration said"
+    assert_contains "$con" "reboot: Power down" "uefi: powered off"
+    log "uefi: booted and powered off in $(elapsed "$VM_T0") s"
+else
+    log "uefi: OVMF not installed (scripts/deps.sh image): UEFI boot not checked"
+fi
+
+pass "disk boot via SYSLINUX served and powered off on the power button; broken config shown and powered off; config from the kernel command line served; bad input reported; UEFI boot ($(elapsed "$t0") s in all)"
