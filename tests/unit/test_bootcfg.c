@@ -16,8 +16,8 @@ static void test_defaults(void **state)
     struct nd_boot_opts o;
 
     (void)state;
-    assert_int_equal(nd_boot_parse("BOOT_IMAGE=/nodus/vmlinuz console=ttyS0 quiet\n", &o, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(
+        nd_boot_parse("BOOT_IMAGE=/nodus/vmlinuz console=ttyS0 quiet\n", &o, err, sizeof(err)), 0);
     assert_null(o.config);
     assert_false(o.config_bad);
     assert_int_equal(o.on_error, ND_BOOT_POWEROFF);
@@ -33,7 +33,8 @@ static void test_inline_and_quotes(void **state)
     (void)state;
     assert_int_equal(nd_boot_parse("console=ttyS0 nodus.config=\"node { name = 'a b' }\" "
                                    "nodus.on_error=reboot nodus.hugepages=64 nodus.debug",
-                                   &o, err, sizeof(err)), 0);
+                                   &o, err, sizeof(err)),
+                     0);
     assert_string_equal(o.config, "node { name = 'a b' }");
     assert_int_equal(o.config_len, strlen("node { name = 'a b' }"));
     assert_int_equal(o.on_error, ND_BOOT_REBOOT);
@@ -53,8 +54,9 @@ static void test_base64(void **state)
 
     (void)state;
     /* "node { name = \"edge\" }\n" */
-    assert_int_equal(nd_boot_parse("nodus.config=base64:bm9kZSB7IG5hbWUgPSAiZWRnZSIgfQo=", &o,
-                                   err, sizeof(err)), 0);
+    assert_int_equal(
+        nd_boot_parse("nodus.config=base64:bm9kZSB7IG5hbWUgPSAiZWRnZSIgfQo=", &o, err, sizeof(err)),
+        0);
     assert_string_equal(o.config, "node { name = \"edge\" }\n");
     assert_int_equal(o.config_len, 23);
     nd_boot_opts_free(&o);
@@ -75,7 +77,8 @@ static void test_bad_values(void **state)
     (void)state;
     assert_int_equal(nd_boot_parse("nodus.on_error=halt nodus.hugepages=-3 nodus.hugepage=4 "
                                    "nodus.hugepages=12x nodus.debug=1",
-                                   &o, err, sizeof(err)), 4);
+                                   &o, err, sizeof(err)),
+                     4);
     assert_string_equal(err, "nodus.on_error=halt: use poweroff or reboot");
     assert_int_equal(o.on_error, ND_BOOT_POWEROFF);
     assert_int_equal(o.hugepages, -1);
