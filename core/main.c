@@ -32,6 +32,7 @@
 #include "plugin_host.h"
 #include "proxy.h"
 #include "worker.h"
+#include "appliance/appliance.h"
 #include "../dpdk/io_dpdk.h"
 #include "../dpdk/net/conf.h"
 #include "../plugins/mtls/node.h"
@@ -540,7 +541,9 @@ static int cmd_run(const char *file)
         }
     }
     atomic_store(&ready_flag, 1);
-    while (!stopping) {
+    for (bool told = false; !stopping;) {
+        if (!told && (told = is_ready(NULL)))
+            nd_init_notify_ready(); /* under the appliance's init */
         struct epoll_event evs[8];
         int wait = gossip ? nd_gossip_posix_next_ms(gossip) : -1;
         int n = epoll_wait(efd, evs, 8, wait >= 0 && wait < 200 ? wait : 200), k;
@@ -906,6 +909,7 @@ static int usage(FILE *f, int code)
                "       nodus ca init|issue ...   the mesh CA and workload certificates "
                "(nodus ca help)\n"
                "       nodus members [--admin ADDR] gossip members: name, address, status, tags\n"
+               "       nodus nic list|bind|unbind ...  PCI NICs for DPDK (nodus nic help)\n"
                "       nodus version\n");
     return code;
 }
@@ -915,6 +919,8 @@ int main(int argc, char **argv)
     const char *admin = "127.0.0.1:15000";
     int i;
 
+    if (nd_init_wanted(argc, argv))
+        return nd_init_main(argc, argv); /* the appliance's /init */
     if (argc < 2)
         return usage(stderr, 2);
     if (nd_plugin_builtin_refused()) {
@@ -924,6 +930,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "ca"))
         return nd_ca_command(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "nic"))
+        return nd_nic_command(argc - 2, argv + 2);
     for (i = 2; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--admin"))
             admin = argv[i + 1];

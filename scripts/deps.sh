@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages that nodus needs, only those that are missing.
 #
-# usage: scripts/deps.sh GROUP...        GROUP: build | test | bench | fmt | all
+# usage: scripts/deps.sh GROUP...        GROUP: build | test | image | bench | fmt | all
 #        . scripts/deps.sh               (defines deps_packages, deps_missing, deps_install)
 #
 # `apt-get update` runs only when something has to be installed, so a second run is fast and
@@ -11,6 +11,9 @@
 DEPS_BUILD="meson ninja-build pkg-config gcc libdpdk-dev libwolfssl-dev liblua5.4-dev @MSGPACK@ libjansson-dev libcmocka-dev"
 DEPS_TEST="openssl serf iputils-ping iputils-arping clang libclang-rt-14-dev llvm curl nginx-light wrk nghttp2-client iproute2 ethtool procps psmisc python3 jq prometheus python3-scapy"
 DEPS_BENCH="haproxy nginx-light wrk valgrind"
+# The appliance image (images/build.sh) and its boot test; the kernel is not installed but
+# fetched by images/build.sh with apt-get download.
+DEPS_IMAGE="qemu-system-x86 qemu-utils ovmf syslinux syslinux-common syslinux-efi mtools dosfstools e2fsprogs cpio zstd xz-utils binutils kmod"
 DEPS_FMT="clang-format"
 
 deps_log() { echo "deps: $*" >&2; }
@@ -47,10 +50,11 @@ deps_packages() {
         case "$g" in
         build) list="$list $DEPS_BUILD" ;;
         test) list="$list $DEPS_TEST" ;;
+        image) list="$list $DEPS_IMAGE" ;;
         bench) list="$list $DEPS_BENCH" ;;
         fmt) list="$list $DEPS_FMT" ;;
-        all) list="$list $DEPS_BUILD $DEPS_TEST $DEPS_BENCH $DEPS_FMT" ;;
-        *) deps_log "unknown group '$g' (build, test, bench, fmt, all)"; return 2 ;;
+        all) list="$list $DEPS_BUILD $DEPS_TEST $DEPS_IMAGE $DEPS_BENCH $DEPS_FMT" ;;
+        *) deps_log "unknown group '$g' (build, test, image, bench, fmt, all)"; return 2 ;;
         esac
     done
     # shellcheck disable=SC2086
@@ -75,7 +79,7 @@ deps_missing() {
 # deps_install GROUP...: install whatever the groups need and is missing.
 deps_install() {
     local missing p pkgs=() rc=0 policy=/usr/sbin/policy-rc.d made_policy=0
-    [ $# -gt 0 ] || { deps_log "usage: deps.sh build|test|bench|fmt|all ..."; return 2; }
+    [ $# -gt 0 ] || { deps_log "usage: deps.sh build|test|image|bench|fmt|all ..."; return 2; }
     missing=$(deps_missing "$@" | tr '\n' ' ') || return
     missing=${missing% }
     [ -n "$missing" ] || return 0

@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# The appliance image under qemu (TCG: -cpu max -smp 2, no KVM): images/build.sh makes the
+# kernel, initrd and disk with the nodus under test as /init. The VM runs in mid of the raw
+# namespace topology (tests/lib/netns.sh) with two virtio-net NICs on taps, each bridged to
+# mid's veth (t0+m0 to cli, t1+m1 to up); inside, nodus binds both NICs to uio_pci_generic and
+# proxies cli -> appliance (198.18.0.2:8080, DPDK) -> nginx in up (198.18.1.1:80).
+#   1. The disk image, through SYSLINUX, with a config disk: curl from cli through it; the
+#      times from qemu start to the first answer and from kernel start to serving are printed;
+#      then system_powerdown on qemu's monitor: the node drains and the VM powers off in time.
+#   2. -kernel/-initrd with a broken config disk: file:line on the console, power off.
+#   3. -kernel/-initrd with the configuration on the kernel command line (nodus.config=base64:)
+#      and no disk: curl through it, then system_powerdown.
+#   4. A NIC named in the configuration that the VM lacks, and nodus.hugepages=0: both said on
+#      the console, the node cannot start, the VM powers off.
+#   5. The disk under UEFI (OVMF) with no configuration at all: said, power off.
+# Skips when not root or when qemu or taps cannot run here.
+# shellcheck disable=SC1091
+. "$(dirname "$0")/lib.sh"
+
+need_root
+need_cmd qemu-system-x86_64 ip curl nginx mkfs.ext4 python3 base64
+[ -c /dev/net/tun ] || skip "no /dev/net/tun: qemu cannot use taps here"
+qemu-system-x86_64 -version >/dev/null 2>&1 || skip "qemu-system-x86_64 does not run here"
+
+P=$(netns_prefix)
+netns_topology "$P" raw
+CLI=$P-cli MID=$P-mid UP=$P-up
+NODE=198.18.0.2 UPIP=198.18.1.1
+BOOT_BOUND=${APPLIANCE_BOOT_BOUND:-150} # seconds from qemu start to serving, TCG and ASan
+in_cli() { ip netns exec "$CLI" "$@"; }
+in_mid() { ip netns exec "$MID" "$@"; }
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+
+# ---- taps bridged to mid's veths: the VM's NIC 0 is on cli's link, NIC 1 on up's ----
+in_mid sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+for i in 0 1; do
+    in_mid ip tuntap add "t$i" mode tap
+    in_mid ip link add "b$i" type bridge
+    in_mid ip link set "m$i" master "b$i"
+    in_mid ip link set "t$i" master "b$i"
+    in_mid ip link set "t$i" up
+    in_mid ip link set "b$i" up
+done
+
+# ---- nginx in up ----
+mkdir -p "$T/ngx/tmp"
+cat >"$T/ngx/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $T/ngx/nginx.pid;
+error_log $T/ngx/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $T/ngx/tmp/body;
+    proxy_temp_path $T/ngx/tmp/proxy;
+    fastcgi_temp_path $T/ngx/tmp/fastcgi;
+    uwsgi_temp_path $T/ngx/tmp/uwsgi;
+    scgi_temp_path $T/ngx/tmp/scgi;
+    server { listen $UPIP:80; location / { return 200 "hello from up\n"; } }
+}
+CONF
+IN_NETNS=$UP bg nginx nginx -p "$T/ngx" -c "$T/ngx/nginx.conf" -e "$T/ngx/error.log"
+
+# ---- the image, with the binary under test ----
+t0=$(now)
+# ASan builds: DPDK keeps allocations until exit; the kernel hands KEY=VALUE words of its
+# command line to init's environment, and init to the node's
+GUEST_ENV="ASAN_OPTIONS=detect_leaks=0"
+"$ROOT/images/build.sh" --nodus "$NODUS" --out "$T/img" --cache "$ROOT/build/images/cache" \
+    --cmdline "$GUEST_ENV" >"$T/build.log" 2>&1 || { tail -20 "$T/build.log" >&2; die "images/build.sh failed"; }
+log "image built in $(elapsed "$t0") s: $(grep 'kernel + initrd' "$T/build.log")"
+
+good_cfg() {
+    cat <<'LUA'
+node { name = "appliance", workers = 1, io = "dpdk" }
+dpdk {
+  args = { "--in-memory", "-l", "0", "--log-level=notice" },
+  ports = { { dev = "0000:00:04.0", ip = "198.18.0.2/24" },
+            { dev = "0000:00:05.0", ip = "198.18.1.2/24" } },
+}
+cluster "web" { endpoints = { "198.18.1.1:80" } }
+listener "ingress" {
+  listen = "198.18.0.2:8080", protocol = "http",
+  plugins = { router { { match = { prefix = "/" }, cluster = "web" } } },
+}
+LUA
+}
+good_cfg >"$T/good.lua"
+"$ROOT/images/mkconfig.sh" "$T/good.img" "$T/good.lua" 2>/dev/null
+cat >"$T/broken.lua" <<'LUA'
+node { name = "appliance", workers = 1, io = "dpdk" }
+cluster "web" { endpoints = { "198.18.1.1:80" } }
+listener "ingress" { listen = "198.18.0.2:8080", protocol = "http", plugins = { nosuch { } } }
+LUA
+"$ROOT/images/mkconfig.sh" "$T/broken.img" "$T/broken.lua" 2>/dev/null
+
+# vm NAME ARGS...: qemu in mid, NICs on t0/t1 at 00:04.0/00:05.0, console in $T/NAME.console,
+# monitor on $T/NAME.mon; sets VM_PID and VM_T0.
+vm() {
+    local name=$1
+    shift
+    VM_T0=$(now)
+    IN_NETNS=$MID bg "$name" qemu-system-x86_64 -machine pc -cpu max -smp 2 -m 768 \
+        -nodefaults -display none -no-reboot \
+        -serial "file:$T/$name.console" -monitor "unix:$T/$name.mon,server,nowait" \
+        -netdev tap,id=n0,ifname=t0,script=no,downscript=no \
+        -device virtio-net-pci,netdev=n0,addr=04.0,mac=52:54:00:4e:00:01 \
+        -netdev tap,id=n1,ifname=t1,script=no,downscript=no \
+        -device virtio-net-pci,netdev=n1,addr=05.0,mac=52:54:00:4e:00:02 "$@"
+    VM_PID=$BG_PID
+    _BG_LOGS+=("$T/$name.console")
+}
+monitor() { # NAME COMMAND: one command on a VM's monitor
+    python3 - "$T/$1.mon" "$2" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+time.sleep(0.3)
+s.close()
+PY
+}
+# wait_exit PID SECS: true when the VM exited by itself within SECS; its status in VM_RC
+wait_exit() {
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        if ! kill -0 "$1" 2>/dev/null; then
+            VM_RC=0
+            wait "$1" || VM_RC=$?
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+# serve NAME: wait until curl through the appliance answers; prints the two boot times
+serve() {
+    local name=$1 i body
+    for ((i = 0; ; i++)); do
+        body=$(in_cli curl -s --max-time 2 "http://$NODE:8080/hello" || true)
+        [ "$body" = "hello from up" ] && break
+        kill -0 "$VM_PID" 2>/dev/null || die "$name: the VM exited before serving"
+        [ "$(awk -v a="$VM_T0" -v b="$EPOCHREALTIME" 'BEGIN { print (b - a > 0 + "'"$BOOT_BOUND"'") }')" = 0 ] ||
+            die "$name: no answer through the appliance within $BOOT_BOUND s"
+        sleep 0.5
+    done
+    served=$(elapsed "$VM_T0")
+    for ((i = 0; i < 100; i++)); do # init logs it when the node reports ready
+        grep -q 'init: serving' "$T/$name.console" && break
+        sleep 0.1
+    done
+    log "$name: qemu start to first request served: $served s; kernel start to" \
+        "serving: $(grep -o 'serving [0-9.]* s after the kernel started' "$T/$name.console" |
+            awk '{ print $2 }') s; $(grep -o 'memory used [0-9]* MiB' "$T/$name.console")"
+}
+
+# ---- 1. the disk image through its boot loader, a config disk, power button ----
+vm disk -drive "file=$T/img/nodus-disk.img,if=none,id=boot,format=raw,snapshot=on" \
+    -device virtio-blk-pci,drive=boot,addr=07.0,bootindex=0 \
+    -drive "file=$T/good.img,if=none,id=cfg,format=raw,readonly=on" \
+    -device virtio-blk-pci,drive=cfg,addr=06.0
+serve disk
+assert_contains "$(cat "$T/disk.console")" "SYSLINUX" "disk: booted through SYSLINUX"
+assert_contains "$(cat "$T/disk.console")" "configuration from the config disk" "disk: config source"
+assert_contains "$(cat "$T/disk.console")" "bound to uio_pci_generic" "disk: NIC binding"
+for ((i = 0; i < 20; i++)); do
+    body=$(in_cli curl -s --max-time 5 "http://$NODE:8080/n$i")
+    assert_eq "hello from up" "$body" "disk: request $i through the appliance"
+done
+t1=$(now)
+monitor disk system_powerdown
+wait_exit "$VM_PID" 60 || die "disk: the VM did not power off within 60 s of system_powerdown"
+log "disk: powered off $(elapsed "$t1") s after system_powerdown"
+assert_eq 0 "$VM_RC" "disk: qemu's exit status after power off"
+assert_contains "$(cat "$T/disk.console")" "power button: draining" "disk: power button seen"
+assert_contains "$(cat "$T/disk.console")" "node drained and stopped" "disk: clean drain"
+assert_contains "$(cat "$T/disk.console")" "reboot: Power down" "disk: ACPI power off"
+
+# ---- 2. a broken config disk: file:line on the console, power off ----
+vm broken -kernel "$T/img/nodus-vmlinuz" -initrd "$T/img/nodus-initrd.img" \
+    -append "console=ttyS0 loglevel=4 panic=10 $GUEST_ENV" \
+    -drive "file=$T/broken.img,if=none,id=cfg,format=raw,readonly=on" \
+    -device virtio-blk-pci,drive=cfg,addr=06.0
+wait_exit "$VM_PID" "$BOOT_BOUND" || die "broken: the VM did not power off within $BOOT_BOUND s"
+assert_eq 0 "$VM_RC" "broken: qemu's exit status"
+con=$(cat "$T/broken.console")
+assert_contains "$con" "/run/nodus/config/mesh.lua:3:" "broken: file:line of the error"
+assert_contains "$con" "nosuch" "broken: the error names the unknown plugin"
+assert_contains "$con" "is invalid (errors above)" "broken: init's verdict"
+assert_contains "$con" "reboot: Power down" "broken: powered off"
+case "$con" in *"Kernel panic"*) die "broken: kernel panic" ;; esac
+log "broken: powered off after $(elapsed "$VM_T0") s with the error on the console"
+
+# ---- 3. the configuration on the kernel command line, no disk ----
+b64=$(good_cfg | base64 -w0)
+vm cmdline -kernel "$T/img/nodus-vmlinuz" -initrd "$T/img/nodus-initrd.img" \
+    -append "console=ttyS0 loglevel=4 panic=10 $GUEST_ENV nodus.config=base64:$b64"
+serve cmdline
+assert_contains "$(cat "$T/cmdline.console")" "configuration from the kernel command line" "cmdline: source"
+monitor cmdline system_powerdown
+wait_exit "$VM_PID" 60 || die "cmdline: the VM did not power off within 60 s"
+assert_eq 0 "$VM_RC" "cmdline: qemu's exit status"
+
+# ---- 4. bad input: a NIC that is not there, no hugepages: said on the console, power off ----
+good_cfg | sed 's/0000:00:05.0/0000:00:09.0/' >"$T/absent.lua"
+vm absent -kernel "$T/img/nodus-vmlinuz" -initrd "$T/img/nodus-initrd.img" \
+    -append "console=ttyS0 loglevel=4 panic=10 $GUEST_ENV nodus.hugepages=0 nodus.config=base64:$(base64 -w0 "$T/absent.lua")"
+wait_exit "$VM_PID" "$BOOT_BOUND" || die "absent: the VM did not power off within $BOOT_BOUND s"
+assert_eq 0 "$VM_RC" "absent: qemu's exit status"
+con=$(cat "$T/absent.console")
+assert_contains "$con" "init: no hugepages" "absent: no hugepages reported"
+assert_contains "$con" "ports[2] (0000:00:09.0): no PCI device 0000:00:09.0" "absent: the missing NIC"
+assert_contains "$con" "the node exited with status 3" "absent: the node's failure"
+assert_contains "$con" "reboot: Power down" "absent: powered off"
+
+# ---- 5. the same disk under UEFI (OVMF, q35): SYSLINUX's EFI loader starts the kernel; no
+# configuration anywhere, which init says before powering off ----
+OVMF=/usr/share/OVMF/OVMF_CODE_4M.fd
+if [ -f "$OVMF" ] && [ -f /usr/share/OVMF/OVMF_VARS_4M.fd ]; then
+    cp /usr/share/OVMF/OVMF_VARS_4M.fd "$T/vars.fd"
+    VM_T0=$(now)
+    IN_NETNS=$MID bg uefi qemu-system-x86_64 -machine q35 -cpu max -smp 2 -m 512 -nodefaults \
+        -display none -no-reboot -serial "file:$T/uefi.console" \
+        -drive "if=pflash,format=raw,readonly=on,file=$OVMF" -drive "if=pflash,format=raw,file=$T/vars.fd" \
+        -drive "file=$T/img/nodus-disk.img,if=none,id=boot,format=raw,snapshot=on" \
+        -device virtio-blk-pci,drive=boot,bootindex=0
+    VM_PID=$BG_PID
+    _BG_LOGS+=("$T/uefi.console")
+    wait_exit "$VM_PID" "$BOOT_BOUND" || die "uefi: the VM did not power off within $BOOT_BOUND s"
+    con=$(tr -d '\033' <"$T/uefi.console")
+    assert_contains "$con" "as PID 1" "uefi: nodus started as init"
+    assert_contains "$con" "init: no configuration: attach a config disk" "uefi: no configuration said"
+    assert_contains "$con" "reboot: Power down" "uefi: powered off"
+    log "uefi: booted and powered off in $(elapsed "$VM_T0") s"
+else
+    log "uefi: OVMF not installed (scripts/deps.sh image): UEFI boot not checked"
+fi
+
+pass "disk boot via SYSLINUX served and powered off on the power button; broken config shown and powered off; config from the kernel command line served; bad input reported; UEFI boot ($(elapsed "$t0") s in all)"
