@@ -35,6 +35,7 @@
 #include "buf.h"
 #include "log.h"
 #include "net/port.h"
+#include "socksnap.h"
 #include "tcp.h"
 #include "worker.h"
 
@@ -76,6 +77,7 @@ struct dp_worker {
     uint32_t next_port;
     atomic_bool woken;
     bool registered;
+    struct nd_dpdk_socksnap sock; /* `nodus sockets`: asked by the main thread */
 } __rte_cache_aligned;
 
 static struct nd_dpdk dpdk;
@@ -306,6 +308,7 @@ static int dp_worker_init(struct nd_worker *w)
     }
     dp->next_port = DP_PORT_LO + (uint32_t)(nd_rand(w) % (DP_PORT_HI - DP_PORT_LO + 1));
     atomic_init(&dp->woken, false);
+    dp->sock.cap = DP_MAX_CONNS;
     dpw[w->id] = dp;
     return 0;
 }
@@ -319,6 +322,7 @@ static void dp_worker_fini(struct nd_worker *w)
     /* the worker thread has ended; this runs on the main thread (an EAL lcore) */
     nd_tcp_stack_free(dp->tcp); /* releases the mbufs it held */
     nd_dpdk_worker_fini(&dp->dw);
+    nd_dpdk_socksnap_fini(&dp->sock);
     free(dp->recs);
     dpw[w->id] = NULL;
     free(dp);
@@ -370,6 +374,7 @@ static int dp_poll(struct nd_worker *w, int timeout_ms)
         }
     n = dispatch(dp);
     nd_net_flush(&dp->dw.net);
+    nd_dpdk_socksnap_serve(&dp->sock, dp->tcp);
     if (rx || n)
         dp->idle = 0;
     else if (dp->idle < UINT32_MAX)
@@ -664,6 +669,11 @@ int nd_io_dpdk_start(const struct nd_dpdk_conf *c, unsigned nworkers, unsigned i
     return 0;
 }
 
+struct nd_dpdk_socksnap *nd_io_dpdk_socksnap(unsigned worker)
+{
+    return worker < ND_MAX_WORKERS && dpw[worker] ? &dpw[worker]->sock : NULL;
+}
+
 unsigned nd_io_dpdk_queues(void)
 {
     return dpdk_up ? dpdk.nqueues : 0;
@@ -741,10 +751,12 @@ static void family(struct nd_sbuf *out, const char *name, const char *type, cons
 
 void nd_io_dpdk_metrics(struct nd_sbuf *out)
 {
-    static const char *const hw_names[] = {"ipackets", "opackets", "imissed",
-                                           "ierrors",  "oerrors",  "rx_nombuf"};
+    static const char *const hw_names[] = {"ipackets", "opackets", "ibytes",  "obytes",
+                                           "imissed",  "ierrors",  "oerrors", "rx_nombuf"};
     struct nd_net_stats s[ND_NET_MAX_PORTS + 1];
     unsigned np = dpdk.sh.nports, nw = 0;
+    uint32_t speed[ND_NET_MAX_PORTS] = {0};
+    bool up[ND_NET_MAX_PORTS];
 
     if (!dpdk_up)
         return;
@@ -770,9 +782,15 @@ void nd_io_dpdk_metrics(struct nd_sbuf *out)
                        dpdk.info[p].nqueues);
     }
     family(out, "nodus_dpdk_port_link_up", "gauge", "Link state of a DPDK port (1: up).");
+    for (unsigned p = 0; p < np; p++) {
+        up[p] = nd_dpdk_link(&dpdk, p, &speed[p]);
+        nd_sbuf_printf(out, "nodus_dpdk_port_link_up{port=\"%u\"} %d\n", p, up[p]);
+    }
+    family(out, "nodus_dpdk_port_link_speed_mbps", "gauge",
+           "Link speed of a DPDK port in Mb/s, as the PMD reports it (0 when down).");
     for (unsigned p = 0; p < np; p++)
-        nd_sbuf_printf(out, "nodus_dpdk_port_link_up{port=\"%u\"} %d\n", p,
-                       nd_dpdk_link(&dpdk, p, NULL));
+        nd_sbuf_printf(out, "nodus_dpdk_port_link_speed_mbps{port=\"%u\"} %u\n", p,
+                       up[p] ? speed[p] : 0);
 #define PORT_COUNTER(metric, field, help)                                                          \
     family(out, metric, "counter", help);                                                          \
     for (unsigned p = 0; p < np; p++)                                                              \
@@ -785,13 +803,13 @@ void nd_io_dpdk_metrics(struct nd_sbuf *out)
     family(out, "nodus_dpdk_port_hw_total", "counter", "The PMD's own counters (rte_eth_stats).");
     for (unsigned p = 0; p < np; p++) {
         struct rte_eth_stats hw;
-        uint64_t v[6];
+        uint64_t v[8];
 
         if (rte_eth_stats_get(dpdk.sh.port[p].port_id, &hw) != 0)
             continue;
-        v[0] = hw.ipackets, v[1] = hw.opackets, v[2] = hw.imissed;
-        v[3] = hw.ierrors, v[4] = hw.oerrors, v[5] = hw.rx_nombuf;
-        for (unsigned k = 0; k < 6; k++)
+        v[0] = hw.ipackets, v[1] = hw.opackets, v[2] = hw.ibytes, v[3] = hw.obytes;
+        v[4] = hw.imissed, v[5] = hw.ierrors, v[6] = hw.oerrors, v[7] = hw.rx_nombuf;
+        for (unsigned k = 0; k < 8; k++)
             nd_sbuf_printf(out,
                            "nodus_dpdk_port_hw_total{port=\"%u\",counter=\"%s\"} %" PRIu64 "\n", p,
                            hw_names[k], v[k]);

@@ -14,7 +14,9 @@
 #include "io.h"
 
 struct nd_dpdk_conf;
+struct nd_dpdk_socksnap;
 struct nd_sbuf;
+struct nd_socklist;
 
 extern const struct nd_io_ops nd_io_dpdk;
 
@@ -32,6 +34,12 @@ unsigned nd_io_dpdk_queues(void);
 void nd_io_dpdk_describe(struct nd_sbuf *out);
 /* Appends the nodus_dpdk_* metrics (ports, stack and TCP counters); any thread. */
 void nd_io_dpdk_metrics(struct nd_sbuf *out);
+/* Worker's request slot for `nodus sockets` (dpdk/socksnap.h), or NULL. Main thread. */
+struct nd_dpdk_socksnap *nd_io_dpdk_socksnap(unsigned worker);
+/* Main thread: asks every worker for its TCP connections and listeners (dpdk/socksnap.c) and
+ * adds them to l, waiting up to timeout_ms for all of them; those that did not answer in time
+ * are marked in l->workers_silent. */
+void nd_io_dpdk_sockets(struct nd_socklist *l, unsigned timeout_ms);
 /* "DPDK 22.11.x" (needs no EAL). */
 const char *nd_io_dpdk_version(void);
 /* Stops ports and EAL (workers finished). */
