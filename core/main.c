@@ -471,15 +471,6 @@ static int cmd_run(const char *file)
             nd_config_free(cfg);
             return 3;
         }
-        if (nd_io_dpdk_queues() < cfg->node.workers) {
-            fprintf(stderr,
-                    "%s: node.workers = %u, but the DPDK ports have %u queue pair(s) each "
-                    "(net_af_packet: qpairs=N; a NIC: RSS)\n",
-                    file, cfg->node.workers, nd_io_dpdk_queues());
-            nd_io_dpdk_stop();
-            nd_config_free(cfg);
-            return 1;
-        }
         run_io = &nd_io_dpdk;
         run_dpdk = *cfg->dpdk.net;
         nd_metrics_set_extra(nd_io_dpdk_metrics);
