@@ -9,9 +9,10 @@
 #      steer the replies back), a 100 MB download intact on a flow of worker 1 (the client picks
 #      its source port by the node's hash), ping, the hand-over counters, and a drain (SIGTERM)
 #      while worker 1 serves a slow download.
-#   2. qpairs=2: two queue pairs, but af_packet spreads frames by the kernel's hash, not by ours:
-#      each worker polls its queue and hands over what belongs to the other. The same checks,
-#      shorter. One worker on qpairs=2 is refused with a clear message.
+#   2. Mixed: qpairs=2 on the client side (two queue pairs, but af_packet spreads frames by the
+#      kernel's hash, not by ours: each worker polls its queue and hands over what belongs to the
+#      other) and one queue pair on the upstream side. The same checks, shorter. One worker on
+#      qpairs=2 is refused with a clear message.
 # Skips when not root, or when the EAL cannot start here (nodus exits 3).
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -68,13 +69,13 @@ for ((i = 0; ; i++)); do
     sleep 0.1
 done
 
-write_cfg() { # NAME DEV-OPTIONS: two workers on both veths
+write_cfg() { # NAME PORT0-OPTIONS PORT1-OPTIONS: two workers on both veths
     cat >"$T/$1.lua" <<LUA
 node { name = "dpdk-mid", workers = 2, io = "dpdk" }
 dpdk {
   args = { "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "-l", "0", "--log-level=notice" },
   ports = { { dev = "net_af_packet0,iface=m0$2", ip = "198.18.0.2/24" },
-            { dev = "net_af_packet1,iface=m1$2", ip = "198.18.1.2/24" } },
+            { dev = "net_af_packet1,iface=m1$3", ip = "198.18.1.2/24" } },
 }
 admin { listen = "$ADMIN" }
 cluster "nginx" { endpoints = { "$UPIP:80" } }
@@ -171,7 +172,7 @@ download() { # LABEL [CURL ARGS...]
 }
 
 # ---- 1. one queue pair per port: worker 0 polls, hands over ----
-start_node "$(write_cfg single "")"
+start_node "$(write_cfg single "" "")"
 grep 'dpdk port' "$NODUS_LOG" >&2
 grep -q 'dpdk port 0: .* queues rx 1/1 tx 1/1 steering software' "$NODUS_LOG" ||
     die "port 0 not software-steered on one queue pair: $(grep 'dpdk port 0' "$NODUS_LOG")"
@@ -241,15 +242,19 @@ assert_eq "$want" "$(cat "$T/slow.sha")" "a download on worker 1 across SIGTERM 
 grep -q 'drain timeout' "$NODUS_LOG" && die "the drain timed out"
 log "drained with worker 1's download in flight in $(elapsed "$t0") s"
 
-# ---- 2. two queue pairs without RSS of ours: each worker polls one, both hand over ----
-start_node "$(write_cfg qpairs ",qpairs=2")"
-grep -q 'dpdk port 1: .* queues rx 2/2 tx 2/2 steering software' "$NODUS_LOG" ||
-    die "port 1 not on two software-steered queue pairs: $(grep 'dpdk port 1' "$NODUS_LOG")"
-assert_eq 200 "$(short_connections 200)" "short connections answered (qpairs=2)"
-check_workers "qpairs=2"
-[ "$(metric 'nodus_dpdk_handoff_frames_total{worker="1",dir="tx_out"}')" = 0 ] ||
-    die "worker 1 has a TX queue of its own, yet handed frames over"
-download "qpairs=2, worker 0's flow" --local-port "$(port_for_worker 0)"
+# ---- 2. mixed: two queue pairs without RSS of ours on the client side (each worker polls one
+# and hands the other's frames over), one on the upstream side ----
+start_node "$(write_cfg qpairs ",qpairs=2" "")"
+grep 'dpdk port' "$NODUS_LOG" >&2
+grep -q 'dpdk port 0: .* queues rx 2/2 tx 2/2 steering software' "$NODUS_LOG" ||
+    die "port 0 not on two software-steered queue pairs: $(grep 'dpdk port 0' "$NODUS_LOG")"
+grep -q 'dpdk port 1: .* queues rx 1/1 tx 1/1 steering software' "$NODUS_LOG" ||
+    die "port 1 not on one queue pair: $(grep 'dpdk port 1' "$NODUS_LOG")"
+assert_eq 200 "$(short_connections 200)" "short connections answered (qpairs=2 and 1)"
+check_workers "qpairs=2 and 1"
+[ "$(metric 'nodus_dpdk_handoff_frames_total{worker="1",dir="rx_out"}')" -gt 0 ] ||
+    die "worker 1 polls port 0's second queue, yet handed no frame over"
+download "qpairs=2 and 1, worker 1's flow" --local-port "$(port_for_worker 1 27000)"
 stop_node
 
 # more af_packet queue pairs than workers: refused at start, with what to do (a queue nobody
@@ -258,4 +263,4 @@ sed -i 's/workers = 2,/workers = 1,/' "$T/qpairs.lua"
 out=$(in_mid "$NODUS" run "$T/qpairs.lua" 2>&1) && die "one worker on qpairs=2 started"
 assert_contains "$out" "qpairs.lua:2: dpdk: ports[1]: net_af_packet0,iface=m0,qpairs=2 has qpairs=2, more than node.workers = 1" "qpairs over workers"
 
-pass "two DPDK workers on one queue pair and on two (af_packet): connections on both, hand-over, 100 MB intact"
+pass "two DPDK workers on one queue pair per port, and on two and one (af_packet): connections on both, hand-over, 100 MB intact, drain"
