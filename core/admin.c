@@ -218,6 +218,7 @@ static int h_config(const struct nd_admin_ops *ops, struct nd_sbuf *out, const c
 static int h_ready(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
 static int h_reload(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
 static int h_members(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
+static int h_sockets(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
 
 static const struct route {
     const char *path;
@@ -231,6 +232,7 @@ static const struct route {
     {"/config_dump", M_GET, h_config, "the running configuration, as JSON"},
     {"/ready", M_GET, h_ready, "200 LIVE when every worker serves, 503 otherwise"},
     {"/members", M_GET, h_members, "gossip members (name, address, status, tags), as JSON"},
+    {"/sockets", M_GET, h_sockets, "TCP connections and listeners (like ss -tni), as JSON"},
     {"/reload", M_POST, h_reload, "reload the configuration file"},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -298,6 +300,22 @@ static int h_members(const struct nd_admin_ops *ops, struct nd_sbuf *out, const 
     *ctype = CT_TEXT;
     nd_sbuf_adds(out, rc > 0 ? "gossip is not configured\n" : "cannot list the members\n");
     return rc > 0 ? 503 : 500;
+}
+
+static int h_sockets(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+{
+    if (!ops || !ops->sockets) {
+        *ctype = CT_TEXT;
+        nd_sbuf_adds(out, "sockets not available\n");
+        return 501;
+    }
+    if (ops->sockets(ops->arg, out) < 0) {
+        *ctype = CT_TEXT;
+        nd_sbuf_adds(out, "cannot list the sockets\n");
+        return 500;
+    }
+    *ctype = CT_JSON;
+    return 200;
 }
 
 static int h_reload(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)

@@ -9,6 +9,8 @@
  *   GET  /config_dump       the running configuration as JSON
  *   GET  /ready             200 "LIVE\n" when every worker serves, else 503 "NOT READY\n"
  *   GET  /members           gossip members and counters as JSON (503 when gossip is off)
+ *   GET  /sockets           the node's TCP connections and listeners as JSON (core/sockets.h,
+ *                           docs/metrics.md "Sockets")
  *   POST /reload            200 "reloaded\n", or 500 with the errors, one per line
  * HEAD is accepted wherever GET is (the caller sends the head only, with the body's length).
  * Another method on a known path: 405 (nd_admin_allow() gives the Allow header). Unknown path: 404.
@@ -36,6 +38,9 @@ struct nd_admin_ops {
     int (*members)(void *arg, struct nd_sbuf *out);
     /* Optional: appends metrics the main thread owns (gossip) to a scrape. */
     void (*metrics)(void *arg, struct nd_sbuf *out);
+    /* Appends the node's TCP sockets as JSON to out (nd_sockets_json): 0, or -1 on error. May
+     * wait a bounded time for workers to answer. */
+    int (*sockets)(void *arg, struct nd_sbuf *out);
 };
 
 /* Handles one admin request. Returns the HTTP status; *ctype is set to the content type (a static

@@ -74,6 +74,10 @@ struct nd_io_ops {
     void (*shutdown_write)(struct nd_conn *c);
     /* Closes; reset = abortive (RST) close. */
     void (*close)(struct nd_conn *c, bool reset);
+    /* Optional (NULL: yes). A draining worker with no session left asks whether it may end its
+     * loop; while the answer is no it keeps polling (until node.drain_timeout). The dpdk backend
+     * says no to a worker whose queues other workers' connections use, while any is open. */
+    bool (*may_stop)(struct nd_worker *w);
 };
 
 extern const struct nd_io_ops nd_io_posix;

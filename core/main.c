@@ -9,6 +9,7 @@
 #include <lua.h>
 #include <msgpack.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 #include "metrics.h"
 #include "plugin_host.h"
 #include "proxy.h"
+#include "sockets.h"
 #include "worker.h"
 #include "appliance/appliance.h"
 #include "../dpdk/io_dpdk.h"
@@ -312,9 +314,28 @@ static int members_json(void *arg, struct nd_sbuf *out)
     return gossip ? nd_gossip_posix_members_json(gossip, out) : 1;
 }
 
-static const struct nd_admin_ops admin_ops = {
-    .reload = reload, .ready = is_ready, .config = current_config, .members = members_json,
-    .metrics = gossip_metrics};
+/* GET /sockets: the user-space TCP's sockets (workers asked, 500 ms at most), then the kernel's. */
+static int sockets_json(void *arg, struct nd_sbuf *out)
+{
+    struct nd_socklist l;
+
+    (void)arg;
+    if (nd_socklist_init(&l, ND_SOCKETS_MAX) < 0)
+        return -1;
+    if (run_io == &nd_io_dpdk)
+        nd_io_dpdk_sockets(&l, 500);
+    nd_sockets_kernel(&l);
+    nd_sockets_json(&l, run_io->name, out);
+    nd_socklist_free(&l);
+    return out->oom ? -1 : 0;
+}
+
+static const struct nd_admin_ops admin_ops = {.reload = reload,
+                                              .ready = is_ready,
+                                              .config = current_config,
+                                              .members = members_json,
+                                              .metrics = gossip_metrics,
+                                              .sockets = sockets_json};
 
 static void admin_read(int i)
 {
@@ -450,15 +471,6 @@ static int cmd_run(const char *file)
             fprintf(stderr, "%s:%d: dpdk: %s\n", file, cfg->dpdk.line, derr);
             nd_config_free(cfg);
             return 3;
-        }
-        if (nd_io_dpdk_queues() < cfg->node.workers) {
-            fprintf(stderr,
-                    "%s: node.workers = %u, but the DPDK ports have %u queue pair(s) each "
-                    "(net_af_packet: qpairs=N; a NIC: RSS)\n",
-                    file, cfg->node.workers, nd_io_dpdk_queues());
-            nd_io_dpdk_stop();
-            nd_config_free(cfg);
-            return 1;
         }
         run_io = &nd_io_dpdk;
         run_dpdk = *cfg->dpdk.net;
@@ -716,25 +728,33 @@ static void print_routes(json_t *vhosts)
     }
 }
 
-/* The value of the series "name{port="N"}" in a scrape, or -1. */
-static long long port_metric(const char *text, const char *name, unsigned port)
+/* The value of the series NAME{LABELS} in a scrape, or -1 (labels as printf'd after the name). */
+static long long series(const char *text, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static long long series(const char *text, const char *name, const char *fmt, ...)
 {
-    char key[128];
+    char key[192];
     const char *m;
+    va_list ap;
+    int n = snprintf(key, sizeof(key), "\n%s{", name);
 
-    snprintf(key, sizeof(key), "\n%s{port=\"%u\"} ", name, port);
+    va_start(ap, fmt);
+    vsnprintf(key + n, sizeof(key) - (size_t)n, fmt, ap);
+    va_end(ap);
+    strncat(key, "} ", sizeof(key) - strlen(key) - 1);
     m = strstr(text, key);
     return m ? atoll(m + strlen(key)) : -1;
 }
 
-/* io = "dpdk": one line per port, from the nodus_dpdk_port_* series of a scrape. */
+/* io = "dpdk": two lines per port, from the nodus_dpdk_port_* series of a scrape: the port, its
+ * link and traffic, then its drops (the NIC's and the stack's main reasons). */
 static void print_dpdk_ports(const char *text)
 {
     const char *m = text;
     unsigned port;
 
     for (bool first = true; (m = strstr(m, "\nnodus_dpdk_port_info{port=\"")); first = false) {
-        char dev[64] = "?", ip[24] = "?", mac[24] = "?";
+        char dev[64] = "?", ip[24] = "?", mac[24] = "?", link[24] = "down";
         const char *v;
 
         m += strlen("\nnodus_dpdk_port_info{port=\"");
@@ -745,14 +765,27 @@ static void print_dpdk_ports(const char *text)
             sscanf(v + 4, "%23[^\"]", ip);
         if ((v = strstr(m, "mac=\"")))
             sscanf(v + 5, "%23[^\"]", mac);
+        if (series(text, "nodus_dpdk_port_link_up", "port=\"%u\"", port) == 1)
+            snprintf(link, sizeof(link), "up %lld Mb/s",
+                     series(text, "nodus_dpdk_port_link_speed_mbps", "port=\"%u\"", port));
         if (first)
-            printf("\nPORT  DEVICE            ADDRESS             MAC                LINK  "
-                   "RX FRAMES    TX FRAMES    DROPPED\n");
-        printf("%-5u %-17s %-19s %-18s %-5s %-12lld %-12lld %lld\n", port, dev, ip, mac,
-               port_metric(text, "nodus_dpdk_port_link_up", port) == 1 ? "up" : "down",
-               port_metric(text, "nodus_dpdk_port_rx_packets_total", port),
-               port_metric(text, "nodus_dpdk_port_tx_packets_total", port),
-               port_metric(text, "nodus_dpdk_port_dropped_total", port));
+            printf("\nPORT  DEVICE                ADDRESS             MAC                LINK"
+                   "              RX FRAMES     RX BYTES  TX FRAMES     TX BYTES\n");
+        printf("%-5u %-21s %-19s %-18s %-15s %11lld %12lld %10lld %12lld\n", port, dev, ip, mac,
+               link, series(text, "nodus_dpdk_port_rx_packets_total", "port=\"%u\"", port),
+               series(text, "nodus_dpdk_port_rx_bytes_total", "port=\"%u\"", port),
+               series(text, "nodus_dpdk_port_tx_packets_total", "port=\"%u\"", port),
+               series(text, "nodus_dpdk_port_tx_bytes_total", "port=\"%u\"", port));
+        printf("      dropped %lld: imissed %lld, rx_nombuf %lld, ierrors %lld, oerrors %lld, "
+               "tx_queue_full %lld, no_mbuf %lld\n",
+               series(text, "nodus_dpdk_port_dropped_total", "port=\"%u\"", port),
+               series(text, "nodus_dpdk_port_hw_total", "port=\"%u\",counter=\"imissed\"", port),
+               series(text, "nodus_dpdk_port_hw_total", "port=\"%u\",counter=\"rx_nombuf\"", port),
+               series(text, "nodus_dpdk_port_hw_total", "port=\"%u\",counter=\"ierrors\"", port),
+               series(text, "nodus_dpdk_port_hw_total", "port=\"%u\",counter=\"oerrors\"", port),
+               series(text, "nodus_dpdk_port_drops_total", "port=\"%u\",reason=\"tx_queue_full\"",
+                      port),
+               series(text, "nodus_dpdk_port_drops_total", "port=\"%u\",reason=\"no_mbuf\"", port));
     }
 }
 
@@ -884,6 +917,19 @@ static int cmd_members(const char *admin)
     return 0;
 }
 
+/* Like `ss -tni`, for the node's own TCP (both stacks). */
+static int cmd_sockets(const char *admin)
+{
+    char *text = admin_get(admin, "/sockets");
+    int rc;
+
+    if (!text)
+        return 1;
+    rc = nd_sockets_print(text, stdout);
+    free(text);
+    return rc;
+}
+
 static void version_plugin(const struct nodus_plugin *p, void *arg)
 {
     (void)arg;
@@ -910,6 +956,7 @@ static int usage(FILE *f, int code)
                "(nodus ca help)\n"
                "       nodus members [--admin ADDR] gossip members: name, address, status, tags\n"
                "       nodus nic list|bind|unbind ...  PCI NICs for DPDK (nodus nic help)\n"
+               "       nodus sockets [--admin ADDR] TCP connections and listeners (like ss -tni)\n"
                "       nodus version\n");
     return code;
 }
@@ -924,8 +971,10 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage(stderr, 2);
     if (nd_plugin_builtin_refused()) {
-        fprintf(stderr, "nodus: %u built-in plugin(s) refused to register (see above): this "
-                        "binary is broken\n", nd_plugin_builtin_refused());
+        fprintf(stderr,
+                "nodus: %u built-in plugin(s) refused to register (see above): this "
+                "binary is broken\n",
+                nd_plugin_builtin_refused());
         return 1;
     }
     if (!strcmp(argv[1], "ca"))
@@ -943,6 +992,8 @@ int main(int argc, char **argv)
         return cmd_status(admin);
     if (!strcmp(argv[1], "members"))
         return cmd_members(admin);
+    if (!strcmp(argv[1], "sockets"))
+        return cmd_sockets(admin);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version"))
         return cmd_version();
     if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))

@@ -70,7 +70,7 @@ static void *worker_main(void *arg)
             worker_begin_drain(w);
         if (w->draining) {
             nd_worker_close_idle(w);
-            if (w->sessions == 0)
+            if (w->sessions == 0 && (!w->io->may_stop || w->io->may_stop(w)))
                 break;
         }
     }

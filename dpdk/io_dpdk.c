@@ -1,18 +1,21 @@
 /*
  * The dpdk I/O backend: struct nd_io_ops over the user-space TCP engine (dpdk/tcp.h) and the
- * packet path (dpdk/net/). One struct dp_worker per worker holds its queue pair on every port
- * (struct nd_dpdk_worker, with its struct nd_net), its TCP stack on the worker's timer wheel,
- * a pool of connection records and its listeners.
+ * packet path (dpdk/net/). One struct dp_worker per worker holds its queues on every port
+ * (struct nd_dpdk_worker, with its struct nd_net and its side of the hand-over between workers),
+ * its TCP stack on the worker's timer wheel, a pool of connection records and its listeners.
  *
  * One poll, run to completion:
  *   1. (idle back-off: a bounded sleep after ND_IO_DPDK_SPIN empty iterations, unless woken)
  *   2. nd_worker_clock(): the clock and the wheel (core timers and TCP timers alike)
- *   3. nd_net_tick(), then an RX burst from every port: Ethernet, ARP, IPv4, ICMP, and TCP
- *      segments into nd_tcp_input() (the engine keeps payload by mbuf reference)
+ *   3. nd_net_tick(), then nd_dpdk_rx(): an RX burst from each of its queues and the frames
+ *      other workers handed over: Ethernet, ARP, IPv4, ICMP, and TCP segments into
+ *      nd_tcp_input() (the engine keeps payload by mbuf reference)
  *   4. the engine's connection events are only recorded on the connection record (so that no
  *      core callback runs inside an engine or backend call); they are dispatched here, to the
  *      core's callbacks, together with listeners that have connections waiting
- *   5. nd_net_flush(): one TX burst per port of everything queued by steps 3 and 4
+ *   5. nd_dpdk_flush(): one TX burst per port of everything queued by steps 3 and 4, then the
+ *      frames other workers handed to its TX queues
+ *   6. nodus sockets: a copy of the engine's connections when the main thread asked
  *
  * Nothing here allocates after worker_init: records come from a per-worker pool.
  */
@@ -29,13 +32,13 @@
 
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
-#include <rte_thash.h>
 #include <rte_version.h>
 
 #include "buf.h"
 #include "config.h"
 #include "log.h"
 #include "net/port.h"
+#include "socksnap.h"
 #include "tcp.h"
 #include "worker.h"
 
@@ -79,6 +82,7 @@ struct dp_worker {
     uint32_t next_port;
     atomic_bool woken;
     bool registered;
+    struct nd_dpdk_socksnap sock; /* `nodus sockets`: asked by the main thread */
 } __rte_cache_aligned;
 
 static struct nd_dpdk dpdk;
@@ -280,8 +284,6 @@ static int dp_worker_init(struct nd_worker *w)
 
     if (!dpdk_up || w->id >= ND_MAX_WORKERS)
         return -ENODEV;
-    if (w->id >= dpdk.nqueues)
-        return -EINVAL; /* the ports have fewer queue pairs than workers (main says so) */
     dp = aligned_alloc(RTE_CACHE_LINE_SIZE, sizeof(*dp));
     if (!dp)
         return -ENOMEM;
@@ -324,6 +326,7 @@ static int dp_worker_init(struct nd_worker *w)
     }
     dp->next_port = DP_PORT_LO + (uint32_t)(nd_rand(w) % (DP_PORT_HI - DP_PORT_LO + 1));
     atomic_init(&dp->woken, false);
+    dp->sock.cap = DP_MAX_CONNS;
     dpw[w->id] = dp;
     return 0;
 }
@@ -337,6 +340,7 @@ static void dp_worker_fini(struct nd_worker *w)
     /* the worker thread has ended; this runs on the main thread (an EAL lcore) */
     nd_tcp_stack_free(dp->tcp); /* releases the mbufs it held */
     nd_dpdk_worker_fini(&dp->dw);
+    nd_dpdk_socksnap_fini(&dp->sock);
     free(dp->recs);
     dpw[w->id] = NULL;
     free(dp);
@@ -349,7 +353,8 @@ static void idle_backoff(struct dp_worker *dp, int timeout_ms)
 
     if (!us || dp->idle < ND_IO_DPDK_SPIN || timeout_ms == 0)
         return;
-    if (atomic_exchange_explicit(&dp->woken, false, memory_order_acq_rel))
+    if (atomic_exchange_explicit(&dp->woken, false, memory_order_acq_rel) ||
+        nd_dpdk_pending(&dp->dw))
         return;
     if (timeout_ms > 0 && (uint64_t)timeout_ms * 1000 < us)
         us = (uint64_t)timeout_ms * 1000;
@@ -361,9 +366,7 @@ static void idle_backoff(struct dp_worker *dp, int timeout_ms)
 static int dp_poll(struct nd_worker *w, int timeout_ms)
 {
     struct dp_worker *dp = dp_of(w);
-    const struct nd_net_shared *sh = &dpdk.sh;
-    struct rte_mbuf *pkts[ND_NET_BURST];
-    unsigned rx = 0;
+    unsigned rx;
     uint64_t now;
     int n;
 
@@ -373,13 +376,7 @@ static int dp_poll(struct nd_worker *w, int timeout_ms)
     now = nd_now_ms(w);
     nd_tcp_advance(dp->tcp, now);
     nd_net_tick(&dp->dw.net, now);
-    for (unsigned p = 0; p < sh->nports; p++) {
-        uint16_t k = rte_eth_rx_burst(sh->port[p].port_id, dp->dw.queue, pkts, ND_NET_BURST);
-
-        if (k || dp->dw.net.faults)
-            nd_net_rx_burst(&dp->dw.net, p, pkts, k);
-        rx += k;
-    }
+    rx = nd_dpdk_rx(&dp->dw); /* its queues, and what other workers handed over */
     /* listeners no snapshot uses any more (listen_del): reload re-adds before this point */
     for (unsigned i = 0; i < DP_MAX_LISTEN; i++)
         if (dp->lis[i].tl && !dp->lis[i].refs) {
@@ -387,12 +384,21 @@ static int dp_poll(struct nd_worker *w, int timeout_ms)
             memset(&dp->lis[i], 0, sizeof(dp->lis[i]));
         }
     n = dispatch(dp);
-    nd_net_flush(&dp->dw.net);
+    rx += nd_dpdk_flush(&dp->dw); /* with other workers' frames for its TX queues */
+    nd_dpdk_socksnap_serve(&dp->sock, dp->tcp);
     if (rx || n)
         dp->idle = 0;
     else if (dp->idle < UINT32_MAX)
         dp->idle++;
     return (int)rx + n;
+}
+
+/* A draining worker whose queues carry other workers' frames keeps polling while any client
+ * connection is open, wherever it is. */
+static bool dp_may_stop(struct nd_worker *w)
+{
+    return !nd_dpdk_serves_others(&dp_of(w)->dw) ||
+           atomic_load_explicit(&nd_rt.conns, memory_order_relaxed) == 0;
 }
 
 static void dp_wake(struct nd_worker *w)
@@ -510,23 +516,18 @@ static int dp_accept(struct nd_conn *lc, struct nd_conn *c, char *peer, size_t p
     return 0;
 }
 
-/* A local port for raddr:rport from laddr whose flow the NIC's RSS steers to this worker's
- * queue (the symmetric key hashes both directions alike; default RETA: hash % queues). */
+/* A local port for raddr:rport from laddr whose flow belongs to this worker: the NIC's RSS or
+ * the hand-over steers it here (nd_handoff_flow_worker: the symmetric key hashes both directions
+ * alike; the flow as its segments will arrive, from the peer to us). */
 static uint16_t pick_port(struct dp_worker *dp, uint32_t laddr, uint32_t raddr, uint16_t rport)
 {
     uint32_t range = DP_PORT_HI - DP_PORT_LO + 1;
 
     for (unsigned tries = 0; tries < range; tries++) {
         uint16_t lport = (uint16_t)dp->next_port;
-        uint32_t tuple[3];
 
         dp->next_port = dp->next_port >= DP_PORT_HI ? DP_PORT_LO : dp->next_port + 1;
-        if (dpdk.nqueues <= 1)
-            return lport;
-        tuple[0] = raddr; /* as the segments of the flow arrive: from the peer to us */
-        tuple[1] = laddr;
-        tuple[2] = (uint32_t)rport << 16 | lport;
-        if (rte_softrss(tuple, 3, dpdk.rss_key) % dpdk.nqueues == dp->dw.queue)
+        if (nd_handoff_flow_worker(&dpdk.ho, raddr, laddr, rport, lport) == dp->dw.id)
             return lport;
     }
     return 0;
@@ -664,6 +665,7 @@ const struct nd_io_ops nd_io_dpdk = {
     .writev = dp_writev,
     .shutdown_write = dp_shutdown_write,
     .close = dp_close,
+    .may_stop = dp_may_stop,
 };
 
 /* ---- main thread ---- */
@@ -682,9 +684,9 @@ int nd_io_dpdk_start(const struct nd_dpdk_conf *c, unsigned nworkers, unsigned i
     return 0;
 }
 
-unsigned nd_io_dpdk_queues(void)
+struct nd_dpdk_socksnap *nd_io_dpdk_socksnap(unsigned worker)
 {
-    return dpdk_up ? dpdk.nqueues : 0;
+    return worker < ND_MAX_WORKERS && dpw[worker] ? &dpw[worker]->sock : NULL;
 }
 
 const char *nd_io_dpdk_version(void)
@@ -711,11 +713,11 @@ void nd_io_dpdk_describe(struct nd_sbuf *out)
 
         rte_ether_format_addr(mac, sizeof(mac), &p->mac);
         nd_sbuf_printf(out,
-                       "port %u: %s (%s) mac %s ip %s/%u mtu %u queues %u/%u link %s %u Mbps "
-                       "tcp-csum %s\n",
+                       "port %u: %s (%s) mac %s ip %s/%u mtu %u queues rx %u/%u tx %u/%u "
+                       "steering %s link %s %u Mbps tcp-csum %s\n",
                        i, in->name, in->driver, mac, nd_ipv4_str(p->ip, ip), p->prefix, p->mtu,
-                       in->nqueues, in->max_queues, up ? "up" : "down", speed,
-                       p->tx_ol & ND_NET_OL_TCP_CKSUM ? "hw" : "sw");
+                       in->nrxq, in->max_rxq, in->ntxq, in->max_txq, nd_dpdk_steer_name(in->steer),
+                       up ? "up" : "down", speed, p->tx_ol & ND_NET_OL_TCP_CKSUM ? "hw" : "sw");
     }
 }
 
@@ -757,12 +759,54 @@ static void family(struct nd_sbuf *out, const char *name, const char *type, cons
     nd_sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The hand-over between workers (dpdk/net/handoff.h), per worker. */
+static void handoff_metrics(struct nd_sbuf *out)
+{
+    static const struct {
+        const char *label;
+        size_t off;
+    } frames[] = {{"rx_out", offsetof(struct nd_ho_stats, rx_out)},
+                  {"rx_in", offsetof(struct nd_ho_stats, rx_in)},
+                  {"tx_out", offsetof(struct nd_ho_stats, tx_out)},
+                  {"tx_in", offsetof(struct nd_ho_stats, tx_in)}},
+      drops[] = {{"rx_ring_full", offsetof(struct nd_ho_stats, rx_full)},
+                 {"tx_ring_full", offsetof(struct nd_ho_stats, tx_full)},
+                 {"tx_queue_full", offsetof(struct nd_ho_stats, tx_refused)},
+                 {"arp_ring_full", offsetof(struct nd_ho_stats, arp_full)}};
+
+    family(out, "nodus_dpdk_handoff_frames_total", "counter",
+           "Frames handed between workers: rx_out received here for another worker's flow, rx_in "
+           "received by another worker for this one's, tx_out sent through another worker's TX "
+           "queue, tx_in sent for other workers.");
+    for (unsigned w = 0; w < dpdk.nworkers; w++)
+        for (size_t k = 0; k < sizeof(frames) / sizeof(frames[0]); k++)
+            nd_sbuf_printf(
+                out, "nodus_dpdk_handoff_frames_total{worker=\"%u\",dir=\"%s\"} %" PRIu64 "\n", w,
+                frames[k].label,
+                ld64((const uint64_t *)((const char *)&dpdk.ho.st[w] + frames[k].off)));
+    family(out, "nodus_dpdk_handoff_drops_total", "counter",
+           "Frames or ARP entries the hand-over dropped, by reason (a ring or the TX queue full).");
+    for (unsigned w = 0; w < dpdk.nworkers; w++)
+        for (size_t k = 0; k < sizeof(drops) / sizeof(drops[0]); k++)
+            nd_sbuf_printf(
+                out, "nodus_dpdk_handoff_drops_total{worker=\"%u\",reason=\"%s\"} %" PRIu64 "\n", w,
+                drops[k].label,
+                ld64((const uint64_t *)((const char *)&dpdk.ho.st[w] + drops[k].off)));
+    family(out, "nodus_dpdk_handoff_arp_total", "counter",
+           "ARP entries a worker learned and passed to the other workers.");
+    for (unsigned w = 0; w < dpdk.nworkers; w++)
+        nd_sbuf_printf(out, "nodus_dpdk_handoff_arp_total{worker=\"%u\"} %" PRIu64 "\n", w,
+                       ld64(&dpdk.ho.st[w].arp_out));
+}
+
 void nd_io_dpdk_metrics(struct nd_sbuf *out)
 {
-    static const char *const hw_names[] = {"ipackets", "opackets", "imissed",
-                                           "ierrors",  "oerrors",  "rx_nombuf"};
+    static const char *const hw_names[] = {"ipackets", "opackets", "ibytes",  "obytes",
+                                           "imissed",  "ierrors",  "oerrors", "rx_nombuf"};
     struct nd_net_stats s[ND_NET_MAX_PORTS + 1];
     unsigned np = dpdk.sh.nports, nw = 0;
+    uint32_t speed[ND_NET_MAX_PORTS] = {0};
+    bool up[ND_NET_MAX_PORTS];
 
     if (!dpdk_up)
         return;
@@ -782,15 +826,22 @@ void nd_io_dpdk_metrics(struct nd_sbuf *out)
         rte_ether_format_addr(mac, sizeof(mac), &dpdk.sh.port[p].mac);
         nd_sbuf_printf(out,
                        "nodus_dpdk_port_info{port=\"%u\",dev=\"%s\",driver=\"%s\",mac=\"%s\","
-                       "ip=\"%s/%u\",queues=\"%u\"} 1\n",
+                       "ip=\"%s/%u\",rx_queues=\"%u\",tx_queues=\"%u\",steering=\"%s\"} 1\n",
                        p, dpdk.info[p].name, dpdk.info[p].driver, mac,
                        nd_ipv4_str(dpdk.sh.port[p].ip, ip), dpdk.sh.port[p].prefix,
-                       dpdk.info[p].nqueues);
+                       dpdk.info[p].nrxq, dpdk.info[p].ntxq,
+                       nd_dpdk_steer_name(dpdk.info[p].steer));
     }
     family(out, "nodus_dpdk_port_link_up", "gauge", "Link state of a DPDK port (1: up).");
+    for (unsigned p = 0; p < np; p++) {
+        up[p] = nd_dpdk_link(&dpdk, p, &speed[p]);
+        nd_sbuf_printf(out, "nodus_dpdk_port_link_up{port=\"%u\"} %d\n", p, up[p]);
+    }
+    family(out, "nodus_dpdk_port_link_speed_mbps", "gauge",
+           "Link speed of a DPDK port in Mb/s, as the PMD reports it (0 when down).");
     for (unsigned p = 0; p < np; p++)
-        nd_sbuf_printf(out, "nodus_dpdk_port_link_up{port=\"%u\"} %d\n", p,
-                       nd_dpdk_link(&dpdk, p, NULL));
+        nd_sbuf_printf(out, "nodus_dpdk_port_link_speed_mbps{port=\"%u\"} %u\n", p,
+                       up[p] ? speed[p] : 0);
 #define PORT_COUNTER(metric, field, help)                                                          \
     family(out, metric, "counter", help);                                                          \
     for (unsigned p = 0; p < np; p++)                                                              \
@@ -803,13 +854,13 @@ void nd_io_dpdk_metrics(struct nd_sbuf *out)
     family(out, "nodus_dpdk_port_hw_total", "counter", "The PMD's own counters (rte_eth_stats).");
     for (unsigned p = 0; p < np; p++) {
         struct rte_eth_stats hw;
-        uint64_t v[6];
+        uint64_t v[8];
 
         if (rte_eth_stats_get(dpdk.sh.port[p].port_id, &hw) != 0)
             continue;
-        v[0] = hw.ipackets, v[1] = hw.opackets, v[2] = hw.imissed;
-        v[3] = hw.ierrors, v[4] = hw.oerrors, v[5] = hw.rx_nombuf;
-        for (unsigned k = 0; k < 6; k++)
+        v[0] = hw.ipackets, v[1] = hw.opackets, v[2] = hw.ibytes, v[3] = hw.obytes;
+        v[4] = hw.imissed, v[5] = hw.ierrors, v[6] = hw.oerrors, v[7] = hw.rx_nombuf;
+        for (unsigned k = 0; k < 8; k++)
             nd_sbuf_printf(out,
                            "nodus_dpdk_port_hw_total{port=\"%u\",counter=\"%s\"} %" PRIu64 "\n", p,
                            hw_names[k], v[k]);
@@ -853,6 +904,20 @@ void nd_io_dpdk_metrics(struct nd_sbuf *out)
         family(out, name, "counter", "User-space TCP counter (docs/tcp.md), all workers.");
         nd_sbuf_printf(out, "%s %" PRIu64 "\n", name, sum);
     }
-    family(out, "nodus_dpdk_workers", "gauge", "Workers running on DPDK queues.");
+    family(out, "nodus_dpdk_tcp_opens_total", "counter",
+           "Connections opened by each worker's user-space TCP (passive: accepted).");
+    for (unsigned i = 0; i < ND_MAX_WORKERS; i++)
+        if (dpw[i] && dpw[i]->tcp) {
+            const struct nd_tcp_stats *t = nd_tcp_stats(dpw[i]->tcp);
+
+            nd_sbuf_printf(out,
+                           "nodus_dpdk_tcp_opens_total{worker=\"%u\",side=\"passive\"} %" PRIu64
+                           "\nnodus_dpdk_tcp_opens_total{worker=\"%u\",side=\"active\"} %" PRIu64
+                           "\n",
+                           i, ld64(&t->passive_opens), i, ld64(&t->active_opens));
+        }
+    if (dpdk.nworkers > 1)
+        handoff_metrics(out);
+    family(out, "nodus_dpdk_workers", "gauge", "Workers running on DPDK ports.");
     nd_sbuf_printf(out, "nodus_dpdk_workers %u\n", nw);
 }

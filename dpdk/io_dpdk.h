@@ -3,8 +3,9 @@
  *
  * Main thread: nd_io_dpdk_start() brings up the EAL and the ports before the workers start
  * (nd_workers_start(n, &nd_io_dpdk)), nd_io_dpdk_stop() takes them down after the workers are
- * joined. Each worker owns one RX/TX queue pair on every port, its own struct nd_net and its
- * own TCP stack on the worker's timer wheel; see docs/dpdk.md ("Running the proxy on DPDK").
+ * joined. Each worker polls its queues on every port (or gets its frames handed over by the
+ * worker that has one: dpdk/net/handoff.h), has its own struct nd_net and its own TCP stack on
+ * the worker's timer wheel; see docs/dpdk.md ("Running the proxy on DPDK").
  */
 #ifndef NODUS_IO_DPDK_H
 #define NODUS_IO_DPDK_H
@@ -14,7 +15,9 @@
 #include "io.h"
 
 struct nd_dpdk_conf;
+struct nd_dpdk_socksnap;
 struct nd_sbuf;
+struct nd_socklist;
 
 extern const struct nd_io_ops nd_io_dpdk;
 
@@ -26,12 +29,16 @@ extern const struct nd_io_ops nd_io_dpdk;
 /* Starts the EAL and the ports of c for nworkers workers. 0, or -1 with a message in err. */
 int nd_io_dpdk_start(const struct nd_dpdk_conf *c, unsigned nworkers, unsigned idle_sleep_us,
                      char *err, size_t errlen);
-/* Queue pairs every port has: workers beyond it cannot run (worker_init refuses them). */
-unsigned nd_io_dpdk_queues(void);
 /* One line per port: "port 0: net_af_packet0 (net_af_packet) mac ... ip .../24 link up". */
 void nd_io_dpdk_describe(struct nd_sbuf *out);
 /* Appends the nodus_dpdk_* metrics (ports, stack and TCP counters); any thread. */
 void nd_io_dpdk_metrics(struct nd_sbuf *out);
+/* Worker's request slot for `nodus sockets` (dpdk/socksnap.h), or NULL. Main thread. */
+struct nd_dpdk_socksnap *nd_io_dpdk_socksnap(unsigned worker);
+/* Main thread: asks every worker for its TCP connections and listeners (dpdk/socksnap.c) and
+ * adds them to l, waiting up to timeout_ms for all of them; those that did not answer in time
+ * are marked in l->workers_silent. */
+void nd_io_dpdk_sockets(struct nd_socklist *l, unsigned timeout_ms);
 /* "DPDK 22.11.x" (needs no EAL). */
 const char *nd_io_dpdk_version(void);
 /* Stops ports and EAL (workers finished). */

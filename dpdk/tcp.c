@@ -825,6 +825,22 @@ void nd_tcp_foreach(struct nd_tcp_stack *s, void (*fn)(const struct nd_tcp_conn 
             fn(&s->conns[i], arg);
 }
 
+void nd_tcp_foreach_listener(struct nd_tcp_stack *s,
+                             void (*fn)(const struct nd_tcp_listen_info *l, void *arg), void *arg)
+{
+    for (uint32_t i = 0; i < s->cfg.max_listeners; i++) {
+        const struct nd_tcp_listener *l = &s->lis[i];
+        struct nd_tcp_listen_info li = {.addr = l->addr,
+                                        .port = l->port,
+                                        .backlog = l->backlog,
+                                        .queued = l->qlen,
+                                        .half_open = l->half_open};
+
+        if (l->used)
+            fn(&li, arg);
+    }
+}
+
 /* ---- listeners ---- */
 
 struct nd_tcp_listener *nd_tcp_listen(struct nd_tcp_stack *s, uint32_t addr, uint16_t port,

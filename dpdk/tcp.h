@@ -111,5 +111,8 @@ const struct nd_tcp_stats *nd_tcp_stats(const struct nd_tcp_stack *s);
 /* Calls fn for every connection (not listeners); for `nodus sockets`. */
 void nd_tcp_foreach(struct nd_tcp_stack *s, void (*fn)(const struct nd_tcp_conn *c, void *arg),
                     void *arg);
+/* Calls fn for every listening endpoint, with its description. */
+void nd_tcp_foreach_listener(struct nd_tcp_stack *s,
+                             void (*fn)(const struct nd_tcp_listen_info *l, void *arg), void *arg);
 
 #endif

@@ -152,6 +152,15 @@ struct nd_tcp_info {
     int error;
 };
 
+/* A listening endpoint, for `nodus sockets`. */
+struct nd_tcp_listen_info {
+    uint32_t addr; /* 0: any */
+    uint16_t port;
+    uint32_t backlog;
+    uint32_t queued;    /* established, waiting for nd_tcp_accept() */
+    uint32_t half_open; /* SYN_RCVD (SYN cookies hold none) */
+};
+
 /* Per-stack counters. */
 struct nd_tcp_stats {
     uint64_t segs_in, segs_out;

@@ -156,11 +156,11 @@ int main(int argc, char **argv)
         bool up = nd_dpdk_link(&d, i, &speed);
 
         rte_ether_format_addr(mac, sizeof(mac), &p->mac);
-        printf("port %u: %s (%s) mac %s ip %s/%u mtu %u queues %u/%u rss %s link %s %u Mbps "
-               "tx-csum ipv4 %s udp %s tcp %s rx-csum %s\n",
-               i, in->name, in->driver, mac, nd_ipv4_str(p->ip, ip), p->prefix, p->mtu, in->nqueues,
-               in->max_queues, in->rss ? "on" : "off", up ? "up" : "down", speed,
-               p->tx_ol & ND_NET_OL_IPV4_CKSUM ? "hw" : "sw",
+        printf("port %u: %s (%s) mac %s ip %s/%u mtu %u queues rx %u/%u tx %u/%u steering %s "
+               "link %s %u Mbps tx-csum ipv4 %s udp %s tcp %s rx-csum %s\n",
+               i, in->name, in->driver, mac, nd_ipv4_str(p->ip, ip), p->prefix, p->mtu, in->nrxq,
+               in->max_rxq, in->ntxq, in->max_txq, nd_dpdk_steer_name(in->steer),
+               up ? "up" : "down", speed, p->tx_ol & ND_NET_OL_IPV4_CKSUM ? "hw" : "sw",
                p->tx_ol & ND_NET_OL_UDP_CKSUM ? "hw" : "sw",
                p->tx_ol & ND_NET_OL_TCP_CKSUM ? "hw" : "sw", in->rx_offloads ? "hw" : "sw");
     }

@@ -65,11 +65,12 @@ struct nd_net;
     X(ARP_HOLD_FULL, "arp_queue_full") /* address being resolved, its queue full */                \
     X(ARP_FAILED, "arp_unresolved")    /* queued, and the address never answered */                \
     X(NO_ROUTE, "no_route")                                                                        \
-    X(NO_MBUF, "no_mbuf")        /* pool empty, or no headroom for a reply */                      \
-    X(TX_FULL, "tx_queue_full")  /* the NIC's TX ring did not take it */                           \
-    X(TOO_BIG, "too_big")        /* beyond the MTU (no fragmentation on send) */                   \
-    X(FAULT_RX, "fault_rx_drop") /* fault injection, receiving */                                  \
-    X(FAULT_TX, "fault_tx_drop") /* fault injection, sending */
+    X(NO_MBUF, "no_mbuf")                /* pool empty, or no headroom for a reply */              \
+    X(TX_FULL, "tx_queue_full")          /* the NIC's TX ring did not take it */                   \
+    X(HANDOFF_FULL, "handoff_ring_full") /* its worker's ring was full (handoff.h) */              \
+    X(TOO_BIG, "too_big")                /* beyond the MTU (no fragmentation on send) */           \
+    X(FAULT_RX, "fault_rx_drop")         /* fault injection, receiving */                          \
+    X(FAULT_TX, "fault_tx_drop")         /* fault injection, sending */
 
 /* Things that happened, counted (not drops). */
 #define ND_NET_EVENTS(X)                                                                           \

@@ -59,6 +59,8 @@ static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
         RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
     uint64_t want_tx =
         RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+    const uint64_t rss_need = RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV4_UDP;
+    unsigned nw = d->nworkers;
     int socket, rc;
 
     if (find_port(pc, &pid) < 0)
@@ -70,37 +72,56 @@ static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
     info->port_id = pid;
     rte_eth_dev_get_name_by_port(pid, info->name);
     snprintf(info->driver, sizeof(info->driver), "%s", di.driver_name);
-    info->max_queues = RTE_MIN(di.max_rx_queues, di.max_tx_queues);
-    info->nqueues = (uint16_t)RTE_MIN((unsigned)info->max_queues, d->nqueues);
+    info->max_rxq = di.max_rx_queues;
+    info->max_txq = di.max_tx_queues;
+    if (!info->max_rxq || !info->max_txq)
+        return fail(err, errlen, "ports[%u]: the PMD has no queues", i + 1);
+    if (!strcmp(di.driver_name, "net_af_packet") && info->max_rxq > nw)
+        /* its sockets exist from the start and the kernel spreads frames over all of them:
+         * a queue no worker polls would swallow every flow hashed to it */
+        return fail(err, errlen,
+                    "ports[%u]: %s has qpairs=%u, more than node.workers = %u: the kernel spreads "
+                    "frames over every queue pair; use qpairs=%u or fewer",
+                    i + 1, pc->dev, info->max_rxq, nw, nw);
+    info->nrxq = (uint16_t)RTE_MIN((unsigned)info->max_rxq, nw);
+    info->ntxq = (uint16_t)RTE_MIN((unsigned)info->max_txq, nw);
+    /* the NIC steers each flow to its worker's queue when it does RSS with our key over as many
+     * queues as workers, and its redirection table (entry i -> queue i % n) covers them evenly:
+     * then its choice is rte_softrss() % workers, as the connect path predicts */
+    if (nw == 1)
+        info->steer = ND_DPDK_STEER_NONE;
+    else if (info->nrxq == nw && (di.flow_type_rss_offloads & rss_need) == rss_need &&
+             di.hash_key_size == sizeof(rss_key) && di.reta_size && di.reta_size % nw == 0)
+        info->steer = ND_DPDK_STEER_RSS;
+    else
+        info->steer = ND_DPDK_STEER_SOFTWARE; /* the workers hand frames over (handoff.h) */
 
     memset(&ec, 0, sizeof(ec));
     ec.rxmode.offloads = want_rx & di.rx_offload_capa;
     ec.txmode.offloads = want_tx & di.tx_offload_capa;
-    if (info->nqueues > 1 && di.flow_type_rss_offloads) {
+    if (info->nrxq > 1 && di.flow_type_rss_offloads) {
+        /* spreads the load over the queues even when it does not steer for us */
         ec.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
         ec.rx_adv_conf.rss_conf.rss_hf =
             (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & di.flow_type_rss_offloads;
         if (di.hash_key_size == sizeof(rss_key)) {
-            memcpy(d->rss_key, rss_key, sizeof(rss_key));
             ec.rx_adv_conf.rss_conf.rss_key = d->rss_key;
             ec.rx_adv_conf.rss_conf.rss_key_len = sizeof(rss_key);
         }
-        info->rss = true;
-    } else if (info->nqueues > 1) {
-        info->nqueues = 1; /* no RSS: one queue, and flows are handed over in software */
     }
     info->rx_offloads = ec.rxmode.offloads;
     info->tx_offloads = ec.txmode.offloads;
-    if ((rc = rte_eth_dev_configure(pid, info->nqueues, info->nqueues, &ec)) != 0)
+    if ((rc = rte_eth_dev_configure(pid, info->nrxq, info->ntxq, &ec)) != 0)
         return fail(err, errlen, "ports[%u]: configure: %s", i + 1, rte_strerror(-rc));
     if ((rc = rte_eth_dev_adjust_nb_rx_tx_desc(pid, &nrx, &ntx)) != 0)
         return fail(err, errlen, "ports[%u]: descriptors: %s", i + 1, rte_strerror(-rc));
-    for (uint16_t q = 0; q < info->nqueues; q++) {
+    for (uint16_t q = 0; q < info->nrxq; q++) /* RX queue q is worker q's: its pool */
+        if ((rc = rte_eth_rx_queue_setup(pid, q, nrx, (unsigned)socket, NULL, d->pool[q])) != 0)
+            return fail(err, errlen, "ports[%u]: RX queue %u: %s", i + 1, q, rte_strerror(-rc));
+    for (uint16_t q = 0; q < info->ntxq; q++) {
         struct rte_eth_txconf txc = di.default_txconf;
 
         txc.offloads = ec.txmode.offloads;
-        if ((rc = rte_eth_rx_queue_setup(pid, q, nrx, (unsigned)socket, NULL, d->pool[q])) != 0)
-            return fail(err, errlen, "ports[%u]: RX queue %u: %s", i + 1, q, rte_strerror(-rc));
         if ((rc = rte_eth_tx_queue_setup(pid, q, ntx, (unsigned)socket, &txc)) != 0)
             return fail(err, errlen, "ports[%u]: TX queue %u: %s", i + 1, q, rte_strerror(-rc));
     }
@@ -132,7 +153,8 @@ int nd_dpdk_start(struct nd_dpdk *d, const struct nd_dpdk_conf *c, unsigned nwor
         return fail(err, errlen, "workers: 1 to %d with DPDK", ND_DPDK_MAX_WORKERS);
     if (nd_dpdk_conf_validate(c, err, errlen) < 0)
         return -1;
-    d->nworkers = d->nqueues = nworkers;
+    d->nworkers = nworkers;
+    memcpy(d->rss_key, rss_key, sizeof(rss_key)); /* the software hash uses it on every port */
     nd_net_shared_init(&d->sh, c);
     argc = nd_dpdk_conf_argv(&d->conf, "nodus", &store, argv, (int)RTE_DIM(argv));
     if (argc < 0)
@@ -160,8 +182,17 @@ int nd_dpdk_start(struct nd_dpdk *d, const struct nd_dpdk_conf *c, unsigned nwor
             return -1;
         }
     d->ports_up = true;
-    for (unsigned i = 0; i < c->nports; i++)
-        d->nqueues = RTE_MIN(d->nqueues, (unsigned)d->info[i].nqueues);
+    /* the hand-over: RX and ARP rings per worker, and a TX ring for each worker without a TX
+     * queue of its own on a port, to the queue of worker (w % queues) */
+    rc = nd_handoff_init(&d->ho, nworkers, d->rss_key);
+    for (unsigned i = 0; rc == 0 && i < c->nports; i++)
+        for (unsigned w = d->info[i].ntxq; rc == 0 && w < nworkers; w++)
+            rc = nd_handoff_tx_route(&d->ho, w, i, w % d->info[i].ntxq);
+    if (rc < 0) {
+        fail(err, errlen, "hand-over rings: out of memory");
+        nd_dpdk_stop(d);
+        return -1;
+    }
     return 0;
 }
 
@@ -177,6 +208,7 @@ void nd_dpdk_stop(struct nd_dpdk *d)
             }
         }
     d->ports_up = false;
+    nd_handoff_fini(&d->ho); /* frames still in the rings go back to their pools first */
     for (unsigned w = 0; w < ND_DPDK_MAX_WORKERS; w++) {
         rte_mempool_free(d->pool[w]);
         d->pool[w] = NULL;
@@ -204,9 +236,19 @@ static void w_free(struct nd_net *n, struct rte_mbuf *m)
 
 static uint16_t w_tx_burst(struct nd_net *n, unsigned port, struct rte_mbuf **pkts, uint16_t cnt)
 {
-    const struct nd_dpdk_worker *w = n->udata;
+    struct nd_dpdk_worker *w = n->udata;
 
-    return rte_eth_tx_burst(n->sh->port[port].port_id, w->queue, pkts, cnt);
+    if (w->txq[port] < 0) /* no TX queue of its own on this port: the owner's (handoff.h) */
+        return nd_handoff_tx(&w->d->ho, w->id, port, pkts, cnt);
+    return rte_eth_tx_burst(n->sh->port[port].port_id, (uint16_t)w->txq[port], pkts, cnt);
+}
+
+static void w_arp_learned(struct nd_net *n, unsigned port, uint32_t ip,
+                          const struct rte_ether_addr *mac)
+{
+    struct nd_dpdk_worker *w = n->udata;
+
+    nd_handoff_arp_share(&w->d->ho, w->id, port, ip, mac);
 }
 
 static const struct nd_net_ops dpdk_ops = {
@@ -218,14 +260,19 @@ static const struct nd_net_ops dpdk_ops = {
 
 int nd_dpdk_worker_init(struct nd_dpdk *d, struct nd_dpdk_worker *w, unsigned id, uint64_t now_ms)
 {
-    if (id >= d->nqueues)
+    if (id >= d->nworkers)
         return -1;
     memset(w, 0, sizeof(*w));
     w->d = d;
     w->id = id;
-    w->queue = (uint16_t)id;
     w->pool = d->pool[id];
+    for (unsigned p = 0; p < ND_NET_MAX_PORTS; p++) {
+        w->rxq[p] = (int16_t)(p < d->sh.nports && id < d->info[p].nrxq ? (int)id : -1);
+        w->txq[p] = (int16_t)(p < d->sh.nports && id < d->info[p].ntxq ? (int)id : -1);
+    }
     w->ops = dpdk_ops;
+    if (d->nworkers > 1) /* answers to one worker's ARP requests may reach another */
+        w->ops.arp_learned = w_arp_learned;
     nd_net_init(&w->net, &d->sh, &w->ops, w, id, &d->conf.fault, now_ms);
     return 0;
 }
@@ -235,22 +282,61 @@ void nd_dpdk_worker_fini(struct nd_dpdk_worker *w)
     nd_net_fini(&w->net);
 }
 
-unsigned nd_dpdk_poll(struct nd_dpdk_worker *w, uint64_t now_ms)
+unsigned nd_dpdk_rx(struct nd_dpdk_worker *w)
 {
     struct rte_mbuf *pkts[ND_NET_BURST];
     const struct nd_net_shared *sh = w->net.sh;
-    unsigned total = 0;
+    struct nd_dpdk *d = w->d;
+    unsigned total = nd_handoff_arp_drain(&d->ho, w->id, &w->net);
 
-    nd_net_tick(&w->net, now_ms);
     for (unsigned p = 0; p < sh->nports; p++) {
-        uint16_t n = rte_eth_rx_burst(sh->port[p].port_id, w->queue, pkts, ND_NET_BURST);
+        uint16_t n = 0, keep;
 
-        if (n || w->net.faults)
-            nd_net_rx_burst(&w->net, p, pkts, n);
+        if (w->rxq[p] >= 0)
+            n = rte_eth_rx_burst(sh->port[p].port_id, (uint16_t)w->rxq[p], pkts, ND_NET_BURST);
+        keep = n && d->info[p].steer == ND_DPDK_STEER_SOFTWARE
+                   ? nd_handoff_rx_steer(&d->ho, w->id, &w->net, p, pkts, n)
+                   : n;
+        if (keep || w->net.faults)
+            nd_net_rx_burst(&w->net, p, pkts, keep);
         total += n;
     }
+    return total + nd_handoff_rx_drain(&d->ho, w->id, &w->net);
+}
+
+unsigned nd_dpdk_flush(struct nd_dpdk_worker *w)
+{
     nd_net_flush(&w->net);
-    return total;
+    return nd_handoff_tx_drain(&w->d->ho, w->id, &w->net);
+}
+
+bool nd_dpdk_pending(const struct nd_dpdk_worker *w)
+{
+    return nd_handoff_pending(&w->d->ho, w->id);
+}
+
+bool nd_dpdk_serves_others(const struct nd_dpdk_worker *w)
+{
+    if (w->d->ho.tx_from[w->id])
+        return true;
+    for (unsigned p = 0; p < w->d->sh.nports; p++)
+        if (w->rxq[p] >= 0 && w->d->info[p].steer == ND_DPDK_STEER_SOFTWARE)
+            return true;
+    return false;
+}
+
+unsigned nd_dpdk_poll(struct nd_dpdk_worker *w, uint64_t now_ms)
+{
+    unsigned n;
+
+    nd_net_tick(&w->net, now_ms);
+    n = nd_dpdk_rx(w);
+    return n + nd_dpdk_flush(w);
+}
+
+const char *nd_dpdk_steer_name(enum nd_dpdk_steer s)
+{
+    return s == ND_DPDK_STEER_RSS ? "rss" : s == ND_DPDK_STEER_SOFTWARE ? "software" : "none";
 }
 
 bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed)

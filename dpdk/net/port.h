@@ -1,7 +1,8 @@
 /*
- * EAL and ports: starts DPDK from a struct nd_dpdk_conf, sets up every port with one RX/TX
- * queue pair per worker (as many as the PMD has), a mempool per worker, and the checksum
- * offloads the NIC has; then each worker polls its queues with nd_dpdk_poll().
+ * EAL and ports: starts DPDK from a struct nd_dpdk_conf, sets up every port with the RX/TX queues
+ * its PMD has for the workers (one pair per worker when it can steer flows by RSS as we do; else
+ * as many as it has, and the hand-over of handoff.h), a mempool per worker, and the checksum
+ * offloads the NIC has; then each worker polls with nd_dpdk_rx() and nd_dpdk_flush().
  *
  * Threads: nd_dpdk_start()/nd_dpdk_stop() on the main thread; a worker's calls only on that
  * worker (register non-EAL worker threads with rte_thread_register() first, so mempool caches
@@ -19,21 +20,29 @@
 #include <rte_ethdev.h>
 
 #include "conf.h"
+#include "handoff.h"
 #include "net.h"
 
-#define ND_DPDK_MAX_WORKERS 64
+#define ND_DPDK_MAX_WORKERS ND_HO_MAX_WORKERS
 #define ND_DPDK_RX_DESC 1024
 #define ND_DPDK_TX_DESC 1024
 #define ND_DPDK_MBUFS 8191 /* per worker pool (2^n - 1 is what the ring likes) */
 #define ND_DPDK_MBUF_CACHE 256
 
+/* How the frames of a port reach the worker their flow belongs to (handoff.h). */
+enum nd_dpdk_steer {
+    ND_DPDK_STEER_NONE,     /* one worker */
+    ND_DPDK_STEER_RSS,      /* the NIC: one RX queue per worker, RSS with our key */
+    ND_DPDK_STEER_SOFTWARE, /* the workers polling its queues hand frames over */
+};
+
 struct nd_dpdk_port_info {
     char name[RTE_ETH_NAME_MAX_LEN];
     char driver[32];
     uint16_t port_id;
-    uint16_t nqueues;     /* RX/TX queue pairs configured */
-    uint16_t max_queues;  /* what the PMD offers */
-    bool rss;             /* RSS configured (more than one queue) */
+    uint16_t nrxq, ntxq;       /* RX and TX queues configured: worker q polls RX queue q */
+    uint16_t max_rxq, max_txq; /* what the PMD offers */
+    enum nd_dpdk_steer steer;
     uint64_t rx_offloads; /* RTE_ETH_RX_OFFLOAD_* enabled */
     uint64_t tx_offloads; /* RTE_ETH_TX_OFFLOAD_* enabled */
 };
@@ -41,10 +50,10 @@ struct nd_dpdk_port_info {
 struct nd_dpdk {
     struct nd_dpdk_conf conf;
     struct nd_net_shared sh;
-    unsigned nworkers; /* asked for */
-    unsigned nqueues;  /* queue pairs on every port: workers beyond it get no queue */
+    unsigned nworkers;
     struct rte_mempool *pool[ND_DPDK_MAX_WORKERS];
     struct nd_dpdk_port_info info[ND_NET_MAX_PORTS];
+    struct nd_handoff ho; /* rings between workers (nworkers > 1) */
     uint8_t rss_key[40];
     bool eal_up, ports_up;
 };
@@ -55,7 +64,8 @@ struct nd_dpdk_worker {
     struct nd_dpdk *d;
     struct rte_mempool *pool;
     unsigned id;
-    uint16_t queue;
+    int16_t rxq[ND_NET_MAX_PORTS]; /* its RX queue on each port, -1: none */
+    int16_t txq[ND_NET_MAX_PORTS]; /* its TX queue, -1: frames go to the owner's (handoff.h) */
 } __rte_cache_aligned;
 
 /* Initialises the EAL (argv from c: its args, --vdev / -a per port) and every port, for
@@ -64,12 +74,24 @@ int nd_dpdk_start(struct nd_dpdk *d, const struct nd_dpdk_conf *c, unsigned nwor
                   size_t errlen);
 /* Stops and closes the ports, frees the pools, cleans up the EAL (workers finished first). */
 void nd_dpdk_stop(struct nd_dpdk *d);
-/* Worker id's stack on queue id. 0, or -1 when id >= d->nqueues. */
+/* Worker id's stack, its queues and hand-over. 0, or -1 (id >= d->nworkers). */
 int nd_dpdk_worker_init(struct nd_dpdk *d, struct nd_dpdk_worker *w, unsigned id, uint64_t now_ms);
 void nd_dpdk_worker_fini(struct nd_dpdk_worker *w);
-/* One loop iteration: timers, an RX burst from each port (stack input), TX flush. Returns how
- * many frames were received. */
+/* A worker's RX step: ARP entries other workers learned; an RX burst from each of its queues
+ * into the stack (on software-steered ports, other workers' frames handed to them first); the
+ * frames other workers handed to it. Returns how many frames it handled. */
+unsigned nd_dpdk_rx(struct nd_dpdk_worker *w);
+/* The TX step: nd_net_flush(), then the frames other workers handed to its TX queues. Returns
+ * how many of those it took. */
+unsigned nd_dpdk_flush(struct nd_dpdk_worker *w);
+/* Frames or ARP entries wait for this worker on its hand-over rings. */
+bool nd_dpdk_pending(const struct nd_dpdk_worker *w);
+/* Other workers' frames come in or go out through this worker's queues (the hand-over). */
+bool nd_dpdk_serves_others(const struct nd_dpdk_worker *w);
+/* One loop iteration: timers, nd_dpdk_rx(), nd_dpdk_flush(). Returns frames handled. */
 unsigned nd_dpdk_poll(struct nd_dpdk_worker *w, uint64_t now_ms);
+/* "rss", "software" or "none". */
+const char *nd_dpdk_steer_name(enum nd_dpdk_steer s);
 /* Link state of port (index): true when up; speed in Mbps. */
 bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed);
 /* Writes "name value" lines for every port: the stack's counters summed over the workers, and

@@ -2,7 +2,7 @@
 # Many connections: 10,000 idle client connections held at once by a node with 2 workers, then
 # a request on every 100th of them answered; node.max_connections refuses what is over it (closed
 # at once, counted) while the connections it holds keep working; memory returns near its level
-# once they close. Reports the resident memory of each phase (figures for bench/RESULTS.md come
+# once they close; `nodus sockets` stays bounded over them. Reports the resident memory of each phase (figures for bench/RESULTS.md come
 # from the release build: the sanitizers of the test build inflate memory).
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -29,6 +29,7 @@ LUA
 )
 start_nodus "$cfg"
 wait_http "http://127.0.0.1:$admin/ready" 15 || die "nodus not ready"
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 rss() { awk '/^VmRSS/ { print int($2 / 1024) }' "/proc/$NODUS_PID/status"; }
 gauge() {
     curl -s "http://127.0.0.1:$admin/stats/prometheus" | awk -v n="$1" '$1 == n { print $2 }'
@@ -74,6 +75,22 @@ assert_eq "held 10000" "$(head -1 "$T/held.out")" "client connections opened"
 for i in $(seq 50); do [ "$(gauge nodus_downstream_cx_active)" = 10000 ] && break; sleep 0.1; done
 assert_eq 10000 "$(gauge nodus_downstream_cx_active)" "connections held by the node"
 rss1=$(rss)
+
+# nodus sockets over 10,000 connections: a bounded answer that says it is cut, both workers'
+t0=$EPOCHREALTIME
+curl -s --max-time 30 "http://127.0.0.1:$admin/sockets" >"$T/socks.json"
+python3 - "$T/socks.json" "$port" <<'PY' || die "GET /sockets with 10,000 connections: $(head -c 300 "$T/socks.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["truncated"] and d["limit"] == 8192 and len(d["sockets"]) == 8192, d["limit"]
+assert d["total"] >= 10003, d["total"]  # + 2 listeners, the admin listener and this request
+ours = [s for s in d["sockets"] if s["local"] == "127.0.0.1:" + sys.argv[2]]
+assert {s["worker"] for s in ours if s["state"] == "ESTABLISHED"} == {0, 1}
+assert sorted(s["worker"] for s in ours if s["state"] == "LISTEN") == [0, 1]
+PY
+out=$("$NODUS" sockets --admin "127.0.0.1:$admin" | tail -1)
+assert_contains "$out" "truncated: 8192 of" "nodus sockets with 10,000 connections"
+log "nodus sockets over 10,000 connections: $(elapsed "$t0") s ($(stat -c %s "$T/socks.json") bytes of JSON)"
 
 # over the limit (10,100): of 200 more connections, 100 are held and 100 closed at once
 python3 - "$port" >"$T/extra" <<'PY'

@@ -4,9 +4,9 @@
 # address), with its user-space TCP towards curl in cli and nginx / tests/peers/upstream.py in up.
 # Checked: GET, POST with a body (sha256 at the upstream), chunked both ways, keep-alive reuse on
 # both sides, a 100 MB download and a 100 MB upload intact (sha256), 1,000 short connections in
-# sequence, ping of both node addresses, the nodus_dpdk_* counters and `nodus status`; then the
-# 100 MB transfers again with fault injection (1% drop, 0.5% duplicate, 1% reorder) in bounded
-# time. Skips when not root, or when the EAL cannot start here (nodus exits 3).
+# sequence, ping of both node addresses, the nodus_dpdk_* counters, `nodus status` and
+# `nodus sockets`; then the 100 MB transfers again with fault injection (1% drop, 0.5% duplicate,
+# 1% reorder) in bounded time. Skips when not root, or when the EAL cannot start here (nodus exits 3).
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 
@@ -238,7 +238,40 @@ done
 status=$(in_mid "$NODUS" status --admin "$ADMIN")
 assert_contains "$status" "io dpdk" "nodus status"
 assert_contains "$status" "net_af_packet1" "nodus status ports"
-grep -A3 '^PORT' <<<"$status" >&2 || true
+assert_contains "$status" "198.18.1.2/24" "nodus status: port address"
+grep -Eq '^1 +net_af_packet1 .* up [0-9]+ Mb/s +[1-9][0-9]* +[1-9][0-9]* ' <<<"$status" ||
+    die "nodus status: port 1 line: $(grep -A5 '^PORT' <<<"$status")"
+assert_contains "$status" "dropped " "nodus status: port drops"
+[ "$(metric 'nodus_dpdk_port_hw_total{port="0",counter="ibytes"}')" -gt 0 ] || die "no hw ibytes"
+grep -A5 '^PORT' <<<"$status" >&2 || true
+
+# nodus sockets: a client connection held open shows on the user-space TCP of worker 0, with
+# its peer's address and port, next to the listener and the kernel's admin listener
+in_cli python3 - "$NODE" "$T/held.port" <<'PY' &
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 8080), timeout=10)
+s.sendall(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+s.recv(4096)
+open(sys.argv[2], "w").write("%d\n" % s.getsockname()[1])
+time.sleep(3)
+PY
+held=$!
+for ((i = 0; i < 50; i++)); do [ -s "$T/held.port" ] && break; sleep 0.1; done
+socks=$(in_mid "$NODUS" sockets --admin "$ADMIN")
+grep -E '^WORKER|LISTEN|ESTABLISHED' <<<"$socks" | head -8 >&2
+grep -Eq "^0 +dpdk +ESTABLISHED +0 +0 +198\.18\.0\.2:8080 +198\.18\.0\.1:$(cat "$T/held.port") +[0-9.]+/[0-9.]+ +[0-9]+ +[0-9]+ " <<<"$socks" ||
+    die "nodus sockets: no line for the held connection"
+grep -Eq '^0 +dpdk +LISTEN +0 +1024 +0\.0\.0\.0:8080 ' <<<"$socks" || die "nodus sockets: no engine listener"
+grep -Eq "^- +kernel +LISTEN .*$ADMIN" <<<"$socks" || die "nodus sockets: no admin listener"
+in_mid curl -s --max-time 5 "http://$ADMIN/sockets" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+up = [s for s in d["sockets"] if s["stack"] == "dpdk" and s["remote"] == "198.18.1.1:80"
+      and s["state"] == "ESTABLISHED"]
+assert d["io"] == "dpdk" and not d["truncated"] and d["workers_not_answering"] == [], d
+assert up and up[0]["mss"] == 1460 and up[0]["wscale"] and up[0]["bytes_acked"] > 0, up
+' || die "GET /sockets: no pooled upstream connection to nginx"
+wait "$held" || true
 # an idle node does not spin: its worker sleeps between polls
 sleep 1
 ticks0=$(awk '{ print $14 + $15 }' "/proc/$NODUS_PID/stat")

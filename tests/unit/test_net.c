@@ -13,6 +13,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <rte_ring.h>
+
+#include "../../dpdk/net/handoff.h"
 #include "../../dpdk/net/memio.h"
 #include "../../dpdk/net/net.h"
 #include "../../dpdk/net/net_int.h"
@@ -994,6 +997,247 @@ static void test_fault(void **state)
     assert_int_equal(dropped(0, ND_NET_FAULT_RX), rx_drop);
 }
 
+/* ---- the hand-over between two workers (handoff.h): net is worker 0, net1 worker 1 ---- */
+
+static struct nd_handoff ho;
+static struct nd_net net1;
+static struct nd_net_ops ops0, ops1;
+static const uint8_t sym_key[40] = {0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a,
+                                    0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a,
+                                    0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a,
+                                    0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a};
+
+static uint16_t ho_tx1(struct nd_net *n, unsigned port, struct rte_mbuf **pkts, uint16_t cnt)
+{
+    (void)n;
+    return nd_handoff_tx(&ho, 1, port, pkts, cnt); /* worker 1 has no TX queue */
+}
+
+static void ho_learned(struct nd_net *n, unsigned port, uint32_t ip,
+                       const struct rte_ether_addr *mac)
+{
+    nd_handoff_arp_share(&ho, n == &net ? 0 : 1, port, ip, mac);
+}
+
+static int ho_setup(void **state)
+{
+    setup(state);
+    assert_int_equal(nd_handoff_init(&ho, 2, sym_key), 0);
+    for (unsigned p = 0; p < sh.nports; p++) {
+        sh.port[p].port_id = (uint16_t)(10 + p);
+        assert_int_equal(nd_handoff_tx_route(&ho, 1, p, 0), 0);
+    }
+    ops0 = mem_ops;
+    ops0.arp_learned = ho_learned;
+    net.ops = &ops0;
+    ops1 = ops0;
+    ops1.tx_burst = ho_tx1;
+    nd_net_init(&net1, &sh, &ops1, &mb, 1, NULL, 1000);
+    return 0;
+}
+
+static int ho_teardown(void **state)
+{
+    assert_false(nd_handoff_pending(&ho, 0));
+    assert_false(nd_handoff_pending(&ho, 1));
+    nd_handoff_fini(&ho);
+    nd_net_fini(&net1);
+    return teardown(state);
+}
+
+static size_t tcp_from(uint8_t *f, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport)
+{
+    size_t n = tcp_syn(f, src, dst);
+    uint8_t *l4 = f + 14 + 20;
+
+    l4[0] = (uint8_t)(sport >> 8), l4[1] = (uint8_t)sport;
+    l4[2] = (uint8_t)(dport >> 8), l4[3] = (uint8_t)dport;
+    l4_recsum(f, 16);
+    return n;
+}
+
+static struct rte_mbuf *frame_on(unsigned port, const uint8_t *f, size_t len)
+{
+    struct rte_mbuf *m = mem_frame(&mb, f, len);
+
+    assert_non_null(m);
+    m->port = sh.port[port].port_id;
+    return m;
+}
+
+/* Which frames move, and where to: a flow's worker is the same both ways, spread over both. */
+static void test_handoff_flow_worker(void **state)
+{
+    uint8_t f[256];
+    unsigned per[2] = {0, 0};
+    uint64_t x = 88172645463325252ull;
+    struct rte_mbuf *m;
+    size_t n;
+
+    (void)state;
+    for (int i = 0; i < 2000; i++) {
+        uint32_t a, b;
+        uint16_t sp, dp;
+
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        a = (uint32_t)x, b = (uint32_t)(x >> 32), sp = (uint16_t)(x >> 7), dp = (uint16_t)(x >> 23);
+        assert_int_equal(nd_handoff_flow_worker(&ho, a, b, sp, dp),
+                         nd_handoff_flow_worker(&ho, b, a, dp, sp));
+        per[nd_handoff_flow_worker(&ho, a, b, sp, dp)]++;
+    }
+    assert_in_range(per[0], 800, 1200);
+    for (uint16_t sport = 40000; sport < 40032; sport++) {
+        m = frame_on(0, f, tcp_from(f, PEER, sport, OUR0, 8080));
+        assert_int_equal(nd_handoff_frame_worker(&ho, m),
+                         (int)nd_handoff_flow_worker(&ho, PEER, OUR0, sport, 8080));
+        mem_put(&mb, m);
+    }
+    m = frame_on(0, f, udp(f, PEER, 7946, OUR0, 7946, "x"));
+    assert_int_equal(nd_handoff_frame_worker(&ho, m),
+                     (int)nd_handoff_flow_worker(&ho, PEER, OUR0, 7946, 7946));
+    mem_put(&mb, m);
+    /* what stays where it came in: ARP, ICMP, fragments, frames too short to tell */
+    m = frame_on(0, f, arp(f, RTE_ARP_OP_REQUEST, &peer_mac, PEER, OUR0, &bcast_mac));
+    assert_int_equal(nd_handoff_frame_worker(&ho, m), -1);
+    mem_put(&mb, m);
+    m = frame_on(0, f, echo_req(f, PEER, OUR0, 10));
+    assert_int_equal(nd_handoff_frame_worker(&ho, m), -1);
+    mem_put(&mb, m);
+    n = tcp_from(f, PEER, 40000, OUR0, 8080);
+    ip_of(f)->fragment_offset = RTE_BE16(RTE_IPV4_HDR_MF_FLAG);
+    m = frame_on(0, f, n);
+    assert_int_equal(nd_handoff_frame_worker(&ho, m), -1);
+    mem_put(&mb, m);
+    m = frame_on(0, f, 14 + 21);
+    assert_int_equal(nd_handoff_frame_worker(&ho, m), -1);
+    mem_put(&mb, m);
+}
+
+/* Worker 0 receives a burst: its frames and the ARP stay, worker 1's go to its ring and into its
+ * stack; with worker 1's ring full they are dropped and counted. */
+static void test_handoff_rx(void **state)
+{
+    struct rte_mbuf *pkts[ND_NET_BURST], *junk[ND_HO_RX_RING];
+    unsigned mine = 0, theirs = 0;
+    uint8_t f[256];
+    uint16_t keep;
+
+    (void)state;
+    for (uint16_t i = 0; i < 20; i++) {
+        pkts[i] = frame_on(0, f, tcp_from(f, PEER, (uint16_t)(41000 + i), OUR0, 8080));
+        if (nd_handoff_flow_worker(&ho, PEER, OUR0, (uint16_t)(41000 + i), 8080))
+            theirs++;
+        else
+            mine++;
+    }
+    pkts[20] = frame_on(0, f, arp(f, RTE_ARP_OP_REQUEST, &peer_mac, PEER, OUR0, &bcast_mac));
+    assert_true(mine > 0 && theirs > 0);
+    keep = nd_handoff_rx_steer(&ho, 0, &net, 0, pkts, 21);
+    assert_int_equal(keep, mine + 1);
+    assert_int_equal(ho.st[0].rx_out, theirs);
+    assert_true(nd_handoff_pending(&ho, 1));
+    assert_false(nd_handoff_pending(&ho, 0));
+    nd_net_rx_burst(&net, 0, pkts, keep);
+    assert_int_equal(mb.tcp_segs, mine);
+    assert_int_equal(nd_handoff_rx_drain(&ho, 1, &net1), theirs);
+    assert_int_equal(mb.tcp_segs, mine + theirs);
+    assert_int_equal(ho.st[1].rx_in, theirs);
+    assert_int_equal(net1.stats[0].rx_pkts, theirs);          /* on the port they came in by */
+    assert_int_equal(nd_handoff_arp_drain(&ho, 1, &net1), 1); /* the requester, learned */
+    assert_non_null(nd_net_arp_lookup(&net1, PEER));
+    /* worker 1's ring full: dropped, counted, freed */
+    junk[0] = frame_on(0, f, tcp_from(f, PEER, 41000, OUR0, 8080)); /* fills every slot */
+    for (unsigned i = 1; i < ND_HO_RX_RING - 1; i++)
+        junk[i] = junk[0];
+    assert_int_equal(rte_ring_enqueue_burst(ho.rx[1], (void **)junk, ND_HO_RX_RING - 1, NULL),
+                     ND_HO_RX_RING - 1);
+    for (uint16_t i = 0; i < 20; i++)
+        pkts[i] = frame_on(0, f, tcp_from(f, PEER, (uint16_t)(41000 + i), OUR0, 8080));
+    keep = nd_handoff_rx_steer(&ho, 0, &net, 0, pkts, 20);
+    assert_int_equal(keep, mine);
+    assert_int_equal(ho.st[0].rx_full, theirs);
+    assert_int_equal(dropped(0, ND_NET_HANDOFF_FULL), theirs);
+    for (uint16_t i = 0; i < keep; i++)
+        mem_put(&mb, pkts[i]);
+    assert_int_equal(rte_ring_dequeue_burst(ho.rx[1], (void **)junk, ND_HO_RX_RING, NULL),
+                     ND_HO_RX_RING - 1);
+    mem_put(&mb, junk[0]);
+}
+
+/* Worker 1 has no TX queue: its frames reach the NIC through worker 0's. */
+static void test_handoff_tx(void **state)
+{
+    struct nd_udp_sock a = {.recv = on_udp};
+    struct rte_mbuf *junk[ND_HO_TX_RING];
+
+    (void)state;
+    nd_net_arp_learn(&net1, 0, PEER, &peer_mac);
+    assert_int_equal(nd_udp_bind(&net1, &a, 0, 7946), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(nd_udp_sendto(&a, PEER, 1, "x", 1), 0);
+    nd_net_flush(&net1);
+    assert_int_equal(mb.nsent, 0);
+    assert_int_equal(ho.st[1].tx_out, 5);
+    assert_int_equal(net1.stats[0].tx_pkts, 5);
+    assert_true(nd_handoff_pending(&ho, 0));
+    assert_int_equal(nd_handoff_tx_drain(&ho, 0, &net), 5);
+    assert_int_equal(mb.nsent, 5);
+    assert_int_equal(mb.sent_port[4], 0);
+    assert_int_equal(ho.st[0].tx_in, 5);
+    assert_memory_equal(sent(0), &peer_mac, 6);
+    /* the owner's queue takes 2 of 5: the rest dropped and counted there */
+    mem_clear_sent(&mb);
+    mb.tx_accept = 2;
+    for (int i = 0; i < 5; i++)
+        nd_udp_sendto(&a, PEER, 1, "x", 1);
+    nd_net_flush(&net1);
+    nd_handoff_tx_drain(&ho, 0, &net);
+    assert_int_equal(mb.nsent, 2);
+    assert_int_equal(ho.st[0].tx_refused, 3);
+    assert_int_equal(dropped(0, ND_NET_TX_FULL), 3);
+    /* the ring to the owner full: the TX path drops what it does not take */
+    junk[0] = mem_get(&mb); /* fills every slot */
+    for (unsigned i = 1; i < ND_HO_TX_RING - 1; i++)
+        junk[i] = junk[0];
+    assert_int_equal(rte_ring_enqueue_burst(ho.tx[1][0], (void **)junk, ND_HO_TX_RING - 1, NULL),
+                     ND_HO_TX_RING - 1);
+    nd_udp_sendto(&a, PEER, 1, "x", 1);
+    nd_net_flush(&net1);
+    assert_int_equal(ho.st[1].tx_full, 1);
+    assert_int_equal(net1.stats[0].drop[ND_NET_TX_FULL], 1);
+    assert_int_equal(rte_ring_dequeue_burst(ho.tx[1][0], (void **)junk, ND_HO_TX_RING, NULL),
+                     ND_HO_TX_RING - 1);
+    mem_put(&mb, junk[0]);
+    nd_udp_unbind(&a);
+}
+
+/* Worker 1 asks for the gateway; the answer comes in on worker 0, which learns it and passes it
+ * on: worker 1 learns it too and sends what it held. */
+static void test_handoff_arp(void **state)
+{
+    struct nd_udp_sock a = {.recv = on_udp};
+    uint8_t f[256];
+
+    (void)state;
+    assert_int_equal(nd_udp_bind(&net1, &a, 0, 7946), 0);
+    assert_int_equal(nd_udp_sendto(&a, IP(10, 1, 2, 3), 53, "held", 4), 0); /* via PEER */
+    nd_net_flush(&net1);
+    nd_handoff_tx_drain(&ho, 0, &net); /* its ARP request, through worker 0 */
+    assert_int_equal(mb.nsent, 1);
+    mem_clear_sent(&mb);
+    input(0, f, arp(f, RTE_ARP_OP_REPLY, &peer_mac, PEER, OUR0, &mac0));
+    assert_non_null(nd_net_arp_lookup(&net, PEER));
+    assert_int_equal(ho.st[0].arp_out, 1);
+    assert_true(nd_handoff_pending(&ho, 1));
+    assert_int_equal(nd_handoff_arp_drain(&ho, 1, &net1), 1);
+    assert_non_null(nd_net_arp_lookup(&net1, PEER));
+    nd_net_flush(&net1);
+    nd_handoff_tx_drain(&ho, 0, &net);
+    assert_int_equal(mb.nsent, 1); /* the held datagram */
+    assert_memory_equal(sent(0), &peer_mac, 6);
+    nd_udp_unbind(&a);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1013,6 +1257,10 @@ int main(void)
         T(test_tcp_handoff),
         T(test_tx_burst),
         T(test_fault),
+        cmocka_unit_test_setup_teardown(test_handoff_flow_worker, ho_setup, ho_teardown),
+        cmocka_unit_test_setup_teardown(test_handoff_rx, ho_setup, ho_teardown),
+        cmocka_unit_test_setup_teardown(test_handoff_tx, ho_setup, ho_teardown),
+        cmocka_unit_test_setup_teardown(test_handoff_arp, ho_setup, ho_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

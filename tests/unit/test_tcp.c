@@ -1683,6 +1683,68 @@ static void test_send_seq_wrap(void **state)
     finish();
 }
 
+/* What `nodus sockets` reads: every connection (accepted, waiting in the accept queue, half
+ * open) and every listener with its queues. */
+static unsigned seen_state[ND_TCP_TIME_WAIT + 1], seen_conns;
+static struct nd_tcp_listen_info seen_lis;
+static unsigned seen_nlis;
+
+static void see_conn(const struct nd_tcp_conn *c, void *arg)
+{
+    struct nd_tcp_info ci;
+
+    (void)arg;
+    nd_tcp_conn_info(c, &ci);
+    assert_int_equal(ci.flow.laddr, LADDR);
+    assert_int_equal(ci.flow.lport, LPORT);
+    seen_state[ci.state]++;
+    seen_conns++;
+}
+
+static void see_listener(const struct nd_tcp_listen_info *l, void *arg)
+{
+    (void)arg;
+    seen_lis = *l;
+    seen_nlis++;
+}
+
+static void test_foreach_for_sockets(void **state)
+{
+    struct seg *g;
+
+    (void)state;
+    cfg_default();
+    start();
+    establish(); /* accepted */
+    P.port = RPORT + 1;
+    P.iss = 0x1000;
+    send_syn();
+    g = next_seg();
+    saw(g);
+    inject(ND_TCP_ACK, P.iss + 1, g->h.seq + 1, 1000, NULL, 0); /* waits in the accept queue */
+    P.port = RPORT + 2;
+    send_syn(); /* half open */
+    next_seg();
+    memset(seen_state, 0, sizeof(seen_state));
+    seen_conns = seen_nlis = 0;
+    nd_tcp_foreach(S, see_conn, NULL);
+    nd_tcp_foreach_listener(S, see_listener, NULL);
+    assert_int_equal(seen_conns, 3);
+    assert_int_equal(seen_state[ND_TCP_ESTABLISHED], 2);
+    assert_int_equal(seen_state[ND_TCP_SYN_RCVD], 1);
+    assert_int_equal(seen_nlis, 1);
+    assert_int_equal(seen_lis.addr, LADDR);
+    assert_int_equal(seen_lis.port, LPORT);
+    assert_int_equal(seen_lis.backlog, 8);
+    assert_int_equal(seen_lis.queued, 1);
+    assert_int_equal(seen_lis.half_open, 1);
+    nd_tcp_unlisten(LIS);
+    seen_nlis = 0;
+    nd_tcp_foreach_listener(S, see_listener, NULL);
+    assert_int_equal(seen_nlis, 0);
+    finish();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1720,6 +1782,7 @@ int main(void)
         cmocka_unit_test(test_time_wait_recycled_when_pool_empty),
         cmocka_unit_test(test_cubic_growth),
         cmocka_unit_test(test_send_seq_wrap),
+        cmocka_unit_test(test_foreach_for_sockets),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
