@@ -342,7 +342,7 @@ static void publish(const char *service, const char *const *addrs, const char *c
 {
     struct nd_endpoint_conf eps[8];
     struct nd_label labels[8];
-    const char *members[8];
+    const char *members[8] = {NULL};
 
     memset(eps, 0, sizeof(eps));
     for (unsigned i = 0; i < n; i++) {
