@@ -11,7 +11,9 @@
 #
 #   mesh: nodus ca makes a CA and two node certificates; node A (examples/mesh-a.lua, plain HTTP
 #     on 127.0.0.1:18090) sends over mutual TLS to node B (examples/mesh-b.lua, strict mtls on
-#     127.0.0.1:18443), which proxies to v1. B logs A's SPIFFE id; A checks B's.
+#     127.0.0.1:18443), which proxies to v1. B logs A's SPIFFE id; A checks B's. Both trace every
+#     request to an OTLP collector on 127.0.0.1:14318 (tests/peers/collector.py): one trace per
+#     request spans both nodes.
 #   gossip: three nodes (examples/gossip-1..3.lua) find each other by gossip; node 3 advertises
 #     the service "catalog" (v2's nginx); nodes 1 and 2 route to it (127.0.0.1:18101, :18102)
 #     without being told where it is.
@@ -41,12 +43,12 @@ fail() { echo "demo: FAILED: $*" >&2; exit 1; }
 NODUS=$1
 case "$NODUS" in /*) ;; *) NODUS=$PWD/$NODUS ;; esac
 [ -x "$NODUS" ] || fail "$NODUS is not an executable (./dev build)"
-for c in curl nginx ss awk sort; do
+for c in curl nginx ss awk sort python3; do
     command -v "$c" >/dev/null || fail "$c is not installed (scripts/deps.sh test, or ./dev demo)"
 done
 for a in "$LISTEN" "$ADMIN" "$V1" "$V2" "$MESH_A" "$MESH_B" 127.0.0.1:15010 127.0.0.1:15011 \
     127.0.0.1:15021 127.0.0.1:15022 127.0.0.1:15023 127.0.0.1:18101 127.0.0.1:18102 \
-    127.0.0.1:17946 127.0.0.1:17947 127.0.0.1:17948; do
+    127.0.0.1:17946 127.0.0.1:17947 127.0.0.1:17948 127.0.0.1:14318; do
     if [ -n "$(ss -Hltn "sport = :${a##*:}" 2>/dev/null)" ]; then
         fail "port ${a##*:} is already in use (another demo running?)"
     fi
@@ -195,6 +197,9 @@ cp examples/mesh-a.lua examples/mesh-b.lua "$TMP/mesh/"
     "$NODUS" ca issue ca --id spiffe://mesh.local/ns/demo/sa/node-a --out node-a >/dev/null
     "$NODUS" ca issue ca --id spiffe://mesh.local/ns/demo/sa/node-b --out node-b >/dev/null
 ) || fail "nodus ca could not make the demo certificates"
+python3 "$ROOT/tests/peers/collector.py" 14318 127.0.0.1 >"$TMP/collector.log" 2>&1 </dev/null &
+PIDS+=("$!")
+for ((i = 0; i < 50; i++)); do grep -q ready "$TMP/collector.log" && break; sleep 0.1; done
 for n in b a; do
     (cd "$TMP/mesh" && exec "$NODUS" run "mesh-$n.lua" >"$TMP/node-$n.log" 2>&1 </dev/null) &
     PIDS+=("$!")
@@ -210,12 +215,34 @@ mesh_v1=$(grep -c '^v1$' "$TMP/mesh.out" || true)
 peer_a=$(sed -n 's/.*mtls: [^ ]* is \(spiffe:[^ ]*\) (\(TLSv1\.[0-9]\).*/\1 (\2)/p' "$TMP/node-b.log" | head -n 1)
 mtls_reqs=$(curl -s --max-time 5 http://127.0.0.1:15011/stats/prometheus |
     awk '/^istio_requests_total\{.*connection_security_policy="mutual_tls"/ { n += $NF } END { print n + 0 }')
-echo "== two nodes over mutual TLS"
+echo "== two nodes over mutual TLS, traced"
 printf '%-22s %s\n' "path:" "curl -> node-a $MESH_A -> mTLS -> node-b $MESH_B -> v1"
 printf '%-22s %s\n' "answered:" "$mesh_ok of $MESH_REQUESTS (from v1: $mesh_v1)"
 printf '%-22s %s\n' "node-b saw peer:" "${peer_a:-(nothing logged)}"
 printf '%-22s %s\n' "node-a expected:" "spiffe://mesh.local/ns/demo/sa/node-b (verified, or no answer)"
 printf '%-22s %s\n' "node-b metrics:" "istio_requests_total{connection_security_policy=\"mutual_tls\"} = $mtls_reqs"
+sleep 0.5 # the nodes' exporters flush every 100 ms
+curl -s --max-time 5 http://127.0.0.1:14318/spans >"$TMP/spans.json" || true
+python3 - "$TMP/spans.json" <<'PY' || true
+import json, sys
+try:
+    spans = json.load(open(sys.argv[1]))
+except (OSError, ValueError):
+    spans = []
+traces = {}
+for s in spans:
+    traces.setdefault(s["traceId"], []).append(s)
+both = [t for t, ss in traces.items() if {s["service"] for s in ss} >= {"node-a", "node-b"}]
+print("%-22s %d spans, %d traces, %d of them through both nodes" % ("traces:", len(spans), len(traces), len(both)))
+if both:
+    ss = sorted(traces[both[0]], key=lambda s: s["start_us"])
+    ids = {s["spanId"]: s for s in ss}
+    print("%-22s %s" % ("one trace:", both[0]))
+    for s in ss:
+        parent = ids.get(s["parentSpanId"])
+        print("%-22s %s %s span %s, parent %s" % ("", s["service"], s["kind"].lower(), s["spanId"],
+              (parent["service"] + " " + parent["spanId"]) if parent else (s["parentSpanId"] or "none (root)")))
+PY
 echo
 
 # ---- three nodes by gossip ----------------------------------------------------------------------
