@@ -486,17 +486,7 @@ static uint32_t pto(const struct nd_tcp_conn *c)
 
 static bool probe_ok(const struct nd_tcp_conn *c)
 {
-    switch (c->state) {
-    case ND_TCP_ESTABLISHED:
-    case ND_TCP_FIN_WAIT_1:
-    case ND_TCP_CLOSE_WAIT:
-    case ND_TCP_CLOSING:
-    case ND_TCP_LAST_ACK:
-        break;
-    default:
-        return false;
-    }
-    return c->s->cfg.loss_probe && c->sack_ok && !c->persist && c->srtt_us &&
+    return tcp_state_sends(c->state) && c->s->cfg.loss_probe && c->sack_ok && !c->persist && c->srtt_us &&
            c->probes < ND_TCP_PTO_MAX && c->snd_una != c->snd_max;
 }
 
@@ -557,14 +547,10 @@ static void rxt_timeout(struct nd_tcp_conn *c)
         tcp_send_syn(c);
         tcp_rxt_arm(c);
         return;
-    case ND_TCP_ESTABLISHED:
-    case ND_TCP_FIN_WAIT_1:
-    case ND_TCP_CLOSE_WAIT:
-    case ND_TCP_CLOSING:
-    case ND_TCP_LAST_ACK:
-        break;
     default:
-        return;
+        if (!tcp_state_sends(c->state))
+            return;
+        break;
     }
     if (c->persist && c->snd_wnd) {
         /* a window too small for the sender's SWS rule: send what fits */

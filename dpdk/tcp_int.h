@@ -162,6 +162,13 @@ static inline uint64_t tcp_now(const struct nd_tcp_stack *s)
     return s->wheel->now;
 }
 /* Payload of a full-sized segment: the MSS less the timestamp option (RFC 6691). */
+/* The states in which data (or our FIN) may be in flight: retransmissions and probes apply. */
+static inline bool tcp_state_sends(enum nd_tcp_state st)
+{
+    return st == ND_TCP_ESTABLISHED || st == ND_TCP_FIN_WAIT_1 || st == ND_TCP_CLOSE_WAIT ||
+           st == ND_TCP_CLOSING || st == ND_TCP_LAST_ACK;
+}
+
 static inline uint32_t tcp_seg_payload(const struct nd_tcp_conn *c)
 {
     return c->snd_mss - (c->ts_ok ? 12 : 0);
