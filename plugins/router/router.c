@@ -15,7 +15,11 @@
 /* Per-request scratch: the rewritten path, or a redirect's Location, is built here. */
 #define ROUTER_SCRATCH 2048
 
-struct router_txn {
+/* Per worker: the compiled table state, and room for a rewritten path or a redirect location.
+ * The host copies both (nodus_http_set_path, header edits), so the room is reused by the next
+ * request: nothing per request for the host to zero. */
+struct router_worker {
+    struct rt_worker *rt;
     char buf[ROUTER_SCRATCH];
 };
 
@@ -502,20 +506,29 @@ static void *router_worker_init(void *conf, unsigned worker_id)
     struct router_conf *rc = conf;
     struct timespec ts;
     struct rt_worker *w;
+    struct router_worker *rw = malloc(sizeof(*rw));
     uint64_t seed;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     seed = ((uint64_t)worker_id << 48) ^ ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
-    w = rt_worker_new(rc->table, seed);
-    if (!w)
+    w = rw ? rt_worker_new(rc->table, seed) : NULL;
+    if (!w) {
+        free(rw);
         nodus_log(NODUS_LOG_ERR, "router: out of memory on worker %u: it answers 503", worker_id);
-    return w;
+        return NULL;
+    }
+    rw->rt = w;
+    return rw;
 }
 
 static void router_worker_fini(void *conf, void *worker)
 {
+    struct router_worker *rw = worker;
+
     (void)conf;
-    rt_worker_free(worker);
+    if (rw)
+        rt_worker_free(rw->rt);
+    free(rw);
 }
 
 /* ---- requests ---- */
@@ -540,13 +553,13 @@ static int upstream(struct nodus_http *h, const struct nodus_ctx *ctx, const str
                     const struct rt_request *req)
 {
     const struct router_conf *rc = ctx->conf;
-    struct router_txn *tx = ctx->txn;
-    const struct rt_target *tg = rt_pick(r, ctx->worker);
-    long n = rt_rewrite(r, req, tx->buf, sizeof(tx->buf));
+    struct router_worker *rw = ctx->worker;
+    const struct rt_target *tg = rt_pick(r, rw->rt);
+    long n = rt_rewrite(r, req, rw->buf, sizeof(rw->buf));
 
     if (n < 0)
         return ANSWER(h, 414, "rewritten path too long\n");
-    if (n > 0 && nodus_http_set_path(h, tx->buf, (size_t)n) < 0)
+    if (n > 0 && nodus_http_set_path(h, rw->buf, (size_t)n) < 0)
         return ANSWER(h, 500, "path rewrite failed\n");
     if (rt_route_timeout(r))
         nodus_http_set_timeout(h, rt_route_timeout(r));
@@ -559,7 +572,7 @@ static int upstream(struct nodus_http *h, const struct nodus_ctx *ctx, const str
 static int router_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
 {
     const struct router_conf *rc = ctx->conf;
-    struct router_txn *tx = ctx->txn;
+    struct router_worker *rw = ctx->worker;
     struct rt_request req = {
         .method = nodus_http_method(h),
         .path = nodus_http_path(h),
@@ -573,9 +586,9 @@ static int router_request_headers(struct nodus_http *h, const struct nodus_ctx *
     const char *loc;
     long n;
 
-    if (!ctx->worker)
+    if (!rw)
         return ANSWER(h, 503, "router unavailable\n");
-    r = rt_match(rc->table, ctx->worker, &req);
+    r = rt_match(rc->table, rw->rt, &req);
     if (!r) {
         /* routed nowhere: the host answers 404 "no route" and records response flag NR */
         nodus_counter_add(ctx->worker_id, rc->no_route, 1);
@@ -585,7 +598,7 @@ static int router_request_headers(struct nodus_http *h, const struct nodus_ctx *
     case RT_UPSTREAM:
         return upstream(h, ctx, r, &req);
     case RT_REDIRECT:
-        n = rt_location(r, &req, tx->buf, sizeof(tx->buf), &loc);
+        n = rt_location(r, &req, rw->buf, sizeof(rw->buf), &loc);
         if (n < 0)
             return ANSWER(h, 414, "redirect location too long\n");
         nodus_counter_add(ctx->worker_id, rc->redirect, 1);
@@ -616,7 +629,6 @@ static const struct nodus_plugin router_plugin = {
     .name = "router",
     .description = "virtual hosts, routes, weighted split, rewrite, redirect, direct response",
     .flags = NODUS_PLUGIN_HTTP | NODUS_PLUGIN_TERMINAL,
-    .txn_size = sizeof(struct router_txn),
     .configure = router_configure,
     .destroy = router_destroy,
     .worker_init = router_worker_init,
