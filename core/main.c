@@ -40,6 +40,7 @@
 static const char *config_file;
 static struct nd_gossip_driver *gossip; /* gossip { }, on this thread's loop */
 static struct nd_ctl *ctl_kernel;       /* control-plane sockets (ctlsock.h) on the kernel */
+static struct nd_ctl *ctl_dpdk;         /* and on the DPDK workers' stacks (io = "dpdk") */
 static atomic_int ready_flag;
 static const struct nd_io_ops *run_io = &nd_io_posix; /* the backend of this run */
 static struct nd_dpdk_conf run_dpdk;                  /* its dpdk { } (io = "dpdk") */
@@ -283,12 +284,48 @@ static void admin_answer(struct admin_conn *a, int status, const char *ctype, co
         admin_flush(a);
 }
 
-/* The gossip engine's counters, as nodus_gossip_* (docs/metrics.md). */
+/* The control-plane socket sets' counters, as nodus_ctl_* (docs/metrics.md). */
+static void ctl_metrics(struct nd_sbuf *out)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } cs[] = {
+        {"udp_dropped", "Control-plane datagrams dropped (queue or ring full, no socket).",
+         offsetof(struct nd_ctl_stats, udp_dropped)},
+        {"conns_refused", "Control-plane connections refused (too many, accept queue full).",
+         offsetof(struct nd_ctl_stats, conns_refused)},
+        {"bind_errors", "Control-plane sockets a worker could not bind or listen on.",
+         offsetof(struct nd_ctl_stats, bind_errors)},
+        {"messages_out", "Messages from the main thread to the workers (io = dpdk).",
+         offsetof(struct nd_ctl_stats, msgs_out)},
+        {"messages_in", "Messages from the workers to the main thread (io = dpdk).",
+         offsetof(struct nd_ctl_stats, msgs_in)},
+        {"messages_deferred", "Messages held on the main thread while a worker's ring was full.",
+         offsetof(struct nd_ctl_stats, msgs_deferred)},
+    };
+    const struct nd_ctl_stats *st[2] = {ctl_kernel ? nd_ctl_stats(ctl_kernel) : NULL,
+                                        ctl_dpdk ? nd_ctl_stats(ctl_dpdk) : NULL};
+
+    for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
+        nd_sbuf_printf(out, "# HELP nodus_ctl_%s_total %s\n# TYPE nodus_ctl_%s_total counter\n",
+                       cs[i].name, cs[i].help, cs[i].name);
+        for (int k = 0; k < 2; k++)
+            if (st[k])
+                nd_sbuf_printf(
+                    out, "nodus_ctl_%s_total{sockets=\"%s\"} %llu\n", cs[i].name,
+                    k ? "dpdk" : "kernel",
+                    (unsigned long long)*(const uint64_t *)((const char *)st[k] + cs[i].off));
+    }
+}
+
+/* The gossip engine's counters, as nodus_gossip_* (docs/metrics.md), and the sockets'. */
 static void gossip_metrics(void *arg, struct nd_sbuf *out)
 {
     const struct nd_swim_metrics *m;
 
     (void)arg;
+    ctl_metrics(out);
     if (!gossip)
         return;
     m = nd_swim_metrics(nd_gossip_driver_engine(gossip));
@@ -431,6 +468,13 @@ static void admin_accept(struct nd_ctl_sock *l, unsigned ev, void *arg)
 
 /* ---- nodus run ------------------------------------------------------------------------------ */
 
+/* The socket set for the admin listener or gossip on a: the DPDK ports with io = "dpdk", unless a
+ * is a loopback address (a kernel socket: the operator's way in when the ports are not). */
+static struct nd_ctl *ctl_for(const struct nd_config *cfg, const struct nd_addr *a)
+{
+    return ctl_dpdk && nd_config_ctl_on_kernel(cfg, a) == 0 ? ctl_dpdk : ctl_kernel;
+}
+
 /* As many open files as the hard limit allows: one per client and upstream connection. */
 static void raise_nofile(void)
 {
@@ -506,6 +550,12 @@ static int cmd_run(const char *file)
             nd_config_free(cfg);
             return 1;
         }
+        if (!(ctl_dpdk = nd_io_dpdk_ctl_new(cfg->node.workers, derr, sizeof(derr)))) {
+            fprintf(stderr, "nodus: control-plane sockets on DPDK: %s\n", derr);
+            nd_io_dpdk_stop();
+            nd_config_free(cfg);
+            return 1;
+        }
         run_io = &nd_io_dpdk;
         run_dpdk = *cfg->dpdk.net;
         nd_metrics_set_extra(nd_io_dpdk_metrics);
@@ -517,14 +567,16 @@ static int cmd_run(const char *file)
         return 1;
     }
     if (cfg->admin.enabled &&
-        !(admin_lsock = nd_ctl_listen(ctl_kernel, &cfg->admin.addr, 64, admin_accept, NULL, &i))) {
+        !(admin_lsock = nd_ctl_listen(ctl_for(cfg, &cfg->admin.addr), &cfg->admin.addr, 64,
+                                      admin_accept, NULL, &i))) {
         fprintf(stderr, "%s: admin: cannot listen on %s: %s\n", file, cfg->admin.addr.text,
                 strerror(-i));
         nd_config_free(cfg);
         return 1;
     }
     if (cfg->gossip.enabled &&
-        !(gossip = nd_gossip_driver_new(ctl_kernel, &cfg->gossip, cfg->node.name, &err))) {
+        !(gossip = nd_gossip_driver_new(ctl_for(cfg, &cfg->gossip.bind), &cfg->gossip,
+                                        cfg->node.name, &err))) {
         fprintf(stderr, "%s: %s\n", file, err ? err : "gossip: out of memory");
         free(err);
         nd_config_free(cfg);
@@ -580,8 +632,12 @@ static int cmd_run(const char *file)
         struct epoll_event ev = {.events = EPOLLIN, .data.fd = sfd};
 
         epoll_ctl(efd, EPOLL_CTL_ADD, sfd, &ev);
-        ev.data.fd = nd_ctl_fd(ctl_kernel); /* a wake-up: nd_ctl_run below handles it */
+        ev.data.fd = nd_ctl_fd(ctl_kernel); /* wake-ups: nd_ctl_run below handles them */
         epoll_ctl(efd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+        if (ctl_dpdk) {
+            ev.data.fd = nd_ctl_fd(ctl_dpdk);
+            epoll_ctl(efd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+        }
     }
     atomic_store(&ready_flag, 1);
     while (!stopping) {
@@ -602,6 +658,8 @@ static int cmd_run(const char *file)
             }
         }
         nd_ctl_run(ctl_kernel); /* admin and gossip callbacks */
+        if (ctl_dpdk)
+            nd_ctl_run(ctl_dpdk);
         for (i = 0; i < ADMIN_MAX; i++)
             if (admin_conns[i] && nd_clock_us() > admin_conns[i]->deadline_us)
                 admin_close(admin_conns[i]);
@@ -623,6 +681,8 @@ static int cmd_run(const char *file)
     if (admin_lsock)
         nd_ctl_close(admin_lsock, false);
     admin_lsock = NULL;
+    if (ctl_dpdk)
+        nd_ctl_settle(ctl_dpdk, 500); /* the last answers and the leave reach the workers */
     {
         struct nd_snap *s = atomic_load(&nd_rt.current);
         uint64_t drain = s ? s->cfg->node.drain_timeout_ms : 5000;
@@ -632,6 +692,8 @@ static int cmd_run(const char *file)
     }
     if (run_io == &nd_io_dpdk) {
         nd_metrics_set_extra(NULL);
+        nd_ctl_free(ctl_dpdk); /* its workers' halves too: they have stopped */
+        ctl_dpdk = NULL;
         nd_io_dpdk_stop(); /* workers are joined and their queues released */
     }
     nd_ctl_free(ctl_kernel);

@@ -34,6 +34,10 @@ void nd_io_dpdk_describe(struct nd_sbuf *out);
 void nd_io_dpdk_metrics(struct nd_sbuf *out);
 /* "DPDK 22.11.x" (needs no EAL). */
 const char *nd_io_dpdk_version(void);
+/* The control-plane sockets on the workers' stacks (core/ctlsock.h, dpdk/ctl_dpdk.c), for the
+ * admin listener and gossip: after nd_io_dpdk_start, before the workers start; freed (nd_ctl_free)
+ * after they stopped, before nd_io_dpdk_stop. NULL with a message in err. */
+struct nd_ctl *nd_io_dpdk_ctl_new(unsigned nworkers, char *err, size_t errlen);
 /* Stops ports and EAL (workers finished). */
 void nd_io_dpdk_stop(void);
 
