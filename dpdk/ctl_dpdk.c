@@ -231,10 +231,11 @@ static bool pump_write(struct wstream *ws)
                 ws->cw->retry = true; /* the chunk pool, not the buffer, is full: no ACK wakes us */
             break;
         }
-        if (r < 0) { /* the connection is over: its CLOSED event tells the relay */
-            nd_ctl_mq_clear(&ws->pending);
-            ws->poff = 0;
-            break;
+        if (r < 0) { /* the connection is over (the peer reset it, or closed both ways) */
+            if (!ws->closing)
+                post_small(ws->cw, ND_CTLM_CLOSED, ws->id, (int)r, 0);
+            stream_free(ws, true);
+            return false;
         }
         taken += (uint32_t)r;
         ws->poff += (size_t)r;
