@@ -620,9 +620,11 @@ static int cmd_run(const char *file)
         nd_info("listener \"%s\" on %s (%s)", cfg->listeners[i].name, cfg->listeners[i].addr.text,
                 cfg->listeners[i].proto == ND_PROTO_TCP ? "tcp" : "http");
     if (cfg->admin.enabled)
-        nd_info("admin on %s", cfg->admin.addr.text);
+        nd_info("admin on %s (%s)", cfg->admin.addr.text,
+                ctl_for(cfg, &cfg->admin.addr) == ctl_dpdk ? "dpdk" : "kernel socket");
     if (gossip)
-        nd_info("gossip on %s as \"%s\", advertising %s, %u seed(s)%s", cfg->gossip.bind.text,
+        nd_info("gossip on %s (%s) as \"%s\", advertising %s, %u seed(s)%s", cfg->gossip.bind.text,
+                ctl_for(cfg, &cfg->gossip.bind) == ctl_dpdk ? "dpdk" : "kernel sockets",
                 cfg->gossip.name ? cfg->gossip.name : cfg->node.name, cfg->gossip.advertise.text,
                 cfg->gossip.njoin, cfg->gossip.nkeyring ? ", encrypted" : "");
 

@@ -102,6 +102,8 @@ for ((i = 0; i < 150; i++)); do
 done
 [ "$i" -lt 150 ] || die "nodus on DPDK not ready within 15 s"
 assert_contains "$(in_cli "$NODUS" status --admin "$ADMIN")" "io dpdk" "nodus status over the data path"
+assert_contains "$(cat "$DPDK_LOG")" "admin on $ADMIN (dpdk)" "the log says where admin runs"
+assert_contains "$(cat "$DPDK_LOG")" "gossip on 0.0.0.0:7946 (dpdk)" "the log says where gossip runs"
 
 # nodus joined serf: both see each other alive
 t=$(wait_for 15 "serf sees dpdk-mid alive" is serf_status alive dpdk-mid)
