@@ -56,7 +56,13 @@
 #define MARKER_MT "nodus.plugin"
 
 enum decl_kind {
-    DECL_NODE = 1, DECL_ADMIN, DECL_IDENTITY, DECL_GOSSIP, DECL_CLUSTER, DECL_LISTENER, DECL_DPDK,
+    DECL_NODE = 1,
+    DECL_ADMIN,
+    DECL_IDENTITY,
+    DECL_GOSSIP,
+    DECL_CLUSTER,
+    DECL_LISTENER,
+    DECL_DPDK,
     DECL_SERVICE
 };
 
@@ -1343,6 +1349,7 @@ static void build_admin(struct nd_loader *ld, int tbl, int line)
     int r = nodus_cfg_str(c, "listen", &s);
 
     cfg->admin.enabled = true;
+    cfg->admin.line = line;
     if (r == 0)
         nodus_cfg_error(c, "'listen' is required, e.g. listen = \"127.0.0.1:15000\"");
     else if (r == 1 && nd_parse_addr(s, &cfg->admin.addr) < 0)
@@ -1422,11 +1429,50 @@ static void build_dpdk(struct nd_loader *ld, int tbl, int line)
         nodus_cfg_error(c, "%s", err);
 }
 
-/* With node.io = "dpdk": a dpdk { } block, and IPv4 listeners and endpoints (the user-space
- * TCP is IPv4 only). */
+/* io = "dpdk": where a control-plane socket (admin, gossip) runs. 0: on the DPDK ports (a port's
+ * address or 0.0.0.0), 1: on a kernel socket (a loopback address: the operator's escape hatch),
+ * -1: neither (IPv6, or an address no port has). */
+int nd_config_ctl_on_kernel(const struct nd_config *cfg, const struct nd_addr *a)
+{
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
+    uint32_t ip;
+
+    if (a->ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr) ? 1 : -1;
+    if (a->ss.ss_family != AF_INET)
+        return -1;
+    ip = ntohl(sin->sin_addr.s_addr);
+    if (ip >> 24 == 127)
+        return 1;
+    if (ip == 0)
+        return 0;
+    for (unsigned i = 0; cfg->dpdk.net && i < cfg->dpdk.net->nports; i++)
+        if (cfg->dpdk.net->ports[i].ip == ip)
+            return 0;
+    return -1;
+}
+
+/* The addresses of the ports, for error messages. */
+static void port_addrs(const struct nd_config *cfg, char *out, size_t len)
+{
+    size_t off = 0;
+
+    out[0] = '\0';
+    for (unsigned i = 0; cfg->dpdk.net && i < cfg->dpdk.net->nports && off < len; i++) {
+        char ip[16];
+        int n = snprintf(out + off, len - off, "%s%s", i ? ", " : "",
+                         nd_ipv4_str(cfg->dpdk.net->ports[i].ip, ip));
+
+        off += n > 0 ? (size_t)n : 0;
+    }
+}
+
+/* With node.io = "dpdk": a dpdk { } block, IPv4 listeners and endpoints (the user-space TCP is
+ * IPv4 only), and admin and gossip on a port's address, 0.0.0.0, or loopback (kernel). */
 static void check_dpdk(struct nd_loader *ld, int node_line)
 {
     struct nd_config *cfg = ld->cfg;
+    char ports[160];
 
     if (cfg->node.io != ND_IO_DPDK)
         return;
@@ -1446,6 +1492,26 @@ static void check_dpdk(struct nd_loader *ld, int node_line)
                                 "cluster \"%s\": io = \"dpdk\" connects to IPv4 endpoints "
                                 "only, not %s",
                                 cfg->clusters[i].name, cfg->clusters[i].eps[j].addr.text);
+                break;
+            }
+    port_addrs(cfg, ports, sizeof(ports));
+    if (cfg->admin.enabled && nd_config_ctl_on_kernel(cfg, &cfg->admin.addr) < 0)
+        nd_loader_error(ld, cfg->admin.line,
+                        "admin: with io = \"dpdk\", 'listen' must be on a DPDK port (%s), "
+                        "0.0.0.0, or a loopback address (a kernel socket), not %s",
+                        ports, cfg->admin.addr.text);
+    if (cfg->gossip.enabled && nd_config_ctl_on_kernel(cfg, &cfg->gossip.bind) < 0)
+        nd_loader_error(ld, cfg->gossip.line,
+                        "gossip: with io = \"dpdk\", 'bind' must be on a DPDK port (%s), "
+                        "0.0.0.0, or a loopback address (a kernel socket), not %s",
+                        ports, cfg->gossip.bind.text);
+    else if (cfg->gossip.enabled && !nd_config_ctl_on_kernel(cfg, &cfg->gossip.bind))
+        for (unsigned i = 0; i < cfg->gossip.njoin; i++)
+            if (cfg->gossip.join[i].ss.ss_family != AF_INET) {
+                nd_loader_error(ld, cfg->gossip.line,
+                                "gossip: with io = \"dpdk\", 'join' takes IPv4 addresses only, "
+                                "not %s",
+                                cfg->gossip.join[i].text);
                 break;
             }
 }
@@ -1668,7 +1734,7 @@ static void build_service(struct nd_loader *ld, const char *name, size_t nlen, i
         if (n >= sizeof(buf) ||
             (inet_pton(AF_INET, buf, tmp) != 1 && inet_pton(AF_INET6, buf, tmp) != 1))
             nodus_cfg_error(c, "'address' must be an IP address such as \"10.0.0.5\" or "
-                            "\"fd00::5\" (the port is 'port')");
+                               "\"fd00::5\" (the port is 'port')");
         else if (!strcmp(buf, "0.0.0.0") || !strcmp(buf, "::"))
             nodus_cfg_error(c, "'address' must be a host address, not %s", buf);
         else
@@ -1686,8 +1752,10 @@ static void build_service(struct nd_loader *ld, const char *name, size_t nlen, i
                 break;
             }
             if (!nd_cat_name_ok(k, strlen(k), true) || !nd_cat_name_ok(val, strlen(val), true)) {
-                nodus_cfg_error(lc, "label %s: keys and values are 1 to %d letters, digits, "
-                                "'.', '_', '-', '/' or ':'", k, ND_CAT_NAME_MAX);
+                nodus_cfg_error(lc,
+                                "label %s: keys and values are 1 to %d letters, digits, "
+                                "'.', '_', '-', '/' or ':'",
+                                k, ND_CAT_NAME_MAX);
                 continue;
             }
             if (!sc->labels)
@@ -1719,12 +1787,14 @@ static void service_tags(struct nd_loader *ld)
     }
     for (unsigned i = 0; i < g->ntags; i++) {
         if (!strncmp(g->tags[i].key, ND_CAT_TAG_PREFIX, strlen(ND_CAT_TAG_PREFIX)))
-            nd_loader_error(ld, g->line, "gossip: tag \"%s\": the \"" ND_CAT_TAG_PREFIX
-                            "\" prefix is for service declarations", g->tags[i].key);
-        tags[i].key = (struct nd_gbytes){(const uint8_t *)g->tags[i].key,
-                                         (uint32_t)strlen(g->tags[i].key)};
-        tags[i].value = (struct nd_gbytes){(const uint8_t *)g->tags[i].val,
-                                           (uint32_t)strlen(g->tags[i].val)};
+            nd_loader_error(ld, g->line,
+                            "gossip: tag \"%s\": the \"" ND_CAT_TAG_PREFIX
+                            "\" prefix is for service declarations",
+                            g->tags[i].key);
+        tags[i].key =
+            (struct nd_gbytes){(const uint8_t *)g->tags[i].key, (uint32_t)strlen(g->tags[i].key)};
+        tags[i].value =
+            (struct nd_gbytes){(const uint8_t *)g->tags[i].val, (uint32_t)strlen(g->tags[i].val)};
     }
     if (g->ntags)
         nd_serf_tags_encode(tags, g->ntags, meta, sizeof(meta), &len);
@@ -1737,8 +1807,10 @@ static void service_tags(struct nd_loader *ld)
         if (!sc->port)
             continue; /* reported */
         if (g->ntags == MAX_GOSSIP_TAGS) {
-            nd_loader_error(ld, sc->line, "service \"%s\": more than %d gossip tags with the "
-                            "services", sc->name, MAX_GOSSIP_TAGS);
+            nd_loader_error(ld, sc->line,
+                            "service \"%s\": more than %d gossip tags with the "
+                            "services",
+                            sc->name, MAX_GOSSIP_TAGS);
             return;
         }
         for (unsigned k = 0; k < sc->nlabels; k++) {
@@ -1746,8 +1818,8 @@ static void service_tags(struct nd_loader *ld)
             vals[k] = sc->labels[k].val;
         }
         snprintf(key, sizeof(key), ND_CAT_TAG_PREFIX "%s", sc->name);
-        if (nd_cat_tag_encode(sc->address, sc->port, keys, vals, sc->nlabels, val,
-                              sizeof(val)) < 0) {
+        if (nd_cat_tag_encode(sc->address, sc->port, keys, vals, sc->nlabels, val, sizeof(val)) <
+            0) {
             nd_loader_error(ld, sc->line, "service \"%s\": its tag takes more than %u bytes",
                             sc->name, ND_GOSSIP_META_MAX);
             return;
@@ -1896,8 +1968,10 @@ static void build_cluster(struct nd_loader *ld, const char *name, size_t nlen, i
     c = nd_cfg_new(ld, tbl, line, ctx);
     if (nodus_cfg_str(c, "discover", &s) == 1) {
         if (!nd_cat_name_ok(s, strlen(s), false))
-            nodus_cfg_error(c, "'discover' must be a service name of 1 to %d letters, digits, "
-                            "'.', '_' or '-'", ND_CAT_NAME_MAX);
+            nodus_cfg_error(c,
+                            "'discover' must be a service name of 1 to %d letters, digits, "
+                            "'.', '_' or '-'",
+                            ND_CAT_NAME_MAX);
         else if (!cfg->gossip.enabled)
             nodus_cfg_error(c, "'discover' needs gossip { } (the service catalog comes from it)");
         else
@@ -1985,8 +2059,7 @@ static void read_cluster_tls(struct nd_loader *ld, struct nodus_cfg *c, struct n
             cc->tls_expect = xcalloc(ld->L, n, sizeof(char *));
             for (size_t i = 0; i < n; i++) {
                 if (nodus_cfg_str_at(ex, i, &s) != 1 || strncmp(s, "spiffe://", 9) != 0) {
-                    nodus_cfg_error(c, "expect[%zu] must be a SPIFFE id (\"spiffe://...\")",
-                                    i + 1);
+                    nodus_cfg_error(c, "expect[%zu] must be a SPIFFE id (\"spiffe://...\")", i + 1);
                     continue;
                 }
                 cc->tls_expect[cc->tls_nexpect++] = xstrdup(ld->L, s);
@@ -2009,8 +2082,10 @@ static void build_cluster_tls(struct nd_loader *ld)
         if (!cc->tls)
             continue;
         if (!nd_upstream_tls) {
-            nd_loader_error(ld, cc->line, "cluster \"%s\": tls = \"mutual\" needs the mtls plugin, "
-                                          "which this nodus was built without", cc->name);
+            nd_loader_error(ld, cc->line,
+                            "cluster \"%s\": tls = \"mutual\" needs the mtls plugin, "
+                            "which this nodus was built without",
+                            cc->name);
             continue;
         }
         err[0] = '\0';
@@ -2140,8 +2215,9 @@ static void build_chain(struct nd_loader *ld, struct nd_listener_conf *lc, struc
     }
     lc->txn_size = off;
     if (off > ND_TXN_SCRATCH)
-        nd_loader_error(ld, lc->line, "%s: its plugins need %zu bytes of state per request; at most %u",
-                        ctx, off, ND_TXN_SCRATCH);
+        nd_loader_error(ld, lc->line,
+                        "%s: its plugins need %zu bytes of state per request; at most %u", ctx, off,
+                        ND_TXN_SCRATCH);
     for (unsigned i = 0, layers = 0; i < lc->nplugins; i++)
         if (lc->plugins[i].p->stream && ++layers > ND_TXN_MAX_LAYERS) {
             nd_loader_error(ld, lc->line, "%s: more than %u stream plugins", ctx,
@@ -2325,7 +2401,8 @@ static int build(lua_State *L)
 {
     struct nd_loader *ld = lua_touserdata(L, 1);
     struct nd_config *cfg = ld->cfg;
-    int decls, top, node_line = 0, admin_line = 0, identity_line = 0, gossip_line = 0, dpdk_line = 0;
+    int decls, top, node_line = 0, admin_line = 0, identity_line = 0, gossip_line = 0,
+                    dpdk_line = 0;
     unsigned ncl = 0, nli = 0, nsv = 0, total_eps = 0;
     lua_Integer n;
     struct decl d;

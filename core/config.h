@@ -41,7 +41,7 @@ enum nd_lb { ND_LB_ROUND_ROBIN, ND_LB_LEAST_REQUEST, ND_LB_RANDOM };
 struct nd_cluster_conf {
     char *name;
     int line;
-    unsigned id; /* index in nd_config.clusters */
+    unsigned id;         /* index in nd_config.clusters */
     uint16_t metrics_id; /* interned name (metrics.h), set when the snapshot is published */
     struct nd_endpoint_conf *eps;
     unsigned neps;
@@ -81,8 +81,8 @@ struct nd_upstream_tls_provider {
 void nd_upstream_tls_register(const struct nd_upstream_tls_provider *p);
 extern const struct nd_upstream_tls_provider *nd_upstream_tls;
 
-#define ND_TXN_SCRATCH 4096   /* bytes of plugin state (ctx->txn) per request or connection */
-#define ND_TXN_MAX_LAYERS 8   /* stream plugins per listener */
+#define ND_TXN_SCRATCH 4096 /* bytes of plugin state (ctx->txn) per request or connection */
+#define ND_TXN_MAX_LAYERS 8 /* stream plugins per listener */
 
 /* One configured plugin in a listener chain. */
 struct nd_plugin_inst {
@@ -98,19 +98,22 @@ struct nd_listener_conf {
     char *name;
     int line;
     unsigned id;
-    uint16_t metrics_id;          /* interned name (metrics.h) */
-    struct nd_addr addr;          /* listen = "127.0.0.1:8080" | "[::]:8080" */
-    enum nd_proto proto;          /* protocol = "http" (default) | "tcp" */
+    uint16_t metrics_id;            /* interned name (metrics.h) */
+    struct nd_addr addr;            /* listen = "127.0.0.1:8080" | "[::]:8080" */
+    enum nd_proto proto;            /* protocol = "http" (default) | "tcp" */
     struct nd_plugin_inst *plugins; /* in config order: stream plugins, then http plugins */
     unsigned nplugins;
-    size_t txn_size;              /* sum of the plugins' txn_size, each aligned to 16 */
+    size_t txn_size;                     /* sum of the plugins' txn_size, each aligned to 16 */
     struct nd_cluster_conf *tcp_cluster; /* cluster = "name", for protocol = "tcp" */
-    struct nd_http_limits limits; /* max_request_headers_kb (8) -> max_head, max_uri (4096), max_headers (100) */
-    uint32_t header_timeout_ms;   /* request_header_timeout: whole head must arrive, default 10s -> 408 */
-    uint32_t idle_timeout_ms;     /* idle_timeout of a client connection between requests, default 60s */
-    uint32_t request_timeout_ms;  /* route timeout default (upstream response), default 15s -> 504 */
-    uint64_t max_body;            /* max_request_body, 0 = unlimited -> 413 */
-    bool xff;                     /* add X-Forwarded-For/-Proto, default true */
+    struct nd_http_limits
+        limits; /* max_request_headers_kb (8) -> max_head, max_uri (4096), max_headers (100) */
+    uint32_t
+        header_timeout_ms; /* request_header_timeout: whole head must arrive, default 10s -> 408 */
+    uint32_t
+        idle_timeout_ms; /* idle_timeout of a client connection between requests, default 60s */
+    uint32_t request_timeout_ms; /* route timeout default (upstream response), default 15s -> 504 */
+    uint64_t max_body;           /* max_request_body, 0 = unlimited -> 413 */
+    bool xff;                    /* add X-Forwarded-For/-Proto, default true */
 };
 
 enum nd_io_kind { ND_IO_POSIX, ND_IO_DPDK };
@@ -164,20 +167,21 @@ uint32_t nd_default_max_connections(void);
 struct nd_config {
     char *file;
     struct {
-        char *name;              /* default: hostname */
-        unsigned workers;        /* default: number of online CPUs, capped at ND_MAX_WORKERS */
-        enum nd_io_kind io;      /* io = "posix" (default) | "dpdk" */
+        char *name;                /* default: hostname */
+        unsigned workers;          /* default: number of online CPUs, capped at ND_MAX_WORKERS */
+        enum nd_io_kind io;        /* io = "posix" (default) | "dpdk" */
         uint32_t drain_timeout_ms; /* default 5s */
         uint32_t max_connections;  /* client connections held at once, all workers together;
                                     * default: half the open-file limit (each may need an
                                     * upstream socket), less a reserve */
-        char *access_log;        /* NULL = off; "stderr" or a file path: JSON lines */
-        char **plugin_paths;     /* .so files to load: plugins = { "x.so" } */
+        char *access_log;          /* NULL = off; "stderr" or a file path: JSON lines */
+        char **plugin_paths;       /* .so files to load: plugins = { "x.so" } */
         unsigned nplugin_paths;
-        int log_level;           /* log_level = "error"|"warn"|"info"(default)|"debug" */
+        int log_level; /* log_level = "error"|"warn"|"info"(default)|"debug" */
     } node;
     struct {
         bool enabled;
+        int line;
         struct nd_addr addr;
     } admin;
     struct nd_identity_conf identity;
@@ -215,6 +219,11 @@ void nd_config_free(struct nd_config *cfg);
 void nd_errors_clear(struct nd_errors *errs);
 
 struct nd_cluster_conf *nd_config_cluster(const struct nd_config *cfg, const char *name);
+
+/* With io = "dpdk", where the admin listener or gossip on a runs (docs/dpdk.md, "Control plane"):
+ * 0 on the DPDK ports (a port's address, or 0.0.0.0), 1 on a kernel socket (a loopback address),
+ * -1 nowhere (checked at load: an error). */
+int nd_config_ctl_on_kernel(const struct nd_config *cfg, const struct nd_addr *a);
 
 /* "250ms" "10s" "1m" "2h" "1500us"? -> ms. Returns 0, or -1 on a malformed value. */
 int nd_parse_duration(const char *s, uint64_t *ms);

@@ -22,11 +22,12 @@
 #include <wolfssl/version.h>
 
 #include "../gossip/catalog.h"
-#include "../gossip/gossip_posix.h"
+#include "../gossip/driver.h"
 #include "../gossip/swim.h"
 #include "admin.h"
 #include "cluster.h"
 #include "config.h"
+#include "ctlsock.h"
 #include "http1.h"
 #include "log.h"
 #include "metrics.h"
@@ -40,7 +41,9 @@
 #include "../plugins/mtls/node.h"
 
 static const char *config_file;
-static struct nd_gossip_posix *gossip; /* gossip { }, on this thread's loop */
+static struct nd_gossip_driver *gossip; /* gossip { }, on this thread's loop */
+static struct nd_ctl *ctl_kernel;       /* control-plane sockets (ctlsock.h) on the kernel */
+static struct nd_ctl *ctl_dpdk;         /* and on the DPDK workers' stacks (io = "dpdk") */
 static atomic_int ready_flag;
 static const struct nd_io_ops *run_io = &nd_io_posix; /* the backend of this run */
 static struct nd_dpdk_conf run_dpdk;                  /* its dpdk { } (io = "dpdk") */
@@ -216,21 +219,43 @@ static const struct nd_config *current_config(void *arg)
 
 #define ADMIN_MAX 16
 #define ADMIN_BUF 65536
+#define ADMIN_TIMEOUT_US 5000000 /* a connection's whole life: request and answer */
 
 struct admin_conn {
-    int fd;
+    struct nd_ctl_sock *s;
+    int slot;
     size_t len;
     uint64_t deadline_us;
+    struct nd_sbuf out; /* the answer, once the request is complete */
+    size_t off;         /* bytes of out written */
+    bool answering;
     char buf[ADMIN_BUF];
 };
 
 static struct admin_conn *admin_conns[ADMIN_MAX];
+static struct nd_ctl_sock *admin_lsock;
 
-static void admin_close(int i)
+static void admin_close(struct admin_conn *a)
 {
-    close(admin_conns[i]->fd);
-    free(admin_conns[i]);
-    admin_conns[i] = NULL;
+    admin_conns[a->slot] = NULL;
+    nd_ctl_close(a->s, false); /* what was written still goes out, then FIN */
+    nd_sbuf_free(&a->out);
+    free(a);
+}
+
+/* Writes what is left of the answer; closes the connection when it is all out or on an error. */
+static void admin_flush(struct admin_conn *a)
+{
+    while (a->off < a->out.len) {
+        ssize_t w = nd_ctl_write(a->s, a->out.p + a->off, a->out.len - a->off);
+
+        if (w == -EAGAIN)
+            return; /* OUT comes when there is room */
+        if (w <= 0)
+            break;
+        a->off += (size_t)w;
+    }
+    admin_close(a);
 }
 
 static void write_all(int fd, const char *p, size_t n)
@@ -238,12 +263,6 @@ static void write_all(int fd, const char *p, size_t n)
     while (n) {
         ssize_t w = write(fd, p, n);
 
-        if (w < 0 && errno == EAGAIN) {
-            struct timespec ts = {0, 1000000};
-
-            nanosleep(&ts, NULL);
-            continue;
-        }
         if (w <= 0)
             return;
         p += w;
@@ -251,30 +270,68 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
-static void admin_answer(int fd, int status, const char *ctype, const char *body, size_t len,
-                         const char *allow, bool head_only)
+static void admin_answer(struct admin_conn *a, int status, const char *ctype, const char *body,
+                         size_t len, const char *allow, bool head_only)
 {
-    char head[320];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
-                     "%s%s%sconnection: close\r\n\r\n",
-                     status, nd_http1_reason(status), ctype, len, allow ? "allow: " : "",
-                     allow ? allow : "", allow ? "\r\n" : "");
-
-    write_all(fd, head, (size_t)n);
+    nd_sbuf_printf(&a->out,
+                   "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
+                   "%s%s%sconnection: close\r\n\r\n",
+                   status, nd_http1_reason(status), ctype, len, allow ? "allow: " : "",
+                   allow ? allow : "", allow ? "\r\n" : "");
     if (!head_only)
-        write_all(fd, body, len);
+        nd_sbuf_add(&a->out, body, len);
+    a->answering = true;
+    if (a->out.oom)
+        admin_close(a);
+    else
+        admin_flush(a);
 }
 
-/* The gossip engine's counters, as nodus_gossip_* (docs/metrics.md). */
+/* The control-plane socket sets' counters, as nodus_ctl_* (docs/metrics.md). */
+static void ctl_metrics(struct nd_sbuf *out)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } cs[] = {
+        {"udp_dropped", "Control-plane datagrams dropped (queue or ring full, no socket).",
+         offsetof(struct nd_ctl_stats, udp_dropped)},
+        {"conns_refused", "Control-plane connections refused (too many, accept queue full).",
+         offsetof(struct nd_ctl_stats, conns_refused)},
+        {"bind_errors", "Control-plane sockets a worker could not bind or listen on.",
+         offsetof(struct nd_ctl_stats, bind_errors)},
+        {"messages_out", "Messages from the main thread to the workers (io = dpdk).",
+         offsetof(struct nd_ctl_stats, msgs_out)},
+        {"messages_in", "Messages from the workers to the main thread (io = dpdk).",
+         offsetof(struct nd_ctl_stats, msgs_in)},
+        {"messages_deferred", "Messages held on the main thread while a worker's ring was full.",
+         offsetof(struct nd_ctl_stats, msgs_deferred)},
+    };
+    const struct nd_ctl_stats *st[2] = {ctl_kernel ? nd_ctl_stats(ctl_kernel) : NULL,
+                                        ctl_dpdk ? nd_ctl_stats(ctl_dpdk) : NULL};
+
+    for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
+        nd_sbuf_printf(out, "# HELP nodus_ctl_%s_total %s\n# TYPE nodus_ctl_%s_total counter\n",
+                       cs[i].name, cs[i].help, cs[i].name);
+        for (int k = 0; k < 2; k++)
+            if (st[k])
+                nd_sbuf_printf(
+                    out, "nodus_ctl_%s_total{sockets=\"%s\"} %llu\n", cs[i].name,
+                    k ? "dpdk" : "kernel",
+                    (unsigned long long)*(const uint64_t *)((const char *)st[k] + cs[i].off));
+    }
+}
+
+/* The gossip engine's counters, as nodus_gossip_* (docs/metrics.md), and the sockets'. */
 static void gossip_metrics(void *arg, struct nd_sbuf *out)
 {
     const struct nd_swim_metrics *m;
 
     (void)arg;
+    ctl_metrics(out);
     if (!gossip)
         return;
-    m = nd_swim_metrics(nd_gossip_posix_engine(gossip));
+    m = nd_swim_metrics(nd_gossip_driver_engine(gossip));
     nd_sbuf_printf(out,
                    "# HELP nodus_gossip_members Gossip members known, by state.\n"
                    "# TYPE nodus_gossip_members gauge\n"
@@ -288,8 +345,9 @@ static void gossip_metrics(void *arg, struct nd_sbuf *out)
                    m->members_alive, m->members_suspect, m->members_dead, m->members_left,
                    m->health);
 #define C(name, field, help)                                                                       \
-    nd_sbuf_printf(out, "# HELP nodus_gossip_" name "_total " help "\n# TYPE nodus_gossip_" name   \
-                        "_total counter\nnodus_gossip_" name "_total %llu\n",                    \
+    nd_sbuf_printf(out,                                                                            \
+                   "# HELP nodus_gossip_" name "_total " help "\n# TYPE nodus_gossip_" name        \
+                   "_total counter\nnodus_gossip_" name "_total %llu\n",                           \
                    (unsigned long long)m->field)
     C("probes", probes, "Probes sent.");
     C("probes_failed", probes_failed, "Probes that got no ack, directly or indirectly.");
@@ -311,7 +369,7 @@ static void gossip_metrics(void *arg, struct nd_sbuf *out)
 static int members_json(void *arg, struct nd_sbuf *out)
 {
     (void)arg;
-    return gossip ? nd_gossip_posix_members_json(gossip, out) : 1;
+    return gossip ? nd_gossip_driver_members_json(gossip, out) : 1;
 }
 
 /* GET /sockets: the user-space TCP's sockets (workers asked, 500 ms at most), then the kernel's. */
@@ -337,9 +395,8 @@ static const struct nd_admin_ops admin_ops = {.reload = reload,
                                               .metrics = gossip_metrics,
                                               .sockets = sockets_json};
 
-static void admin_read(int i)
+static void admin_read(struct admin_conn *a)
 {
-    struct admin_conn *a = admin_conns[i];
     struct nd_http_limits lim = {.max_head = ADMIN_BUF / 2, .max_uri = 4096, .max_headers = 64};
     struct nd_http_hdr hdrs[64];
     struct nd_http_msg m;
@@ -348,11 +405,11 @@ static void admin_read(int i)
     int r;
 
     for (;;) {
-        n = read(a->fd, a->buf + a->len, ADMIN_BUF - a->len);
-        if (n < 0 && errno == EAGAIN)
+        n = nd_ctl_read(a->s, a->buf + a->len, ADMIN_BUF - a->len);
+        if (n == -EAGAIN)
             break;
         if (n <= 0) {
-            admin_close(i);
+            admin_close(a);
             return;
         }
         a->len += (size_t)n;
@@ -368,7 +425,7 @@ static void admin_read(int i)
     if (r < 0) {
         const char *e = nd_http1_strerror(r);
 
-        admin_answer(a->fd, nd_http1_error_status(r), "text/plain", e, strlen(e), NULL, false);
+        admin_answer(a, nd_http1_error_status(r), "text/plain", e, strlen(e), NULL, false);
     } else if (m.body == ND_HTTP_BODY_LENGTH && a->len - (size_t)r < m.content_length &&
                a->len < ADMIN_BUF) {
         return; /* wait for the body */
@@ -377,34 +434,66 @@ static void admin_read(int i)
         const char *ctype = "text/plain";
         int status = nd_admin_handle(&admin_ops, &m, &out, &ctype);
 
-        admin_answer(a->fd, status, ctype, out.p ? out.p : "", out.len,
+        admin_answer(a, status, ctype, out.p ? out.p : "", out.len,
                      status == 405 ? nd_admin_allow(&m) : NULL, m.meth == ND_HTTP_HEAD);
         nd_sbuf_free(&out);
     }
-    admin_close(i);
 }
 
-static void admin_accept(int lfd)
+static void admin_event(struct nd_ctl_sock *s, unsigned ev, void *arg)
 {
-    for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), i;
+    struct admin_conn *a = arg;
 
-        if (fd < 0)
+    (void)s;
+    if (!a->answering) {
+        if (ev & (ND_CTL_IN | ND_CTL_ERR))
+            admin_read(a);
+        return;
+    }
+    if (ev & ND_CTL_IN) { /* bytes after the request are not read: drop them */
+        char sink[512];
+
+        while (nd_ctl_read(a->s, sink, sizeof(sink)) > 0)
+            ;
+    }
+    admin_flush(a); /* an error ends it there */
+}
+
+static void admin_accept(struct nd_ctl_sock *l, unsigned ev, void *arg)
+{
+    (void)ev;
+    (void)arg;
+    for (;;) {
+        struct nd_ctl_addr peer;
+        struct nd_ctl_sock *s = nd_ctl_accept(l, admin_event, NULL, &peer, &(int){0});
+        struct admin_conn *a;
+        int i;
+
+        if (!s)
             return;
         for (i = 0; i < ADMIN_MAX && admin_conns[i]; i++)
             ;
-        if (i == ADMIN_MAX || !(admin_conns[i] = malloc(sizeof(struct admin_conn)))) {
-            close(fd);
+        if (i == ADMIN_MAX || !(a = calloc(1, sizeof(*a)))) {
+            nd_ctl_close(s, false);
             continue;
         }
-        admin_conns[i]->fd = fd;
-        admin_conns[i]->len = 0;
-        admin_conns[i]->deadline_us = nd_clock_us() + 5000000;
-        admin_read(i);
+        a->s = s;
+        a->slot = i;
+        a->deadline_us = nd_clock_us() + ADMIN_TIMEOUT_US;
+        s->arg = a;
+        admin_conns[i] = a;
+        admin_read(a); /* the request may be there already */
     }
 }
 
 /* ---- nodus run ------------------------------------------------------------------------------ */
+
+/* The socket set for the admin listener or gossip on a: the DPDK ports with io = "dpdk", unless a
+ * is a loopback address (a kernel socket: the operator's way in when the ports are not). */
+static struct nd_ctl *ctl_for(const struct nd_config *cfg, const struct nd_addr *a)
+{
+    return ctl_dpdk && nd_config_ctl_on_kernel(cfg, a) == 0 ? ctl_dpdk : ctl_kernel;
+}
 
 /* As many open files as the hard limit allows: one per client and upstream connection. */
 static void raise_nofile(void)
@@ -424,7 +513,7 @@ static int cmd_run(const char *file)
     struct nd_config *cfg;
     char *err = NULL;
     sigset_t sigs;
-    int sfd, efd, afd = -1, i;
+    int sfd, efd, i;
     bool stopping = false;
 
     config_file = file;
@@ -472,22 +561,33 @@ static int cmd_run(const char *file)
             nd_config_free(cfg);
             return 3;
         }
+        if (!(ctl_dpdk = nd_io_dpdk_ctl_new(cfg->node.workers, derr, sizeof(derr)))) {
+            fprintf(stderr, "nodus: control-plane sockets on DPDK: %s\n", derr);
+            nd_io_dpdk_stop();
+            nd_config_free(cfg);
+            return 1;
+        }
         run_io = &nd_io_dpdk;
         run_dpdk = *cfg->dpdk.net;
         nd_metrics_set_extra(nd_io_dpdk_metrics);
     }
     nd_rt.io = run_io;
-    if (cfg->admin.enabled) {
-        afd = nd_posix_listen_socket(&cfg->admin.addr, 64);
-        if (afd < 0) {
-            fprintf(stderr, "%s: admin: cannot listen on %s: %s\n", file, cfg->admin.addr.text,
-                    strerror(-afd));
-            nd_config_free(cfg);
-            return 1;
-        }
+    if (!(ctl_kernel = nd_ctl_kernel_new())) {
+        fprintf(stderr, "nodus: control-plane sockets: %s\n", strerror(errno));
+        nd_config_free(cfg);
+        return 1;
+    }
+    if (cfg->admin.enabled &&
+        !(admin_lsock = nd_ctl_listen(ctl_for(cfg, &cfg->admin.addr), &cfg->admin.addr, 64,
+                                      admin_accept, NULL, &i))) {
+        fprintf(stderr, "%s: admin: cannot listen on %s: %s\n", file, cfg->admin.addr.text,
+                strerror(-i));
+        nd_config_free(cfg);
+        return 1;
     }
     if (cfg->gossip.enabled &&
-        !(gossip = nd_gossip_posix_new(&cfg->gossip, cfg->node.name, &err))) {
+        !(gossip = nd_gossip_driver_new(ctl_for(cfg, &cfg->gossip.bind), &cfg->gossip,
+                                        cfg->node.name, &err))) {
         fprintf(stderr, "%s: %s\n", file, err ? err : "gossip: out of memory");
         free(err);
         nd_config_free(cfg);
@@ -504,8 +604,8 @@ static int cmd_run(const char *file)
             fprintf(stderr, "nodus: out of memory\n");
             return 1;
         }
-        nd_gossip_posix_on_member(gossip, catalog_event, NULL);
-        nd_swim_each(nd_gossip_posix_engine(gossip), catalog_seed, NULL);
+        nd_gossip_driver_on_member(gossip, catalog_event, NULL);
+        nd_swim_each(nd_gossip_driver_engine(gossip), catalog_seed, NULL);
         catalog_publish(true);
     }
     if ((i = nd_workers_start(cfg->node.workers, run_io)) < 0) {
@@ -531,9 +631,11 @@ static int cmd_run(const char *file)
         nd_info("listener \"%s\" on %s (%s)", cfg->listeners[i].name, cfg->listeners[i].addr.text,
                 cfg->listeners[i].proto == ND_PROTO_TCP ? "tcp" : "http");
     if (cfg->admin.enabled)
-        nd_info("admin on %s", cfg->admin.addr.text);
+        nd_info("admin on %s (%s)", cfg->admin.addr.text,
+                ctl_for(cfg, &cfg->admin.addr) == ctl_dpdk ? "dpdk" : "kernel socket");
     if (gossip)
-        nd_info("gossip on %s as \"%s\", advertising %s, %u seed(s)%s", cfg->gossip.bind.text,
+        nd_info("gossip on %s (%s) as \"%s\", advertising %s, %u seed(s)%s", cfg->gossip.bind.text,
+                ctl_for(cfg, &cfg->gossip.bind) == ctl_dpdk ? "dpdk" : "kernel sockets",
                 cfg->gossip.name ? cfg->gossip.name : cfg->node.name, cfg->gossip.advertise.text,
                 cfg->gossip.njoin, cfg->gossip.nkeyring ? ", encrypted" : "");
 
@@ -543,12 +645,10 @@ static int cmd_run(const char *file)
         struct epoll_event ev = {.events = EPOLLIN, .data.fd = sfd};
 
         epoll_ctl(efd, EPOLL_CTL_ADD, sfd, &ev);
-        if (afd >= 0) {
-            ev.data.fd = afd;
-            epoll_ctl(efd, EPOLL_CTL_ADD, afd, &ev);
-        }
-        if (gossip) {
-            ev.data.fd = nd_gossip_posix_fd(gossip);
+        ev.data.fd = nd_ctl_fd(ctl_kernel); /* wake-ups: nd_ctl_run below handles them */
+        epoll_ctl(efd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+        if (ctl_dpdk) {
+            ev.data.fd = nd_ctl_fd(ctl_dpdk);
             epoll_ctl(efd, EPOLL_CTL_ADD, ev.data.fd, &ev);
         }
     }
@@ -557,7 +657,7 @@ static int cmd_run(const char *file)
         if (!told && (told = is_ready(NULL)))
             nd_init_notify_ready(); /* under the appliance's init */
         struct epoll_event evs[8];
-        int wait = gossip ? nd_gossip_posix_next_ms(gossip) : -1;
+        int wait = gossip ? nd_gossip_driver_next_ms(gossip) : -1;
         int n = epoll_wait(efd, evs, 8, wait >= 0 && wait < 200 ? wait : 200), k;
 
         for (k = 0; k < n; k++) {
@@ -570,29 +670,34 @@ static int cmd_run(const char *file)
                     else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
                         stopping = true;
                 }
-            } else if (evs[k].data.fd == afd) {
-                admin_accept(afd);
             }
         }
+        nd_ctl_run(ctl_kernel); /* admin and gossip callbacks */
+        if (ctl_dpdk)
+            nd_ctl_run(ctl_dpdk);
         for (i = 0; i < ADMIN_MAX; i++)
-            if (admin_conns[i]) {
-                if (nd_clock_us() > admin_conns[i]->deadline_us)
-                    admin_close(i);
-                else
-                    admin_read(i);
-            }
+            if (admin_conns[i] && nd_clock_us() > admin_conns[i]->deadline_us)
+                admin_close(admin_conns[i]);
         if (gossip)
-            nd_gossip_posix_run(gossip);
+            nd_gossip_driver_run(gossip);
         catalog_publish(false);
         nd_snap_collect();
         nd_identity_tick();
     }
     if (gossip) { /* serf's graceful leave: intent, then dead about ourselves */
         nd_info("gossip: leaving");
-        nd_gossip_posix_leave(gossip, 10000);
-        nd_gossip_posix_free(gossip);
+        nd_gossip_driver_leave(gossip, 10000);
+        nd_gossip_driver_free(gossip);
         gossip = NULL;
     }
+    for (i = 0; i < ADMIN_MAX; i++)
+        if (admin_conns[i])
+            admin_close(admin_conns[i]);
+    if (admin_lsock)
+        nd_ctl_close(admin_lsock, false);
+    admin_lsock = NULL;
+    if (ctl_dpdk)
+        nd_ctl_settle(ctl_dpdk, 500); /* the last answers and the leave reach the workers */
     {
         struct nd_snap *s = atomic_load(&nd_rt.current);
         uint64_t drain = s ? s->cfg->node.drain_timeout_ms : 5000;
@@ -602,13 +707,12 @@ static int cmd_run(const char *file)
     }
     if (run_io == &nd_io_dpdk) {
         nd_metrics_set_extra(NULL);
+        nd_ctl_free(ctl_dpdk); /* its workers' halves too: they have stopped */
+        ctl_dpdk = NULL;
         nd_io_dpdk_stop(); /* workers are joined and their queues released */
     }
-    for (i = 0; i < ADMIN_MAX; i++)
-        if (admin_conns[i])
-            admin_close(i);
-    if (afd >= 0)
-        close(afd);
+    nd_ctl_free(ctl_kernel);
+    ctl_kernel = NULL;
     close(efd);
     close(sfd);
     nd_snap_collect();
@@ -719,7 +823,8 @@ static void print_routes(json_t *vhosts)
                        json_string_value(json_object_get(x, "cluster")),
                        (long long)json_integer_value(json_object_get(x, "weight")));
             if ((x = json_object_get(r, "redirect")))
-                printf(" -> redirect %lld", (long long)json_integer_value(json_object_get(x, "status")));
+                printf(" -> redirect %lld",
+                       (long long)json_integer_value(json_object_get(x, "status")));
             if ((x = json_object_get(r, "direct_response")))
                 printf(" -> direct response %lld",
                        (long long)json_integer_value(json_object_get(x, "status")));

@@ -37,6 +37,7 @@
 #include "buf.h"
 #include "config.h"
 #include "log.h"
+#include "ctl_dpdk.h"
 #include "net/port.h"
 #include "socksnap.h"
 #include "tcp.h"
@@ -384,7 +385,8 @@ static int dp_poll(struct nd_worker *w, int timeout_ms)
             memset(&dp->lis[i], 0, sizeof(dp->lis[i]));
         }
     n = dispatch(dp);
-    rx += nd_dpdk_flush(&dp->dw); /* with other workers' frames for its TX queues */
+    n += nd_ctl_dpdk_poll(w->id, now); /* control-plane sockets: one ring check when idle */
+    rx += nd_dpdk_flush(&dp->dw);       /* with other workers' frames for its TX queues */
     nd_dpdk_socksnap_serve(&dp->sock, dp->tcp);
     if (rx || n)
         dp->idle = 0;
@@ -533,38 +535,55 @@ static uint16_t pick_port(struct dp_worker *dp, uint32_t laddr, uint32_t raddr, 
     return 0;
 }
 
+/* An active open from the port the route to raddr leaves by, on a source port whose flow lands
+ * on this worker. The connection or NULL with *err. */
+static struct nd_tcp_conn *open_flow(struct dp_worker *dp, uint32_t raddr, uint16_t rport,
+                                     nd_tcp_conn_cb cb, void *udata, int *err)
+{
+    struct nd_tcp_flow f = {.raddr = raddr, .rport = rport};
+    struct nd_tcp_conn *tc = NULL;
+    unsigned port;
+    uint32_t nh;
+
+    if (nd_net_route(&dpdk.sh, f.raddr, &port, &nh) < 0) {
+        *err = -ENETUNREACH;
+        return NULL;
+    }
+    f.laddr = dpdk.sh.port[port].ip;
+    *err = 0;
+    for (unsigned tries = 0; tries < 16; tries++) {
+        if (!(f.lport = pick_port(dp, f.laddr, f.raddr, f.rport))) {
+            *err = -EADDRNOTAVAIL;
+            break;
+        }
+        tc = nd_tcp_connect(dp->tcp, &f, cb, udata, err);
+        if (tc || *err != -EADDRINUSE)
+            break;
+    }
+    if (!tc && !*err)
+        *err = -EADDRNOTAVAIL;
+    return tc;
+}
+
 static int dp_connect(struct nd_worker *w, struct nd_conn *c, const struct nd_addr *a)
 {
     struct dp_worker *dp = dp_of(w);
-    struct nd_tcp_flow f;
-    struct nd_tcp_conn *tc = NULL;
+    struct nd_tcp_conn *tc;
     struct dp_conn *r;
-    unsigned port;
-    uint32_t nh;
+    uint32_t raddr;
+    uint16_t rport;
     int err;
 
     thread_register(dp);
-    if ((err = v4(a, &f.raddr, &f.rport)) < 0)
+    if ((err = v4(a, &raddr, &rport)) < 0)
         return err;
-    if (nd_net_route(&dpdk.sh, f.raddr, &port, &nh) < 0)
-        return -ENETUNREACH;
-    f.laddr = dpdk.sh.port[port].ip;
     if (!(r = rec_get(dp)))
         return -ENOBUFS;
     r->c = c; /* events the engine records during the call find their owner */
-    for (unsigned tries = 0; tries < 16; tries++) {
-        if (!(f.lport = pick_port(dp, f.laddr, f.raddr, f.rport))) {
-            err = -EADDRNOTAVAIL;
-            break;
-        }
-        tc = nd_tcp_connect(dp->tcp, &f, conn_event, r, &err);
-        if (tc || err != -EADDRINUSE)
-            break;
-    }
-    if (!tc) {
+    if (!(tc = open_flow(dp, raddr, rport, conn_event, r, &err))) {
         r->c = NULL;
         rec_put_if_idle(dp, r);
-        return err ? err : -EADDRNOTAVAIL;
+        return err;
     }
     return attach(dp, c, tc, r);
 }
@@ -667,6 +686,35 @@ const struct nd_io_ops nd_io_dpdk = {
     .close = dp_close,
     .may_stop = dp_may_stop,
 };
+
+/* ---- for the control-plane sockets of ctl_dpdk.c (the worker's own thread) ---- */
+
+struct nd_net *nd_io_dpdk_net(unsigned wid)
+{
+    return &dpw[wid]->dw.net;
+}
+
+struct nd_tcp_stack *nd_io_dpdk_tcp(unsigned wid)
+{
+    return dpw[wid]->tcp;
+}
+
+struct nd_tcp_conn *nd_io_dpdk_open(unsigned wid, uint32_t raddr, uint16_t rport, nd_tcp_conn_cb cb,
+                                    void *udata, int *err)
+{
+    return open_flow(dpw[wid], raddr, rport, cb, udata, err);
+}
+
+bool nd_io_dpdk_is_local(uint32_t addr)
+{
+    return dpdk_up && nd_net_local_port(&dpdk.sh, addr) >= 0;
+}
+
+void nd_io_dpdk_wake(unsigned wid)
+{
+    if (wid < ND_MAX_WORKERS && dpw[wid])
+        atomic_store_explicit(&dpw[wid]->woken, true, memory_order_release);
+}
 
 /* ---- main thread ---- */
 

@@ -41,6 +41,10 @@ struct nd_dpdk_socksnap *nd_io_dpdk_socksnap(unsigned worker);
 void nd_io_dpdk_sockets(struct nd_socklist *l, unsigned timeout_ms);
 /* "DPDK 22.11.x" (needs no EAL). */
 const char *nd_io_dpdk_version(void);
+/* The control-plane sockets on the workers' stacks (core/ctlsock.h, dpdk/ctl_dpdk.c), for the
+ * admin listener and gossip: after nd_io_dpdk_start, before the workers start; freed (nd_ctl_free)
+ * after they stopped, before nd_io_dpdk_stop. NULL with a message in err. */
+struct nd_ctl *nd_io_dpdk_ctl_new(unsigned nworkers, char *err, size_t errlen);
 /* Stops ports and EAL (workers finished). */
 void nd_io_dpdk_stop(void);
 

@@ -2,7 +2,7 @@
  * SWIM membership engine (memberlist 0.2.2 semantics, serf 0.9.4 on top): types only.
  * Functions are in swim.h. The engine is pure: it owns no socket and no clock; time comes in as
  * now_ms arguments and I/O goes out through struct nd_swim_io, so the same code runs over kernel
- * sockets (gossip_posix.c), in the simulator (sim.c) and in unit tests.
+ * sockets (driver.c), in the simulator (sim.c) and in unit tests.
  */
 #ifndef NODUS_GOSSIP_SWIM_T_H
 #define NODUS_GOSSIP_SWIM_T_H

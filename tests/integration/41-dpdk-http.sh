@@ -6,7 +6,10 @@
 # both sides, a 100 MB download and a 100 MB upload intact (sha256), 1,000 short connections in
 # sequence, ping of both node addresses, the nodus_dpdk_* counters, `nodus status` and
 # `nodus sockets`; then the 100 MB transfers again with fault injection (1% drop, 0.5% duplicate,
-# 1% reorder) in bounded time. Skips when not root, or when the EAL cannot start here (nodus exits 3).
+# 1% reorder) in bounded time. The admin listener is on the data path too (198.18.0.2:15000, the
+# user-space TCP of the same port): every scrape, /ready, /config_dump, POST /reload, `nodus
+# status` and `nodus sockets` come from cli.
+# Skips when not root, or when the EAL cannot start here (nodus exits 3).
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 
@@ -17,14 +20,14 @@ P=$(netns_prefix)
 netns_topology "$P" raw
 CLI=$P-cli MID=$P-mid UP=$P-up
 NODE=198.18.0.2 UPIP=198.18.1.1
-ADMIN=127.0.0.1:15000 # mid's loopback (the admin listener stays on a kernel socket)
+ADMIN=$NODE:15000 # on the DPDK port: reached from cli over the user-space TCP
 # DPDK keeps some allocations until exit: leak reports there are not ours to fix
 export ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0
 
 in_cli() { ip netns exec "$CLI" "$@"; }
 in_mid() { ip netns exec "$MID" "$@"; }
 metric() { # NAME: a metric's value from the node (0 when absent)
-    in_mid curl -s --max-time 5 "http://$ADMIN/stats/prometheus" |
+    in_cli curl -s --max-time 5 "http://$ADMIN/stats/prometheus" |
         awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
 }
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
@@ -97,7 +100,7 @@ start_node() { # CONFIG
     local i rc
     IN_NETNS=$MID start_nodus "$1"
     for ((i = 0; i < 150; i++)); do
-        [ "$(in_mid curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$ADMIN/ready" || true)" = 200 ] && return 0
+        [ "$(in_cli curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$ADMIN/ready" || true)" = 200 ] && return 0
         if ! kill -0 "$NODUS_PID" 2>/dev/null; then
             wait "$NODUS_PID" && rc=0 || rc=$?
             # exit 3: the EAL or a port did not start (no af_packet, no memory...)
@@ -192,11 +195,30 @@ dpdk {
             { dev = "net_af_packet1,iface=m1", ip = "198.18.0.200/25" } },
 }
 listener "v6" { listen = "[::1]:8080", plugins = { router { { match = { prefix = "/" }, direct_response = { status = 200 } } } } }
+admin { listen = "198.19.5.5:15000" }
+gossip { bind = "[::]:7946", advertise = "198.18.0.2:7946" }
 LUA
 )
 out=$("$NODUS" check "$bad" 2>&1) && die "a bad dpdk block was accepted"
 assert_contains "$out" "bad.lua:2: dpdk: ports[2]: subnet 198.18.0.200/25 overlaps ports[1]'s"
 assert_contains "$out" "bad.lua:6: listener \"v6\": io = \"dpdk\" listens on IPv4 addresses only"
+assert_contains "$out" "bad.lua:7: admin: with io = \"dpdk\", 'listen' must be on a DPDK port (198.18.0.2, 198.18.0.200), 0.0.0.0, or a loopback address (a kernel socket), not 198.19.5.5:15000"
+assert_contains "$out" "bad.lua:8: gossip: with io = \"dpdk\", 'bind' must be on a DPDK port"
+
+# the admin listener on the data path: reached from cli, and the loopback escape hatch in mid
+# is not there (nothing listens on a kernel socket)
+got=$(in_cli curl -sS --max-time 5 "http://$ADMIN/config_dump")
+assert_contains "$got" '"io": "dpdk"' "config dump over the data path"
+assert_contains "$(in_cli curl -sS --max-time 5 -X POST "http://$ADMIN/reload")" "reloaded" "POST /reload over the data path"
+for ((i = 0; i < 50; i++)); do [ "$(grep -c 'configuration reloaded' "$NODUS_LOG")" -ge 2 ] && break; sleep 0.1; done
+[ "$(grep -c 'configuration reloaded' "$NODUS_LOG")" -ge 2 ] || die "POST /reload did not reload"
+in_mid curl -s --max-time 2 "http://127.0.0.1:15000/ready" >/dev/null && die "an admin listener on mid's loopback"
+# scrapes arrive whole (curl fails on a body shorter than its content-length), many times over
+for ((i = 0; i < 20; i++)); do
+    in_cli curl -sS --max-time 5 "http://$ADMIN/stats/prometheus" >"$T/scrape" || die "scrape $i failed"
+    grep -q '^nodus_dpdk_workers 1$' "$T/scrape" || die "scrape $i without nodus_dpdk_workers"
+done
+log "admin over the data path: 20 scrapes of $(stat -c %s "$T/scrape") bytes each"
 
 # 100 MB each way
 transfers clean 60
@@ -235,7 +257,7 @@ done
 [ "$(metric nodus_dpdk_tcp_passive_opens_total)" -ge 1005 ] || die "passive opens: $(metric nodus_dpdk_tcp_passive_opens_total)"
 [ "$(metric nodus_dpdk_port_link_up{port=\"1\"})" = 1 ] || die "port 1 link down"
 [ "$(metric 'nodus_dpdk_port_drops_total{port="0",reason="tcp_checksum"}')" = 0 ] || die "TCP checksum drops"
-status=$(in_mid "$NODUS" status --admin "$ADMIN")
+status=$(in_cli "$NODUS" status --admin "$ADMIN")
 assert_contains "$status" "io dpdk" "nodus status"
 assert_contains "$status" "net_af_packet1" "nodus status ports"
 assert_contains "$status" "198.18.1.2/24" "nodus status: port address"
@@ -246,7 +268,8 @@ assert_contains "$status" "dropped " "nodus status: port drops"
 grep -A5 '^PORT' <<<"$status" >&2 || true
 
 # nodus sockets: a client connection held open shows on the user-space TCP of worker 0, with
-# its peer's address and port, next to the listener and the kernel's admin listener
+# its peer's address and port, next to the proxy's listener and the admin listener (both on the
+# user-space TCP: the admin listener is a control-plane socket on the DPDK port)
 in_cli python3 - "$NODE" "$T/held.port" <<'PY' &
 import socket, sys, time
 s = socket.create_connection((sys.argv[1], 8080), timeout=10)
@@ -257,13 +280,14 @@ time.sleep(3)
 PY
 held=$!
 for ((i = 0; i < 50; i++)); do [ -s "$T/held.port" ] && break; sleep 0.1; done
-socks=$(in_mid "$NODUS" sockets --admin "$ADMIN")
+socks=$(in_cli "$NODUS" sockets --admin "$ADMIN")
 grep -E '^WORKER|LISTEN|ESTABLISHED' <<<"$socks" | head -8 >&2
 grep -Eq "^0 +dpdk +ESTABLISHED +0 +0 +198\.18\.0\.2:8080 +198\.18\.0\.1:$(cat "$T/held.port") +[0-9.]+/[0-9.]+ +[0-9]+ +[0-9]+ " <<<"$socks" ||
     die "nodus sockets: no line for the held connection"
 grep -Eq '^0 +dpdk +LISTEN +0 +1024 +0\.0\.0\.0:8080 ' <<<"$socks" || die "nodus sockets: no engine listener"
-grep -Eq "^- +kernel +LISTEN .*$ADMIN" <<<"$socks" || die "nodus sockets: no admin listener"
-in_mid curl -s --max-time 5 "http://$ADMIN/sockets" | python3 -c '
+grep -Eq "^0 +dpdk +LISTEN .*:15000 " <<<"$socks" || die "nodus sockets: no admin listener"
+grep -q ' kernel ' <<<"$socks" && die "nodus sockets: a kernel socket on a node whose admin is on DPDK"
+in_cli curl -s --max-time 5 "http://$ADMIN/sockets" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 up = [s for s in d["sockets"] if s["stack"] == "dpdk" and s["remote"] == "198.18.1.1:80"
@@ -291,7 +315,7 @@ for m in nodus_dpdk_tcp_retransmits_total nodus_dpdk_tcp_fast_retransmits_total 
     'nodus_dpdk_port_events_total{port="1",event="fault_reordered"}'; do
     log "  $m = $(metric "$m")"
 done
-in_mid curl -s --max-time 5 "http://$ADMIN/stats/prometheus" |
+in_cli curl -s --max-time 5 "http://$ADMIN/stats/prometheus" |
     awk '/^nodus_dpdk_port_(drops|hw)_total/ && $2 > 0 && !/fault_/ { print "  " $0 }' | while read -r l; do log "$l"; done
 [ "$(metric nodus_dpdk_tcp_retransmits_total)" -gt 0 ] || die "no retransmissions with 1% loss"
 got=$(in_cli curl -sS --max-time 5 "http://$NODE:8080/hello")

@@ -641,6 +641,53 @@ static void test_error_unknown_key(void **state)
                   "t.lua:1: node: unexpected key of type a boolean");
 }
 
+/* io = "dpdk": admin and gossip on a port's address, 0.0.0.0, or loopback (a kernel socket) */
+static void test_dpdk_control_addresses(void **state)
+{
+    static const char dpdk[] =
+        "node { io = \"dpdk\" }\n"
+        "dpdk { ports = { { dev = \"net_null0\", ip = \"198.18.0.2/24\" },\n"
+        "                 { dev = \"net_null1\", ip = \"198.18.1.2/24\" } } }\n";
+    struct nd_config *cfg;
+    char text[1024];
+
+    (void)state;
+    snprintf(text, sizeof(text),
+             "%sadmin { listen = \"198.18.0.2:15000\" }\n"
+             "gossip { bind = \"0.0.0.0:7946\", advertise = \"198.18.1.2:7946\" }\n",
+             dpdk);
+    cfg = load_ok(text);
+    assert_int_equal(nd_config_ctl_on_kernel(cfg, &cfg->admin.addr), 0);
+    assert_int_equal(nd_config_ctl_on_kernel(cfg, &cfg->gossip.bind), 0);
+    nd_config_free(cfg);
+    snprintf(text, sizeof(text),
+             "%sadmin { listen = \"127.0.0.1:15000\" }\n"
+             "gossip { bind = \"127.0.0.2:7946\" }\n",
+             dpdk);
+    cfg = load_ok(text);
+    assert_int_equal(nd_config_ctl_on_kernel(cfg, &cfg->admin.addr), 1); /* the escape hatch */
+    assert_int_equal(nd_config_ctl_on_kernel(cfg, &cfg->gossip.bind), 1);
+    nd_config_free(cfg);
+    snprintf(text, sizeof(text),
+             "%sadmin { listen = \"198.18.0.3:15000\" }\n"
+             "gossip { bind = \"[::]:7946\", advertise = \"198.18.1.2:7946\" }\n",
+             dpdk);
+    expect_errors(text,
+                  "t.lua:4: admin: with io = \"dpdk\", 'listen' must be on a DPDK port "
+                  "(198.18.0.2, 198.18.1.2), 0.0.0.0, or a loopback address (a kernel socket), "
+                  "not 198.18.0.3:15000",
+                  "t.lua:5: gossip: with io = \"dpdk\", 'bind' must be on a DPDK port "
+                  "(198.18.0.2, 198.18.1.2), 0.0.0.0, or a loopback address (a kernel socket), "
+                  "not [::]:7946");
+    snprintf(text, sizeof(text),
+             "%sgossip { bind = \"198.18.1.2:7946\", join = { \"[fd00::1]:7946\" } }\n", dpdk);
+    expect_errors(text, "t.lua:4: gossip: with io = \"dpdk\", 'join' takes IPv4 addresses only, "
+                        "not [fd00::1]:7946");
+    /* io = "posix" checks none of it */
+    cfg = load_ok("admin { listen = \"198.18.0.3:15000\" }\n");
+    nd_config_free(cfg);
+}
+
 static void test_error_wrong_type(void **state)
 {
     (void)state;
@@ -1020,16 +1067,27 @@ static void test_plugin_load_so(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_config),       cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_scripting),         cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_addresses),         cmocka_unit_test(test_error_unknown_directive),
-        cmocka_unit_test(test_error_unknown_key), cmocka_unit_test(test_error_wrong_type),
-        cmocka_unit_test(test_error_duplicates),  cmocka_unit_test(test_error_unknown_cluster),
-        cmocka_unit_test(test_error_chain),       cmocka_unit_test(test_error_lua),
-        cmocka_unit_test(test_error_budgets),     cmocka_unit_test(test_budget_limits),
-        cmocka_unit_test(test_error_sandbox),     cmocka_unit_test(test_error_directive_misuse),
-        cmocka_unit_test(test_several_errors),    cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_plugin_registry),   cmocka_unit_test(test_plugin_each),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_scripting),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_error_unknown_directive),
+        cmocka_unit_test(test_error_unknown_key),
+        cmocka_unit_test(test_error_wrong_type),
+        cmocka_unit_test(test_dpdk_control_addresses),
+        cmocka_unit_test(test_error_duplicates),
+        cmocka_unit_test(test_error_unknown_cluster),
+        cmocka_unit_test(test_error_chain),
+        cmocka_unit_test(test_error_lua),
+        cmocka_unit_test(test_error_budgets),
+        cmocka_unit_test(test_budget_limits),
+        cmocka_unit_test(test_error_sandbox),
+        cmocka_unit_test(test_error_directive_misuse),
+        cmocka_unit_test(test_several_errors),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_plugin_registry),
+        cmocka_unit_test(test_plugin_each),
         cmocka_unit_test(test_plugin_load_so),
     };
 

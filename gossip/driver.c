@@ -1,26 +1,24 @@
 /*
- * The SWIM engine on kernel sockets (gossip_posix.h): a UDP socket and a TCP listener on the
- * gossip address, non-blocking outgoing streams, one private epoll fd (level-triggered) that the
- * main thread's loop watches.
+ * The SWIM engine on control-plane sockets (driver.h, core/ctlsock.h): a UDP socket and a TCP
+ * listener on the gossip address, outgoing streams for push/pull, all driven by the callbacks of
+ * the socket set, which runs on kernel sockets or on the DPDK workers' stacks alike.
  */
-#include "gossip_posix.h"
+#include "driver.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
+#include <poll.h>
 #include <sys/random.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "buf.h"
 #include "config.h"
+#include "ctlsock.h"
 #include "keyring.h"
 #include "log.h"
 #include "serf.h"
@@ -33,21 +31,22 @@
 #define OUT_MAX (16u << 20) /* bytes queued on one stream */
 
 struct conn {
-    int fd;
+    struct nd_gossip_driver *g;
+    struct nd_ctl_sock *s;
     uint32_t sid;
     bool attached;   /* the engine still owns sid */
-    bool connecting; /* outgoing, connect() not finished */
+    bool connecting; /* outgoing, connect not finished */
     bool closing;    /* the engine is done: flush, half-close, wait for EOF */
-    bool shut;       /* SHUT_WR sent */
-    uint32_t events; /* registered epoll events */
+    bool shut;       /* half-closed */
     uint64_t deadline;
     uint8_t *out;
     size_t olen, ocap;
 };
 
-struct nd_gossip_posix {
+struct nd_gossip_driver {
     struct nd_swim *sw;
-    int ep, udp, lfd, family;
+    struct nd_ctl *ctl;
+    struct nd_ctl_sock *udp, *lsock;
     struct conn **conns;
     unsigned nconns, capconns;
     struct nd_swim_addr *seeds;
@@ -68,17 +67,33 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void to_swim(const struct sockaddr_storage *ss, struct nd_swim_addr *a)
+static void to_swim(const struct nd_ctl_addr *c, struct nd_swim_addr *a)
 {
     memset(a, 0, sizeof *a);
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const void *)ss;
+    a->len = c->len;
+    memcpy(a->ip, c->ip, sizeof a->ip);
+    a->port = c->port;
+}
+
+static void to_ctl(const struct nd_swim_addr *a, struct nd_ctl_addr *c)
+{
+    memset(c, 0, sizeof *c);
+    c->len = a->len;
+    memcpy(c->ip, a->ip, sizeof c->ip);
+    c->port = a->port;
+}
+
+static void addr_to_swim(const struct nd_addr *na, struct nd_swim_addr *a)
+{
+    memset(a, 0, sizeof *a);
+    if (na->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *)&na->ss;
 
         a->len = 4;
         memcpy(a->ip, &s4->sin_addr, 4);
         a->port = ntohs(s4->sin_port);
     } else {
-        const struct sockaddr_in6 *s6 = (const void *)ss;
+        const struct sockaddr_in6 *s6 = (const void *)&na->ss;
 
         if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
             a->len = 4;
@@ -91,38 +106,9 @@ static void to_swim(const struct sockaddr_storage *ss, struct nd_swim_addr *a)
     }
 }
 
-static socklen_t from_swim(const struct nd_gossip_posix *g, const struct nd_swim_addr *a,
-                           struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof *ss);
-    if (g->family == AF_INET) {
-        struct sockaddr_in *s4 = (void *)ss;
-
-        if (a->len != 4)
-            return 0;
-        s4->sin_family = AF_INET;
-        memcpy(&s4->sin_addr, a->ip, 4);
-        s4->sin_port = htons(a->port);
-        return sizeof *s4;
-    }
-    struct sockaddr_in6 *s6 = (void *)ss;
-
-    s6->sin6_family = AF_INET6;
-    if (a->len == 4) {
-        uint8_t *b = (uint8_t *)&s6->sin6_addr;
-
-        b[10] = b[11] = 0xff;
-        memcpy(b + 12, a->ip, 4);
-    } else {
-        memcpy(&s6->sin6_addr, a->ip, 16);
-    }
-    s6->sin6_port = htons(a->port);
-    return sizeof *s6;
-}
-
 /* ---- streams ------------------------------------------------------------------------------ */
 
-static struct conn *conn_by_sid(struct nd_gossip_posix *g, uint32_t sid)
+static struct conn *conn_by_sid(struct nd_gossip_driver *g, uint32_t sid)
 {
     for (unsigned i = 0; i < g->nconns; i++)
         if (g->conns[i]->attached && g->conns[i]->sid == sid)
@@ -130,22 +116,7 @@ static struct conn *conn_by_sid(struct nd_gossip_posix *g, uint32_t sid)
     return NULL;
 }
 
-static void conn_watch(struct nd_gossip_posix *g, struct conn *c)
-{
-    uint32_t ev = EPOLLIN | EPOLLRDHUP;
-    struct epoll_event e;
-
-    if (c->connecting || c->olen)
-        ev |= EPOLLOUT;
-    if (ev == c->events)
-        return;
-    e.events = ev;
-    e.data.ptr = c;
-    epoll_ctl(g->ep, c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &e);
-    c->events = ev;
-}
-
-static struct conn *conn_add(struct nd_gossip_posix *g, int fd, uint32_t sid)
+static struct conn *conn_add(struct nd_gossip_driver *g, uint32_t sid)
 {
     struct conn *c = calloc(1, sizeof *c);
 
@@ -162,29 +133,28 @@ static struct conn *conn_add(struct nd_gossip_posix *g, int fd, uint32_t sid)
         g->conns = a;
         g->capconns = cap;
     }
-    c->fd = fd;
+    c->g = g;
     c->sid = sid;
     c->attached = true;
     g->conns[g->nconns++] = c;
-    conn_watch(g, c);
     return c;
 }
 
-static void conn_free(struct nd_gossip_posix *g, struct conn *c)
+static void conn_free(struct nd_gossip_driver *g, struct conn *c)
 {
     for (unsigned i = 0; i < g->nconns; i++)
         if (g->conns[i] == c) {
             g->conns[i] = g->conns[--g->nconns];
             break;
         }
-    epoll_ctl(g->ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    if (c->s)
+        nd_ctl_close(c->s, false);
     free(c->out);
     free(c);
 }
 
 /* The connection failed or the peer closed it: tell the engine (if it still cares), drop it. */
-static void conn_end(struct nd_gossip_posix *g, struct conn *c)
+static void conn_end(struct nd_gossip_driver *g, struct conn *c)
 {
     if (c->attached) {
         c->attached = false;
@@ -194,55 +164,80 @@ static void conn_end(struct nd_gossip_posix *g, struct conn *c)
 }
 
 /* Writes what is queued. -1 on a write error. */
-static int conn_flush(struct nd_gossip_posix *g, struct conn *c)
+static int conn_flush(struct conn *c)
 {
     while (c->olen && !c->connecting) {
-        ssize_t w = send(c->fd, c->out, c->olen, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = nd_ctl_write(c->s, c->out, c->olen);
 
-        if (w < 0 && (errno == EAGAIN || errno == EINTR))
-            break;
+        if (w == -EAGAIN)
+            break; /* OUT comes when there is room */
         if (w <= 0)
             return -1;
         memmove(c->out, c->out + w, c->olen - (size_t)w);
         c->olen -= (size_t)w;
     }
     if (c->closing && !c->olen && !c->connecting && !c->shut) {
-        shutdown(c->fd, SHUT_WR);
+        nd_ctl_shutdown(c->s);
         c->shut = true;
     }
-    conn_watch(g, c);
     return 0;
+}
+
+static void conn_event(struct nd_ctl_sock *s, unsigned ev, void *arg)
+{
+    struct conn *c = arg;
+    struct nd_gossip_driver *g = c->g;
+
+    (void)s;
+    if (c->connecting && (ev & (ND_CTL_OUT | ND_CTL_ERR))) {
+        if (nd_ctl_connect_result(c->s) != 0) {
+            conn_end(g, c);
+            return;
+        }
+        c->connecting = false;
+    }
+    if ((ev & ND_CTL_OUT) && conn_flush(c) < 0) {
+        conn_end(g, c);
+        return;
+    }
+    if (ev & (ND_CTL_IN | ND_CTL_ERR)) {
+        for (int rounds = 0; rounds < 64; rounds++) {
+            ssize_t r = nd_ctl_read(c->s, g->buf, sizeof g->buf);
+
+            if (r == -EAGAIN)
+                break;
+            if (r <= 0) {
+                conn_end(g, c);
+                return;
+            }
+            if (c->attached)
+                nd_swim_stream_input(g->sw, now_ms(), c->sid, g->buf, (size_t)r);
+        }
+    }
 }
 
 static int io_stream_open(void *arg, uint32_t sid, const struct nd_swim_addr *to)
 {
-    struct nd_gossip_posix *g = arg;
-    struct sockaddr_storage ss;
-    socklen_t sl = from_swim(g, to, &ss);
+    struct nd_gossip_driver *g = arg;
+    struct nd_ctl_addr a;
     struct conn *c;
-    int fd;
+    int err = 0;
 
-    if (!sl)
+    to_ctl(to, &a);
+    if (!(c = conn_add(g, sid)))
         return -1;
-    fd = socket(g->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
-    if (!(c = conn_add(g, fd, sid))) {
-        close(fd);
-        return -1;
-    }
     c->connecting = true;
-    conn_watch(g, c);
+    if (!(c->s = nd_ctl_connect(g->ctl, &a, conn_event, c, &err))) {
+        c->attached = false;
+        conn_free(g, c);
+        return -1;
+    }
     return 0;
 }
 
 static int io_stream_send(void *arg, uint32_t sid, const uint8_t *p, size_t n)
 {
-    struct nd_gossip_posix *g = arg;
+    struct nd_gossip_driver *g = arg;
     struct conn *c = conn_by_sid(g, sid);
 
     if (!c || c->olen + n > OUT_MAX)
@@ -260,12 +255,12 @@ static int io_stream_send(void *arg, uint32_t sid, const uint8_t *p, size_t n)
     }
     memcpy(c->out + c->olen, p, n);
     c->olen += n;
-    return conn_flush(g, c);
+    return conn_flush(c);
 }
 
 static void io_stream_close(void *arg, uint32_t sid)
 {
-    struct nd_gossip_posix *g = arg;
+    struct nd_gossip_driver *g = arg;
     struct conn *c = conn_by_sid(g, sid);
 
     if (!c)
@@ -273,17 +268,16 @@ static void io_stream_close(void *arg, uint32_t sid)
     c->attached = false;
     c->closing = true;
     c->deadline = now_ms() + LINGER_MS;
-    conn_flush(g, c); /* errors: the linger deadline ends it */
+    conn_flush(c); /* errors: the linger deadline ends it */
 }
 
 static void io_send(void *arg, const struct nd_swim_addr *to, const uint8_t *p, size_t n)
 {
-    struct nd_gossip_posix *g = arg;
-    struct sockaddr_storage ss;
-    socklen_t sl = from_swim(g, to, &ss);
+    struct nd_gossip_driver *g = arg;
+    struct nd_ctl_addr a;
 
-    if (sl)
-        sendto(g->udp, p, n, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
+    to_ctl(to, &a);
+    nd_ctl_sendto(g->udp, &a, p, n); /* UDP: a lost datagram is the engine's business */
 }
 
 static void io_random(void *arg, void *p, size_t n)
@@ -303,7 +297,7 @@ static void io_random(void *arg, void *p, size_t n)
 
 static void io_event(void *arg, const struct nd_swim_member *m, enum nd_swim_event ev)
 {
-    struct nd_gossip_posix *g = arg;
+    struct nd_gossip_driver *g = arg;
     char a[64];
 
     if (g->on_member)
@@ -337,93 +331,52 @@ static void io_event(void *arg, const struct nd_swim_member *m, enum nd_swim_eve
 
 /* ---- events ------------------------------------------------------------------------------- */
 
-static void conn_event(struct nd_gossip_posix *g, struct conn *c, uint32_t ev)
+static void listen_event(struct nd_ctl_sock *l, unsigned ev, void *arg)
 {
-    if (c->connecting && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-        int err = 0;
-        socklen_t l = sizeof err;
+    struct nd_gossip_driver *g = arg;
 
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err) {
-            conn_end(g, c);
-            return;
-        }
-        c->connecting = false;
-    }
-    if ((ev & EPOLLOUT) && conn_flush(g, c) < 0) {
-        conn_end(g, c);
-        return;
-    }
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-        for (int rounds = 0; rounds < 64; rounds++) {
-            ssize_t r = recv(c->fd, g->buf, sizeof g->buf, MSG_DONTWAIT);
-
-            if (r < 0 && (errno == EAGAIN || errno == EINTR))
-                break;
-            if (r <= 0) {
-                conn_end(g, c);
-                return;
-            }
-            if (c->attached)
-                nd_swim_stream_input(g->sw, now_ms(), c->sid, g->buf, (size_t)r);
-        }
-    }
-}
-
-static void accept_all(struct nd_gossip_posix *g)
-{
+    (void)ev;
     for (;;) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
+        struct nd_ctl_addr peer;
         struct nd_swim_addr from;
+        struct nd_ctl_sock *s;
+        struct conn *c;
         uint32_t sid;
-        int fd = accept4(g->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int err;
 
-        if (fd < 0)
+        if (!(s = nd_ctl_accept(l, conn_event, NULL, &peer, &err)))
             return;
-        to_swim(&ss, &from);
-        if (nd_swim_stream_accept(g->sw, now_ms(), &from, &sid) || !conn_add(g, fd, sid))
-            close(fd);
+        to_swim(&peer, &from);
+        if (nd_swim_stream_accept(g->sw, now_ms(), &from, &sid) || !(c = conn_add(g, sid))) {
+            nd_ctl_close(s, false);
+            continue;
+        }
+        c->s = s;
+        s->arg = c;
     }
 }
 
-static void read_udp(struct nd_gossip_posix *g)
+static void udp_event(struct nd_ctl_sock *s, unsigned ev, void *arg)
 {
+    struct nd_gossip_driver *g = arg;
+
+    (void)ev;
     for (int i = 0; i < UDP_BATCH; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        struct nd_swim_addr from;
-        ssize_t r =
-            recvfrom(g->udp, g->buf, sizeof g->buf, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
+        struct nd_ctl_addr from;
+        struct nd_swim_addr a;
+        ssize_t r = nd_ctl_recvfrom(s, g->buf, sizeof g->buf, &from);
 
         if (r < 0)
             return;
-        to_swim(&ss, &from);
-        nd_swim_packet(g->sw, now_ms(), &from, g->buf, (size_t)r);
+        to_swim(&from, &a);
+        nd_swim_packet(g->sw, now_ms(), &a, g->buf, (size_t)r);
     }
 }
 
-void nd_gossip_posix_run(struct nd_gossip_posix *g)
+void nd_gossip_driver_run(struct nd_gossip_driver *g)
 {
-    struct epoll_event evs[32];
-    uint64_t t;
-    int n;
+    uint64_t t = now_ms();
 
-    for (int round = 0; round < 8; round++) {
-        n = epoll_wait(g->ep, evs, 32, 0);
-        if (n <= 0)
-            break;
-        for (int i = 0; i < n; i++) {
-            void *p = evs[i].data.ptr;
-
-            if (p == &g->udp)
-                read_udp(g);
-            else if (p == &g->lfd)
-                accept_all(g);
-            else
-                conn_event(g, p, evs[i].events);
-        }
-    }
-    t = now_ms();
     nd_swim_tick(g->sw, t);
     for (unsigned i = 0; i < g->nconns;) {
         struct conn *c = g->conns[i];
@@ -446,7 +399,7 @@ void nd_gossip_posix_run(struct nd_gossip_posix *g)
     }
 }
 
-int nd_gossip_posix_next_ms(const struct nd_gossip_posix *g)
+int nd_gossip_driver_next_ms(const struct nd_gossip_driver *g)
 {
     int ms = nd_swim_next_ms(g->sw);
 
@@ -457,66 +410,38 @@ int nd_gossip_posix_next_ms(const struct nd_gossip_posix *g)
     return ms;
 }
 
-int nd_gossip_posix_fd(const struct nd_gossip_posix *g)
-{
-    return g->ep;
-}
-
-struct nd_swim *nd_gossip_posix_engine(struct nd_gossip_posix *g)
+struct nd_swim *nd_gossip_driver_engine(struct nd_gossip_driver *g)
 {
     return g->sw;
 }
 
-void nd_gossip_posix_leave(struct nd_gossip_posix *g, uint32_t max_ms)
+void nd_gossip_driver_leave(struct nd_gossip_driver *g, uint32_t max_ms)
 {
     uint64_t end = now_ms() + max_ms;
 
     nd_swim_leave(g->sw, now_ms());
     while (!nd_swim_leave_done(g->sw) && now_ms() < end) {
-        struct epoll_event ev;
-        int ms = nd_gossip_posix_next_ms(g);
+        struct pollfd pfd = {.fd = nd_ctl_fd(g->ctl), .events = POLLIN};
+        int ms = nd_gossip_driver_next_ms(g);
         uint64_t left = end - now_ms();
 
         if (ms < 0 || (uint64_t)ms > left)
             ms = (int)left;
-        epoll_wait(g->ep, &ev, 1, ms); /* only a wake-up: run() reads the events */
-        nd_gossip_posix_run(g);
+        poll(&pfd, 1, ms); /* only a wake-up: run() handles what is ready */
+        nd_ctl_run(g->ctl);
+        nd_gossip_driver_run(g);
     }
     for (unsigned i = 0; i < g->nconns; i++) /* let queued stream bytes go */
-        conn_flush(g, g->conns[i]);
+        conn_flush(g->conns[i]);
+    nd_ctl_settle(g->ctl, 1000);
 }
 
 /* ---- setup -------------------------------------------------------------------------------- */
 
-static int bound_socket(const struct nd_addr *a, int type, char **err)
+struct nd_gossip_driver *nd_gossip_driver_new(struct nd_ctl *ctl, const struct nd_gossip_conf *gc,
+                                              const char *node_name, char **err)
 {
-    int fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
-
-    if (fd < 0)
-        goto fail;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (a->ss.ss_family == AF_INET6) {
-        int zero = 0;
-
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    }
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 ||
-        (type == SOCK_STREAM && listen(fd, 128) < 0))
-        goto fail;
-    return fd;
-fail:
-    if (asprintf(err, "gossip: cannot %s %s (%s): %s", type == SOCK_STREAM ? "listen on" : "bind",
-                 a->text, type == SOCK_STREAM ? "tcp" : "udp", strerror(errno)) < 0)
-        *err = NULL;
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
-struct nd_gossip_posix *nd_gossip_posix_new(const struct nd_gossip_conf *gc, const char *node_name,
-                                            char **err)
-{
-    struct nd_gossip_posix *g = calloc(1, sizeof *g);
+    struct nd_gossip_driver *g = calloc(1, sizeof *g);
     struct nd_swim_tag tags[64];
     struct nd_keyring kr;
     struct nd_swim_config c;
@@ -531,26 +456,20 @@ struct nd_gossip_posix *nd_gossip_posix_new(const struct nd_gossip_conf *gc, con
     *err = NULL;
     if (!g)
         goto oom;
-    g->udp = g->lfd = g->ep = -1;
-    g->family = gc->bind.ss.ss_family;
+    g->ctl = ctl;
     g->name = strdup(gc->name ? gc->name : node_name);
     g->seeds = calloc(gc->njoin ? gc->njoin : 1, sizeof *g->seeds);
     if (!g->name || !g->seeds)
         goto oom;
-    if ((g->udp = bound_socket(&gc->bind, SOCK_DGRAM, err)) < 0 ||
-        (g->lfd = bound_socket(&gc->bind, SOCK_STREAM, err)) < 0)
+    if (!(g->udp = nd_ctl_udp(ctl, &gc->bind, udp_event, g, &e)) ||
+        !(g->lsock = nd_ctl_listen(ctl, &gc->bind, 128, listen_event, g, &e))) {
+        if (asprintf(err, "gossip: cannot %s %s (%s): %s", g->udp ? "listen on" : "bind",
+                     gc->bind.text, g->udp ? "tcp" : "udp", strerror(-e)) < 0)
+            *err = NULL;
         goto fail;
-    if ((g->ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
-        goto oom;
-    {
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &g->udp};
-
-        epoll_ctl(g->ep, EPOLL_CTL_ADD, g->udp, &ev);
-        ev.data.ptr = &g->lfd;
-        epoll_ctl(g->ep, EPOLL_CTL_ADD, g->lfd, &ev);
     }
     for (unsigned i = 0; i < gc->njoin; i++)
-        to_swim(&gc->join[i].ss, &g->seeds[g->nseeds++]);
+        addr_to_swim(&gc->join[i], &g->seeds[g->nseeds++]);
     nd_keyring_init(&kr);
     for (unsigned i = 0; i < gc->nkeyring; i++)
         nd_keyring_add_base64(&kr, gc->keyring[i], strlen(gc->keyring[i]));
@@ -569,7 +488,7 @@ struct nd_gossip_posix *nd_gossip_posix_new(const struct nd_gossip_conf *gc, con
     if (gc->max_members)
         c.max_members = gc->max_members;
     c.name = g->name;
-    to_swim(&gc->advertise.ss, &c.addr);
+    addr_to_swim(&gc->advertise, &c.addr);
     c.tags = tags;
     c.ntags = gc->ntags < 64 ? gc->ntags : 64;
     c.keyring = &kr;
@@ -590,11 +509,11 @@ oom:
     if (!*err && asprintf(err, "gossip: %s", strerror(errno ? errno : ENOMEM)) < 0)
         *err = NULL;
 fail:
-    nd_gossip_posix_free(g);
+    nd_gossip_driver_free(g);
     return NULL;
 }
 
-void nd_gossip_posix_free(struct nd_gossip_posix *g)
+void nd_gossip_driver_free(struct nd_gossip_driver *g)
 {
     if (!g)
         return;
@@ -603,12 +522,10 @@ void nd_gossip_posix_free(struct nd_gossip_posix *g)
     while (g->nconns)
         conn_free(g, g->conns[g->nconns - 1]);
     free(g->conns);
-    if (g->udp >= 0)
-        close(g->udp);
-    if (g->lfd >= 0)
-        close(g->lfd);
-    if (g->ep >= 0)
-        close(g->ep);
+    if (g->udp)
+        nd_ctl_close(g->udp, false);
+    if (g->lsock)
+        nd_ctl_close(g->lsock, false);
     free(g->seeds);
     free(g->name);
     free(g);
@@ -650,7 +567,7 @@ static int sbuf_cb(const char *p, size_t n, void *arg)
     return 0;
 }
 
-int nd_gossip_posix_members_json(struct nd_gossip_posix *g, struct nd_sbuf *out)
+int nd_gossip_driver_members_json(struct nd_gossip_driver *g, struct nd_sbuf *out)
 {
     const struct nd_swim_metrics *m = nd_swim_metrics(g->sw);
     json_t *root = json_object(), *arr = json_array(), *mx;
@@ -681,10 +598,10 @@ int nd_gossip_posix_members_json(struct nd_gossip_posix *g, struct nd_sbuf *out)
     return rc == 0 && !out->oom ? 0 : -1;
 }
 
-void nd_gossip_posix_on_member(struct nd_gossip_posix *g,
-                               void (*fn)(void *arg, const struct nd_swim_member *m,
-                                          enum nd_swim_event ev),
-                               void *arg)
+void nd_gossip_driver_on_member(struct nd_gossip_driver *g,
+                                void (*fn)(void *arg, const struct nd_swim_member *m,
+                                           enum nd_swim_event ev),
+                                void *arg)
 {
     g->on_member = fn;
     g->on_member_arg = arg;

@@ -1,0 +1,53 @@
+/*
+ * The SWIM engine on control-plane sockets (core/ctlsock.h): one UDP socket and one TCP listener
+ * on the gossip address, outgoing TCP streams for push/pull and fallback pings, on kernel sockets
+ * or on the DPDK workers' stacks, whichever socket set it is given. Main thread only.
+ *
+ *     g = nd_gossip_driver_new(ctl, &cfg->gossip, cfg->node.name, &err);
+ *     the loop watches nd_ctl_fd(ctl) and calls nd_ctl_run(ctl) (socket events reach the engine
+ *     from there), then nd_gossip_driver_run(g) (timers); it waits at most
+ *     nd_gossip_driver_next_ms(g);
+ *     on SIGTERM: nd_gossip_driver_leave(g, 10000) (blocks until the leave is out), then free.
+ */
+#ifndef NODUS_GOSSIP_DRIVER_H
+#define NODUS_GOSSIP_DRIVER_H
+
+#include <stdint.h>
+
+#include "swim-t.h"
+
+struct nd_ctl;
+struct nd_gossip_conf;
+struct nd_gossip_driver;
+struct nd_sbuf;
+struct nd_swim;
+
+/* Opens the sockets on ctl (which must outlive g), creates the engine and starts joining the
+ * seeds. NULL with a malloc'd message in *err ("gossip: cannot bind 127.0.0.1:7946 (udp):
+ * Address in use"). */
+struct nd_gossip_driver *nd_gossip_driver_new(struct nd_ctl *ctl, const struct nd_gossip_conf *gc,
+                                              const char *node_name, char **err);
+void nd_gossip_driver_free(struct nd_gossip_driver *g);
+
+/* Handles due timers (socket events come through nd_ctl_run). Never blocks. */
+void nd_gossip_driver_run(struct nd_gossip_driver *g);
+/* Milliseconds until nd_gossip_driver_run has timer work (-1: none). */
+int nd_gossip_driver_next_ms(const struct nd_gossip_driver *g);
+/* Graceful leave: runs its own loop (nd_ctl_run included) until the leave has been sent or
+ * max_ms passed, then lets queued bytes leave the main thread (nd_ctl_settle). */
+void nd_gossip_driver_leave(struct nd_gossip_driver *g, uint32_t max_ms);
+
+/* GET /members: {"members": [{name, address, status, state, incarnation, tags}], "metrics":
+ * {...}} as JSON. 0, or -1 when out of memory. */
+int nd_gossip_driver_members_json(struct nd_gossip_driver *g, struct nd_sbuf *out);
+struct nd_swim *nd_gossip_driver_engine(struct nd_gossip_driver *g);
+
+/* Member events for the core (the service catalog): fn(arg, m, ev) for every change the engine
+ * reports, ourselves included (m valid during the call only; fn must not call into the engine).
+ * Members already known are not replayed: walk nd_swim_each() for them. */
+void nd_gossip_driver_on_member(struct nd_gossip_driver *g,
+                                void (*fn)(void *arg, const struct nd_swim_member *m,
+                                           enum nd_swim_event ev),
+                                void *arg);
+
+#endif
