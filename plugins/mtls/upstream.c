@@ -215,6 +215,10 @@ static void up_verified(struct nodus_stream *s, const struct nodus_ctx *ctx, str
         nodus_stream_set_peer_principal(s, id, idlen);
     nodus_stream_set_deadline(s, 0);
     nodus_counter_add(ctx->worker_id, nd_tls_resumed(c->t) ? c_resumed : c_full, 1);
+    /* A resumed session is not kept: until the server's new ticket comes, it pairs the old
+     * ticket with this connection's resumption secret (the server then refuses the binder). The
+     * cached one stays usable for its lifetime; a full handshake refreshes it. */
+    c->saved = nd_tls_resumed(c->t);
 }
 
 static long up_data_in(struct nodus_stream *s, const struct nodus_ctx *ctx, const char *data,
