@@ -2035,6 +2035,8 @@ static void read_cluster_tls(struct nd_loader *ld, struct nodus_cfg *c, struct n
 {
     struct nodus_cfg *ex;
     const char *s;
+    uint64_t ms;
+    bool hs = false;
     int r;
 
     if (nodus_cfg_str(c, "tls", &s) == 1) {
@@ -2066,8 +2068,16 @@ static void read_cluster_tls(struct nd_loader *ld, struct nodus_cfg *c, struct n
             }
         }
     }
-    if (!cc->tls && (cc->tls_sni || r == 1))
-        nodus_cfg_error(c, "'sni' and 'expect' need tls = \"mutual\"");
+    cc->tls_handshake_timeout_ms = 10000;
+    if (nodus_cfg_duration(c, "handshake_timeout", &ms) == 1) {
+        if (ms == 0 || ms > 3600000)
+            nodus_cfg_error(c, "'handshake_timeout' must be longer than 0 and at most 1h");
+        else
+            cc->tls_handshake_timeout_ms = (uint32_t)ms;
+        hs = true;
+    }
+    if (!cc->tls && (cc->tls_sni || r == 1 || hs))
+        nodus_cfg_error(c, "'sni', 'expect' and 'handshake_timeout' need tls = \"mutual\"");
 }
 
 /* After the whole configuration is read: each TLS cluster gets its layer from the provider. */

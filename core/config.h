@@ -52,11 +52,13 @@ struct nd_cluster_conf {
     uint32_t max_pending;        /* default 1024 each */
     uint32_t max_requests;
     /* tls = "mutual": TLS to the endpoints with the node identity, through the upstream TLS
-     * provider (plugins/mtls); sni = "...", expect = { SPIFFE ids or "prefix/" + "*" } */
+     * provider (plugins/mtls); sni = "...", expect = { SPIFFE ids or "prefix/" + "*" },
+     * handshake_timeout = "10s" */
     bool tls;
     char *tls_sni;
     char **tls_expect;
     unsigned tls_nexpect;
+    uint32_t tls_handshake_timeout_ms; /* handshake_timeout, default 10s */
     void *tls_conf; /* the provider's, built at load, destroyed with the configuration */
     /* discover = "name": the endpoints come from the gossip service catalog, live (eps is NULL,
      * neps 0); dslot: where the main thread publishes them (cluster.h), set at publish */

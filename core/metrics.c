@@ -861,6 +861,9 @@ static const struct {
                             "Plugin edits that did not fit in the per-request space (request: 500)."},
     [ND_C_STREAM_ERRORS] = {"nodus_stream_errors_total",
                             "Connections closed because a stream plugin failed (bad TLS...)."},
+    [ND_C_STREAM_TIMEOUTS] = {"nodus_stream_timeouts_total",
+                              "Connections closed at a stream plugin's deadline (a TLS handshake "
+                              "that did not finish in time)."},
     [ND_C_RELOADS] = {"nodus_reloads_total", "Configuration reloads that took effect."},
     [ND_C_RELOAD_FAILURES] = {"nodus_reload_failures_total",
                               "Configuration reloads refused because of errors."},

@@ -90,6 +90,7 @@ enum nd_counter {
     ND_C_POOL_REUSE,               /* requests sent on a pooled (kept-alive) upstream connection */
     ND_C_BUFFER_EXHAUSTED,         /* buffer requests refused because the pool was at its limit */
     ND_C_STREAM_ERRORS,
+    ND_C_STREAM_TIMEOUTS,          /* connections closed at a stream plugin's deadline */
     ND_C_EDIT_FAILURES,            /* plugin header/path edits that did not fit (request: 500) */            /* connections closed because a stream plugin failed (bad TLS...) */
     ND_C_RELOADS,                  /* configuration reloads that took effect */
     ND_C_RELOAD_FAILURES,          /* configuration reloads refused (bad config) */

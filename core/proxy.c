@@ -1506,12 +1506,12 @@ static void sess_drive(struct nd_session *s)
             }
             if (s->tx && s->tx->len && nd_flush(&s->conn, s->tx, NULL, NULL) > 0)
                 goto out;
-            if (s->conn.st && nd_stream_pending_out(s->conn.st) && !s->conn.st->failed) {
-                /* what the layers still have for the network (a TLS record, a close_notify):
-                 * wait for the socket, not for layers that cannot produce it any more, and
-                 * not longer than the lingering bound */
+            if (s->conn.st && !s->conn.st->failed) {
+                /* what the layers still have for the network (a TLS record), then their last
+                 * words (a close_notify), before our FIN: wait for the socket, not for layers
+                 * that cannot produce it any more, and not longer than the lingering bound */
                 nd_stream_event(s->conn.st);
-                if (nd_stream_pending_net(s->conn.st) && !s->conn.st->failed) {
+                if (!nd_stream_finish(s->conn.st) && nd_stream_pending_net(s->conn.st)) {
                     if (!nd_timer_armed(&s->timer)) {
                         s->timer.cb = linger_timeout;
                         nd_timer_arm(&s->w->wheel, &s->timer, ND_LINGER_MS);

@@ -4,6 +4,7 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,7 @@
 #include "proxy.h"
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
 static inline struct nd_worker *st_w(const struct nd_stream *st) { return st->conn->w; }
 
@@ -272,6 +274,79 @@ uint32_t nd_stream_pending_out(const struct nd_stream *st)
     return n;
 }
 
+bool nd_stream_finish(struct nd_stream *st)
+{
+    struct nodus_ctx ctx;
+
+    if (st->failed || st->closed)
+        return true;
+    while (st->shut < st->n) {
+        unsigned k = st->n - 1u - st->shut;
+        const struct nodus_stream_ops *ops = layer_ops(st, k);
+
+        if (process(st) < 0)
+            return true;
+        if (used(st->out[k + 1]))
+            break; /* the layer still has bytes written before: its last words come after */
+        st->shut++;
+        if (ops->shutdown) {
+            layer_ctx(st, k, &ctx);
+            ops->shutdown((struct nodus_stream *)&st->layer[k], &ctx);
+        }
+    }
+    if (process(st) < 0 || flush(st) < 0)
+        return st->failed;
+    return st->shut == st->n && !used(st->out[0]);
+}
+
+/* ---- deadlines ------------------------------------------------------------------------------- */
+
+static void deadline_arm(struct nd_stream *st)
+{
+    struct nd_wheel *wh = &st_w(st)->wheel;
+    uint64_t first = 0;
+    unsigned k;
+
+    for (k = 0; k < st->n; k++)
+        if (st->layer[k].deadline && (!first || st->layer[k].deadline < first))
+            first = st->layer[k].deadline;
+    if (!first)
+        nd_timer_cancel(wh, &st->deadline);
+    else
+        nd_timer_arm(wh, &st->deadline, first > wh->now ? first - wh->now : 1);
+}
+
+/* A layer's deadline passed: its timeout hook, then the owner finds the stream failed (its read
+ * says -ECONNRESET) and closes the connection. */
+static void deadline_cb(struct nd_timer *tm)
+{
+    struct nd_stream *st = container_of(tm, struct nd_stream, deadline);
+    struct nd_worker *w = st_w(st);
+    struct nodus_ctx ctx;
+    bool expired = false;
+    unsigned k;
+
+    for (k = 0; k < st->n; k++) {
+        const struct nodus_stream_ops *ops = layer_ops(st, k);
+
+        if (!st->layer[k].deadline || st->layer[k].deadline > w->wheel.now)
+            continue;
+        st->layer[k].deadline = 0;
+        expired = true;
+        if (ops->timeout) {
+            layer_ctx(st, k, &ctx);
+            ops->timeout((struct nodus_stream *)&st->layer[k], &ctx);
+        }
+    }
+    if (!expired || st->failed) {
+        deadline_arm(st);
+        return;
+    }
+    st->failed = true;
+    nd_metrics_count(w->id, ND_C_STREAM_TIMEOUTS, 1);
+    st->conn->cb(st->conn, ND_EV_READ | ND_EV_ERROR); /* may free st */
+}
+
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
 int nd_stream_open_defs(struct nd_worker *w, struct nd_conn *c, const struct nd_stream_def *defs,
@@ -291,6 +366,7 @@ int nd_stream_open_defs(struct nd_worker *w, struct nd_conn *c, const struct nd_
     memset(st->scratch, 0, scratch_len);
     st->conn = c;
     st->peer = *peer;
+    st->deadline.cb = deadline_cb;
     for (i = 0; i < n; i++)
         st->layer[i] = (struct nd_stream_layer){st, (uint8_t)i, defs[i]};
     st->n = (uint8_t)n;
@@ -337,7 +413,11 @@ void nd_stream_close(struct nd_worker *w, struct nd_conn *c)
 
     if (!st)
         return;
+    nd_timer_cancel(&w->wheel, &st->deadline);
     if (!st->closed) {
+        if (c->fd >= 0)
+            nd_stream_finish(st); /* the layers' last words (close_notify), if the network
+                                     takes them now */
         st->closed = true;
         for (k = 0; k < st->n; k++) {
             const struct nodus_stream_ops *ops = layer_ops(st, k);
@@ -346,11 +426,6 @@ void nd_stream_close(struct nd_worker *w, struct nd_conn *c)
                 layer_ctx(st, k, &ctx);
                 ops->close((struct nodus_stream *)&st->layer[k], &ctx);
             }
-        }
-        if (!st->failed && c->fd >= 0) {
-            /* what the close hooks said last (a TLS close_notify), if the network takes it */
-            process(st);
-            flush(st);
         }
     }
     for (k = 0; k <= st->n; k++) {
@@ -415,5 +490,17 @@ int nodus_stream_set_peer_principal(struct nodus_stream *h, const char *id, size
     memcpy(p->principal, id, len);
     p->principal[len] = 0;
     *p->principal_len = (uint16_t)len;
+    return 0;
+}
+
+int nodus_stream_set_deadline(struct nodus_stream *h, uint32_t ms)
+{
+    struct nd_stream *st = LAYER(h)->st;
+
+    if (ms > 3600u * 1000)
+        return -1;
+    LAYER(h)->deadline = ms ? st_w(st)->wheel.now + ms : 0;
+    if (!st->closed)
+        deadline_arm(st);
     return 0;
 }

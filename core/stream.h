@@ -25,6 +25,7 @@
 #include "buf.h"
 #include "config.h"
 #include "io.h"
+#include "timer.h"
 #include "worker.h"
 
 #define ND_STREAM_BUF (64u * 1024)  /* bytes per boundary buffer */
@@ -50,6 +51,7 @@ struct nd_stream_layer {
     struct nd_stream *st;
     uint8_t k; /* layer index, 0 nearest the network */
     struct nd_stream_def def;
+    uint64_t deadline; /* nodus_stream_set_deadline(): ms on the worker's wheel, 0 = none */
 };
 
 /* Where a stream's owner keeps the peer's address and verified identity. */
@@ -66,7 +68,9 @@ struct nd_stream {
     struct nd_conn *conn;   /* the network side */
     struct nd_stream_peer peer;
     uint8_t n;              /* layers */
+    uint8_t shut;           /* layers whose shutdown hook ran, from the top */
     bool net_eof, failed, closed;
+    struct nd_timer deadline; /* at the earliest of the layers' deadlines */
     struct nd_buf *in[ND_STREAM_MAX_LAYERS + 1], *out[ND_STREAM_MAX_LAYERS + 1];
     struct nd_stream_layer layer[ND_STREAM_MAX_LAYERS];
     char scratch[] __attribute__((aligned(16))); /* plugins' per-connection ctx->txn */
@@ -86,6 +90,11 @@ int nd_stream_open_defs(struct nd_worker *w, struct nd_conn *c, const struct nd_
 void nd_stream_close(struct nd_worker *w, struct nd_conn *c);
 ssize_t nd_stream_read(struct nd_stream *st, void *buf, size_t len);
 ssize_t nd_stream_writev(struct nd_stream *st, const struct iovec *iov, int iovcnt);
+/* Before the owner's FIN (or its close): runs the layers' shutdown hooks, each once everything
+ * written before has gone through it, and flushes. true when it is all on the network (or the
+ * stream failed: nothing more can go), false while bytes wait for the socket (a write event
+ * comes back; call again). */
+bool nd_stream_finish(struct nd_stream *st);
 /* On a connection event: flushes what waits for the network and moves the layers along. */
 void nd_stream_event(struct nd_stream *st);
 /* Bytes still waiting to reach the network, in all layers / ready for the network itself. */

@@ -160,7 +160,8 @@ void nd_tcp_drive(struct nd_session *s)
         w->io->shutdown_write(&u->conn);
         u->uses |= 2;
     }
-    if (up_eof && !(u->rx && u->rx->len) && !(u->uses & 4)) {
+    if (up_eof && !(u->rx && u->rx->len) && !(u->uses & 4) &&
+        (!s->conn.st || nd_stream_finish(s->conn.st))) { /* a close_notify before the FIN */
         w->io->shutdown_write(&s->conn);
         u->uses |= 4;
     }

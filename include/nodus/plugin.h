@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change to this file. */
-#define NODUS_PLUGIN_ABI 1
+#define NODUS_PLUGIN_ABI 2 /* 2: stream deadlines (timeout hook), shutdown hook */
 
 struct nodus_cfg;     /* a configuration table, during configure() only */
 struct nodus_http;    /* one request/response exchange */
@@ -106,8 +106,21 @@ struct nodus_stream_ops {
     long (*data_out)(struct nodus_stream *s, const struct nodus_ctx *ctx, const char *data,
                      size_t len);
 
-    /* The connection is closed (by either side). Release what the plugin holds for it. */
+    /* The connection is closed (by either side). Release what the plugin holds for it. Nothing
+     * pushed from here reaches the network: last words belong in shutdown. */
     void (*close)(struct nodus_stream *s, const struct nodus_ctx *ctx);
+
+    /* The layer's deadline (nodus_stream_set_deadline()) passed. For counters and logs only:
+     * the core closes the connection when it returns (close runs then, shutdown does not).
+     * May be NULL. */
+    void (*timeout)(struct nodus_stream *s, const struct nodus_ctx *ctx);
+
+    /* Nothing more will come from above: the owner ends the connection (an answer with
+     * Connection: close, an idle timeout, a drain, a TCP half-close). The layer may push its
+     * last bytes with nodus_stream_push_out() (a TLS close_notify); they reach the network
+     * before the TCP FIN. Called at most once per connection, top layer first, never after the
+     * connection failed or timed out. May be NULL. */
+    void (*shutdown)(struct nodus_stream *s, const struct nodus_ctx *ctx);
 };
 
 /* descriptor flags */
@@ -242,6 +255,11 @@ int nodus_stream_push_out(struct nodus_stream *s, const char *data, size_t len);
 struct nodus_slice nodus_stream_peer_addr(struct nodus_stream *s);
 /* Sets the verified peer identity that HTTP plugins, logs and metrics see. */
 int nodus_stream_set_peer_principal(struct nodus_stream *s, const char *id, size_t len);
+/* Arms this layer's deadline ms (> 0) from now, replacing the previous one, or clears it (ms =
+ * 0). If it passes, the layer's timeout hook runs and the core closes the connection, whether
+ * or not the peer sends anything: a handshake that must finish in time. One per layer, no
+ * allocation. 0, or -1 (ms above an hour). */
+int nodus_stream_set_deadline(struct nodus_stream *s, uint32_t ms);
 
 /* ---- counters and logs --------------------------------------------------------------------------
  * A counter is per worker and summed when scraped, exported as nodus_plugin_<plugin>_<name>_total.

@@ -18,8 +18,9 @@
  *
  * Every refusal is counted (refused_<reason>) and logged on one line with the peer's address
  * and the reason, at most LOG_PER_SEC lines per second and worker (the rest are counted in a
- * later line). The handshake timeout is checked whenever bytes arrive: the plugin ABI has no
- * timer, so a peer that sends nothing more is closed by the listener's idle timeout instead.
+ * later line). handshake_timeout is a stream deadline (nodus_stream_set_deadline()), armed at
+ * accept and cleared when the handshake is done or the connection is found to be plaintext: the
+ * core closes a peer that sends nothing, or stops half way, when it passes.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -79,7 +80,6 @@ enum conn_state { ST_NEW = 0, ST_TLS, ST_PLAIN, ST_FAILED };
 /* ctx->txn (zeroed at accept) */
 struct mtls_conn {
     struct nd_tls *t;
-    uint64_t start_ms;
     uint8_t state;
     bool seen; /* some bytes arrived */
     uint64_t bytes_in, bytes_out;
@@ -343,11 +343,6 @@ static void refuse(struct nodus_stream *s, const struct nodus_ctx *ctx, struct m
               mode_names[mc->mode], reason, detail);
 }
 
-static bool timed_out(const struct mtls_conf *mc, const struct mtls_conn *c)
-{
-    return now_ms() - c->start_ms > mc->hs_timeout_ms;
-}
-
 /* ---- moving bytes -------------------------------------------------------------------------- */
 
 /* Hands what the engine wrote to the network side. */
@@ -366,6 +361,7 @@ static int handshake_done(struct nodus_stream *s, const struct nodus_ctx *ctx, s
         refuse(s, ctx, c, "peer_id", "the peer's SPIFFE ID is too long to be its principal");
         return -1;
     }
+    nodus_stream_set_deadline(s, 0);
     nodus_counter_add(ctx->worker_id, mc->handshakes, 1);
     if (nd_tls_resumed(c->t))
         nodus_counter_add(ctx->worker_id, mc->resumed, 1);
@@ -437,6 +433,7 @@ static int start(struct nodus_stream *s, const struct nodus_ctx *ctx, struct mtl
     case ND_TLS_SNIFF_PLAIN:
         if (mc->mode == M_PERMISSIVE) {
             c->state = ST_PLAIN;
+            nodus_stream_set_deadline(s, 0);
             nodus_counter_add(ctx->worker_id, mc->plain_accepted, 1);
             return 0;
         }
@@ -466,16 +463,15 @@ static int mtls_connect(struct nodus_stream *s, const struct nodus_ctx *ctx)
     const struct mtls_conf *mc = ctx->conf;
     struct mtls_conn *c = ctx->txn;
 
-    (void)s;
-    c->start_ms = now_ms();
     c->state = mc->mode == M_DISABLE ? ST_PLAIN : ST_NEW;
+    if (c->state == ST_NEW)
+        nodus_stream_set_deadline(s, (uint32_t)mc->hs_timeout_ms);
     return NODUS_CONTINUE;
 }
 
 static long mtls_data_in(struct nodus_stream *s, const struct nodus_ctx *ctx, const char *data,
                          size_t len)
 {
-    const struct mtls_conf *mc = ctx->conf;
     struct mtls_conn *c = ctx->txn;
     uint64_t out0;
     size_t fed;
@@ -484,10 +480,6 @@ static long mtls_data_in(struct nodus_stream *s, const struct nodus_ctx *ctx, co
         return -1;
     if (c->state == ST_NEW) {
         c->seen = true;
-        if (timed_out(mc, c)) {
-            refuse(s, ctx, c, "timeout", "no TLS handshake within handshake_timeout");
-            return -1;
-        }
         if (start(s, ctx, c, data, len) < 0)
             return -1;
     }
@@ -495,10 +487,6 @@ static long mtls_data_in(struct nodus_stream *s, const struct nodus_ctx *ctx, co
         return nodus_stream_push_in(s, data, len) < 0 ? -1 : (long)len;
     if (c->state != ST_TLS)
         return 0; /* need more bytes to tell */
-    if (nd_tls_state(c->t) == ND_TLS_HANDSHAKE && timed_out(mc, c)) {
-        refuse(s, ctx, c, "timeout", "the TLS handshake did not finish within handshake_timeout");
-        return -1;
-    }
     out0 = c->bytes_out;
     fed = nd_tls_feed(c->t, data, len);
     c->bytes_in += fed;
@@ -532,25 +520,40 @@ static long mtls_data_out(struct nodus_stream *s, const struct nodus_ctx *ctx, c
     return r;
 }
 
+/* handshake_timeout passed (the core closes the connection next). */
+static void mtls_timeout(struct nodus_stream *s, const struct nodus_ctx *ctx)
+{
+    struct mtls_conn *c = ctx->txn;
+
+    if (c->state == ST_NEW)
+        refuse(s, ctx, c, "timeout",
+               c->seen ? "no complete TLS record header within handshake_timeout"
+                       : "no byte within handshake_timeout");
+    else if (c->state == ST_TLS && nd_tls_state(c->t) == ND_TLS_HANDSHAKE)
+        refuse(s, ctx, c, "timeout", "the TLS handshake did not finish within handshake_timeout");
+}
+
+/* The connection ends on our side: close_notify before the FIN. */
+static void mtls_shutdown(struct nodus_stream *s, const struct nodus_ctx *ctx)
+{
+    struct mtls_conn *c = ctx->txn;
+
+    if (c->state == ST_TLS && nd_tls_state(c->t) == ND_TLS_OPEN &&
+        nd_tls_shutdown(c->t) == ND_TLS_OK)
+        flush_out(s, c);
+}
+
 static void mtls_close(struct nodus_stream *s, const struct nodus_ctx *ctx)
 {
     const struct mtls_conf *mc = ctx->conf;
     struct mtls_conn *c = ctx->txn;
-    bool late = timed_out(mc, c);
 
     if (c->state == ST_NEW && c->seen)
-        refuse(s, ctx, c, late ? "timeout" : "truncated",
-               late ? "no TLS handshake within handshake_timeout"
-                    : "the connection ended before a TLS record header");
+        refuse(s, ctx, c, "truncated", "the connection ended before a TLS record header");
     if (!c->t)
         return;
     if (c->state == ST_TLS && nd_tls_state(c->t) == ND_TLS_HANDSHAKE)
-        refuse(s, ctx, c, late ? "timeout" : "truncated",
-               late ? "the TLS handshake did not finish within handshake_timeout"
-                    : "the connection ended during the TLS handshake");
-    else if (c->state == ST_TLS && nd_tls_state(c->t) != ND_TLS_FAILED &&
-             nd_tls_shutdown(c->t) == ND_TLS_OK)
-        flush_out(s, c); /* close_notify */
+        refuse(s, ctx, c, "truncated", "the connection ended during the TLS handshake");
     nodus_counter_add(ctx->worker_id, mc->bytes_in, c->bytes_in);
     nodus_counter_add(ctx->worker_id, mc->bytes_out, c->bytes_out);
     nd_tls_free(c->t);
@@ -562,6 +565,8 @@ static const struct nodus_stream_ops mtls_stream = {
     .data_in = mtls_data_in,
     .data_out = mtls_data_out,
     .close = mtls_close,
+    .timeout = mtls_timeout,
+    .shutdown = mtls_shutdown,
 };
 
 static const struct nodus_plugin mtls_plugin = {

@@ -1191,8 +1191,9 @@ uint64_t nd_tls_generation(const struct nd_tls *t)
 
 struct nd_tls_session *nd_tls_session_get(struct nd_tls *t)
 {
-    if (t->state != ND_TLS_OPEN || t->ctx->role != ND_TLS_CLIENT)
-        return NULL;
+    if (t->state != ND_TLS_OPEN || t->ctx->role != ND_TLS_CLIENT ||
+        wolfSSL_SESSION_has_ticket(wolfSSL_get_session(t->ssl)) != 1)
+        return NULL; /* resumption is by ticket only (no server-side cache) */
     return (struct nd_tls_session *)wolfSSL_get1_session(t->ssl);
 }
 

@@ -175,8 +175,9 @@ const char *nd_tls_version(const struct nd_tls *t);
 bool nd_tls_resumed(const struct nd_tls *t);
 uint64_t nd_tls_generation(const struct nd_tls *t);
 
-/* Client-side resumption. nd_tls_session_get() returns the session of an open connection (TLS
- * 1.3 tickets arrive after the handshake, with the first data read) or NULL; hand it to
+/* Client-side resumption. nd_tls_session_get() returns the session of an open connection once
+ * it holds a ticket (TLS 1.3 tickets arrive after the handshake, with the first data read), or
+ * NULL; hand it to
  * nd_tls_session_set() on a new connection to the same server, before its handshake. */
 struct nd_tls_session;
 struct nd_tls_session *nd_tls_session_get(struct nd_tls *t);
