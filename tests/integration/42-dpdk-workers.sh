@@ -37,37 +37,9 @@ elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'
 
 head -c 100000000 /dev/urandom >"$T/big"
 BIG_SHA=$(sha256sum "$T/big" | cut -d' ' -f1)
-mkdir -p "$T/www/files" "$T/ngx/tmp"
+mkdir -p "$T/www/files"
 ln "$T/big" "$T/www/files/big"
-cat >"$T/ngx/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $T/ngx/nginx.pid;
-error_log $T/ngx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $T/ngx/tmp/body;
-    proxy_temp_path $T/ngx/tmp/proxy;
-    fastcgi_temp_path $T/ngx/tmp/fastcgi;
-    uwsgi_temp_path $T/ngx/tmp/uwsgi;
-    scgi_temp_path $T/ngx/tmp/scgi;
-    keepalive_requests 100000;
-    default_type application/octet-stream;
-    server {
-        listen $UPIP:80;
-        location /files/ { root $T/www; }
-        location / { return 200 "hello from nginx\n"; }
-    }
-}
-CONF
-IN_NETNS=$UP bg nginx nginx -p "$T/ngx" -c "$T/ngx/nginx.conf" -e "$T/ngx/error.log"
-for ((i = 0; ; i++)); do
-    [ "$(ip netns exec "$UP" curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$UPIP/")" = 200 ] && break
-    [ $i -lt 50 ] || die "nginx in up did not answer within 5 s"
-    sleep 0.1
-done
+IN_NETNS=$UP NGINX_FILES=$T/www/files start_nginx_upstream 80 "hello from nginx" "$UPIP"
 
 write_cfg() { # NAME PORT0-OPTIONS PORT1-OPTIONS: two workers on both veths
     cat >"$T/$1.lua" <<LUA

@@ -35,37 +35,9 @@ metric() { scrape | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) pri
 rss_mb() { awk '/^VmRSS/ { print int($2 / 1024) }' "/proc/$NODUS_PID/status"; }
 
 # ---- nginx in up: a fixed answer, many connections ----
-mkdir -p "$T/ngx/tmp"
-cat >"$T/ngx/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile 30000;
-pid $T/ngx/nginx.pid;
-error_log $T/ngx/error.log warn;
-events { worker_connections 24000; }
-http {
-    access_log off;
-    client_body_temp_path $T/ngx/tmp/body;
-    proxy_temp_path $T/ngx/tmp/proxy;
-    fastcgi_temp_path $T/ngx/tmp/fastcgi;
-    uwsgi_temp_path $T/ngx/tmp/uwsgi;
-    scgi_temp_path $T/ngx/tmp/scgi;
-    keepalive_requests 1000000;
-    server {
-        listen $UPIP:80 backlog=16384;
-        location / { return 200 "hello from nginx\n"; }
-    }
-}
-CONF
 # thousands of connects at once from the node: a longer accept queue than the default 4096
 ip netns exec "$UP" sysctl -qw net.core.somaxconn=16384 net.ipv4.tcp_max_syn_backlog=16384
-IN_NETNS=$UP bg nginx nginx -p "$T/ngx" -c "$T/ngx/nginx.conf" -e "$T/ngx/error.log"
-for ((i = 0; ; i++)); do
-    [ "$(ip netns exec "$UP" curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$UPIP/")" = 200 ] && break
-    [ $i -lt 50 ] || die "nginx in up did not answer within 5 s"
-    sleep 0.1
-done
+IN_NETNS=$UP NGINX_CONNS=24000 start_nginx_upstream 80 "hello from nginx" "$UPIP"
 
 # ---- the node ----
 cat >"$T/load.lua" <<LUA

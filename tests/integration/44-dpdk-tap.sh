@@ -27,30 +27,9 @@ metric() {
 
 head -c 20000000 /dev/urandom >"$T/big"
 SHA=$(sha256sum "$T/big" | cut -d' ' -f1)
-mkdir -p "$T/www/files" "$T/ngx/tmp"
+mkdir -p "$T/www/files"
 ln "$T/big" "$T/www/files/big"
-cat >"$T/ngx/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $T/ngx/nginx.pid;
-error_log $T/ngx/error.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $T/ngx/tmp/body;
-    proxy_temp_path $T/ngx/tmp/proxy;
-    fastcgi_temp_path $T/ngx/tmp/fastcgi;
-    uwsgi_temp_path $T/ngx/tmp/uwsgi;
-    scgi_temp_path $T/ngx/tmp/scgi;
-    server {
-        listen $UPIP:80;
-        location /files/ { root $T/www; }
-        location / { return 200 "hello from nginx\n"; }
-    }
-}
-CONF
-IN_NETNS=$UP bg nginx nginx -p "$T/ngx" -c "$T/ngx/nginx.conf" -e "$T/ngx/error.log"
+IN_NETNS=$UP NGINX_FILES=$T/www/files start_nginx_upstream 80 "hello from nginx" "$UPIP"
 
 cat >"$T/tap.lua" <<LUA
 node { name = "dpdk-tap", workers = 1, io = "dpdk" }

@@ -185,21 +185,26 @@ free_port() {
     die "free_port: no free port found"
 }
 
-start_nginx_upstream() { # PORT BODY [ADDR]
-    local port=$1 body=$2 addr=${3:-127.0.0.1} dir i
+# start_nginx_upstream PORT BODY [ADDR]: nginx answering 200 "BODY\n" with X-Seen-* headers that
+# echo the request; sets UPSTREAM_PID. In the namespace IN_NETNS when set. NGINX_FILES=DIR also
+# serves DIR under /files/; NGINX_CONNS=N (default 1024) sizes it for N connections at once.
+start_nginx_upstream() {
+    local port=$1 body=$2 addr=${3:-127.0.0.1} conns=${NGINX_CONNS:-1024} dir i files=
     # an IPv6 address ("::1" or "[::1]") is bracketed in nginx's listen, X-Upstream and URLs
     case "$addr" in *:*) addr="[${addr#[}" && addr="${addr%]}]" ;; esac
     command -v nginx >/dev/null || skip "nginx is not installed (scripts/deps.sh test)"
     case "$body" in *'$'* | *\\* | *'"'* | *$'\n'*) die "start_nginx_upstream: BODY may not hold \$ \\ \" or newlines" ;; esac
     dir=$(mktemp -d "$T/nginx-$port.XXXX")
     mkdir -p "$dir/tmp"
+    [ -n "${NGINX_FILES:-}" ] && files="location /files/ { alias ${NGINX_FILES%/}/; default_type application/octet-stream; }"
     cat >"$dir/nginx.conf" <<CONF
 daemon off;
 master_process off;
 worker_processes 1;
+worker_rlimit_nofile $((conns + 1024));
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
-events { worker_connections 1024; }
+events { worker_connections $conns; }
 http {
     access_log off;
     client_body_temp_path $dir/tmp/body;
@@ -211,7 +216,8 @@ http {
     client_max_body_size 0;
     default_type text/plain;
     server {
-        listen $addr:$port;
+        listen $addr:$port backlog=$conns;
+        $files
         location / {
             add_header X-Seen-Uri \$request_uri always;
             add_header X-Seen-Method \$request_method always;
