@@ -68,30 +68,7 @@ LUA
     echo "$T/$1.lua"
 }
 
-start_node() { # CONFIG
-    local i rc
-    IN_NETNS=$MID start_nodus "$1"
-    for ((i = 0; i < 150; i++)); do
-        [ "$(in_cli curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$ADMIN/ready" || true)" = 200 ] && return 0
-        if ! kill -0 "$NODUS_PID" 2>/dev/null; then
-            wait "$NODUS_PID" && rc=0 || rc=$?
-            # exit 3: the EAL or a port did not start (no af_packet, no memory...)
-            [ "$rc" = 3 ] && skip "DPDK cannot start here: $(grep -m1 'dpdk:' "$NODUS_LOG")"
-            die "nodus exited ($rc)"
-        fi
-        sleep 0.1
-    done
-    die "nodus not ready within 15 s"
-}
-
-stop_node() {
-    local i
-    kill -TERM "$NODUS_PID"
-    for ((i = 0; i < 100; i++)); do kill -0 "$NODUS_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$NODUS_PID" 2>/dev/null && die "nodus did not stop on SIGTERM"
-    wait "$NODUS_PID" || die "nodus exited with $? on SIGTERM"
-    grep -q 'info \[main\] stopped' "$NODUS_LOG" || die "nodus did not stop cleanly"
-}
+start_node() { start_dpdk_node "$1" "$ADMIN" "$CLI"; }
 
 transfers() { # LABEL MAXTIME: 100 MB down (nginx) and up (peer), sha256 both ends
     local label=$1 max=$2 t0 got

@@ -57,17 +57,7 @@ listener "ingress" {
   plugins = { router { { match = { prefix = "/" }, cluster = "nginx" } } },
 }
 LUA
-IN_NETNS=$MID start_nodus "$T/load.lua"
-for ((i = 0; ; i++)); do
-    [ "$(in_mid curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$ADMIN/ready" || true)" = 200 ] && break
-    if ! kill -0 "$NODUS_PID" 2>/dev/null; then
-        wait "$NODUS_PID" && rc=0 || rc=$?
-        [ "$rc" = 3 ] && skip "DPDK cannot start here: $(grep -m1 'dpdk:' "$NODUS_LOG")"
-        die "nodus exited ($rc)"
-    fi
-    [ $i -lt 150 ] || die "nodus not ready within 15 s"
-    sleep 0.1
-done
+start_dpdk_node "$T/load.lua" "$ADMIN"
 got=$(in_cli curl -sS --max-time 5 "http://$NODE:8080/hello")
 assert_eq "hello from nginx" "$got" "GET through the node"
 rss0=$(rss_mb)

@@ -45,18 +45,7 @@ listener "ingress" {
   plugins = { router { { match = { prefix = "/" }, cluster = "nginx", timeout = "60s" } } },
 }
 LUA
-IN_NETNS=$MID start_nodus "$T/tap.lua"
-for ((i = 0; ; i++)); do
-    in_mid ip link show t1 >/dev/null 2>&1 &&
-        [ "$(in_mid curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$ADMIN/ready" || true)" = 200 ] && break
-    if ! kill -0 "$NODUS_PID" 2>/dev/null; then
-        wait "$NODUS_PID" && rc=0 || rc=$?
-        [ "$rc" = 3 ] && skip "DPDK cannot start net_tap here: $(grep -m1 'dpdk:' "$NODUS_LOG")"
-        die "nodus exited ($rc)"
-    fi
-    [ $i -lt 150 ] || die "nodus not ready within 15 s"
-    sleep 0.1
-done
+start_dpdk_node "$T/tap.lua" "$ADMIN"
 grep 'dpdk port' "$NODUS_LOG" >&2
 # the taps exist now: bridge each to its veth (no address on either: layer 2 only). The PMD
 # gives the kernel's side of its tap the port's own MAC; a bridge takes frames for the MAC of one

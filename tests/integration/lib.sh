@@ -248,6 +248,36 @@ CONF
     die "nginx upstream on $addr:$port did not answer within 5 s"
 }
 
+# start_dpdk_node CONFIG ADMIN [NS]: nodus with io = "dpdk" in the namespace $MID, until
+# http://ADMIN/ready answers 200 from namespace NS (default $MID; the admin listener may be on the
+# data path); sets NODUS_PID and NODUS_LOG. Skips the test when the EAL or a port cannot start
+# here (nodus exits 3); dies when nodus exits otherwise or is not ready within 15 s.
+start_dpdk_node() {
+    local cfg=$1 admin=$2 ns=${3:-$MID} i rc
+    IN_NETNS=$MID start_nodus "$cfg"
+    for ((i = 0; i < 150; i++)); do
+        [ "$(ip netns exec "$ns" curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$admin/ready" || true)" = 200 ] && return 0
+        if ! kill -0 "$NODUS_PID" 2>/dev/null; then
+            wait "$NODUS_PID" && rc=0 || rc=$?
+            [ "$rc" = 3 ] && skip "DPDK cannot start here: $(grep -m1 'dpdk:' "$NODUS_LOG")"
+            die "nodus exited ($rc)"
+        fi
+        sleep 0.1
+    done
+    die "nodus not ready within 15 s"
+}
+
+# stop_node: SIGTERM to NODUS_PID; dies unless it stops within 10 s, with status 0 and "stopped"
+# in its log.
+stop_node() {
+    local i
+    kill -TERM "$NODUS_PID"
+    for ((i = 0; i < 100; i++)); do kill -0 "$NODUS_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$NODUS_PID" 2>/dev/null && die "nodus did not stop on SIGTERM"
+    wait "$NODUS_PID" || die "nodus exited with $? on SIGTERM"
+    grep -q 'info \[main\] stopped' "$NODUS_LOG" || die "nodus did not stop cleanly"
+}
+
 # start_peer_upstream PORT [ADDR]: tests/peers/upstream.py, an upstream that reads bodies (answers
 # "LEN SHA256"), serves /bytes/N and /chunked/N, and misbehaves on /hang, /reset and /close.
 start_peer_upstream() {
