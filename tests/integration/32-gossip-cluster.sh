@@ -31,6 +31,7 @@ KILL_BOUND=15 # s: every survivor marks a SIGKILLed node failed (fast profile, 1
 PART_BOUND=30 # s: each half marks the whole other half failed
 HEAL_BOUND=30 # s: all alive everywhere after the heal
 T_START=$SECONDS
+PIDS=()
 
 cleanup ip netns del "$NSB"
 cleanup ip netns del "$NSA"
@@ -105,7 +106,7 @@ gossip { bind = "$(ip_of "$i"):$(gport "$i")", $join profile = "fast", tags = { 
 LUA
     )
     IN_NETNS=$(ns_of "$i") start_nodus "$cfg" 2>/dev/null
-    eval "PID$i=$NODUS_PID"
+    PIDS[i]=$NODUS_PID
 done
 ALL=$(seq -s ' ' 1 $N)
 LIVE=$ALL
@@ -127,8 +128,8 @@ tags=$(ip netns exec "$NSA" curl -s "http://$IPA:$(aport 3)/members" | jq -r '.m
 assert_eq 2 "$tags" "n3 sees n15's tags"
 
 # 2. kill: SIGKILL n5; the 19 others mark it failed
-kill -KILL "$PID5"
-wait "$PID5" 2>/dev/null || true
+kill -KILL "${PIDS[5]}"
+wait "${PIDS[5]}" 2>/dev/null || true
 LIVE=$(tr ' ' '\n' <<<"$ALL" | grep -vx 5 | tr '\n' ' ')
 n5_failed() { [ "$(count "$1" failed n5)" -eq 1 ]; }
 t=$(wait_for "$KILL_BOUND" "every survivor marks n5 failed" every "$LIVE" n5_failed)
@@ -159,15 +160,14 @@ t=$(wait_for "$HEAL_BOUND" "all 19 alive everywhere after the heal" every "$LIVE
 log "heal: all 19 alive in all 19 views ${t}s after the heal (bound ${HEAL_BOUND}s)"
 
 # 4. leave: SIGTERM n12 (graceful): the others show it left
-kill -TERM "$PID12"
+kill -TERM "${PIDS[12]}"
 n12_left() { [ "$(count "$1" left n12)" -eq 1 ]; }
 LIVE=$(tr ' ' '\n' <<<"$LIVE" | grep -vx 12 | tr '\n' ' ')
 t=$(wait_for 10 "every node shows n12 left" every "$LIVE" n12_left)
 log "leave: all 18 others show n12 left ${t}s after SIGTERM"
-wait "$PID12" || die "n12 exited with an error after SIGTERM"
+wait "${PIDS[12]}" || die "n12 exited with an error after SIGTERM"
 
 for i in $LIVE; do
-    eval "pid=\$PID$i"
-    kill -0 "$pid" 2>/dev/null || die "node n$i exited during the test"
+    kill -0 "${PIDS[i]}" 2>/dev/null || die "node n$i exited during the test"
 done
 pass "20 nodes: join, kill, partition and heal, leave ($((SECONDS - T_START))s)"
