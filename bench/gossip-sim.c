@@ -1,13 +1,16 @@
 /*
  * gossip-sim: a SWIM cluster of many nodes in one process over the simulated network
  * (gossip/sim.c), with a virtual clock. Measures time to full membership, crash detection
- * (each observer, and "known dead everywhere"), false positives and bytes per node.
+ * (each observer, and "known dead everywhere"), false positives, how fast a tag change (a new
+ * service: an alive with the next incarnation and new Meta) reaches every node, and bytes per
+ * node.
  *
  *   gossip-sim [--nodes 1000] [--loss 0.01] [--latency 1] [--jitter 1] [--minutes 10]
  *              [--crashes 20] [--warmup 60] [--seed 1] [--profile lan|fast]
  *              [--probe-interval MS] [--probe-timeout MS] [--suspicion-mult N]
  *              [--suspicion-max-mult N] [--gossip-interval MS] [--gossip-nodes N]
  *              [--retransmit-mult N] [--pushpull-interval MS] [--indirect N]
+ *              [--awareness-max N] [--tag-changes K]
  *
  * Run it through bench/gossip-sim, which builds it optimised.
  */
@@ -20,6 +23,16 @@
 #include "sim.h"
 #include "swim.h"
 
+/* A tag change (a new service) and the observers it has reached. */
+struct change {
+    uint32_t node, need, got;
+    uint64_t at, last;
+    bool void_;
+    uint8_t meta[ND_GOSSIP_META_MAX];
+    uint32_t len;
+    bool *seen; /* observers that have the new Meta */
+};
+
 static struct {
     uint32_t nodes;
     bool *crashed;
@@ -30,7 +43,41 @@ static struct {
     size_t nlat, caplat;
     uint64_t fp_dead, fp_suspect, suspects_of_crashed;
     bool measuring;
+    /* tag changes */
+    struct change *ch;
+    uint32_t nch;
+    double *tlat; /* every observer's latency for a tag change, ms */
+    size_t ntlat;
 } st;
+
+/* A member event carrying node j's Meta: counts the observers that have a pending change. */
+static void tag_seen(uint32_t observer, uint32_t j, const struct nd_swim_member *m, uint64_t now)
+{
+    for (uint32_t k = 0; k < st.nch; k++) {
+        struct change *c = &st.ch[k];
+
+        if (c->node != j || c->void_ || observer == j || c->seen[observer] ||
+            m->meta_len != c->len || memcmp(m->meta, c->meta, c->len) != 0)
+            continue;
+        c->seen[observer] = true;
+        c->got++;
+        c->last = now;
+        st.tlat[st.ntlat++] = (double)(now - c->at);
+    }
+}
+
+/* Node v crashed: the changes it had not seen yet need one observer less. */
+static void tag_crash(uint32_t v)
+{
+    for (uint32_t k = 0; k < st.nch; k++) {
+        struct change *c = &st.ch[k];
+
+        if (c->node == v && c->got < c->need)
+            c->void_ = true;
+        else if (c->node != v && !c->seen[v])
+            c->need--;
+    }
+}
 
 static void on_event(void *arg, uint32_t observer, const struct nd_swim_member *m,
                      enum nd_swim_event ev, uint64_t now)
@@ -38,9 +85,10 @@ static void on_event(void *arg, uint32_t observer, const struct nd_swim_member *
     int j = nd_sim_index(m->name);
 
     (void)arg;
-    (void)observer;
     if (j < 0 || (uint32_t)j >= st.nodes || !st.measuring)
         return;
+    if (ev == ND_SWIM_EV_UPDATE || ev == ND_SWIM_EV_JOIN || ev == ND_SWIM_EV_ALIVE)
+        tag_seen(observer, (uint32_t)j, m, now);
     if (ev == ND_SWIM_EV_SUSPECT) {
         if (st.crashed[j])
             st.suspects_of_crashed++;
@@ -98,7 +146,8 @@ static void usage(void)
                     "[--minutes M] [--crashes K] [--warmup S] [--seed S] [--profile lan|fast] "
                     "[--probe-interval MS] [--probe-timeout MS] [--suspicion-mult N] "
                     "[--suspicion-max-mult N] [--gossip-interval MS] [--gossip-nodes N] "
-                    "[--retransmit-mult N] [--pushpull-interval MS] [--indirect N]\n");
+                    "[--retransmit-mult N] [--pushpull-interval MS] [--indirect N] "
+                    "[--awareness-max N] [--tag-changes K]\n");
     exit(2);
 }
 
@@ -111,7 +160,7 @@ int main(int argc, char **argv)
                               .jitter_ms = 1,
                               .on_event = on_event};
     double minutes = 10, warmup = 60;
-    uint32_t crashes = 20;
+    uint32_t crashes = 20, tag_changes = 20;
     const char *profile = "lan";
     struct timespec t0, t1;
 
@@ -148,7 +197,8 @@ int main(int argc, char **argv)
                 c.swim.probe_timeout_ms = 100;
                 c.swim.gossip_interval_ms = 100;
                 c.swim.gossip_nodes = 4;
-                c.swim.retransmit_mult = 3;
+                c.swim.retransmit_mult = 4;
+                c.swim.indirect_checks = 5;
             } else if (strcmp(v, "lan")) {
                 usage();
             }
@@ -170,11 +220,15 @@ int main(int argc, char **argv)
             c.swim.pushpull_interval_ms = (uint32_t)atoi(v);
         else if (!strcmp(a, "--indirect"))
             c.swim.indirect_checks = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--awareness-max"))
+            c.swim.awareness_max = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--tag-changes"))
+            tag_changes = (uint32_t)atoi(v);
         else
             usage();
     }
     uint32_t n = c.nodes;
-    if (n < 2 || crashes >= n)
+    if (n < 2 || crashes >= n || tag_changes > 1000)
         usage();
     st.nodes = n;
     st.crashed = calloc(n, sizeof *st.crashed);
@@ -182,8 +236,13 @@ int main(int argc, char **argv)
     st.live_at_crash = calloc(n, sizeof *st.live_at_crash);
     st.detected = calloc(n, sizeof *st.detected);
     st.last_detect = calloc(n, sizeof *st.last_detect);
+    st.ch = calloc(tag_changes ? tag_changes : 1, sizeof *st.ch);
+    st.tlat = calloc((size_t)(tag_changes ? tag_changes : 1) * n, sizeof *st.tlat);
+    for (uint32_t k = 0; st.ch && k < tag_changes; k++)
+        if (!(st.ch[k].seen = calloc(n, sizeof *st.ch[k].seen)))
+            st.ch = NULL;
     struct nd_sim *s = nd_sim_new(&c);
-    if (!s || !st.crashed) {
+    if (!s || !st.crashed || !st.ch || !st.tlat) {
         fprintf(stderr, "gossip-sim: out of memory\n");
         return 1;
     }
@@ -191,11 +250,12 @@ int main(int argc, char **argv)
     printf("gossip-sim: %u nodes, loss %.1f%%, latency %u+%u ms, %.1f simulated minutes, "
            "profile %s\n",
            n, c.loss * 100, c.latency_ms, c.jitter_ms, minutes, profile);
-    printf("  probe %u ms / timeout %u ms, indirect %u, suspicion mult %u max %u, gossip %u ms "
-           "x %u, retransmit mult %u, push/pull %u ms\n",
+    printf("  probe %u ms / timeout %u ms, indirect %u, suspicion mult %u max %u, awareness max "
+           "%u, gossip %u ms x %u, retransmit mult %u, push/pull %u ms\n",
            c.swim.probe_interval_ms, c.swim.probe_timeout_ms, c.swim.indirect_checks,
-           c.swim.suspicion_mult, c.swim.suspicion_max_mult, c.swim.gossip_interval_ms,
-           c.swim.gossip_nodes, c.swim.retransmit_mult, c.swim.pushpull_interval_ms);
+           c.swim.suspicion_mult, c.swim.suspicion_max_mult, c.swim.awareness_max,
+           c.swim.gossip_interval_ms, c.swim.gossip_nodes, c.swim.retransmit_mult,
+           c.swim.pushpull_interval_ms);
 
     /* 1. everyone starts within 1 s and joins node 0 */
     for (uint32_t i = 0; i < n; i++) {
@@ -227,13 +287,39 @@ int main(int argc, char **argv)
         bytes0[i] = nd_sim_bytes_sent(s, i);
     st.measuring = true;
     uint64_t span = dur > 120000 ? dur - 120000 : dur / 2, next_crash = t_begin + 5000;
+    uint64_t next_tag = t_begin + 2500;
     uint32_t done = 0, live = n;
     while (nd_sim_now(s) < t_begin + dur) {
         uint64_t until = t_begin + dur;
 
         if (done < crashes && next_crash < until)
             until = next_crash;
+        if (st.nch < tag_changes && next_tag < until)
+            until = next_tag;
         nd_sim_run(s, until);
+        if (st.nch < tag_changes && nd_sim_now(s) >= next_tag) {
+            /* a live node starts advertising a new service: "svc:new<k>" */
+            struct change *ch = &st.ch[st.nch];
+            uint32_t node = 1 + (uint32_t)((st.nch * 4243u + 101) % (n - 1));
+            char key[32], name[16];
+            struct nd_swim_tag tag = {key, "8080"};
+            struct nd_swim_member me;
+
+            while (st.crashed[node])
+                node = 1 + node % (n - 1);
+            snprintf(key, sizeof key, "svc:new%u", st.nch);
+            snprintf(name, sizeof name, "n%u", node);
+            if (nd_sim_set_tags(s, node, &tag, 1) == 0 &&
+                nd_swim_find(nd_sim_engine(s, node), name, &me) == 0) {
+                ch->node = node;
+                ch->at = nd_sim_now(s);
+                ch->need = live - 1;
+                ch->len = me.meta_len;
+                memcpy(ch->meta, me.meta, me.meta_len);
+                st.nch++;
+            }
+            next_tag += tag_changes ? span / tag_changes : span;
+        }
         if (done < crashes && nd_sim_now(s) >= next_crash) {
             uint32_t victim = 1 + (uint32_t)((done * 7919u + 13) % (n - 1));
 
@@ -242,6 +328,7 @@ int main(int argc, char **argv)
             st.crashed[victim] = true;
             st.crash_at[victim] = nd_sim_now(s);
             st.live_at_crash[victim] = --live; /* the observers that must learn it */
+            tag_crash(victim);
             nd_sim_crash(s, victim);
             done++;
             next_crash += crashes ? span / crashes : span;
@@ -276,6 +363,21 @@ int main(int argc, char **argv)
     printf("false positives: %llu live nodes declared dead, %llu suspicions of live nodes "
            "(all refuted unless counted dead)\n",
            (unsigned long long)st.fp_dead, (unsigned long long)st.fp_suspect);
+    double tev[1000];
+    size_t nte = 0, tincomplete = 0;
+    for (uint32_t k = 0; k < st.nch; k++) {
+        if (st.ch[k].void_)
+            continue;
+        if (st.ch[k].got >= st.ch[k].need)
+            tev[nte++] = (double)(st.ch[k].last - st.ch[k].at);
+        else
+            tincomplete++;
+    }
+    printf("tag change (new service) known everywhere: median %.2f s, p99 %.2f s, max %.2f s "
+           "(%zu changes; %zu not everywhere by the end); each observer: median %.2f s, p99 "
+           "%.2f s\n",
+           pct(tev, nte, 50) / 1000, pct(tev, nte, 99) / 1000, pct(tev, nte, 100) / 1000, nte,
+           tincomplete, pct(st.tlat, st.ntlat, 50) / 1000, pct(st.tlat, st.ntlat, 99) / 1000);
     printf("traffic: %.0f bytes/s per node (UDP payload + TCP push/pull, sent)\n",
            (double)bytes / (double)live / secs);
     printf("wall time: %.1f s\n",
@@ -287,5 +389,9 @@ int main(int argc, char **argv)
     free(st.detected);
     free(st.last_detect);
     free(st.lat);
+    for (uint32_t k = 0; k < tag_changes; k++)
+        free(st.ch[k].seen);
+    free(st.ch);
+    free(st.tlat);
     return st.fp_dead ? 3 : 0;
 }

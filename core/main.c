@@ -364,6 +364,8 @@ static void gossip_metrics(void *arg, struct nd_sbuf *out)
     C("alive_limited", alive_limited, "Incarnation changes dropped by the rate limit.");
     C("members_dropped", members_dropped, "New members refused: the table is full.");
 #undef C
+    if (catalog)
+        nd_catalog_metrics(catalog, out);
 }
 
 static int members_json(void *arg, struct nd_sbuf *out)

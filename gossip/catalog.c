@@ -433,6 +433,7 @@ struct nd_cat_service *nd_catalog_take_changed(struct nd_catalog *c, unsigned *i
     for (; *it < c->nsvcs; (*it)++)
         if (c->svcs[*it].changed) {
             c->svcs[*it].changed = false;
+            c->changes++;
             return &c->svcs[(*it)++];
         }
     return NULL;

@@ -78,6 +78,7 @@ struct nd_catalog {
     struct nd_cat_service *svcs;
     unsigned nsvcs, cap;
     uint64_t bad_tags; /* malformed service tags seen */
+    uint64_t changes;  /* services taken by nd_catalog_take_changed (updates to publish) */
 };
 
 struct nd_catalog *nd_catalog_new(void);
@@ -94,6 +95,13 @@ const struct nd_cat_service *nd_catalog_find(const struct nd_catalog *c, const c
 /* The next service whose endpoints changed since it was last taken, from *it on (start at 0);
  * clears its flag. NULL when there is none left. */
 struct nd_cat_service *nd_catalog_take_changed(struct nd_catalog *c, unsigned *it);
+
+struct nd_sbuf;
+/* Appends the catalog's metrics in Prometheus text format (docs/metrics.md, "Service catalog"):
+ * nodus_catalog_services, nodus_catalog_endpoints{service}, nodus_catalog_changes_total,
+ * nodus_catalog_bad_tags_total. Main thread (the catalog's). In gossip/catalog_metrics.c, which
+ * needs the core's buffers (the rest of the catalog does not). */
+void nd_catalog_metrics(const struct nd_catalog *c, struct nd_sbuf *out);
 
 /* Endpoint diffing by address: map[i] = index in next[] of prev[i]'s address, or -1 if it is
  * gone. Returns how many of prev remain. O(nprev * nnext); sets are small. */

@@ -468,6 +468,18 @@ void nd_sim_leave(struct nd_sim *s, uint32_t i)
     reschedule(n);
 }
 
+int nd_sim_set_tags(struct nd_sim *s, uint32_t i, const struct nd_swim_tag *tags, size_t n)
+{
+    struct snode *nd = &s->nodes[i];
+    int r;
+
+    if (!nd->sw)
+        return ND_GOSSIP_E_VALUE;
+    r = nd_swim_set_tags(nd->sw, s->now, tags, n);
+    reschedule(nd);
+    return r;
+}
+
 void nd_sim_partition(struct nd_sim *s, uint32_t i, uint32_t g)
 {
     s->nodes[i].group = g;

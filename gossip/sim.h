@@ -43,6 +43,8 @@ void nd_sim_join(struct nd_sim *s, uint32_t i, uint32_t j);
 void nd_sim_crash(struct nd_sim *s, uint32_t i);
 /* Node i leaves gracefully; it stops when nd_swim_leave_done, or 10 s later. */
 void nd_sim_leave(struct nd_sim *s, uint32_t i);
+/* Node i changes its serf tags (nd_swim_set_tags). 0, or a negative ND_GOSSIP_E_* code. */
+int nd_sim_set_tags(struct nd_sim *s, uint32_t i, const struct nd_swim_tag *tags, size_t n);
 /* Puts node i in partition group g (0 by default): nodes of different groups cannot reach each
  * other (datagrams dropped, stream connections unanswered). */
 void nd_sim_partition(struct nd_sim *s, uint32_t i, uint32_t g);

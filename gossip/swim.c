@@ -2126,6 +2126,45 @@ bool nd_swim_leave_done(const struct nd_swim *sw)
     return sw->leave_phase == 3;
 }
 
+int nd_swim_set_tags(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_tag *tags,
+                     size_t ntags)
+{
+    struct nd_serf_tag t[64];
+    uint8_t meta[ND_GOSSIP_META_MAX];
+    size_t ml = 0;
+
+    advance(sw, now_ms);
+    if (ntags > 64 || sw->leave_phase)
+        return ND_GOSSIP_E_VALUE;
+    for (size_t i = 0; i < ntags; i++) {
+        t[i].key = gb(tags[i].key, strlen(tags[i].key));
+        t[i].value = gb(tags[i].value, strlen(tags[i].value));
+    }
+    if (ntags) {
+        int r = nd_serf_tags_encode(t, ntags, meta, sizeof meta, &ml);
+
+        if (r)
+            return r == ND_GOSSIP_E_SPACE ? ND_GOSSIP_E_LIMIT : r;
+    }
+    if (ml == sw->meta_len && memcmp(meta, sw->meta, ml) == 0)
+        return 0;
+    /* memberlist UpdateNode: our alive with the next incarnation and the new Meta */
+    struct member *me = sw->self;
+    struct alive_in a = {.incarnation = me->incarnation + 1,
+                         .node = gb(sw->name, sw->name_len),
+                         .addr = gb(me->addr.ip, me->addr.len),
+                         .meta = gb(meta, ml),
+                         .port = me->addr.port,
+                         .vsn = self_vsn};
+
+    alive_node(sw, &a, true);
+    if (me->meta_len != ml || (ml && memcmp(me->meta, meta, ml) != 0))
+        return ND_GOSSIP_E_SPACE;
+    memcpy(sw->meta, meta, ml);
+    sw->meta_len = (uint32_t)ml;
+    return 0;
+}
+
 void nd_swim_packet(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *from,
                     const uint8_t *p, size_t n)
 {

@@ -43,6 +43,13 @@ int nd_swim_join(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr 
  * message about ourselves. Keep calling nd_swim_tick until nd_swim_leave_done(). */
 void nd_swim_leave(struct nd_swim *sw, uint64_t now_ms);
 bool nd_swim_leave_done(const struct nd_swim *sw);
+/* Changes our serf tags at run time (serf SetTags, memberlist UpdateNode): the new Meta goes
+ * out in an alive message with our next incarnation, so that every member sees the change.
+ * 0 (also when nothing changed), ND_GOSSIP_E_LIMIT for tags over 512 bytes encoded,
+ * ND_GOSSIP_E_VALUE for more than 64 tags or while leaving, ND_GOSSIP_E_SPACE (out of
+ * memory: the old tags stay). */
+int nd_swim_set_tags(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_tag *tags,
+                     size_t ntags);
 
 /* A UDP datagram arrived from `from`. */
 void nd_swim_packet(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *from,

@@ -115,6 +115,10 @@ start_nodus "$cfgB"
 pidB=$NODUS_PID
 t=$(wait_for 10 "A spreads over B and C" both 10)
 log "B joined: A spreads over both after ${t}s"
+# the catalog's metrics: web with both endpoints
+scrape=$(curl -s "http://127.0.0.1:$adA/stats/prometheus")
+assert_contains "$scrape" 'nodus_catalog_endpoints{service="web"} 2' "catalog metrics: web's endpoints"
+grep -Eq '^nodus_catalog_changes_total [1-9]' <<<"$scrape" || die "catalog metrics: no change counted"
 # keep-alive across the change: pooled connections to C survive B's arrival (same worker view)
 bodies 20 | sort | uniq -c | sed 's/^/    /' >&2
 

@@ -17,6 +17,7 @@
 
 #include "../gossip/catalog.h"
 #include "../gossip/serf.h"
+#include "buf.h"
 #include "cluster.h"
 #include "config.h"
 #include "worker.h"
@@ -319,6 +320,55 @@ static void test_catalog_events(void **state)
     nd_catalog_free(c);
 }
 
+/* nd_catalog_metrics: services with endpoints, endpoints per service, changes, bad tags */
+static void test_metrics(void **state)
+{
+    static const char *const a_tags[] = {"svc:web", "8080", "svc:db", "5432", "svc:x", "y", NULL};
+    static const char *const b_tags[] = {"svc:web", "8080", NULL};
+    struct nd_catalog *c = nd_catalog_new();
+    struct nd_sbuf out = {0};
+    struct nd_swim_member m;
+
+    (void)state;
+    assert_non_null(c);
+    nd_catalog_metrics(c, &out);
+    assert_non_null(strstr(out.p, "\nnodus_catalog_services 0\n"));
+    assert_non_null(strstr(out.p, "\nnodus_catalog_changes_total 0\n"));
+    assert_null(strstr(out.p, "nodus_catalog_endpoints{"));
+    nd_sbuf_free(&out);
+
+    m = member("a", 1, ND_GOSSIP_STATE_ALIVE, ND_SWIM_ALIVE, a_tags);
+    nd_catalog_member(c, &m);
+    m = member("b", 2, ND_GOSSIP_STATE_ALIVE, ND_SWIM_ALIVE, b_tags);
+    nd_catalog_member(c, &m);
+    assert_int_equal(changed(c), 2); /* web, db */
+    nd_catalog_metrics(c, &out);
+    assert_false(out.oom);
+    assert_non_null(
+        strstr(out.p, "# TYPE nodus_catalog_services gauge\nnodus_catalog_services 2\n"));
+    assert_non_null(strstr(out.p, "\nnodus_catalog_endpoints_all 3\n"));
+    assert_non_null(strstr(out.p, "\nnodus_catalog_endpoints{service=\"web\"} 2\n"));
+    assert_non_null(strstr(out.p, "\nnodus_catalog_endpoints{service=\"db\"} 1\n"));
+    assert_non_null(strstr(out.p, "# TYPE nodus_catalog_changes_total counter\n"
+                                  "nodus_catalog_changes_total 2\n"));
+    assert_non_null(strstr(out.p, "\nnodus_catalog_bad_tags_total 1\n"));
+    nd_sbuf_free(&out);
+
+    /* a dies: db has no endpoint left and is no longer counted */
+    m = member("a", 1, ND_GOSSIP_STATE_DEAD, ND_SWIM_FAILED, a_tags);
+    nd_catalog_member(c, &m);
+    assert_int_equal(changed(c), 2);
+    nd_catalog_metrics(c, &out);
+    assert_non_null(strstr(out.p, "\nnodus_catalog_services 1\n"));
+    assert_non_null(strstr(out.p, "\nnodus_catalog_endpoints{service=\"web\"} 1\n"));
+    assert_null(strstr(out.p, "service=\"db\""));
+    assert_non_null(strstr(out.p, "\nnodus_catalog_changes_total 4\n"));
+    nd_sbuf_free(&out);
+    nd_catalog_metrics(NULL, &out); /* no catalog (gossip off): nothing */
+    assert_int_equal(out.len, 0);
+    nd_catalog_free(c);
+}
+
 static void test_diff(void **state)
 {
     const char *prev[] = {"a:1", "b:1", "c:1", "d:1"}, *next[] = {"d:1", "b:1", "e:1"};
@@ -443,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_tag_round_trip), cmocka_unit_test(test_tag_limits),
         cmocka_unit_test(test_config),         cmocka_unit_test(test_catalog_events),
         cmocka_unit_test(test_diff),           cmocka_unit_test(test_swap),
+        cmocka_unit_test(test_metrics),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

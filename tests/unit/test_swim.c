@@ -188,6 +188,71 @@ static void test_refute(void **state)
     nd_sim_free(s);
 }
 
+/* True when every running node other than j has j's Meta equal to meta[0..len). */
+static bool all_see_meta(struct nd_sim *s, uint32_t n, uint32_t j, const uint8_t *meta,
+                         uint32_t len)
+{
+    char name[16];
+    struct nd_swim_member m;
+
+    snprintf(name, sizeof name, "n%u", j);
+    for (uint32_t i = 0; i < n; i++)
+        if (i != j && nd_sim_running(s, i) &&
+            (nd_swim_find(nd_sim_engine(s, i), name, &m) != 0 || m.meta_len != len ||
+             (len && memcmp(m.meta, meta, len) != 0)))
+            return false;
+    return true;
+}
+
+/* nd_swim_set_tags: a tag change (a new service) reaches every member as an alive with the next
+ * incarnation; same tags change nothing; tags over 512 bytes and changes while leaving are
+ * refused and the old tags stay. */
+static void test_set_tags(void **state)
+{
+    (void)state;
+    struct nd_sim *s = cluster(20, 0.01, 9);
+    struct nd_swim_tag t[2] = {{"role", "edge"}, {"svc:web", "8080"}};
+    struct nd_swim_member me, other;
+    uint8_t meta[ND_GOSSIP_META_MAX];
+    char big[600];
+
+    start_all(s, 20, NULL);
+    RUN_UNTIL(s, all_see(s, 20, 20), 20000);
+    assert_true(all_see(s, 20, 20));
+    assert_int_equal(nd_sim_set_tags(s, 7, t, 2), 0);
+    assert_int_equal(nd_swim_find(nd_sim_engine(s, 7), "n7", &me), 0);
+    assert_int_equal(me.incarnation, 2);
+    assert_true(me.meta_len > 0);
+    memcpy(meta, me.meta, me.meta_len);
+    uint32_t len = me.meta_len;
+    uint64_t took = RUN_UNTIL(s, all_see_meta(s, 20, 7, meta, len), 10000);
+    assert_true(all_see_meta(s, 20, 7, meta, len));
+    assert_true(took < 2000); /* gossip every 200 ms to 3 members: well under a second */
+    assert_int_equal(nd_swim_find(nd_sim_engine(s, 12), "n7", &other), 0);
+    assert_int_equal(other.incarnation, 2);
+    /* the same tags again: no new incarnation */
+    assert_int_equal(nd_sim_set_tags(s, 7, t, 2), 0);
+    assert_int_equal(nd_swim_find(nd_sim_engine(s, 7), "n7", &me), 0);
+    assert_int_equal(me.incarnation, 2);
+    /* too big: refused, the old tags stay */
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    struct nd_swim_tag huge = {"svc:big", big};
+    assert_int_equal(nd_sim_set_tags(s, 7, &huge, 1), ND_GOSSIP_E_LIMIT);
+    assert_int_equal(nd_swim_find(nd_sim_engine(s, 7), "n7", &me), 0);
+    assert_int_equal(me.meta_len, len);
+    assert_memory_equal(me.meta, meta, len);
+    /* no tags at all is a change too */
+    assert_int_equal(nd_sim_set_tags(s, 7, NULL, 0), 0);
+    RUN_UNTIL(s, all_see_meta(s, 20, 7, meta, 0), 10000);
+    assert_true(all_see_meta(s, 20, 7, meta, 0));
+    /* while leaving: refused */
+    nd_sim_leave(s, 7);
+    assert_int_equal(nd_sim_set_tags(s, 7, t, 2), ND_GOSSIP_E_VALUE);
+    assert_int_equal(seen.failed[7], 0);
+    nd_sim_free(s);
+}
+
 static void test_leave(void **state)
 {
     (void)state;
@@ -519,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_failure),
         cmocka_unit_test(test_refute),
+        cmocka_unit_test(test_set_tags),
         cmocka_unit_test(test_leave),
         cmocka_unit_test(test_partition_heal),
         cmocka_unit_test(test_encryption_mismatch),
