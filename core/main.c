@@ -188,6 +188,12 @@ static int reload(void *arg, struct nd_sbuf *msg)
         return -1;
     }
     nd_log_level = cfg->node.log_level;
+    if (gossip && cfg->gossip.enabled) { /* services added or removed: the cluster hears it */
+        int e = nd_gossip_driver_set_tags(gossip, &cfg->gossip);
+
+        if (e < 0)
+            nd_warn("reload: gossip tags not changed (error %d): they stay as they were", e);
+    }
     catalog_publish(true);
     nd_metrics_count(0, ND_C_RELOADS, 1);
     nd_info("configuration reloaded from %s", config_file);

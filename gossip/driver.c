@@ -59,6 +59,20 @@ struct nd_gossip_driver {
     void *on_member_arg;
 };
 
+static uint64_t now_ms(void);
+
+int nd_gossip_driver_set_tags(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc)
+{
+    struct nd_swim_tag tags[64];
+    unsigned n = 0;
+
+    for (; n < gc->ntags && n < 64; n++) {
+        tags[n].key = gc->tags[n].key;
+        tags[n].value = gc->tags[n].val;
+    }
+    return nd_swim_set_tags(g->sw, now_ms(), tags, n);
+}
+
 static uint64_t now_ms(void)
 {
     struct timespec ts;

@@ -41,6 +41,10 @@ void nd_gossip_driver_leave(struct nd_gossip_driver *g, uint32_t max_ms);
  * {...}} as JSON. 0, or -1 when out of memory. */
 int nd_gossip_driver_members_json(struct nd_gossip_driver *g, struct nd_sbuf *out);
 struct nd_swim *nd_gossip_driver_engine(struct nd_gossip_driver *g);
+/* A reload: gc's tags (serf tags and the services' svc: tags) become ours, sent in an alive
+ * message with our next incarnation when they changed. 0, or a negative ND_GOSSIP_E_* (the old
+ * tags stay). The rest of gc (addresses, timing, keys) takes effect at restart only. */
+int nd_gossip_driver_set_tags(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc);
 
 /* Member events for the core (the service catalog): fn(arg, m, ev) for every change the engine
  * reports, ourselves included (m valid during the call only; fn must not call into the engine).

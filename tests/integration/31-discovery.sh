@@ -122,6 +122,17 @@ grep -Eq '^nodus_catalog_changes_total [1-9]' <<<"$scrape" || die "catalog metri
 # keep-alive across the change: pooled connections to C survive B's arrival (same worker view)
 bodies 20 | sort | uniq -c | sed 's/^/    /' >&2
 
+# B stops advertising web on a reload (SIGHUP), then advertises it again: A follows both ways
+cp "$cfgB" "$T/b.with.lua"
+node_cfg b "$gB" "$adB" "" >/dev/null
+kill -HUP "$pidB"
+t=$(wait_for 10 "A stops sending to B once B's reload drops the service" only from-c 5)
+log "B dropped web on reload: A sends only to C after ${t}s"
+cp "$T/b.with.lua" "$cfgB"
+kill -HUP "$pidB"
+t=$(wait_for 10 "A sends to B again once B's reload brings the service back" both 10)
+log "B advertised web again on reload: A spreads over both after ${t}s"
+
 # C leaves gracefully: A stops sending to C at once, curl keeps succeeding through B
 kill -TERM "$pidC"
 t=$(wait_for 5 "A stops sending to C after its leave" only from-b 5)
