@@ -193,6 +193,9 @@ static int reload(void *arg, struct nd_sbuf *msg)
 
         if (e < 0)
             nd_warn("reload: gossip tags not changed (error %d): they stay as they were", e);
+        if (nd_gossip_driver_set_keyring(gossip, &cfg->gossip) < 0)
+            nd_warn("reload: the gossip keyring did not change: encryption is turned on or off "
+                    "only at restart");
     }
     catalog_publish(true);
     nd_metrics_count(0, ND_C_RELOADS, 1);

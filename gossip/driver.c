@@ -73,6 +73,20 @@ int nd_gossip_driver_set_tags(struct nd_gossip_driver *g, const struct nd_gossip
     return nd_swim_set_tags(g->sw, now_ms(), tags, n);
 }
 
+int nd_gossip_driver_set_keyring(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc)
+{
+    struct nd_keyring kr;
+    int e = 0;
+
+    nd_keyring_init(&kr);
+    for (unsigned i = 0; i < gc->nkeyring && !e; i++)
+        e = nd_keyring_add_base64(&kr, gc->keyring[i], strlen(gc->keyring[i]));
+    if (!e)
+        e = nd_swim_set_keyring(g->sw, &kr);
+    nd_keyring_wipe(&kr);
+    return e;
+}
+
 static uint64_t now_ms(void)
 {
     struct timespec ts;

@@ -45,6 +45,10 @@ struct nd_swim *nd_gossip_driver_engine(struct nd_gossip_driver *g);
  * message with our next incarnation when they changed. 0, or a negative ND_GOSSIP_E_* (the old
  * tags stay). The rest of gc (addresses, timing, keys) takes effect at restart only. */
 int nd_gossip_driver_set_tags(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc);
+/* A reload: gc's keyring replaces ours (rotation: install a key everywhere, make it the primary
+ * everywhere, then remove the old one). Negative ND_GOSSIP_E_* when the keyring cannot change
+ * so (turning encryption on or off needs a restart); the old keyring stays. */
+int nd_gossip_driver_set_keyring(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc);
 
 /* Member events for the core (the service catalog): fn(arg, m, ev) for every change the engine
  * reports, ourselves included (m valid during the call only; fn must not call into the engine).

@@ -2126,6 +2126,15 @@ bool nd_swim_leave_done(const struct nd_swim *sw)
     return sw->leave_phase == 3;
 }
 
+int nd_swim_set_keyring(struct nd_swim *sw, const struct nd_keyring *kr)
+{
+    if ((kr->n != 0) != sw->keyed)
+        return ND_GOSSIP_E_VALUE;
+    nd_keyring_wipe(&sw->kr);
+    sw->kr = *kr;
+    return 0;
+}
+
 int nd_swim_set_tags(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_tag *tags,
                      size_t ntags)
 {

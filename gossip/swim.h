@@ -50,6 +50,11 @@ bool nd_swim_leave_done(const struct nd_swim *sw);
  * memory: the old tags stay). */
 int nd_swim_set_tags(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_tag *tags,
                      size_t ntags);
+/* Replaces the keyring at run time, for key rotation (serf keys install / use / remove): the
+ * first key is the primary, every key is tried on receipt. Encryption cannot be turned on or off
+ * at run time (peers would drop us): ND_GOSSIP_E_VALUE when kr is empty and ours is not, or the
+ * other way round. */
+int nd_swim_set_keyring(struct nd_swim *sw, const struct nd_keyring *kr);
 
 /* A UDP datagram arrived from `from`. */
 void nd_swim_packet(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *from,
