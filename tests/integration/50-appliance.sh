@@ -5,8 +5,13 @@
 # mid's veth (t0+m0 to cli, t1+m1 to up); inside, nodus binds both NICs to uio_pci_generic and
 # proxies cli -> appliance (198.18.0.2:8080, DPDK) -> nginx in up (198.18.1.1:80).
 #   1. The disk image, through SYSLINUX, with a config disk: curl from cli through it; the
-#      times from qemu start to the first answer and from kernel start to serving are printed;
-#      then system_powerdown on qemu's monitor: the node drains and the VM powers off in time.
+#      times from qemu start to the first answer and from kernel start to serving are printed.
+#      The config disk puts the control plane on the data NICs: from cli, /ready,
+#      /stats/prometheus and `nodus status` over NIC 0 (198.18.0.2:15000); gossip over NIC 1
+#      with a nodus on kernel sockets in up ("host-up"): each sees the other alive (GET
+#      /members, `nodus members`), the appliance discovers host-up's service "hello" and cli's
+#      requests reach it through the appliance. Then system_powerdown on qemu's monitor: the
+#      node leaves the cluster (host-up shows it left), drains, and the VM powers off in time.
 #   2. -kernel/-initrd with a broken config disk: file:line on the console, power off.
 #   3. -kernel/-initrd with the configuration on the kernel command line (nodus.config=base64:)
 #      and no disk: curl through it, then system_powerdown.
@@ -64,6 +69,17 @@ http {
 CONF
 IN_NETNS=$UP bg nginx nginx -p "$T/ngx" -c "$T/ngx/nginx.conf" -e "$T/ngx/error.log"
 
+# ---- a nodus on kernel sockets in up: the appliance's gossip peer, advertising "hello" ----
+cat >"$T/host-up.lua" <<LUA
+node { name = "host-up", workers = 1 }
+admin { listen = "127.0.0.1:15001" }
+gossip { bind = "$UPIP:7946", tags = { side = "host" } }
+service "hello" { port = 80, address = "$UPIP" }
+LUA
+export ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 # as in the guest (host-up is the same build)
+IN_NETNS=$UP start_nodus "$T/host-up.lua"
+HOST_PID=$NODUS_PID
+
 # ---- the image, with the binary under test ----
 t0=$(now)
 # ASan builds: DPDK keeps allocations until exit; the kernel hands KEY=VALUE words of its
@@ -88,8 +104,26 @@ listener "ingress" {
 }
 LUA
 }
+# the config disk's: good_cfg plus the control plane on the data NICs (docs/appliance.md's
+# example): admin on NIC 0 (cli's side), gossip on NIC 1 joining host-up, and a cluster of
+# what gossip discovers
+disk_cfg() {
+    good_cfg | sed '/^listener/,$d'
+    cat <<'LUA'
+admin { listen = "198.18.0.2:15000" }
+gossip { bind = "198.18.1.2:7946", join = { "198.18.1.1:7946" }, tags = { role = "appliance" } }
+cluster "hello" { discover = "hello", connect_timeout = "500ms" }
+listener "ingress" {
+  listen = "198.18.0.2:8080", protocol = "http",
+  plugins = { router { { match = { prefix = "/found/" }, cluster = "hello" },
+                       { match = { prefix = "/" }, cluster = "web" } } },
+}
+LUA
+}
 good_cfg >"$T/good.lua"
-"$ROOT/images/mkconfig.sh" "$T/good.img" "$T/good.lua" 2>/dev/null
+disk_cfg >"$T/disk.lua"
+"$NODUS" check "$T/disk.lua" >/dev/null || die "nodus check refused the config disk's mesh.lua"
+"$ROOT/images/mkconfig.sh" "$T/good.img" "$T/disk.lua" 2>/dev/null
 cat >"$T/broken.lua" <<'LUA'
 node { name = "appliance", workers = 1, io = "dpdk" }
 cluster "web" { endpoints = { "198.18.1.1:80" } }
@@ -157,6 +191,27 @@ serve() {
             awk '{ print $2 }') s; $(grep -o 'memory used [0-9]* MiB' "$T/$name.console")"
 }
 
+ADMIN=$NODE:15000
+member_at_appliance() { # NAME: its status at the appliance, asked from cli over the data NIC
+    in_cli "$NODUS" members --admin "$ADMIN" 2>/dev/null | awk -v n="$1" '$1 == n { print $3 }'
+}
+member_at_host() { # NAME: its status at host-up
+    ip netns exec "$UP" "$NODUS" members --admin 127.0.0.1:15001 2>/dev/null |
+        awk -v n="$1" '$1 == n { print $3 }'
+}
+is() { [ "$("$1" "${@:3}")" = "$2" ]; } # is FUNC WANT ARGS...
+found() { [ "$(in_cli curl -s --max-time 2 "http://$NODE:8080/found/x")" = "hello from up" ]; }
+wait_for() { # SECS DESCRIPTION CMD...: until CMD succeeds; prints how long it took
+    local secs=$1 what=$2 t i
+    shift 2
+    t=$(now)
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" && { elapsed "$t"; return 0; }
+        sleep 0.1
+    done
+    die "timed out after ${secs} s waiting for: $what"
+}
+
 # ---- 1. the disk image through its boot loader, a config disk, power button ----
 vm disk -drive "file=$T/img/nodus-disk.img,if=none,id=boot,format=raw,snapshot=on" \
     -device virtio-blk-pci,drive=boot,addr=07.0,bootindex=0 \
@@ -170,10 +225,39 @@ for ((i = 0; i < 20; i++)); do
     body=$(in_cli curl -s --max-time 5 "http://$NODE:8080/n$i")
     assert_eq "hello from up" "$body" "disk: request $i through the appliance"
 done
+
+# the control plane over the data NICs: admin from cli, gossip with host-up
+assert_eq 200 "$(in_cli curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$ADMIN/ready")" \
+    "disk: GET /ready from cli over the data NIC"
+assert_contains "$(in_cli "$NODUS" status --admin "$ADMIN")" "io dpdk" "disk: nodus status from cli"
+assert_contains "$(cat "$T/disk.console")" "admin on $ADMIN (dpdk)" "disk: admin on the data path"
+assert_contains "$(cat "$T/disk.console")" "gossip on 198.18.1.2:7946 (dpdk)" "disk: gossip on the data path"
+t=$(wait_for 30 "the appliance sees host-up alive" is member_at_appliance alive host-up)
+log "disk: the appliance sees host-up alive ${t} s after serving"
+t=$(wait_for 15 "host-up sees the appliance alive" is member_at_host alive appliance)
+log "disk: host-up sees the appliance alive after a further ${t} s"
+assert_contains "$(in_cli curl -s --max-time 5 "http://$ADMIN/members")" '"side": "host"' \
+    "disk: GET /members at the appliance carries host-up's tags"
+assert_contains "$(ip netns exec "$UP" curl -s --max-time 5 http://127.0.0.1:15001/members)" \
+    '"role": "appliance"' "disk: GET /members at host-up carries the appliance's tags"
+t=$(wait_for 15 "cli reaches host-up's service through the appliance" found)
+log "disk: service \"hello\" discovered over gossip, reached through the appliance after ${t} s"
+for ((i = 0; i < 10; i++)); do found || die "disk: request $i to the discovered service failed"; done
+assert_contains "$(in_cli "$NODUS" status --admin "$ADMIN")" 'discover "hello": 1 endpoint(s)' \
+    "disk: nodus status shows the discovered endpoint"
+prom=$(in_cli curl -s --max-time 10 "http://$ADMIN/stats/prometheus")
+ok=$(awk '/^istio_requests_total\{/ && /response_code="200"/ { n += $NF } END { print n + 0 }' <<<"$prom")
+[ "$ok" -ge 31 ] || die "disk: /stats/prometheus counts $ok answered requests, want at least 31"
+in_msgs=$(awk '$1 == "nodus_ctl_messages_in_total{sockets=\"dpdk\"}" { print $2 }' <<<"$prom")
+[ "${in_msgs:-0}" -gt 0 ] || die "disk: no control-plane messages over DPDK counted"
+log "disk: /stats/prometheus from cli: $ok requests answered 200, $in_msgs control-plane messages in"
+
 t1=$(now)
 monitor disk system_powerdown
 wait_exit "$VM_PID" 60 || die "disk: the VM did not power off within 60 s of system_powerdown"
 log "disk: powered off $(elapsed "$t1") s after system_powerdown"
+t=$(wait_for 10 "host-up shows the appliance left" is member_at_host left appliance)
+log "disk: host-up shows the appliance left (a graceful leave) ${t} s after it powered off"
 assert_eq 0 "$VM_RC" "disk: qemu's exit status after power off"
 assert_contains "$(cat "$T/disk.console")" "power button: draining" "disk: power button seen"
 assert_contains "$(cat "$T/disk.console")" "node drained and stopped" "disk: clean drain"
@@ -239,4 +323,5 @@ else
     log "uefi: OVMF not installed (scripts/deps.sh image): UEFI boot not checked"
 fi
 
-pass "disk boot via SYSLINUX served and powered off on the power button; broken config shown and powered off; config from the kernel command line served; bad input reported; UEFI boot ($(elapsed "$t0") s in all)"
+kill -0 "$HOST_PID" 2>/dev/null || die "host-up exited"
+pass "disk boot via SYSLINUX served, admin and gossip over its data NICs, discovery, graceful leave on the power button; broken config shown and powered off; config from the kernel command line served; bad input reported; UEFI boot ($(elapsed "$t0") s in all)"
