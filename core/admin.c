@@ -24,7 +24,8 @@ static bool str_is(struct nd_str s, const char *lit)
     return s.len == n && (n == 0 || memcmp(s.p, lit, n) == 0);
 }
 
-/* ---- /config_dump ------------------------------------------------------------------------------*/
+/* ---- /config_dump
+ * ------------------------------------------------------------------------------*/
 /* A JSON string of s (null for NULL). Bytes that are not valid UTF-8 become '?'. */
 static json_t *jstr(const char *s)
 {
@@ -209,7 +210,8 @@ static int sbuf_dump_cb(const char *buf, size_t size, void *data)
     return out->oom ? -1 : 0;
 }
 
-/* ---- routes ------------------------------------------------------------------------------------*/
+/* ---- routes
+ * ------------------------------------------------------------------------------------*/
 enum { M_GET = 1, M_POST = 2 };
 
 static int h_index(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);

@@ -14,9 +14,9 @@
 #include <stdint.h>
 
 struct nd_sbuf {
-    char *p;     /* NUL-terminated when len > 0 */
+    char *p; /* NUL-terminated when len > 0 */
     size_t len, cap;
-    bool oom;    /* an allocation failed: contents are truncated */
+    bool oom; /* an allocation failed: contents are truncated */
 };
 
 void nd_sbuf_add(struct nd_sbuf *b, const void *data, size_t n);
@@ -35,11 +35,11 @@ struct nd_buf {
  * (returned buffers go back to the free list). */
 struct nd_buf_pool {
     struct nd_buf *free;
-    uint32_t size;       /* data bytes per buffer */
+    uint32_t size; /* data bytes per buffer */
     uint32_t nfree;
-    uint64_t allocated;  /* buffers ever carved */
+    uint64_t allocated; /* buffers ever carved */
     uint64_t in_use;
-    uint64_t limit;      /* max buffers, 0 = no limit */
+    uint64_t limit; /* max buffers, 0 = no limit */
 };
 
 void nd_buf_pool_init(struct nd_buf_pool *pool, uint32_t size, uint64_t limit);
@@ -48,9 +48,18 @@ void nd_buf_pool_fini(struct nd_buf_pool *pool);
 struct nd_buf *nd_buf_get(struct nd_buf_pool *pool);
 void nd_buf_put(struct nd_buf_pool *pool, struct nd_buf *b);
 
-static inline char *nd_buf_head(struct nd_buf *b) { return b->data + b->off; }
-static inline char *nd_buf_tail(struct nd_buf *b) { return b->data + b->off + b->len; }
-static inline uint32_t nd_buf_room(const struct nd_buf *b) { return b->cap - b->off - b->len; }
+static inline char *nd_buf_head(struct nd_buf *b)
+{
+    return b->data + b->off;
+}
+static inline char *nd_buf_tail(struct nd_buf *b)
+{
+    return b->data + b->off + b->len;
+}
+static inline uint32_t nd_buf_room(const struct nd_buf *b)
+{
+    return b->cap - b->off - b->len;
+}
 /* Drops n bytes from the head. */
 static inline void nd_buf_consume(struct nd_buf *b, uint32_t n)
 {

@@ -346,7 +346,8 @@ static bool same_ep(const struct nd_endpoint_conf *a, const char *am,
         a->weight != b->weight)
         return false;
     for (k = 0; k < a->nlabels; k++)
-        if (strcmp(a->labels[k].key, b->labels[k].key) || strcmp(a->labels[k].val, b->labels[k].val))
+        if (strcmp(a->labels[k].key, b->labels[k].key) ||
+            strcmp(a->labels[k].val, b->labels[k].val))
             return false;
     return true;
 }

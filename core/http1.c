@@ -82,7 +82,10 @@ static inline struct nd_str mkstr(const char *p, size_t n)
     return (struct nd_str){p, (uint32_t)n};
 }
 
-static inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
+static inline bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
 
 /* ---- limits and scan hint ---------------------------------------------------------------- */
 
@@ -359,8 +362,8 @@ static size_t fval_span(const char *s, size_t n)
         __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
         /* signed bytes: 0x00..0x1f are >= 0 and < 0x20; obs-text (0x80..) is negative */
         __m128i ctl = _mm_and_si128(_mm_cmpgt_epi8(sp, x), _mm_cmpgt_epi8(x, neg));
-        __m128i bad = _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(x, tab), ctl),
-                                   _mm_cmpeq_epi8(x, del));
+        __m128i bad =
+            _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(x, tab), ctl), _mm_cmpeq_epi8(x, del));
         int mask = _mm_movemask_epi8(bad);
         if (mask)
             return i + (size_t)__builtin_ctz((unsigned)mask);

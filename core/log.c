@@ -56,8 +56,10 @@ void nd_vlog(int level, const char *fmt, va_list ap)
         return;
     gmtime_r(&ts.tv_sec, &tm);
     n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 ts.tv_nsec / 1000000, names[level < 0 ? 0 : level > 3 ? 3 : level]);
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+                 names[level < 0   ? 0
+                       : level > 3 ? 3
+                                   : level]);
     if (log_thread >= 0)
         n += snprintf(line + n, sizeof(line) - n, "[w%d] ", log_thread);
     else

@@ -17,24 +17,23 @@
  * Istio's histograms are Envoy histograms with Envoy's default bounds (HistogramOptionsImpl::
  * defaultBuckets): the same 19 bounds for durations in ms and for sizes in bytes. A worker counts
  * each observation in one bucket (not cumulative); the scrape accumulates. */
-#define NB 19              /* finite bounds */
-#define NBK (NB + 1)       /* buckets, +Inf last */
+#define NB 19        /* finite bounds */
+#define NBK (NB + 1) /* buckets, +Inf last */
 
 static const char *const le_text[NBK] = {
-    "0.5",   "1",     "5",      "10",     "25",     "50",      "100",
-    "250",   "500",   "1000",   "2500",   "5000",   "10000",   "30000",
-    "60000", "300000", "600000", "1800000", "3600000", "+Inf",
+    "0.5",  "1",    "5",     "10",    "25",    "50",     "100",    "250",     "500",     "1000",
+    "2500", "5000", "10000", "30000", "60000", "300000", "600000", "1800000", "3600000", "+Inf",
 };
 /* Upper bounds (inclusive) in microseconds for durations. */
 static const uint64_t dur_us_le[NB] = {
-    500,      1000,     5000,      10000,     25000,      50000,      100000,
-    250000,   500000,   1000000,   2500000,   5000000,    10000000,   30000000,
+    500,      1000,      5000,      10000,      25000,      50000,    100000,
+    250000,   500000,    1000000,   2500000,    5000000,    10000000, 30000000,
     60000000, 300000000, 600000000, 1800000000, 3600000000,
 };
 /* Upper bounds in bytes: an integer is <= 0.5 only when it is 0. */
 static const uint64_t bytes_le[NB] = {
-    0,     1,      5,      10,      25,      50,      100,  250,  500, 1000,
-    2500,  5000,   10000,  30000,   60000,   300000,  600000, 1800000, 3600000,
+    0,    1,    5,     10,    25,    50,     100,    250,     500,     1000,
+    2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
 };
 
 static inline unsigned bucket_of(const uint64_t *le, uint64_t v)
@@ -46,7 +45,8 @@ static inline unsigned bucket_of(const uint64_t *le, uint64_t v)
     return i;
 }
 
-/* ---- per-worker state --------------------------------------------------------------------------*/
+/* ---- per-worker state
+ * --------------------------------------------------------------------------*/
 struct req_slot {
     uint32_t used; /* set (release) once the key below is written; the key never changes after */
     uint16_t listener, cluster, status;
@@ -68,9 +68,9 @@ struct stats_block {
     uint64_t plugin[ND_METRICS_MAX_PLUGIN_COUNTERS];
     struct req_slot req_other; /* records that found no slot */
     struct tcp_slot tcp_other;
-    struct req_slot *req;      /* [ND_METRICS_REQ_SLOTS], cache-line aligned */
-    struct tcp_slot *tcp;      /* [ND_METRICS_TCP_SLOTS] */
-    void *mem;                 /* what was allocated for req and tcp */
+    struct req_slot *req; /* [ND_METRICS_REQ_SLOTS], cache-line aligned */
+    struct tcp_slot *tcp; /* [ND_METRICS_TCP_SLOTS] */
+    void *mem;            /* what was allocated for req and tcp */
 } __attribute__((aligned(64)));
 
 /* At most this many slots are probed: past it, a record goes to the overflow slot. */
@@ -121,12 +121,13 @@ static inline void add(uint64_t *p, uint64_t n, bool shared)
         add_own(p, n);
 }
 
-/* ---- names -------------------------------------------------------------------------------------*/
+/* ---- names
+ * -------------------------------------------------------------------------------------*/
 #define NAME_HASH (ND_METRICS_MAX_NAMES * 2)
 
 static char *names[ND_METRICS_MAX_NAMES];
-static unsigned nnames;                  /* published with release after names[nnames] is set */
-static uint16_t name_index[NAME_HASH];   /* id + 1, 0 = empty; main thread only */
+static unsigned nnames;                /* published with release after names[nnames] is set */
+static uint16_t name_index[NAME_HASH]; /* id + 1, 0 = empty; main thread only */
 static uint64_t names_overflow;
 static uint16_t node_id = ND_METRICS_NONE;
 
@@ -180,7 +181,8 @@ void nd_metrics_set_node(const char *name)
     __atomic_store_n(&node_id, nd_metrics_intern(name), __ATOMIC_RELEASE);
 }
 
-/* ---- plugin counters ---------------------------------------------------------------------------*/
+/* ---- plugin counters
+ * ---------------------------------------------------------------------------*/
 struct plugin_counter {
     char *metric; /* nodus_plugin_<plugin>_<name>_total, sanitized */
     char *help;
@@ -249,7 +251,8 @@ void nodus_counter_add(unsigned worker_id, nodus_counter_t id, uint64_t n)
     add(&b->plugin[id], n, shared);
 }
 
-/* ---- init --------------------------------------------------------------------------------------*/
+/* ---- init
+ * --------------------------------------------------------------------------------------*/
 int nd_metrics_init(unsigned n)
 {
     size_t reqsz = sizeof(struct req_slot) * ND_METRICS_REQ_SLOTS;
@@ -311,7 +314,8 @@ void nd_metrics_fini(void)
     npcs = 0;
 }
 
-/* ---- recording ---------------------------------------------------------------------------------*/
+/* ---- recording
+ * ---------------------------------------------------------------------------------*/
 static inline uint32_t mix(uint64_t a, uint64_t b)
 {
     uint64_t h = a * 0x9E3779B97F4A7C15ull ^ b * 0xC2B2AE3D27D4EB4Full;
@@ -437,9 +441,10 @@ void nd_metrics_count(unsigned worker, enum nd_counter c, uint64_t n)
         add(&b->counters[c], n, shared);
 }
 
-/* ---- response flags ----------------------------------------------------------------------------*/
+/* ---- response flags
+ * ----------------------------------------------------------------------------*/
 static const char *const rf_codes[] = {
-    "UH", "UT", "LR",  "UR",   "UF", "UC",  "UO", "NR", "DI",  "RL",
+    "UH",   "UT",   "LR", "UR",  "UF", "UC", "UO",  "NR", "DI",  "RL",
     "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "DT", "UPE", "OM",
 };
 
@@ -471,7 +476,8 @@ size_t nd_rf_format(uint32_t flags, char *buf, size_t len)
     return n;
 }
 
-/* ---- rendering ---------------------------------------------------------------------------------*/
+/* ---- rendering
+ * ---------------------------------------------------------------------------------*/
 /* Label value escaping of the text format: backslash, double quote and line feed. */
 static void add_label_value(struct nd_sbuf *b, const char *s)
 {
@@ -589,8 +595,8 @@ static void tcp_acc(struct tcp_agg *a, const struct tcp_slot *s)
 }
 
 /* The labels common to Istio's metrics. Returns a malloc'd string or NULL. */
-static char *istio_labels(uint16_t listener, uint16_t cluster, const char *proto,
-                          const char *code, const char *flags, bool mtls)
+static char *istio_labels(uint16_t listener, uint16_t cluster, const char *proto, const char *code,
+                          const char *flags, bool mtls)
 {
     struct nd_sbuf b = {0};
     const char *cl = nd_metrics_name(cluster);
@@ -615,8 +621,8 @@ static char *istio_labels(uint16_t listener, uint16_t cluster, const char *proto
     return b.p;
 }
 
-static void render_hist(struct nd_sbuf *out, const char *metric, const struct req_agg *a,
-                        size_t na, size_t off_buckets, size_t off_sum, bool ms)
+static void render_hist(struct nd_sbuf *out, const char *metric, const struct req_agg *a, size_t na,
+                        size_t off_buckets, size_t off_sum, bool ms)
 {
     size_t i;
     unsigned k;
@@ -631,8 +637,8 @@ static void render_hist(struct nd_sbuf *out, const char *metric, const struct re
                            le_text[k], cum);
         }
         if (ms)
-            nd_sbuf_printf(out, "%s_sum{%s} %" PRIu64 ".%03u\n", metric, a[i].labels,
-                           sum / 1000, (unsigned)(sum % 1000));
+            nd_sbuf_printf(out, "%s_sum{%s} %" PRIu64 ".%03u\n", metric, a[i].labels, sum / 1000,
+                           (unsigned)(sum % 1000));
         else
             nd_sbuf_printf(out, "%s_sum{%s} %" PRIu64 "\n", metric, a[i].labels, sum);
         nd_sbuf_printf(out, "%s_count{%s} %" PRIu64 "\n", metric, a[i].labels, cum);
@@ -711,14 +717,12 @@ static long collect_tcp(struct tcp_agg **out)
 
             if (!__atomic_load_n(&s->used, __ATOMIC_ACQUIRE))
                 continue;
-            v[n++] = (struct tcp_ent){.listener = norm_id(s->listener, nn),
-                                      .cluster = norm_id(s->cluster, nn),
-                                      .s = s};
+            v[n++] = (struct tcp_ent){
+                .listener = norm_id(s->listener, nn), .cluster = norm_id(s->cluster, nn), .s = s};
         }
         if (ld(&b->tcp_overflows))
-            v[n++] = (struct tcp_ent){.listener = ND_METRICS_OTHER,
-                                      .cluster = ND_METRICS_OTHER,
-                                      .s = &b->tcp_other};
+            v[n++] = (struct tcp_ent){
+                .listener = ND_METRICS_OTHER, .cluster = ND_METRICS_OTHER, .s = &b->tcp_other};
     }
     qsort(v, n, sizeof(*v), cmp_tcp);
     if (!(a = calloc(n + 1, sizeof(*a)))) {
@@ -857,8 +861,9 @@ static const struct {
                          "Requests sent on a kept-alive upstream connection from the pool."},
     [ND_C_BUFFER_EXHAUSTED] = {"nodus_buffer_exhausted_total",
                                "Buffer requests refused because the pool was at its limit."},
-    [ND_C_EDIT_FAILURES] = {"nodus_edit_failures_total",
-                            "Plugin edits that did not fit in the per-request space (request: 500)."},
+    [ND_C_EDIT_FAILURES] =
+        {"nodus_edit_failures_total",
+         "Plugin edits that did not fit in the per-request space (request: 500)."},
     [ND_C_STREAM_ERRORS] = {"nodus_stream_errors_total",
                             "Connections closed because a stream plugin failed (bad TLS...)."},
     [ND_C_STREAM_TIMEOUTS] = {"nodus_stream_timeouts_total",
@@ -883,8 +888,7 @@ static const struct {
     [ND_G_DOWNSTREAM_RQ_ACTIVE] = {"nodus_downstream_rq_active", "Requests in progress."},
     [ND_G_UPSTREAM_CX_ACTIVE] = {"nodus_upstream_cx_active",
                                  "Open upstream connections (busy, idle or connecting)."},
-    [ND_G_UPSTREAM_CX_IDLE] = {"nodus_upstream_cx_idle",
-                               "Idle upstream connections in the pools."},
+    [ND_G_UPSTREAM_CX_IDLE] = {"nodus_upstream_cx_idle", "Idle upstream connections in the pools."},
     [ND_G_UPSTREAM_RQ_PENDING] = {"nodus_upstream_rq_pending",
                                   "Requests waiting for an upstream connection."},
     [ND_G_BUFFERS_IN_USE] = {"nodus_buffers_in_use", "I/O buffers taken from the worker pools."},
@@ -964,8 +968,7 @@ static void render_core(struct nd_sbuf *out)
     nd_sbuf_printf(out, "nodus_metrics_names %u\n", __atomic_load_n(&nnames, __ATOMIC_ACQUIRE));
     add_help(out, "nodus_metrics_names_overflow_total", "counter",
              "Names that did not fit in the name table (rendered as \"other\").");
-    nd_sbuf_printf(out, "nodus_metrics_names_overflow_total %" PRIu64 "\n",
-                   ld(&names_overflow));
+    nd_sbuf_printf(out, "nodus_metrics_names_overflow_total %" PRIu64 "\n", ld(&names_overflow));
 
     np = __atomic_load_n(&npcs, __ATOMIC_ACQUIRE);
     for (i = 0; i < np; i++) {

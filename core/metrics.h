@@ -27,12 +27,12 @@
 
 struct nd_sbuf;
 
-#define ND_METRICS_MAX_NAMES 4096          /* interned listener/cluster/node names */
-#define ND_METRICS_NONE 0xffffu            /* no cluster: local answer, no route; renders "unknown" */
-#define ND_METRICS_OTHER 0xfffeu           /* the name table was full; renders "other" */
-#define ND_METRICS_MAIN 0xffffffffu        /* "worker" argument of a non-worker thread */
-#define ND_METRICS_REQ_SLOTS 1024          /* distinct request keys per worker */
-#define ND_METRICS_TCP_SLOTS 256           /* distinct (listener, cluster) TCP keys per worker */
+#define ND_METRICS_MAX_NAMES 4096   /* interned listener/cluster/node names */
+#define ND_METRICS_NONE 0xffffu     /* no cluster: local answer, no route; renders "unknown" */
+#define ND_METRICS_OTHER 0xfffeu    /* the name table was full; renders "other" */
+#define ND_METRICS_MAIN 0xffffffffu /* "worker" argument of a non-worker thread */
+#define ND_METRICS_REQ_SLOTS 1024   /* distinct request keys per worker */
+#define ND_METRICS_TCP_SLOTS 256    /* distinct (listener, cluster) TCP keys per worker */
 #define ND_METRICS_MAX_PLUGIN_COUNTERS 256
 
 /*
@@ -75,14 +75,14 @@ size_t nd_rf_format(uint32_t flags, char *buf, size_t len);
 
 /* Counters of the core: summed over workers, exported as nodus_<name>_total. */
 enum nd_counter {
-    ND_C_DOWNSTREAM_CX_TOTAL,      /* client connections accepted */
-    ND_C_DOWNSTREAM_RESETS,        /* client connections that ended abnormally (reset, EOF mid-request) */
-    ND_C_ACCEPT_ERRORS,            /* accept() failures (EMFILE, ENOBUFS...) */
-    ND_C_OVERLOAD_REJECTS,         /* connections or requests refused by limits/overload (503) */
-    ND_C_HTTP_PARSE_ERRORS,        /* malformed request heads or bodies (answered 4xx/5xx) */
-    ND_C_HEADER_TIMEOUTS,          /* request heads that did not arrive in time (408) */
-    ND_C_IDLE_TIMEOUTS,            /* client connections closed for idleness */
-    ND_C_UPSTREAM_CX_TOTAL,        /* upstream connections opened */
+    ND_C_DOWNSTREAM_CX_TOTAL, /* client connections accepted */
+    ND_C_DOWNSTREAM_RESETS, /* client connections that ended abnormally (reset, EOF mid-request) */
+    ND_C_ACCEPT_ERRORS,     /* accept() failures (EMFILE, ENOBUFS...) */
+    ND_C_OVERLOAD_REJECTS,  /* connections or requests refused by limits/overload (503) */
+    ND_C_HTTP_PARSE_ERRORS, /* malformed request heads or bodies (answered 4xx/5xx) */
+    ND_C_HEADER_TIMEOUTS,   /* request heads that did not arrive in time (408) */
+    ND_C_IDLE_TIMEOUTS,     /* client connections closed for idleness */
+    ND_C_UPSTREAM_CX_TOTAL, /* upstream connections opened */
     ND_C_UPSTREAM_CX_CONNECT_FAIL, /* upstream connection attempts that failed */
     ND_C_UPSTREAM_RESETS,          /* upstream connections that ended during an exchange */
     ND_C_UPSTREAM_TIMEOUTS,        /* upstream responses that did not come in time (504) */
@@ -90,14 +90,17 @@ enum nd_counter {
     ND_C_POOL_REUSE,               /* requests sent on a pooled (kept-alive) upstream connection */
     ND_C_BUFFER_EXHAUSTED,         /* buffer requests refused because the pool was at its limit */
     ND_C_STREAM_ERRORS,
-    ND_C_STREAM_TIMEOUTS,          /* connections closed at a stream plugin's deadline */
-    ND_C_EDIT_FAILURES,            /* plugin header/path edits that did not fit (request: 500) */            /* connections closed because a stream plugin failed (bad TLS...) */
-    ND_C_RELOADS,                  /* configuration reloads that took effect */
-    ND_C_RELOAD_FAILURES,          /* configuration reloads refused (bad config) */
+    ND_C_STREAM_TIMEOUTS, /* connections closed at a stream plugin's deadline */
+    ND_C_EDIT_FAILURES,
+    /* plugin header/path edits that did not fit (request: 500) */ /* connections closed because a
+                                                                      stream plugin failed (bad
+                                                                      TLS...) */
+    ND_C_RELOADS,         /* configuration reloads that took effect */
+    ND_C_RELOAD_FAILURES, /* configuration reloads refused (bad config) */
     /* per worker: exported with a worker="N" label, not summed */
-    ND_C_LOOP_ITERATIONS,          /* event loop iterations */
-    ND_C_LOOP_BUSY,                /* event loop iterations that handled at least one event */
-    ND_C_LOOP_BUSY_US,             /* time spent in those, from the end of the wait (µs) */
+    ND_C_LOOP_ITERATIONS, /* event loop iterations */
+    ND_C_LOOP_BUSY,       /* event loop iterations that handled at least one event */
+    ND_C_LOOP_BUSY_US,    /* time spent in those, from the end of the wait (µs) */
     ND_C__COUNT
 };
 

@@ -25,7 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 static void sess_drive(struct nd_session *s);
@@ -357,7 +357,8 @@ static void plugin_ctx(struct nd_session *s, unsigned i, struct nodus_ctx *ctx)
     ctx->worker_id = s->w->id;
 }
 
-/* ---- local answers ---------------------------------------------------------------------------- */
+/* ---- local answers ----------------------------------------------------------------------------
+ */
 
 static void run_response_hooks(struct nd_session *s)
 {
@@ -848,8 +849,8 @@ static void body_init(struct nd_body *b, const struct nd_http_msg *m)
     b->mode = m->body;
     b->left = m->content_length;
     nd_http1_chunked_init(&b->ck);
-    b->done = m->body == ND_HTTP_BODY_NONE ||
-              (m->body == ND_HTTP_BODY_LENGTH && m->content_length == 0);
+    b->done =
+        m->body == ND_HTTP_BODY_NONE || (m->body == ND_HTTP_BODY_LENGTH && m->content_length == 0);
 }
 
 typedef void (*body_hook_fn)(struct nd_session *s, const char *p, size_t n, bool end);
@@ -953,7 +954,8 @@ static bool listener_wants(const struct nd_listener_conf *lc, unsigned flag)
     return false;
 }
 
-/* ---- the exchange ----------------------------------------------------------------------------- */
+/* ---- the exchange -----------------------------------------------------------------------------
+ */
 
 static void route_timeout(struct nd_timer *tm)
 {
@@ -1162,16 +1164,15 @@ static bool read_request(struct nd_session *s)
             hdrs = t->req_hdrs;
             memset(&m, 0, sizeof(m));
             m.hdrs = hdrs;
-            m.cap = s->lc->limits.max_headers < ND_HDRS - 32 ? s->lc->limits.max_headers
-                                                             : ND_HDRS - 32;
+            m.cap =
+                s->lc->limits.max_headers < ND_HDRS - 32 ? s->lc->limits.max_headers : ND_HDRS - 32;
             if (s->rx->off) /* a new request starts at the buffer's start: its head gets pinned */
                 nd_buf_compact(s->rx, 0);
             r = nd_http1_parse_request(nd_buf_head(s->rx), s->rx->len, &m, &s->lc->limits,
                                        &s->scan);
             if (r < 0) {
                 nd_metrics_count(w->id, ND_C_HTTP_PARSE_ERRORS, 1);
-                nd_info("%s: bad request from %s: %s", s->lc->name, s->peer,
-                        nd_http1_strerror(r));
+                nd_info("%s: bad request from %s: %s", s->lc->name, s->peer, nd_http1_strerror(r));
                 s->rx->len = 0;
                 respond_error(s, nd_http1_error_status(r), nd_http1_strerror(r));
                 return true;
@@ -1243,7 +1244,7 @@ static bool pump(struct nd_session *s)
 
             if (s->rx && body_scan(s, &t->rqb, nd_buf_head(s->rx), s->rx->len,
                                    listener_wants(s->lc, NODUS_WANT_REQUEST_BODY) ? req_body_hook
-                                                                                 : NULL) < 0) {
+                                                                                  : NULL) < 0) {
                 nd_metrics_count(w->id, ND_C_HTTP_PARSE_ERRORS, 1);
                 up_release(w, t, false);
                 respond_local(s, 400, "bad chunked encoding\n", ND_RF_DPE);
@@ -1291,8 +1292,8 @@ static bool pump(struct nd_session *s)
                     memset(&m, 0, sizeof(m));
                     m.hdrs = t->resp_hdrs;
                     m.cap = ND_HDRS - 32;
-                    r = nd_http1_parse_response(nd_buf_head(u->rx), u->rx->len, &m,
-                                                &s->lc->limits, &t->resp_scan, t->req.meth);
+                    r = nd_http1_parse_response(nd_buf_head(u->rx), u->rx->len, &m, &s->lc->limits,
+                                                &t->resp_scan, t->req.meth);
                     if (r < 0) {
                         nd_warn("%s: bad response from %s: %s", s->lc->name,
                                 nd_ep_text(t->crt, t->ep), nd_http1_strerror(r));
@@ -1338,7 +1339,7 @@ static bool pump(struct nd_session *s)
 
                 if (body_scan(s, &t->rsb, nd_buf_head(u->rx), u->rx->len,
                               listener_wants(s->lc, NODUS_WANT_RESPONSE_BODY) ? resp_body_hook
-                                                                             : NULL) < 0) {
+                                                                              : NULL) < 0) {
                     nd_warn("%s: bad chunked response from upstream", s->lc->name);
                     t->rflags |= ND_RF_UPE;
                     up_release(w, t, false);
@@ -1588,8 +1589,7 @@ static void sess_release(struct nd_session *s)
     nd_metrics_gauge_add(w->id, ND_G_DOWNSTREAM_CX_ACTIVE, -1);
     if (s->lc->proto == ND_PROTO_TCP)
         nd_metrics_tcp_close(w->id, s->lc->metrics_id,
-                             s->lc->tcp_cluster ? s->lc->tcp_cluster->metrics_id
-                                                : ND_METRICS_NONE,
+                             s->lc->tcp_cluster ? s->lc->tcp_cluster->metrics_id : ND_METRICS_NONE,
                              s->tcp_sent, s->tcp_recv);
     s->state = S_FREE;
     s->next = w->dead_sessions;
@@ -1643,7 +1643,7 @@ static void up_cb(struct nd_conn *c, unsigned events)
         if (!(events & (ND_EV_WRITE | ND_EV_ERROR)))
             return;
         err = (events & ND_EV_ERROR) && !(events & ND_EV_READ) ? -ETIMEDOUT
-                                                                : w->io->connect_result(c);
+                                                               : w->io->connect_result(c);
         if (events == (ND_EV_ERROR | ND_EV_WRITE))
             err = -ETIMEDOUT;
         nd_timer_cancel(&w->wheel, &u->timer);
@@ -1750,7 +1750,8 @@ void nd_session_free(struct nd_session *s)
     sess_drive(s);
 }
 
-/* ---- the plugin ABI: HTTP exchange ------------------------------------------------------------ */
+/* ---- the plugin ABI: HTTP exchange ------------------------------------------------------------
+ */
 
 #define TXN(h) ((struct nd_txn *)(h))
 
@@ -1890,8 +1891,7 @@ int nodus_http_route(struct nodus_http *h, struct nodus_cluster *cl, const char 
     struct nd_txn *t = TXN(h);
     const struct nd_cluster_conf *cc = (const struct nd_cluster_conf *)cl;
 
-    if (!cc || cc->id >= t->s->snap->cfg->nclusters ||
-        &t->s->snap->cfg->clusters[cc->id] != cc)
+    if (!cc || cc->id >= t->s->snap->cfg->nclusters || &t->s->snap->cfg->clusters[cc->id] != cc)
         return -1;
     t->cluster = cc;
     t->crt = &t->s->snap->wrt[t->s->w->id].clusters[cc->id];

@@ -9,18 +9,18 @@
 #include "http1.h"
 #include "worker.h"
 
-#define ND_HDRS 160      /* header slots per message: parsed ones plus edits */
-#define ND_EDIT 4096     /* bytes for header edits, rewritten paths and local bodies */
+#define ND_HDRS 160               /* header slots per message: parsed ones plus edits */
+#define ND_EDIT 4096              /* bytes for header edits, rewritten paths and local bodies */
 #define ND_SCRATCH ND_TXN_SCRATCH /* plugin scratch (ctx->txn) per request */
 
 /* Body framing of one direction: validates framing ahead of forwarding. */
 struct nd_body {
     uint8_t mode; /* enum nd_http_body */
     bool done;
-    uint64_t left;          /* LENGTH: bytes still to come */
+    uint64_t left; /* LENGTH: bytes still to come */
     struct nd_http_chunked ck;
-    uint32_t fwd;           /* bytes at the buffer head validated and not yet written */
-    uint64_t bytes;         /* payload bytes seen */
+    uint32_t fwd;   /* bytes at the buffer head validated and not yet written */
+    uint64_t bytes; /* payload bytes seen */
 };
 
 /* UP_FREE: closed, waiting in the worker's dead list until the current event batch ends */
@@ -92,7 +92,7 @@ struct nd_session {
     struct nd_snap *snap;
     const struct nd_listener_conf *lc;
     struct nd_buf *rx, *tx;
-    uint32_t rx_pin;  /* bytes at rx->data[0] holding the current request head */
+    uint32_t rx_pin; /* bytes at rx->data[0] holding the current request head */
     size_t scan;
     struct nd_txn *txn;
     struct nd_upstream *up; /* TCP sessions */

@@ -17,7 +17,10 @@
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
-static inline struct nd_worker *st_w(const struct nd_stream *st) { return st->conn->w; }
+static inline struct nd_worker *st_w(const struct nd_stream *st)
+{
+    return st->conn->w;
+}
 
 unsigned nd_stream_layers(const struct nd_listener_conf *lc)
 {
@@ -46,10 +49,16 @@ static const struct nodus_stream_ops *layer_ops(const struct nd_stream *st, unsi
 
 /* ---- boundary buffers ---------------------------------------------------------------------- */
 
-static uint32_t used(const struct nd_buf *b) { return b ? b->len : 0; }
+static uint32_t used(const struct nd_buf *b)
+{
+    return b ? b->len : 0;
+}
 
 /* Free bytes once compacted. */
-static uint32_t space(const struct nd_buf *b) { return b ? b->cap - b->len : ND_STREAM_BUF; }
+static uint32_t space(const struct nd_buf *b)
+{
+    return b ? b->cap - b->len : ND_STREAM_BUF;
+}
 
 static void release(struct nd_worker *w, struct nd_buf **b)
 {
@@ -127,8 +136,7 @@ static int process(struct nd_stream *st)
             len = MIN(b->len, room - ND_STREAM_SLACK);
             if (ops->data_out) {
                 layer_ctx(st, (unsigned)k, &ctx);
-                r = ops->data_out((struct nodus_stream *)&st->layer[k], &ctx, nd_buf_head(b),
-                                  len);
+                r = ops->data_out((struct nodus_stream *)&st->layer[k], &ctx, nd_buf_head(b), len);
             } else {
                 r = append(w, &st->out[k], nd_buf_head(b), len) ? -1 : (long)len;
             }
@@ -396,9 +404,9 @@ int nd_stream_open(struct nd_worker *w, struct nd_session *s, struct nd_conn *c)
 
         if (!pi->p->stream)
             continue;
-        defs[n++] = (struct nd_stream_def){
-            pi->p->stream, pi->p->name, pi->conf,
-            s->snap->wrt[w->id].pstate[lc->id * ND_MAX_CHAIN + i], pi->txn_off};
+        defs[n++] = (struct nd_stream_def){pi->p->stream, pi->p->name, pi->conf,
+                                           s->snap->wrt[w->id].pstate[lc->id * ND_MAX_CHAIN + i],
+                                           pi->txn_off};
     }
     if (!n)
         return 0;
@@ -448,7 +456,8 @@ void nd_worker_stream_fini(struct nd_worker *w)
     nd_buf_pool_fini(&w->sbufs);
 }
 
-/* ---- the plugin ABI ---------------------------------------------------------------------------- */
+/* ---- the plugin ABI ----------------------------------------------------------------------------
+ */
 
 #define LAYER(h) ((struct nd_stream_layer *)(h))
 

@@ -28,7 +28,7 @@
 #include "timer.h"
 #include "worker.h"
 
-#define ND_STREAM_BUF (64u * 1024)  /* bytes per boundary buffer */
+#define ND_STREAM_BUF (64u * 1024)   /* bytes per boundary buffer */
 #define ND_STREAM_SLACK (17u * 1024) /* room kept free for what one call may produce */
 #define ND_STREAM_MAX_LAYERS ND_TXN_MAX_LAYERS
 
@@ -67,8 +67,8 @@ struct nd_stream {
     struct nd_stream *next; /* worker free list */
     struct nd_conn *conn;   /* the network side */
     struct nd_stream_peer peer;
-    uint8_t n;              /* layers */
-    uint8_t shut;           /* layers whose shutdown hook ran, from the top */
+    uint8_t n;    /* layers */
+    uint8_t shut; /* layers whose shutdown hook ran, from the top */
     bool net_eof, failed, closed;
     struct nd_timer deadline; /* at the earliest of the layers' deadlines */
     struct nd_buf *in[ND_STREAM_MAX_LAYERS + 1], *out[ND_STREAM_MAX_LAYERS + 1];

@@ -10,7 +10,7 @@
 #include "proxy.h"
 #include "stream.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
 static void tcp_conn_cb(struct nd_conn *c, unsigned events);
 
@@ -75,8 +75,8 @@ void nd_tcp_up_cb(struct nd_upstream *u, unsigned events)
     struct nd_worker *w = u->conn.w ? u->conn.w : s->w;
 
     if (u->state == UP_CONNECTING) {
-        int err = (events == (ND_EV_ERROR | ND_EV_WRITE)) ? -ETIMEDOUT
-                                                           : w->io->connect_result(&u->conn);
+        int err =
+            (events == (ND_EV_ERROR | ND_EV_WRITE)) ? -ETIMEDOUT : w->io->connect_result(&u->conn);
 
         if (!(events & (ND_EV_WRITE | ND_EV_ERROR)))
             return;

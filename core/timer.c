@@ -88,7 +88,7 @@ static void cascade(struct nd_wheel *w, unsigned l, unsigned s)
 static uint64_t next_stop(const struct nd_wheel *w, uint64_t limit)
 {
     unsigned s = w->tick & MASK;
-    uint64_t bits = w->used[0] >> s; /* slots s..63 of this lap */
+    uint64_t bits = w->used[0] >> s;         /* slots s..63 of this lap */
     uint64_t lap_end = (w->tick | MASK) + 1; /* next multiple of 64: cascade boundary */
     uint64_t at = !s ? w->tick : bits ? w->tick + (uint64_t)__builtin_ctzll(bits) : lap_end;
 

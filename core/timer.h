@@ -28,16 +28,19 @@ struct nd_timer {
 struct nd_wheel {
     struct nd_timer *slot[ND_WHEEL_LEVELS][ND_WHEEL_SLOTS];
     uint64_t used[ND_WHEEL_LEVELS]; /* bit s: slot s is not empty */
-    uint64_t now;   /* ms, monotonic: the time the wheel has been advanced to */
-    uint64_t tick;  /* next tick to process (now + 1 once advanced) */
-    unsigned count; /* armed timers */
+    uint64_t now;                   /* ms, monotonic: the time the wheel has been advanced to */
+    uint64_t tick;                  /* next tick to process (now + 1 once advanced) */
+    unsigned count;                 /* armed timers */
 };
 
 void nd_wheel_init(struct nd_wheel *w, uint64_t now_ms);
 /* (Re)arms t to fire `ms` (at least 1) from the wheel's now. cb must be set. */
 void nd_timer_arm(struct nd_wheel *w, struct nd_timer *t, uint64_t ms);
 void nd_timer_cancel(struct nd_wheel *w, struct nd_timer *t);
-static inline bool nd_timer_armed(const struct nd_timer *t) { return t->pprev != 0; }
+static inline bool nd_timer_armed(const struct nd_timer *t)
+{
+    return t->pprev != 0;
+}
 /* Advances to now_ms, running the callbacks of expired timers (which may arm or cancel timers).
  * Returns how many fired. */
 unsigned nd_wheel_advance(struct nd_wheel *w, uint64_t now_ms);

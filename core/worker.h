@@ -41,10 +41,10 @@ struct nd_listen_handle {
 struct nd_ep_rt {
     struct nd_upstream *idle; /* idle keep-alive connections, most recent first */
     unsigned nidle;
-    unsigned active;  /* requests in flight */
-    unsigned conns;   /* open connections (idle + busy + connecting) */
-    unsigned fails;   /* consecutive connect failures */
-    int64_t lb_cw;    /* smooth weighted round robin: the endpoint's current weight */
+    unsigned active; /* requests in flight */
+    unsigned conns;  /* open connections (idle + busy + connecting) */
+    unsigned fails;  /* consecutive connect failures */
+    int64_t lb_cw;   /* smooth weighted round robin: the endpoint's current weight */
 };
 
 struct nd_cluster_rt {
@@ -83,25 +83,25 @@ struct nd_worker {
     unsigned id;
     pthread_t thread;
     const struct nd_io_ops *io;
-    int epfd;           /* posix backend */
+    int epfd; /* posix backend */
     struct nd_conn wake;
     struct nd_wheel wheel;
-    uint64_t now_us;    /* monotonic, refreshed every loop iteration */
+    uint64_t now_us; /* monotonic, refreshed every loop iteration */
     struct nd_buf_pool bufs;
-    struct nd_snap *snap;       /* the snapshot new connections use */
-    struct nd_snap *held[16];   /* older snapshots still used by sessions */
+    struct nd_snap *snap;     /* the snapshot new connections use */
+    struct nd_snap *held[16]; /* older snapshots still used by sessions */
     unsigned nheld;
     struct nd_session *free_sessions;
     struct nd_txn *free_txns;
     struct nd_upstream *free_upstreams;
     unsigned nfree_sessions, nfree_upstreams;
-    struct nd_session *dead_sessions;    /* released in this event batch (see nd_worker_reap) */
+    struct nd_session *dead_sessions; /* released in this event batch (see nd_worker_reap) */
     struct nd_upstream *dead_upstreams;
     struct nd_stream *free_streams;
-    unsigned overload_logged;            /* connection-limit refusals (1 log line per 1000) */
-    struct nd_buf_pool sbufs;            /* stream layer buffers (stream.h) */
+    unsigned overload_logged;         /* connection-limit refusals (1 log line per 1000) */
+    struct nd_buf_pool sbufs;         /* stream layer buffers (stream.h) */
     struct nd_session *sessions_head; /* every open downstream connection */
-    unsigned sessions;          /* open downstream connections */
+    unsigned sessions;                /* open downstream connections */
     uint64_t rng;
     bool draining;
     bool started;

@@ -304,7 +304,7 @@ static int dp_worker_init(struct nd_worker *w)
     tc.max_conns = dp->nrecs;
     tc.max_listeners = DP_MAX_LISTEN;
     tc.max_segs = 32768;
-    tc.max_chunks = 8192; /* 16 MiB of copied send data per worker */
+    tc.max_chunks = 8192;                /* 16 MiB of copied send data per worker */
     tc.rcvbuf = tc.sndbuf = 1024 * 1024; /* 256 KiB held a 1 GiB transfer to ~70 MB/s on veth */
     tc.mss = mss;
     tc.csum_offload = nd_net_csum_offload(&dpdk.sh, ND_NET_OL_TCP_CKSUM);
@@ -386,7 +386,7 @@ static int dp_poll(struct nd_worker *w, int timeout_ms)
         }
     n = dispatch(dp);
     n += nd_ctl_dpdk_poll(w->id, now); /* control-plane sockets: one ring check when idle */
-    rx += nd_dpdk_flush(&dp->dw);       /* with other workers' frames for its TX queues */
+    rx += nd_dpdk_flush(&dp->dw);      /* with other workers' frames for its TX queues */
     nd_dpdk_socksnap_serve(&dp->sock, dp->tcp);
     if (rx || n)
         dp->idle = 0;

@@ -486,8 +486,8 @@ static uint32_t pto(const struct nd_tcp_conn *c)
 
 static bool probe_ok(const struct nd_tcp_conn *c)
 {
-    return tcp_state_sends(c->state) && c->s->cfg.loss_probe && c->sack_ok && !c->persist && c->srtt_us &&
-           c->probes < ND_TCP_PTO_MAX && c->snd_una != c->snd_max;
+    return tcp_state_sends(c->state) && c->s->cfg.loss_probe && c->sack_ok && !c->persist &&
+           c->srtt_us && c->probes < ND_TCP_PTO_MAX && c->snd_una != c->snd_max;
 }
 
 void tcp_rxt_arm(struct nd_tcp_conn *c)

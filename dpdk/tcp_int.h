@@ -37,9 +37,9 @@ struct tcp_cursor {
     uint32_t seq;           /* sequence number of seg's first byte */
 };
 
-#define ND_TCP_SB_MAX 8  /* sender scoreboard ranges */
-#define ND_TCP_PTO_MIN 5 /* ms: the shortest probe timeout */
-#define ND_TCP_PTO_MAX 2 /* probe timeouts in a row before the RTO */
+#define ND_TCP_SB_MAX 8       /* sender scoreboard ranges */
+#define ND_TCP_PTO_MIN 5      /* ms: the shortest probe timeout */
+#define ND_TCP_PTO_MAX 2      /* probe timeouts in a row before the RTO */
 #define ND_TCP_PTO_DELACK 200 /* ms: RFC 8985's WCDelAckT, added when one segment is in flight */
 
 struct nd_tcp_conn {

@@ -944,7 +944,10 @@ static void jw_raw(struct jw *j, const char *s, size_t n)
     j->need += n;
 }
 
-static void jw_lit(struct jw *j, const char *s) { jw_raw(j, s, strlen(s)); }
+static void jw_lit(struct jw *j, const char *s)
+{
+    jw_raw(j, s, strlen(s));
+}
 
 static void jw_str(struct jw *j, const char *s, size_t n)
 {
@@ -967,7 +970,10 @@ static void jw_str(struct jw *j, const char *s, size_t n)
     jw_raw(j, "\"", 1);
 }
 
-static void jw_cstr(struct jw *j, const char *s) { jw_str(j, s, strlen(s)); }
+static void jw_cstr(struct jw *j, const char *s)
+{
+    jw_str(j, s, strlen(s));
+}
 
 static void jw_uint(struct jw *j, uint64_t v)
 {

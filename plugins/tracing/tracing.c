@@ -300,13 +300,23 @@ static void gen_request_id(struct tr_worker *w, char out[36])
 
 /* The request headers the hook reads, found in one pass over the headers (first of each name). */
 enum {
-    H_TRACEPARENT, H_TRACESTATE, H_B3, H_B3_TRACE, H_B3_SPAN, H_B3_PARENT, H_B3_SAMPLED,
-    H_B3_FLAGS, H_CLIENT_TRACE, H_FORCE_TRACE, H_REQUEST_ID, H__N
+    H_TRACEPARENT,
+    H_TRACESTATE,
+    H_B3,
+    H_B3_TRACE,
+    H_B3_SPAN,
+    H_B3_PARENT,
+    H_B3_SAMPLED,
+    H_B3_FLAGS,
+    H_CLIENT_TRACE,
+    H_FORCE_TRACE,
+    H_REQUEST_ID,
+    H__N
 };
 static const char *const hnames[H__N] = {
-    "traceparent", "tracestate",   "b3",           "x-b3-traceid",       "x-b3-spanid",
-    "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "x-client-trace-id", "x-envoy-force-trace",
-    "x-request-id",
+    "traceparent",       "tracestate",          "b3",           "x-b3-traceid",
+    "x-b3-spanid",       "x-b3-parentspanid",   "x-b3-sampled", "x-b3-flags",
+    "x-client-trace-id", "x-envoy-force-trace", "x-request-id",
 };
 
 struct hview {

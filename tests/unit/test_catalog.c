@@ -87,8 +87,9 @@ static void test_tag_limits(void **state)
     assert_int_equal(decode_str("sv", "80", &t), 1);
     /* malformed service tags */
     static const char *const bad[] = {
-        "", "0", "65536", "80x", "-1", "host:80", "10.0.0.1:", "::1:80", "[::1]80", "[::1]:",
-        "[10.0.0.1]:80", "80;", "80;k", "80;=v", "80;k=", "80;k=v;", "80;k=v=w;", "99999999",
+        "",       "0",       "65536",     "80x",           "-1",  "host:80", "10.0.0.1:",
+        "::1:80", "[::1]80", "[::1]:",    "[10.0.0.1]:80", "80;", "80;k",    "80;=v",
+        "80;k=",  "80;k=v;", "80;k=v=w;", "99999999",
     };
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(decode_str("svc:web", bad[i], &t), -1);
@@ -189,7 +190,8 @@ static void test_config(void **state)
     nd_errors_clear(&errs);
 }
 
-/* ---- the catalog ------------------------------------------------------------------------------- */
+/* ---- the catalog -------------------------------------------------------------------------------
+ */
 
 static uint8_t meta[ND_GOSSIP_META_MAX];
 
@@ -199,8 +201,8 @@ static struct nd_swim_member member(const char *name, uint8_t ip, uint8_t state,
 {
     struct nd_serf_tag tags[16];
     size_t n = 0, len = 0;
-    struct nd_swim_member m = {.name = name, .name_len = strlen(name), .state = state,
-                               .status = status};
+    struct nd_swim_member m = {
+        .name = name, .name_len = strlen(name), .state = state, .status = status};
 
     for (; kv && kv[2 * n]; n++) {
         tags[n].key = (struct nd_gbytes){(const uint8_t *)kv[2 * n], (uint32_t)strlen(kv[2 * n])};
@@ -229,7 +231,7 @@ static unsigned changed(struct nd_catalog *c)
 
 static void test_catalog_events(void **state)
 {
-    static const char *const a_tags[] = {"role", "edge", "svc:web", "8080;version=v1",
+    static const char *const a_tags[] = {"role",   "edge",          "svc:web", "8080;version=v1",
                                          "svc:db", "10.0.0.7:5432", NULL};
     static const char *const a_tags2[] = {"svc:web", "8080;version=v2", "svc:bad", "x", NULL};
     static const char *const a_tags3[] = {"svc:web", "8081;version=v2", NULL};
@@ -385,7 +387,8 @@ static void test_diff(void **state)
     assert_int_equal(nd_cat_diff(NULL, 0, next, 3, map), 0);
 }
 
-/* ---- a worker swapping a discover cluster ----------------------------------------------------- */
+/* ---- a worker swapping a discover cluster -----------------------------------------------------
+ */
 
 static void publish(const char *service, const char *const *addrs, const char *const *versions,
                     unsigned n, int want)

@@ -31,7 +31,10 @@ static int req_l(const char *s, size_t n, struct nd_http_msg *m, const struct nd
     return nd_http1_parse_request(s, n, m, l, &scan);
 }
 
-static int req(const char *s, struct nd_http_msg *m) { return req_l(s, strlen(s), m, &lim); }
+static int req(const char *s, struct nd_http_msg *m)
+{
+    return req_l(s, strlen(s), m, &lim);
+}
 
 static int resp(const char *s, struct nd_http_msg *m, enum nd_http_method meth)
 {
@@ -964,7 +967,10 @@ static void test_chunked_bad(void **state)
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-static struct nd_str mk(const char *s) { return (struct nd_str){s, (uint32_t)strlen(s)}; }
+static struct nd_str mk(const char *s)
+{
+    return (struct nd_str){s, (uint32_t)strlen(s)};
+}
 
 static void test_helpers(void **state)
 {

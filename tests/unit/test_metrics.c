@@ -24,7 +24,8 @@
 #include "http1.h"
 #include "metrics.h"
 
-/* ---- helpers -----------------------------------------------------------------------------------*/
+/* ---- helpers
+ * -----------------------------------------------------------------------------------*/
 static char *render(void)
 {
     struct nd_sbuf b = {0};
@@ -152,8 +153,7 @@ static unsigned check_exposition(const char *text)
 
             le = strstr(line, ",le=\"");
             assert_non_null(le);
-            snprintf(base, sizeof(base), "%.*s%s", (int)(le - line), line,
-                     strchr(le + 5, '"') + 1);
+            snprintf(base, sizeof(base), "%.*s%s", (int)(le - line), line, strchr(le + 5, '"') + 1);
             lev = strncmp(le + 5, "+Inf", 4) == 0 ? 1e300 : strtod(le + 5, NULL);
             if (strcmp(base, prev_base) == 0) {
                 assert_true(lev > prev_le);
@@ -199,7 +199,8 @@ static unsigned check_exposition(const char *text)
 }
 
 /* Runs `promtool check metrics` on text when promtool is installed. Its only accepted complaint
- * is the lint about Istio's own metric name istio_request_duration_milliseconds (not in seconds). */
+ * is the lint about Istio's own metric name istio_request_duration_milliseconds (not in seconds).
+ */
 static void promtool_check(const char *text)
 {
     char path[] = "/tmp/nodus-metrics-XXXXXX", cmd[256], line[1024];
@@ -249,7 +250,8 @@ static int teardown(void **state)
     return 0;
 }
 
-/* ---- response flags ----------------------------------------------------------------------------*/
+/* ---- response flags
+ * ----------------------------------------------------------------------------*/
 static void test_rf_format(void **state)
 {
     char b[ND_RF_BUFSZ], small[5];
@@ -264,8 +266,8 @@ static void test_rf_format(void **state)
     assert_string_equal(b, "NR");
     nd_rf_format(ND_RF_UH | ND_RF_UO | ND_RF_DC | ND_RF_DPE | ND_RF_UPE, b, sizeof(b));
     assert_string_equal(b, "UH,UO,DC,DPE,UPE");
-    nd_rf_format(ND_RF_UT | ND_RF_LR | ND_RF_UC | ND_RF_RL | ND_RF_UAEX | ND_RF_SI | ND_RF_DT,
-                 b, sizeof(b));
+    nd_rf_format(ND_RF_UT | ND_RF_LR | ND_RF_UC | ND_RF_RL | ND_RF_UAEX | ND_RF_SI | ND_RF_DT, b,
+                 sizeof(b));
     assert_string_equal(b, "UT,LR,UC,RL,UAEX,SI,DT");
     assert_int_equal(nd_rf_format(0x80000000u, b, sizeof(b)), 1); /* unknown bits ignored */
     assert_string_equal(b, "-");
@@ -279,7 +281,8 @@ static void test_rf_format(void **state)
     assert_int_equal(nd_rf_format(ND_RF_UF, NULL, 0), 2);
 }
 
-/* ---- names -------------------------------------------------------------------------------------*/
+/* ---- names
+ * -------------------------------------------------------------------------------------*/
 static void test_intern(void **state)
 {
     uint16_t a, b, c;
@@ -340,7 +343,8 @@ static void test_init_args(void **state)
     nd_metrics_fini();
 }
 
-/* ---- HTTP records ------------------------------------------------------------------------------*/
+/* ---- HTTP records
+ * ------------------------------------------------------------------------------*/
 static void test_requests(void **state)
 {
     uint16_t in, rev, rat;
@@ -354,8 +358,12 @@ static void test_requests(void **state)
     rat = nd_metrics_intern("ratings");
 
     /* 200 from reviews, from both workers: 0.3 ms, 3 ms, 700 ms */
-    r = (struct nd_req_record){.listener = in, .cluster = rev, .status = 200,
-                               .duration_us = 300, .req_bytes = 0, .resp_bytes = 1};
+    r = (struct nd_req_record){.listener = in,
+                               .cluster = rev,
+                               .status = 200,
+                               .duration_us = 300,
+                               .req_bytes = 0,
+                               .resp_bytes = 1};
     nd_metrics_request(0, &r);
     r.duration_us = 3000;
     r.req_bytes = 120;
@@ -366,14 +374,21 @@ static void test_requests(void **state)
     r.resp_bytes = 4000000000ull;
     nd_metrics_request(0, &r);
     /* 503 UF,URX from ratings, worker 1, twice */
-    r = (struct nd_req_record){.listener = in, .cluster = rat, .status = 503,
-                               .flags = ND_RF_URX | ND_RF_UF, .duration_us = 1000,
-                               .req_bytes = 100, .resp_bytes = 95};
+    r = (struct nd_req_record){.listener = in,
+                               .cluster = rat,
+                               .status = 503,
+                               .flags = ND_RF_URX | ND_RF_UF,
+                               .duration_us = 1000,
+                               .req_bytes = 100,
+                               .resp_bytes = 95};
     nd_metrics_request(1, &r);
     nd_metrics_request(1, &r);
     /* local 404 NR: no cluster; status 0 for an aborted one */
-    r = (struct nd_req_record){.listener = in, .cluster = ND_METRICS_NONE, .status = 404,
-                               .flags = ND_RF_NR, .duration_us = 10};
+    r = (struct nd_req_record){.listener = in,
+                               .cluster = ND_METRICS_NONE,
+                               .status = 404,
+                               .flags = ND_RF_NR,
+                               .duration_us = 10};
     nd_metrics_request(0, &r);
     r = (struct nd_req_record){.listener = in, .cluster = rev, .status = 0, .flags = ND_RF_DC};
     nd_metrics_request(1, &r);
@@ -382,18 +397,19 @@ static void test_requests(void **state)
     nd_metrics_request(ND_METRICS_MAIN, &r);
 
     out = render();
-    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "reviews",
-                                  "200", "-", NULL)) == 3);
-    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "ratings",
-                                  "503", "UF,URX", NULL)) == 2);
-    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "unknown",
-                                  "404", "NR", NULL)) == 1);
-    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "reviews",
-                                  "0", "DC", NULL)) == 1);
+    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "reviews", "200",
+                                  "-", NULL)) == 3);
+    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "ratings", "503",
+                                  "UF,URX", NULL)) == 2);
+    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "unknown", "404",
+                                  "NR", NULL)) == 1);
+    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "reviews", "0",
+                                  "DC", NULL)) == 1);
 
     /* duration: 0.3 ms <= 0.5; 3 ms <= 5; 700 ms <= 1000 */
-#define DUR(le) lbl(s, sizeof(s), "istio_request_duration_milliseconds_bucket", "inbound", \
-                    "reviews", "200", "-", le)
+#define DUR(le)                                                                                    \
+    lbl(s, sizeof(s), "istio_request_duration_milliseconds_bucket", "inbound", "reviews", "200",   \
+        "-", le)
     assert_true(value_of(out, DUR("0.5")) == 1);
     assert_true(value_of(out, DUR("1")) == 1);
     assert_true(value_of(out, DUR("5")) == 2);
@@ -404,9 +420,9 @@ static void test_requests(void **state)
 #undef DUR
     assert_true(value_of(out, lbl(s, sizeof(s), "istio_request_duration_milliseconds_count",
                                   "inbound", "reviews", "200", "-", NULL)) == 3);
-    assert_string_equal(raw_value_of(out, lbl(s, sizeof(s),
-                                              "istio_request_duration_milliseconds_sum",
-                                              "inbound", "reviews", "200", "-", NULL),
+    assert_string_equal(raw_value_of(out,
+                                     lbl(s, sizeof(s), "istio_request_duration_milliseconds_sum",
+                                         "inbound", "reviews", "200", "-", NULL),
                                      raw, sizeof(raw)),
                         "703.300");
     /* exactly on a bound counts in that bucket: 1 ms <= le 1 */
@@ -416,8 +432,8 @@ static void test_requests(void **state)
                                   "inbound", "ratings", "503", "UF,URX", "1")) == 2);
 
     /* request bytes: 0 <= 0.5; 120 <= 250; 7 <= 10 */
-#define RQB(le) lbl(s, sizeof(s), "istio_request_bytes_bucket", "inbound", "reviews", "200", \
-                    "-", le)
+#define RQB(le)                                                                                    \
+    lbl(s, sizeof(s), "istio_request_bytes_bucket", "inbound", "reviews", "200", "-", le)
     assert_true(value_of(out, RQB("0.5")) == 1);
     assert_true(value_of(out, RQB("5")) == 1);
     assert_true(value_of(out, RQB("10")) == 2);
@@ -428,20 +444,21 @@ static void test_requests(void **state)
     assert_true(value_of(out, lbl(s, sizeof(s), "istio_request_bytes_sum", "inbound", "reviews",
                                   "200", "-", NULL)) == 127);
     /* response bytes: 1, 5000, 4e9 (beyond the last bound: only +Inf) */
-#define RSB(le) lbl(s, sizeof(s), "istio_response_bytes_bucket", "inbound", "reviews", "200", \
-                    "-", le)
+#define RSB(le)                                                                                    \
+    lbl(s, sizeof(s), "istio_response_bytes_bucket", "inbound", "reviews", "200", "-", le)
     assert_true(value_of(out, RSB("0.5")) == 0);
     assert_true(value_of(out, RSB("1")) == 1);
     assert_true(value_of(out, RSB("5000")) == 2);
     assert_true(value_of(out, RSB("3600000")) == 2);
     assert_true(value_of(out, RSB("+Inf")) == 3);
 #undef RSB
-    assert_string_equal(raw_value_of(out, lbl(s, sizeof(s), "istio_response_bytes_sum",
-                                              "inbound", "reviews", "200", "-", NULL),
+    assert_string_equal(raw_value_of(out,
+                                     lbl(s, sizeof(s), "istio_response_bytes_sum", "inbound",
+                                         "reviews", "200", "-", NULL),
                                      raw, sizeof(raw)),
                         "4000005001");
-    assert_true(value_of(out, lbl(s, sizeof(s), "istio_response_bytes_count", "inbound",
-                                  "reviews", "200", "-", NULL)) == 3);
+    assert_true(value_of(out, lbl(s, sizeof(s), "istio_response_bytes_count", "inbound", "reviews",
+                                  "200", "-", NULL)) == 3);
 
     /* one HELP and TYPE per family, all histograms consistent: 4 series x 3 histograms */
     nhist = check_exposition(out);
@@ -550,7 +567,8 @@ static void test_overflow(void **state)
     free(out);
 }
 
-/* ---- TCP records -------------------------------------------------------------------------------*/
+/* ---- TCP records
+ * -------------------------------------------------------------------------------*/
 static void test_tcp(void **state)
 {
     uint16_t l = nd_metrics_intern("db"), c = nd_metrics_intern("postgres");
@@ -580,7 +598,8 @@ static void test_tcp(void **state)
     free(out);
 }
 
-/* ---- core counters and gauges ------------------------------------------------------------------*/
+/* ---- core counters and gauges
+ * ------------------------------------------------------------------*/
 static void test_counters_gauges(void **state)
 {
     char *out;
@@ -620,7 +639,8 @@ static void test_counters_gauges(void **state)
     free(out);
 }
 
-/* ---- plugin counters (the ABI) -----------------------------------------------------------------*/
+/* ---- plugin counters (the ABI)
+ * -----------------------------------------------------------------*/
 static void test_plugin_counters(void **state)
 {
     nodus_counter_t a, b, c, d;
@@ -648,9 +668,9 @@ static void test_plugin_counters(void **state)
 
     out = render();
     assert_true(value_of(out, "nodus_plugin_ratelimit_denied_total") == 8);
-    assert_non_null(
-        strstr(out, "# HELP nodus_plugin_ratelimit_denied_total Requests denied by the rate "
-                    "limiter.\n# TYPE nodus_plugin_ratelimit_denied_total counter\n"));
+    assert_non_null(strstr(out,
+                           "# HELP nodus_plugin_ratelimit_denied_total Requests denied by the rate "
+                           "limiter.\n# TYPE nodus_plugin_ratelimit_denied_total counter\n"));
     assert_true(value_of(out, "nodus_plugin_my_plugin_cache_hit_total") == 1);
     assert_true(value_of(out, "nodus_plugin_authz_allowed_total") == 0);
     check_exposition(out);
@@ -667,7 +687,8 @@ static void test_plugin_counters(void **state)
     assert_int_equal(nodus_counter("ratelimit", "denied", "h"), a);
 }
 
-/* ---- concurrent scrape -------------------------------------------------------------------------*/
+/* ---- concurrent scrape
+ * -------------------------------------------------------------------------*/
 #define CONC_N 200000
 
 struct conc_arg {
@@ -705,8 +726,8 @@ static void test_concurrent_scrape(void **state)
 
     (void)state;
     for (i = 0; i < 2; i++) {
-        args[i] = (struct conc_arg){.worker = i, .l = nd_metrics_intern("inbound"),
-                                    .c = nd_metrics_intern("reviews")};
+        args[i] = (struct conc_arg){
+            .worker = i, .l = nd_metrics_intern("inbound"), .c = nd_metrics_intern("reviews")};
         assert_int_equal(pthread_create(&t[i], NULL, conc_worker, &args[i]), 0);
     }
     /* scrape while the workers record: every scrape is well formed, counts never go back */
@@ -724,8 +745,8 @@ static void test_concurrent_scrape(void **state)
     out = render();
     assert_true(value_of(out, "nodus_downstream_cx_total") == 2 * CONC_N);
     assert_true(value_of(out, "nodus_downstream_rq_active") == 0);
-    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "reviews",
-                                  "200", "-", NULL)) +
+    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "reviews", "200",
+                                  "-", NULL)) +
                     value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "reviews",
                                       "503", "UF", NULL)) ==
                 2 * CONC_N);
@@ -734,7 +755,8 @@ static void test_concurrent_scrape(void **state)
     assert_true(scrapes == 200);
 }
 
-/* ---- admin handlers ----------------------------------------------------------------------------*/
+/* ---- admin handlers
+ * ----------------------------------------------------------------------------*/
 struct fake {
     int ready;
     int reload_rc;
@@ -790,7 +812,8 @@ static void test_admin_routes(void **state)
     struct nd_sbuf out;
     const char *ct;
     struct nd_req_record r = {.listener = nd_metrics_intern("inbound"),
-                              .cluster = nd_metrics_intern("reviews"), .status = 200};
+                              .cluster = nd_metrics_intern("reviews"),
+                              .status = 200};
 
     (void)state;
     nd_metrics_request(0, &r);
@@ -845,7 +868,8 @@ static void test_admin_routes(void **state)
     nd_sbuf_free(&out);
     assert_int_equal(call(&ops, "DELETE", "/ready", NULL, &out, &ct), 405);
     nd_sbuf_free(&out);
-    assert_int_equal(call(&ops, "get", "/ready", NULL, &out, &ct), 405); /* methods are case-sensitive */
+    assert_int_equal(call(&ops, "get", "/ready", NULL, &out, &ct),
+                     405); /* methods are case-sensitive */
     nd_sbuf_free(&out);
     memset(&m, 0, sizeof(m));
     m.path = nstr("/reload");
@@ -910,21 +934,32 @@ static void test_admin_config_dump(void **state)
     eps[0].nlabels = 1;
     strcpy(eps[1].addr.text, "[::1]:9002");
     eps[1].weight = 3;
-    cl[0] = (struct nd_cluster_conf){.name = "reviews", .line = 12, .eps = eps, .neps = 2,
-                                     .lb = ND_LB_LEAST_REQUEST, .connect_timeout_ms = 1000,
-                                     .idle_timeout_ms = 60000, .max_connections = 1024,
-                                     .max_pending = 512, .max_requests = 256};
+    cl[0] = (struct nd_cluster_conf){.name = "reviews",
+                                     .line = 12,
+                                     .eps = eps,
+                                     .neps = 2,
+                                     .lb = ND_LB_LEAST_REQUEST,
+                                     .connect_timeout_ms = 1000,
+                                     .idle_timeout_ms = 60000,
+                                     .max_connections = 1024,
+                                     .max_pending = 512,
+                                     .max_requests = 256};
     pl[0] = (struct nd_plugin_inst){.p = &fake_headers, .line = 20};
     pl[1] = (struct nd_plugin_inst){.p = &fake_router, .line = 21};
-    ls[0] = (struct nd_listener_conf){.name = "inbound", .line = 18, .proto = ND_PROTO_HTTP,
-                                      .plugins = pl, .nplugins = 2,
-                                      .limits = {.max_head = 8192, .max_uri = 4096,
-                                                 .max_headers = 100},
-                                      .header_timeout_ms = 10000, .idle_timeout_ms = 60000,
-                                      .request_timeout_ms = 15000, .xff = true};
+    ls[0] =
+        (struct nd_listener_conf){.name = "inbound",
+                                  .line = 18,
+                                  .proto = ND_PROTO_HTTP,
+                                  .plugins = pl,
+                                  .nplugins = 2,
+                                  .limits = {.max_head = 8192, .max_uri = 4096, .max_headers = 100},
+                                  .header_timeout_ms = 10000,
+                                  .idle_timeout_ms = 60000,
+                                  .request_timeout_ms = 15000,
+                                  .xff = true};
     strcpy(ls[0].addr.text, "0.0.0.0:8080");
-    ls[1] = (struct nd_listener_conf){.name = "db\xff", .line = 30, .proto = ND_PROTO_TCP,
-                                      .tcp_cluster = &cl[0]};
+    ls[1] = (struct nd_listener_conf){
+        .name = "db\xff", .line = 30, .proto = ND_PROTO_TCP, .tcp_cluster = &cl[0]};
     strcpy(ls[1].addr.text, "127.0.0.1:5432");
     cfg.file = "edge.lua";
     cfg.node.name = "edge-1";
@@ -963,14 +998,12 @@ static void test_admin_config_dump(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "lb")), "least_request");
     assert_int_equal(json_integer_value(json_object_get(j, "line")), 12);
     assert_int_equal(json_array_size(json_object_get(j, "endpoints")), 2);
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(json_object_get(j, "endpoints"), 1),
-                                          "address")),
-        "[::1]:9002");
-    assert_int_equal(
-        json_integer_value(json_object_get(json_array_get(json_object_get(j, "endpoints"), 1),
-                                           "weight")),
-        3);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(j, "endpoints"), 1), "address")),
+                        "[::1]:9002");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(json_object_get(j, "endpoints"), 1), "weight")),
+                     3);
     assert_string_equal(
         json_string_value(json_object_get(
             json_object_get(json_array_get(json_object_get(j, "endpoints"), 0), "labels"),
@@ -991,14 +1024,14 @@ static void test_admin_config_dump(void **state)
     assert_string_equal(json_string_value(json_object_get(
                             json_array_get(json_object_get(j, "plugins"), 1), "name")),
                         "router");
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_array_get(json_object_get(j, "plugins"), 1), "line")),
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_array_get(json_object_get(j, "plugins"), 1), "line")),
                      21);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(j, "limits"), "max_headers")), 100);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "timeouts"),
-                                                        "request_timeout_ms")),
-                     15000);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "timeouts"), "request_timeout_ms")),
+        15000);
     j = json_array_get(json_object_get(root, "listeners"), 1);
     assert_string_equal(json_string_value(json_object_get(j, "protocol")), "tcp");
     assert_string_equal(json_string_value(json_object_get(j, "cluster")), "reviews");

@@ -944,7 +944,6 @@ static void test_routes_per_vhost(void **state)
     rt_free(t);
 }
 
-
 /* ---- description ---- */
 
 /* rt_describe(): valid JSON naming every route's match and action, escaped; the snprintf
@@ -962,13 +961,24 @@ static void test_describe(void **state)
 
     (void)state;
     VHOST(t, "api.test", "*.api.test");
-    add(t, (struct rt_route_spec){.path_kind = RT_PATH_PREFIX, .path = "/api", .action = RT_UPSTREAM,
-                                  .targets = split, .n_targets = 2, .headers = &h, .n_headers = 1});
-    add(t, (struct rt_route_spec){.path_kind = RT_PATH_EXACT, .path = "/old", .action = RT_REDIRECT,
-                                  .status = 301, .location = "https://x.test/new"});
+    add(t, (struct rt_route_spec){.path_kind = RT_PATH_PREFIX,
+                                  .path = "/api",
+                                  .action = RT_UPSTREAM,
+                                  .targets = split,
+                                  .n_targets = 2,
+                                  .headers = &h,
+                                  .n_headers = 1});
+    add(t, (struct rt_route_spec){.path_kind = RT_PATH_EXACT,
+                                  .path = "/old",
+                                  .action = RT_REDIRECT,
+                                  .status = 301,
+                                  .location = "https://x.test/new"});
     VHOST(t, "*");
-    add(t, (struct rt_route_spec){.path_kind = RT_PATH_PREFIX, .path = "/", .action = RT_DIRECT,
-                                  .status = 404, .body = "none"});
+    add(t, (struct rt_route_spec){.path_kind = RT_PATH_PREFIX,
+                                  .path = "/",
+                                  .action = RT_DIRECT,
+                                  .status = 404,
+                                  .body = "none"});
     need = rt_describe(t, buf, sizeof(buf));
     assert_true(need < sizeof(buf));
     assert_int_equal(strlen(buf), need);
@@ -978,10 +988,10 @@ static void test_describe(void **state)
     assert_int_equal(json_array_size(json_object_get(root, "virtual_hosts")), 2);
     routes = json_object_get(json_array_get(json_object_get(root, "virtual_hosts"), 0), "routes");
     assert_int_equal(json_array_size(routes), 2);
-    assert_string_equal(json_string_value(json_object_get(
-                            json_array_get(json_object_get(json_array_get(routes, 0), "split"), 1),
-                            "cluster")),
-                        "v\"2");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(json_array_get(routes, 0), "split"), 1), "cluster")),
+        "v\"2");
     assert_non_null(json_object_get(json_array_get(routes, 1), "redirect"));
     assert_non_null(strstr(buf, "\"exact\":\"a\\u0009b\""));
     json_decref(root);

@@ -580,18 +580,12 @@ static void test_config_directive(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),
-        cmocka_unit_test(test_join),
-        cmocka_unit_test(test_failure),
-        cmocka_unit_test(test_refute),
-        cmocka_unit_test(test_set_tags),
-        cmocka_unit_test(test_leave),
-        cmocka_unit_test(test_partition_heal),
-        cmocka_unit_test(test_encryption_mismatch),
-        cmocka_unit_test(test_cluster50),
-        cmocka_unit_test(test_alive_flood),
-        cmocka_unit_test(test_table_limit),
-        cmocka_unit_test(test_config_directive),
+        cmocka_unit_test(test_config),         cmocka_unit_test(test_join),
+        cmocka_unit_test(test_failure),        cmocka_unit_test(test_refute),
+        cmocka_unit_test(test_set_tags),       cmocka_unit_test(test_leave),
+        cmocka_unit_test(test_partition_heal), cmocka_unit_test(test_encryption_mismatch),
+        cmocka_unit_test(test_cluster50),      cmocka_unit_test(test_alive_flood),
+        cmocka_unit_test(test_table_limit),    cmocka_unit_test(test_config_directive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

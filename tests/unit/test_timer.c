@@ -10,8 +10,16 @@
 
 static int fired[8];
 
-static void cb0(struct nd_timer *t) { (void)t; fired[0]++; }
-static void cb1(struct nd_timer *t) { (void)t; fired[1]++; }
+static void cb0(struct nd_timer *t)
+{
+    (void)t;
+    fired[0]++;
+}
+static void cb1(struct nd_timer *t)
+{
+    (void)t;
+    fired[1]++;
+}
 
 static struct nd_wheel *rearm_wheel;
 static void cb_rearm(struct nd_timer *t)
@@ -84,7 +92,6 @@ static void test_long_sleep_and_next(void **state)
     assert_int_equal(w.count, 0);
 }
 
-
 /* Many timers from 1 ms to beyond the wheel's horizon, some cancelled and re-armed: following
  * nd_wheel_next() exactly, every timer fires on its own tick, never early, never late, and the
  * number of wake-ups stays far below the number of milliseconds that pass. */
@@ -115,10 +122,18 @@ static void test_random_exact(void **state)
 
         seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
         switch ((seed >> 33) % 4) {
-        case 0: ms = 1 + (seed >> 40) % 64; break;          /* level 0 */
-        case 1: ms = 1 + (seed >> 40) % 5000; break;        /* level 1 */
-        case 2: ms = 1 + (seed >> 40) % 300000; break;      /* level 2 */
-        default: ms = 1 + (seed >> 20) % 20000000; break;   /* level 3 and past the horizon */
+        case 0:
+            ms = 1 + (seed >> 40) % 64;
+            break; /* level 0 */
+        case 1:
+            ms = 1 + (seed >> 40) % 5000;
+            break; /* level 1 */
+        case 2:
+            ms = 1 + (seed >> 40) % 300000;
+            break; /* level 2 */
+        default:
+            ms = 1 + (seed >> 20) % 20000000;
+            break; /* level 3 and past the horizon */
         }
         memset(&t[i], 0, sizeof(t[i]));
         t[i].cb = cb_exact;
@@ -188,10 +203,8 @@ static void test_coarse_advance(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fire_in_order),
-        cmocka_unit_test(test_random_exact),
-        cmocka_unit_test(test_coarse_advance),
-        cmocka_unit_test(test_cancel_and_rearm),
+        cmocka_unit_test(test_fire_in_order),       cmocka_unit_test(test_random_exact),
+        cmocka_unit_test(test_coarse_advance),      cmocka_unit_test(test_cancel_and_rearm),
         cmocka_unit_test(test_long_sleep_and_next),
     };
 
