@@ -75,8 +75,7 @@ struct nd_http_limits {
 #define ND_HTTP_F_EXPECT_100 0x02  /* request: Expect: 100-continue (HTTP/1.1 only) */
 #define ND_HTTP_F_UPGRADE 0x04     /* Connection lists "upgrade" and an Upgrade header is present */
 #define ND_HTTP_F_CLOSE 0x08       /* Connection lists "close" */
-#define ND_HTTP_F_CONN_TOKENS 0x10 /* Connection lists other options: headers that are hop-by-hop  \
-                                    */
+#define ND_HTTP_F_CONN_TOKENS 0x10 /* Connection lists other (hop-by-hop) headers */
 
 /* A parsed request or response head. All nd_str point into the parsed buffer. */
 struct nd_http_msg {
