@@ -324,7 +324,8 @@ static int enc_body(struct nd_mp_w *w, const struct nd_gossip_msg *m)
     switch (m->type) {
     case ND_GOSSIP_PING: {
         const struct nd_gossip_ping *p = &m->u.ping;
-        if (!nd_mp_name_ok(p->node) || !nd_mp_name_ok(p->source_node) || !addr_ok(p->source_addr, true))
+        if (!nd_mp_name_ok(p->node) || !nd_mp_name_ok(p->source_node) ||
+            !addr_ok(p->source_addr, true))
             return ND_GOSSIP_E_VALUE;
         /* {Node SeqNo SourceAddr SourceNode SourcePort}, the last three omitempty */
         nd_mp_w_map(w,
@@ -349,8 +350,8 @@ static int enc_body(struct nd_mp_w *w, const struct nd_gossip_msg *m)
     }
     case ND_GOSSIP_INDIRECT_PING: {
         const struct nd_gossip_indirect_ping *p = &m->u.indirect_ping;
-        if (!nd_mp_name_ok(p->node) || !nd_mp_name_ok(p->source_node) || !addr_ok(p->source_addr, true) ||
-            !addr_ok(p->target, false))
+        if (!nd_mp_name_ok(p->node) || !nd_mp_name_ok(p->source_node) ||
+            !addr_ok(p->source_addr, true) || !addr_ok(p->target, false))
             return ND_GOSSIP_E_VALUE;
         /* {Nack Node Port SeqNo SourceAddr SourceNode SourcePort Target} */
         nd_mp_w_map(w,

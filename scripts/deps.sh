@@ -9,7 +9,7 @@
 # on install (nginx on :80, haproxy) are kept from starting by a temporary policy-rc.d.
 
 DEPS_BUILD="meson ninja-build pkg-config gcc libdpdk-dev libwolfssl-dev liblua5.4-dev @MSGPACK@ libjansson-dev libcmocka-dev"
-DEPS_TEST="openssl serf iputils-ping iputils-arping clang libclang-rt-14-dev llvm curl nginx-light wrk nghttp2-client iproute2 ethtool procps psmisc python3 jq prometheus python3-scapy"
+DEPS_TEST="clang-format openssl serf iputils-ping iputils-arping clang libclang-rt-14-dev llvm curl nginx-light wrk nghttp2-client iproute2 ethtool procps psmisc python3 jq prometheus python3-scapy"
 DEPS_BENCH="haproxy nginx-light wrk valgrind"
 # The appliance image (images/build.sh) and its boot test; the kernel is not installed but
 # fetched by images/build.sh with apt-get download.
