@@ -1951,3 +1951,12 @@ struct nodus_slice nodus_http_peer_addr(struct nodus_http *h)
 {
     return (struct nodus_slice){TXN(h)->s->peer, TXN(h)->s->peer_len};
 }
+
+int nodus_http_local_port(struct nodus_http *h)
+{
+    const struct sockaddr_storage *ss = &TXN(h)->s->lc->addr.ss;
+
+    if (ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}

@@ -251,6 +251,8 @@ void nodus_http_resume(struct nodus_http *h, int verdict);
  * peer's address as text ("198.18.0.1" / "::1"). */
 struct nodus_slice nodus_http_peer_principal(struct nodus_http *h);
 struct nodus_slice nodus_http_peer_addr(struct nodus_http *h);
+/* The port the client connected to: the listener's (1-65535). */
+int nodus_http_local_port(struct nodus_http *h);
 /* The end user the request speaks for ("iss/sub" of a verified JWT), as set by an authentication
  * plugin earlier in the chain (empty when none): what authorization rules call the request
  * principal. Setting it copies at most 255 bytes into the request; 0, or -1 (too long / no room).

@@ -153,19 +153,6 @@ static bool read_rule(struct az_policy *p, struct nodus_cfg *r)
         ok &= read_strings(r, key, &s.not_values[f], &tmp.lists[2 * f + 1]);
     }
     ok &= read_headers(r, &s, &tmp);
-    /* Destination ports are not visible to a plugin (the ABI has no local address): refuse
-     * them rather than ignore them. */
-    for (int i = 0; i < 2; i++) {
-        struct nodus_cfg *ports;
-
-        if (nodus_cfg_table(r, i ? "not_ports" : "ports", &ports) != 0) {
-            nodus_cfg_error(r,
-                            "%s: destination ports are not supported (the plugin does not see "
-                            "the listener's port): put the rule on that listener's authz",
-                            i ? "not_ports" : "ports");
-            ok = false;
-        }
-    }
     if (ok && az_add_rule(p, &s, err, sizeof(err)) < 0) {
         nodus_cfg_error(r, "%s", err);
         ok = false;
@@ -390,6 +377,7 @@ static int authz_request_headers(struct nodus_http *h, const struct nodus_ctx *c
         .arg = h,
     };
     struct az_result res;
+    char port[8];
     long n = w ? az_normalize_path(raw.p, raw.len, ac->norm, w->path, sizeof(w->path)) : -1;
 
     if (n < 0) {
@@ -397,6 +385,8 @@ static int authz_request_headers(struct nodus_http *h, const struct nodus_ctx *c
         return deny(h, ctx, ac->errors, !az_shadow(ac->policy));
     }
     q.path = (struct nodus_slice){w->path, (size_t)n};
+    q.port = (struct nodus_slice){port, (size_t)snprintf(port, sizeof(port), "%d",
+                                                           nodus_http_local_port(h))};
     res = az_eval(ac->policy, &q);
     if (res.rule >= 0)
         nodus_counter_add(ctx->worker_id, ac->rule_counters[res.rule], 1);

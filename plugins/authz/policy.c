@@ -51,7 +51,7 @@ static const char *const field_keys[AZ_F_COUNT] = {
     [AZ_F_PRINCIPALS] = "principals", [AZ_F_NAMESPACES] = "namespaces",
     [AZ_F_IP_BLOCKS] = "ip_blocks",   [AZ_F_REQUEST_PRINCIPALS] = "request_principals",
     [AZ_F_METHODS] = "methods",       [AZ_F_PATHS] = "paths",
-    [AZ_F_HOSTS] = "hosts",
+    [AZ_F_HOSTS] = "hosts",           [AZ_F_PORTS] = "ports",
 };
 
 const char *az_field_key(enum az_field f)
@@ -231,6 +231,24 @@ static bool is_rule_name(const char *s)
     return true;
 }
 
+/* Ports are exact decimal numbers 1-65535 (Istio writes them as strings). */
+static bool ports_ok(const struct az_strings *v, const char *key, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        const char *p = v->v[i];
+        unsigned long n = 0;
+        size_t k = 0;
+
+        for (; p[k] >= '0' && p[k] <= '9' && k < 6; k++)
+            n = n * 10 + (unsigned long)(p[k] - '0');
+        if (!k || p[k] || p[0] == '0' || n > 65535) {
+            set_err(err, errlen, "%s[%zu]: \"%s\" is not a port (1-65535)", key, i + 1, p);
+            return false;
+        }
+    }
+    return true;
+}
+
 int az_add_rule(struct az_policy *p, const struct az_rule_spec *s, char *err, size_t errlen)
 {
     struct rule r = {.action = s->action}, *rules;
@@ -270,6 +288,9 @@ int az_add_rule(struct az_policy *p, const struct az_rule_spec *s, char *err, si
             fd->nn = s->not_values[f].n;
             continue;
         }
+        if (f == AZ_F_PORTS && (!ports_ok(&s->values[f], "ports", err, errlen) ||
+                                !ports_ok(&s->not_values[f], "not_ports", err, errlen)))
+            goto fail;
         snprintf(what, sizeof(what), "%s", field_keys[f]);
         if (matchers_make(&fd->v, &fd->n, &s->values[f], icase, spiffe, what, err, errlen) < 0)
             goto fail;
@@ -637,6 +658,9 @@ static bool rule_matches(const struct rule *r, const struct az_request *q)
             break;
         case AZ_F_PATHS:
             v = q->path;
+            break;
+        case AZ_F_PORTS:
+            v = q->port;
             break;
         default:
             v = q->host;

@@ -33,6 +33,7 @@ enum az_field {
     AZ_F_METHODS,
     AZ_F_PATHS, /* the normalized path */
     AZ_F_HOSTS, /* case-insensitive */
+    AZ_F_PORTS, /* the listener's port, decimal ("8080"): exact values only */
     AZ_F_COUNT,
 };
 
@@ -65,6 +66,7 @@ struct az_request {
     struct nodus_slice method;
     struct nodus_slice path; /* normalized (az_normalize_path) */
     struct nodus_slice host;
+    struct nodus_slice port; /* decimal */
     int (*header)(void *arg, const char *name, struct nodus_slice *value);
     void *arg;
 };

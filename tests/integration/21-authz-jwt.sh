@@ -143,7 +143,12 @@ listener "strict" {
 }
 listener "ipdeny" {
   listen = "127.0.0.1:$ipdeny",
-  plugins = { authz { { name = "loopback4", action = "deny", ip_blocks = { "127.0.0.1/32" } } },
+  plugins = { authz { { name = "loopback4", action = "deny", ip_blocks = { "127.0.0.1/32" },
+                        paths = { "/x" } },
+                      { name = "this-port", action = "deny", ports = { "$ipdeny" }, paths = { "/p" } },
+                      { name = "other-port", action = "deny", ports = { "1" }, paths = { "/q" } },
+                      { name = "not-this-port", action = "deny", not_ports = { "$ipdeny" },
+                        paths = { "/r" } } },
               routes() },
 }
 listener "shadow" {
@@ -259,6 +264,12 @@ req "http://127.0.0.1:$strict/x" -H "$(bearer "$alice")"
 expect 200 web "require = true with a token, from 127.0.0.1 (not_ip_blocks)"
 req "http://127.0.0.1:$ipdeny/x"
 expect 403 "$RBAC" "deny by source IPv4 block"
+req "http://127.0.0.1:$ipdeny/p"
+expect 403 "$RBAC" "deny by destination port (the listener's)"
+req "http://127.0.0.1:$ipdeny/q"
+expect 200 web "a deny for another port does not apply"
+req "http://127.0.0.1:$ipdeny/r"
+expect 200 web "not_ports with the listener's port does not apply"
 if [ "$v6" = 1 ]; then
     req "http://[::1]:$v6port/x"
     expect 403 "$RBAC" "deny by source IPv6 block"
@@ -270,7 +281,7 @@ expect 200 web "a shadow deny lets the request through"
 sleep 0.3
 curl -s --max-time 5 -o "$T/m" "http://127.0.0.1:$admin/stats/prometheus"
 metric() { awk -v n="$1" '$1 == n { print $2 }' "$T/m"; }
-assert_eq $((7 + v6)) "$(metric nodus_plugin_authz_denied_total)" "authz denied by a deny rule"
+assert_eq $((8 + v6)) "$(metric nodus_plugin_authz_denied_total)" "authz denied by a deny rule"
 assert_eq 4 "$(metric nodus_plugin_authz_rule_no_admin_total)" "rule no-admin"
 assert_eq 1 "$(metric nodus_plugin_authz_rule_no_delete_total)" "rule no-delete"
 assert_eq 2 "$(metric nodus_plugin_authz_denied_no_match_total)" "no allow rule matched"

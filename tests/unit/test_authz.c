@@ -24,7 +24,7 @@
 /* ---- a request without a host ---- */
 
 struct fake {
-    const char *principal, *addr, *reqp, *method, *path, *host;
+    const char *principal, *addr, *reqp, *method, *path, *host, *port;
     const char *headers[8][2];
 };
 
@@ -54,6 +54,7 @@ static struct az_result eval(const struct az_policy *p, const struct fake *f)
         .method = sl(f->method ? f->method : "GET"),
         .path = sl(f->path ? f->path : "/"),
         .host = sl(f->host),
+        .port = sl(f->port ? f->port : "8080"),
         .header = fake_header,
         .arg = (void *)f,
     };
@@ -289,6 +290,35 @@ static void test_methods_paths_hosts(void **state)
     assert_true(allowed(p, &(struct fake){.host = "db.Internal"}));
     assert_false(allowed(p, &(struct fake){.host = "example.com"}));
     assert_false(allowed(p, &(struct fake){0}));
+    az_free(p);
+}
+
+static void test_ports(void **state)
+{
+    struct az_policy *p = one(AZ_F_PORTS, STRS("8080", "9443"), false);
+    struct az_rule_spec s = {.action = AZ_ALLOW};
+
+    (void)state;
+    assert_true(allowed(p, &(struct fake){.port = "8080"}));
+    assert_true(allowed(p, &(struct fake){.port = "9443"}));
+    assert_false(allowed(p, &(struct fake){.port = "80"}));
+    assert_false(allowed(p, &(struct fake){.port = "808"})); /* exact, not a prefix */
+    az_free(p);
+
+    p = one(AZ_F_PORTS, STRS("15000"), true);
+    assert_false(allowed(p, &(struct fake){.port = "15000"}));
+    assert_true(allowed(p, &(struct fake){.port = "8080"}));
+    az_free(p);
+
+    /* not a port: refused when the rule is added */
+    p = az_new();
+    s.values[AZ_F_PORTS] = STRS("80*");
+    assert_int_equal(az_add_rule(p, &s, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "is not a port"));
+    s.values[AZ_F_PORTS] = STRS("65536");
+    assert_int_equal(az_add_rule(p, &s, err, sizeof(err)), -1);
+    s.values[AZ_F_PORTS] = STRS("0");
+    assert_int_equal(az_add_rule(p, &s, err, sizeof(err)), -1);
     az_free(p);
 }
 
@@ -608,7 +638,9 @@ static void test_config(void **state)
     expect_cfg_error("authz { { action = \"deny\", ip_blocks = { \"nope\" } } },\n",
                      "ip_blocks: \"nope\" is not an address or CIDR block");
     expect_cfg_error("authz { { action = \"deny\", ports = { 80 } } },\n",
-                     "ports: destination ports are not supported");
+                     "ports[1]: must be a string, not a number");
+    expect_cfg_error("authz { { action = \"deny\", not_ports = { \"80x\" } } },\n",
+                     "not_ports[1]: \"80x\" is not a port (1-65535)");
     expect_cfg_error("authz { { action = \"deny\", methods = { } } },\n", "methods: empty list");
     expect_cfg_error("authz { { action = \"deny\", methods = { 1 } } },\n", "methods");
     expect_cfg_error("authz { { action = \"deny\", headers = { { values = { \"1\" } } } } },\n",
@@ -638,6 +670,7 @@ int main(void)
         cmocka_unit_test(test_ip_blocks),
         cmocka_unit_test(test_request_principals),
         cmocka_unit_test(test_methods_paths_hosts),
+        cmocka_unit_test(test_ports),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_all_fields),
         cmocka_unit_test(test_deny_before_allow),
