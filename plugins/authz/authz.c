@@ -385,8 +385,8 @@ static int authz_request_headers(struct nodus_http *h, const struct nodus_ctx *c
         return deny(h, ctx, ac->errors, !az_shadow(ac->policy));
     }
     q.path = (struct nodus_slice){w->path, (size_t)n};
-    q.port = (struct nodus_slice){port, (size_t)snprintf(port, sizeof(port), "%d",
-                                                           nodus_http_local_port(h))};
+    q.port = (struct nodus_slice){
+        port, (size_t)snprintf(port, sizeof(port), "%d", nodus_http_local_port(h))};
     res = az_eval(ac->policy, &q);
     if (res.rule >= 0)
         nodus_counter_add(ctx->worker_id, ac->rule_counters[res.rule], 1);
