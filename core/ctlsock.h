@@ -118,6 +118,9 @@ struct nd_ctl {
 /* Kernel sockets. NULL when out of memory or file descriptors. */
 struct nd_ctl *nd_ctl_kernel_new(void);
 
+/* The address of a sockaddr_in or sockaddr_in6 (a v4-mapped IPv6 address becomes IPv4). */
+struct sockaddr_storage;
+void nd_ctl_addr_from(const struct sockaddr_storage *ss, struct nd_ctl_addr *a);
 /* "127.0.0.1:15000" for a struct nd_ctl_addr (buf: at least 56 bytes). */
 const char *nd_ctl_addr_str(const struct nd_ctl_addr *a, char *buf, size_t len);
 

@@ -49,7 +49,7 @@ static struct ksock *ks_of(struct nd_ctl_sock *s)
     return (struct ksock *)s;
 }
 
-static void to_ctl(const struct sockaddr_storage *ss, struct nd_ctl_addr *a)
+void nd_ctl_addr_from(const struct sockaddr_storage *ss, struct nd_ctl_addr *a)
 {
     memset(a, 0, sizeof *a);
     if (ss->ss_family == AF_INET) {
@@ -221,7 +221,7 @@ static ssize_t k_recvfrom(struct nd_ctl_sock *cs, void *buf, size_t len, struct 
 
     if (r < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    to_ctl(&ss, from);
+    nd_ctl_addr_from(&ss, from);
     return r;
 }
 
@@ -247,7 +247,7 @@ static struct nd_ctl_sock *k_accept(struct nd_ctl_sock *cl, nd_ctl_cb cb, void *
             continue;
         }
         k->nstreams++;
-        to_ctl(&ss, peer);
+        nd_ctl_addr_from(&ss, peer);
         ks_watch(k, s);
         return &s->base;
     }

@@ -247,14 +247,9 @@ static uint32_t new_id(struct relay *r)
 
 static int v4(const struct nd_addr *a, struct nd_ctl_addr *out)
 {
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
-
     if (a->ss.ss_family != AF_INET)
         return -EAFNOSUPPORT;
-    memset(out, 0, sizeof(*out));
-    out->len = 4;
-    memcpy(out->ip, &sin->sin_addr, 4);
-    out->port = ntohs(sin->sin_port);
+    nd_ctl_addr_from(&a->ss, out);
     return 0;
 }
 

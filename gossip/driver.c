@@ -113,25 +113,10 @@ static void to_ctl(const struct nd_swim_addr *a, struct nd_ctl_addr *c)
 
 static void addr_to_swim(const struct nd_addr *na, struct nd_swim_addr *a)
 {
-    memset(a, 0, sizeof *a);
-    if (na->ss.ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const void *)&na->ss;
+    struct nd_ctl_addr c;
 
-        a->len = 4;
-        memcpy(a->ip, &s4->sin_addr, 4);
-        a->port = ntohs(s4->sin_port);
-    } else {
-        const struct sockaddr_in6 *s6 = (const void *)&na->ss;
-
-        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-            a->len = 4;
-            memcpy(a->ip, (const uint8_t *)&s6->sin6_addr + 12, 4);
-        } else {
-            a->len = 16;
-            memcpy(a->ip, &s6->sin6_addr, 16);
-        }
-        a->port = ntohs(s6->sin6_port);
-    }
+    nd_ctl_addr_from(&na->ss, &c);
+    to_swim(&c, a);
 }
 
 /* ---- streams ------------------------------------------------------------------------------ */
