@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <nodus/siphash.h>
+
 #include "bucket.h"
 
 #define EPOCH_MASK ((UINT64_C(1) << RL_EPOCH_BITS) - 1)
@@ -71,50 +73,11 @@ struct rl_take rl_take(_Atomic uint64_t *w, const struct rl_limit *l, uint64_t e
     }
 }
 
-/* ---- SipHash-1-3 ---- */
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                   \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = ROTL(v1, 13);                                                                         \
-        v1 ^= v0;                                                                                  \
-        v0 = ROTL(v0, 32);                                                                         \
-        v2 += v3;                                                                                  \
-        v3 = ROTL(v3, 16);                                                                         \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = ROTL(v3, 21);                                                                         \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = ROTL(v1, 17);                                                                         \
-        v1 ^= v2;                                                                                  \
-        v2 = ROTL(v2, 32);                                                                         \
-    } while (0)
+/* ---- SipHash-1-3 (include/nodus/siphash.h) ---- */
 
 uint64_t rl_siphash(const uint64_t k[2], const void *data, size_t len)
 {
-    const unsigned char *p = data, *end = p + (len & ~(size_t)7);
-    uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ k[0], v1 = UINT64_C(0x646f72616e646f6d) ^ k[1];
-    uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ k[0], v3 = UINT64_C(0x7465646279746573) ^ k[1];
-    uint64_t m, b = (uint64_t)len << 56;
-
-    for (; p < end; p += 8) {
-        memcpy(&m, p, 8); /* little-endian hosts (x86-64, arm64) */
-        v3 ^= m;
-        SIPROUND;
-        v0 ^= m;
-    }
-    for (size_t i = 0; i < (len & 7); i++)
-        b |= (uint64_t)p[i] << (8 * i);
-    v3 ^= b;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
+    return nodus_siphash(k[0], k[1], data, len, 1, 3);
 }
 
 /* ---- key tables ---- */
