@@ -490,26 +490,35 @@ static bool probe_ok(const struct nd_tcp_conn *c)
            c->srtt_us && c->probes < ND_TCP_PTO_MAX && c->snd_una != c->snd_max;
 }
 
+/* What t_rxt should be set to: the probe timeout when one applies and is the shorter (*probe
+ * set), else the RTO. */
+static uint64_t rxt_delay(const struct nd_tcp_conn *c, bool *probe)
+{
+    uint64_t t = c->rto < c->s->cfg.rto_max ? c->rto : c->s->cfg.rto_max;
+    uint32_t p;
+
+    *probe = probe_ok(c) && (p = pto(c)) < t;
+    return *probe ? p : t;
+}
+
 void tcp_rxt_arm(struct nd_tcp_conn *c)
 {
-    uint64_t t = (uint64_t)c->rto;
+    bool probe;
+    uint64_t t = rxt_delay(c, &probe);
 
-    if (t > c->s->cfg.rto_max)
-        t = c->s->cfg.rto_max;
-    c->pto = false;
-    if (probe_ok(c) && pto(c) < t) {
-        t = pto(c);
-        c->pto = true;
-    }
+    c->pto = probe;
     nd_timer_arm(c->s->wheel, &c->t_rxt, t);
 }
 
 void tcp_pto_restart(struct nd_tcp_conn *c)
 {
-    uint32_t rto = c->rto < c->s->cfg.rto_max ? c->rto : c->s->cfg.rto_max;
+    bool probe;
+    uint64_t t = rxt_delay(c, &probe);
 
-    if (c->pto || (probe_ok(c) && pto(c) < rto))
-        tcp_rxt_arm(c); /* never restarts a plain RTO (RFC 6298 5.1) */
+    if (!c->pto && !probe)
+        return; /* never restarts a plain RTO (RFC 6298 5.1) */
+    c->pto = probe;
+    nd_timer_arm(c->s->wheel, &c->t_rxt, t);
 }
 
 void tcp_keep_arm(struct nd_tcp_conn *c)
