@@ -16,11 +16,11 @@ start_nginx_upstream "$up_port" "up"
 
 cfg=$(write_file http.lua <<LUA
 node { name = "http-test", workers = 2, drain_timeout = "3s" }
-admin { listen = "127.0.0.1:$admin" }
-cluster "up" { endpoints = { "127.0.0.1:$up_port" }, lb = "least_request" }
-cluster "dead" { endpoints = { "127.0.0.1:$dead_port" }, connect_timeout = "500ms" }
+admin { listen = "$NODE_IP:$admin" }
+cluster "up" { endpoints = { "$PEER_IP:$up_port" }, lb = "least_request" }
+cluster "dead" { endpoints = { "$PEER_IP:$dead_port" }, connect_timeout = "500ms" }
 listener "ingress" {
-  listen = "127.0.0.1:$port", protocol = "http",
+  listen = "$NODE_IP:$port", protocol = "http",
   request_header_timeout = "1s", max_uri = 1024, max_headers = 20,
   plugins = {
     router {
@@ -33,13 +33,13 @@ listener "ingress" {
 LUA
 )
 start_nodus "$cfg"
-wait_http "http://127.0.0.1:$admin/ready" 15 || die "nodus not ready"
+wait_http "http://$NODE_IP:$admin/ready" 15 || die "nodus not ready"
 
 # raw REQUEST-FILE: sends the bytes, prints what came back (status lines only)
 raw() {
     python3 - "$port" "$1" <<'PY'
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+import os, socket, sys, time
+s = socket.create_connection((os.environ["NODE_IP"], int(sys.argv[1])), timeout=5)
 s.sendall(open(sys.argv[2], "rb").read())
 data = b""
 try:
@@ -71,22 +71,22 @@ assert_eq 400 "$(raw "$T/r8")" "bad chunk size"
 
 
 # X-Forwarded-For: appended; X-Forwarded-Proto set
-xff=$(curl -s -D - -o /dev/null -H 'X-Forwarded-For: 203.0.113.9' "http://127.0.0.1:$port/x" |
+xff=$(curl -s -D - -o /dev/null -H 'X-Forwarded-For: 203.0.113.9' "http://$NODE_IP:$port/x" |
     tr -d '\r' | awk -F': ' 'tolower($1) == "x-seen-xff" { print $2 }')
-assert_eq "203.0.113.9, 127.0.0.1" "$xff" "X-Forwarded-For appended"
+assert_eq "203.0.113.9, $PEER_IP" "$xff" "X-Forwarded-For appended"
 
 # local answers and an upstream that is down
-assert_eq 204 "$(http_status "http://127.0.0.1:$port/none")" "direct response"
-assert_eq 503 "$(http_status "http://127.0.0.1:$port/dead")" "upstream down"
+assert_eq 204 "$(http_status "http://$NODE_IP:$port/none")" "direct response"
+assert_eq 503 "$(http_status "http://$NODE_IP:$port/dead")" "upstream down"
 # (into a file first: with pipefail, `curl | grep -q` fails when grep stops reading early)
-curl -s -o "$T/metrics" "http://127.0.0.1:$admin/stats/prometheus"
+curl -s -o "$T/metrics" "http://$NODE_IP:$admin/stats/prometheus"
 grep -q 'destination_service="dead".*response_code="503",response_flags="UF"' "$T/metrics" ||
     die "503 to the dead cluster not counted with response_flags UF"
 
 # slowloris: a client that never finishes its head gets 408 after 1 s; others are served meanwhile
 python3 - "$port" >"$T/slow" <<'PY' &
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+import os, socket, sys, time
+s = socket.create_connection((os.environ["NODE_IP"], int(sys.argv[1])), timeout=5)
 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
 t = time.time()
 data = s.recv(4096)
@@ -94,12 +94,12 @@ print(data.split(b" ")[1].decode(), round(time.time() - t))
 PY
 slow=$!
 sleep 0.3
-assert_eq 200 "$(http_status "http://127.0.0.1:$port/meanwhile")" "served during a slowloris"
+assert_eq 200 "$(http_status "http://$NODE_IP:$port/meanwhile")" "served during a slowloris"
 wait "$slow" || die "slowloris client failed"
 assert_eq "408 1" "$(cat "$T/slow")" "header timeout answered 408 after 1 s"
 
 # reload under load: 3 SIGHUPs during 4 s of wrk; no request may fail
-wrk -t2 -c20 -d4s "http://127.0.0.1:$port/load" >"$T/wrk" 2>&1 &
+wrk -t2 -c20 -d4s "http://$NODE_IP:$port/load" >"$T/wrk" 2>&1 &
 wrkpid=$!
 for i in 1 2 3; do sleep 1; kill -HUP "$NODUS_PID"; done
 wait "$wrkpid" || die "wrk failed"
@@ -112,10 +112,10 @@ assert_eq 3 "$(grep -c "configuration reloaded" "$NODUS_LOG")" "reloads in the l
 
 # a bad config is refused by reload, the node keeps serving
 sed -i 's/cluster = "up" }/cluster = "nope" }/' "$cfg"
-code=$(curl -s -o "$T/reload" -w '%{http_code}' -X POST "http://127.0.0.1:$admin/reload")
+code=$(curl -s -o "$T/reload" -w '%{http_code}' -X POST "http://$NODE_IP:$admin/reload")
 assert_eq 500 "$code" "reload of a bad config refused"
 assert_contains "$(cat "$T/reload")" "nope" "reload error names the problem"
-assert_eq 200 "$(http_status "http://127.0.0.1:$port/still")" "old config still serving"
+assert_eq 200 "$(http_status "http://$NODE_IP:$port/still")" "old config still serving"
 
 # SIGTERM drains and exits 0
 kill -TERM "$NODUS_PID"

@@ -20,11 +20,11 @@ start_nginx_upstream "$ngx" "early"
 
 cfg=$(write_file bodies.lua <<LUA
 node { name = "bodies", workers = 2 }
-admin { listen = "127.0.0.1:$admin" }
-cluster "peer" { endpoints = { "127.0.0.1:$peer" } }
-cluster "nginx" { endpoints = { "127.0.0.1:$ngx" } }
+admin { listen = "$NODE_IP:$admin" }
+cluster "peer" { endpoints = { "$PEER_IP:$peer" } }
+cluster "nginx" { endpoints = { "$PEER_IP:$ngx" } }
 listener "ingress" {
-  listen = "127.0.0.1:$port", protocol = "http",
+  listen = "$NODE_IP:$port", protocol = "http",
   plugins = {
     router {
       { match = { prefix = "/early" }, cluster = "nginx" },
@@ -36,8 +36,8 @@ listener "ingress" {
 LUA
 )
 start_nodus "$cfg"
-wait_http "http://127.0.0.1:$admin/ready" 15 || die "nodus not ready"
-url="http://127.0.0.1:$port"
+wait_http "http://$NODE_IP:$admin/ready" 15 || die "nodus not ready"
+url="http://$NODE_IP:$port"
 
 head -c $((3 * 1024 * 1024 + 17)) /dev/urandom >"$T/blob"
 want="$(stat -c %s "$T/blob") $(sha256sum "$T/blob" | cut -d' ' -f1)"
@@ -68,8 +68,8 @@ assert_eq "until the end" "$(curl -sS --max-time 5 "$url/close")" "close-delimit
 
 # pipelining: three requests in one write, three answers in order
 python3 - "$port" >"$T/pipe" <<'PY'
-import re, socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+import os, re, socket, sys
+s = socket.create_connection((os.environ["NODE_IP"], int(sys.argv[1])), timeout=5)
 s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
           b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
           b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -92,8 +92,8 @@ assert_eq "early" "$got" "early answer to an upload"
 
 # a client that leaves mid-body: counted as a downstream reset, the node keeps serving
 python3 - "$port" <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+import os, socket, sys
+s = socket.create_connection((os.environ["NODE_IP"], int(sys.argv[1])), timeout=5)
 s.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
 s.close()
 PY
@@ -108,7 +108,7 @@ awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { exit !(b - a > 0.6 && b - a < 3
 assert_eq 200 "$(http_status "$url/still")" "served after the bad peers"
 
 sleep 0.3
-curl -s -o "$T/metrics" "http://127.0.0.1:$admin/stats/prometheus"
+curl -s -o "$T/metrics" "http://$NODE_IP:$admin/stats/prometheus"
 grep -q 'response_code="504",response_flags="UT"' "$T/metrics" || die "504 not counted with UT"
 grep -q 'response_flags="UC"' "$T/metrics" || die "upstream reset mid-response not counted with UC"
 grep -Eq '^nodus_downstream_resets_total [1-9]' "$T/metrics" || die "client gone mid-body not counted"

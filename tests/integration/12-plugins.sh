@@ -19,10 +19,10 @@ start_peer_upstream "$peer"
 
 cfg=$(write_file plugins.lua <<LUA
 node { name = "plugins", workers = 2, plugins = { "$so" }, access_log = "$T/access.log" }
-admin { listen = "127.0.0.1:$admin" }
-cluster "peer" { endpoints = { "127.0.0.1:$peer" } }
+admin { listen = "$NODE_IP:$admin" }
+cluster "peer" { endpoints = { "$PEER_IP:$peer" } }
 listener "web" {
-  listen = "127.0.0.1:$port", protocol = "http",
+  listen = "$NODE_IP:$port", protocol = "http",
   plugins = {
     headers {
       request_set = { ["x-from-nodus"] = "yes" }, request_remove = { "x-secret" },
@@ -33,7 +33,7 @@ listener "web" {
   },
 }
 listener "raw" {
-  listen = "127.0.0.1:$tport", protocol = "tcp", cluster = "peer",
+  listen = "$NODE_IP:$tport", protocol = "tcp", cluster = "peer",
   plugins = { headers { } },
 }
 LUA
@@ -42,10 +42,10 @@ LUA
 touch "$T/access.log"
 _BG_LOGS+=("$T/access.log") # shown if the test fails
 start_nodus "$cfg"
-wait_http "http://127.0.0.1:$admin/ready" 15 || die "nodus not ready"
+wait_http "http://$NODE_IP:$admin/ready" 15 || die "nodus not ready"
 
 # HTTP: edits in both directions (the upstream answers the body's size and hash of a POST)
-curl -sS -D "$T/h" -o "$T/b" --max-time 5 -H 'X-Secret: s3' -d 'hi' "http://127.0.0.1:$port/echo"
+curl -sS -D "$T/h" -o "$T/b" --max-time 5 -H 'X-Secret: s3' -d 'hi' "http://$NODE_IP:$port/echo"
 tr -d '\r' <"$T/h" >"$T/hh"
 grep -qi '^x-edited: 1$' "$T/hh" || die "response_set not applied: $(cat "$T/hh")"
 grep -qi '^x-sample: hello$' "$T/hh" || die ".so plugin's header missing: $(cat "$T/hh")"
@@ -55,13 +55,13 @@ assert_eq "2 $(printf hi | sha256sum | cut -d' ' -f1)" "$(cat "$T/b")" "request 
 # TCP through the stream hooks: a 3 MB POST written raw, answered with its hash
 head -c 3000000 /dev/urandom >"$T/blob"
 want="3000000 $(sha256sum "$T/blob" | cut -d' ' -f1)"
-got=$(curl -sS --max-time 10 --data-binary @"$T/blob" -H 'Expect:' "http://127.0.0.1:$tport/up")
+got=$(curl -sS --max-time 10 --data-binary @"$T/blob" -H 'Expect:' "http://$NODE_IP:$tport/up")
 assert_eq "$want" "$got" "3 MB through the TCP listener's stream plugin"
-curl -sS --max-time 10 -o "$T/dl" "http://127.0.0.1:$tport/bytes/3000000"
+curl -sS --max-time 10 -o "$T/dl" "http://$NODE_IP:$tport/bytes/3000000"
 assert_eq 3000000 "$(stat -c %s "$T/dl")" "3 MB download through the stream plugin"
 
 sleep 0.3
-curl -s -o "$T/m" "http://127.0.0.1:$admin/stats/prometheus"
+curl -s -o "$T/m" "http://$NODE_IP:$admin/stats/prometheus"
 metric() { awk -v n="$1" '$1 == n { print $2 }' "$T/m"; }
 assert_eq 1 "$(metric nodus_plugin_sample_requests_total)" ".so plugin counted the request"
 assert_eq 1 "$(metric nodus_plugin_headers_requests_total)" "headers: request hooks"

@@ -19,20 +19,20 @@ start_nginx_upstream "$up" "ok"
 
 cfg=$(write_file conns.lua <<LUA
 node { name = "conns", workers = 2, max_connections = 10100 }
-admin { listen = "127.0.0.1:$admin" }
-cluster "up" { endpoints = { "127.0.0.1:$up" } }
+admin { listen = "$NODE_IP:$admin" }
+cluster "up" { endpoints = { "$PEER_IP:$up" } }
 listener "web" {
-  listen = "127.0.0.1:$port", protocol = "http", idle_timeout = "120s",
+  listen = "$NODE_IP:$port", protocol = "http", idle_timeout = "120s",
   plugins = { router { { match = { prefix = "/" }, cluster = "up" } } },
 }
 LUA
 )
 start_nodus "$cfg"
-wait_http "http://127.0.0.1:$admin/ready" 15 || die "nodus not ready"
+wait_http "http://$NODE_IP:$admin/ready" 15 || die "nodus not ready"
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 rss() { awk '/^VmRSS/ { print int($2 / 1024) }' "/proc/$NODUS_PID/status"; }
 gauge() {
-    curl -s "http://127.0.0.1:$admin/stats/prometheus" | awk -v n="$1" '$1 == n { print $2 }'
+    curl -s "http://$NODE_IP:$admin/stats/prometheus" | awk -v n="$1" '$1 == n { print $2 }'
 }
 rss0=$(rss)
 
@@ -44,7 +44,7 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 port, n, go = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 socks = []
 for i in range(n):
-    socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+    socks.append(socket.create_connection((os.environ["NODE_IP"], port), timeout=10))
 print("held", len(socks), flush=True)
 deadline = time.time() + 120
 while not os.path.exists(go) and time.time() < deadline:
@@ -78,28 +78,28 @@ rss1=$(rss)
 
 # nodus sockets over 10,000 connections: a bounded answer that says it is cut, both workers'
 t0=$EPOCHREALTIME
-curl -s --max-time 30 "http://127.0.0.1:$admin/sockets" >"$T/socks.json"
+curl -s --max-time 30 "http://$NODE_IP:$admin/sockets" >"$T/socks.json"
 python3 - "$T/socks.json" "$port" <<'PY' || die "GET /sockets with 10,000 connections: $(head -c 300 "$T/socks.json")"
-import json, sys
+import json, os, sys
 d = json.load(open(sys.argv[1]))
 assert d["truncated"] and d["limit"] == 8192 and len(d["sockets"]) == 8192, d["limit"]
 assert d["total"] >= 10003, d["total"]  # + 2 listeners, the admin listener and this request
-ours = [s for s in d["sockets"] if s["local"] == "127.0.0.1:" + sys.argv[2]]
+ours = [s for s in d["sockets"] if s["local"] == os.environ["NODE_IP"] + ":" + sys.argv[2]]
 assert {s["worker"] for s in ours if s["state"] == "ESTABLISHED"} == {0, 1}
 assert sorted(s["worker"] for s in ours if s["state"] == "LISTEN") == [0, 1]
 PY
-out=$("$NODUS" sockets --admin "127.0.0.1:$admin" | tail -1)
+out=$("$NODUS" sockets --admin "$NODE_IP:$admin" | tail -1)
 assert_contains "$out" "truncated: 8192 of" "nodus sockets with 10,000 connections"
 log "nodus sockets over 10,000 connections: $(elapsed "$t0") s ($(stat -c %s "$T/socks.json") bytes of JSON)"
 
 # over the limit (10,100): of 200 more connections, 100 are held and 100 closed at once
 python3 - "$port" >"$T/extra" <<'PY'
-import socket, sys
+import os, socket, sys
 served = closed = 0
 held = []
 for _ in range(200):
     try:
-        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+        s = socket.create_connection((os.environ["NODE_IP"], int(sys.argv[1])), timeout=5)
         held.append(s)
         s.sendall(b"GET /y HTTP/1.1\r\nHost: t\r\n\r\n")
         data = s.recv(4096)
@@ -112,7 +112,7 @@ for _ in range(200):
 print(served, closed)
 PY
 assert_eq "100 100" "$(cat "$T/extra")" "connections over node.max_connections refused"
-grep -Eq '^nodus_overload_rejects_total 100$' <(curl -s "http://127.0.0.1:$admin/stats/prometheus") ||
+grep -Eq '^nodus_overload_rejects_total 100$' <(curl -s "http://$NODE_IP:$admin/stats/prometheus") ||
     die "refusals not counted"
 grep -q "connection limit reached" "$NODUS_LOG" || die "refusal not logged"
 

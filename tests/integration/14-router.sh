@@ -31,9 +31,12 @@ start_nginx_upstream "$c2" c2
 start_nginx_upstream "$c3" c3
 start_peer_upstream "$peer"
 
-# IPv6 only when the kernel has ::1 (a listener on it would make the whole config fail)
+# IPv6 only when the kernel has ::1 (a listener on it would make the whole config fail), and on
+# kernel sockets (the DPDK stack is IPv4 only)
 v6=0
-if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+if [ "$NODUS_IO" = dpdk ]; then
+    log "io = dpdk: the IPv6 checks are skipped (the user-space stack is IPv4 only)"
+elif python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
     v6=1
     v6up=$(free_port)
     v6port=$(free_port)
@@ -49,14 +52,14 @@ LUA
     )
 else
     log "no ::1 on this kernel: the IPv6 checks are skipped"
-    v6cfg=""
 fi
+[ "$v6" = 1 ] || v6cfg=""
 
 alog=$T/access.log
 cfg=$(write_file router.lua <<LUA
 node { name = "router-it", workers = 2, access_log = "$alog" }
-admin { listen = "127.0.0.1:$admin" }
-local function ep(p) return "127.0.0.1:" .. p end
+admin { listen = "$NODE_IP:$admin" }
+local function ep(p) return "$PEER_IP:" .. p end
 cluster "a" { endpoints = { ep($a) } }
 cluster "b" { endpoints = { ep($b) } }
 cluster "c1" { endpoints = { ep($c1) } }
@@ -72,7 +75,7 @@ cluster "sub" { endpoints = {
   { address = ep($c3), labels = { version = "v2" } } } }
 $v6cfg
 listener "web" {
-  listen = "127.0.0.1:$port", timeout = "15s",
+  listen = "$NODE_IP:$port", timeout = "15s",
   plugins = { router { virtual_hosts = {
     { domains = { "a.test" }, routes = { { match = { prefix = "/" }, cluster = "a" } } },
     { domains = { "*.b.test" }, routes = { { match = { prefix = "/" }, cluster = "b" } } },
@@ -113,13 +116,13 @@ listener "web" {
     } },
   } } },
 }
-listener "raw" { listen = "127.0.0.1:$tport", protocol = "tcp", cluster = "a" }
+listener "raw" { listen = "$NODE_IP:$tport", protocol = "tcp", cluster = "a" }
 LUA
 )
 "$NODUS" check "$cfg" >"$T/check" 2>&1 || die "nodus check refused the configuration: $(cat "$T/check")"
 start_nodus "$cfg"
-wait_http "http://127.0.0.1:$admin/ready" 15 || die "nodus not ready"
-url="http://127.0.0.1:$port"
+wait_http "http://$NODE_IP:$admin/ready" 15 || die "nodus not ready"
+url="http://$NODE_IP:$port"
 
 # req URL [CURL ARGS...]: sets CODE and BODY, the response head (CR removed) in $T/h
 req() {
@@ -148,7 +151,7 @@ bodies() {
     for ((i = 0; i < n; i++)); do echo "url = \"$url$path\""; done >"$urls"
     curl -s --max-time 20 -H 'Host: api.test' "$@" -K "$urls" | sort | uniq -c | awk '{ print $2 "=" $1 }' | sort | tr '\n' ' '
 }
-scrape() { curl -s --max-time 5 -o "$T/m" "http://127.0.0.1:$admin/stats/prometheus"; }
+scrape() { curl -s --max-time 5 -o "$T/m" "http://$NODE_IP:$admin/stats/prometheus"; }
 # msum REGEX: sum of the values of the samples whose line matches REGEX (in the last scrape)
 msum() { grep -E "$1" "$T/m" | awk '{ s += $NF } END { print s + 0 }'; }
 
@@ -285,7 +288,7 @@ if [ "$v6" = 1 ]; then
 fi
 
 # ---- 8. TCP listener ----
-req "http://127.0.0.1:$tport/through-tcp?x=1"
+req "http://$NODE_IP:$tport/through-tcp?x=1"
 assert_eq "200 a" "$CODE $BODY" "HTTP through the tcp listener reaches cluster a"
 assert_eq "/through-tcp?x=1" "$(hdr x-seen-uri)" "bytes through the tcp listener are unchanged"
 for i in $(seq 30); do
@@ -323,9 +326,9 @@ for l in open(sys.argv[1]):
     o = json.loads(l)
     if o["path"] == sys.argv[2]:
         print(o["method"], o["status"], o["response_flags"], o["cluster"], o["upstream"], o["authority"]); break' "$alog" "$1"; }
-assert_eq "GET 200 - a 127.0.0.1:$a api.test" "$(line '/v1/users?id=7')" \
+assert_eq "GET 200 - a $PEER_IP:$a api.test" "$(line '/v1/users?id=7')" \
     "access log of a rewritten request: method, the path as the client sent it, status, flags, cluster, upstream, authority"
-assert_eq "GET 504 UT peer 127.0.0.1:$peer api.test" "$(line /hang)" "access log of the timed-out request"
+assert_eq "GET 504 UT peer $PEER_IP:$peer api.test" "$(line /hang)" "access log of the timed-out request"
 python3 - "$alog" <<'PY' || die "access log: the unknown-host request should be logged 404 NR without upstream"
 import json, sys
 ok = any(o["authority"] == "nowhere.example" and o["status"] == 404 and o["response_flags"] == "NR"
@@ -351,7 +354,7 @@ assert_contains "$(cat "$T/m")" 'istio_requests_total{reporter="source",source_w
     "the route timeout is counted once as 504 UT"
 [ "$(msum '^nodus_plugin_router_no_route_total ')" -ge 1 ] || die "nodus_plugin_router_no_route_total should count the unknown host"
 
-curl -s --max-time 5 -o "$T/dump" "http://127.0.0.1:$admin/config_dump"
+curl -s --max-time 5 -o "$T/dump" "http://$NODE_IP:$admin/config_dump"
 python3 - "$T/dump" "$v6" <<'PY' || die "/config_dump should be JSON naming every cluster and listener"
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -364,10 +367,10 @@ assert [p["name"] for p in ls["web"]["plugins"]] == ["router"], ls["web"]
 sub = [c for c in d["clusters"] if c["name"] == "sub"][0]
 assert sub["endpoints"][0]["labels"] == {"version": "v1"}, sub
 PY
-"$NODUS" status --admin "127.0.0.1:$admin" >"$T/status" 2>&1 || die "nodus status failed: $(cat "$T/status")"
+"$NODUS" status --admin "$NODE_IP:$admin" >"$T/status" 2>&1 || die "nodus status failed: $(cat "$T/status")"
 st=$(cat "$T/status")
-assert_contains "$st" "127.0.0.1:$port" "nodus status shows the address of listener web"
-assert_contains "$st" "127.0.0.1:$tport" "nodus status shows the address of listener raw"
+assert_contains "$st" "$NODE_IP:$port" "nodus status shows the address of listener web"
+assert_contains "$st" "$NODE_IP:$tport" "nodus status shows the address of listener raw"
 if [ "$v6" = 1 ]; then
     assert_contains "$st" "[::1]:$v6port" "nodus status shows the IPv6 listener's address"
 fi
@@ -375,7 +378,7 @@ case "$st" in *"(null)"*) die "nodus status prints (null) where a value should b
 assert_contains "$st" "ROUTES of web" "nodus status lists the routes of listener web"
 grep -Eq '^ +prefix +/split .*-> split a 80, b 20' "$T/status" ||
     die "nodus status should show the 80/20 split route: $st"
-for c in "rr  *round_robin  *127.0.0.1:$c1 127.0.0.1:$c2 127.0.0.1:$c3" "lr  *least_request" "rnd  *random" "raw  *127.0.0.1:$tport  *tcp"; do
+for c in "rr  *round_robin  *$PEER_IP:$c1 $PEER_IP:$c2 $PEER_IP:$c3" "lr  *least_request" "rnd  *random" "raw  *$NODE_IP:$tport  *tcp"; do
     grep -Eq "^$c" "$T/status" || die "nodus status should show '$c': $st"
 done
 

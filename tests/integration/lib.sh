@@ -20,9 +20,10 @@
 #                           stopped at exit (SIGTERM, then SIGKILL after 5 s)
 #   stop_pid PID [SECS]     SIGTERM PID, wait up to SECS (5), then SIGKILL; true if it was running
 #   start_nodus CONFIG [ARGS...]  "$NODUS run CONFIG ARGS..." in the background; sets NODUS_PID
-#                           and NODUS_LOG (set IN_NETNS=NS to run it inside a network namespace)
+#                           and NODUS_LOG (set IN_NETNS=NS to run it inside a network namespace;
+#                           with NODUS_IO=dpdk the config is turned into a DPDK one: see below)
 #   start_nginx_upstream PORT BODY [ADDR]  nginx-light answering 200 "BODY\n" on every path of
-#                           ADDR:PORT (ADDR defaults to 127.0.0.1, may be IPv6: ::1 or [::1],
+#                           ADDR:PORT (ADDR defaults to $PEER_IP, may be IPv6: ::1 or [::1],
 #                           shown bracketed in X-Upstream; IN_NETNS=NS to run it in a
 #                           namespace); response headers echo the request: X-Seen-Uri,
 #                           X-Seen-Method, X-Seen-Host, X-Seen-Xff, X-Seen-Xfp, X-Seen-Request-Id,
@@ -38,6 +39,15 @@
 #   netns_prefix            print a prefix unique to this test run (for netns_topology)
 #
 # Environment: NODUS (the binary; default build/nodus), BUILD_DIR, KEEP_TMP=1 keeps $T.
+#
+# The same test on both backends: a test that writes $NODE_IP where clients reach nodus (its
+# listeners and admin) and $PEER_IP for the addresses of its clients and upstreams (both
+# 127.0.0.1 by default) also runs on io = "dpdk" when 46-dpdk-foundation runs it inside the cli
+# namespace of a raw topology with NODUS_IO=dpdk, NODUS_DPDK_NS=<mid namespace>, NODE_IP and
+# PEER_IP set: start_nodus then adds io = "dpdk" to the config's node { } and a dpdk { } block
+# owning the veth m0 (in place, so later edits and reloads of the file keep them), and runs
+# nodus in NODUS_DPDK_NS. Upstreams run beside the clients: every request crosses the
+# user-space TCP twice.
 
 set -euo pipefail
 # A command that fails outside a condition ends the test with its line, not silently.
@@ -50,6 +60,10 @@ NODUS=${NODUS:-$ROOT/build/nodus}
 case "$NODUS" in /*) ;; *) NODUS=$PWD/$NODUS ;; esac
 export NODUS
 BUILD_DIR=${BUILD_DIR:-$(dirname "$NODUS")}
+NODE_IP=${NODE_IP:-127.0.0.1}
+PEER_IP=${PEER_IP:-127.0.0.1}
+NODUS_IO=${NODUS_IO:-posix}
+export NODE_IP PEER_IP
 case "$BUILD_DIR" in /*) ;; *) BUILD_DIR=$PWD/$BUILD_DIR ;; esac
 # shellcheck disable=SC1091
 . "$ROOT/tests/lib/netns.sh"
@@ -154,12 +168,32 @@ bg() { # NAME CMD...
     cleanup stop_pid "$BG_PID"
 }
 
+# _dpdk_config CONFIG: io = "dpdk" in node { } and a dpdk { } block that owns m0 with $NODE_IP
+# (the node's workers share the port: one receives and hands flows over)
+_dpdk_config() {
+    grep -q 'io = "dpdk"' "$1" && return 0
+    grep -q '^node {' "$1" || die "NODUS_IO=dpdk: $1 has no node { } line to add io = \"dpdk\" to"
+    sed -i '0,/^node {/s//node { io = "dpdk",/' "$1"
+    cat >>"$1" <<LUA
+dpdk {
+  args = { "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "-l", "0", "--log-level=notice" },
+  ports = { { dev = "net_af_packet0,iface=m0", ip = "$NODE_IP/24" } },
+}
+LUA
+}
+
 start_nodus() { # CONFIG [ARGS...]
     local cfg=$1
     shift
     [ -x "$NODUS" ] || die "nodus binary not found at $NODUS (build it, or set NODUS)"
     [ -f "$cfg" ] || die "config $cfg does not exist"
-    bg nodus "$NODUS" run "$cfg" "$@"
+    if [ "$NODUS_IO" = dpdk ]; then
+        _dpdk_config "$cfg"
+        # DPDK keeps some allocations until exit: leak reports there are not ours to fix
+        ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 IN_NETNS=$NODUS_DPDK_NS bg nodus "$NODUS" run "$cfg" "$@"
+    else
+        bg nodus "$NODUS" run "$cfg" "$@"
+    fi
     NODUS_PID=$BG_PID
     NODUS_LOG=${_BG_LOGS[${#_BG_LOGS[@]} - 1]}
     log "nodus started (pid $NODUS_PID, log $NODUS_LOG)"
@@ -189,7 +223,7 @@ free_port() {
 # echo the request; sets UPSTREAM_PID. In the namespace IN_NETNS when set. NGINX_FILES=DIR also
 # serves DIR under /files/; NGINX_CONNS=N (default 1024) sizes it for N connections at once.
 start_nginx_upstream() {
-    local port=$1 body=$2 addr=${3:-127.0.0.1} conns=${NGINX_CONNS:-1024} dir i files=
+    local port=$1 body=$2 addr=${3:-$PEER_IP} conns=${NGINX_CONNS:-1024} dir i files=
     # an IPv6 address ("::1" or "[::1]") is bracketed in nginx's listen, X-Upstream and URLs
     case "$addr" in *:*) addr="[${addr#[}" && addr="${addr%]}]" ;; esac
     command -v nginx >/dev/null || skip "nginx is not installed (scripts/deps.sh test)"
@@ -281,7 +315,7 @@ stop_node() {
 # start_peer_upstream PORT [ADDR]: tests/peers/upstream.py, an upstream that reads bodies (answers
 # "LEN SHA256"), serves /bytes/N and /chunked/N, and misbehaves on /hang, /reset and /close.
 start_peer_upstream() {
-    local port=$1 addr=${2:-127.0.0.1} i
+    local port=$1 addr=${2:-$PEER_IP} i
     bg "peer-$port" python3 "$(dirname "${BASH_SOURCE[0]}")/../peers/upstream.py" "$port" "$addr"
     UPSTREAM_PID=$BG_PID
     for ((i = 0; i < 50; i++)); do
