@@ -870,7 +870,7 @@ static void print_dpdk_ports(const char *text)
     unsigned port;
 
     for (bool first = true; (m = strstr(m, "\nnodus_dpdk_port_info{port=\"")); first = false) {
-        char dev[64] = "?", ip[24] = "?", mac[24] = "?", link[24] = "down";
+        char dev[64] = "?", ip[24] = "?", mac[24] = "?", link[32] = "down";
         const char *v;
 
         m += strlen("\nnodus_dpdk_port_info{port=\"");
@@ -881,9 +881,14 @@ static void print_dpdk_ports(const char *text)
             sscanf(v + 4, "%23[^\"]", ip);
         if ((v = strstr(m, "mac=\"")))
             sscanf(v + 5, "%23[^\"]", mac);
-        if (series(text, "nodus_dpdk_port_link_up", "port=\"%u\"", port) == 1)
-            snprintf(link, sizeof(link), "up %lld Mb/s",
-                     series(text, "nodus_dpdk_port_link_speed_mbps", "port=\"%u\"", port));
+        if (series(text, "nodus_dpdk_port_link_up", "port=\"%u\"", port) == 1) {
+            long long mbps = series(text, "nodus_dpdk_port_link_speed_mbps", "port=\"%u\"", port);
+
+            if (mbps > 0)
+                snprintf(link, sizeof(link), "up %lld Mb/s", mbps);
+            else
+                snprintf(link, sizeof(link), "up"); /* the PMD does not know its speed */
+        }
         if (first)
             printf("\nPORT  DEVICE                ADDRESS             MAC                LINK"
                    "              RX FRAMES     RX BYTES  TX FRAMES     TX BYTES\n");

@@ -755,17 +755,19 @@ void nd_io_dpdk_describe(struct nd_sbuf *out)
     for (unsigned i = 0; dpdk_up && i < dpdk.sh.nports; i++) {
         const struct nd_dpdk_port_info *in = &dpdk.info[i];
         const struct nd_net_port *p = &dpdk.sh.port[i];
-        char mac[RTE_ETHER_ADDR_FMT_SIZE], ip[16];
+        char mac[RTE_ETHER_ADDR_FMT_SIZE], ip[16], mbps[24] = "";
         uint32_t speed = 0;
         bool up = nd_dpdk_link(&dpdk, i, &speed);
 
+        if (up && speed)
+            snprintf(mbps, sizeof(mbps), " %u Mbps", speed);
         rte_ether_format_addr(mac, sizeof(mac), &p->mac);
         nd_sbuf_printf(out,
                        "port %u: %s (%s) mac %s ip %s/%u mtu %u queues rx %u/%u tx %u/%u "
-                       "steering %s link %s %u Mbps tcp-csum %s\n",
+                       "steering %s link %s%s tcp-csum %s\n",
                        i, in->name, in->driver, mac, nd_ipv4_str(p->ip, ip), p->prefix, p->mtu,
                        in->nrxq, in->max_rxq, in->ntxq, in->max_txq, nd_dpdk_steer_name(in->steer),
-                       up ? "up" : "down", speed, p->tx_ol & ND_NET_OL_TCP_CKSUM ? "hw" : "sw");
+                       up ? "up" : "down", mbps, p->tx_ol & ND_NET_OL_TCP_CKSUM ? "hw" : "sw");
     }
 }
 
@@ -886,7 +888,7 @@ void nd_io_dpdk_metrics(struct nd_sbuf *out)
         nd_sbuf_printf(out, "nodus_dpdk_port_link_up{port=\"%u\"} %d\n", p, up[p]);
     }
     family(out, "nodus_dpdk_port_link_speed_mbps", "gauge",
-           "Link speed of a DPDK port in Mb/s, as the PMD reports it (0 when down).");
+           "Link speed of a DPDK port in Mb/s, as the PMD reports it (0 when down or unknown).");
     for (unsigned p = 0; p < np; p++)
         nd_sbuf_printf(out, "nodus_dpdk_port_link_speed_mbps{port=\"%u\"} %u\n", p,
                        up[p] ? speed[p] : 0);

@@ -346,8 +346,8 @@ bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed)
     memset(&l, 0, sizeof(l));
     if (rte_eth_link_get_nowait(d->sh.port[port].port_id, &l) != 0)
         return false;
-    if (speed)
-        *speed = l.link_speed;
+    if (speed) /* virtio and others say RTE_ETH_SPEED_NUM_UNKNOWN (UINT32_MAX): 0, unknown */
+        *speed = l.link_speed == RTE_ETH_SPEED_NUM_UNKNOWN ? 0 : l.link_speed;
     return l.link_status == RTE_ETH_LINK_UP;
 }
 

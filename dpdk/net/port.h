@@ -92,7 +92,7 @@ bool nd_dpdk_serves_others(const struct nd_dpdk_worker *w);
 unsigned nd_dpdk_poll(struct nd_dpdk_worker *w, uint64_t now_ms);
 /* "rss", "software" or "none". */
 const char *nd_dpdk_steer_name(enum nd_dpdk_steer s);
-/* Link state of port (index): true when up; speed in Mbps. */
+/* Link state of port (index): true when up; speed in Mbps, 0 when the PMD does not know it. */
 bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed);
 /* Writes "name value" lines for every port: the stack's counters summed over the workers, and
  * the PMD's (hw_*). */
