@@ -42,7 +42,7 @@
 #
 # The same test on both backends: a test that writes $NODE_IP where clients reach nodus (its
 # listeners and admin) and $PEER_IP for the addresses of its clients and upstreams (both
-# 127.0.0.1 by default) also runs on io = "dpdk" when 46-dpdk-foundation runs it inside the cli
+# 127.0.0.1 by default) also runs on io = "dpdk" when 49-dpdk-foundation runs it inside the cli
 # namespace of a raw topology with NODUS_IO=dpdk, NODUS_DPDK_NS=<mid namespace>, NODE_IP and
 # PEER_IP set: start_nodus then adds io = "dpdk" to the config's node { } and a dpdk { } block
 # owning the veth m0 (in place, so later edits and reloads of the file keep them), and runs
