@@ -1084,6 +1084,8 @@ int main(int argc, char **argv)
 
     if (nd_init_wanted(argc, argv))
         return nd_init_main(argc, argv); /* the appliance's /init */
+    if (getenv("NODUS_LOG_CLOCK") && !strcmp(getenv("NODUS_LOG_CLOCK"), "boot"))
+        nd_log_use_boottime(); /* the node under the appliance's init: its console's clock */
     if (argc < 2)
         return usage(stderr, 2);
     if (nd_plugin_builtin_refused()) {

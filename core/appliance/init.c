@@ -471,6 +471,7 @@ static int start_node(struct init *in)
         fcntl(p[1], F_SETFD, 0);
         snprintf(fdnum, sizeof(fdnum), "%d", p[1]);
         setenv(READY_ENV, fdnum, 1);
+        setenv("NODUS_LOG_CLOCK", "boot", 1);
         execv("/proc/self/exe", argv);
         fprintf(stderr, "init: exec nodus run: %s\n", strerror(errno));
         _exit(127);
@@ -627,6 +628,7 @@ int nd_init_main(int argc, char **argv)
     sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     reboot(RB_DISABLE_CAD); /* Ctrl-Alt-Del: SIGINT to init, which drains */
 
+    nd_log_use_boottime();
     mount_kernel_fs();
     console();
     setenv("PATH", "/usr/bin", 1);
