@@ -668,8 +668,9 @@ static int cmd_run(const char *file)
         if (!told && (told = is_ready(NULL)))
             nd_init_notify_ready(); /* under the appliance's init */
         struct epoll_event evs[8];
-        int wait = gossip ? nd_gossip_driver_next_ms(gossip) : -1;
-        int n = epoll_wait(efd, evs, 8, wait >= 0 && wait < 200 ? wait : 200), k;
+        /* until the workers are up, every 5 ms: "serving" is said as soon as it is true */
+        int cap = told ? 200 : 5, wait = gossip ? nd_gossip_driver_next_ms(gossip) : -1;
+        int n = epoll_wait(efd, evs, 8, wait >= 0 && wait < cap ? wait : cap), k;
 
         for (k = 0; k < n; k++) {
             if (evs[k].data.fd == sfd) {
