@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # sourced; sets variables for its caller
 # What images/build.sh (the appliance) and bench/appliance/reference.sh (the testpmd reference
 # it is measured against) share: the kernel package and the making of an initramfs from this
 # machine's Debian packages. Sourced (bash); each function returns non-zero with a message on
