@@ -8,10 +8,16 @@
 
 int nd_log_level = NODUS_LOG_INFO;
 static __thread int log_thread = -1;
+static bool log_boottime;
 
 void nd_log_set_thread(int worker_id)
 {
     log_thread = worker_id;
+}
+
+void nd_log_use_boottime(void)
+{
+    log_boottime = true;
 }
 
 /* Workers log at most ND_LOG_RATE lines a second each (a flood of bad requests must not become a
@@ -44,6 +50,7 @@ static bool rate_ok(time_t sec)
 void nd_vlog(int level, const char *fmt, va_list ap)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
+    const char *name;
     char line[1024];
     struct timespec ts;
     struct tm tm;
@@ -51,15 +58,19 @@ void nd_vlog(int level, const char *fmt, va_list ap)
 
     if (level > nd_log_level)
         return;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(log_boottime ? CLOCK_BOOTTIME : CLOCK_REALTIME, &ts);
     if (!rate_ok(ts.tv_sec))
         return;
-    gmtime_r(&ts.tv_sec, &tm);
-    n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-                 names[level < 0   ? 0
-                       : level > 3 ? 3
-                                   : level]);
+    name = names[level < 0 ? 0 : level > 3 ? 3 : level];
+    if (log_boottime) {
+        n = snprintf(line, sizeof(line), "[%5ld.%06ld] %s ", (long)ts.tv_sec, ts.tv_nsec / 1000,
+                     name);
+    } else {
+        gmtime_r(&ts.tv_sec, &tm);
+        n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, name);
+    }
     if (log_thread >= 0)
         n += snprintf(line + n, sizeof(line) - n, "[w%d] ", log_thread);
     else

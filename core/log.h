@@ -10,6 +10,10 @@ void nd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 void nd_vlog(int level, const char *fmt, va_list ap);
 /* The worker id shown in log lines of this thread (-1: main). */
 void nd_log_set_thread(int worker_id);
+/* Lines start with the time since the kernel started (CLOCK_BOOTTIME) as the kernel's own console
+ * lines do, "[    5.593123]", instead of the UTC date and time: the appliance's console, where
+ * both interleave (init calls it, and the node when NODUS_LOG_CLOCK=boot). */
+void nd_log_use_boottime(void);
 
 /* The access log (node { access_log }): "stderr" or a file opened for appending. One write per
  * line, so lines of several workers never interleave. */

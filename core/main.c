@@ -668,8 +668,9 @@ static int cmd_run(const char *file)
         if (!told && (told = is_ready(NULL)))
             nd_init_notify_ready(); /* under the appliance's init */
         struct epoll_event evs[8];
-        int wait = gossip ? nd_gossip_driver_next_ms(gossip) : -1;
-        int n = epoll_wait(efd, evs, 8, wait >= 0 && wait < 200 ? wait : 200), k;
+        /* until the workers are up, every 5 ms: "serving" is said as soon as it is true */
+        int cap = told ? 200 : 5, wait = gossip ? nd_gossip_driver_next_ms(gossip) : -1;
+        int n = epoll_wait(efd, evs, 8, wait >= 0 && wait < cap ? wait : cap), k;
 
         for (k = 0; k < n; k++) {
             if (evs[k].data.fd == sfd) {
@@ -1089,6 +1090,8 @@ int main(int argc, char **argv)
 
     if (nd_init_wanted(argc, argv))
         return nd_init_main(argc, argv); /* the appliance's /init */
+    if (getenv("NODUS_LOG_CLOCK") && !strcmp(getenv("NODUS_LOG_CLOCK"), "boot"))
+        nd_log_use_boottime(); /* the node under the appliance's init: its console's clock */
     if (argc < 2)
         return usage(stderr, 2);
     if (nd_plugin_builtin_refused()) {

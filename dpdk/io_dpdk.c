@@ -752,6 +752,10 @@ void nd_io_dpdk_stop(void)
 
 void nd_io_dpdk_describe(struct nd_sbuf *out)
 {
+    if (dpdk_up)
+        nd_sbuf_printf(out, "started in %u ms: EAL %u ms, mbuf pools %u ms, ports %u ms\n",
+                       dpdk.eal_ms + dpdk.pools_ms + dpdk.ports_ms, dpdk.eal_ms, dpdk.pools_ms,
+                       dpdk.ports_ms);
     for (unsigned i = 0; dpdk_up && i < dpdk.sh.nports; i++) {
         const struct nd_dpdk_port_info *in = &dpdk.info[i];
         const struct nd_net_port *p = &dpdk.sh.port[i];

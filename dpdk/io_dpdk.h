@@ -29,7 +29,8 @@ extern const struct nd_io_ops nd_io_dpdk;
 /* Starts the EAL and the ports of c for nworkers workers. 0, or -1 with a message in err. */
 int nd_io_dpdk_start(const struct nd_dpdk_conf *c, unsigned nworkers, unsigned idle_sleep_us,
                      char *err, size_t errlen);
-/* One line per port: "port 0: net_af_packet0 (net_af_packet) mac ... ip .../24 link up". */
+/* How long the start took ("started in 612 ms: EAL 380 ms, mbuf pools 120 ms, ports 112 ms"),
+ * then one line per port: "port 0: net_af_packet0 (net_af_packet) mac ... ip .../24 link up". */
 void nd_io_dpdk_describe(struct nd_sbuf *out);
 /* Appends the nodus_dpdk_* metrics (ports, stack and TCP counters); any thread. */
 void nd_io_dpdk_metrics(struct nd_sbuf *out);

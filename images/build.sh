@@ -3,7 +3,8 @@
 #
 #   OUT/nodus-vmlinuz      Debian's cloud kernel (linux-image-cloud-amd64), as shipped
 #   OUT/nodus-initrd.img   nodus as /init, the libraries it links (ldd closure), DPDK's bus,
-#                          mempool and virtio PMD plugins, the kernel modules it loads; zstd cpio
+#                          mempool and virtio PMD plugins, the kernel modules it loads; lz4 cpio
+#   OUT/nodus-cmdline      the kernel command line to boot them with (the disk's boot loader has it)
 #   OUT/nodus-disk.img     a bootable disk: MBR + one FAT partition with SYSLINUX for BIOS and
 #                          EFI/BOOT/BOOTX64.EFI (syslinux.efi) for UEFI, the kernel and initrd
 #   OUT/nodus-disk.qcow2   the same disk as compressed qcow2 (when qemu-img is installed)
@@ -25,9 +26,8 @@ OUT=$ROOT/build/images
 CONFIG=""
 CMDLINE_EXTRA=""
 CACHE=""
-KERNEL_META=linux-image-cloud-amd64
-MULTIARCH=x86_64-linux-gnu
-DPDK_PMD_DIR=/usr/lib/$MULTIARCH/dpdk/pmds-23.0
+# shellcheck source=images/lib.sh
+. "$ROOT/images/lib.sh"
 # The DPDK drivers EAL loads as plugins from DPDK_PMD_DIR: the PCI and virtual buses, the
 # default mempool handler (ring_mp_mc) and the virtio-net PMD.
 DPDK_PLUGINS="librte_bus_pci librte_bus_vdev librte_mempool_ring librte_net_virtio"
@@ -54,7 +54,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 CACHE=${CACHE:-$OUT/cache}
-for c in apt-get dpkg ldd modinfo cpio zstd mkfs.vfat mcopy mmd syslinux; do
+for c in apt-get dpkg ldd modinfo cpio lz4 zstd mkfs.vfat mcopy mmd syslinux; do
     command -v "$c" >/dev/null || die "$c is missing (scripts/deps.sh image)"
 done
 [ -x "$NODUS_BIN" ] || die "no nodus binary at $NODUS_BIN (./dev build, or --nodus)"
@@ -67,132 +67,45 @@ WORK=$(mktemp -d "$OUT/.work.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 # ---- the kernel: the versioned package the cloud metapackage depends on, downloaded once ----
-kernel_pkg() {
-    apt-cache depends "$KERNEL_META" 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }'
-}
-PKG=$(kernel_pkg)
-if [ -z "$PKG" ]; then
-    log "apt knows no $KERNEL_META: apt-get update"
-    apt-get update -qq </dev/null || die "apt-get update failed"
-    PKG=$(kernel_pkg)
-fi
-[ -n "$PKG" ] || die "cannot resolve $KERNEL_META to a kernel package"
-DEB=$(ls "$CACHE/${PKG}_"*.deb 2>/dev/null | tail -1 || true)
-if [ -z "$DEB" ]; then
-    log "downloading $PKG"
-    # _apt cannot write into a directory of root's: download as root (the package is only
-    # unpacked, never installed)
-    (cd "$CACHE" && apt-get download -o APT::Sandbox::User=root "$PKG" </dev/null) ||
-        die "apt-get download $PKG failed"
-    DEB=$(ls "$CACHE/${PKG}_"*.deb | tail -1)
-fi
-log "kernel package $(basename "$DEB")"
-dpkg -x "$DEB" "$WORK/kernel"
-KVER=${PKG#linux-image-}
-KMOD=$WORK/kernel/lib/modules/$KVER
-[ -d "$KMOD" ] || die "$DEB has no lib/modules/$KVER"
-cp "$WORK/kernel/boot/vmlinuz-$KVER" "$OUT/nodus-vmlinuz"
+kernel_fetch "$CACHE" || die "no kernel package"
+log "kernel package $(basename "$KERNEL_DEB")"
+dpkg -x "$KERNEL_DEB" "$WORK/kernel"
+KMOD=$WORK/kernel/lib/modules/$KERNEL_VER
+[ -d "$KMOD" ] || die "$KERNEL_DEB has no lib/modules/$KERNEL_VER"
+cp "$WORK/kernel/boot/vmlinuz-$KERNEL_VER" "$OUT/nodus-vmlinuz"
 
 # ---- the initramfs tree ----------------------------------------------------------------------
 R=$WORK/root
-LIBDIR=$R/usr/lib/$MULTIARCH
-mkdir -p "$R"/{dev,proc,sys,run,tmp,var,etc/nodus,usr/bin,usr/lib64,lib/modules} "$LIBDIR"
-chmod 755 "$R" # EAL refuses plugins under a world-writable (or private) directory
-ln -s ../run "$R/var/run"
-rmdir "$R/lib/modules" "$R/lib"
-ln -s usr/lib "$R/lib"
-ln -s usr/lib64 "$R/lib64"
-mkdir -p "$R/usr/lib/modules"
-chmod 1777 "$R/tmp"
+initrd_tree "$R" || die "initramfs tree"
+mkdir -p "$R/etc/nodus"
 install -m 755 "$NODUS_BIN" "$R/usr/bin/nodus"
 ln -s usr/bin/nodus "$R/init"
-# The kernel opens /dev/console for init's stdin/out/err before devtmpfs is mounted.
-if [ "$(id -u)" -eq 0 ]; then
-    mknod -m 600 "$R/dev/console" c 5 1
-fi
-
-# Libraries: the ldd closure of nodus and of the plugins. Each goes to usr/lib/MULTIARCH under
-# the name it is asked for (its soname); the plugin directory holds symlinks to those same
-# files, so that EAL's dlopen of a plugin and the dynamic linker's load of the same library by
-# soname find one object (two copies would register the PCI bus twice).
-copy_closure() { # FILE...
-    local f lib path
-    for f in "$@"; do
-        ldd "$f" | awk '/=> \// { print $1, $3 } /^\t\/.*ld-linux/ { print "LD", $1 }'
-    done | sort -u | while read -r lib path; do
-        if [ "$lib" = LD ]; then
-            cp -L "$path" "$LIBDIR/$(basename "$path")"
-            ln -sf "../lib/$MULTIARCH/$(basename "$path")" "$R/usr/lib64/$(basename "$path")"
-        elif [ ! -e "$LIBDIR/$lib" ]; then
-            cp -L "$path" "$LIBDIR/$lib"
-        fi
-    done
-}
-plugins=()
-for p in $DPDK_PLUGINS; do
-    f=$DPDK_PMD_DIR/$p.so
-    [ -e "$f" ] || die "DPDK plugin $f missing"
-    plugins+=("$f")
-done
-copy_closure "$NODUS_BIN" "${plugins[@]}"
-mkdir -p "$R$DPDK_PMD_DIR"
-for p in $DPDK_PLUGINS; do
-    soname=$(objdump -p "$DPDK_PMD_DIR/$p.so" 2>/dev/null | awk '/SONAME/ { print $2 }')
-    soname=${soname:-$p.so.23}
-    [ -e "$LIBDIR/$soname" ] || cp -L "$DPDK_PMD_DIR/$p.so" "$LIBDIR/$soname"
-    ln -s "../../$soname" "$R$DPDK_PMD_DIR/$p.so"
-done
-
-# Kernel modules: each wanted module after its dependencies (modinfo's "depends"), flat in
-# lib/modules/, listed in lib/modules/modules.load ("NAME" or "NAME iommu"). Compressed modules
-# (.ko.xz, .ko.zst, as later Debian kernels ship them) are decompressed here: finit_module of a
-# compressed file needs CONFIG_MODULE_DECOMPRESS, which this kernel may not have.
-declare -A MOD_DONE=()
-mod_file() { # NAME: the module's file in the kernel tree ('-' and '_' are the same)
-    local n=$1 alt=${1//-/_} f
-    f=$(find "$KMOD/kernel" \( -name "$n.ko*" -o -name "$alt.ko*" -o -name "${n//_/-}.ko*" \) \
-        -print -quit)
-    [ -n "$f" ] || return 1
-    echo "$f"
-}
-mod_add() { # NAME TAG
-    local name=$1 tag=$2 f dep base
-    f=$(mod_file "$name") || {
-        grep -qE "/${name//[-_]/[-_]}\.ko" "$KMOD/modules.builtin" && return 0
-        die "kernel module $name: not in $PKG (neither a module nor built in)"
-    }
-    base=$(basename "$f")
-    base=${base%%.ko*}
-    [ -n "${MOD_DONE[$base]:-}" ] && return 0
-    for dep in $(modinfo -F depends "$f" | tr ',' ' '); do
-        mod_add "$dep" "$tag"
-    done
-    case "$f" in
-    *.ko) cp "$f" "$R/usr/lib/modules/$base.ko" ;;
-    *.ko.xz) xz -dc "$f" >"$R/usr/lib/modules/$base.ko" ;;
-    *.ko.zst) zstd -qdc "$f" >"$R/usr/lib/modules/$base.ko" ;;
-    *.ko.gz) gzip -dc "$f" >"$R/usr/lib/modules/$base.ko" ;;
-    *) die "module $f: unknown compression" ;;
-    esac
-    MOD_DONE[$base]=1
-    echo "$base${tag:+ $tag}" >>"$R/usr/lib/modules/modules.load"
-}
-: >"$R/usr/lib/modules/modules.load"
-for m in $MODULES; do mod_add "$m" ""; done
-for m in $MODULES_IOMMU; do mod_add "$m" iommu; done
-echo "$KVER" >"$R/usr/lib/modules/version"
+# Libraries: the ldd closure of nodus and of the plugins, the plugins in DPDK_PMD_DIR.
+initrd_libs "$R" "$NODUS_BIN" || die "libraries of $NODUS_BIN"
+# shellcheck disable=SC2086 # word lists
+initrd_dpdk_plugins "$R" $DPDK_PLUGINS || die "DPDK plugins"
+# Kernel modules: "NAME" or "NAME iommu" in lib/modules/modules.load, in load order.
+# shellcheck disable=SC2086
+initrd_modules "$R" "$KMOD" "" $MODULES || die "kernel modules"
+# shellcheck disable=SC2086
+initrd_modules "$R" "$KMOD" iommu $MODULES_IOMMU || die "kernel modules"
+echo "$KERNEL_VER" >"$R/usr/lib/modules/version"
 
 if [ -n "$CONFIG" ]; then
     install -m 644 "$CONFIG" "$R/etc/nodus/mesh.lua"
 fi
 
 # Nothing else: no shell, no busybox.
-(cd "$R" && find . | LC_ALL=C sort |
-    cpio --quiet -o -H newc -R 0:0 --reproducible) | zstd -q -19 -T2 >"$WORK/initrd"
+initrd_pack "$R" "$WORK/initrd" || die "packing the initramfs"
 mv "$WORK/initrd" "$OUT/nodus-initrd.img"
 
-# ---- the bootable disk --------------------------------------------------------------------
-CMDLINE="console=ttyS0,115200 loglevel=4 panic=10${CMDLINE_EXTRA:+ $CMDLINE_EXTRA}"
+# ---- the kernel command line and the bootable disk ---------------------------------------
+# cryptomgr.notests: the kernel's crypto self-tests (0.3 s under TCG) test algorithms nothing
+# in the appliance uses; module signatures are still checked. OUT/nodus-cmdline is the line for
+# direct kernel boots (-kernel/-initrd, PXE); the disk's boot loader passes the same.
+CMDLINE="console=ttyS0,115200 loglevel=4 panic=10 cryptomgr.notests"
+echo "$CMDLINE" >"$OUT/nodus-cmdline"
+CMDLINE="$CMDLINE${CMDLINE_EXTRA:+ $CMDLINE_EXTRA}"
 cat >"$WORK/syslinux.cfg" <<CFG
 DEFAULT nodus
 PROMPT 0
@@ -239,7 +152,7 @@ else
 fi
 
 size() { stat -c %s "$1"; }
-log "kernel $KVER, $(wc -l <"$R/usr/lib/modules/modules.load") module(s), $(ls "$LIBDIR" | wc -l) libraries"
+log "kernel $KERNEL_VER, $(wc -l <"$R/usr/lib/modules/modules.load") module(s), $(ls "$R/usr/lib/$MULTIARCH" | wc -l) libraries"
 for f in nodus-vmlinuz nodus-initrd.img nodus-disk.img nodus-disk.qcow2; do
     [ -f "$OUT/$f" ] && printf 'images: %-18s %9d bytes\n' "$f" "$(size "$OUT/$f")" >&2
 done

@@ -13,7 +13,7 @@ DEPS_TEST="clang-format openssl serf iputils-ping iputils-arping clang libclang-
 DEPS_BENCH="haproxy nginx-light wrk valgrind"
 # The appliance image (images/build.sh) and its boot test; the kernel is not installed but
 # fetched by images/build.sh with apt-get download.
-DEPS_IMAGE="qemu-system-x86 qemu-utils ovmf syslinux syslinux-common syslinux-efi mtools dosfstools e2fsprogs cpio zstd xz-utils binutils kmod"
+DEPS_IMAGE="qemu-system-x86 qemu-utils ovmf syslinux syslinux-common syslinux-efi mtools dosfstools e2fsprogs cpio lz4 zstd xz-utils binutils kmod"
 DEPS_FMT="clang-format"
 
 deps_log() { echo "deps: $*" >&2; }

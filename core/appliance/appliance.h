@@ -71,6 +71,12 @@ const char *nd_nic_dpdk_driver(const struct nd_nic *nic);
  * unbind from the current driver, bind. Refuses a NIC whose interface carries the default route
  * unless force. Returns 1 if it was already bound to that driver, 0 when bound now, -1 with err. */
 int nd_nic_bind(const char *addr, const char *driver, bool force, char *err, size_t errlen);
+/* Before the PCI drivers load (the appliance's init): sets driver_override on every NIC that
+ * has neither a driver nor an override yet, to vfio-pci when it has an IOMMU group, else
+ * uio_pci_generic. The kernel then leaves it to that driver, which takes it when it loads,
+ * instead of virtio-pci probing it first only to be unbound again. Returns how many, or -1 with
+ * err. */
+int nd_nic_reserve(char *err, size_t errlen);
 /* Unbinds addr, clears driver_override and lets the kernel probe it again (its own driver takes
  * it back). Returns 1 if it had no driver, 0 when done, -1 with err. */
 int nd_nic_unbind(const char *addr, char *err, size_t errlen);

@@ -316,6 +316,25 @@ int nd_nic_bind(const char *addr, const char *driver, bool force, char *err, siz
     return 0;
 }
 
+int nd_nic_reserve(char *err, size_t errlen)
+{
+    struct nd_nic nics[ND_NIC_MAX];
+    char path[512];
+    int n = nd_nic_list(nics, ND_NIC_MAX, err, errlen), done = 0, r;
+
+    for (int i = 0; i < n; i++) {
+        const char *driver = nics[i].iommu ? "vfio-pci" : "uio_pci_generic";
+
+        if (nics[i].driver[0] || nics[i].override[0])
+            continue;
+        sys_path(path, sizeof(path), "bus/pci/devices/%s/driver_override", nics[i].addr);
+        if ((r = write_str(path, driver)) < 0)
+            return fail(err, errlen, "%s: %s", path, strerror(-r));
+        done++;
+    }
+    return n < 0 ? -1 : done;
+}
+
 int nd_nic_unbind(const char *addr, char *err, size_t errlen)
 {
     struct nd_nic nic;

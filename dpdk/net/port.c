@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -140,11 +141,20 @@ static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
     return 0;
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 int nd_dpdk_start(struct nd_dpdk *d, const struct nd_dpdk_conf *c, unsigned nworkers, char *err,
                   size_t errlen)
 {
     struct nd_dpdk_argv_store store;
     char *argv[ND_DPDK_MAX_ARGS + 2 * ND_DPDK_MAX_PORTS + 2];
+    uint64_t t;
     int argc, rc;
 
     memset(d, 0, sizeof(*d));
@@ -159,10 +169,13 @@ int nd_dpdk_start(struct nd_dpdk *d, const struct nd_dpdk_conf *c, unsigned nwor
     argc = nd_dpdk_conf_argv(&d->conf, "nodus", &store, argv, (int)RTE_DIM(argv));
     if (argc < 0)
         return fail(err, errlen, "args: too many EAL arguments");
+    t = mono_ms();
     rc = rte_eal_init(argc, argv);
     if (rc < 0)
         return fail(err, errlen, "EAL: %s", rte_strerror(rte_errno));
     d->eal_up = true;
+    d->eal_ms = (uint32_t)(mono_ms() - t);
+    t = mono_ms();
     for (unsigned w = 0; w < nworkers; w++) {
         char name[RTE_MEMPOOL_NAMESIZE];
 
@@ -175,6 +188,8 @@ int nd_dpdk_start(struct nd_dpdk *d, const struct nd_dpdk_conf *c, unsigned nwor
             return -1;
         }
     }
+    d->pools_ms = (uint32_t)(mono_ms() - t);
+    t = mono_ms();
     for (unsigned i = 0; i < c->nports; i++)
         if (port_setup(d, i, err, errlen) < 0) {
             d->ports_up = true; /* closes what was set up */
@@ -182,6 +197,7 @@ int nd_dpdk_start(struct nd_dpdk *d, const struct nd_dpdk_conf *c, unsigned nwor
             return -1;
         }
     d->ports_up = true;
+    d->ports_ms = (uint32_t)(mono_ms() - t);
     /* the hand-over: RX and ARP rings per worker, and a TX ring for each worker without a TX
      * queue of its own on a port, to the queue of worker (w % queues) */
     rc = nd_handoff_init(&d->ho, nworkers, d->rss_key);

@@ -56,6 +56,7 @@ struct nd_dpdk {
     struct nd_handoff ho; /* rings between workers (nworkers > 1) */
     uint8_t rss_key[40];
     bool eal_up, ports_up;
+    uint32_t eal_ms, pools_ms, ports_ms; /* how long nd_dpdk_start() took for each */
 };
 
 struct nd_dpdk_worker {

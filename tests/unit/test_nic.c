@@ -236,6 +236,27 @@ static void test_already_bound_and_unbind(void **state)
     assert_int_equal(nd_nic_unbind("0000:00:09.0", err, sizeof(err)), -1);
 }
 
+static void test_reserve(void **state)
+{
+    (void)state;
+    /* only 05.0 has no driver: it gets the override, the bound ones are left alone */
+    assert_int_equal(nd_nic_reserve(err, sizeof(err)), 1);
+    assert_string_equal(got("sys/bus/pci/devices/0000:00:05.0/driver_override"), "uio_pci_generic");
+    assert_string_equal(got("sys/bus/pci/devices/0000:00:03.0/driver_override"), "(null)");
+    assert_string_equal(got("sys/bus/pci/devices/0000:00:04.0/driver_override"), "(null)");
+    assert_string_equal(got("sys/bus/pci/devices/0000:00:01.0/driver_override"), "(null)");
+    assert_int_equal(nd_nic_reserve(err, sizeof(err)), 0); /* already reserved */
+    /* with an IOMMU group: vfio-pci */
+    nic("0000:00:06.0", "0x020000\n", "0x1af4\n", "0x1000\n", NULL);
+    dir("sys/kernel/iommu_groups/8");
+    link_to("../../../../kernel/iommu_groups/8", "sys/bus/pci/devices/0000:00:06.0/iommu_group");
+    assert_int_equal(nd_nic_reserve(err, sizeof(err)), 1);
+    assert_string_equal(got("sys/bus/pci/devices/0000:00:06.0/driver_override"), "vfio-pci");
+    setenv("NODUS_SYSFS_ROOT", "/nonexistent-sysfs", 1);
+    assert_int_equal(nd_nic_reserve(err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "is sysfs mounted?"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +265,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_default_route_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_driver_choice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_already_bound_and_unbind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
