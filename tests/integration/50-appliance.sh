@@ -14,7 +14,11 @@
 #      node leaves the cluster (host-up shows it left), drains, and the VM powers off in time.
 #   2. -kernel/-initrd with a broken config disk: file:line on the console, power off.
 #   3. -kernel/-initrd with the configuration on the kernel command line (nodus.config=base64:)
-#      and no disk: curl through it, then system_powerdown.
+#      and no disk, two workers on multiqueue NICs with RSS (virtio-net mq=on,rss=on, two queue
+#      pairs): both ports steer by RSS (the NIC's Toeplitz hash with nodus's key, no hand-over),
+#      60 requests through it all answered (half through a TCP listener: one upstream connection
+#      each), the connections nodus opens upstream made by both workers (their source ports chosen so that the NIC's hash brings the answers back to
+#      them), no frame handed over; then system_powerdown.
 #   4. A NIC named in the configuration that the VM lacks, and nodus.hugepages=0: both said on
 #      the console, the node cannot start, the VM powers off.
 #   5. The disk under UEFI (OVMF) with no configuration at all: said, power off.
@@ -39,14 +43,21 @@ elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'
 
 # ---- taps bridged to mid's veths: the VM's NIC 0 is on cli's link, NIC 1 on up's ----
 in_mid sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+taps() { # [multi_queue]: (re)makes the taps t0 and t1, in the bridges b0 and b1
+    local i
+    for i in 0 1; do
+        in_mid ip link del "t$i" 2>/dev/null || true
+        in_mid ip tuntap add "t$i" mode tap ${1:+"$1"}
+        in_mid ip link set "t$i" master "b$i"
+        in_mid ip link set "t$i" up
+    done
+}
 for i in 0 1; do
-    in_mid ip tuntap add "t$i" mode tap
     in_mid ip link add "b$i" type bridge
     in_mid ip link set "m$i" master "b$i"
-    in_mid ip link set "t$i" master "b$i"
-    in_mid ip link set "t$i" up
     in_mid ip link set "b$i" up
 done
+taps
 
 # ---- nginx in up ----
 mkdir -p "$T/ngx/tmp"
@@ -133,18 +144,19 @@ LUA
 "$ROOT/images/mkconfig.sh" "$T/broken.img" "$T/broken.lua" 2>/dev/null
 
 # vm NAME ARGS...: qemu in mid, NICs on t0/t1 at 00:04.0/00:05.0, console in $T/NAME.console,
-# monitor on $T/NAME.mon; sets VM_PID and VM_T0.
+# monitor on $T/NAME.mon; sets VM_PID and VM_T0. VM_QUEUES=2: two queue pairs per NIC, with RSS.
 vm() {
-    local name=$1
+    local name=$1 q=${VM_QUEUES:-1} mq=""
     shift
+    [ "$q" -gt 1 ] && mq=",mq=on,vectors=$((2 * q + 2)),rss=on"
     VM_T0=$(now)
     IN_NETNS=$MID bg "$name" qemu-system-x86_64 -machine pc -cpu max -smp 2 -m 768 \
         -nodefaults -display none -no-reboot \
         -serial "file:$T/$name.console" -monitor "unix:$T/$name.mon,server,nowait" \
-        -netdev tap,id=n0,ifname=t0,script=no,downscript=no \
-        -device virtio-net-pci,netdev=n0,addr=04.0,mac=52:54:00:4e:00:01 \
-        -netdev tap,id=n1,ifname=t1,script=no,downscript=no \
-        -device virtio-net-pci,netdev=n1,addr=05.0,mac=52:54:00:4e:00:02 "$@"
+        -netdev "tap,id=n0,ifname=t0,script=no,downscript=no,queues=$q" \
+        -device "virtio-net-pci,netdev=n0,addr=04.0,mac=52:54:00:4e:00:01$mq" \
+        -netdev "tap,id=n1,ifname=t1,script=no,downscript=no,queues=$q" \
+        -device "virtio-net-pci,netdev=n1,addr=05.0,mac=52:54:00:4e:00:02$mq" "$@"
     VM_PID=$BG_PID
     _BG_LOGS+=("$T/$name.console")
 }
@@ -281,15 +293,38 @@ assert_contains "$con" "reboot: Power down" "broken: powered off"
 case "$con" in *"Kernel panic"*) die "broken: kernel panic" ;; esac
 log "broken: powered off after $(elapsed "$VM_T0") s with the error on the console"
 
-# ---- 3. the configuration on the kernel command line, no disk ----
-b64=$(good_cfg | base64 -w0)
-vm cmdline -kernel "$T/img/nodus-vmlinuz" -initrd "$T/img/nodus-initrd.img" \
+# ---- 3. the configuration on the kernel command line, no disk; two workers, RSS ----
+b64=$({
+    good_cfg | sed -e 's/workers = 1,/workers = 2,/' -e 's/"-l", "0",/"-l", "0,1",/'
+    echo 'admin { listen = "198.18.0.2:15000" }'
+    # a TCP listener: one upstream connection per client connection (HTTP pools reuse theirs)
+    echo 'listener "raw" { listen = "198.18.0.2:9090", protocol = "tcp", cluster = "web" }'
+} | base64 -w0)
+taps multi_queue # qemu opens a multiqueue tap only with queues > 1
+VM_QUEUES=2 vm cmdline -kernel "$T/img/nodus-vmlinuz" -initrd "$T/img/nodus-initrd.img" \
     -append "$CMDLINE $GUEST_ENV nodus.config=base64:$b64"
 serve cmdline
 assert_contains "$(cat "$T/cmdline.console")" "configuration from the kernel command line" "cmdline: source"
+for p in 0 1; do
+    grep -aq "dpdk port $p: .*queues rx 2/2 tx 2/2 steering rss" "$T/cmdline.console" ||
+        die "cmdline: port $p does not steer by RSS over two queues: $(grep -a "dpdk port $p" "$T/cmdline.console")"
+done
+ok=0
+for i in $(seq 30); do
+    [ "$(in_cli curl -s --max-time 5 "http://$NODE:8080/rss$i")" = "hello from up" ] && ok=$((ok + 1))
+    [ "$(in_cli curl -s --max-time 5 "http://$NODE:9090/tcp$i")" = "hello from up" ] && ok=$((ok + 1))
+done
+assert_eq 60 "$ok" "cmdline: requests answered through two RSS-steered workers (HTTP and TCP)"
+in_cli curl -s --max-time 5 -o "$T/rss.prom" "http://$NODE:15000/stats/prometheus"
+opens() { awk -v k="nodus_dpdk_tcp_opens_total{worker=\"$1\",side=\"active\"}" '$1 == k { print $2 }' "$T/rss.prom"; }
+handed=$(awk '/^nodus_dpdk_handoff_frames_total/ { s += $2 } END { print s + 0 }' "$T/rss.prom")
+log "cmdline: upstream connections by worker 0: $(opens 0), worker 1: $(opens 1); frames handed over: $handed"
+[ "$(opens 0)" -gt 3 ] && [ "$(opens 1)" -gt 3 ] || die "cmdline: not both workers opened upstream connections"
+assert_eq 0 "$handed" "cmdline: frames handed between workers with RSS"
 monitor cmdline system_powerdown
 wait_exit "$VM_PID" 60 || die "cmdline: the VM did not power off within 60 s"
 assert_eq 0 "$VM_RC" "cmdline: qemu's exit status"
+taps
 
 # ---- 4. bad input: a NIC that is not there, no hugepages: said on the console, power off ----
 good_cfg | sed 's/0000:00:05.0/0000:00:09.0/' >"$T/absent.lua"
