@@ -8,15 +8,18 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -67,9 +70,35 @@ static void loopback(struct nd_addr *a, uint16_t port)
     assert_int_equal(nd_parse_addr(text, a), 0);
 }
 
+static bool port_free(uint16_t port, int type)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int fd = socket(AF_INET, type, 0), one = 1, rc;
+
+    if (fd < 0)
+        return false;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    rc = bind(fd, (struct sockaddr *)&sin, sizeof(sin));
+    close(fd);
+    return rc == 0;
+}
+
+/* Port number `base` (0-3) of this test: free for TCP and UDP on 127.0.0.1 when first asked
+ * (other tests run beside this one), below the kernel's ephemeral range, the same afterwards. */
 static uint16_t port_of(int base)
 {
-    return (uint16_t)(20000 + base + (getpid() % 2000) * 8);
+    static uint16_t ports[4];
+
+    assert_true(base >= 0 && base < 4);
+    for (unsigned k = 0; !ports[base] && k < 1000; k++) {
+        uint16_t p = (uint16_t)(20000 + (getpid() * 4 + base + k * 4) % 12000);
+
+        if (port_free(p, SOCK_STREAM) && port_free(p, SOCK_DGRAM))
+            ports[base] = p;
+    }
+    assert_true(ports[base] != 0);
+    return ports[base];
 }
 
 static void test_kernel_udp(void **state)
