@@ -6,7 +6,8 @@
  *    encrypted packets), and the input encrypted then decrypted (must give it back);
  *  - the TCP path: nd_gossip_stream_parse with and without the keyring, node states and the
  *    serf push/pull state walked;
- *  - tags, serf messages, coordinates and LZW decoded directly, and an LZW round trip.
+ *  - tags, serf messages (push/pull states with their recent user events), coordinates and LZW
+ *    decoded directly, and an LZW round trip.
  * Besides the sanitizers it checks invariants: results are known codes, every decoded string
  * lies inside the buffer it came from, and whatever decodes re-encodes to bytes that decode to
  * the same re-encoding (a canonical form).
@@ -79,7 +80,17 @@ static void fuzz_tags(const uint8_t *p, size_t len)
     }
 }
 
+static void fuzz_serf_in(const uint8_t *p, size_t len);
+
 static void fuzz_serf(const uint8_t *p, size_t len)
+{
+    const uint8_t *lo = cur_lo, *hi = cur_hi;
+    cur_lo = p, cur_hi = len ? p + len : p;
+    fuzz_serf_in(p, len);
+    cur_lo = lo, cur_hi = hi;
+}
+
+static void fuzz_serf_in(const uint8_t *p, size_t len)
 {
     struct nd_serf_msg m;
     int e = nd_serf_decode(p, len, &m);
@@ -97,6 +108,38 @@ static void fuzz_serf(const uint8_t *p, size_t len)
         for (uint32_t i = 0; i < m.u.pp.nleft; i++)
             if (nd_serf_left_next(&rest, &name))
                 break;
+        /* the recent events: groups, then each group's events, all inside the input; what
+         * decodes re-encodes (as one group each) to what decodes to the same events */
+        struct nd_gbytes groups = m.u.pp.events;
+        for (uint32_t i = 0; i < m.u.pp.nevents; i++) {
+            struct nd_serf_event_group g;
+            if (nd_serf_event_group_next(&groups, &g))
+                break;
+            CHECK(inside(g.raw));
+            struct nd_gbytes items = g.raw;
+            for (uint32_t k = 0; k < g.n && k < 64; k++) {
+                struct nd_serf_event_item it, back;
+                if (nd_serf_event_item_next(&items, &it))
+                    break;
+                CHECK(inside(it.name) && inside(it.payload));
+                struct nd_serf_event_group one = {.ltime = g.ltime, .n = 1, .ev = &it};
+                struct nd_serf_msg pp = {.type = ND_SERF_PUSH_PULL}, d;
+                size_t l;
+                pp.u.pp.groups = &one;
+                pp.u.pp.ngroups = 1;
+                if (nd_serf_encode(&pp, enc1, sizeof enc1, &l))
+                    continue;
+                CHECK(nd_serf_decode(enc1, l, &d) == 0 && d.u.pp.nevents == 1);
+                struct nd_serf_event_group dg;
+                CHECK(nd_serf_event_group_next(&d.u.pp.events, &dg) == 0);
+                CHECK(dg.ltime == g.ltime && dg.n == 1);
+                CHECK(nd_serf_event_item_next(&dg.raw, &back) == 0);
+                CHECK(back.name.len == it.name.len && back.payload.len == it.payload.len);
+                CHECK(it.name.len == 0 || memcmp(back.name.p, it.name.p, it.name.len) == 0);
+                CHECK(it.payload.len == 0 ||
+                      memcmp(back.payload.p, it.payload.p, it.payload.len) == 0);
+            }
+        }
     }
     if (m.type == ND_SERF_PUSH_PULL || m.type == ND_SERF_QUERY || m.type > ND_SERF_QUERY_RESPONSE)
         return;
