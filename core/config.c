@@ -2182,6 +2182,7 @@ static void build_chain(struct nd_loader *ld, struct nd_listener_conf *lc, struc
         lua_getiuservalue(L, -1, 1);
         snprintf(ictx, sizeof(ictx), "%s: plugins[%zu] (%s)", ctx, i + 1, m->p->name);
         ic = nd_cfg_new(ld, -1, m->line, ictx);
+        ic->listener = lc->name;
         lua_pop(L, 2);
         pi = &lc->plugins[lc->nplugins++];
         pi->p = m->p;

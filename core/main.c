@@ -31,6 +31,7 @@
 #include "admin.h"
 #include "cluster.h"
 #include "config.h"
+#include "control.h"
 #include "ctlsock.h"
 #include "http1.h"
 #include "log.h"
@@ -192,6 +193,7 @@ static int reload(void *arg, struct nd_sbuf *msg)
         return -1;
     }
     nd_log_level = cfg->node.log_level;
+    nd_control_activate(cfg, nd_clock_us() / 1000);
     if (gossip && cfg->gossip.enabled) { /* services added or removed: the cluster hears it */
         int e = nd_gossip_driver_set_tags(gossip, &cfg->gossip);
 
@@ -676,6 +678,10 @@ static int cmd_run(const char *file)
         nd_config_free(cfg);
         return 1;
     }
+    if (nd_control_init(gossip) < 0 || nd_control_activate(cfg, nd_clock_us() / 1000) < 0) {
+        fprintf(stderr, "nodus: out of memory\n");
+        return 1;
+    }
     if (gossip) { /* the service catalog: members known so far, then their events */
         if (!(catalog = nd_catalog_new())) {
             fprintf(stderr, "nodus: out of memory\n");
@@ -735,7 +741,12 @@ static int cmd_run(const char *file)
             nd_init_notify_ready(); /* under the appliance's init */
         struct epoll_event evs[8];
         int wait = gossip ? nd_gossip_driver_next_ms(gossip) : -1;
-        int n = epoll_wait(efd, evs, 8, wait >= 0 && wait < 200 ? wait : 200), k;
+        int tick = nd_control_next_ms(nd_clock_us() / 1000);
+        int n, k;
+
+        if (tick >= 0 && (wait < 0 || tick < wait))
+            wait = tick;
+        n = epoll_wait(efd, evs, 8, wait >= 0 && wait < 200 ? wait : 200);
 
         for (k = 0; k < n; k++) {
             if (evs[k].data.fd == sfd) {
@@ -757,11 +768,13 @@ static int cmd_run(const char *file)
                 admin_close(admin_conns[i]);
         if (gossip)
             nd_gossip_driver_run(gossip);
+        nd_control_run(nd_clock_us() / 1000);
         catalog_publish(false);
         nd_snap_collect();
         nd_identity_tick();
     }
-    if (gossip) { /* serf's graceful leave: intent, then dead about ourselves */
+    nd_control_shutdown(); /* no more ticks nor events for the plugins */
+    if (gossip) {          /* serf's graceful leave: intent, then dead about ourselves */
         nd_info("gossip: leaving");
         nd_gossip_driver_leave(gossip, 10000);
         nd_gossip_driver_free(gossip);

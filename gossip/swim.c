@@ -2489,6 +2489,11 @@ int nd_swim_find(struct nd_swim *sw, const char *name, struct nd_swim_member *m)
     return 0;
 }
 
+const char *nd_swim_self_name(const struct nd_swim *sw)
+{
+    return sw->name;
+}
+
 const char *nd_swim_status_name(unsigned status)
 {
     static const char *const names[] = {"alive", "leaving", "left", "failed"};

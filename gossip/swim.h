@@ -91,6 +91,8 @@ void nd_swim_each(struct nd_swim *sw, void (*fn)(void *arg, const struct nd_swim
                   void *arg);
 /* Looks a member up by name; 0 and *m, or -1. */
 int nd_swim_find(struct nd_swim *sw, const char *name, struct nd_swim_member *m);
+/* Our own name (NUL-terminated). */
+const char *nd_swim_self_name(const struct nd_swim *sw);
 /* Name of a serf status ("alive", "leaving", "left", "failed") or state. */
 const char *nd_swim_status_name(unsigned status);
 const char *nd_swim_state_name(unsigned state);

@@ -7,7 +7,9 @@
  *  - the TCP path: nd_gossip_stream_parse with and without the keyring, node states and the
  *    serf push/pull state walked;
  *  - tags, serf messages (push/pull states with their recent user events), coordinates and LZW
- *    decoded directly, and an LZW round trip.
+ *    decoded directly, and an LZW round trip;
+ *  - the payload of a user event as the mesh-wide rate limit's report (plugins/ratelimit):
+ *    what decodes re-encodes to the same bytes.
  * Besides the sanitizers it checks invariants: results are known codes, every decoded string
  * lies inside the buffer it came from, and whatever decodes re-encodes to bytes that decode to
  * the same re-encoding (a canonical form).
@@ -22,6 +24,7 @@
 #include "../../gossip/lzw.h"
 #include "../../gossip/serf.h"
 #include "../../gossip/wire.h"
+#include "../../plugins/ratelimit/share.h"
 
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
@@ -291,5 +294,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_code(nd_gossip_compound_split(data, size, parts, 255, &n));
     }
     fuzz_lzw(data, size);
+
+    struct rl_report rep;
+    if (rl_report_decode(data, size, &rep) == 0) {
+        char back[RL_REPORT_NODE_MAX + 96];
+        CHECK(rep.node_len >= 1 && rep.node_len <= RL_REPORT_NODE_MAX);
+        CHECK(rep.node >= (const char *)data &&
+              rep.node + rep.node_len == (const char *)data + size);
+        size_t n = rl_report_encode(&rep, back, sizeof back);
+        CHECK(n == size && memcmp(back, data, size) == 0);
+    }
     return 0;
 }
