@@ -5,8 +5,8 @@
  * global.c does, under an offered load that changes over time. Prints what each node admitted,
  * per phase, against the budget. docs/ratelimit.md and bench/RESULTS.md have the figures.
  *
- *   build-sim/gossip/ratelimit-sim [--loss 0.01] [--seed 1] [--latency 2] [--scenario
- * uneven|crash|many]
+ *   bench/ratelimit-sim [--scenario uneven|crash|many] [--loss P] [--latency MS] [--period MS]
+ *                       [--seed N]
  *
  * tests/unit/test_ratelimit_global.c includes this file (RLSIM_NO_MAIN) to run short scenarios.
  */
@@ -27,6 +27,7 @@
 
 struct rls_config {
     uint32_t nodes, tokens, interval_ms, seconds;
+    uint32_t period_ms; /* how often nodes report; 0: global.c's default */
     double loss;
     uint32_t latency_ms;
     uint64_t seed;
@@ -40,6 +41,7 @@ struct rls_result {
     uint64_t admitted[RLS_MAX_SECONDS][RLS_MAX_NODES];
     uint64_t offered[RLS_MAX_SECONDS][RLS_MAX_NODES];
     uint64_t reports_sent, reports_seen;
+    double bytes_per_node_s; /* all gossip (membership and reports), while the limit ran */
 };
 
 static struct rls_state {
@@ -54,6 +56,8 @@ static struct rls_state {
 
 static uint32_t rls_period(const struct rls_config *c)
 {
+    if (c->period_ms)
+        return c->period_ms;
     return c->interval_ms < 1000 ? 1000 : c->interval_ms > 10000 ? 10000 : c->interval_ms;
 }
 
@@ -127,7 +131,7 @@ static int rls_run(const struct rls_config *c, struct rls_result *r)
                                .latency_ms = c->latency_ms,
                                .jitter_ms = c->latency_ms,
                                .on_user_event = rls_on_event};
-    uint64_t t0;
+    uint64_t t0, bytes0 = 0, bytes1 = 0;
 
     if (c->nodes > RLS_MAX_NODES || c->seconds > RLS_MAX_SECONDS || !c->nodes)
         return -1;
@@ -147,6 +151,8 @@ static int rls_run(const struct rls_config *c, struct rls_result *r)
     }
     nd_sim_run(rls.sim, nd_sim_now(rls.sim) + 5000);
     t0 = nd_sim_now(rls.sim);
+    for (uint32_t i = 0; i < c->nodes; i++)
+        bytes0 += nd_sim_bytes_sent(rls.sim, i);
     for (uint32_t i = 0; i < c->nodes; i++) { /* then the limit starts on every node */
         uint32_t live = nd_sim_count(rls.sim, i, ND_GOSSIP_STATE_ALIVE);
 
@@ -181,8 +187,11 @@ static int rls_run(const struct rls_config *c, struct rls_result *r)
             }
         }
     }
-    for (uint32_t i = 0; i < c->nodes; i++)
+    for (uint32_t i = 0; i < c->nodes; i++) {
+        bytes1 += nd_sim_bytes_sent(rls.sim, i);
         rl_ledger_free(&rls.ledger[i]);
+    }
+    r->bytes_per_node_s = (double)(bytes1 - bytes0) / c->nodes / c->seconds;
     nd_sim_free(rls.sim);
     return 0;
 }
@@ -254,12 +263,14 @@ int main(int argc, char **argv)
             c.seed = strtoull(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--latency"))
             c.latency_ms = (uint32_t)atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--period"))
+            c.period_ms = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--scenario"))
             scenario = argv[i + 1];
         else {
             fprintf(stderr,
                     "usage: %s [--loss P] [--seed N] [--latency MS] "
-                    "[--scenario uneven|crash|many]\n",
+                    "[--period MS] [--scenario uneven|crash|many]\n",
                     argv[0]);
             return 2;
         }
@@ -280,11 +291,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot run the simulation\n");
         return 1;
     }
-    printf("scenario %s: %u nodes, %u tokens per %u ms, loss %.1f%%, latency %u ms (+ jitter), "
-           "seed %" PRIu64 "\n",
-           scenario, c.nodes, c.tokens, c.interval_ms, c.loss * 100, c.latency_ms, c.seed);
-    printf("reports sent %" PRIu64 ", taken by other nodes %" PRIu64 "\n", r.reports_sent,
-           r.reports_seen);
+    printf("scenario %s: %u nodes, %u tokens per %u ms, reports every %u ms, loss %.1f%%, latency "
+           "%u ms (+ jitter), seed %" PRIu64 "\n",
+           scenario, c.nodes, c.tokens, c.interval_ms, rls_period(&c), c.loss * 100, c.latency_ms,
+           c.seed);
+    printf("reports sent %" PRIu64 ", taken by other nodes %" PRIu64
+           "; gossip traffic %.0f B/s per node (membership and reports)\n",
+           r.reports_sent, r.reports_seen, r.bytes_per_node_s);
     if (!strcmp(scenario, "many")) {
         print_phase(&c, &r, "steady", 10, 40);
     } else {
@@ -295,6 +308,36 @@ int main(int argc, char **argv)
             print_phase(&c, &r, "n0 gone", 55, 80);
         } else {
             print_phase(&c, &r, "five nodes busy", 40, 60);
+        }
+    }
+    {
+        /* the worst whole seconds once the warm-up is over, and how long nodes that start (or
+         * survive a crash) take to reach 90% of their fair part */
+        double lo = 1e18, hi = 0;
+        uint32_t from = c.crash_at[0] ? c.crash_at[0] : 30, fair_at = 0;
+        double fair = c.crash_at[0] ? c.tokens / 4.0 : c.tokens / 5.0;
+
+        for (uint32_t t = 2 * rls_period(&c) / 1000 + 1; t < c.seconds; t++) {
+            double x = rls_rate(&c, &r, c.nodes, t, t + 1, false);
+
+            lo = x < lo ? x : lo;
+            hi = x > hi ? x : hi;
+        }
+        printf("whole seconds after the warm-up: %.0f to %.0f req/s admitted in all (%+.1f%% / "
+               "%+.1f%%)\n",
+               lo, hi, 100.0 * (lo - c.tokens) / c.tokens, 100.0 * (hi - c.tokens) / c.tokens);
+        if (strcmp(scenario, "many")) {
+            for (uint32_t t = from; t < c.seconds && !fair_at; t++) {
+                bool all = true;
+
+                for (uint32_t i = 1; i < c.nodes; i++)
+                    all &= r.admitted[t][i] >= 0.9 * fair;
+                if (all)
+                    fair_at = t;
+            }
+            printf("every busy node at 90%% of its fair part (%.0f) from second %u (%u s after "
+                   "the change at %u s)\n",
+                   fair, fair_at, fair_at - from, from);
         }
     }
     printf("per second, all nodes:");

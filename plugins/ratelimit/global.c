@@ -15,8 +15,9 @@
 #define RL_MIN_INTERVAL_MS 50
 #define RL_MAX_INTERVAL_MS (24 * 3600000)
 #define RL_MAX_GLOBAL_TOKENS ((1u << 24) - 1)
-#define PERIOD_MIN_MS 1000
+#define PERIOD_MIN_MS 1000 /* the default period: the interval, within these bounds */
 #define PERIOD_MAX_MS 10000
+#define PERIOD_LIMIT_MS 60000 /* period = "...": at most this */
 #define WARN_EVERY_MS 10000
 
 struct rl_global {
@@ -62,7 +63,8 @@ static bool valid_name(const char *s)
 
 /* ---- the node's limits ---- */
 
-static struct rl_global *limit_get(const char *name, uint32_t tokens, uint64_t interval_ms)
+static struct rl_global *limit_get(const char *name, uint32_t tokens, uint64_t interval_ms,
+                                   uint64_t period_ms)
 {
     struct rl_global *g;
     uint64_t now = mono_ms();
@@ -73,6 +75,8 @@ static struct rl_global *limit_get(const char *name, uint32_t tokens, uint64_t i
     for (g = limits; g; g = g->next)
         if (!strcmp(g->name, name) && g->tokens == tokens && g->interval_ms == interval_ms) {
             g->refs++;
+            g->period_ms = period_ms; /* the main thread's only: the latest configuration's */
+            g->ledger.period_ms = period_ms;
             return g;
         }
     if (!(g = calloc(1, sizeof *g)))
@@ -82,9 +86,7 @@ static struct rl_global *limit_get(const char *name, uint32_t tokens, uint64_t i
     g->refs = 1;
     g->tokens = tokens;
     g->interval_ms = interval_ms;
-    g->period_ms = interval_ms < PERIOD_MIN_MS   ? PERIOD_MIN_MS
-                   : interval_ms > PERIOD_MAX_MS ? PERIOD_MAX_MS
-                                                 : interval_ms;
+    g->period_ms = period_ms;
     rl_ledger_init(&g->ledger, tokens, g->period_ms, RL_GLOBAL_MAX_NODES, now);
     g->next_report_ms = now + g->period_ms;
     /* until the others' reports come: an even split of the members gossip knows */
@@ -122,8 +124,8 @@ int rl_global_read(struct nodus_cfg *cfg, struct rl_global **out)
     struct nodus_cfg *t;
     const char *name = NULL;
     long long tokens = 0;
-    uint64_t ms = 0;
-    int gt, gn, gk, gi;
+    uint64_t ms = 0, period = 0;
+    int gt, gn, gk, gi, gp;
 
     *out = NULL;
     gt = nodus_cfg_table(cfg, "global", &t);
@@ -132,7 +134,8 @@ int rl_global_read(struct nodus_cfg *cfg, struct rl_global **out)
     gn = nodus_cfg_str(t, "name", &name);
     gk = nodus_cfg_int(t, "tokens", 1, RL_MAX_GLOBAL_TOKENS, &tokens);
     gi = nodus_cfg_duration(t, "interval", &ms);
-    if (gn < 0 || gk < 0 || gi < 0)
+    gp = nodus_cfg_duration(t, "period", &period);
+    if (gn < 0 || gk < 0 || gi < 0 || gp < 0)
         return -1;
     if (gn == 0 && !(name = nodus_cfg_listener_name(cfg))) {
         nodus_cfg_error(t, "a global limit needs name = \"...\" (the nodes that share it use it)");
@@ -154,7 +157,14 @@ int rl_global_read(struct nodus_cfg *cfg, struct rl_global **out)
         nodus_cfg_error(t, "'interval' must be between %dms and 24h", RL_MIN_INTERVAL_MS);
         return -1;
     }
-    if (!(*out = limit_get(name, (uint32_t)tokens, ms))) {
+    if (gp == 0)
+        period = ms < PERIOD_MIN_MS ? PERIOD_MIN_MS : ms > PERIOD_MAX_MS ? PERIOD_MAX_MS : ms;
+    else if (period < PERIOD_MIN_MS || period > PERIOD_LIMIT_MS) {
+        nodus_cfg_error(t, "'period' (how often nodes report their demand) must be between 1s "
+                           "and 60s");
+        return -1;
+    }
+    if (!(*out = limit_get(name, (uint32_t)tokens, ms, period))) {
         nodus_cfg_error(t, "out of memory");
         return -1;
     }
@@ -273,15 +283,15 @@ void rl_global_event(struct rl_global *g, const struct nodus_gossip_event *ev)
 
 size_t rl_global_describe(const struct rl_global *g, char *buf, size_t len)
 {
-    int n =
-        snprintf(buf, len,
-                 ",\"global\":{\"name\":\"%s\",\"tokens\":%u,\"interval_ms\":%llu,"
-                 "\"share\":%u,\"nodes\":%zu,\"demand\":%llu,\"reports_sent\":%llu,"
-                 "\"reports_received\":%llu,\"reports_bad\":%llu,\"reports_mismatched\":%llu}",
-                 g->name, g->tokens, (unsigned long long)g->interval_ms,
-                 (unsigned)atomic_load(&g->gate.share), g->ledger.n, (unsigned long long)g->demand,
-                 (unsigned long long)g->sent, (unsigned long long)g->received,
-                 (unsigned long long)g->bad, (unsigned long long)g->mismatched);
+    int n = snprintf(
+        buf, len,
+        ",\"global\":{\"name\":\"%s\",\"tokens\":%u,\"interval_ms\":%llu,\"period_ms\":%llu,"
+        "\"share\":%u,\"nodes\":%zu,\"demand\":%llu,\"reports_sent\":%llu,"
+        "\"reports_received\":%llu,\"reports_bad\":%llu,\"reports_mismatched\":%llu}",
+        g->name, g->tokens, (unsigned long long)g->interval_ms, (unsigned long long)g->period_ms,
+        (unsigned)atomic_load(&g->gate.share), g->ledger.n, (unsigned long long)g->demand,
+        (unsigned long long)g->sent, (unsigned long long)g->received, (unsigned long long)g->bad,
+        (unsigned long long)g->mismatched);
 
     return n > 0 ? (size_t)n : 0;
 }

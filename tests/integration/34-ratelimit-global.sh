@@ -8,8 +8,9 @@
 # Checked over a window of each phase (after a few seconds to settle): the total admitted is
 # within 10% of 1,000 req/s, and every node with demand gets a fair part (phase A: a third,
 # phase B: a fifth, each within 25%). Every node knows the 5 nodes of the limit (/config_dump),
-# and the reports are counted. Figures are logged (docs/ratelimit.md quotes them). Also: a bad
-# global table is refused by nodus check with file:line.
+# and the reports are counted; a reload keeps node 1's share. Figures are logged
+# (docs/ratelimit.md quotes them). Also: a bad global table is refused by nodus check with
+# file:line.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 
@@ -128,6 +129,13 @@ sleep 15
 snapshot "$T/b1"
 window "$T/b0" "$T/b1" "phase B (all 5 busy)" 5 >"$T/phase-b" || { cat "$T/phase-b" >&2; die "phase B out of bounds"; }
 log "$(cat "$T/phase-b")"
+
+# a reload keeps the limit's state (same name, tokens and interval: the same limit): node 1
+# still knows the 5 nodes and its share stays a fifth
+[ "$(curl -s -X POST "http://127.0.0.1:${ADMIN[1]}/reload")" = reloaded ] || die "reload failed"
+sleep 1
+share=$(curl -s "http://127.0.0.1:${ADMIN[1]}/config_dump" | grep -o '"share": [0-9]*' | head -1 | grep -o '[0-9]*$')
+[ -n "$share" ] && [ "$share" -ge 150 ] && [ "$share" -le 250 ] || die "node 1's share after a reload: '$share'"
 
 # every node knows the five nodes of the limit, and heard their reports
 for ((i = 1; i <= N; i++)); do
