@@ -85,6 +85,29 @@ static void catalog_event(void *arg, const struct nd_swim_member *m, enum nd_swi
         nd_err("discovery: out of memory updating member %s", m->name);
 }
 
+/* A part of a member's service list beyond its tags (gossip/catalog.h): once the list is
+ * complete, the member's endpoints are taken from it. */
+static void catalog_list_event(void *arg, const struct nd_gossip_event *ev)
+{
+    static uint64_t warned_us;
+    char member[ND_GOSSIP_NAME_MAX + 1];
+    struct nd_swim_member m;
+    int r;
+
+    (void)arg;
+    if (ev->name_len != sizeof ND_CAT_EVENT - 1 || memcmp(ev->name, ND_CAT_EVENT, ev->name_len))
+        return;
+    r = nd_catalog_list_part(catalog, ev->payload, ev->payload_len, member, sizeof(member));
+    if (r == 1 && nd_swim_find(nd_gossip_driver_engine(gossip), member, &m) == 0)
+        catalog_event(NULL, &m, ND_SWIM_EV_UPDATE);
+    else if (r < 0 && nd_clock_us() - warned_us > 10000000) {
+        warned_us = nd_clock_us();
+        nd_warn("discovery: a service list part (%zu bytes) was dropped: malformed, or lists of "
+                "more than %u members (nodus_catalog_bad_lists_total)",
+                ev->payload_len, ND_CAT_LISTS_MAX);
+    }
+}
+
 static void catalog_seed(void *arg, const struct nd_swim_member *m)
 {
     catalog_event(arg, m, ND_SWIM_EV_JOIN);
@@ -688,6 +711,10 @@ static int cmd_run(const char *file)
             return 1;
         }
         nd_gossip_driver_on_member(gossip, catalog_event, NULL);
+        if (nd_gossip_driver_subscribe(gossip, ND_CAT_EVENT, catalog_list_event, NULL) < 0) {
+            fprintf(stderr, "nodus: out of memory\n");
+            return 1;
+        }
         nd_swim_each(nd_gossip_driver_engine(gossip), catalog_seed, NULL);
         catalog_publish(true);
     }

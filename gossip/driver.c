@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "catalog.h"
 #include "config.h"
 #include "ctlsock.h"
 #include "keyring.h"
@@ -29,6 +30,8 @@
 #define JOIN_RETRY_MS 5000  /* seeds that did not answer are tried again, until one does */
 #define UDP_BATCH 256       /* datagrams read per run */
 #define OUT_MAX (16u << 20) /* bytes queued on one stream */
+#define SVC_EVERY_MS 30000  /* our service list (beyond Meta) is gossiped again this often */
+#define SVC_JOIN_MS 1000    /* and this soon after a member joins (it ignores older events) */
 
 struct conn {
     struct nd_gossip_driver *g;
@@ -88,21 +91,89 @@ struct nd_gossip_driver {
     uint64_t pending_dropped, reserved_events;
     uint64_t warn_at;   /* refused events: one log line per second at most */
     unsigned warn_held; /* and how many were not logged */
+
+    /* our services beyond Meta (catalog.h): the full list, gossiped in user events */
+    char **svc_names, **svc_values;
+    unsigned nsvc;
+    uint64_t svc_next; /* when to send it (again) */
 };
 
 static uint64_t now_ms(void);
 static void events_dispatch(struct nd_gossip_driver *g);
 
+static void svc_clear(struct nd_gossip_driver *g)
+{
+    for (unsigned i = 0; i < g->nsvc; i++) {
+        free(g->svc_names[i]);
+        free(g->svc_values[i]);
+    }
+    free(g->svc_names);
+    free(g->svc_values);
+    g->svc_names = g->svc_values = NULL;
+    g->nsvc = 0;
+}
+
+/* gc's service list (beyond Meta) becomes ours: sent at once, then every SVC_EVERY_MS. */
+static int svc_set(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc)
+{
+    svc_clear(g);
+    if (!gc->nsvc_list)
+        return 0;
+    g->svc_names = calloc(gc->nsvc_list, sizeof(char *));
+    g->svc_values = calloc(gc->nsvc_list, sizeof(char *));
+    if (!g->svc_names || !g->svc_values)
+        goto oom;
+    for (unsigned i = 0; i < gc->nsvc_list; i++, g->nsvc++)
+        if (!(g->svc_names[i] = strdup(gc->svc_list[i].key)) ||
+            !(g->svc_values[i] = strdup(gc->svc_list[i].val))) {
+            free(g->svc_names[i]);
+            goto oom;
+        }
+    g->svc_next = now_ms();
+    return 0;
+oom:
+    svc_clear(g);
+    return ND_GOSSIP_E_SPACE;
+}
+
+/* Gossips our full service list, in parts (catalog.h, "Services beyond Meta"). */
+static void svc_publish(struct nd_gossip_driver *g, uint64_t now)
+{
+    static char parts[ND_CAT_PARTS_MAX][ND_CAT_PART_MAX + 1];
+    unsigned nparts;
+    uint32_t hash;
+
+    g->svc_next = now + SVC_EVERY_MS;
+    if (nd_cat_list_encode(g->name, (const char *const *)g->svc_names,
+                           (const char *const *)g->svc_values, g->nsvc, parts, &nparts,
+                           &hash) < 0) {
+        nd_warn("gossip: the service list does not fit in user events: not sent");
+        return;
+    }
+    for (unsigned k = 0; k < nparts; k++) {
+        int e = nd_swim_user_event(g->sw, now, ND_CAT_EVENT, sizeof ND_CAT_EVENT - 1, parts[k],
+                                   strlen(parts[k]), false);
+
+        if (e)
+            nd_warn("gossip: service list part %u of %u not sent: %s", k + 1, nparts,
+                    nd_gossip_strerror(e));
+    }
+    nd_debug("gossip: service list %08x sent (%u services, %u part(s))", hash, g->nsvc, nparts);
+}
+
 int nd_gossip_driver_set_tags(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc)
 {
     struct nd_swim_tag tags[64];
     unsigned n = 0;
+    int e;
 
     for (; n < gc->ntags && n < 64; n++) {
         tags[n].key = gc->tags[n].key;
         tags[n].value = gc->tags[n].val;
     }
-    return nd_swim_set_tags(g->sw, now_ms(), tags, n);
+    if ((e = nd_swim_set_tags(g->sw, now_ms(), tags, n)))
+        return e;
+    return svc_set(g, gc);
 }
 
 int nd_gossip_driver_set_keyring(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc)
@@ -350,6 +421,8 @@ static void io_event(void *arg, const struct nd_swim_member *m, enum nd_swim_eve
         g->on_member(g->on_member_arg, m, ev);
     if (m->self)
         return;
+    if (ev == ND_SWIM_EV_JOIN && g->nsvc && g->svc_next > now_ms() + SVC_JOIN_MS)
+        g->svc_next = now_ms() + SVC_JOIN_MS; /* the newcomer ignores what was sent before */
     nd_swim_addr_str(&m->addr, a, sizeof a);
     switch (ev) {
     case ND_SWIM_EV_JOIN:
@@ -589,6 +662,8 @@ void nd_gossip_driver_run(struct nd_gossip_driver *g)
     uint64_t t = now_ms();
 
     nd_swim_tick(g->sw, t);
+    if (g->nsvc && t >= g->svc_next)
+        svc_publish(g, t);
     events_dispatch(g);
     for (unsigned i = 0; i < g->nconns;) {
         struct conn *c = g->conns[i];
@@ -619,6 +694,13 @@ int nd_gossip_driver_next_ms(const struct nd_gossip_driver *g)
         ms = 100;
     if (!g->joined && g->nseeds && (ms < 0 || ms > 1000))
         ms = 1000;
+    if (g->nsvc) {
+        uint64_t t = now_ms();
+        int left = g->svc_next <= t ? 0 : (int)(g->svc_next - t);
+
+        if (ms < 0 || left < ms)
+            ms = left;
+    }
     return ms;
 }
 
@@ -718,6 +800,8 @@ struct nd_gossip_driver *nd_gossip_driver_new(struct nd_ctl *ctl, const struct n
         nd_swim_join(g->sw, now_ms(), g->seeds, g->nseeds);
         g->next_join = now_ms() + JOIN_RETRY_MS;
     }
+    if (svc_set(g, gc))
+        goto oom;
     return g;
 oom:
     if (!*err && asprintf(err, "gossip: %s", strerror(errno ? errno : ENOMEM)) < 0)
@@ -751,6 +835,7 @@ void nd_gossip_driver_free(struct nd_gossip_driver *g)
     for (unsigned i = 0; i < g->nsubs; i++)
         free(g->subs[i].prefix);
     free(g->subs);
+    svc_clear(g);
     free(g->seeds);
     free(g->name);
     free(g);

@@ -44,8 +44,10 @@ void nd_gossip_driver_leave(struct nd_gossip_driver *g, uint32_t max_ms);
 int nd_gossip_driver_members_json(struct nd_gossip_driver *g, struct nd_sbuf *out);
 struct nd_swim *nd_gossip_driver_engine(struct nd_gossip_driver *g);
 /* A reload: gc's tags (serf tags and the services' svc: tags) become ours, sent in an alive
- * message with our next incarnation when they changed. 0, or a negative ND_GOSSIP_E_* (the old
- * tags stay). The rest of gc (addresses, timing, keys) takes effect at restart only. */
+ * message with our next incarnation when they changed, and its service list beyond Meta
+ * (gc->svc_list, catalog.h) is gossiped at once, then every 30 s and 1 s after a member joins.
+ * 0, or a negative ND_GOSSIP_E_* (the old tags stay). The rest of gc (addresses, timing, keys)
+ * takes effect at restart only. */
 int nd_gossip_driver_set_tags(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc);
 /* A reload: gc's keyring replaces ours (rotation: install a key everywhere, make it the primary
  * everywhere, then remove the old one). Negative ND_GOSSIP_E_* when the keyring cannot change

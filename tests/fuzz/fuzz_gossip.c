@@ -9,7 +9,8 @@
  *  - tags, serf messages (push/pull states with their recent user events), coordinates and LZW
  *    decoded directly, and an LZW round trip;
  *  - the payload of a user event as the mesh-wide rate limit's report (plugins/ratelimit):
- *    what decodes re-encodes to the same bytes.
+ *    what decodes re-encodes to the same bytes; and as a part of a member's service list
+ *    (gossip/catalog.h, "Services beyond Meta"), applied to a member that names it.
  * Besides the sanitizers it checks invariants: results are known codes, every decoded string
  * lies inside the buffer it came from, and whatever decodes re-encodes to bytes that decode to
  * the same re-encoding (a canonical form).
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../gossip/catalog.h"
 #include "../../gossip/keyring.h"
 #include "../../gossip/lzw.h"
 #include "../../gossip/serf.h"
@@ -294,6 +296,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_code(nd_gossip_compound_split(data, size, parts, 255, &n));
     }
     fuzz_lzw(data, size);
+
+    /* a service list part: a one-part list completes at once and is applied */
+    struct nd_catalog *cat = nd_catalog_new();
+    char who[ND_CAT_PART_MAX + 1];
+    if (cat) {
+        int r = nd_catalog_list_part(cat, data, size, who, sizeof who);
+        CHECK(r >= -1 && r <= 1);
+        if (r == 1) {
+            char more[32];
+            CHECK(strlen(who) >= 1 && cat->nlists == 1);
+            snprintf(more, sizeof more, "1:%08x", cat->lists[0].hash);
+            struct nd_serf_tag t = {{(const uint8_t *)"svc+", 4},
+                                    {(const uint8_t *)more, (uint32_t)strlen(more)}};
+            static uint8_t meta[ND_GOSSIP_META_MAX];
+            size_t ml;
+            CHECK(nd_serf_tags_encode(&t, 1, meta, sizeof meta, &ml) == 0);
+            struct nd_swim_member m = {.name = who,
+                                       .name_len = strlen(who),
+                                       .meta = meta,
+                                       .meta_len = (uint32_t)ml,
+                                       .state = ND_GOSSIP_STATE_ALIVE,
+                                       .status = ND_SWIM_ALIVE,
+                                       .addr = {.ip = {127, 0, 0, 1}, .len = 4, .port = 1}};
+            nd_catalog_member(cat, &m);
+            for (unsigned i = 0; i < cat->nsvcs; i++)
+                CHECK(cat->svcs[i].neps <= 1);
+        }
+        nd_catalog_free(cat);
+    }
 
     struct rl_report rep;
     if (rl_report_decode(data, size, &rep) == 0) {
