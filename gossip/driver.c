@@ -499,6 +499,12 @@ static void io_user_event(void *arg, const struct nd_swim_user_event *ev)
     struct evcopy *c;
     char name[96];
 
+    if (ev->refused && !strcmp(ev->refused, "before_join")) { /* expected after a join */
+        nd_debug("gossip: user event \"%s\" (event time %llu) is older than our join: ignored",
+                 printable(ev->name, ev->name_len, name, sizeof name),
+                 (unsigned long long)ev->ltime);
+        return;
+    }
     if (ev->refused) {
         uint64_t t = now_ms();
 
