@@ -28,7 +28,6 @@
 #define RL_GLOBAL_MAX_NODES 4096 /* nodes tracked per limit */
 
 struct rl_global;
-struct rl_txn;
 
 /* Reads the `global` table of a ratelimit (when present): 1 and *out (a reference to the
  * node's limit of that name), 0 when absent, -1 after an error (recorded on cfg). */
