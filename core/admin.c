@@ -214,18 +214,37 @@ static int sbuf_dump_cb(const char *buf, size_t size, void *data)
  * ------------------------------------------------------------------------------------*/
 enum { M_GET = 1, M_POST = 2 };
 
-static int h_index(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
-static int h_stats(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
-static int h_config(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
-static int h_ready(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
-static int h_reload(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
-static int h_members(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
-static int h_sockets(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
+/* What a route handler may read of the request. */
+struct admin_req {
+    const struct nd_http_msg *msg;
+    const char *body;
+    size_t body_len;
+};
+
+static int h_index(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                   const char **ctype);
+static int h_stats(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                   const char **ctype);
+static int h_config(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                    const char **ctype);
+static int h_ready(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                   const char **ctype);
+static int h_reload(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                    const char **ctype);
+static int h_members(const struct nd_admin_ops *ops, const struct admin_req *rq,
+                     struct nd_sbuf *out, const char **ctype);
+static int h_sockets(const struct nd_admin_ops *ops, const struct admin_req *rq,
+                     struct nd_sbuf *out, const char **ctype);
+static int h_events(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                    const char **ctype);
+static int h_event(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                   const char **ctype);
 
 static const struct route {
     const char *path;
     unsigned methods;
-    int (*fn)(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype);
+    int (*fn)(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+              const char **ctype);
     const char *help;
 } routes[] = {
     {"/", M_GET, h_index, "this list"},
@@ -235,15 +254,19 @@ static const struct route {
     {"/ready", M_GET, h_ready, "200 LIVE when every worker serves, 503 otherwise"},
     {"/members", M_GET, h_members, "gossip members (name, address, status, tags), as JSON"},
     {"/sockets", M_GET, h_sockets, "TCP connections and listeners (like ss -tni), as JSON"},
+    {"/events", M_GET, h_events, "recent gossip user events and their counters, as JSON"},
+    {"/event", M_POST, h_event, "?name=NAME[&coalesce=false]: send a user event, body = payload"},
     {"/reload", M_POST, h_reload, "reload the configuration file"},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
-static int h_index(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+static int h_index(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                   const char **ctype)
 {
     size_t i;
 
     (void)ops;
+    (void)rq;
     *ctype = CT_TEXT;
     nd_sbuf_adds(out, "nodus admin\n");
     for (i = 0; i < NROUTES; i++)
@@ -252,8 +275,10 @@ static int h_index(const struct nd_admin_ops *ops, struct nd_sbuf *out, const ch
     return 200;
 }
 
-static int h_stats(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+static int h_stats(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                   const char **ctype)
 {
+    (void)rq;
     *ctype = CT_PROM;
     if (nd_metrics_render(out) != 0)
         return 500;
@@ -262,12 +287,14 @@ static int h_stats(const struct nd_admin_ops *ops, struct nd_sbuf *out, const ch
     return out->oom ? 500 : 200;
 }
 
-static int h_config(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+static int h_config(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                    const char **ctype)
 {
     const struct nd_config *cfg = ops && ops->config ? ops->config(ops->arg) : NULL;
     json_t *root;
     int rc;
 
+    (void)rq;
     if (!cfg) {
         *ctype = CT_TEXT;
         nd_sbuf_adds(out, "no configuration\n");
@@ -282,19 +309,23 @@ static int h_config(const struct nd_admin_ops *ops, struct nd_sbuf *out, const c
     return rc == 0 ? 200 : 500;
 }
 
-static int h_ready(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+static int h_ready(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                   const char **ctype)
 {
     bool ready = ops && ops->ready && ops->ready(ops->arg) == 1;
 
+    (void)rq;
     *ctype = CT_TEXT;
     nd_sbuf_adds(out, ready ? "LIVE\n" : "NOT READY\n");
     return ready ? 200 : 503;
 }
 
-static int h_members(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+static int h_members(const struct nd_admin_ops *ops, const struct admin_req *rq,
+                     struct nd_sbuf *out, const char **ctype)
 {
     int rc = ops && ops->members ? ops->members(ops->arg, out) : 1;
 
+    (void)rq;
     if (rc == 0) {
         *ctype = CT_JSON;
         return 200;
@@ -304,8 +335,10 @@ static int h_members(const struct nd_admin_ops *ops, struct nd_sbuf *out, const 
     return rc > 0 ? 503 : 500;
 }
 
-static int h_sockets(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+static int h_sockets(const struct nd_admin_ops *ops, const struct admin_req *rq,
+                     struct nd_sbuf *out, const char **ctype)
 {
+    (void)rq;
     if (!ops || !ops->sockets) {
         *ctype = CT_TEXT;
         nd_sbuf_adds(out, "sockets not available\n");
@@ -320,11 +353,118 @@ static int h_sockets(const struct nd_admin_ops *ops, struct nd_sbuf *out, const 
     return 200;
 }
 
-static int h_reload(const struct nd_admin_ops *ops, struct nd_sbuf *out, const char **ctype)
+static int h_events(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                    const char **ctype)
+{
+    int rc = ops && ops->events ? ops->events(ops->arg, out) : 1;
+
+    (void)rq;
+    if (rc == 0) {
+        *ctype = CT_JSON;
+        return 200;
+    }
+    *ctype = CT_TEXT;
+    nd_sbuf_adds(out, rc > 0 ? "gossip is not configured\n" : "cannot list the events\n");
+    return rc > 0 ? 503 : 500;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* The value of key in a query string (application/x-www-form-urlencoded: %XX and '+'),
+ * decoded into buf: its length, or -1 when absent or malformed or longer than cap. */
+static long query_param(struct nd_str q, const char *key, char *buf, size_t cap)
+{
+    size_t klen = strlen(key), i = 0;
+
+    while (i < q.len) {
+        size_t end = i, n = 0;
+
+        while (end < q.len && q.p[end] != '&')
+            end++;
+        if (end - i > klen && memcmp(q.p + i, key, klen) == 0 && q.p[i + klen] == '=') {
+            for (size_t k = i + klen + 1; k < end; k++) {
+                int c = (unsigned char)q.p[k];
+
+                if (c == '%') {
+                    int hi = k + 2 < end ? hexval(q.p[k + 1]) : -1,
+                        lo = k + 2 < end ? hexval(q.p[k + 2]) : -1;
+
+                    if (hi < 0 || lo < 0)
+                        return -1;
+                    c = hi * 16 + lo;
+                    k += 2;
+                } else if (c == '+') {
+                    c = ' ';
+                }
+                if (n == cap)
+                    return -1;
+                buf[n++] = (char)c;
+            }
+            return (long)n;
+        }
+        i = end + 1;
+    }
+    return -1;
+}
+
+static int h_event(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                   const char **ctype)
+{
+    char name[600], cc[8];
+    long nlen = query_param(rq->msg->query, "name", name, sizeof name);
+    long clen = query_param(rq->msg->query, "coalesce", cc, sizeof cc);
+    bool coalesce = true;
+    int rc;
+
+    *ctype = CT_TEXT;
+    if (!ops || !ops->event) {
+        nd_sbuf_adds(out, "events not available\n");
+        return 501;
+    }
+    if (nlen <= 0) {
+        nd_sbuf_adds(out, "POST /event?name=NAME[&coalesce=false], the payload as the body\n");
+        return 400;
+    }
+    for (long i = 0; i < nlen; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
+            nd_sbuf_adds(out, "an event name may not hold control characters\n");
+            return 400;
+        }
+    if (clen >= 0) {
+        if ((clen == 4 && !memcmp(cc, "true", 4)) || (clen == 1 && cc[0] == '1')) {
+            coalesce = true;
+        } else if ((clen == 5 && !memcmp(cc, "false", 5)) || (clen == 1 && cc[0] == '0')) {
+            coalesce = false;
+        } else {
+            nd_sbuf_adds(out, "coalesce is true or false\n");
+            return 400;
+        }
+    }
+    rc = ops->event(ops->arg, name, (size_t)nlen, rq->body, rq->body_len, coalesce, out);
+    if (rc == 0) {
+        nd_sbuf_adds(out, "sent\n");
+        return 200;
+    }
+    if (rc > 0) {
+        nd_sbuf_adds(out, "gossip is not configured\n");
+        return 503;
+    }
+    return 400; /* the reason is in out */
+}
+
+static int h_reload(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                    const char **ctype)
 {
     struct nd_sbuf msg = {0};
     int rc;
 
+    (void)rq;
     *ctype = CT_TEXT;
     if (!ops || !ops->reload) {
         nd_sbuf_adds(out, "reload not available\n");
@@ -365,9 +505,10 @@ const char *nd_admin_allow(const struct nd_http_msg *req)
     return r->methods & M_POST ? "POST" : "GET, HEAD";
 }
 
-int nd_admin_handle(const struct nd_admin_ops *ops, const struct nd_http_msg *req,
-                    struct nd_sbuf *out, const char **ctype)
+int nd_admin_handle(const struct nd_admin_ops *ops, const struct nd_http_msg *req, const char *body,
+                    size_t body_len, struct nd_sbuf *out, const char **ctype)
 {
+    const struct admin_req rq = {.msg = req, .body = body, .body_len = body_len};
     const struct route *r = find_route(req);
     unsigned m = str_is(req->method, "GET") || str_is(req->method, "HEAD") ? M_GET
                  : str_is(req->method, "POST")                             ? M_POST
@@ -382,7 +523,7 @@ int nd_admin_handle(const struct nd_admin_ops *ops, const struct nd_http_msg *re
         nd_sbuf_printf(out, "method not allowed; use %s\n", nd_admin_allow(req));
         status = 405;
     } else {
-        status = r->fn(ops, out, ctype);
+        status = r->fn(ops, &rq, out, ctype);
     }
     if (out->oom) {
         nd_sbuf_free(out);

@@ -11,13 +11,20 @@
  *   GET  /members           gossip members and counters as JSON (503 when gossip is off)
  *   GET  /sockets           the node's TCP connections and listeners as JSON (core/sockets.h,
  *                           docs/metrics.md "Sockets")
+ *   GET  /events            recent gossip user events and their counters as JSON (503 when gossip
+ *                           is off)
+ *   POST /event?name=NAME[&coalesce=false]  sends a gossip user event whose payload is the body:
+ *                           200 "sent\n", 400 with the reason, 503 when gossip is off
  *   POST /reload            200 "reloaded\n", or 500 with the errors, one per line
  * HEAD is accepted wherever GET is (the caller sends the head only, with the body's length).
  * Another method on a known path: 405 (nd_admin_allow() gives the Allow header). Unknown path: 404.
- * The query string is ignored.
+ * The query string is ignored, but by /event.
  */
 #ifndef NODUS_ADMIN_H
 #define NODUS_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
 
 struct nd_config;
 struct nd_http_msg;
@@ -41,13 +48,20 @@ struct nd_admin_ops {
     /* Appends the node's TCP sockets as JSON to out (nd_sockets_json): 0, or -1 on error. May
      * wait a bounded time for workers to answer. */
     int (*sockets)(void *arg, struct nd_sbuf *out);
+    /* Appends the recent gossip user events as JSON to out: 0, 1 when gossip is off, -1. */
+    int (*events)(void *arg, struct nd_sbuf *out);
+    /* Sends a gossip user event: 0, 1 when gossip is off, or -1 with the reason (one line)
+     * appended to msg. */
+    int (*event)(void *arg, const char *name, size_t name_len, const void *payload,
+                 size_t payload_len, bool coalesce, struct nd_sbuf *msg);
 };
 
-/* Handles one admin request. Returns the HTTP status; *ctype is set to the content type (a static
- * string); the body is appended to out (control path: allocates). On memory exhaustion out holds
- * "out of memory\n" and the status is 500. */
-int nd_admin_handle(const struct nd_admin_ops *ops, const struct nd_http_msg *req,
-                    struct nd_sbuf *out, const char **ctype);
+/* Handles one admin request (body: the request body, body_len bytes, NULL when none). Returns
+ * the HTTP status; *ctype is set to the content type (a static string); the answer is appended to
+ * out (control path: allocates). On memory exhaustion out holds "out of memory\n" and the status
+ * is 500. */
+int nd_admin_handle(const struct nd_admin_ops *ops, const struct nd_http_msg *req, const char *body,
+                    size_t body_len, struct nd_sbuf *out, const char **ctype);
 
 /* The value of the Allow header for req's path ("GET, HEAD" or "POST"), to send with a 405; NULL
  * for an unknown path. */

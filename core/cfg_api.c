@@ -199,6 +199,7 @@ static struct nodus_cfg *child(struct nodus_cfg *c, int slot, const char *path)
     lua_pop(L, 1);
     k = nd_cfg_new(c->ld, -2, c->line, c->ctx);
     k->parent = c;
+    k->listener = c->listener;
     free(k->path);
     k->path = strdup(path);
     if (!k->path)
@@ -602,4 +603,9 @@ struct nodus_cluster *nodus_cluster_find(struct nodus_cfg *c, const char *name)
 const char *nodus_cluster_name(const struct nodus_cluster *cl)
 {
     return cl ? ((const struct nd_cluster_conf *)cl)->name : NULL;
+}
+
+const char *nodus_cfg_listener_name(struct nodus_cfg *c)
+{
+    return c->listener;
 }

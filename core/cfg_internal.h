@@ -85,6 +85,7 @@ struct nodus_cfg {
     int line;
     char *ctx;              /* `cluster "a"`, `listener "x": plugins[2] (router)` */
     char *path;             /* "" at the top, "limits", "routes[1].match" */
+    const char *listener;   /* a plugin's table: the listener whose chain it is in */
     const char **iter_keys; /* nodus_cfg_next_str snapshot */
     size_t niter_keys;
 };

@@ -1767,14 +1767,22 @@ static void build_service(struct nd_loader *ld, const char *name, size_t nlen, i
     }
 }
 
-/* The services become serf tags "svc:NAME" (gossip/catalog.h) appended to gossip.tags; with the
- * node's own tags they must fit in memberlist's 512 bytes of Meta. */
+/* The services become serf tags "svc:NAME" (gossip/catalog.h) appended to gossip.tags, as many
+ * as fit in memberlist's 512 bytes of Meta with the node's own tags, in the order declared. When
+ * some do not fit, the tags end with "svc+" = "COUNT:HASH" and gossip.svc_list holds every
+ * service, gossiped in user events (docs/gossip.md, "Services beyond Meta"). */
 static void service_tags(struct nd_loader *ld)
 {
     struct nd_config *cfg = ld->cfg;
     struct nd_gossip_conf *g = &cfg->gossip;
     struct nd_serf_tag tags[MAX_GOSSIP_TAGS];
+    static char keys[MAX_SERVICES][ND_CAT_NAME_MAX + 8], vals[MAX_SERVICES][ND_GOSSIP_META_MAX];
+    const char *names[MAX_SERVICES], *values[MAX_SERVICES];
+    static char parts[ND_CAT_PARTS_MAX][ND_CAT_PART_MAX + 1];
     uint8_t meta[ND_GOSSIP_META_MAX];
+    unsigned n = 0, fit, own = g->ntags, nparts;
+    char more[32];
+    uint32_t hash;
     size_t len = 0;
 
     if (!cfg->nservices)
@@ -1786,59 +1794,96 @@ static void service_tags(struct nd_loader *ld)
         return;
     }
     for (unsigned i = 0; i < g->ntags; i++) {
-        if (!strncmp(g->tags[i].key, ND_CAT_TAG_PREFIX, strlen(ND_CAT_TAG_PREFIX)))
+        if (!strncmp(g->tags[i].key, ND_CAT_TAG_PREFIX, strlen(ND_CAT_TAG_PREFIX)) ||
+            !strcmp(g->tags[i].key, ND_CAT_MORE_TAG))
             nd_loader_error(ld, g->line,
                             "gossip: tag \"%s\": the \"" ND_CAT_TAG_PREFIX
-                            "\" prefix is for service declarations",
+                            "\" prefix and \"" ND_CAT_MORE_TAG "\" are for service declarations",
                             g->tags[i].key);
         tags[i].key =
             (struct nd_gbytes){(const uint8_t *)g->tags[i].key, (uint32_t)strlen(g->tags[i].key)};
         tags[i].value =
             (struct nd_gbytes){(const uint8_t *)g->tags[i].val, (uint32_t)strlen(g->tags[i].val)};
     }
-    if (g->ntags)
-        nd_serf_tags_encode(tags, g->ntags, meta, sizeof(meta), &len);
     for (unsigned i = 0; i < cfg->nservices; i++) {
         const struct nd_service_conf *sc = &cfg->services[i];
-        const char *keys[ND_CAT_LABELS_MAX], *vals[ND_CAT_LABELS_MAX];
-        char key[ND_CAT_NAME_MAX + 8], val[ND_GOSSIP_META_MAX];
-        size_t before = len;
+        const char *lk[ND_CAT_LABELS_MAX], *lv[ND_CAT_LABELS_MAX];
 
         if (!sc->port)
             continue; /* reported */
-        if (g->ntags == MAX_GOSSIP_TAGS) {
-            nd_loader_error(ld, sc->line,
-                            "service \"%s\": more than %d gossip tags with the "
-                            "services",
-                            sc->name, MAX_GOSSIP_TAGS);
-            return;
-        }
         for (unsigned k = 0; k < sc->nlabels; k++) {
-            keys[k] = sc->labels[k].key;
-            vals[k] = sc->labels[k].val;
+            lk[k] = sc->labels[k].key;
+            lv[k] = sc->labels[k].val;
         }
-        snprintf(key, sizeof(key), ND_CAT_TAG_PREFIX "%s", sc->name);
-        if (nd_cat_tag_encode(sc->address, sc->port, keys, vals, sc->nlabels, val, sizeof(val)) <
-            0) {
+        if (nd_cat_tag_encode(sc->address, sc->port, lk, lv, sc->nlabels, vals[n],
+                              sizeof(vals[n])) < 0) {
             nd_loader_error(ld, sc->line, "service \"%s\": its tag takes more than %u bytes",
                             sc->name, ND_GOSSIP_META_MAX);
             return;
         }
-        tags[g->ntags].key = (struct nd_gbytes){(const uint8_t *)key, (uint32_t)strlen(key)};
-        tags[g->ntags].value = (struct nd_gbytes){(const uint8_t *)val, (uint32_t)strlen(val)};
-        if (nd_serf_tags_encode(tags, g->ntags + 1, meta, sizeof(meta), &len)) {
-            nd_loader_error(ld, sc->line,
-                            "service \"%s\": the gossip tags take more than %u bytes once encoded "
-                            "with this service (serf's limit; %zu bytes before it)",
-                            sc->name, ND_GOSSIP_META_MAX, before);
+        snprintf(keys[n], sizeof(keys[n]), ND_CAT_TAG_PREFIX "%s", sc->name);
+        names[n] = sc->name;
+        values[n] = vals[n];
+        n++;
+    }
+    /* as many services as fit, in order */
+    for (fit = 0; fit < n && own + fit < MAX_GOSSIP_TAGS; fit++) {
+        tags[own + fit].key =
+            (struct nd_gbytes){(const uint8_t *)keys[fit], (uint32_t)strlen(keys[fit])};
+        tags[own + fit].value =
+            (struct nd_gbytes){(const uint8_t *)vals[fit], (uint32_t)strlen(vals[fit])};
+        if (nd_serf_tags_encode(tags, own + fit + 1, meta, sizeof(meta), &len))
+            break;
+    }
+    if (fit < n) { /* the rest in user events: the full list, and "svc+" in the tags */
+        const char *node = g->name ? g->name : cfg->node.name;
+
+        if (!node || nd_cat_list_encode(node, names, values, n, parts, &nparts, &hash) < 0) {
+            nd_loader_error(ld, cfg->services[0].line,
+                            "services: %u of %u do not fit in the 512 bytes of gossip tags, and "
+                            "the list does not fit in %u gossip events of %zu bytes either "
+                            "(fewer services or labels, or a shorter node name)",
+                            n - fit, n, ND_CAT_PARTS_MAX, ND_CAT_PART_MAX);
             return;
         }
-        if (!g->tags)
-            g->tags = xcalloc(ld->L, MAX_GOSSIP_TAGS, sizeof(*g->tags));
-        g->tags[g->ntags].key = xstrdup(ld->L, key);
-        g->tags[g->ntags].val = xstrdup(ld->L, val);
-        tags[g->ntags].key.p = (const uint8_t *)g->tags[g->ntags].key;
-        tags[g->ntags].value.p = (const uint8_t *)g->tags[g->ntags].val;
+        snprintf(more, sizeof(more), "%u:%08x", n, hash);
+        if (own >= MAX_GOSSIP_TAGS) {
+            nd_loader_error(ld, g->line, "gossip: %d tags leave no room for the services",
+                            MAX_GOSSIP_TAGS);
+            return;
+        }
+        if (own + fit >= MAX_GOSSIP_TAGS)
+            fit = MAX_GOSSIP_TAGS - own - 1;
+        for (;; fit--) {
+            tags[own + fit].key = (struct nd_gbytes){(const uint8_t *)ND_CAT_MORE_TAG,
+                                                     (uint32_t)strlen(ND_CAT_MORE_TAG)};
+            tags[own + fit].value =
+                (struct nd_gbytes){(const uint8_t *)more, (uint32_t)strlen(more)};
+            if (!nd_serf_tags_encode(tags, own + fit + 1, meta, sizeof(meta), &len))
+                break;
+            if (fit == 0) {
+                nd_loader_error(ld, g->line,
+                                "gossip: the node's own tags leave no room in the 512 bytes of "
+                                "Meta to advertise its services");
+                return;
+            }
+        }
+        g->svc_list = xcalloc(ld->L, n, sizeof(*g->svc_list));
+        for (unsigned i = 0; i < n; i++) {
+            g->svc_list[i].key = xstrdup(ld->L, names[i]);
+            g->svc_list[i].val = xstrdup(ld->L, values[i]);
+            g->nsvc_list++;
+        }
+    }
+    if (!g->tags)
+        g->tags = xcalloc(ld->L, MAX_GOSSIP_TAGS, sizeof(*g->tags));
+    for (unsigned i = 0; i < fit; i++, g->ntags++) {
+        g->tags[g->ntags].key = xstrdup(ld->L, keys[i]);
+        g->tags[g->ntags].val = xstrdup(ld->L, vals[i]);
+    }
+    if (g->svc_list) {
+        g->tags[g->ntags].key = xstrdup(ld->L, ND_CAT_MORE_TAG);
+        g->tags[g->ntags].val = xstrdup(ld->L, more);
         g->ntags++;
     }
 }
@@ -2182,6 +2227,7 @@ static void build_chain(struct nd_loader *ld, struct nd_listener_conf *lc, struc
         lua_getiuservalue(L, -1, 1);
         snprintf(ictx, sizeof(ictx), "%s: plugins[%zu] (%s)", ctx, i + 1, m->p->name);
         ic = nd_cfg_new(ld, -1, m->line, ictx);
+        ic->listener = lc->name;
         lua_pop(L, 2);
         pi = &lc->plugins[lc->nplugins++];
         pi->p = m->p;
@@ -2716,6 +2762,11 @@ void nd_config_free(struct nd_config *cfg)
         free(cfg->gossip.tags[i].val);
     }
     free(cfg->gossip.tags);
+    for (unsigned i = 0; i < cfg->gossip.nsvc_list; i++) {
+        free(cfg->gossip.svc_list[i].key);
+        free(cfg->gossip.svc_list[i].val);
+    }
+    free(cfg->gossip.svc_list);
     for (unsigned i = 0; i < cfg->gossip.nkeyring; i++) {
         memset(cfg->gossip.keyring[i], 0, strlen(cfg->gossip.keyring[i]));
         free(cfg->gossip.keyring[i]);

@@ -149,6 +149,11 @@ struct nd_gossip_conf {
     unsigned ntags;
     bool fast;            /* profile = "fast" (docs/gossip.md), default "lan" */
     uint32_t max_members; /* 0: the engine's default (65536) */
+    /* services beyond Meta (gossip/catalog.h): when the services' tags do not all fit, every
+     * service's name and tag value, gossiped in user events; the tags then hold those that fit
+     * and "svc+" */
+    struct nd_label *svc_list;
+    unsigned nsvc_list;
 };
 
 /* service "name" { port = 9080, address = "10.0.0.5", labels = { version = "v1" } }: a service

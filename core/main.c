@@ -3,6 +3,7 @@
  * reloads and the collection of retired snapshots. Workers do all request work.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -17,16 +18,20 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <wolfssl/options.h>
 #include <wolfssl/version.h>
 
 #include "../gossip/catalog.h"
 #include "../gossip/driver.h"
+#include "../gossip/evbuf.h"
 #include "../gossip/swim.h"
+#include "../gossip/wire.h"
 #include "admin.h"
 #include "cluster.h"
 #include "config.h"
+#include "control.h"
 #include "ctlsock.h"
 #include "http1.h"
 #include "log.h"
@@ -78,6 +83,29 @@ static void catalog_event(void *arg, const struct nd_swim_member *m, enum nd_swi
         nd_catalog_remove(catalog, m->name);
     else if (nd_catalog_member(catalog, m) < 0)
         nd_err("discovery: out of memory updating member %s", m->name);
+}
+
+/* A part of a member's service list beyond its tags (gossip/catalog.h): once the list is
+ * complete, the member's endpoints are taken from it. */
+static void catalog_list_event(void *arg, const struct nd_gossip_event *ev)
+{
+    static uint64_t warned_us;
+    char member[ND_GOSSIP_NAME_MAX + 1];
+    struct nd_swim_member m;
+    int r;
+
+    (void)arg;
+    if (ev->name_len != sizeof ND_CAT_EVENT - 1 || memcmp(ev->name, ND_CAT_EVENT, ev->name_len))
+        return;
+    r = nd_catalog_list_part(catalog, ev->payload, ev->payload_len, member, sizeof(member));
+    if (r == 1 && nd_swim_find(nd_gossip_driver_engine(gossip), member, &m) == 0)
+        catalog_event(NULL, &m, ND_SWIM_EV_UPDATE);
+    else if (r < 0 && nd_clock_us() - warned_us > 10000000) {
+        warned_us = nd_clock_us();
+        nd_warn("discovery: a service list part (%zu bytes) was dropped: malformed, or lists of "
+                "more than %u members (nodus_catalog_bad_lists_total)",
+                ev->payload_len, ND_CAT_LISTS_MAX);
+    }
 }
 
 static void catalog_seed(void *arg, const struct nd_swim_member *m)
@@ -188,6 +216,7 @@ static int reload(void *arg, struct nd_sbuf *msg)
         return -1;
     }
     nd_log_level = cfg->node.log_level;
+    nd_control_activate(cfg, nd_clock_us() / 1000);
     if (gossip && cfg->gossip.enabled) { /* services added or removed: the cluster hears it */
         int e = nd_gossip_driver_set_tags(gossip, &cfg->gossip);
 
@@ -372,7 +401,28 @@ static void gossip_metrics(void *arg, struct nd_sbuf *out)
     C("decrypt_errors", decrypt_errors, "Packets no key opened, or plaintext while keyed.");
     C("alive_limited", alive_limited, "Incarnation changes dropped by the rate limit.");
     C("members_dropped", members_dropped, "New members refused: the table is full.");
+    C("events_sent", events_sent, "User events this node sent.");
+    C("events_received", events_received, "New user events from other members.");
+    C("events_duplicate", events_duplicate, "Copies of user events seen already.");
 #undef C
+    nd_sbuf_printf(
+        out,
+        "# HELP nodus_gossip_events_dropped_total User events dropped, by reason.\n"
+        "# TYPE nodus_gossip_events_dropped_total counter\n"
+        "nodus_gossip_events_dropped_total{reason=\"too_old\"} %llu\n"
+        "nodus_gossip_events_dropped_total{reason=\"before_join\"} %llu\n"
+        "nodus_gossip_events_dropped_total{reason=\"too_large\"} %llu\n"
+        "nodus_gossip_events_dropped_total{reason=\"buffer_full\"} %llu\n"
+        "nodus_gossip_events_dropped_total{reason=\"queue_full\"} %llu\n"
+        "nodus_gossip_events_dropped_total{reason=\"subscriber_queue_full\"} %llu\n"
+        "# HELP nodus_gossip_events_buffered Recent user events kept for "
+        "de-duplication.\n"
+        "# TYPE nodus_gossip_events_buffered gauge\n"
+        "nodus_gossip_events_buffered %u\n",
+        (unsigned long long)m->events_too_old, (unsigned long long)m->events_before_join,
+        (unsigned long long)m->events_too_large, (unsigned long long)m->events_buffer_full,
+        (unsigned long long)m->events_queue_dropped,
+        (unsigned long long)nd_gossip_driver_pending_dropped(gossip), m->events_buffered);
     if (catalog)
         nd_catalog_metrics(catalog, out);
 }
@@ -381,6 +431,40 @@ static int members_json(void *arg, struct nd_sbuf *out)
 {
     (void)arg;
     return gossip ? nd_gossip_driver_members_json(gossip, out) : 1;
+}
+
+static int events_json(void *arg, struct nd_sbuf *out)
+{
+    (void)arg;
+    return gossip ? nd_gossip_driver_events_json(gossip, out) : 1;
+}
+
+/* POST /event: an operator's user event (`nodus event`, like `serf event`). */
+static int event_send(void *arg, const char *name, size_t name_len, const void *payload,
+                      size_t payload_len, bool coalesce, struct nd_sbuf *msg)
+{
+    size_t rl = sizeof ND_GOSSIP_EVENT_RESERVED - 1;
+    int e;
+
+    (void)arg;
+    if (!gossip)
+        return 1;
+    if (name_len >= rl && memcmp(name, ND_GOSSIP_EVENT_RESERVED, rl) == 0) {
+        nd_sbuf_printf(msg, "event names starting with \"%s\" are reserved for nodus\n",
+                       ND_GOSSIP_EVENT_RESERVED);
+        return -1;
+    }
+    e = nd_gossip_driver_publish(gossip, name, name_len, payload, payload_len, coalesce);
+    if (e == ND_GOSSIP_E_LIMIT) {
+        nd_sbuf_printf(msg, "name and payload are %zu bytes: a user event holds at most %u\n",
+                       name_len + payload_len, ND_EVENT_SEND_MAX);
+        return -1;
+    }
+    if (e) {
+        nd_sbuf_printf(msg, "cannot send the event: %s\n", nd_gossip_strerror(e));
+        return -1;
+    }
+    return 0;
 }
 
 /* GET /sockets: the user-space TCP's sockets (workers asked, 500 ms at most), then the kernel's. */
@@ -404,7 +488,9 @@ static const struct nd_admin_ops admin_ops = {.reload = reload,
                                               .config = current_config,
                                               .members = members_json,
                                               .metrics = gossip_metrics,
-                                              .sockets = sockets_json};
+                                              .sockets = sockets_json,
+                                              .events = events_json,
+                                              .event = event_send};
 
 static void admin_read(struct admin_conn *a)
 {
@@ -443,7 +529,12 @@ static void admin_read(struct admin_conn *a)
     } else {
         struct nd_sbuf out = {0};
         const char *ctype = "text/plain";
-        int status = nd_admin_handle(&admin_ops, &m, &out, &ctype);
+        size_t blen = m.body == ND_HTTP_BODY_LENGTH ? a->len - (size_t)r : 0;
+        int status;
+
+        if (blen > m.content_length)
+            blen = m.content_length;
+        status = nd_admin_handle(&admin_ops, &m, a->buf + r, blen, &out, &ctype);
 
         admin_answer(a, status, ctype, out.p ? out.p : "", out.len,
                      status == 405 ? nd_admin_allow(&m) : NULL, m.meth == ND_HTTP_HEAD);
@@ -610,12 +701,20 @@ static int cmd_run(const char *file)
         nd_config_free(cfg);
         return 1;
     }
+    if (nd_control_init(gossip) < 0 || nd_control_activate(cfg, nd_clock_us() / 1000) < 0) {
+        fprintf(stderr, "nodus: out of memory\n");
+        return 1;
+    }
     if (gossip) { /* the service catalog: members known so far, then their events */
         if (!(catalog = nd_catalog_new())) {
             fprintf(stderr, "nodus: out of memory\n");
             return 1;
         }
         nd_gossip_driver_on_member(gossip, catalog_event, NULL);
+        if (nd_gossip_driver_subscribe(gossip, ND_CAT_EVENT, catalog_list_event, NULL) < 0) {
+            fprintf(stderr, "nodus: out of memory\n");
+            return 1;
+        }
         nd_swim_each(nd_gossip_driver_engine(gossip), catalog_seed, NULL);
         catalog_publish(true);
     }
@@ -670,7 +769,12 @@ static int cmd_run(const char *file)
         struct epoll_event evs[8];
         /* until the workers are up, every 5 ms: "serving" is said as soon as it is true */
         int cap = told ? 200 : 5, wait = gossip ? nd_gossip_driver_next_ms(gossip) : -1;
-        int n = epoll_wait(efd, evs, 8, wait >= 0 && wait < cap ? wait : cap), k;
+        int tick = nd_control_next_ms(nd_clock_us() / 1000);
+        int n, k;
+
+        if (tick >= 0 && (wait < 0 || tick < wait))
+            wait = tick;
+        n = epoll_wait(efd, evs, 8, wait >= 0 && wait < cap ? wait : cap);
 
         for (k = 0; k < n; k++) {
             if (evs[k].data.fd == sfd) {
@@ -692,11 +796,13 @@ static int cmd_run(const char *file)
                 admin_close(admin_conns[i]);
         if (gossip)
             nd_gossip_driver_run(gossip);
+        nd_control_run(nd_clock_us() / 1000);
         catalog_publish(false);
         nd_snap_collect();
         nd_identity_tick();
     }
-    if (gossip) { /* serf's graceful leave: intent, then dead about ourselves */
+    nd_control_shutdown(); /* no more ticks nor events for the plugins */
+    if (gossip) {          /* serf's graceful leave: intent, then dead about ourselves */
         nd_info("gossip: leaving");
         nd_gossip_driver_leave(gossip, 10000);
         nd_gossip_driver_free(gossip);
@@ -765,11 +871,14 @@ static int cmd_check(const char *file)
 
 /* ---- nodus status / members: ask a running node's admin listener -------------------------- */
 
-static char *admin_get(const char *admin, const char *path)
+/* Sends one request to the admin listener; the answer's body (malloc'd) and *status, or NULL
+ * (reported on stderr). */
+static char *admin_call(const char *admin, const char *method, const char *path, const char *body,
+                        size_t blen, int *status)
 {
     struct nd_addr a;
     struct nd_sbuf out = {0};
-    char req[256], buf[4096], *body;
+    char req[2048], buf[4096], *ans;
     int fd, n;
 
     if (nd_parse_addr(admin, &a) < 0) {
@@ -784,21 +893,31 @@ static char *admin_get(const char *admin, const char *path)
             close(fd);
         return NULL;
     }
-    n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nhost: nodus\r\nconnection: close\r\n\r\n",
-                 path);
-    write_all(fd, req, (size_t)n);
+    n = snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.1\r\nhost: nodus\r\ncontent-length: %zu\r\n"
+                 "connection: close\r\n\r\n",
+                 method, path, blen);
+    write_all(fd, req, (size_t)n < sizeof(req) ? (size_t)n : sizeof(req) - 1);
+    write_all(fd, body, blen);
     while ((n = (int)read(fd, buf, sizeof(buf))) > 0)
         nd_sbuf_add(&out, buf, (size_t)n);
     close(fd);
-    body = out.p ? strstr(out.p, "\r\n\r\n") : NULL;
-    if (!body) {
+    ans = out.p ? strstr(out.p, "\r\n\r\n") : NULL;
+    if (!ans || sscanf(out.p, "HTTP/1.%*d %d", status) != 1) {
         fprintf(stderr, "nodus: no answer from %s\n", admin);
         nd_sbuf_free(&out);
         return NULL;
     }
-    body = strdup(body + 4);
+    ans = strdup(ans + 4);
     nd_sbuf_free(&out);
-    return body;
+    return ans;
+}
+
+static char *admin_get(const char *admin, const char *path)
+{
+    int status;
+
+    return admin_call(admin, "GET", path, NULL, 0, &status);
 }
 
 /* One line per route of the router's description: its match, then where it goes. */
@@ -1039,6 +1158,91 @@ static int cmd_members(const char *admin)
     return 0;
 }
 
+/* Like `serf event [-coalesce=false] NAME [PAYLOAD]`: POST /event. */
+static int cmd_event(const char *admin, int argc, char **argv)
+{
+    const char *name = NULL, *payload = "";
+    struct nd_sbuf path = {0};
+    bool coalesce = true;
+    int status = 0, i, rc = 1;
+    char *ans;
+
+    for (i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--admin"))
+            i++;
+        else if (!strcmp(argv[i], "--no-coalesce"))
+            coalesce = false;
+        else if (!name)
+            name = argv[i];
+        else if (payload[0] == 0 && argv[i][0])
+            payload = argv[i];
+        else
+            name = NULL, i = argc; /* too many: usage */
+    }
+    if (!name || !name[0]) {
+        fprintf(stderr, "usage: nodus event [--admin ADDR] [--no-coalesce] NAME [PAYLOAD]\n");
+        return 2;
+    }
+    nd_sbuf_adds(&path, "/event?name=");
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        nd_sbuf_printf(&path, isalnum(*c) || strchr("-._~:", *c) ? "%c" : "%%%02X", *c);
+    if (!coalesce)
+        nd_sbuf_adds(&path, "&coalesce=false");
+    if (path.oom || path.len > 1900) {
+        fprintf(stderr, "nodus: event name too long\n");
+        nd_sbuf_free(&path);
+        return 1;
+    }
+    ans = admin_call(admin, "POST", path.p, payload, strlen(payload), &status);
+    nd_sbuf_free(&path);
+    if (!ans)
+        return 1;
+    if (status == 200) {
+        printf("Event '%s' dispatched! Coalescing enabled: %s\n", name,
+               coalesce ? "true" : "false");
+        rc = 0;
+    } else {
+        fprintf(stderr, "nodus: %s", ans[0] ? ans : "refused\n");
+    }
+    free(ans);
+    return rc;
+}
+
+/* The node's recent user events, oldest first: time, event time, name, payload. */
+static int cmd_events(const char *admin)
+{
+    char *text = admin_get(admin, "/events");
+    json_t *root, *v;
+    json_error_t jerr;
+    size_t i;
+
+    if (!text)
+        return 1;
+    root = json_loads(text, 0, &jerr);
+    if (!root) {
+        fprintf(stderr, "nodus: %s", text[0] ? text : "no answer\n");
+        free(text);
+        return 1;
+    }
+    free(text);
+    json_array_foreach(json_object_get(root, "events"), i, v)
+    {
+        long long ms = json_integer_value(json_object_get(v, "time_ms"));
+        time_t t = (time_t)(ms / 1000);
+        const char *p = json_string_value(json_object_get(v, "payload"));
+        char when[32];
+
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", localtime(&t));
+        printf("%s.%03lld  %6lld  %-6s %-24s %s%s\n", when, ms % 1000,
+               (long long)json_integer_value(json_object_get(v, "ltime")),
+               json_string_value(json_object_get(v, "origin")),
+               json_string_value(json_object_get(v, "name")),
+               p ? "" : "hex:", p ? p : json_string_value(json_object_get(v, "payload_hex")));
+    }
+    json_decref(root);
+    return 0;
+}
+
 /* Like `ss -tni`, for the node's own TCP (both stacks). */
 static int cmd_sockets(const char *admin)
 {
@@ -1077,6 +1281,9 @@ static int usage(FILE *f, int code)
                "       nodus ca init|issue ...   the mesh CA and workload certificates "
                "(nodus ca help)\n"
                "       nodus members [--admin ADDR] gossip members: name, address, status, tags\n"
+               "       nodus event [--admin ADDR] [--no-coalesce] NAME [PAYLOAD]  send a gossip "
+               "user event\n"
+               "       nodus events [--admin ADDR]  recent gossip user events\n"
                "       nodus nic list|bind|unbind ...  PCI NICs for DPDK (nodus nic help)\n"
                "       nodus sockets [--admin ADDR] TCP connections and listeners (like ss -tni)\n"
                "       nodus version\n");
@@ -1116,6 +1323,10 @@ int main(int argc, char **argv)
         return cmd_status(admin);
     if (!strcmp(argv[1], "members"))
         return cmd_members(admin);
+    if (!strcmp(argv[1], "event"))
+        return cmd_event(admin, argc - 2, argv + 2);
+    if (!strcmp(argv[1], "events"))
+        return cmd_events(admin);
     if (!strcmp(argv[1], "sockets"))
         return cmd_sockets(admin);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version"))

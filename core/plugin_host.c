@@ -132,6 +132,11 @@ int nodus_plugin_register(const struct nodus_plugin *p)
     if ((p->flags & NODUS_PLUGIN_TERMINAL) && !(p->flags & NODUS_PLUGIN_HTTP))
         return refuse("%s: plugin \"%s\" is NODUS_PLUGIN_TERMINAL but not NODUS_PLUGIN_HTTP",
                       origin, p->name);
+    if (p->control && ((p->control->tick_ms && !p->control->tick) ||
+                       (p->control->event_prefix && !p->control->event)))
+        return refuse("%s: plugin \"%s\": its control ops have tick_ms without tick, or "
+                      "event_prefix without event",
+                      origin, p->name);
     for (unsigned i = 0; i < nplugins; i++)
         if (strcmp(plugins[i].p->name, p->name) == 0)
             return refuse("%s: a plugin named \"%s\" is already registered (from %s)", origin,

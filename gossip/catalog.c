@@ -174,12 +174,23 @@ static void ep_clear(struct nd_cat_ep *e)
     memset(e, 0, sizeof(*e));
 }
 
+static void list_free(struct nd_cat_list *l)
+{
+    for (unsigned i = 0; i < ND_CAT_PARTS_MAX; i++)
+        free(l->part[i]);
+    free(l->member);
+    memset(l, 0, sizeof(*l));
+}
+
 void nd_catalog_free(struct nd_catalog *c)
 {
     unsigned i, j;
 
     if (!c)
         return;
+    for (i = 0; i < c->nlists; i++)
+        list_free(&c->lists[i]);
+    free(c->lists);
     for (i = 0; i < c->nsvcs; i++) {
         for (j = 0; j < c->svcs[i].neps; j++)
             ep_clear(&c->svcs[i].eps[j]);
@@ -351,15 +362,88 @@ static void host_of(const struct nd_swim_addr *a, char *buf, size_t cap)
     snprintf(buf, cap, "%s", tmp);
 }
 
+static struct nd_cat_list *list_of(struct nd_catalog *c, const char *member, size_t len)
+{
+    for (unsigned i = 0; i < c->nlists; i++)
+        if (strlen(c->lists[i].member) == len && !memcmp(c->lists[i].member, member, len))
+            return &c->lists[i];
+    return NULL;
+}
+
+static void list_drop(struct nd_catalog *c, struct nd_cat_list *l)
+{
+    list_free(l);
+    *l = c->lists[--c->nlists];
+}
+
+/* The "svc+" tag's hash, if the member has the tag. */
+static bool more_tag(const struct nd_serf_tag *tags, size_t n, uint32_t *hash)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *colon;
+        char v[32];
+
+        if (tags[i].key.len != sizeof(ND_CAT_MORE_TAG) - 1 ||
+            memcmp(tags[i].key.p, ND_CAT_MORE_TAG, tags[i].key.len) || tags[i].value.len >= 32)
+            continue;
+        memcpy(v, tags[i].value.p, tags[i].value.len);
+        v[tags[i].value.len] = 0;
+        colon = strchr(v, ':');
+        return colon && sscanf(colon + 1, "%8x", hash) == 1;
+    }
+    return false;
+}
+
+/* A complete list's entries as tags ("svc:NAME" = VALUE); keys are built in keybuf. */
+static size_t list_entries(const struct nd_cat_list *l, struct nd_serf_tag *tags, size_t cap,
+                           char (*keybuf)[ND_CAT_NAME_MAX + PREFIX_LEN + 1])
+{
+    size_t n = 0;
+
+    for (unsigned k = 0; k < l->nparts; k++) {
+        const char *p = memchr(l->part[k], '\n', l->len[k]), *end = l->part[k] + l->len[k];
+
+        while (p && p < end && n < cap) {
+            const char *line = p + 1, *eol = memchr(line, '\n', (size_t)(end - line)), *sp;
+
+            if (!eol)
+                eol = end;
+            sp = memchr(line, ' ', (size_t)(eol - line));
+            if (sp && sp - line <= ND_CAT_NAME_MAX) {
+                size_t d = 0;
+
+                snprintf(keybuf[n], sizeof(keybuf[n]), ND_CAT_TAG_PREFIX "%.*s", (int)(sp - line),
+                         line);
+                while (d < n && strcmp(keybuf[d], keybuf[n]))
+                    d++;
+                if (d < n) { /* a name twice: the first one holds */
+                    p = eol;
+                    continue;
+                }
+                tags[n].key =
+                    (struct nd_gbytes){(const uint8_t *)keybuf[n], (uint32_t)strlen(keybuf[n])};
+                tags[n].value =
+                    (struct nd_gbytes){(const uint8_t *)sp + 1, (uint32_t)(eol - sp - 1)};
+                n++;
+            }
+            p = eol;
+        }
+    }
+    return n;
+}
+
 int nd_catalog_member(struct nd_catalog *c, const struct nd_swim_member *m)
 {
+    static char keybuf[ND_CAT_SERVICES_MAX][ND_CAT_NAME_MAX + PREFIX_LEN + 1];
     struct nd_serf_tag tags[64];
     size_t ntags = 0, i;
     bool present = (m->state == ND_GOSSIP_STATE_ALIVE || m->state == ND_GOSSIP_STATE_SUSPECT) &&
                    (m->status == ND_SWIM_ALIVE || m->status == ND_SWIM_LEAVING);
     uint8_t *keep[64] = {0};
-    struct nd_cat_service *svc[64];
+    unsigned svc[64]; /* indices in c->svcs, which get() may move */
+    struct nd_cat_list *l = list_of(c, m->name, strlen(m->name));
     unsigned nsvc = 0, k;
+    uint32_t hash;
     int rc = 0;
 
     if (present && m->meta_len &&
@@ -367,6 +451,13 @@ int nd_catalog_member(struct nd_catalog *c, const struct nd_swim_member *m)
         ntags = 0;
     if (!present)
         ntags = 0;
+    if (l && (!present || !more_tag(tags, ntags, &hash))) {
+        list_drop(c, l); /* gone, or no longer advertising more than its tags */
+        l = NULL;
+    } else if (l && l->hash == hash && l->have == (1u << l->nparts) - 1) {
+        /* the full list, in place of the tags (which hold a part of it) */
+        ntags = list_entries(l, tags, sizeof(tags) / sizeof(tags[0]), keybuf);
+    }
     /* keep flags per service touched: the member's endpoints not re-advertised are swept */
     for (i = 0; i < ntags; i++) {
         struct nd_cat_tag t;
@@ -385,10 +476,10 @@ int nd_catalog_member(struct nd_catalog *c, const struct nd_swim_member *m)
             rc = -1;
             continue;
         }
-        for (k = 0; k < nsvc && svc[k] != s; k++)
+        for (k = 0; k < nsvc && svc[k] != (unsigned)(s - c->svcs); k++)
             ;
         if (k == nsvc) {
-            svc[nsvc] = s;
+            svc[nsvc] = (unsigned)(s - c->svcs);
             /* one more slot than the endpoints: upsert may insert one */
             keep[nsvc] = calloc(s->neps + ntags + 1, 1);
             if (!keep[nsvc]) {
@@ -408,16 +499,145 @@ int nd_catalog_member(struct nd_catalog *c, const struct nd_swim_member *m)
     }
     /* services touched: sweep what was not re-advertised; the others: remove the member */
     for (k = 0; k < nsvc; k++) {
-        sweep(svc[k], m->name, keep[k]);
+        sweep(&c->svcs[svc[k]], m->name, keep[k]);
         free(keep[k]);
     }
     for (i = 0; i < c->nsvcs; i++) {
-        for (k = 0; k < nsvc && svc[k] != &c->svcs[i]; k++)
+        for (k = 0; k < nsvc && svc[k] != i; k++)
             ;
         if (k == nsvc)
             sweep(&c->svcs[i], m->name, NULL);
     }
     return rc;
+}
+
+uint32_t nd_cat_list_hash(const char *const *names, const char *const *values, unsigned n)
+{
+    uint32_t h = 2166136261u;
+
+    for (unsigned i = 0; i < n; i++) {
+        const char *parts[2] = {names[i], values[i]};
+
+        for (int k = 0; k < 2; k++) {
+            for (const char *p = parts[k]; *p; p++)
+                h = (h ^ (uint8_t)*p) * 16777619u;
+            h = (h ^ (uint8_t)(k ? '\n' : ' ')) * 16777619u;
+        }
+    }
+    return h;
+}
+
+/* "1 HASH PART NPARTS NODE\n": fixed widths, so that the room left for entries is known. */
+#define LIST_HDR_FIXED (sizeof("1 01234567 00 00 \n") - 1)
+
+int nd_cat_list_encode(const char *node, const char *const *names, const char *const *values,
+                       unsigned n, char (*parts)[ND_CAT_PART_MAX + 1], unsigned *nparts,
+                       uint32_t *hash)
+{
+    size_t base = LIST_HDR_FIXED - 1 + strlen(node), used[ND_CAT_PARTS_MAX];
+    unsigned np = 0;
+
+    *hash = nd_cat_list_hash(names, values, n);
+    if (!node[0] || strchr(node, '\n') || base >= ND_CAT_PART_MAX)
+        return -1;
+    /* each part: the header, then "\nNAME VALUE" per entry */
+    for (unsigned i = 0; i <= n; i++) {
+        size_t e = i < n ? 1 + strlen(names[i]) + 1 + strlen(values[i]) : 0;
+
+        if (base + e > ND_CAT_PART_MAX)
+            return -1;
+        if (!np || (i < n && used[np - 1] + e > ND_CAT_PART_MAX)) {
+            if (np == ND_CAT_PARTS_MAX)
+                return -1;
+            used[np++] = base;
+        }
+        if (i == n)
+            break;
+        snprintf(parts[np - 1] + used[np - 1], ND_CAT_PART_MAX + 1 - used[np - 1], "\n%s %s",
+                 names[i], values[i]);
+        used[np - 1] += e;
+    }
+    for (unsigned k = 0; k < np; k++) {
+        char h[ND_CAT_PART_MAX + 1];
+
+        snprintf(h, sizeof(h), "1 %08x %02u %02u %s", *hash, k, np, node);
+        memcpy(parts[k], h, base);
+        parts[k][used[k]] = 0;
+    }
+    *nparts = np;
+    return 0;
+}
+
+int nd_catalog_list_part(struct nd_catalog *c, const uint8_t *payload, size_t len, char *member,
+                         size_t cap)
+{
+    const char *p = (const char *)payload, *nl = memchr(p, '\n', len), *node;
+    unsigned part, nparts, i;
+    uint32_t hash;
+    char hdr[40];
+    struct nd_cat_list *l;
+    size_t nlen;
+    int off = 0;
+
+    if (len > ND_CAT_PART_MAX || len < LIST_HDR_FIXED)
+        goto bad;
+    memcpy(hdr, p, LIST_HDR_FIXED - 1);
+    hdr[LIST_HDR_FIXED - 1] = 0;
+    if (sscanf(hdr, "1 %8x %2u %2u %n", &hash, &part, &nparts, &off) != 3 ||
+        off != (int)LIST_HDR_FIXED - 1 || nparts == 0 || nparts > ND_CAT_PARTS_MAX ||
+        part >= nparts)
+        goto bad;
+    node = p + LIST_HDR_FIXED - 1;
+    nlen = (size_t)((nl ? nl : p + len) - node);
+    if (!nlen || nlen >= cap || memchr(node, 0, nlen))
+        goto bad;
+    for (const char *q = nl; q && q < p + len;) { /* entries: "NAME VALUE", a valid name */
+        const char *line = q + 1, *eol = memchr(line, '\n', (size_t)(p + len - line)), *sp;
+
+        if (!eol)
+            eol = p + len;
+        sp = memchr(line, ' ', (size_t)(eol - line));
+        if (!sp || !nd_cat_name_ok(line, (size_t)(sp - line), false) ||
+            memchr(sp + 1, 0, (size_t)(eol - sp - 1)))
+            goto bad;
+        q = eol < p + len ? eol : NULL;
+    }
+    if (!(l = list_of(c, node, nlen))) {
+        if (c->nlists == ND_CAT_LISTS_MAX)
+            goto bad;
+        if (!(l = realloc(c->lists, (c->nlists + 1) * sizeof(*l))))
+            return -1;
+        c->lists = l;
+        l = &c->lists[c->nlists];
+        memset(l, 0, sizeof(*l));
+        if (!(l->member = strndup(node, nlen)))
+            return -1;
+        c->nlists++;
+    }
+    if (l->hash != hash || l->nparts != nparts) { /* another version of the list */
+        for (i = 0; i < ND_CAT_PARTS_MAX; i++) {
+            free(l->part[i]);
+            l->part[i] = NULL;
+        }
+        l->hash = hash;
+        l->nparts = nparts;
+        l->have = 0;
+    }
+    if (l->have & (1u << part))
+        return 0; /* the same part again (the list is sent again now and then) */
+    if (!(l->part[part] = malloc(len)))
+        return -1;
+    memcpy(l->part[part], p, len);
+    l->len[part] = len;
+    l->have |= 1u << part;
+    if (l->have != (1u << nparts) - 1)
+        return 0;
+    memcpy(member, node, nlen);
+    member[nlen] = 0;
+    return 1;
+bad:
+    c->bad_lists++;
+    return -1;
 }
 
 void nd_catalog_remove(struct nd_catalog *c, const char *member)

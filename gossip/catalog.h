@@ -9,8 +9,16 @@
  *     svc:db      = 10.0.0.7:5432            (an explicit address)
  *     svc:web     = [fd00::7]:80;zone=a
  * Names, label keys and values are 1 to 63 characters of [A-Za-z0-9._-] (labels may also use
- * '/' and ':'), so the encoding needs no escaping. Every tag must fit in memberlist's 512-byte
- * Meta together with the node's other tags (checked at config load).
+ * '/' and ':'), so the encoding needs no escaping.
+ *
+ * Services beyond Meta: the tags that fit in memberlist's 512-byte Meta with the node's other
+ * tags go there; when some do not, the node adds the tag "svc+" = "COUNT:HASH" and gossips its
+ * full list (every service, those in tags too) as serf user events "nodus:svc", in parts of at
+ * most ND_CAT_PART_MAX bytes: "1 HASH PART NPARTS NODE\nNAME VALUE\nNAME VALUE...", VALUE as in a
+ * tag (nd_cat_list_encode). A receiver keeps each member's parts (nd_catalog_list_part); once the
+ * list whose HASH the member's "svc+" tag names is complete, the member's services are the
+ * list's; until then, its tags'. A member's list is dropped when it dies, leaves or stops
+ * saying "svc+".
  *
  * Membership rule (like Consul): a member's endpoints are in the catalog while it is alive or
  * suspect; they leave it when the member is declared dead (failed), when it has left, and when
@@ -26,9 +34,17 @@
 #include "swim-t.h"
 
 #define ND_CAT_TAG_PREFIX "svc:"
-#define ND_CAT_NAME_MAX 63   /* service names, label keys and values */
-#define ND_CAT_LABELS_MAX 16 /* labels per advertised service */
-#define ND_CAT_ADDR_MAX 64   /* "[ipv6]:port" text, NUL included */
+#define ND_CAT_NAME_MAX 63     /* service names, label keys and values */
+#define ND_CAT_LABELS_MAX 16   /* labels per advertised service */
+#define ND_CAT_ADDR_MAX 64     /* "[ipv6]:port" text, NUL included */
+#define ND_CAT_SERVICES_MAX 64 /* services of one member */
+#define ND_CAT_MORE_TAG "svc+" /* "COUNT:HASH": the member's full list is in user events */
+#define ND_CAT_EVENT "nodus:svc"
+/* payload bytes of one part: a user event's name, payload and serf encoding (at most 47 bytes:
+ * type, map, keys, a 64-bit time, string headers) hold in 512 */
+#define ND_CAT_PART_MAX ((size_t)440)
+#define ND_CAT_PARTS_MAX 16
+#define ND_CAT_LISTS_MAX 1024 /* members whose lists are kept */
 
 /* A label as decoded from a tag: points into the tag's bytes. */
 struct nd_cat_span {
@@ -74,11 +90,24 @@ struct nd_cat_service {
     bool changed; /* endpoints added, removed or relabelled since the last take */
 };
 
+/* A member's full service list, as its parts arrive. */
+struct nd_cat_list {
+    char *member;
+    uint32_t hash;
+    unsigned nparts;
+    uint32_t have; /* parts received, one bit each */
+    char *part[ND_CAT_PARTS_MAX];
+    size_t len[ND_CAT_PARTS_MAX];
+};
+
 struct nd_catalog {
     struct nd_cat_service *svcs;
     unsigned nsvcs, cap;
-    uint64_t bad_tags; /* malformed service tags seen */
-    uint64_t changes;  /* services taken by nd_catalog_take_changed (updates to publish) */
+    uint64_t bad_tags;  /* malformed service tags seen */
+    uint64_t changes;   /* services taken by nd_catalog_take_changed (updates to publish) */
+    uint64_t bad_lists; /* malformed list parts, or beyond ND_CAT_LISTS_MAX members */
+    struct nd_cat_list *lists;
+    unsigned nlists;
 };
 
 struct nd_catalog *nd_catalog_new(void);
@@ -88,8 +117,22 @@ void nd_catalog_free(struct nd_catalog *c);
  * replaced by those its tags advertise if it is alive or suspect (status alive or leaving),
  * removed otherwise. 0, or -1 when out of memory (the member's old endpoints are then gone). */
 int nd_catalog_member(struct nd_catalog *c, const struct nd_swim_member *m);
-/* Removes every endpoint of a member (reaped). */
+/* Removes every endpoint of a member (reaped), and its list. */
 void nd_catalog_remove(struct nd_catalog *c, const char *member);
+
+/* The hash of a full service list (FNV-1a of its entries), as "svc+" and the parts carry it. */
+uint32_t nd_cat_list_hash(const char *const *names, const char *const *values, unsigned n);
+/* Splits node's full list (names[i] with its tag value values[i]) into event payloads:
+ * parts[k] (NUL-terminated, at most ND_CAT_PART_MAX bytes), *nparts of them, *hash. -1 when an
+ * entry or the node's name leaves no room in a part, or more than ND_CAT_PARTS_MAX parts. */
+int nd_cat_list_encode(const char *node, const char *const *names, const char *const *values,
+                       unsigned n, char (*parts)[ND_CAT_PART_MAX + 1], unsigned *nparts,
+                       uint32_t *hash);
+/* A part of a member's list arrived (an event's payload): 1 when that makes the member's list
+ * complete and new (then re-run nd_catalog_member with the member's current state: its name is
+ * in member[0..cap)), 0 when not, -1 when malformed or over the bounds (bad_lists counts it). */
+int nd_catalog_list_part(struct nd_catalog *c, const uint8_t *payload, size_t len, char *member,
+                         size_t cap);
 
 const struct nd_cat_service *nd_catalog_find(const struct nd_catalog *c, const char *name);
 /* The next service whose endpoints changed since it was last taken, from *it on (start at 0);

@@ -40,6 +40,15 @@ void nd_catalog_metrics(const struct nd_catalog *c, struct nd_sbuf *out)
                    "# HELP nodus_catalog_bad_tags_total Malformed service tags from peers, "
                    "ignored.\n"
                    "# TYPE nodus_catalog_bad_tags_total counter\n"
-                   "nodus_catalog_bad_tags_total %llu\n",
-                   (unsigned long long)c->changes, (unsigned long long)c->bad_tags);
+                   "nodus_catalog_bad_tags_total %llu\n"
+                   "# HELP nodus_catalog_bad_lists_total Service list parts (nodus:svc user "
+                   "events) dropped: malformed, or too many members with lists.\n"
+                   "# TYPE nodus_catalog_bad_lists_total counter\n"
+                   "nodus_catalog_bad_lists_total %llu\n"
+                   "# HELP nodus_catalog_lists Members whose service lists (beyond their tags) "
+                   "are kept.\n"
+                   "# TYPE nodus_catalog_lists gauge\n"
+                   "nodus_catalog_lists %u\n",
+                   (unsigned long long)c->changes, (unsigned long long)c->bad_tags,
+                   (unsigned long long)c->bad_lists, c->nlists);
 }

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "catalog.h"
 #include "config.h"
 #include "ctlsock.h"
 #include "keyring.h"
@@ -29,6 +30,8 @@
 #define JOIN_RETRY_MS 5000  /* seeds that did not answer are tried again, until one does */
 #define UDP_BATCH 256       /* datagrams read per run */
 #define OUT_MAX (16u << 20) /* bytes queued on one stream */
+#define SVC_EVERY_MS 30000  /* our service list (beyond Meta) is gossiped again this often */
+#define SVC_JOIN_MS 1000    /* and this soon after a member joins (it ignores older events) */
 
 struct conn {
     struct nd_gossip_driver *g;
@@ -41,6 +44,25 @@ struct conn {
     uint64_t deadline;
     uint8_t *out;
     size_t olen, ocap;
+};
+
+/* A subscription (nd_gossip_driver_subscribe). */
+struct sub {
+    int id;
+    char *prefix;
+    size_t plen;
+    nd_gossip_event_fn fn;
+    void *arg;
+};
+
+/* A new event waiting for the subscribers, or one kept for GET /events. */
+struct evcopy {
+    struct evcopy *next;
+    uint64_t ltime;
+    int64_t time_ms; /* wall clock, when it arrived */
+    bool cc, self;
+    uint32_t name_len, payload_len;
+    uint8_t data[]; /* name, payload */
 };
 
 struct nd_gossip_driver {
@@ -57,20 +79,101 @@ struct nd_gossip_driver {
     uint8_t buf[65536];
     void (*on_member)(void *arg, const struct nd_swim_member *m, enum nd_swim_event ev);
     void *on_member_arg;
+
+    struct sub *subs;
+    unsigned nsubs;
+    int last_sub;
+    struct evcopy *pend_head, *pend_tail; /* FIFO of new events for the subscribers */
+    unsigned npend;
+    bool dispatching;
+    struct evcopy *recent[ND_GOSSIP_RECENT_EVENTS]; /* ring, for GET /events */
+    unsigned recent_next;
+    uint64_t pending_dropped, reserved_events;
+    uint64_t warn_at;   /* refused events: one log line per second at most */
+    unsigned warn_held; /* and how many were not logged */
+
+    /* our services beyond Meta (catalog.h): the full list, gossiped in user events */
+    char **svc_names, **svc_values;
+    unsigned nsvc;
+    uint64_t svc_next; /* when to send it (again) */
 };
 
 static uint64_t now_ms(void);
+static void events_dispatch(struct nd_gossip_driver *g);
+
+static void svc_clear(struct nd_gossip_driver *g)
+{
+    for (unsigned i = 0; i < g->nsvc; i++) {
+        free(g->svc_names[i]);
+        free(g->svc_values[i]);
+    }
+    free(g->svc_names);
+    free(g->svc_values);
+    g->svc_names = g->svc_values = NULL;
+    g->nsvc = 0;
+}
+
+/* gc's service list (beyond Meta) becomes ours: sent at once, then every SVC_EVERY_MS. */
+static int svc_set(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc)
+{
+    svc_clear(g);
+    if (!gc->nsvc_list)
+        return 0;
+    g->svc_names = calloc(gc->nsvc_list, sizeof(char *));
+    g->svc_values = calloc(gc->nsvc_list, sizeof(char *));
+    if (!g->svc_names || !g->svc_values)
+        goto oom;
+    for (unsigned i = 0; i < gc->nsvc_list; i++, g->nsvc++)
+        if (!(g->svc_names[i] = strdup(gc->svc_list[i].key)) ||
+            !(g->svc_values[i] = strdup(gc->svc_list[i].val))) {
+            free(g->svc_names[i]);
+            goto oom;
+        }
+    g->svc_next = now_ms();
+    return 0;
+oom:
+    svc_clear(g);
+    return ND_GOSSIP_E_SPACE;
+}
+
+/* Gossips our full service list, in parts (catalog.h, "Services beyond Meta"). */
+static void svc_publish(struct nd_gossip_driver *g, uint64_t now)
+{
+    static char parts[ND_CAT_PARTS_MAX][ND_CAT_PART_MAX + 1];
+    unsigned nparts;
+    uint32_t hash;
+
+    g->svc_next = now + SVC_EVERY_MS;
+    if (nd_cat_list_encode(g->name, (const char *const *)g->svc_names,
+                           (const char *const *)g->svc_values, g->nsvc, parts, &nparts,
+                           &hash) < 0) {
+        nd_warn("gossip: the service list does not fit in user events: not sent");
+        return;
+    }
+    for (unsigned k = 0; k < nparts; k++) {
+        int e = nd_swim_user_event(g->sw, now, ND_CAT_EVENT, sizeof ND_CAT_EVENT - 1, parts[k],
+                                   strlen(parts[k]), false);
+
+        if (e)
+            nd_warn("gossip: service list part %u of %u not sent: %s", k + 1, nparts,
+                    nd_gossip_strerror(e));
+    }
+    nd_debug("gossip: service list %08x sent (%u services, %u part(s))", hash, g->nsvc, nparts);
+}
 
 int nd_gossip_driver_set_tags(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc)
 {
     struct nd_swim_tag tags[64];
     unsigned n = 0;
+    int e;
 
     for (; n < gc->ntags && n < 64; n++) {
         tags[n].key = gc->tags[n].key;
         tags[n].value = gc->tags[n].val;
     }
-    return nd_swim_set_tags(g->sw, now_ms(), tags, n);
+    if ((e = nd_swim_set_tags(g->sw, now_ms(), tags, n)))
+        return e;
+    return svc_set(g, gc);
 }
 
 int nd_gossip_driver_set_keyring(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc)
@@ -226,6 +329,7 @@ static void conn_event(struct nd_ctl_sock *s, unsigned ev, void *arg)
             if (c->attached)
                 nd_swim_stream_input(g->sw, now_ms(), c->sid, g->buf, (size_t)r);
         }
+        events_dispatch(g);
     }
 }
 
@@ -317,6 +421,8 @@ static void io_event(void *arg, const struct nd_swim_member *m, enum nd_swim_eve
         g->on_member(g->on_member_arg, m, ev);
     if (m->self)
         return;
+    if (ev == ND_SWIM_EV_JOIN && g->nsvc && g->svc_next > now_ms() + SVC_JOIN_MS)
+        g->svc_next = now_ms() + SVC_JOIN_MS; /* the newcomer ignores what was sent before */
     nd_swim_addr_str(&m->addr, a, sizeof a);
     switch (ev) {
     case ND_SWIM_EV_JOIN:
@@ -342,7 +448,177 @@ static void io_event(void *arg, const struct nd_swim_member *m, enum nd_swim_eve
     }
 }
 
-/* ---- events ------------------------------------------------------------------------------- */
+/* ---- user events -------------------------------------------------------------------------- */
+
+static struct evcopy *evcopy_new(const struct nd_swim_user_event *ev)
+{
+    struct evcopy *c = malloc(sizeof *c + ev->name_len + ev->payload_len);
+    struct timespec ts;
+
+    if (!c)
+        return NULL;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    c->next = NULL;
+    c->ltime = ev->ltime;
+    c->time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    c->cc = ev->coalesce;
+    c->self = ev->self;
+    c->name_len = ev->name_len;
+    c->payload_len = ev->payload_len;
+    if (ev->name_len)
+        memcpy(c->data, ev->name, ev->name_len);
+    if (ev->payload_len)
+        memcpy(c->data + ev->name_len, ev->payload, ev->payload_len);
+    return c;
+}
+
+static bool reserved(const void *name, size_t len)
+{
+    size_t n = sizeof ND_GOSSIP_EVENT_RESERVED - 1;
+
+    return len >= n && memcmp(name, ND_GOSSIP_EVENT_RESERVED, n) == 0;
+}
+
+/* A printable copy of an event name for a log line. */
+static const char *printable(const uint8_t *p, size_t n, char *buf, size_t cap)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n && k + 4 < cap; i++)
+        buf[k++] = p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"' ? (char)p[i] : '?';
+    if (n && k + 4 >= cap)
+        memcpy(buf + k, "...", 3), k += 3;
+    buf[k] = 0;
+    return buf;
+}
+
+static void io_user_event(void *arg, const struct nd_swim_user_event *ev)
+{
+    struct nd_gossip_driver *g = arg;
+    bool ours = reserved(ev->name, ev->name_len);
+    struct evcopy *c;
+    char name[96];
+
+    if (ev->refused && !strcmp(ev->refused, "before_join")) { /* expected after a join */
+        nd_debug("gossip: user event \"%s\" (event time %llu) is older than our join: ignored",
+                 printable(ev->name, ev->name_len, name, sizeof name),
+                 (unsigned long long)ev->ltime);
+        return;
+    }
+    if (ev->refused) {
+        uint64_t t = now_ms();
+
+        if (t < g->warn_at) {
+            g->warn_held++;
+            return;
+        }
+        g->warn_at = t + 1000;
+        nd_warn("gossip: user event \"%s\" (event time %llu, clock %llu) dropped: %s%s",
+                printable(ev->name, ev->name_len, name, sizeof name), (unsigned long long)ev->ltime,
+                (unsigned long long)nd_swim_event_clock(g->sw), ev->refused,
+                g->warn_held ? " (and more not logged in the last second)" : "");
+        g->warn_held = 0;
+        return;
+    }
+    if (ours) {
+        g->reserved_events++;
+        nd_debug("gossip: event \"%s\" (%u bytes)",
+                 printable(ev->name, ev->name_len, name, sizeof name), ev->payload_len);
+    } else {
+        nd_info("gossip: %s event \"%s\" (%u bytes, event time %llu)",
+                ev->self ? "sent" : "received",
+                printable(ev->name, ev->name_len, name, sizeof name), ev->payload_len,
+                (unsigned long long)ev->ltime);
+        if ((c = evcopy_new(ev))) { /* GET /events */
+            free(g->recent[g->recent_next]);
+            g->recent[g->recent_next] = c;
+            g->recent_next = (g->recent_next + 1) % ND_GOSSIP_RECENT_EVENTS;
+        }
+    }
+    if (!g->nsubs)
+        return;
+    if (g->npend >= ND_GOSSIP_PENDING_EVENTS || !(c = evcopy_new(ev))) {
+        g->pending_dropped++;
+        return;
+    }
+    if (g->pend_tail)
+        g->pend_tail->next = c;
+    else
+        g->pend_head = c;
+    g->pend_tail = c;
+    g->npend++;
+}
+
+/* Hands the new events to the subscribers, once the engine is out of the call that got them. */
+static void events_dispatch(struct nd_gossip_driver *g)
+{
+    if (g->dispatching) /* a subscriber published: the loop below takes its event too */
+        return;
+    g->dispatching = true;
+    while (g->pend_head) {
+        struct evcopy *c = g->pend_head;
+        struct nd_gossip_event ev = {.ltime = c->ltime,
+                                     .name = (const char *)c->data,
+                                     .name_len = c->name_len,
+                                     .payload = c->data + c->name_len,
+                                     .payload_len = c->payload_len,
+                                     .coalesce = c->cc,
+                                     .self = c->self};
+
+        if (!(g->pend_head = c->next))
+            g->pend_tail = NULL;
+        g->npend--;
+        for (unsigned i = 0; i < g->nsubs; i++) {
+            const struct sub *sb = &g->subs[i];
+
+            if (c->name_len >= sb->plen && memcmp(c->data, sb->prefix, sb->plen) == 0)
+                sb->fn(sb->arg, &ev); /* may subscribe or unsubscribe: g->subs is re-read */
+        }
+        free(c);
+    }
+    g->dispatching = false;
+}
+
+int nd_gossip_driver_subscribe(struct nd_gossip_driver *g, const char *prefix,
+                               nd_gossip_event_fn fn, void *arg)
+{
+    struct sub *s = realloc(g->subs, (g->nsubs + 1) * sizeof *s);
+    char *p = strdup(prefix);
+
+    if (!s || !p) {
+        if (s)
+            g->subs = s;
+        free(p);
+        return -1;
+    }
+    g->subs = s;
+    s[g->nsubs] =
+        (struct sub){.id = ++g->last_sub, .prefix = p, .plen = strlen(p), .fn = fn, .arg = arg};
+    g->nsubs++;
+    return g->last_sub;
+}
+
+void nd_gossip_driver_unsubscribe(struct nd_gossip_driver *g, int handle)
+{
+    for (unsigned i = 0; i < g->nsubs; i++)
+        if (g->subs[i].id == handle) {
+            free(g->subs[i].prefix);
+            memmove(&g->subs[i], &g->subs[i + 1], (g->nsubs - i - 1) * sizeof *g->subs);
+            g->nsubs--;
+            return;
+        }
+}
+
+int nd_gossip_driver_publish(struct nd_gossip_driver *g, const void *name, size_t name_len,
+                             const void *payload, size_t payload_len, bool coalesce)
+{
+    int e = nd_swim_user_event(g->sw, now_ms(), name, name_len, payload, payload_len, coalesce);
+
+    events_dispatch(g);
+    return e;
+}
+
+/* ---- sockets ------------------------------------------------------------------------------ */
 
 static void listen_event(struct nd_ctl_sock *l, unsigned ev, void *arg)
 {
@@ -380,10 +656,11 @@ static void udp_event(struct nd_ctl_sock *s, unsigned ev, void *arg)
         ssize_t r = nd_ctl_recvfrom(s, g->buf, sizeof g->buf, &from);
 
         if (r < 0)
-            return;
+            break;
         to_swim(&from, &a);
         nd_swim_packet(g->sw, now_ms(), &a, g->buf, (size_t)r);
     }
+    events_dispatch(g);
 }
 
 void nd_gossip_driver_run(struct nd_gossip_driver *g)
@@ -391,6 +668,9 @@ void nd_gossip_driver_run(struct nd_gossip_driver *g)
     uint64_t t = now_ms();
 
     nd_swim_tick(g->sw, t);
+    if (g->nsvc && t >= g->svc_next)
+        svc_publish(g, t);
+    events_dispatch(g);
     for (unsigned i = 0; i < g->nconns;) {
         struct conn *c = g->conns[i];
 
@@ -420,6 +700,13 @@ int nd_gossip_driver_next_ms(const struct nd_gossip_driver *g)
         ms = 100;
     if (!g->joined && g->nseeds && (ms < 0 || ms > 1000))
         ms = 1000;
+    if (g->nsvc) {
+        uint64_t t = now_ms();
+        int left = g->svc_next <= t ? 0 : (int)(g->svc_next - t);
+
+        if (ms < 0 || left < ms)
+            ms = left;
+    }
     return ms;
 }
 
@@ -463,7 +750,8 @@ struct nd_gossip_driver *nd_gossip_driver_new(struct nd_ctl *ctl, const struct n
                             .stream_send = io_stream_send,
                             .stream_close = io_stream_close,
                             .random = io_random,
-                            .event = io_event};
+                            .event = io_event,
+                            .user_event = io_user_event};
     int e = 0;
 
     *err = NULL;
@@ -518,6 +806,8 @@ struct nd_gossip_driver *nd_gossip_driver_new(struct nd_ctl *ctl, const struct n
         nd_swim_join(g->sw, now_ms(), g->seeds, g->nseeds);
         g->next_join = now_ms() + JOIN_RETRY_MS;
     }
+    if (svc_set(g, gc))
+        goto oom;
     return g;
 oom:
     if (!*err && asprintf(err, "gossip: %s", strerror(errno ? errno : ENOMEM)) < 0)
@@ -540,6 +830,18 @@ void nd_gossip_driver_free(struct nd_gossip_driver *g)
         nd_ctl_close(g->udp, false);
     if (g->lsock)
         nd_ctl_close(g->lsock, false);
+    while (g->pend_head) {
+        struct evcopy *c = g->pend_head;
+
+        g->pend_head = c->next;
+        free(c);
+    }
+    for (unsigned i = 0; i < ND_GOSSIP_RECENT_EVENTS; i++)
+        free(g->recent[i]);
+    for (unsigned i = 0; i < g->nsubs; i++)
+        free(g->subs[i].prefix);
+    free(g->subs);
+    svc_clear(g);
     free(g->seeds);
     free(g->name);
     free(g);
@@ -619,4 +921,71 @@ void nd_gossip_driver_on_member(struct nd_gossip_driver *g,
 {
     g->on_member = fn;
     g->on_member_arg = arg;
+}
+
+/* ---- /events ------------------------------------------------------------------------------ */
+
+static json_t *event_json(const struct evcopy *c)
+{
+    json_t *o = json_object(), *p;
+    char *hex;
+
+    json_object_set_new(o, "time_ms", json_integer(c->time_ms));
+    json_object_set_new(o, "ltime", json_integer((json_int_t)c->ltime));
+    if (!(p = json_stringn((const char *)c->data, c->name_len))) { /* not UTF-8 */
+        char buf[256];
+
+        p = json_string(printable(c->data, c->name_len, buf, sizeof buf));
+    }
+    json_object_set_new(o, "name", p);
+    if ((p = json_stringn((const char *)c->data + c->name_len, c->payload_len))) {
+        json_object_set_new(o, "payload", p);
+    } else if ((hex = malloc(2 * (size_t)c->payload_len + 1))) {
+        for (uint32_t i = 0; i < c->payload_len; i++)
+            sprintf(hex + 2 * i, "%02x", c->data[c->name_len + i]);
+        hex[2 * (size_t)c->payload_len] = 0;
+        json_object_set_new(o, "payload_hex", json_string(hex));
+        free(hex);
+    }
+    json_object_set_new(o, "coalesce", json_boolean(c->cc));
+    json_object_set_new(o, "origin", json_string(c->self ? "self" : "gossip"));
+    return o;
+}
+
+int nd_gossip_driver_events_json(struct nd_gossip_driver *g, struct nd_sbuf *out)
+{
+    const struct nd_swim_metrics *m = nd_swim_metrics(g->sw);
+    json_t *root = json_object(), *arr = json_array();
+    int rc;
+
+    if (!root || !arr)
+        return -1;
+    for (unsigned i = 0; i < ND_GOSSIP_RECENT_EVENTS; i++) {
+        const struct evcopy *c = g->recent[(g->recent_next + i) % ND_GOSSIP_RECENT_EVENTS];
+
+        if (c)
+            json_array_append_new(arr, event_json(c));
+    }
+    json_object_set_new(root, "events", arr);
+    json_object_set_new(root, "clock", json_integer((json_int_t)nd_swim_event_clock(g->sw)));
+    json_object_set_new(
+        root, "metrics",
+        json_pack(
+            "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "sent", (json_int_t)m->events_sent,
+            "received", (json_int_t)m->events_received, "duplicate",
+            (json_int_t)m->events_duplicate, "too_old", (json_int_t)m->events_too_old,
+            "before_join", (json_int_t)m->events_before_join, "too_large",
+            (json_int_t)m->events_too_large, "buffer_full", (json_int_t)m->events_buffer_full,
+            "queue_full", (json_int_t)m->events_queue_dropped, "subscriber_queue_full",
+            (json_int_t)g->pending_dropped, "buffered", (json_int_t)m->events_buffered, "reserved",
+            (json_int_t)g->reserved_events, "subscriptions", (json_int_t)g->nsubs));
+    rc = json_dump_callback(root, sbuf_cb, out, JSON_INDENT(2));
+    json_decref(root);
+    nd_sbuf_adds(out, "\n");
+    return rc == 0 && !out->oom ? 0 : -1;
+}
+
+uint64_t nd_gossip_driver_pending_dropped(const struct nd_gossip_driver *g)
+{
+    return g->pending_dropped;
 }

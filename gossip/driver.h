@@ -12,6 +12,8 @@
 #ifndef NODUS_GOSSIP_DRIVER_H
 #define NODUS_GOSSIP_DRIVER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "swim-t.h"
@@ -42,8 +44,10 @@ void nd_gossip_driver_leave(struct nd_gossip_driver *g, uint32_t max_ms);
 int nd_gossip_driver_members_json(struct nd_gossip_driver *g, struct nd_sbuf *out);
 struct nd_swim *nd_gossip_driver_engine(struct nd_gossip_driver *g);
 /* A reload: gc's tags (serf tags and the services' svc: tags) become ours, sent in an alive
- * message with our next incarnation when they changed. 0, or a negative ND_GOSSIP_E_* (the old
- * tags stay). The rest of gc (addresses, timing, keys) takes effect at restart only. */
+ * message with our next incarnation when they changed, and its service list beyond Meta
+ * (gc->svc_list, catalog.h) is gossiped at once, then every 30 s and 1 s after a member joins.
+ * 0, or a negative ND_GOSSIP_E_* (the old tags stay). The rest of gc (addresses, timing, keys)
+ * takes effect at restart only. */
 int nd_gossip_driver_set_tags(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc);
 /* A reload: gc's keyring replaces ours (rotation: install a key everywhere, make it the primary
  * everywhere, then remove the old one). Negative ND_GOSSIP_E_* when the keyring cannot change
@@ -57,5 +61,42 @@ void nd_gossip_driver_on_member(struct nd_gossip_driver *g,
                                 void (*fn)(void *arg, const struct nd_swim_member *m,
                                            enum nd_swim_event ev),
                                 void *arg);
+
+/* ---- serf user events (docs/gossip.md, "User events") ------------------------------------ */
+
+/* Names starting with this are nodus's own (the mesh-wide rate limit's reports): operators may
+ * not publish them, GET /events does not list them (the metrics count them). */
+#define ND_GOSSIP_EVENT_RESERVED "nodus:"
+#define ND_GOSSIP_RECENT_EVENTS 64    /* kept for GET /events */
+#define ND_GOSSIP_PENDING_EVENTS 4096 /* delivered events waiting for subscribers */
+
+/* A new user event, as subscribers get it (pointers valid during the call only). */
+struct nd_gossip_event {
+    uint64_t ltime;
+    const char *name;
+    size_t name_len;
+    const uint8_t *payload;
+    size_t payload_len;
+    bool coalesce;
+    bool self; /* published by this node */
+};
+
+typedef void (*nd_gossip_event_fn)(void *arg, const struct nd_gossip_event *ev);
+
+/* Calls fn(arg, ev) for every new user event whose name starts with prefix ("": all), the
+ * node's own included, on the main thread, once the engine call that received it returned (so
+ * fn may publish). A handle > 0, or -1 when out of memory. */
+int nd_gossip_driver_subscribe(struct nd_gossip_driver *g, const char *prefix,
+                               nd_gossip_event_fn fn, void *arg);
+void nd_gossip_driver_unsubscribe(struct nd_gossip_driver *g, int handle);
+/* Sends a serf user event to the cluster (nd_swim_user_event): 0, or a negative ND_GOSSIP_E_*
+ * code (ND_GOSSIP_E_LIMIT: name and payload over 512 bytes). */
+int nd_gossip_driver_publish(struct nd_gossip_driver *g, const void *name, size_t name_len,
+                             const void *payload, size_t payload_len, bool coalesce);
+/* GET /events: {"events": [{time, ltime, name, payload | payload_base64, coalesce, origin}],
+ * "clock", "metrics": {...}} as JSON, oldest first. 0, or -1 when out of memory. */
+int nd_gossip_driver_events_json(struct nd_gossip_driver *g, struct nd_sbuf *out);
+/* New events not handed to the subscribers: their queue (ND_GOSSIP_PENDING_EVENTS) was full. */
+uint64_t nd_gossip_driver_pending_dropped(const struct nd_gossip_driver *g);
 
 #endif

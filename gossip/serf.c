@@ -155,6 +155,73 @@ int nd_serf_left_next(struct nd_gbytes *rest, struct nd_gbytes *name)
     return 0;
 }
 
+static int dec_group(struct nd_mp *r, struct nd_serf_event_group *g)
+{
+    FIELDS_BEGIN(r)
+    FIELD("LTime", nd_mp_u64(r, &g->ltime))
+    FIELD("Events", get_raw(r, false, &g->n, &g->raw))
+    FIELDS_END(r)
+    return 0;
+}
+
+static int dec_item(struct nd_mp *r, struct nd_serf_event_item *it)
+{
+    FIELDS_BEGIN(r)
+    FIELD("Name", nd_mp_str(r, &it->name, BYTES_MAX))
+    FIELD("Payload", nd_mp_bytes(r, &it->payload, BYTES_MAX))
+    FIELDS_END(r)
+    return 0;
+}
+
+/* Runs dec on one element of *rest and moves *rest past it. */
+#define NEXT_ELEMENT(rest, dec, out)                                                               \
+    do {                                                                                           \
+        struct nd_mp r_;                                                                           \
+        int e2_;                                                                                   \
+        memset((out), 0, sizeof *(out));                                                           \
+        nd_mp_init(&r_, (rest)->p, (rest)->len);                                                   \
+        if ((e2_ = dec(&r_, (out))))                                                               \
+            return e2_;                                                                            \
+        (rest)->len -= (uint32_t)(r_.p - (rest)->p);                                               \
+        (rest)->p = r_.p;                                                                          \
+        return 0;                                                                                  \
+    } while (0)
+
+int nd_serf_event_group_next(struct nd_gbytes *rest, struct nd_serf_event_group *g)
+{
+    NEXT_ELEMENT(rest, dec_group, g);
+}
+
+int nd_serf_event_item_next(struct nd_gbytes *rest, struct nd_serf_event_item *it)
+{
+    NEXT_ELEMENT(rest, dec_item, it);
+}
+
+/* serf userEvents {Events LTime}, each userEvent {Name Payload} */
+static int enc_groups(struct nd_mp_w *w, const struct nd_serf_pushpull *pp)
+{
+    nd_mp_w_array(w, pp->ngroups);
+    for (uint32_t i = 0; i < pp->ngroups; i++) {
+        const struct nd_serf_event_group *g = &pp->groups[i];
+
+        nd_mp_w_map(w, 2);
+        nd_mp_w_key(w, "Events");
+        nd_mp_w_array(w, g->n);
+        for (uint32_t k = 0; k < g->n; k++) {
+            if (g->ev[k].name.len > BYTES_MAX || g->ev[k].payload.len > BYTES_MAX)
+                return ND_GOSSIP_E_LIMIT;
+            nd_mp_w_map(w, 2);
+            nd_mp_w_key(w, "Name");
+            nd_mp_w_str(w, g->ev[k].name);
+            nd_mp_w_key(w, "Payload");
+            nd_mp_w_bytes(w, g->ev[k].payload);
+        }
+        nd_mp_w_key(w, "LTime");
+        nd_mp_w_uint(w, g->ltime);
+    }
+    return 0;
+}
+
 int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t *len)
 {
     struct nd_mp_w w;
@@ -230,7 +297,8 @@ int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t
         nd_mp_w_key(&w, "EventLTime");
         nd_mp_w_uint(&w, pp->event_ltime);
         nd_mp_w_key(&w, "Events");
-        nd_mp_w_array(&w, 0);
+        if (enc_groups(&w, pp))
+            return ND_GOSSIP_E_LIMIT;
         nd_mp_w_key(&w, "LTime");
         nd_mp_w_uint(&w, pp->ltime);
         nd_mp_w_key(&w, "LeftMembers");

@@ -84,17 +84,35 @@ struct nd_serf_status {
     uint64_t ltime;
 };
 
+/* One user event of a push/pull's recent events (serf userEvent {Name, Payload}). */
+struct nd_serf_event_item {
+    struct nd_gbytes name, payload;
+};
+
+/* The events of one Lamport time in a push/pull (serf userEvents {LTime, Events}). Go sends
+ * its whole event buffer, nil for the empty slots: a nil decodes as ltime 0 and no events. */
+struct nd_serf_event_group {
+    uint64_t ltime;
+    uint32_t n;
+    const struct nd_serf_event_item *ev; /* encode: ev[0..n) */
+    struct nd_gbytes raw;                /* decode: the Events array's content (iterate it with
+                                          * nd_serf_event_item_next) */
+};
+
 /* serf push/pull state (the memberlist push/pull user state: [2][msgpack]).
  * Decoding fills the clocks, the counts, and the raw msgpack of the three collections
- * (iterate status_ltimes and left_members with nd_serf_status_next / nd_serf_left_next;
- * events are left raw). Encoding reads status[0..nstatus) and left[0..nleft) and sends no
- * events. */
+ * (iterate status_ltimes, left_members and events with nd_serf_status_next,
+ * nd_serf_left_next and nd_serf_event_group_next). Encoding reads status[0..nstatus),
+ * left[0..nleft) and groups[0..ngroups) (only the groups that hold events: Go's receiver takes
+ * an array of any length). */
 struct nd_serf_pushpull {
     uint64_t ltime, event_ltime, query_ltime;
     uint32_t nstatus, nleft, nevents;
     struct nd_gbytes status_ltimes, left_members, events; /* decode: raw map / arrays content */
     const struct nd_serf_status *status;                  /* encode */
     const struct nd_gbytes *left;                         /* encode */
+    const struct nd_serf_event_group *groups;             /* encode */
+    uint32_t ngroups;                                     /* encode */
 };
 
 struct nd_serf_msg {
@@ -122,6 +140,10 @@ int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t
  * each call takes one entry off *rest. */
 int nd_serf_status_next(struct nd_gbytes *rest, struct nd_serf_status *st);
 int nd_serf_left_next(struct nd_gbytes *rest, struct nd_gbytes *name);
+/* Iterate a decoded push/pull's events (array content) one group at a time, then a group's
+ * raw events one event at a time. */
+int nd_serf_event_group_next(struct nd_gbytes *rest, struct nd_serf_event_group *g);
+int nd_serf_event_item_next(struct nd_gbytes *rest, struct nd_serf_event_item *it);
 
 /* A tag: key and value strings. */
 struct nd_serf_tag {

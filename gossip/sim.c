@@ -347,6 +347,15 @@ static void io_event(void *arg, const struct nd_swim_member *m, enum nd_swim_eve
         s->c.on_event(s->c.arg, n->idx, m, ev, s->now);
 }
 
+static void io_user_event(void *arg, const struct nd_swim_user_event *ev)
+{
+    struct snode *n = arg;
+    struct nd_sim *s = n->s;
+
+    if (s->c.on_user_event)
+        s->c.on_user_event(s->c.arg, n->idx, ev, s->now);
+}
+
 /* ---- API ---------------------------------------------------------------------------------- */
 
 struct nd_sim *nd_sim_new(const struct nd_sim_config *c)
@@ -403,6 +412,7 @@ static const struct nd_swim_io sim_io = {
     .stream_close = io_stream_close,
     .random = io_random,
     .event = io_event,
+    .user_event = io_user_event,
 };
 
 int nd_sim_start(struct nd_sim *s, uint32_t i, const struct nd_keyring *kr)
@@ -466,6 +476,19 @@ void nd_sim_leave(struct nd_sim *s, uint32_t i)
     n->leaving = true;
     push(s, (struct ev){.at = s->now + 10000, .type = E_LEAVE_CHECK, .a = i, .b = n->gen});
     reschedule(n);
+}
+
+int nd_sim_user_event(struct nd_sim *s, uint32_t i, const void *name, size_t name_len,
+                      const void *payload, size_t payload_len, bool coalesce)
+{
+    struct snode *nd = &s->nodes[i];
+    int r;
+
+    if (!nd->sw)
+        return ND_GOSSIP_E_VALUE;
+    r = nd_swim_user_event(nd->sw, s->now, name, name_len, payload, payload_len, coalesce);
+    reschedule(nd);
+    return r;
 }
 
 int nd_sim_set_tags(struct nd_sim *s, uint32_t i, const struct nd_swim_tag *tags, size_t n)

@@ -27,6 +27,9 @@ struct nd_sim_config {
     /* Optional: every member event seen by any node. */
     void (*on_event)(void *arg, uint32_t observer, const struct nd_swim_member *m,
                      enum nd_swim_event ev, uint64_t now_ms);
+    /* Optional: every serf user event seen by any node (new ones and refused ones). */
+    void (*on_user_event)(void *arg, uint32_t observer, const struct nd_swim_user_event *ev,
+                          uint64_t now_ms);
     void *arg;
 };
 
@@ -45,6 +48,9 @@ void nd_sim_crash(struct nd_sim *s, uint32_t i);
 void nd_sim_leave(struct nd_sim *s, uint32_t i);
 /* Node i changes its serf tags (nd_swim_set_tags). 0, or a negative ND_GOSSIP_E_* code. */
 int nd_sim_set_tags(struct nd_sim *s, uint32_t i, const struct nd_swim_tag *tags, size_t n);
+/* Node i sends a serf user event (nd_swim_user_event). 0, or a negative ND_GOSSIP_E_* code. */
+int nd_sim_user_event(struct nd_sim *s, uint32_t i, const void *name, size_t name_len,
+                      const void *payload, size_t payload_len, bool coalesce);
 /* Puts node i in partition group g (0 by default): nodes of different groups cannot reach each
  * other (datagrams dropped, stream connections unanswered). */
 void nd_sim_partition(struct nd_sim *s, uint32_t i, uint32_t g);

@@ -43,6 +43,19 @@ enum nd_swim_event {
     ND_SWIM_EV_REAP,    /* removed from the table (dead or left for reap_ms) */
 };
 
+/* A serf user event, as the engine hands it over (nd_swim_io.user_event). Pointers are valid
+ * during the call only. */
+struct nd_swim_user_event {
+    uint64_t ltime;
+    const uint8_t *name, *payload;
+    uint32_t name_len, payload_len;
+    bool coalesce;       /* the sender allows coalescing (serf's CC) */
+    bool self;           /* published by this node (serf delivers its own events too) */
+    bool pushpull;       /* learnt from a push/pull's recent events, not gossiped */
+    const char *refused; /* NULL: new, deliver it; else why it was dropped ("too_old",
+                          * "before_join", "too_large", "buffer_full", "out_of_memory") */
+};
+
 /* A member as the engine shows it. Pointers are valid until the next call into the engine. */
 struct nd_swim_member {
     const char *name; /* NUL-terminated */
@@ -92,6 +105,7 @@ struct nd_swim_config {
     uint32_t stream_max;    /* 4 MiB: one stream message (and the workspace's stream part) */
     uint32_t alive_burst;   /* 16: incarnation changes accepted from one member in a burst */
     uint32_t alive_rate_ms; /* 1000: one more accepted every this many ms */
+    size_t max_event_bytes; /* 0: 2 MiB of recent user events kept for de-duplication */
 
     /* Workspace for decrypting, decompressing and building messages: at least
      * nd_swim_workspace_size(stream_max) bytes. NULL: the engine allocates its own. Engines that
@@ -118,6 +132,9 @@ struct nd_swim_io {
     void (*random)(void *arg, void *p, size_t n);
     /* Optional: a member changed (m is valid during the call only). */
     void (*event)(void *arg, const struct nd_swim_member *m, enum nd_swim_event ev);
+    /* Optional: a serf user event arrived (or was published here), new or refused (ev->refused);
+     * duplicates are only counted. Must not call into the engine. */
+    void (*user_event)(void *arg, const struct nd_swim_user_event *ev);
 };
 
 /* Counters (monotonic) and gauges, read by the core (nd_swim_metrics). */
@@ -145,6 +162,16 @@ struct nd_swim_metrics {
     uint64_t relays_dropped;  /* indirect probes refused: max_relays reached */
     uint64_t conflicts;       /* alive for a known name from another address */
     uint64_t stream_errors;   /* bad or timed out streams */
+    /* serf user events */
+    uint32_t events_buffered;      /* gauge: recent events kept for de-duplication */
+    uint64_t events_sent;          /* published by this node */
+    uint64_t events_received;      /* new events from other members, delivered */
+    uint64_t events_duplicate;     /* copies of events seen already (gossip's normal redundancy) */
+    uint64_t events_too_old;       /* older than the event buffer's window */
+    uint64_t events_before_join;   /* older than our join (serf's eventMinTime) */
+    uint64_t events_too_large;     /* name + payload over 9 KiB */
+    uint64_t events_buffer_full;   /* the recent-event buffer's bounds, or out of memory */
+    uint64_t events_queue_dropped; /* re-broadcasts dropped: the event queue was full */
 };
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evbuf.h"
 #include "keyring.h"
 #include "serf.h"
 #include "timer.h"
@@ -40,12 +41,14 @@ static const uint8_t self_vsn[ND_GOSSIP_VSN_LEN] = {1, 5, 2, 2, 5, 5}; /* as ser
 struct member;
 
 /* A queued broadcast (memberlist limitedBroadcast). Each is about one member (owner); a newer
- * one about the same member and of the same kind replaces it. */
+ * one about the same member and of the same kind replaces it. User events have no owner and
+ * never replace each other (serf's broadcast). */
 struct bcast {
     struct bcast *next, *prev;
     struct member *owner;
-    uint8_t kind; /* 0 memberlist message, 1 serf intent */
-    bool notify;  /* finishing it advances a graceful leave */
+    uint8_t kind;  /* 0 memberlist message, 1 serf intent, 2 serf user event */
+    uint8_t queue; /* Q_MEMBER, Q_EVENT */
+    bool notify;   /* finishing it advances a graceful leave */
     uint32_t transmits;
     uint32_t len;
     uint8_t msg[];
@@ -53,6 +56,15 @@ struct bcast {
 
 struct blist {
     struct bcast *head, *tail; /* newest first */
+};
+
+/* A TransmitLimitedQueue: lists by transmit count. memberlist's messages and serf's intents go
+ * in one, serf's user events in another (serf's eventBroadcasts), which a packet takes from
+ * only with the room the first left, as memberlist asks its delegate after its own queue. */
+enum { Q_MEMBER, Q_EVENT, NQUEUES };
+struct bqueue {
+    struct blist l[BQ_BUCKETS];
+    uint32_t n;
 };
 
 struct susp {
@@ -141,16 +153,16 @@ struct nd_swim {
     } probe;
     struct nd_timer t_probe, t_phase, t_gossip, t_pp, t_reap, t_leave, t_reconnect;
 
-    struct blist q[BQ_BUCKETS];
-    uint32_t nq;
+    struct bqueue q[NQUEUES];
     struct bcast *done; /* finished during one send, freed after it */
 
     struct relay *relays;
     struct stream *streams;
     uint16_t stream_gen;
 
-    uint64_t ltime, event_ltime, query_ltime; /* serf Lamport clocks */
-    int leave_phase;                          /* 0, 1 intent, 2 dead, 3 done */
+    uint64_t ltime, query_ltime; /* serf Lamport clocks (the event clock is ev's) */
+    struct nd_evbuf ev;          /* serf's event clock and recent events */
+    int leave_phase;             /* 0, 1 intent, 2 dead, 3 done */
     bool leave_notified;
 
     struct nd_swim_metrics mx;
@@ -522,7 +534,7 @@ static bool take_token(struct nd_swim *sw, struct member *m)
 
 static void bq_unlink(struct nd_swim *sw, struct bcast *b)
 {
-    struct blist *l = &sw->q[b->transmits];
+    struct blist *l = &sw->q[b->queue].l[b->transmits];
 
     if (b->prev)
         b->prev->next = b->next;
@@ -533,12 +545,12 @@ static void bq_unlink(struct nd_swim *sw, struct bcast *b)
     else
         l->tail = b->prev;
     b->next = b->prev = NULL;
-    sw->nq--;
+    sw->q[b->queue].n--;
 }
 
 static void bq_push_head(struct nd_swim *sw, struct bcast *b)
 {
-    struct blist *l = &sw->q[b->transmits];
+    struct blist *l = &sw->q[b->queue].l[b->transmits];
 
     b->prev = NULL;
     b->next = l->head;
@@ -547,7 +559,7 @@ static void bq_push_head(struct nd_swim *sw, struct bcast *b)
     else
         l->tail = b;
     l->head = b;
-    sw->nq++;
+    sw->q[b->queue].n++;
 }
 
 /* The broadcast is finished (sent enough, replaced, or dropped): release it. */
@@ -560,6 +572,45 @@ static void bq_finish(struct nd_swim *sw, struct bcast *b)
     free(b);
 }
 
+static struct bcast *bq_new(struct member *owner, int kind, const uint8_t *msg, size_t len,
+                            bool notify)
+{
+    struct bcast *b = malloc(sizeof *b + len);
+
+    if (!b)
+        return NULL;
+    b->owner = owner;
+    b->kind = (uint8_t)kind;
+    b->queue = kind == 2 ? Q_EVENT : Q_MEMBER;
+    b->notify = notify;
+    b->transmits = 0;
+    b->len = (uint32_t)len;
+    memcpy(b->msg, msg, len);
+    return b;
+}
+
+/* Queues b; past max_queue, drops the oldest of those sent most (of b's queue). */
+static void bq_add(struct nd_swim *sw, struct bcast *b)
+{
+    struct bqueue *q = &sw->q[b->queue];
+
+    bq_push_head(sw, b);
+    while (q->n > sw->c.max_queue) {
+        for (int t = BQ_BUCKETS - 1; t >= 0; t--)
+            if (q->l[t].tail) {
+                struct bcast *o = q->l[t].tail;
+
+                bq_unlink(sw, o);
+                bq_finish(sw, o);
+                if (b->queue == Q_EVENT)
+                    sw->mx.events_queue_dropped++;
+                else
+                    sw->mx.queue_dropped++;
+                break;
+            }
+    }
+}
+
 static void queue(struct nd_swim *sw, struct member *owner, int kind, const uint8_t *msg,
                   size_t len, bool notify)
 {
@@ -569,45 +620,39 @@ static void queue(struct nd_swim *sw, struct member *owner, int kind, const uint
         bq_unlink(sw, owner->bc[kind]);
         bq_finish(sw, owner->bc[kind]);
     }
-    b = malloc(sizeof *b + len);
-    if (!b) {
+    if (!(b = bq_new(owner, kind, msg, len, notify))) {
         sw->mx.queue_dropped++;
         return;
     }
-    b->owner = owner;
-    b->kind = (uint8_t)kind;
-    b->notify = notify;
-    b->transmits = 0;
-    b->len = (uint32_t)len;
-    memcpy(b->msg, msg, len);
     owner->bc[kind] = b;
-    bq_push_head(sw, b);
-    while (sw->nq > sw->c.max_queue) {
-        /* drop the oldest of those sent most */
-        for (int t = BQ_BUCKETS - 1; t >= 0; t--)
-            if (sw->q[t].tail) {
-                struct bcast *o = sw->q[t].tail;
-
-                bq_unlink(sw, o);
-                bq_finish(sw, o);
-                sw->mx.queue_dropped++;
-                break;
-            }
-    }
+    bq_add(sw, b);
 }
 
-/* Picks broadcasts for a packet: the least sent first, newest first among equals, each that fits
- * in what is left of `limit` (each costs `overhead` more). Parts point into the queue entries;
- * finished entries wait on sw->done until bq_flush_done(). */
-static size_t get_broadcasts(struct nd_swim *sw, size_t overhead, size_t limit,
-                             struct nd_gbytes *parts, size_t maxparts)
+/* A user event message ([8][3][msgpack]) to gossip: it has no owner and replaces nothing. */
+static void queue_event(struct nd_swim *sw, const uint8_t *msg, size_t len)
+{
+    struct bcast *b = bq_new(NULL, 2, msg, len, false);
+
+    if (!b) {
+        sw->mx.events_queue_dropped++;
+        return;
+    }
+    bq_add(sw, b);
+}
+
+/* Picks broadcasts of queue q for a packet: the least sent first, newest first among equals,
+ * each that fits in what is left of `limit` after *used bytes (each costs `overhead` more).
+ * Parts point into the queue entries; finished entries wait on sw->done until
+ * bq_flush_done(). */
+static size_t queue_broadcasts(struct nd_swim *sw, struct bqueue *q, size_t overhead, size_t limit,
+                               size_t *usedp, struct nd_gbytes *parts, size_t maxparts)
 {
     uint32_t tl = retransmit_limit(sw);
-    size_t used = 0, n = 0;
+    size_t used = *usedp, n = 0;
     struct bcast *again = NULL;
 
     for (uint32_t t = 0; t < BQ_BUCKETS && n < maxparts; t++) {
-        struct bcast *b = sw->q[t].head, *next;
+        struct bcast *b = q->l[t].head, *next;
 
         for (; b && n < maxparts; b = next) {
             next = b->next;
@@ -640,7 +685,20 @@ static size_t get_broadcasts(struct nd_swim *sw, size_t overhead, size_t limit,
         again = b->next;
         bq_push_head(sw, b);
     }
+    *usedp = used;
     return n;
+}
+
+/* Broadcasts for a packet: memberlist's and serf's intents first, then user events in the room
+ * left (memberlist's getBroadcasts, then serf's GetBroadcasts). */
+static size_t get_broadcasts(struct nd_swim *sw, size_t overhead, size_t limit,
+                             struct nd_gbytes *parts, size_t maxparts)
+{
+    size_t used = 0, n;
+
+    n = queue_broadcasts(sw, &sw->q[Q_MEMBER], overhead, limit, &used, parts, maxparts);
+    return n +
+           queue_broadcasts(sw, &sw->q[Q_EVENT], overhead, limit, &used, parts + n, maxparts - n);
 }
 
 static void bq_flush_done(struct nd_swim *sw)
@@ -835,6 +893,49 @@ static bool leave_intent(struct nd_swim *sw, struct member *m, uint64_t ltime)
     return true;
 }
 
+/* serf handleUserEvent: records the event (evbuf.h), counts, and hands it to io->user_event.
+ * True when it is new (a gossiped one is then re-broadcast). */
+static bool accept_event(struct nd_swim *sw, uint64_t ltime, struct nd_gbytes name,
+                         struct nd_gbytes payload, bool cc, bool self, bool pushpull)
+{
+    enum nd_evbuf_verdict v = nd_evbuf_accept(&sw->ev, ltime, name, payload);
+    struct nd_swim_user_event ev = {.ltime = ltime,
+                                    .name = name.p,
+                                    .name_len = name.len,
+                                    .payload = payload.p,
+                                    .payload_len = payload.len,
+                                    .coalesce = cc,
+                                    .self = self,
+                                    .pushpull = pushpull};
+
+    switch (v) {
+    case ND_EVBUF_NEW:
+        if (!self)
+            sw->mx.events_received++;
+        break;
+    case ND_EVBUF_DUPLICATE:
+        sw->mx.events_duplicate++;
+        return false;
+    case ND_EVBUF_BEFORE_JOIN:
+        sw->mx.events_before_join++;
+        break;
+    case ND_EVBUF_TOO_OLD:
+        sw->mx.events_too_old++;
+        break;
+    case ND_EVBUF_TOO_LARGE:
+        sw->mx.events_too_large++;
+        break;
+    default:
+        sw->mx.events_buffer_full++;
+        break;
+    }
+    if (v != ND_EVBUF_NEW)
+        ev.refused = nd_evbuf_verdict_name(v);
+    if (sw->io.user_event)
+        sw->io.user_event(sw->io.arg, &ev);
+    return v == ND_EVBUF_NEW;
+}
+
 static void handle_user(struct nd_swim *sw, const uint8_t *msg, size_t len)
 {
     struct nd_serf_msg sm;
@@ -855,7 +956,9 @@ static void handle_user(struct nd_swim *sw, const uint8_t *msg, size_t len)
         again = leave_intent(sw, m, sm.u.leave.ltime);
         break;
     case ND_SERF_USER_EVENT:
-        witness(&sw->event_ltime, sm.u.event.ltime);
+        if (accept_event(sw, sm.u.event.ltime, sm.u.event.name, sm.u.event.payload, sm.u.event.cc,
+                         false, false))
+            queue_event(sw, msg, len);
         break;
     case ND_SERF_QUERY:
         witness(&sw->query_ltime, sm.u.query.ltime);
@@ -1556,12 +1659,14 @@ static int send_state(struct nd_swim *sw, struct stream *s, bool join)
     struct nd_gossip_node_state *st = calloc(sw->n, sizeof *st);
     struct nd_serf_status *ss = calloc(sw->n, sizeof *ss);
     struct nd_gbytes *left = calloc(sw->n, sizeof *left);
+    struct nd_serf_event_group *groups = calloc(sw->ev.used_slots + 1, sizeof *groups);
+    struct nd_serf_event_item *items = calloc(sw->ev.events + 1, sizeof *items);
     struct nd_serf_msg sm = {.type = ND_SERF_PUSH_PULL};
     size_t cap = 256, ucap = 64, ulen = 0, len = 0;
     uint8_t *ubuf = NULL, *out = NULL;
     int r = -1;
 
-    if (!st || !ss || !left)
+    if (!st || !ss || !left || !groups || !items)
         goto out;
     for (uint32_t i = 0; i < sw->n; i++) {
         const struct member *m = sw->m[i];
@@ -1581,11 +1686,14 @@ static int send_state(struct nd_swim *sw, struct stream *s, bool join)
         ucap += 2 * (16 + (size_t)m->name_len);
     }
     sm.u.pp.ltime = sw->ltime;
-    sm.u.pp.event_ltime = sw->event_ltime;
+    sm.u.pp.event_ltime = sw->ev.clock;
     sm.u.pp.query_ltime = sw->query_ltime;
     sm.u.pp.nstatus = sw->n;
     sm.u.pp.status = ss;
     sm.u.pp.left = left;
+    sm.u.pp.groups = groups;
+    sm.u.pp.ngroups = nd_evbuf_groups(&sw->ev, groups, items);
+    ucap += sw->ev.bytes + 32 * (size_t)sw->ev.used_slots + 16 * (size_t)sw->ev.events;
     if (!(ubuf = malloc(ucap)) || nd_serf_encode(&sm, ubuf, ucap, &ulen))
         goto out;
     cap += ulen;
@@ -1597,13 +1705,41 @@ out:
     free(st);
     free(ss);
     free(left);
+    free(groups);
+    free(items);
     free(ubuf);
     free(out);
     return r;
 }
 
-/* memberlist mergeRemoteState, then serf's MergeRemoteState. */
-static void merge_state(struct nd_swim *sw, const struct nd_gossip_stream_msg *pm)
+/* serf MergeRemoteState's events: each recent event of the peer's buffer, delivered when new
+ * (not re-broadcast: the peer's push/pull is how others get it too). */
+static void merge_events(struct nd_swim *sw, const struct nd_serf_pushpull *pp)
+{
+    struct nd_gbytes rest = pp->events, items;
+    struct nd_serf_event_group g;
+    struct nd_serf_event_item it;
+
+    for (uint32_t i = 0; i < pp->nevents; i++) {
+        if (nd_serf_event_group_next(&rest, &g)) {
+            sw->mx.decode_errors++;
+            return;
+        }
+        items = g.raw;
+        for (uint32_t k = 0; k < g.n; k++) {
+            if (nd_serf_event_item_next(&items, &it)) {
+                sw->mx.decode_errors++;
+                return;
+            }
+            accept_event(sw, g.ltime, it.name, it.payload, false, false, true);
+        }
+    }
+}
+
+/* memberlist mergeRemoteState, then serf's MergeRemoteState. join_ignore: this is the answer
+ * to our join, whose events before the peer's event clock we ignore (serf agent's default,
+ * without -replay). */
+static void merge_state(struct nd_swim *sw, const struct nd_gossip_stream_msg *pm, bool join_ignore)
 {
     struct nd_gbytes rest = gb(pm->body.p + pm->states_off, pm->states_len);
     struct nd_gossip_node_state ns;
@@ -1646,6 +1782,10 @@ static void merge_state(struct nd_swim *sw, const struct nd_gossip_stream_msg *p
         return;
     if (sm.u.pp.ltime > 0)
         witness(&sw->ltime, sm.u.pp.ltime - 1);
+    if (sm.u.pp.event_ltime > 0)
+        nd_evbuf_witness(&sw->ev, sm.u.pp.event_ltime - 1);
+    if (sm.u.pp.query_ltime > 0)
+        witness(&sw->query_ltime, sm.u.pp.query_ltime - 1);
     epoch = ++sw->pp_epoch;
     rest = sm.u.pp.status_ltimes;
     for (uint32_t i = 0; i < sm.u.pp.nstatus; i++) {
@@ -1670,10 +1810,9 @@ static void merge_state(struct nd_swim *sw, const struct nd_gossip_stream_msg *p
         if (m->pp_epoch == epoch && m->pp_left != epoch)
             join_intent(sw, m, m->pp_ltime);
     }
-    if (sm.u.pp.event_ltime > 0)
-        witness(&sw->event_ltime, sm.u.pp.event_ltime - 1);
-    if (sm.u.pp.query_ltime > 0)
-        witness(&sw->query_ltime, sm.u.pp.query_ltime - 1);
+    if (join_ignore)
+        nd_evbuf_ignore_before(&sw->ev, sm.u.pp.event_ltime);
+    merge_events(sw, &sm.u.pp);
 }
 
 static void stream_message(struct nd_swim *sw, struct stream *s,
@@ -1689,7 +1828,7 @@ static void stream_message(struct nd_swim *sw, struct stream *s,
                     stream_close(sw, s);
                 return;
             }
-            merge_state(sw, pm);
+            merge_state(sw, pm, false);
         } else if (pm->type == ND_GOSSIP_PING) {
             uint8_t buf[64];
             size_t len;
@@ -1723,7 +1862,7 @@ static void stream_message(struct nd_swim *sw, struct stream *s,
             sw->mx.stream_errors++;
             break;
         }
-        merge_state(sw, pm);
+        merge_state(sw, pm, s->kind == ST_JOIN);
         if (s->kind == ST_JOIN) {
             /* serf Join: announce ourselves once memberlist joined */
             broadcast_join(sw);
@@ -1765,7 +1904,7 @@ static void on_gossip(struct nd_timer *t)
     uint32_t k = sw->c.gossip_nodes < 16 ? sw->c.gossip_nodes : 16, np = 0;
 
     nd_timer_arm(&sw->wheel, &sw->t_gossip, sw->c.gossip_interval_ms);
-    if (!sw->nq)
+    if (!sw->q[Q_MEMBER].n && !sw->q[Q_EVENT].n)
         return;
     for (uint32_t tries = 0; tries < 3 * sw->n && np < k; tries++) {
         struct member *c = sw->m[rnd_below(sw, sw->n)];
@@ -2015,7 +2154,8 @@ struct nd_swim *nd_swim_new(const struct nd_swim_config *c, const struct nd_swim
         sw->streams[i].sw = sw;
         sw->streams[i].t.cb = on_stream_timeout;
     }
-    sw->ltime = sw->event_ltime = sw->query_ltime = 1; /* serf starts its clocks at 1 */
+    sw->ltime = sw->query_ltime = 1; /* serf starts its clocks at 1 */
+    nd_evbuf_init(&sw->ev, c->max_event_bytes);
     sw->est = 1;
 
     /* memberlist setAlive: ourselves, incarnation 1, announced */
@@ -2068,13 +2208,15 @@ void nd_swim_free(struct nd_swim *sw)
                 stream_close(sw, &sw->streams[i]);
     while (sw->n)
         member_remove(sw, sw->m[sw->n - 1]);
-    for (uint32_t t = 0; t < BQ_BUCKETS; t++)
-        while (sw->q[t].head) {
-            struct bcast *b = sw->q[t].head;
+    for (int qi = 0; qi < NQUEUES; qi++)
+        for (uint32_t t = 0; t < BQ_BUCKETS; t++)
+            while (sw->q[qi].l[t].head) {
+                struct bcast *b = sw->q[qi].l[t].head;
 
-            bq_unlink(sw, b);
-            free(b);
-        }
+                bq_unlink(sw, b);
+                free(b);
+            }
+    nd_evbuf_free(&sw->ev);
     nd_keyring_wipe(&sw->kr);
     if (sw->ws_own)
         free(sw->ws);
@@ -2119,6 +2261,39 @@ void nd_swim_leave(struct nd_swim *sw, uint64_t now_ms)
     }
     queue_serf(sw, sw->self, &sm, true);
     nd_timer_arm(&sw->wheel, &sw->t_leave, LEAVE_WAIT_MS);
+}
+
+int nd_swim_user_event(struct nd_swim *sw, uint64_t now_ms, const void *name, size_t name_len,
+                       const void *payload, size_t payload_len, bool coalesce)
+{
+    struct nd_serf_msg sm = {.type = ND_SERF_USER_EVENT};
+    uint8_t buf[ND_EVENT_SEND_MAX + 64];
+    size_t len;
+    int e;
+
+    advance(sw, now_ms);
+    if (name_len + payload_len > ND_EVENT_SEND_MAX)
+        return ND_GOSSIP_E_LIMIT;
+    sm.u.event.ltime = sw->ev.clock;
+    sm.u.event.name = gb(name_len ? name : "", name_len);
+    /* an empty payload goes out as Go's nil slice, as `serf event NAME` sends it */
+    sm.u.event.payload = payload_len ? gb(payload, payload_len) : gb(NULL, 0);
+    sm.u.event.cc = coalesce;
+    buf[0] = ND_GOSSIP_USER;
+    if ((e = nd_serf_encode(&sm, buf + 1, sizeof buf - 1, &len)))
+        return e == ND_GOSSIP_E_SPACE ? ND_GOSSIP_E_LIMIT : e;
+    if (len > ND_EVENT_SEND_MAX) /* serf checks the encoded message too */
+        return ND_GOSSIP_E_LIMIT;
+    nd_evbuf_tick(&sw->ev);
+    sw->mx.events_sent++;
+    accept_event(sw, sm.u.event.ltime, sm.u.event.name, sm.u.event.payload, coalesce, true, false);
+    queue_event(sw, buf, len + 1);
+    return 0;
+}
+
+uint64_t nd_swim_event_clock(const struct nd_swim *sw)
+{
+    return sw->ev.clock;
 }
 
 bool nd_swim_leave_done(const struct nd_swim *sw)
@@ -2288,7 +2463,8 @@ int nd_swim_next_ms(const struct nd_swim *sw)
 const struct nd_swim_metrics *nd_swim_metrics(struct nd_swim *sw)
 {
     sw->mx.health = (uint32_t)sw->health;
-    sw->mx.queued = sw->nq;
+    sw->mx.queued = sw->q[Q_MEMBER].n + sw->q[Q_EVENT].n;
+    sw->mx.events_buffered = sw->ev.events;
     return &sw->mx;
 }
 
@@ -2311,6 +2487,11 @@ int nd_swim_find(struct nd_swim *sw, const char *name, struct nd_swim_member *m)
         return -1;
     member_info(sw, x, m);
     return 0;
+}
+
+const char *nd_swim_self_name(const struct nd_swim *sw)
+{
+    return sw->name;
 }
 
 const char *nd_swim_status_name(unsigned status)

@@ -56,6 +56,16 @@ int nd_swim_set_tags(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_t
  * other way round. */
 int nd_swim_set_keyring(struct nd_swim *sw, const struct nd_keyring *kr);
 
+/* Sends a serf user event (serf UserEvent): its time is the event clock's, which then moves
+ * on; it is delivered here too (io->user_event, self) and gossiped to every member with the
+ * usual retransmit limit. Name and payload together, and the encoded serf message, at most
+ * 512 bytes (serf's default UserEventSizeLimit): else ND_GOSSIP_E_LIMIT. ND_GOSSIP_E_SPACE when
+ * out of memory. */
+int nd_swim_user_event(struct nd_swim *sw, uint64_t now_ms, const void *name, size_t name_len,
+                       const void *payload, size_t payload_len, bool coalesce);
+/* The event clock (serf's eventClock: the time the next event sent here gets). */
+uint64_t nd_swim_event_clock(const struct nd_swim *sw);
+
 /* A UDP datagram arrived from `from`. */
 void nd_swim_packet(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *from,
                     const uint8_t *p, size_t n);
@@ -81,6 +91,8 @@ void nd_swim_each(struct nd_swim *sw, void (*fn)(void *arg, const struct nd_swim
                   void *arg);
 /* Looks a member up by name; 0 and *m, or -1. */
 int nd_swim_find(struct nd_swim *sw, const char *name, struct nd_swim_member *m);
+/* Our own name (NUL-terminated). */
+const char *nd_swim_self_name(const struct nd_swim *sw);
 /* Name of a serf status ("alive", "leaving", "left", "failed") or state. */
 const char *nd_swim_status_name(unsigned status);
 const char *nd_swim_state_name(unsigned state);

@@ -7,8 +7,9 @@
  * same way when it is loaded. A descriptor whose abi field is not NODUS_PLUGIN_ABI is refused, with
  * a message naming the file and both versions, and the node does not start.
  *
- * Threading: configure() and destroy() run on the main thread. Every other hook runs on the worker
- * that owns the connection, and every nodus_http_* and nodus_stream_* call must be made from that
+ * Threading: configure() and destroy() run on the main thread, and so do the control hooks (ABI 3:
+ * struct nodus_control_ops, the nodus_gossip_* calls). Every other hook runs on the worker that
+ * owns the connection, and every nodus_http_* and nodus_stream_* call must be made from that
  * worker, inside a hook or inside a callback the worker runs (timers). Nothing here blocks.
  *
  * Memory: strings handed to a plugin (struct nodus_slice) point into the connection's buffers and
@@ -28,7 +29,9 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change to this file. */
-#define NODUS_PLUGIN_ABI 2 /* 2: stream deadlines (timeout hook), shutdown hook */
+#define NODUS_PLUGIN_ABI                                                                           \
+    3 /* 2: stream deadlines (timeout hook), shutdown hook; 3: control side                        \
+       */
 
 struct nodus_cfg;     /* a configuration table, during configure() only */
 struct nodus_http;    /* one request/response exchange */
@@ -124,6 +127,37 @@ struct nodus_stream_ops {
     void (*shutdown)(struct nodus_stream *s, const struct nodus_ctx *ctx);
 };
 
+/*
+ * Control side (ABI 3): work a plugin does off the request path, on the main thread (the thread of
+ * configure(), the admin listener and gossip): a periodic tick, and the cluster's gossip user
+ * events (serf's: `serf event`, `nodus event`, other nodes' plugins). Control hooks may allocate
+ * and take a little time (gossip waits meanwhile), never block. They are called for the
+ * instances of the running configuration only: from when it goes live (start, or a reload that
+ * succeeded) until the next one replaces it; destroy() comes later, once no worker uses it. To
+ * hand something to the workers, write an atomic the request path reads.
+ */
+struct nodus_gossip_event {
+    const char *name; /* not NUL-terminated */
+    size_t name_len;
+    const void *payload;
+    size_t payload_len;
+    uint64_t ltime; /* serf's event Lamport time */
+    bool self;      /* sent by this node (nodus_gossip_publish): a node sees its own events */
+};
+
+struct nodus_control_ops {
+    /* How often tick runs, in ms (10 .. 3,600,000); 0: never. */
+    uint32_t tick_ms;
+    /* Every tick_ms, the first time within tick_ms of the configuration going live. now_ms is
+     * the monotonic clock in ms. */
+    void (*tick)(void *conf, uint64_t now_ms);
+    /* Gossip user events whose name starts with event_prefix (NULL: none), new ones only (each
+     * once), the node's own included. Names starting with "nodus:" are reserved to nodus's own
+     * plugins: operators cannot send them. */
+    const char *event_prefix;
+    void (*event)(void *conf, const struct nodus_gossip_event *ev);
+};
+
 /* descriptor flags */
 #define NODUS_PLUGIN_HTTP 0x01     /* may sit in an HTTP listener's chain */
 #define NODUS_PLUGIN_STREAM 0x02   /* may sit in any listener's chain, below HTTP */
@@ -157,6 +191,9 @@ struct nodus_plugin {
      * /config_dump and `nodus status`), written into buf as snprintf() does: at most len bytes
      * with the NUL, returning the length it needs; the host calls again with a larger buffer. */
     size_t (*describe)(const void *conf, char *buf, size_t len);
+
+    /* ABI 3, optional: hooks on the main thread (above). */
+    const struct nodus_control_ops *control;
 };
 
 /* Registers a plugin. Returns 0, or -1 (wrong ABI, duplicate name: logged by the host). */
@@ -192,6 +229,8 @@ int nodus_cfg_next_str(struct nodus_cfg *c, size_t *iter, const char **key, cons
  */
 void nodus_cfg_error(struct nodus_cfg *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The name of the listener whose chain the plugin is configured in (ABI 3), or NULL. */
+const char *nodus_cfg_listener_name(struct nodus_cfg *c);
 /* The cluster of that name in the configuration being built, or NULL. */
 struct nodus_cluster *nodus_cluster_find(struct nodus_cfg *c, const char *name);
 /* The cluster's name. */
@@ -273,10 +312,35 @@ int nodus_stream_set_peer_principal(struct nodus_stream *s, const char *id, size
  * allocation. 0, or -1 (ms above an hour). */
 int nodus_stream_set_deadline(struct nodus_stream *s, uint32_t ms);
 
+/* ---- gossip (ABI 3; main thread only: configure() and the control hooks)
+ * ------------------------- The node's view of the cluster (gossip { }, docs/gossip.md). Without
+ * gossip the node is alone: nodus_gossip_self() is NULL and publishing fails. */
+enum nodus_member_status {
+    NODUS_MEMBER_UNKNOWN = 0, /* not a member (or gossip is off) */
+    NODUS_MEMBER_ALIVE = 1,   /* alive, or suspected: not yet declared dead */
+    NODUS_MEMBER_LEAVING = 2, /* announced its leave, still alive */
+    NODUS_MEMBER_LEFT = 3,    /* left gracefully */
+    NODUS_MEMBER_FAILED = 4,  /* declared dead */
+};
+/* This node's gossip name, or NULL when gossip is off. */
+const char *nodus_gossip_self(void);
+/* A member's status (name: len bytes). */
+int nodus_gossip_member_status(const char *name, size_t len);
+/* Members alive, leaving or suspected, this node included (1 when gossip is off). */
+unsigned nodus_gossip_live_members(void);
+/* Sends a gossip user event to the cluster (serf agents see it too), delivered to this node's
+ * subscribers as well: name and payload at most 512 bytes together. 0, or -1 (gossip off, too
+ * large, not on the main thread). */
+int nodus_gossip_publish(const char *name, size_t name_len, const void *payload, size_t len,
+                         bool coalesce);
+
 /* ---- counters and logs --------------------------------------------------------------------------
  * A counter is per worker and summed when scraped, exported as nodus_plugin_<plugin>_<name>_total.
  * Register in configure() (idempotent by name: the same id comes back at every reload). */
 typedef int nodus_counter_t;
+#define NODUS_WORKER_MAIN                                                                          \
+    0xffffffffu /* ABI 3: the worker_id to count with from the main thread                         \
+                 */
 nodus_counter_t nodus_counter(const char *plugin, const char *name, const char *help);
 void nodus_counter_add(unsigned worker_id, nodus_counter_t id, uint64_t n);
 

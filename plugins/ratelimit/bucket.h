@@ -31,7 +31,8 @@
 #define RL_MAX_KEYS 1000000
 
 /* A limit: at most max tokens; fill tokens added every interval. fill is atomic so that an agent
- * off the request path (a mesh-wide budget, later) can change this node's share at any time. */
+ * off the request path can change it at any time (the mesh-wide limit has a gate of its own,
+ * share.h, whose share bounds a window rather than refilling a bucket). */
 struct rl_limit {
     uint32_t max;
     _Atomic uint32_t fill;

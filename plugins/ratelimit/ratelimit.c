@@ -18,6 +18,7 @@
 #include <nodus/plugin.h>
 
 #include "bucket.h"
+#include "global.h"
 
 #define RL_MAX_DESCRIPTORS 8
 #define RL_MIN_INTERVAL_MS 50             /* as Envoy's fill_interval */
@@ -42,6 +43,7 @@ struct rl_conf {
     size_t ndesc;
     uint64_t start_ns; /* epochs count from here */
     nodus_counter_t allowed, limited, shadow_limited, evicted;
+    struct rl_global *global; /* the mesh-wide limit (global.c), or NULL */
 };
 
 /* Per request: the tightest limit seen, for x-ratelimit-* on admitted responses. */
@@ -181,6 +183,7 @@ static void rl_destroy(void *conf)
         free(rc->desc[i].header);
         rl_table_free(&rc->desc[i].table);
     }
+    rl_global_put(rc->global);
     free(rc);
 }
 
@@ -196,6 +199,7 @@ static void *rl_configure(struct nodus_cfg *cfg)
         return NULL;
     }
     ok &= read_limit(cfg, &rc->limit, &rc->has_default);
+    ok &= rl_global_read(cfg, &rc->global) >= 0;
     ok &= nodus_cfg_bool(cfg, "shadow", &rc->shadow) >= 0;
     ok &= nodus_cfg_bool(cfg, "rate_headers", &rc->rate_headers) >= 0;
     got = nodus_cfg_table(cfg, "descriptors", &list);
@@ -214,8 +218,8 @@ static void *rl_configure(struct nodus_cfg *cfg)
             ok &= got == 1 && read_descriptor(e, &rc->desc[i]);
         }
     }
-    if (ok && !rc->has_default && rc->ndesc == 0) {
-        nodus_cfg_error(cfg, "no limit: give tokens/fill/interval, or descriptors, or both");
+    if (ok && !rc->has_default && rc->ndesc == 0 && !rc->global) {
+        nodus_cfg_error(cfg, "no limit: give tokens/fill/interval, descriptors or global");
         ok = false;
     }
     if (!ok) {
@@ -257,7 +261,10 @@ static size_t rl_describe(const void *conf, char *buf, size_t len)
             (unsigned)d->limit.fill, (unsigned long long)(d->limit.interval_ns / 1000000),
             rl_table_capacity(&d->table));
     }
-    OUT("]}");
+    OUT("]");
+    if (rc->global)
+        n += rl_global_describe(rc->global, buf + (n < len ? n : len), n < len ? len - n : 0);
+    OUT("}");
 #undef OUT
     return n;
 }
@@ -320,6 +327,24 @@ static void rate_headers(struct nodus_http *h, const struct rl_txn *tx)
     put_u32(h, "x-ratelimit-reset", tx->reset_s, nodus_http_resp_header_set);
 }
 
+/* 429 with the refusing limit's x-ratelimit-* and retry-after. */
+static int refuse(struct nodus_http *h, const struct nodus_ctx *ctx, uint32_t limit, uint32_t reset)
+{
+    const struct rl_conf *rc = ctx->conf;
+    struct rl_txn *tx = ctx->txn;
+
+    nodus_counter_add(ctx->worker_id, rc->limited, 1);
+    tx->limit = limit;
+    tx->remaining = 0;
+    tx->reset_s = reset;
+    if (nodus_http_respond(h, 429, "rate limited\n", 13) < 0)
+        return NODUS_CONTINUE;
+    rate_headers(h, tx);
+    put_u32(h, "retry-after", tx->reset_s, nodus_http_resp_header_set);
+    tx->set = false; /* written */
+    return NODUS_RESPOND;
+}
+
 static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
 {
     struct rl_conf *rc = ctx->conf;
@@ -354,6 +379,19 @@ static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         if (!t.ok)
             over = &rc->limit;
     }
+    if (!over && rc->global) { /* the mesh-wide limit: this node's share of it */
+        uint32_t glimit, gleft, greset;
+
+        if (!rl_global_take(rc->global, now, &glimit, &gleft, &greset)) {
+            if (!rc->shadow)
+                return refuse(h, ctx, glimit, greset);
+            nodus_counter_add(ctx->worker_id, rc->shadow_limited, 1);
+            return NODUS_CONTINUE;
+        }
+        if (!tx->set || gleft < tx->remaining)
+            *tx = (struct rl_txn){
+                .set = true, .limit = glimit, .remaining = gleft, .reset_s = greset};
+    }
     if (!over) {
         nodus_counter_add(ctx->worker_id, rc->allowed, 1);
         return NODUS_CONTINUE;
@@ -362,17 +400,8 @@ static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         nodus_counter_add(ctx->worker_id, rc->shadow_limited, 1);
         return NODUS_CONTINUE;
     }
-    nodus_counter_add(ctx->worker_id, rc->limited, 1);
     /* the limit that refused, whatever the others had left */
-    tx->limit = over->max;
-    tx->remaining = 0;
-    tx->reset_s = reset_s(rc, over, now);
-    if (nodus_http_respond(h, 429, "rate limited\n", 13) < 0)
-        return NODUS_CONTINUE;
-    rate_headers(h, tx);
-    put_u32(h, "retry-after", tx->reset_s, nodus_http_resp_header_set);
-    tx->set = false; /* written */
-    return NODUS_RESPOND;
+    return refuse(h, ctx, over->max, reset_s(rc, over, now));
 }
 
 static int rl_response_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
@@ -390,6 +419,30 @@ static const struct nodus_http_ops rl_http = {
     .response_headers = rl_response_headers,
 };
 
+/* The mesh-wide limit's control side (global.c): reports and shares, on the main thread. */
+static void rl_tick(void *conf, uint64_t now_ms)
+{
+    struct rl_conf *rc = conf;
+
+    if (rc->global)
+        rl_global_tick(rc->global, now_ms);
+}
+
+static void rl_event(void *conf, const struct nodus_gossip_event *ev)
+{
+    struct rl_conf *rc = conf;
+
+    if (rc->global)
+        rl_global_event(rc->global, ev);
+}
+
+static const struct nodus_control_ops rl_control = {
+    .tick_ms = 100,
+    .tick = rl_tick,
+    .event_prefix = RL_GLOBAL_PREFIX,
+    .event = rl_event,
+};
+
 static const struct nodus_plugin ratelimit_plugin = {
     .abi = NODUS_PLUGIN_ABI,
     .name = "ratelimit",
@@ -401,6 +454,7 @@ static const struct nodus_plugin ratelimit_plugin = {
     .destroy = rl_destroy,
     .http = &rl_http,
     .describe = rl_describe,
+    .control = &rl_control,
 };
 
 NODUS_PLUGIN(ratelimit_plugin)

@@ -6,7 +6,11 @@
  *    encrypted packets), and the input encrypted then decrypted (must give it back);
  *  - the TCP path: nd_gossip_stream_parse with and without the keyring, node states and the
  *    serf push/pull state walked;
- *  - tags, serf messages, coordinates and LZW decoded directly, and an LZW round trip.
+ *  - tags, serf messages (push/pull states with their recent user events), coordinates and LZW
+ *    decoded directly, and an LZW round trip;
+ *  - the payload of a user event as the mesh-wide rate limit's report (plugins/ratelimit):
+ *    what decodes re-encodes to the same bytes; and as a part of a member's service list
+ *    (gossip/catalog.h, "Services beyond Meta"), applied to a member that names it.
  * Besides the sanitizers it checks invariants: results are known codes, every decoded string
  * lies inside the buffer it came from, and whatever decodes re-encodes to bytes that decode to
  * the same re-encoding (a canonical form).
@@ -17,10 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../gossip/catalog.h"
 #include "../../gossip/keyring.h"
 #include "../../gossip/lzw.h"
 #include "../../gossip/serf.h"
 #include "../../gossip/wire.h"
+#include "../../plugins/ratelimit/share.h"
 
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
@@ -79,7 +85,17 @@ static void fuzz_tags(const uint8_t *p, size_t len)
     }
 }
 
+static void fuzz_serf_in(const uint8_t *p, size_t len);
+
 static void fuzz_serf(const uint8_t *p, size_t len)
+{
+    const uint8_t *lo = cur_lo, *hi = cur_hi;
+    cur_lo = p, cur_hi = len ? p + len : p;
+    fuzz_serf_in(p, len);
+    cur_lo = lo, cur_hi = hi;
+}
+
+static void fuzz_serf_in(const uint8_t *p, size_t len)
 {
     struct nd_serf_msg m;
     int e = nd_serf_decode(p, len, &m);
@@ -97,6 +113,38 @@ static void fuzz_serf(const uint8_t *p, size_t len)
         for (uint32_t i = 0; i < m.u.pp.nleft; i++)
             if (nd_serf_left_next(&rest, &name))
                 break;
+        /* the recent events: groups, then each group's events, all inside the input; what
+         * decodes re-encodes (as one group each) to what decodes to the same events */
+        struct nd_gbytes groups = m.u.pp.events;
+        for (uint32_t i = 0; i < m.u.pp.nevents; i++) {
+            struct nd_serf_event_group g;
+            if (nd_serf_event_group_next(&groups, &g))
+                break;
+            CHECK(inside(g.raw));
+            struct nd_gbytes items = g.raw;
+            for (uint32_t k = 0; k < g.n && k < 64; k++) {
+                struct nd_serf_event_item it, back;
+                if (nd_serf_event_item_next(&items, &it))
+                    break;
+                CHECK(inside(it.name) && inside(it.payload));
+                struct nd_serf_event_group one = {.ltime = g.ltime, .n = 1, .ev = &it};
+                struct nd_serf_msg pp = {.type = ND_SERF_PUSH_PULL}, d;
+                size_t l;
+                pp.u.pp.groups = &one;
+                pp.u.pp.ngroups = 1;
+                if (nd_serf_encode(&pp, enc1, sizeof enc1, &l))
+                    continue;
+                CHECK(nd_serf_decode(enc1, l, &d) == 0 && d.u.pp.nevents == 1);
+                struct nd_serf_event_group dg;
+                CHECK(nd_serf_event_group_next(&d.u.pp.events, &dg) == 0);
+                CHECK(dg.ltime == g.ltime && dg.n == 1);
+                CHECK(nd_serf_event_item_next(&dg.raw, &back) == 0);
+                CHECK(back.name.len == it.name.len && back.payload.len == it.payload.len);
+                CHECK(it.name.len == 0 || memcmp(back.name.p, it.name.p, it.name.len) == 0);
+                CHECK(it.payload.len == 0 ||
+                      memcmp(back.payload.p, it.payload.p, it.payload.len) == 0);
+            }
+        }
     }
     if (m.type == ND_SERF_PUSH_PULL || m.type == ND_SERF_QUERY || m.type > ND_SERF_QUERY_RESPONSE)
         return;
@@ -248,5 +296,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_code(nd_gossip_compound_split(data, size, parts, 255, &n));
     }
     fuzz_lzw(data, size);
+
+    /* a service list part: a one-part list completes at once and is applied */
+    struct nd_catalog *cat = nd_catalog_new();
+    char who[ND_CAT_PART_MAX + 1];
+    if (cat) {
+        int r = nd_catalog_list_part(cat, data, size, who, sizeof who);
+        CHECK(r >= -1 && r <= 1);
+        if (r == 1) {
+            char more[32];
+            CHECK(strlen(who) >= 1 && cat->nlists == 1);
+            snprintf(more, sizeof more, "1:%08x", cat->lists[0].hash);
+            struct nd_serf_tag t = {{(const uint8_t *)"svc+", 4},
+                                    {(const uint8_t *)more, (uint32_t)strlen(more)}};
+            static uint8_t meta[ND_GOSSIP_META_MAX];
+            size_t ml;
+            CHECK(nd_serf_tags_encode(&t, 1, meta, sizeof meta, &ml) == 0);
+            struct nd_swim_member m = {.name = who,
+                                       .name_len = strlen(who),
+                                       .meta = meta,
+                                       .meta_len = (uint32_t)ml,
+                                       .state = ND_GOSSIP_STATE_ALIVE,
+                                       .status = ND_SWIM_ALIVE,
+                                       .addr = {.ip = {127, 0, 0, 1}, .len = 4, .port = 1}};
+            nd_catalog_member(cat, &m);
+            for (unsigned i = 0; i < cat->nsvcs; i++)
+                CHECK(cat->svcs[i].neps <= 1);
+        }
+        nd_catalog_free(cat);
+    }
+
+    struct rl_report rep;
+    if (rl_report_decode(data, size, &rep) == 0) {
+        char back[RL_REPORT_NODE_MAX + 96];
+        CHECK(rep.node_len >= 1 && rep.node_len <= RL_REPORT_NODE_MAX);
+        CHECK(rep.node >= (const char *)data &&
+              rep.node + rep.node_len == (const char *)data + size);
+        size_t n = rl_report_encode(&rep, back, sizeof back);
+        CHECK(n == size && memcmp(back, data, size) == 0);
+    }
     return 0;
 }

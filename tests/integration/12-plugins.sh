@@ -2,7 +2,8 @@
 # Plugins as users configure them: the built-in reference plugin `headers` in an HTTP listener
 # (request and response edits, every HTTP and stream hook run, its counters exact) and as a stream
 # plugin of a TCP listener (3 MB both ways intact through its data_in/data_out); an out-of-tree
-# .so plugin loaded from node { plugins }; a .so built for another ABI refused with a clear error.
+# .so plugin loaded from node { plugins } (its hooks, and its control tick on the main thread:
+# plugin ABI 3); a .so built for another ABI refused with a clear error.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 
@@ -64,6 +65,9 @@ sleep 0.3
 curl -s -o "$T/m" "http://$NODE_IP:$admin/stats/prometheus"
 metric() { awk -v n="$1" '$1 == n { print $2 }' "$T/m"; }
 assert_eq 1 "$(metric nodus_plugin_sample_requests_total)" ".so plugin counted the request"
+# its control side (ABI 3): a tick every 100 ms on the main thread, counted from there
+ticks=$(metric nodus_plugin_sample_ticks_total)
+[ "${ticks:-0}" -ge 3 ] || die ".so plugin's control ticks: '$ticks'"
 assert_eq 1 "$(metric nodus_plugin_headers_requests_total)" "headers: request hooks"
 assert_eq 3 "$(metric nodus_plugin_headers_connections_total)" "headers: connect hook per connection"
 assert_eq 3 "$(metric nodus_plugin_headers_closes_total)" "headers: close hook per connection"

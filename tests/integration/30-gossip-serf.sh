@@ -6,6 +6,10 @@
 #   - a serf agent joins nodus, and the first serf agent learns it through nodus;
 #   - serf agent SIGKILL -> nodus marks it failed within the suspicion bound (plaintext run);
 #   - `serf leave` -> nodus shows it left;
+#   - user events both ways: `serf event` on a serf agent -> nodus (GET /events, `nodus events`,
+#     counters), `nodus event` (with and without coalescing) -> a serf agent's event handler;
+#     an event reaches nodus once however many copies gossip brings; reserved and oversized
+#     events are refused by `nodus event`;
 #   - nodus SIGTERM -> serf shows nodus left (a graceful leave: intent, then dead from itself).
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -41,6 +45,21 @@ wait_for() {
     die "timed out after ${secs}s waiting for: $what"
 }
 is() { [ "$("$1" "${@:3}")" = "$2" ]; } # is FUNC WANT ARGS...
+# nodus_events NAME PAYLOAD: how many times nodus's recent events list NAME with PAYLOAD
+nodus_events() {
+    "$NODUS" events --admin "$ADMIN" 2>/dev/null | awk -v n="$1" -v p="$2" '$4 == n && $5 == p' | wc -l
+}
+# serf_got FILE LINE: the serf agent's event handler wrote LINE
+serf_got() { grep -qxF "$2" "$1" 2>/dev/null; }
+
+# The serf agents' event handler: one line "NAME PAYLOAD" per user event, in $T/events-NODE.txt
+handler=$(write_file serf-handler.sh <<'SH'
+#!/bin/sh
+printf '%s %s\n' "$SERF_USER_EVENT" "$(cat)" >>"$EVENTS_DIR/events-$SERF_SELF_NAME.txt"
+SH
+)
+chmod +x "$handler"
+export EVENTS_DIR=$T
 
 # start_serf NAME BIND_PORT RPC_PORT [ARGS...]: sets SERF_PID
 start_serf() {
@@ -67,7 +86,7 @@ run_scenario() { # MODE KEY
     fi
     log "== $mode: serf1 on $s1, nodus on $g"
 
-    start_serf "serf1-$mode" "$s1" "$s1rpc" -tag role=db "${enc[@]}"
+    start_serf "serf1-$mode" "$s1" "$s1rpc" -tag role=db "${enc[@]}" -event-handler "user=$handler"
     local serf1_pid=$SERF_PID
     cfg=$(write_file "nodus-$mode.lua" <<LUA
 node { name = "nodus-$mode", workers = 1 }
@@ -98,6 +117,33 @@ LUA
         die "nodus_gossip_members{state=alive} does not count serf1: $(grep gossip_members "$T/metrics")"
     grep -Eq '^nodus_gossip_probes_total [0-9]+' "$T/metrics" || die "no gossip probe counter"
 
+    # user events, serf -> nodus
+    serf event -rpc-addr "127.0.0.1:$s1rpc" deploy "v42-$mode" >/dev/null
+    t=$(wait_for 10 "nodus receives serf1's event" is nodus_events 1 deploy "v42-$mode")
+    log "serf event -> nodus after ${t}s"
+    curl -s -o "$T/metrics" "http://$ADMIN/stats/prometheus"
+    grep -Eq '^nodus_gossip_events_received_total [1-9]' "$T/metrics" ||
+        die "nodus_gossip_events_received_total does not count it: $(grep events_ "$T/metrics")"
+    # nodus -> serf, without and with coalescing (serf's agent holds coalesced user events up to
+    # its 3 s coalesce period)
+    out=$("$NODUS" event --admin "$ADMIN" --no-coalesce release "r7-$mode")
+    assert_contains "$out" "Event 'release' dispatched" "nodus event answers like serf event"
+    t=$(wait_for 10 "serf1's handler runs for nodus's event" serf_got "$T/events-serf1-$mode.txt" "release r7-$mode")
+    log "nodus event -> serf1's event handler after ${t}s"
+    "$NODUS" event --admin "$ADMIN" rollout "batch 2 of 3" >/dev/null
+    t=$(wait_for 15 "serf1's handler runs for a coalesced event" serf_got "$T/events-serf1-$mode.txt" "rollout batch 2 of 3")
+    log "coalesced nodus event -> serf1's event handler after ${t}s"
+    json=$(curl -s "http://$ADMIN/events")
+    assert_contains "$json" '"origin": "self"' "GET /events lists nodus's own events"
+    assert_contains "$json" '"payload": "batch 2 of 3"' "GET /events shows payloads"
+    # refused at the source, with the reason
+    if out=$("$NODUS" event --admin "$ADMIN" nodus:rl:api x 2>&1); then die "a reserved name was sent"; fi
+    assert_contains "$out" "reserved" "nodus event refuses reserved names"
+    if out=$("$NODUS" event --admin "$ADMIN" big "$(head -c 600 /dev/zero | tr '\0' x)" 2>&1); then
+        die "a 600-byte event was sent"
+    fi
+    assert_contains "$out" "at most 512" "nodus event refuses events over 512 bytes"
+
     # serf joins nodus; serf1 hears of serf2 through nodus
     start_serf "serf2-$mode" "$s2" "$s2rpc" "${enc[@]}" -join "127.0.0.1:$g"
     local serf2_pid=$SERF_PID
@@ -105,6 +151,12 @@ LUA
     t=$(wait_for 20 "serf1 sees serf2 alive" is serf_status alive "$s1rpc" "serf2-$mode")
     log "serf1 learnt serf2 (joined through nodus) after ${t}s"
     wait_for 10 "serf2 sees nodus alive" is serf_status alive "$s2rpc" "nodus-$mode" >/dev/null
+    # an event of serf2's reaches nodus and serf1; gossip brings copies, nodus delivers it once
+    serf event -rpc-addr "127.0.0.1:$s2rpc" -coalesce=false hello "from-serf2-$mode" >/dev/null
+    wait_for 10 "nodus receives serf2's event" is nodus_events 1 hello "from-serf2-$mode" >/dev/null
+    wait_for 10 "serf1 receives serf2's event" serf_got "$T/events-serf1-$mode.txt" "hello from-serf2-$mode" >/dev/null
+    sleep 2
+    [ "$(nodus_events hello "from-serf2-$mode")" = 1 ] || die "nodus delivered serf2's event more than once"
 
     if [ "$mode" = plain ]; then
         # SIGKILL: three live members, so memberlist's suspicion is its minimum, 4 s
@@ -143,4 +195,4 @@ run_scenario plain ""
 admin_port=$(free_port)
 ADMIN=127.0.0.1:$admin_port
 run_scenario encrypted "$(serf keygen)"
-pass "serf <-> nodus: joins both ways, tags, failure, leaves; plaintext and AES-GCM"
+pass "serf <-> nodus: joins both ways, tags, user events both ways, failure, leaves; plaintext and AES-GCM"

@@ -5,7 +5,9 @@
 #     503 (UH, "no healthy upstream");
 #   - node C advertises service "web" for an nginx: A reaches it within a few seconds of C
 #     joining, without a reload;
-#   - node B advertises web for a second nginx: traffic spreads over both;
+#   - node B advertises web for a second nginx: traffic spreads over both; B advertises 12 other
+#     services first, so that web is beyond its 512 bytes of tags and travels in its service
+#     list (user events, docs/gossip.md "Services beyond Meta");
 #   - SIGTERM C (graceful leave): A stops sending to C's nginx at once (C's nginx still runs);
 #   - SIGKILL B: once B is declared dead (failure detection bound), A answers 503 UH again;
 #   - `nodus status` and /config_dump show the discover cluster and its endpoints;
@@ -76,7 +78,11 @@ listener \"in\" {
   listen = \"127.0.0.1:$lis\",
   plugins = { router { { match = { prefix = \"/\" }, split = { { cluster = \"web\", weight = 1 } } } } },
 }")
-cfgB=$(node_cfg b "$gB" "$adB" "service \"web\" { port = $upB, labels = { version = \"v1\" } }")
+fill=""
+for i in 00 01 02 03 04 05 06 07 08 09 10 11; do
+    fill+="service \"filler-$i\" { port = 65535, labels = { version = \"v1-long-label-value\" } }"$'\n'
+done
+cfgB=$(node_cfg b "$gB" "$adB" "${fill}service \"web\" { port = $upB, labels = { version = \"v1\" } }")
 cfgC=$(node_cfg c "$gC" "$adC" "service \"web\" { port = $upC }")
 
 # nodus check: discover and endpoints are exclusive
@@ -115,9 +121,16 @@ start_nodus "$cfgB"
 pidB=$NODUS_PID
 t=$(wait_for 10 "A spreads over B and C" both 10)
 log "B joined: A spreads over both after ${t}s"
-# the catalog's metrics: web with both endpoints
+# B's web is not in its tags but in its service list: A took the list
+members=$("$NODUS" members --admin "127.0.0.1:$adA")
+line=$(awk '$1 == "b"' <<<"$members")
+assert_contains "$line" "svc+=13:" "B's tags say it has more services than they hold"
+case "$line" in *svc:web=*) die "web should be beyond B's tags: $line" ;; esac
+# the catalog's metrics: web with both endpoints, B's list kept, its 12 other services
 scrape=$(curl -s "http://127.0.0.1:$adA/stats/prometheus")
 assert_contains "$scrape" 'nodus_catalog_endpoints{service="web"} 2' "catalog metrics: web's endpoints"
+assert_contains "$scrape" 'nodus_catalog_endpoints{service="filler-11"} 1' "catalog metrics: B's list"
+assert_contains "$scrape" 'nodus_catalog_lists 1' "catalog metrics: one list kept"
 grep -Eq '^nodus_catalog_changes_total [1-9]' <<<"$scrape" || die "catalog metrics: no change counted"
 # keep-alive across the change: pooled connections to C survive B's arrival (same worker view)
 bodies 20 | sort | uniq -c | sed 's/^/    /' >&2
@@ -145,6 +158,8 @@ only from-b 20 || die "a request went elsewhere than B after C left"
 kill -KILL "$pidB"
 t=$(wait_for 15 "A answers 503 after B is declared dead" only 503 2)
 log "B killed (SIGKILL): A answers 503 (no endpoints) after ${t}s (bound 15s)"
+scrape=$(curl -s "http://127.0.0.1:$adA/stats/prometheus")
+assert_contains "$scrape" 'nodus_catalog_lists 0' "B's service list dropped with B"
 curl -s -o "$T/b503" "http://127.0.0.1:$lis/x" >/dev/null
 assert_contains "$(cat "$T/b503")" "no healthy upstream" "no provider left: UH"
 grep -q 'discovery: service "web" now has 0 endpoint(s)' "$NODUS_LOG" ||

@@ -1,6 +1,7 @@
 /*
  * sample: an out-of-tree plugin, built as a .so against include/nodus only (tests/meson.build
- * makes sample_plugin.so). It adds "x-sample: <value>" to every response and counts requests.
+ * makes sample_plugin.so). It adds "x-sample: <value>" to every response and counts requests,
+ * and (ABI 3's control side) counts its ticks on the main thread.
  * docs/plugins.md walks through it.
  *
  *   node { plugins = { "build/tests/sample_plugin.so" } }
@@ -15,7 +16,7 @@
 struct sample_conf {
     char *value;
     size_t len;
-    nodus_counter_t requests;
+    nodus_counter_t requests, ticks;
 };
 
 static void sample_destroy(void *conf)
@@ -49,6 +50,7 @@ static void *sample_configure(struct nodus_cfg *cfg)
     sc->len = strlen(sc->value);
     /* idempotent: the same id at every reload; exported as nodus_plugin_sample_requests_total */
     sc->requests = nodus_counter("sample", "requests", "Requests seen by the sample plugin");
+    sc->ticks = nodus_counter("sample", "ticks", "Control ticks of the sample plugin");
     return sc;
 }
 
@@ -74,6 +76,18 @@ static const struct nodus_http_ops sample_http = {
     .response_headers = sample_response_headers,
 };
 
+/* Main thread, every 100 ms while the configuration runs: counters from there use
+ * NODUS_WORKER_MAIN. */
+static void sample_tick(void *conf, uint64_t now_ms)
+{
+    const struct sample_conf *sc = conf;
+
+    (void)now_ms;
+    nodus_counter_add(NODUS_WORKER_MAIN, sc->ticks, 1);
+}
+
+static const struct nodus_control_ops sample_control = {.tick_ms = 100, .tick = sample_tick};
+
 static const struct nodus_plugin sample_plugin = {
 #ifdef SAMPLE_ABI /* tests build a copy that claims another ABI, to see it refused */
     .abi = SAMPLE_ABI,
@@ -86,6 +100,7 @@ static const struct nodus_plugin sample_plugin = {
     .configure = sample_configure,
     .destroy = sample_destroy,
     .http = &sample_http,
+    .control = &sample_control,
 };
 
 NODUS_PLUGIN(sample_plugin)

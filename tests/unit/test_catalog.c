@@ -176,17 +176,58 @@ static void test_config(void **state)
                 errors_have(&errs, "t.lua:4:") && errors_have(&errs, "t.lua:5:"));
     nd_errors_clear(&errs);
 
-    /* 512 bytes of Meta: the service that overflows is named, at its line */
-    n = (size_t)snprintf(text, sizeof(text), "gossip { bind = \"127.0.0.1:7946\" }\n");
+    /* beyond 512 bytes of Meta: the services that fit in tags, then "svc+", and the whole
+     * list to gossip in user events */
+    n = (size_t)snprintf(text, sizeof(text),
+                         "gossip { bind = \"127.0.0.1:7946\", tags = { role = \"edge\" } }\n");
     for (i = 0; i < 12; i++)
         n += (size_t)snprintf(text + n, sizeof(text) - n,
                               "service \"service-number-%02u\" { port = 65535, labels = { "
                               "version = \"v1-long-label-value\" } }\n",
                               i);
     cfg = load(text, &errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->gossip.nsvc_list, 12);
+    assert_string_equal(cfg->gossip.svc_list[11].key, "service-number-11");
+    assert_string_equal(cfg->gossip.svc_list[11].val, "65535;version=v1-long-label-value");
+    assert_true(cfg->gossip.ntags > 2 && cfg->gossip.ntags < 13);
+    assert_string_equal(cfg->gossip.tags[0].key, "role");
+    assert_string_equal(cfg->gossip.tags[1].key, "svc:service-number-00");
+    assert_string_equal(cfg->gossip.tags[cfg->gossip.ntags - 1].key, "svc+");
+    assert_true(!strncmp(cfg->gossip.tags[cfg->gossip.ntags - 1].val, "12:", 3));
+    {
+        struct nd_serf_tag t[64];
+        uint8_t m[ND_GOSSIP_META_MAX];
+        size_t ml;
+
+        for (i = 0; i < cfg->gossip.ntags; i++) {
+            t[i].key = (struct nd_gbytes){(const uint8_t *)cfg->gossip.tags[i].key,
+                                          (uint32_t)strlen(cfg->gossip.tags[i].key)};
+            t[i].value = (struct nd_gbytes){(const uint8_t *)cfg->gossip.tags[i].val,
+                                            (uint32_t)strlen(cfg->gossip.tags[i].val)};
+        }
+        assert_int_equal(nd_serf_tags_encode(t, cfg->gossip.ntags, m, sizeof(m), &ml), 0);
+    }
+    nd_config_free(cfg);
+
+    /* a list that does not fit in 16 events either: refused */
+    n = (size_t)snprintf(text, sizeof(text), "gossip { bind = \"127.0.0.1:7946\" }\n");
+    for (i = 0; i < 64; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n,
+                              "service \"s%02u\" { port = 1, labels = { a = \"%063u\", b = "
+                              "\"%063u\" } }\n",
+                              i, i, i);
+    cfg = load(text, &errs);
     assert_null(cfg);
-    assert_true(errors_have(&errs, "more than 512 bytes"));
-    assert_true(errors_have(&errs, "service \"service-number-"));
+    assert_true(errors_have(&errs, "do not fit in the 512 bytes of gossip tags"));
+    nd_errors_clear(&errs);
+
+    /* svc+ is the services' */
+    cfg = load("gossip { bind = \"127.0.0.1:7946\", tags = { [\"svc+\"] = \"1\" } }\n"
+               "service \"web\" { port = 80 }\n",
+               &errs);
+    assert_null(cfg);
+    assert_true(errors_have(&errs, "are for service declarations"));
     nd_errors_clear(&errs);
 }
 
@@ -319,6 +360,95 @@ static void test_catalog_events(void **state)
     nd_catalog_member(c, &m);
     assert_int_equal(changed(c), 0);
     assert_null(nd_catalog_find(c, "nope"));
+    nd_catalog_free(c);
+}
+
+/* A member's full list in user events: parts in any order, repeated, malformed; the list in
+ * place of the tags once complete and named by "svc+"; dropped when the member goes. */
+static void test_lists(void **state)
+{
+    static char parts[ND_CAT_PARTS_MAX][ND_CAT_PART_MAX + 1];
+    static char nbuf[40][16], vbuf[40][64];
+    const char *names[40], *values[40];
+    char more[32], who[64];
+    unsigned nparts, i;
+    uint32_t hash;
+    struct nd_catalog *c = nd_catalog_new();
+    struct nd_swim_member m;
+
+    (void)state;
+    for (i = 0; i < 40; i++) {
+        snprintf(nbuf[i], sizeof(nbuf[i]), "svc-%02u", i);
+        snprintf(vbuf[i], sizeof(vbuf[i]), "%u;version=v1;zone=eu-west-1a", 9000 + i);
+        names[i] = nbuf[i];
+        values[i] = vbuf[i];
+    }
+    assert_int_equal(nd_cat_list_encode("a", names, values, 40, parts, &nparts, &hash), 0);
+    assert_true(nparts >= 3 && nparts <= ND_CAT_PARTS_MAX);
+    for (i = 0; i < nparts; i++)
+        assert_true(strlen(parts[i]) <= ND_CAT_PART_MAX);
+    assert_int_equal(hash, nd_cat_list_hash(names, values, 40));
+    snprintf(more, sizeof(more), "40:%08x", hash);
+    /* the member's tags: two services and svc+ */
+    const char *const tags[] = {"svc:svc-00", vbuf[0], "svc:svc-01", vbuf[1], "svc+", more, NULL};
+    m = member("a", 1, ND_GOSSIP_STATE_ALIVE, ND_SWIM_ALIVE, tags);
+    assert_int_equal(nd_catalog_member(c, &m), 0);
+    assert_int_equal(changed(c), 2); /* the tags' services meanwhile */
+    assert_null(nd_catalog_find(c, "svc-39"));
+    /* parts, the last first, one twice, a malformed one between */
+    for (i = nparts; i-- > 1;) {
+        assert_int_equal(
+            nd_catalog_list_part(c, (const uint8_t *)parts[i], strlen(parts[i]), who, sizeof(who)),
+            0);
+        assert_int_equal(
+            nd_catalog_list_part(c, (const uint8_t *)parts[i], strlen(parts[i]), who, sizeof(who)),
+            0);
+    }
+    assert_int_equal(nd_catalog_list_part(c, (const uint8_t *)"1 zz", 4, who, sizeof(who)), -1);
+    assert_int_equal(c->bad_lists, 1);
+    assert_int_equal(
+        nd_catalog_list_part(c, (const uint8_t *)parts[0], strlen(parts[0]), who, sizeof(who)), 1);
+    assert_string_equal(who, "a");
+    assert_int_equal(nd_catalog_member(c, &m), 0);
+    assert_int_equal(changed(c), 38); /* every service of the list */
+    assert_non_null(nd_catalog_find(c, "svc-39"));
+    assert_string_equal(nd_catalog_find(c, "svc-39")->eps[0].addr, "127.0.0.1:9039");
+    assert_string_equal(nd_catalog_find(c, "svc-39")->eps[0].vals[1], "eu-west-1a");
+    /* a new version named by svc+ whose parts have not come: the tags meanwhile */
+    snprintf(more, sizeof(more), "40:%08x", hash ^ 1);
+    const char *const tags2[] = {"svc:svc-00", vbuf[0], "svc+", more, NULL};
+    m = member("a", 1, ND_GOSSIP_STATE_ALIVE, ND_SWIM_ALIVE, tags2);
+    assert_int_equal(nd_catalog_member(c, &m), 0);
+    assert_int_equal(nd_catalog_find(c, "svc-39")->neps, 0);
+    assert_int_equal(nd_catalog_find(c, "svc-00")->neps, 1);
+    /* the member dies: its list goes */
+    m = member("a", 1, ND_GOSSIP_STATE_DEAD, ND_SWIM_FAILED, tags2);
+    nd_catalog_member(c, &m);
+    assert_int_equal(c->nlists, 0);
+    assert_int_equal(nd_catalog_find(c, "svc-00")->neps, 0);
+    /* malformed parts: header, counts, names */
+    static const char *const bad[] = {
+        "2 00000000 00 01 a", "1 00000000 01 01 a",    "1 00000000 00 17 a",
+        "1 00000000 00 01 ",  "1 00000000 00 01 a\nb", "1 00000000 00 01 a\nb;c 1",
+        "1 0000000 00 01 aa", "1 00000000 0 01 a",
+    };
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(
+            nd_catalog_list_part(c, (const uint8_t *)bad[i], strlen(bad[i]), who, sizeof(who)), -1);
+    /* a name twice in a list: the first one holds */
+    const char *dup = "1 00000001 00 01 d\nweb 81\nweb 82";
+    assert_int_equal(nd_catalog_list_part(c, (const uint8_t *)dup, strlen(dup), who, sizeof(who)),
+                     1);
+    const char *const dtags[] = {"svc+", "1:00000001", NULL};
+    m = member("d", 4, ND_GOSSIP_STATE_ALIVE, ND_SWIM_ALIVE, dtags);
+    assert_int_equal(nd_catalog_member(c, &m), 0);
+    assert_int_equal(nd_catalog_find(c, "web")->neps, 1);
+    assert_string_equal(nd_catalog_find(c, "web")->eps[0].addr, "127.0.0.4:81");
+    /* too long for a part: an entry, or a node name */
+    static char longname[600];
+    memset(longname, 'n', sizeof(longname) - 1);
+    assert_int_equal(nd_cat_list_encode(longname, names, values, 1, parts, &nparts, &hash), -1);
+    assert_int_equal(nd_cat_list_encode("a\nb", names, values, 1, parts, &nparts, &hash), -1);
     nd_catalog_free(c);
 }
 
@@ -496,7 +626,7 @@ int main(void)
         cmocka_unit_test(test_tag_round_trip), cmocka_unit_test(test_tag_limits),
         cmocka_unit_test(test_config),         cmocka_unit_test(test_catalog_events),
         cmocka_unit_test(test_diff),           cmocka_unit_test(test_swap),
-        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_metrics),        cmocka_unit_test(test_lists),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -507,6 +507,43 @@ static void test_serf_messages(void **state)
     assert_int_equal(nd_serf_decode(out, n, &d), 0);
     assert_int_equal(d.u.pp.nstatus, 1);
     assert_int_equal(d.u.pp.nevents, 0);
+
+    /* Go's events, a nil slot first: the group iterator gives the nil as an empty group */
+    v = go("serf_push_pull");
+    assert_int_equal(nd_serf_decode(v.p, v.len, &d), 0);
+    struct nd_serf_event_group g;
+    struct nd_serf_event_item it;
+    rest = d.u.pp.events;
+    assert_int_equal(nd_serf_event_group_next(&rest, &g), 0);
+    assert_int_equal(g.n, 0);
+    assert_int_equal(nd_serf_event_group_next(&rest, &g), 0);
+    assert_int_equal(g.ltime, 2);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(rest.len, 0);
+    rest = g.raw;
+    assert_int_equal(nd_serf_event_item_next(&rest, &it), 0);
+    assert_gbs(it.name, "deploy");
+    assert_gbs(it.payload, "v1");
+    assert_int_equal(rest.len, 0);
+
+    /* our push/pull with events: byte for byte what serf's encodeMessage writes */
+    struct nd_serf_event_item e2[2] = {{B("deploy"), B("v1")}, {B("x"), {NULL, 0}}};
+    struct nd_serf_event_item e8[1] = {{B("nodus:rl:api"), B("1 2 3")}};
+    struct nd_serf_event_group groups[2] = {{.ltime = 2, .n = 2, .ev = e2},
+                                            {.ltime = 8, .n = 1, .ev = e8}};
+    m = (struct nd_serf_msg){.type = ND_SERF_PUSH_PULL};
+    m.u.pp = (struct nd_serf_pushpull){.ltime = 20,
+                                       .event_ltime = 9,
+                                       .query_ltime = 4,
+                                       .nstatus = 1,
+                                       .status = sts,
+                                       .groups = groups,
+                                       .ngroups = 2};
+    assert_int_equal(nd_serf_encode(&m, out, sizeof out, &n), 0);
+    assert_bytes(out, n, go("serf_push_pull_events"), "serf_push_pull_events");
+    assert_int_equal(nd_serf_decode(out, n, &d), 0);
+    assert_int_equal(d.u.pp.nevents, 2);
+    assert_int_equal(d.u.pp.event_ltime, 9);
 }
 
 static void test_serf_tags_coord(void **state)

@@ -801,7 +801,84 @@ static int call(const struct nd_admin_ops *ops, const char *method, const char *
     m.query = nstr(query ? query : "");
     memset(out, 0, sizeof(*out));
     *ctype = NULL;
-    return nd_admin_handle(ops, &m, out, ctype);
+    return nd_admin_handle(ops, &m, NULL, 0, out, ctype);
+}
+
+static struct {
+    char name[64], payload[64];
+    size_t nlen, plen;
+    bool cc;
+    int calls;
+} sent;
+
+static int fake_event(void *arg, const char *name, size_t nlen, const void *payload, size_t plen,
+                      bool cc, struct nd_sbuf *msg)
+{
+    (void)arg;
+    sent.calls++;
+    if (nlen == 3 && !memcmp(name, "bad", 3)) {
+        nd_sbuf_adds(msg, "refused: bad\n");
+        return -1;
+    }
+    memcpy(sent.name, name, nlen < 63 ? nlen : 63);
+    if (plen)
+        memcpy(sent.payload, payload, plen < 63 ? plen : 63);
+    sent.nlen = nlen;
+    sent.plen = plen;
+    sent.cc = cc;
+    return 0;
+}
+
+/* POST /event: the name and coalesce flag from the query (URL-decoded), the payload from the
+ * body; bad queries are 400 with a reason. */
+static void test_admin_event(void **state)
+{
+    struct nd_admin_ops ops = {.event = fake_event};
+    struct nd_http_msg m;
+    struct nd_sbuf out;
+    const char *ct;
+
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    m.method = nstr("POST");
+    m.path = nstr("/event");
+    m.query = nstr("coalesce=false&name=de%2Fploy+now");
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(nd_admin_handle(&ops, &m, "v 1", 3, &out, &ct), 200);
+    assert_int_equal(sent.nlen, 11);
+    assert_memory_equal(sent.name, "de/ploy now", 11);
+    assert_int_equal(sent.plen, 3);
+    assert_memory_equal(sent.payload, "v 1", 3);
+    assert_false(sent.cc);
+    nd_sbuf_free(&out);
+
+    m.query = nstr("name=x"); /* coalescing by default, as serf event */
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(nd_admin_handle(&ops, &m, NULL, 0, &out, &ct), 200);
+    assert_true(sent.cc);
+    assert_int_equal(sent.plen, 0);
+    nd_sbuf_free(&out);
+
+    static const char *const bad[] = {"",         "name=",      "nam=x",
+                                      "name=%zz", "name=a%0ab", "name=x&coalesce=maybe"};
+    int calls = sent.calls;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        m.query = nstr(bad[i]);
+        memset(&out, 0, sizeof(out));
+        assert_int_equal(nd_admin_handle(&ops, &m, NULL, 0, &out, &ct), 400);
+        nd_sbuf_free(&out);
+    }
+    assert_int_equal(sent.calls, calls);
+    m.query = nstr("name=bad"); /* refused by the node, with its reason */
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(nd_admin_handle(&ops, &m, NULL, 0, &out, &ct), 400);
+    assert_non_null(strstr(out.p, "refused: bad"));
+    nd_sbuf_free(&out);
+    m.method = nstr("GET"); /* POST only */
+    m.query = nstr("name=x");
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(nd_admin_handle(&ops, &m, NULL, 0, &out, &ct), 405);
+    nd_sbuf_free(&out);
 }
 
 static void test_admin_routes(void **state)
@@ -1059,6 +1136,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plugin_counters, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_scrape, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_admin_routes, setup2, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_event, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_admin_config_dump, setup2, teardown),
     };
 
