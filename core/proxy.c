@@ -577,6 +577,11 @@ static void up_release(struct nd_worker *w, struct nd_txn *t, bool reuse)
     if (!u)
         return;
     t->up_principal = principal_id(u->principal, u->principal_len, &u->principal_mid);
+    t->up_peer_len = 0;
+    if (u->principal_len && t->s->snap->cfg->node.access_log) {
+        memcpy(t->up_peer, u->principal, u->principal_len); /* both 256 bytes */
+        t->up_peer_len = u->principal_len;
+    }
     t->up = NULL;
     u->txn = NULL;
     if (t->crt && t->ep >= 0)
@@ -835,6 +840,11 @@ void nd_access_log(struct nd_worker *w, struct nd_session *s, struct nd_txn *t,
     PUTS(b, ",\"source_principal\":");
     if (s->principal_len)
         json_str(b, s->principal, s->principal_len);
+    else
+        PUTS(b, "null");
+    PUTS(b, ",\"destination_principal\":");
+    if (t->up_peer_len)
+        json_str(b, t->up_peer, t->up_peer_len);
     else
         PUTS(b, "null");
     if (t->req_principal.len) {

@@ -69,6 +69,7 @@ struct nd_txn {
     bool edit_failed; /* a plugin's edit did not fit in edit[] (or the header table) */
     uint16_t status;
     uint16_t up_principal; /* metrics id of the last upstream's verified identity, or NONE */
+    uint16_t up_peer_len;  /* bytes of up_peer (0: none, or no access log) */
     uint32_t rflags;
     struct nd_body rqb, rsb;
     uint64_t t_start_us;
@@ -77,6 +78,7 @@ struct nd_txn {
      * (txn_size bytes of it are zeroed) */
     char edit[ND_EDIT];
     char scratch[ND_SCRATCH] __attribute__((aligned(16)));
+    char up_peer[256]; /* the last upstream's verified identity, for the access log */
 };
 
 /* S_FREE: released, in the worker's dead list until the current event batch ends (an event for

@@ -5,7 +5,8 @@
 # A -> node B over mTLS (A labels its outbound requests with its own id as the source and B's
 # verified id as the destination; B labels them with A's id and its own). A plaintext listener
 # gives "unknown". B keeps at most 3 principals (metrics { principals = 3 }): a fourth peer is
-# labelled "other", counted and logged. promtool accepts both nodes' exposition.
+# labelled "other", counted and logged. promtool accepts both nodes' exposition. The access logs
+# have source_principal and destination_principal as each connection verified them.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 
@@ -31,7 +32,7 @@ EXTRA=$TD/ns/web/sa/extra
 "$NODUS" ca issue ca --id "$EXTRA" --out extra >/dev/null
 
 cat >b.lua <<LUA
-node { name = "node-b", workers = 2 }
+node { name = "node-b", workers = 2, access_log = "$T/b-access.log" }
 identity { ca = "ca/ca.pem", cert = "b.pem", key = "b.key" }
 admin { listen = "127.0.0.1:$badmin" }
 metrics { principals = 3 }
@@ -46,7 +47,7 @@ listener "plain" {
 }
 LUA
 cat >a.lua <<LUA
-node { name = "node-a", workers = 1 }
+node { name = "node-a", workers = 1, access_log = "$T/a-access.log" }
 identity { ca = "ca/ca.pem", cert = "a.pem", key = "a.key" }
 admin { listen = "127.0.0.1:$aadmin" }
 cluster "b" { endpoints = { "127.0.0.1:$bport" }, tls = "mutual", expect = { "$B_ID" } }
@@ -114,6 +115,15 @@ assert_eq 5 "$(val am1 "$(series nodus_requests_total "$A_ID" "$B_ID" b 200 none
     "A: outbound requests, source A (itself), destination B (verified)"
 promcheck bm1
 promcheck am1
+# the access logs: what each connection verified
+python3 - "$T/a-access.log" "$T/b-access.log" "$A_ID" "$B_ID" <<'PY' || die "access log principals"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2]) if '"listener":"mesh"' in l]
+assert len(a) == 5 and all(e["source_principal"] is None and e["destination_principal"] == sys.argv[4] for e in a), a
+from_a = [e for e in b if e["source_principal"] == sys.argv[3]]
+assert len(from_a) == 5 and all(e["destination_principal"] is None for e in from_a), b
+PY
 
 # 4. a fourth principal finds B's table full: "other", counted per request, logged once
 tls_get extra 2 >/dev/null || die "curl with the extra certificate failed"
