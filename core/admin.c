@@ -197,6 +197,8 @@ static json_t *dump_config(const struct nd_config *cfg)
     json_object_set_new(root, "file", jstr(cfg->file));
     json_object_set_new(root, "node", node);
     json_object_set_new(root, "admin", admin);
+    json_object_set_new(root, "metrics",
+                        json_pack("{s:I}", "principals", (json_int_t)cfg->metrics.principals));
     json_object_set_new(root, "clusters", clusters);
     json_object_set_new(root, "listeners", listeners);
     return root;

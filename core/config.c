@@ -36,6 +36,7 @@
 #include "cfg_internal.h"
 #include "log.h"
 #include "lua_embed.h"
+#include "metrics.h"
 #include "plugin_host.h"
 
 #define DEFAULT_INSTRUCTIONS 10000000ull
@@ -63,7 +64,8 @@ enum decl_kind {
     DECL_CLUSTER,
     DECL_LISTENER,
     DECL_DPDK,
-    DECL_SERVICE
+    DECL_SERVICE,
+    DECL_METRICS
 };
 
 /* What a plugin constructor returns (a full userdata; its user value 1 is the argument table). */
@@ -917,6 +919,19 @@ static int dir_gossip(lua_State *L)
     return 0;
 }
 
+static int dir_metrics(lua_State *L)
+{
+    struct nd_loader *ld = loader_of(L);
+    int line = current_line(L, 1);
+
+    if (lua_type(L, 1) != LUA_TTABLE) {
+        nd_loader_error(ld, line, "metrics: expected a table: metrics { principals = 256 }");
+        return 0;
+    }
+    add_decl(L, DECL_METRICS, 0, line, 1);
+    return 0;
+}
+
 static int dir_dpdk(lua_State *L)
 {
     struct nd_loader *ld = loader_of(L);
@@ -941,6 +956,7 @@ static const char *kind_name(int kind)
            : kind == DECL_IDENTITY ? "identity"
            : kind == DECL_GOSSIP   ? "gossip"
            : kind == DECL_SERVICE  ? "service"
+           : kind == DECL_METRICS  ? "metrics"
                                    : "admin";
 }
 
@@ -1116,6 +1132,8 @@ static int setup(lua_State *L)
     lua_setfield(L, env, "gossip");
     lua_pushcfunction(L, dir_dpdk);
     lua_setfield(L, env, "dpdk");
+    lua_pushcfunction(L, dir_metrics);
+    lua_setfield(L, env, "metrics");
     lua_pushinteger(L, DECL_CLUSTER);
     lua_pushcclosure(L, dir_named, 1);
     lua_setfield(L, env, "cluster");
@@ -1355,6 +1373,17 @@ static void build_admin(struct nd_loader *ld, int tbl, int line)
     else if (r == 1 && nd_parse_addr(s, &cfg->admin.addr) < 0)
         nodus_cfg_error(c, "'listen' must be an address such as \"127.0.0.1:15000\" or "
                            "\"[::1]:15000\"");
+}
+
+/* metrics { principals = 256 }: how many distinct principals get a label value of their own. */
+static void build_metrics(struct nd_loader *ld, int tbl, int line)
+{
+    struct nodus_cfg *c = nd_cfg_new(ld, tbl, line, "metrics");
+    long long v;
+
+    ld->cfg->metrics.line = line;
+    if (nodus_cfg_int(c, "principals", 0, ND_METRICS_PRINCIPALS_MAX, &v) == 1)
+        ld->cfg->metrics.principals = (unsigned)v;
 }
 
 /* identity { ca, cert, key } or identity { ca_dir, id, ttl }: paths resolved against the file's
@@ -2458,7 +2487,7 @@ static int build(lua_State *L)
     struct nd_loader *ld = lua_touserdata(L, 1);
     struct nd_config *cfg = ld->cfg;
     int decls, top, node_line = 0, admin_line = 0, identity_line = 0, gossip_line = 0,
-                    dpdk_line = 0;
+                    dpdk_line = 0, metrics_line = 0;
     unsigned ncl = 0, nli = 0, nsv = 0, total_eps = 0;
     lua_Integer n;
     struct decl d;
@@ -2486,7 +2515,7 @@ static int build(lua_State *L)
         nsv = MAX_SERVICES;
     cfg->services = xcalloc(L, nsv, sizeof(*cfg->services));
 
-    for (int pass = DECL_NODE; pass <= DECL_SERVICE; pass++) {
+    for (int pass = DECL_NODE; pass <= DECL_METRICS; pass++) {
         for (lua_Integer i = 1; i <= n; i++) {
             get_decl(L, decls, i, &d);
             if (d.kind != pass) {
@@ -2498,11 +2527,13 @@ static int build(lua_State *L)
             case DECL_ADMIN:
             case DECL_IDENTITY:
             case DECL_GOSSIP:
-            case DECL_DPDK: {
+            case DECL_DPDK:
+            case DECL_METRICS: {
                 int *seen = d.kind == DECL_NODE       ? &node_line
                             : d.kind == DECL_ADMIN    ? &admin_line
                             : d.kind == DECL_IDENTITY ? &identity_line
                             : d.kind == DECL_GOSSIP   ? &gossip_line
+                            : d.kind == DECL_METRICS  ? &metrics_line
                                                       : &dpdk_line;
 
                 if (*seen)
@@ -2516,6 +2547,8 @@ static int build(lua_State *L)
                     build_dpdk(ld, d.tbl, d.line);
                 else if (d.kind == DECL_IDENTITY)
                     build_identity(ld, d.tbl, d.line);
+                else if (d.kind == DECL_METRICS)
+                    build_metrics(ld, d.tbl, d.line);
                 else
                     build_gossip(ld, d.tbl, d.line);
                 *seen = d.line;
@@ -2558,6 +2591,7 @@ static void set_defaults(struct nd_config *cfg)
     cfg->node.drain_timeout_ms = 5000;
     cfg->node.log_level = NODUS_LOG_INFO;
     cfg->node.max_connections = nd_default_max_connections();
+    cfg->metrics.principals = ND_METRICS_PRINCIPALS_DEFAULT;
 }
 
 uint32_t nd_default_max_connections(void)

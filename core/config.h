@@ -193,6 +193,12 @@ struct nd_config {
     } admin;
     struct nd_identity_conf identity;
     struct nd_gossip_conf gossip;
+    /* metrics { principals = 256 }: distinct principals labelled in nodus_requests_total (0 ..
+     * 4096, 0: those metrics are off); read at start, a reload keeps the running value */
+    struct {
+        int line;
+        unsigned principals;
+    } metrics;
     /* dpdk { args, ports, routes, fault, idle_sleep_us }: used with node.io = "dpdk" only */
     struct {
         bool enabled;

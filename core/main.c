@@ -52,6 +52,7 @@ static struct nd_ctl *ctl_dpdk;         /* and on the DPDK workers' stacks (io =
 static atomic_int ready_flag;
 static const struct nd_io_ops *run_io = &nd_io_posix; /* the backend of this run */
 static struct nd_dpdk_conf run_dpdk;                  /* its dpdk { } (io = "dpdk") */
+static unsigned run_principals;                       /* its metrics.principals */
 
 static void print_errors(const struct nd_errors *e)
 {
@@ -205,6 +206,9 @@ static int reload(void *arg, struct nd_sbuf *msg)
         nd_warn("reload: node.workers and node.io take effect at restart only");
     else if (run_io == &nd_io_dpdk && memcmp(cfg->dpdk.net, &run_dpdk, sizeof(run_dpdk)) != 0)
         nd_warn("reload: the dpdk { } block takes effect at restart only");
+    if (cfg->metrics.principals != run_principals)
+        nd_warn("reload: metrics.principals takes effect at restart only (%u in use)",
+                run_principals);
     intern_names(cfg);
     if (nd_snap_publish(cfg, &err) < 0) {
         nd_err("reload rejected: %s", err ? err : "out of memory");
@@ -636,10 +640,11 @@ static int cmd_run(const char *file)
     sigaddset(&sigs, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* workers inherit the mask */
 
-    if (nd_metrics_init(cfg->node.workers) < 0) {
+    if (nd_metrics_init(cfg->node.workers, cfg->metrics.principals) < 0) {
         fprintf(stderr, "nodus: out of memory\n");
         return 1;
     }
+    run_principals = cfg->metrics.principals;
     nd_metrics_set_node(cfg->node.name);
     intern_names(cfg);
     {

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "log.h"
 
 /* ---- histograms ---------------------------------------------------------------------------------
  * Istio's histograms are Envoy histograms with Envoy's default bounds (HistogramOptionsImpl::
@@ -61,22 +62,36 @@ struct tcp_slot {
     uint64_t opened, closed, sent, received;
 };
 
+/* nodus_requests_total and nodus_request_duration_milliseconds: the request key with the two
+ * principals, and the duration histogram (its buckets sum to the request count). */
+struct pr_slot {
+    uint32_t used;
+    uint16_t listener, cluster, status, src, dst;
+    uint32_t flags;
+    uint64_t dur_sum_us;
+    uint64_t dur[NBK];
+};
+
 struct stats_block {
     uint64_t counters[ND_C__COUNT];
     uint64_t gauges[ND_G__COUNT]; /* int64 deltas, two's complement */
-    uint64_t req_overflows, tcp_overflows;
+    uint64_t req_overflows, tcp_overflows, pr_overflows;
+    uint64_t principal_overflows; /* requests with a principal that found the name table full */
     uint64_t plugin[ND_METRICS_MAX_PLUGIN_COUNTERS];
     struct req_slot req_other; /* records that found no slot */
     struct tcp_slot tcp_other;
+    struct pr_slot pr_other;
     struct req_slot *req; /* [ND_METRICS_REQ_SLOTS], cache-line aligned */
     struct tcp_slot *tcp; /* [ND_METRICS_TCP_SLOTS] */
-    void *mem;            /* what was allocated for req and tcp */
+    struct pr_slot *pr;   /* [pr_slots], NULL when principal metrics are off */
+    void *mem;            /* what was allocated for req, tcp and pr */
 } __attribute__((aligned(64)));
 
 /* At most this many slots are probed: past it, a record goes to the overflow slot. */
 #define PROBES 64
 
 static unsigned nworkers;
+static unsigned pr_slots;   /* per worker: a power of two, 4 per principal, at least 1024 */
 static uint64_t started_us; /* nd_metrics_init(): the busy ratio's denominator starts here */
 
 static uint64_t mono_us(void)
@@ -181,6 +196,98 @@ void nd_metrics_set_node(const char *name)
     __atomic_store_n(&node_id, nd_metrics_intern(name), __ATOMIC_RELEASE);
 }
 
+/* ---- principals --------------------------------------------------------------------------------
+ * Entries are filled in the order names are first seen: a thread reserves the next one (atomic
+ * add), writes the name, then publishes it in the open-addressing index with a compare-and-swap
+ * (release). Readers find names through the index (acquire). Two threads that add the same name
+ * at once probe the same slots in the same order: the second fails its swap on the first's slot,
+ * sees the same name there and takes that id (its own entry stays unused and unindexed). The
+ * index has twice as many slots as entries, so a probe always ends at an empty slot. */
+struct principal {
+    uint32_t hash;
+    uint16_t len;
+    char name[ND_METRICS_PRINCIPAL_LEN + 1];
+};
+
+static struct principal *ptab; /* [pcap] */
+static uint32_t *pindex;       /* [pmask + 1]: entry + 1, 0 = empty */
+static unsigned pcap, pmask;
+static unsigned preserved; /* entries taken (atomic); may pass pcap when full */
+static uint16_t self_principal = ND_METRICS_NONE;
+static bool principals_full_logged;
+
+static uint32_t hash_mem(const char *p, size_t len)
+{
+    uint32_t h = 2166136261u;
+
+    while (len--)
+        h = (h ^ (unsigned char)*p++) * 16777619u;
+    return h;
+}
+
+static bool principal_is(const struct principal *e, uint32_t h, const char *p, size_t len)
+{
+    return e->hash == h && e->len == len && memcmp(e->name, p, len) == 0;
+}
+
+uint16_t nd_metrics_principal(const char *p, size_t len)
+{
+    uint32_t h, i, v;
+    unsigned n;
+
+    if (!len || !pcap)
+        return ND_METRICS_NONE;
+    if (len > ND_METRICS_PRINCIPAL_LEN)
+        return ND_METRICS_OTHER;
+    h = hash_mem(p, len);
+    for (i = h & pmask; (v = __atomic_load_n(&pindex[i], __ATOMIC_ACQUIRE)); i = (i + 1) & pmask)
+        if (principal_is(&ptab[v - 1], h, p, len))
+            return (uint16_t)(v - 1);
+    if (__atomic_load_n(&preserved, __ATOMIC_RELAXED) >= pcap ||
+        (n = __atomic_fetch_add(&preserved, 1, __ATOMIC_RELAXED)) >= pcap) {
+        if (!__atomic_exchange_n(&principals_full_logged, true, __ATOMIC_RELAXED))
+            nd_warn("metrics: the principal table is full (%u, metrics { principals }): "
+                    "further principals are labelled \"other\"",
+                    pcap);
+        return ND_METRICS_OTHER;
+    }
+    ptab[n].hash = h;
+    ptab[n].len = (uint16_t)len;
+    memcpy(ptab[n].name, p, len);
+    ptab[n].name[len] = 0;
+    for (i = h & pmask;; i = (i + 1) & pmask) {
+        uint32_t expect = 0;
+
+        if (__atomic_compare_exchange_n(&pindex[i], &expect, n + 1, false, __ATOMIC_RELEASE,
+                                        __ATOMIC_ACQUIRE))
+            return (uint16_t)n;
+        if (principal_is(&ptab[expect - 1], h, p, len))
+            return (uint16_t)(expect - 1);
+    }
+}
+
+/* The label value of a principal id. */
+static const char *principal_name(uint16_t id)
+{
+    if (id == ND_METRICS_NONE)
+        return "unknown";
+    if (id < pcap)
+        return ptab[id].name;
+    return "other";
+}
+
+void nd_metrics_set_self_principal(const char *id)
+{
+    uint16_t v = id ? nd_metrics_principal(id, strlen(id)) : ND_METRICS_NONE;
+
+    __atomic_store_n(&self_principal, v, __ATOMIC_RELAXED);
+}
+
+uint16_t nd_metrics_self_principal(void)
+{
+    return __atomic_load_n(&self_principal, __ATOMIC_RELAXED);
+}
+
 /* ---- plugin counters
  * ---------------------------------------------------------------------------*/
 struct plugin_counter {
@@ -253,39 +360,67 @@ void nodus_counter_add(unsigned worker_id, nodus_counter_t id, uint64_t n)
 
 /* ---- init
  * --------------------------------------------------------------------------------------*/
-int nd_metrics_init(unsigned n)
+int nd_metrics_init(unsigned n, unsigned principals)
 {
     size_t reqsz = sizeof(struct req_slot) * ND_METRICS_REQ_SLOTS;
     size_t tcpsz = sizeof(struct tcp_slot) * ND_METRICS_TCP_SLOTS;
+    size_t prsz;
     struct stats_block *b;
-    unsigned i;
+    unsigned i, slots = 0;
 
-    if (n == 0 || n > ND_MAX_WORKERS)
+    if (n == 0 || n > ND_MAX_WORKERS || principals > ND_METRICS_PRINCIPALS_MAX)
         return -EINVAL;
     if (blocks)
         return -EALREADY;
+    if (principals) {
+        for (slots = 1024; slots < principals * 4; slots *= 2)
+            ;
+        for (pmask = 1; pmask < principals * 2; pmask *= 2)
+            ;
+        ptab = calloc(principals, sizeof(*ptab));
+        pindex = calloc(pmask, sizeof(*pindex));
+        if (!ptab || !pindex) {
+            free(ptab);
+            free(pindex);
+            ptab = NULL;
+            pindex = NULL;
+            return -ENOMEM;
+        }
+        pmask--;
+    }
+    prsz = sizeof(struct pr_slot) * slots;
     started_us = mono_us();
     b = aligned_alloc(64, sizeof(*b) * (n + 1));
     if (!b)
-        return -ENOMEM;
+        goto nomem;
     memset(b, 0, sizeof(*b) * (n + 1));
     for (i = 0; i < n; i++) {
         /* calloc: large tables come as untouched zero pages, resident only once used */
-        char *mem = calloc(1, reqsz + tcpsz + 64);
+        char *mem = calloc(1, reqsz + tcpsz + prsz + 64);
 
         if (!mem) {
             while (i--)
                 free(b[i].mem);
             free(b);
-            return -ENOMEM;
+            goto nomem;
         }
         b[i].mem = mem;
         b[i].req = (struct req_slot *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
         b[i].tcp = (struct tcp_slot *)((char *)b[i].req + reqsz);
+        b[i].pr = slots ? (struct pr_slot *)((char *)b[i].tcp + tcpsz) : NULL;
     }
+    pcap = principals;
+    pr_slots = slots;
     nworkers = n;
     __atomic_store_n(&blocks, b, __ATOMIC_RELEASE);
     return 0;
+nomem:
+    free(ptab);
+    free(pindex);
+    ptab = NULL;
+    pindex = NULL;
+    pmask = 0;
+    return -ENOMEM;
 }
 
 void nd_metrics_fini(void)
@@ -299,6 +434,13 @@ void nd_metrics_fini(void)
     }
     blocks = NULL;
     nworkers = 0;
+    free(ptab);
+    free(pindex);
+    ptab = NULL;
+    pindex = NULL;
+    pcap = pmask = preserved = pr_slots = 0;
+    self_principal = ND_METRICS_NONE;
+    principals_full_logged = false;
     for (i = 0; i < nnames; i++)
         free(names[i]);
     memset(names, 0, sizeof(names));
@@ -351,19 +493,58 @@ static struct req_slot *req_slot(struct stats_block *b, const struct nd_req_reco
     return &b->req_other;
 }
 
+static struct pr_slot *pr_slot(struct stats_block *b, const struct nd_req_record *r)
+{
+    uint32_t i = mix((uint64_t)r->listener | (uint64_t)r->cluster << 16 |
+                         (uint64_t)r->status << 32 | (uint64_t)r->src_principal << 48,
+                     (uint64_t)r->flags | (uint64_t)r->dst_principal << 32);
+    unsigned probe;
+
+    for (probe = 0; probe < PROBES; probe++, i++) {
+        struct pr_slot *s = &b->pr[i & (pr_slots - 1)];
+
+        if (!__atomic_load_n(&s->used, __ATOMIC_RELAXED)) {
+            s->listener = r->listener;
+            s->cluster = r->cluster;
+            s->status = r->status;
+            s->flags = r->flags;
+            s->src = r->src_principal;
+            s->dst = r->dst_principal;
+            __atomic_store_n(&s->used, 1, __ATOMIC_RELEASE);
+            return s;
+        }
+        if (s->listener == r->listener && s->cluster == r->cluster && s->status == r->status &&
+            s->flags == r->flags && s->src == r->src_principal && s->dst == r->dst_principal)
+            return s;
+    }
+    add_own(&b->pr_overflows, 1);
+    return &b->pr_other;
+}
+
 void nd_metrics_request(unsigned worker, const struct nd_req_record *r)
 {
+    struct stats_block *b;
     struct req_slot *s;
+    struct pr_slot *p;
+    unsigned dk = bucket_of(dur_us_le, r->duration_us);
 
     if (worker >= nworkers)
         return;
-    s = req_slot(&blocks[worker], r);
-    add_own(&s->dur[bucket_of(dur_us_le, r->duration_us)], 1);
+    b = &blocks[worker];
+    s = req_slot(b, r);
+    add_own(&s->dur[dk], 1);
     add_own(&s->reqb[bucket_of(bytes_le, r->req_bytes)], 1);
     add_own(&s->respb[bucket_of(bytes_le, r->resp_bytes)], 1);
     add_own(&s->dur_sum_us, r->duration_us);
     add_own(&s->reqb_sum, r->req_bytes);
     add_own(&s->respb_sum, r->resp_bytes);
+    if (!b->pr)
+        return;
+    if (r->src_principal == ND_METRICS_OTHER || r->dst_principal == ND_METRICS_OTHER)
+        add_own(&b->principal_overflows, 1);
+    p = pr_slot(b, r);
+    add_own(&p->dur[dk], 1);
+    add_own(&p->dur_sum_us, r->duration_us);
 }
 
 static struct tcp_slot *tcp_slot(unsigned worker, uint16_t listener, uint16_t cluster)
@@ -512,6 +693,7 @@ static void add_help(struct nd_sbuf *b, const char *metric, const char *type, co
 
 struct req_agg {
     uint16_t listener, cluster, status;
+    uint16_t src, dst; /* principals (nodus_requests_total only) */
     uint32_t flags;
     bool other; /* the overflow series */
     uint64_t dur_sum_us, reqb_sum, respb_sum;
@@ -528,10 +710,11 @@ struct tcp_agg {
 /* A published slot of some worker, with its key as rendered: ids that name nothing are mapped to
  * ND_METRICS_OTHER, so that two keys never render as the same series. */
 struct req_ent {
-    uint16_t listener, cluster, status;
+    uint16_t listener, cluster, status, src, dst;
     uint32_t flags;
     bool other;
-    const struct req_slot *s;
+    const struct req_slot *s; /* istio_* */
+    const struct pr_slot *ps; /* nodus_requests_total */
 };
 
 struct tcp_ent {
@@ -558,6 +741,10 @@ static int cmp_req(const void *a, const void *b)
         return x->status < y->status ? -1 : 1;
     if (x->flags != y->flags)
         return x->flags < y->flags ? -1 : 1;
+    if (x->src != y->src)
+        return x->src < y->src ? -1 : 1;
+    if (x->dst != y->dst)
+        return x->dst < y->dst ? -1 : 1;
     return 0;
 }
 
@@ -586,6 +773,15 @@ static void req_acc(struct req_agg *a, const struct req_slot *s)
     a->respb_sum += ld(&s->respb_sum);
 }
 
+static void pr_acc(struct req_agg *a, const struct pr_slot *s)
+{
+    unsigned i;
+
+    for (i = 0; i < NBK; i++)
+        a->dur[i] += ld(&s->dur[i]);
+    a->dur_sum_us += ld(&s->dur_sum_us);
+}
+
 static void tcp_acc(struct tcp_agg *a, const struct tcp_slot *s)
 {
     a->opened += ld(&s->opened);
@@ -594,15 +790,22 @@ static void tcp_acc(struct tcp_agg *a, const struct tcp_slot *s)
     a->received += ld(&s->received);
 }
 
-/* The labels common to Istio's metrics. Returns a malloc'd string or NULL. */
+/* The labels common to Istio's metrics, with the principals when src is not NULL. Returns a
+ * malloc'd string or NULL. */
 static char *istio_labels(uint16_t listener, uint16_t cluster, const char *proto, const char *code,
-                          const char *flags, bool mtls)
+                          const char *flags, bool mtls, const char *src, const char *dst)
 {
     struct nd_sbuf b = {0};
     const char *cl = nd_metrics_name(cluster);
 
     nd_sbuf_adds(&b, "reporter=\"source\",source_workload=\"");
     add_label_value(&b, nd_metrics_name(__atomic_load_n(&node_id, __ATOMIC_ACQUIRE)));
+    if (src) {
+        nd_sbuf_adds(&b, "\",source_principal=\"");
+        add_label_value(&b, src);
+        nd_sbuf_adds(&b, "\",destination_principal=\"");
+        add_label_value(&b, dst);
+    }
     nd_sbuf_adds(&b, "\",destination_service=\"");
     add_label_value(&b, cl);
     nd_sbuf_adds(&b, "\",destination_cluster=\"");
@@ -645,11 +848,18 @@ static void render_hist(struct nd_sbuf *out, const char *metric, const struct re
     }
 }
 
-/* Merges the request tables of every worker: one aggregate per rendered key, the overflow series
- * last when it has records. Returns the count, or -1 on allocation failure. */
-static long collect_req(struct req_agg **out)
+static uint16_t norm_principal(uint16_t id)
 {
-    size_t cap = (size_t)nworkers * (ND_METRICS_REQ_SLOTS + 1), n = 0, na = 0, i;
+    return id == ND_METRICS_NONE || id < pcap ? id : ND_METRICS_OTHER;
+}
+
+/* Merges the request tables of every worker (the istio_* one, or with the principals): one
+ * aggregate per rendered key, the overflow series last when it has records. Returns the count, or
+ * -1 on allocation failure. */
+static long collect_req(struct req_agg **out, bool principals)
+{
+    size_t slots = principals ? pr_slots : ND_METRICS_REQ_SLOTS;
+    size_t cap = (size_t)nworkers * (slots + 1), n = 0, na = 0, i;
     unsigned nn = __atomic_load_n(&nnames, __ATOMIC_ACQUIRE), w;
     struct req_ent *v = malloc(sizeof(*v) * cap);
     struct req_agg *a;
@@ -660,22 +870,37 @@ static long collect_req(struct req_agg **out)
     for (w = 0; w < nworkers; w++) {
         const struct stats_block *b = &blocks[w];
 
-        for (i = 0; i < ND_METRICS_REQ_SLOTS; i++) {
-            const struct req_slot *s = &b->req[i];
+        for (i = 0; i < slots; i++) {
+            const struct req_slot *s = principals ? NULL : &b->req[i];
+            const struct pr_slot *ps = principals ? &b->pr[i] : NULL;
 
-            if (!__atomic_load_n(&s->used, __ATOMIC_ACQUIRE))
+            if (!__atomic_load_n(s ? &s->used : &ps->used, __ATOMIC_ACQUIRE))
                 continue;
-            v[n++] = (struct req_ent){.listener = norm_id(s->listener, nn),
-                                      .cluster = norm_id(s->cluster, nn),
-                                      .status = s->status,
-                                      .flags = s->flags,
-                                      .s = s};
+            if (s)
+                v[n++] = (struct req_ent){.listener = norm_id(s->listener, nn),
+                                          .cluster = norm_id(s->cluster, nn),
+                                          .status = s->status,
+                                          .flags = s->flags,
+                                          .src = ND_METRICS_NONE,
+                                          .dst = ND_METRICS_NONE,
+                                          .s = s};
+            else
+                v[n++] = (struct req_ent){.listener = norm_id(ps->listener, nn),
+                                          .cluster = norm_id(ps->cluster, nn),
+                                          .status = ps->status,
+                                          .flags = ps->flags,
+                                          .src = norm_principal(ps->src),
+                                          .dst = norm_principal(ps->dst),
+                                          .ps = ps};
         }
-        if (ld(&b->req_overflows))
+        if (ld(principals ? &b->pr_overflows : &b->req_overflows))
             v[n++] = (struct req_ent){.listener = ND_METRICS_OTHER,
                                       .cluster = ND_METRICS_OTHER,
+                                      .src = ND_METRICS_OTHER,
+                                      .dst = ND_METRICS_OTHER,
                                       .other = true,
-                                      .s = &b->req_other};
+                                      .s = principals ? NULL : &b->req_other,
+                                      .ps = principals ? &b->pr_other : NULL};
     }
     qsort(v, n, sizeof(*v), cmp_req);
     if (!(a = calloc(n + 1, sizeof(*a)))) {
@@ -688,10 +913,15 @@ static long collect_req(struct req_agg **out)
             a[na].cluster = v[i].cluster;
             a[na].status = v[i].status;
             a[na].flags = v[i].flags;
+            a[na].src = v[i].src;
+            a[na].dst = v[i].dst;
             a[na].other = v[i].other;
             na++;
         }
-        req_acc(&a[na - 1], v[i].s);
+        if (v[i].s)
+            req_acc(&a[na - 1], v[i].s);
+        else
+            pr_acc(&a[na - 1], v[i].ps);
     }
     free(v);
     *out = a;
@@ -742,16 +972,14 @@ static long collect_tcp(struct tcp_agg **out)
     return (long)na;
 }
 
-static int render_requests(struct nd_sbuf *out)
+/* Renders the labels of n HTTP aggregates (with the principals or not). 0, or -1 when memory ran
+ * out. */
+static int http_labels(struct req_agg *a, size_t n, bool principals)
 {
-    struct req_agg *a;
-    long n = collect_req(&a);
     size_t i;
     int rc = 0;
 
-    if (n < 0)
-        return -1;
-    for (i = 0; i < (size_t)n; i++) {
+    for (i = 0; i < n; i++) {
         char code[8], flags[ND_RF_BUFSZ];
 
         if (a[i].other) {
@@ -762,10 +990,25 @@ static int render_requests(struct nd_sbuf *out)
             nd_rf_format(a[i].flags, flags, sizeof(flags));
         }
         a[i].labels = istio_labels(a[i].listener, a[i].cluster, "http", code, flags,
-                                   !a[i].other && (a[i].flags & ND_REC_MTLS));
+                                   !a[i].other && (a[i].flags & ND_REC_MTLS),
+                                   principals ? principal_name(a[i].src) : NULL,
+                                   principals ? principal_name(a[i].dst) : NULL);
         if (!a[i].labels)
             rc = -1;
     }
+    return rc;
+}
+
+static int render_requests(struct nd_sbuf *out)
+{
+    struct req_agg *a;
+    long n = collect_req(&a, false);
+    size_t i;
+    int rc = 0;
+
+    if (n < 0)
+        return -1;
+    rc = http_labels(a, (size_t)n, false);
     if (rc == 0) {
         add_help(out, "istio_requests_total", "counter",
                  "Requests handled, by listener, destination cluster, response code and flags.");
@@ -789,6 +1032,44 @@ static int render_requests(struct nd_sbuf *out)
                  "Response size (head and body), in bytes.");
         render_hist(out, "istio_response_bytes", a, (size_t)n, offsetof(struct req_agg, respb),
                     offsetof(struct req_agg, respb_sum), false);
+    }
+    for (i = 0; i < (size_t)n; i++)
+        free(a[i].labels);
+    free(a);
+    return rc;
+}
+
+/* nodus_requests_total and nodus_request_duration_milliseconds: Istio's request labels and the
+ * principals (metrics { principals }; absent when it is 0). */
+static int render_principals(struct nd_sbuf *out)
+{
+    struct req_agg *a;
+    long n;
+    size_t i;
+    int rc = 0;
+
+    if (!pr_slots)
+        return 0;
+    if ((n = collect_req(&a, true)) < 0)
+        return -1;
+    rc = http_labels(a, (size_t)n, true);
+    if (rc == 0) {
+        add_help(out, "nodus_requests_total", "counter",
+                 "Requests handled, by source and destination principal, listener, destination "
+                 "cluster, response code and flags.");
+        for (i = 0; i < (size_t)n; i++) {
+            uint64_t c = 0;
+            unsigned k;
+
+            for (k = 0; k < NBK; k++)
+                c += a[i].dur[k];
+            nd_sbuf_printf(out, "nodus_requests_total{%s} %" PRIu64 "\n", a[i].labels, c);
+        }
+        add_help(out, "nodus_request_duration_milliseconds", "histogram",
+                 "Request duration by source and destination principal, first request byte to "
+                 "last response byte, in milliseconds.");
+        render_hist(out, "nodus_request_duration_milliseconds", a, (size_t)n,
+                    offsetof(struct req_agg, dur), offsetof(struct req_agg, dur_sum_us), true);
     }
     for (i = 0; i < (size_t)n; i++)
         free(a[i].labels);
@@ -820,7 +1101,8 @@ static int render_tcp(struct nd_sbuf *out)
     if (n < 0)
         return -1;
     for (i = 0; i < (size_t)n; i++)
-        if (!(a[i].labels = istio_labels(a[i].listener, a[i].cluster, "tcp", NULL, NULL, false)))
+        if (!(a[i].labels =
+                  istio_labels(a[i].listener, a[i].cluster, "tcp", NULL, NULL, false, NULL, NULL)))
             rc = -1;
     for (f = 0; rc == 0 && f < sizeof(fam) / sizeof(fam[0]); f++) {
         add_help(out, fam[f].metric, "counter", fam[f].help);
@@ -957,13 +1239,28 @@ static void render_core(struct nd_sbuf *out)
     nd_sbuf_printf(out, "nodus_workers %u\n", nworkers);
 
     add_help(out, "nodus_metrics_overflow_total", "counter",
-             "Request or TCP records counted in the overflow series (per-worker table full).");
+             "Records counted in an overflow series (a per-worker table was full).");
     for (sum = 0, w = 0; w < nworkers; w++)
         sum += ld(&blocks[w].req_overflows);
     nd_sbuf_printf(out, "nodus_metrics_overflow_total{table=\"http\"} %" PRIu64 "\n", sum);
     for (sum = 0, w = 0; w < nworkers; w++)
         sum += ld(&blocks[w].tcp_overflows);
     nd_sbuf_printf(out, "nodus_metrics_overflow_total{table=\"tcp\"} %" PRIu64 "\n", sum);
+    if (pr_slots) {
+        unsigned nprin = __atomic_load_n(&preserved, __ATOMIC_RELAXED);
+
+        for (sum = 0, w = 0; w < nworkers; w++)
+            sum += ld(&blocks[w].pr_overflows);
+        nd_sbuf_printf(out, "nodus_metrics_overflow_total{table=\"principal\"} %" PRIu64 "\n", sum);
+        add_help(out, "nodus_metrics_principals", "gauge",
+                 "Principals with a label value of their own (at most metrics.principals).");
+        nd_sbuf_printf(out, "nodus_metrics_principals %u\n", nprin < pcap ? nprin : pcap);
+        add_help(out, "nodus_metrics_principals_overflow_total", "counter",
+                 "Requests whose principal found the principal table full (labelled \"other\").");
+        for (sum = 0, w = 0; w < nworkers; w++)
+            sum += ld(&blocks[w].principal_overflows);
+        nd_sbuf_printf(out, "nodus_metrics_principals_overflow_total %" PRIu64 "\n", sum);
+    }
     add_help(out, "nodus_metrics_names", "gauge", "Interned listener, cluster and node names.");
     nd_sbuf_printf(out, "nodus_metrics_names %u\n", __atomic_load_n(&nnames, __ATOMIC_ACQUIRE));
     add_help(out, "nodus_metrics_names_overflow_total", "counter",
@@ -990,7 +1287,7 @@ int nd_metrics_render(struct nd_sbuf *out)
 {
     if (!__atomic_load_n(&blocks, __ATOMIC_ACQUIRE))
         return out->oom ? -1 : 0;
-    if (render_requests(out) < 0 || render_tcp(out) < 0) {
+    if (render_requests(out) < 0 || render_principals(out) < 0 || render_tcp(out) < 0) {
         out->oom = true;
         return -1;
     }

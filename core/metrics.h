@@ -33,6 +33,9 @@ struct nd_sbuf;
 #define ND_METRICS_MAIN 0xffffffffu /* "worker" argument of a non-worker thread */
 #define ND_METRICS_REQ_SLOTS 1024   /* distinct request keys per worker */
 #define ND_METRICS_TCP_SLOTS 256    /* distinct (listener, cluster) TCP keys per worker */
+#define ND_METRICS_PRINCIPALS_DEFAULT 256 /* metrics { principals }: distinct principals */
+#define ND_METRICS_PRINCIPALS_MAX 4096
+#define ND_METRICS_PRINCIPAL_LEN 255 /* longest principal (a SPIFFE id) that is labelled */
 #define ND_METRICS_MAX_PLUGIN_COUNTERS 256
 
 /*
@@ -89,12 +92,9 @@ enum nd_counter {
     ND_C_UPSTREAM_RETRIES,         /* retried upstream attempts */
     ND_C_POOL_REUSE,               /* requests sent on a pooled (kept-alive) upstream connection */
     ND_C_BUFFER_EXHAUSTED,         /* buffer requests refused because the pool was at its limit */
-    ND_C_STREAM_ERRORS,
+    ND_C_STREAM_ERRORS,   /* connections closed because a stream plugin failed (bad TLS...) */
     ND_C_STREAM_TIMEOUTS, /* connections closed at a stream plugin's deadline */
-    ND_C_EDIT_FAILURES,
-    /* plugin header/path edits that did not fit (request: 500) */ /* connections closed because a
-                                                                      stream plugin failed (bad
-                                                                      TLS...) */
+    ND_C_EDIT_FAILURES,   /* plugin header/path edits that did not fit (request: 500) */
     ND_C_RELOADS,         /* configuration reloads that took effect */
     ND_C_RELOAD_FAILURES, /* configuration reloads refused (bad config) */
     /* per worker: exported with a worker="N" label, not summed */
@@ -123,13 +123,16 @@ struct nd_req_record {
     uint32_t flags;       /* ND_RF_* */
     uint64_t duration_us; /* first request byte to last response byte */
     uint64_t req_bytes, resp_bytes; /* head + body, as Istio counts them */
-    /* Not recorded yet (kept out of the key to bound the series); may be NULL. */
-    const char *source_principal, *destination_principal;
+    /* nd_metrics_principal() ids, or ND_METRICS_NONE: the labels of nodus_requests_total and
+     * nodus_request_duration_milliseconds (not of the istio_* families) */
+    uint16_t src_principal, dst_principal;
 };
 
-/* Allocates the stats blocks of nworkers workers (1 .. 64), once, at start (main thread). Returns
- * 0, -EINVAL (nworkers out of range), -EALREADY (already initialized) or -ENOMEM. */
-int nd_metrics_init(unsigned nworkers);
+/* Allocates the stats blocks of nworkers workers (1 .. 64), once, at start (main thread), with
+ * room for `principals` distinct principals (0 .. ND_METRICS_PRINCIPALS_MAX; 0: no principal
+ * metrics). Returns 0, -EINVAL (an argument out of range), -EALREADY (already initialized) or
+ * -ENOMEM. */
+int nd_metrics_init(unsigned nworkers, unsigned principals);
 /* Frees everything, names and plugin counters included: at exit, or between tests. No other
  * thread may use the metrics during or after the call (until the next init). */
 void nd_metrics_fini(void);
@@ -144,6 +147,25 @@ uint16_t nd_metrics_intern(const char *name);
 const char *nd_metrics_name(uint16_t id);
 /* The node name, the source_workload label of the Istio metrics (main thread). */
 void nd_metrics_set_node(const char *name);
+
+/*
+ * Principals: verified peer identities (SPIFFE ids), the source_principal and
+ * destination_principal labels. One table for the node, filled as peers are first seen, by any
+ * thread, without a lock: a lookup reads (acquire loads only); a new name takes a slot with one
+ * atomic add and one compare-and-swap, once per distinct name. The table holds the `principals`
+ * given to nd_metrics_init(); a name that finds it full is ND_METRICS_OTHER ("other", counted
+ * per request by nodus_metrics_principals_overflow_total, logged once). Ids are stable until
+ * nd_metrics_fini(). Callers look a connection's principal up once and keep the id.
+ */
+/* The id of a principal (len 1 .. ND_METRICS_PRINCIPAL_LEN bytes, else ND_METRICS_OTHER);
+ * ND_METRICS_NONE for len 0 or when principal metrics are off. Any thread. */
+uint16_t nd_metrics_principal(const char *p, size_t len);
+/* The node's own identity (NULL: none), the other end of a verified connection: destination
+ * principal of requests that came in over mutual TLS, source principal of those that went out
+ * over it (main thread, when the identity is loaded or rotated). */
+void nd_metrics_set_self_principal(const char *id);
+/* Its id, for the workers' records (a relaxed load). */
+uint16_t nd_metrics_self_principal(void);
 
 /* Worker fast path. */
 void nd_metrics_request(unsigned worker, const struct nd_req_record *r);

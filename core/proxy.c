@@ -62,6 +62,7 @@ static struct nd_txn *txn_get(struct nd_session *s)
     memset(&t->resp_scan, 0, offsetof(struct nd_txn, edit) - offsetof(struct nd_txn, resp_scan));
     memset(t->scratch, 0, s->lc->txn_size < ND_SCRATCH ? s->lc->txn_size : ND_SCRATCH);
     t->s = s;
+    t->up_principal = ND_METRICS_NONE;
     t->ep = -1;
     t->req.hdrs = t->req_hdrs;
     t->resp.hdrs = t->resp_hdrs;
@@ -558,12 +559,29 @@ static void up_idle_timeout(struct nd_timer *tm)
     nd_upstream_close(u->conn.w, u);
 }
 
+/* The metrics id of a connection's verified principal (ND_METRICS_NONE without one), looked up
+ * in the metrics' principal table on the connection's first request only. */
+static uint16_t principal_id(const char *p, uint16_t len, uint16_t *mid)
+{
+    if (!len)
+        return ND_METRICS_NONE;
+    if (!*mid)
+        *mid = (uint16_t)(nd_metrics_principal(p, len) + 1u);
+    return (uint16_t)(*mid - 1u);
+}
+
 static void up_release(struct nd_worker *w, struct nd_txn *t, bool reuse)
 {
     struct nd_upstream *u = t->up;
 
     if (!u)
         return;
+    t->up_principal = principal_id(u->principal, u->principal_len, &u->principal_mid);
+    t->up_peer_len = 0;
+    if (u->principal_len && t->s->snap->cfg->node.access_log) {
+        memcpy(t->up_peer, u->principal, u->principal_len); /* both 256 bytes */
+        t->up_peer_len = u->principal_len;
+    }
     t->up = NULL;
     u->txn = NULL;
     if (t->crt && t->ep >= 0)
@@ -822,6 +840,11 @@ void nd_access_log(struct nd_worker *w, struct nd_session *s, struct nd_txn *t,
     PUTS(b, ",\"source_principal\":");
     if (s->principal_len)
         json_str(b, s->principal, s->principal_len);
+    else
+        PUTS(b, "null");
+    PUTS(b, ",\"destination_principal\":");
+    if (t->up_peer_len)
+        json_str(b, t->up_peer, t->up_peer_len);
     else
         PUTS(b, "null");
     if (t->req_principal.len) {
@@ -1423,6 +1446,14 @@ static void txn_finish(struct nd_session *s)
     rec.duration_us = nd_clock_us() - t->t_start_us;
     rec.req_bytes = t->req_bytes;
     rec.resp_bytes = t->resp_bytes;
+    /* Each verified hop has our identity at one end: came in over mTLS, we are its destination;
+     * went out over mTLS, we are its source (Istio's inbound and outbound views). */
+    rec.src_principal = principal_id(s->principal, s->principal_len, &s->principal_mid);
+    rec.dst_principal = t->up_principal;
+    if (rec.src_principal == ND_METRICS_NONE && rec.dst_principal != ND_METRICS_NONE)
+        rec.src_principal = nd_metrics_self_principal();
+    else if (rec.dst_principal == ND_METRICS_NONE && rec.src_principal != ND_METRICS_NONE)
+        rec.dst_principal = nd_metrics_self_principal();
     nd_metrics_request(w->id, &rec);
     if (s->snap->cfg->node.access_log)
         nd_access_log(w, s, t, &rec);

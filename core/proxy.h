@@ -39,7 +39,8 @@ struct nd_upstream {
     bool tcp; /* owned by a TCP session */
     uint32_t uses;
     uint16_t principal_len;
-    char principal[256]; /* the endpoint's verified identity (cluster tls = "mutual") */
+    uint16_t principal_mid; /* nd_metrics_principal() of it + 1, once looked up (0: not yet) */
+    char principal[256];    /* the endpoint's verified identity (cluster tls = "mutual") */
 };
 
 struct nd_session;
@@ -67,6 +68,8 @@ struct nd_txn {
     bool paused, local, resp_started, req_sent_head, up_reusable, expect_100;
     bool edit_failed; /* a plugin's edit did not fit in edit[] (or the header table) */
     uint16_t status;
+    uint16_t up_principal; /* metrics id of the last upstream's verified identity, or NONE */
+    uint16_t up_peer_len;  /* bytes of up_peer (0: none, or no access log) */
     uint32_t rflags;
     struct nd_body rqb, rsb;
     uint64_t t_start_us;
@@ -75,6 +78,7 @@ struct nd_txn {
      * (txn_size bytes of it are zeroed) */
     char edit[ND_EDIT];
     char scratch[ND_SCRATCH] __attribute__((aligned(16)));
+    char up_peer[256]; /* the last upstream's verified identity, for the access log */
 };
 
 /* S_FREE: released, in the worker's dead list until the current event batch ends (an event for
@@ -103,6 +107,7 @@ struct nd_session {
     uint8_t peer_len;
     char principal[256];
     uint16_t principal_len;
+    uint16_t principal_mid; /* nd_metrics_principal() of it + 1, once looked up (0: not yet) */
     uint32_t nreq;
     uint32_t lingered; /* bytes discarded while lingering */
     uint64_t tcp_sent, tcp_recv;

@@ -115,8 +115,9 @@ struct nodus_stream_ops {
     void (*close)(struct nodus_stream *s, const struct nodus_ctx *ctx);
 
     /* The layer's deadline (nodus_stream_set_deadline()) passed. For counters and logs only:
-     * the core closes the connection when it returns (close runs then, shutdown does not).
-     * May be NULL. */
+     * the core closes the connection when it returns (close runs then, shutdown does not), and
+     * the owner sees it as a reset. Runs once per deadline; other layers' deadlines that passed
+     * at the same tick run theirs too. May be NULL (the connection is closed all the same). */
     void (*timeout)(struct nodus_stream *s, const struct nodus_ctx *ctx);
 
     /* Nothing more will come from above: the owner ends the connection (an answer with
@@ -170,7 +171,9 @@ struct nodus_plugin {
     const char *name;        /* the Lua constructor, e.g. "headers" */
     const char *description; /* one line, shown by `nodus version` */
     unsigned flags;
-    size_t txn_size; /* bytes of ctx->txn per request (HTTP) or per connection (stream) */
+    size_t txn_size; /* bytes of ctx->txn per request (HTTP) or per connection (stream); the
+                      * plugins of one listener have 4096 bytes between them (each rounded up
+                      * to 16), checked at load */
 
     /* Main thread, at load and at every reload. Reads the constructor's table with nodus_cfg_*;
      * returns the instance configuration, or NULL after at least one nodus_cfg_error(). Keys the
@@ -238,7 +241,7 @@ const char *nodus_cluster_name(const struct nodus_cluster *cl);
 
 /* ---- HTTP exchange (worker only)
  * ---------------------------------------------------------------*/
-struct nodus_slice nodus_http_method(struct nodus_http *h);
+struct nodus_slice nodus_http_method(struct nodus_http *h);    /* as sent: "GET" */
 struct nodus_slice nodus_http_path(struct nodus_http *h);      /* without the query */
 struct nodus_slice nodus_http_query(struct nodus_http *h);     /* after '?', may be empty */
 struct nodus_slice nodus_http_authority(struct nodus_http *h); /* Host, without a port */
@@ -301,15 +304,26 @@ int nodus_http_set_request_principal(struct nodus_http *h, const char *p, size_t
 
 /* ---- stream (worker only)
  * ----------------------------------------------------------------------*/
+/* What a layer produces: push_in hands bytes to the layer above (toward HTTP / the TCP proxy),
+ * push_out to the layer below (toward the network). From data_in, data_out, connect and
+ * shutdown (push_out), on this layer's stream only. The bytes are copied. A call may produce up
+ * to its input plus 17 KiB (a TLS record and some); 0, or -1 when the boundary buffer cannot hold
+ * them (the host logs it): the hook then returns -1 and the connection is closed. */
 int nodus_stream_push_in(struct nodus_stream *s, const char *data, size_t len);
 int nodus_stream_push_out(struct nodus_stream *s, const char *data, size_t len);
+/* The peer's address as text ("198.18.0.1", "::1"); for an upstream connection, the endpoint's
+ * "address:port". Valid for the connection's life. */
 struct nodus_slice nodus_stream_peer_addr(struct nodus_stream *s);
-/* Sets the verified peer identity that HTTP plugins, logs and metrics see. */
+/* Sets the verified peer identity that HTTP plugins (nodus_http_peer_principal()), the access
+ * log and the metrics (source_principal) see, copied: call it only once the identity is
+ * verified. 0, or -1 when len is 256 bytes or more (nothing is set). */
 int nodus_stream_set_peer_principal(struct nodus_stream *s, const char *id, size_t len);
-/* Arms this layer's deadline ms (> 0) from now, replacing the previous one, or clears it (ms =
- * 0). If it passes, the layer's timeout hook runs and the core closes the connection, whether
- * or not the peer sends anything: a handshake that must finish in time. One per layer, no
- * allocation. 0, or -1 (ms above an hour). */
+/* Arms this layer's deadline ms (> 0) from now (the worker's clock, 1 ms ticks), replacing the
+ * previous one, or clears it (ms = 0). If it passes, the layer's timeout hook runs and the core
+ * closes the connection, whether or not the peer sends anything: a handshake that must finish
+ * in time. One per layer, from any stream hook of the layer (connect included); it dies with
+ * the connection. A timer of the worker's wheel: no allocation, no system call. 0, or -1 (ms
+ * above an hour: the deadline in force stays). Counted by nodus_stream_timeouts_total. */
 int nodus_stream_set_deadline(struct nodus_stream *s, uint32_t ms);
 
 /* ---- gossip (ABI 3; main thread only: configure() and the control hooks)
@@ -336,7 +350,10 @@ int nodus_gossip_publish(const char *name, size_t name_len, const void *payload,
 
 /* ---- counters and logs --------------------------------------------------------------------------
  * A counter is per worker and summed when scraped, exported as nodus_plugin_<plugin>_<name>_total.
- * Register in configure() (idempotent by name: the same id comes back at every reload). */
+ * Register in configure() (idempotent by name: the same id comes back at every reload); the id
+ * is -1 when 256 counters already exist or an argument is empty. Adding is a plain store to
+ * the worker's own block (no lock, no atomic read-modify-write); from the main thread, pass
+ * worker_id = (unsigned)-1. An id out of range is ignored. */
 typedef int nodus_counter_t;
 #define NODUS_WORKER_MAIN                                                                          \
     0xffffffffu /* ABI 3: the worker_id to count with from the main thread                         \
@@ -344,6 +361,9 @@ typedef int nodus_counter_t;
 nodus_counter_t nodus_counter(const char *plugin, const char *name, const char *help);
 void nodus_counter_add(unsigned worker_id, nodus_counter_t id, uint64_t n);
 
+/* One line on the node's log, "LEVEL [wN] message" (no newline needed), dropped above the
+ * node's log_level. Any thread. Lines from a worker are limited to 100 a second (the rest are
+ * counted in a later line): still, log a refusal once per event at most, and never secrets. */
 enum nodus_log_level { NODUS_LOG_ERR, NODUS_LOG_WARN, NODUS_LOG_INFO, NODUS_LOG_DEBUG };
 void nodus_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -4,10 +4,13 @@
  * It is also the reference plugin (like HAProxy's flt_trace): it implements every hook of the
  * ABI, HTTP and stream, so tests use it to see that the host calls each hook, with the right
  * per-request / per-connection scratch and worker state. With trace = true it logs every call
- * at debug level.
+ * at debug level. As a stream layer it shows the deadline calls of ABI 2: with
+ * first_byte_timeout, a connection that sends nothing in time is closed (connect arms the
+ * deadline, the first bytes clear it, the timeout hook counts and logs).
  *
  *   headers { request_set = { ["x-a"] = "1" }, request_add = { ... }, request_remove = { "x-b" },
- *             response_set = { ... }, response_add = { ... }, response_remove = { "server" } }
+ *             response_set = { ... }, response_add = { ... }, response_remove = { "server" },
+ *             first_byte_timeout = "5s", trace = false }
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +37,16 @@ struct hdr_edits {
 struct headers_conf {
     struct hdr_edits req, resp;
     bool trace;
+    uint32_t first_byte_ms; /* first_byte_timeout; 0: none */
     nodus_counter_t requests, req_bytes, resp_bytes;
-    nodus_counter_t connections, closes, bytes_in, bytes_out;
+    nodus_counter_t connections, closes, bytes_in, bytes_out, shutdowns, timeouts;
     nodus_counter_t worker_mismatch;
 };
 
 /* ctx->worker: what worker_init() made, checked by every hook. */
 struct headers_worker {
     unsigned id;
+    uint64_t timeouts; /* first_byte_timeout closes on this worker, for the log's rate */
 };
 
 /* ctx->txn: request and response body bytes of an exchange, or bytes in and out of a
@@ -209,6 +214,7 @@ static void headers_destroy(void *conf)
 static void *headers_configure(struct nodus_cfg *cfg)
 {
     struct headers_conf *hc = calloc(1, sizeof(*hc));
+    uint64_t ms;
     bool ok = true;
 
     if (!hc) {
@@ -218,6 +224,18 @@ static void *headers_configure(struct nodus_cfg *cfg)
     ok &= read_edits(cfg, "request_remove", "request_set", "request_add", &hc->req);
     ok &= read_edits(cfg, "response_remove", "response_set", "response_add", &hc->resp);
     ok &= nodus_cfg_bool(cfg, "trace", &hc->trace) >= 0;
+    switch (nodus_cfg_duration(cfg, "first_byte_timeout", &ms)) {
+    case 1:
+        if (ms == 0 || ms > 3600 * 1000) {
+            nodus_cfg_error(cfg, "'first_byte_timeout' must be between 1ms and 1h");
+            ok = false;
+        }
+        hc->first_byte_ms = (uint32_t)ms;
+        break;
+    case -1:
+        ok = false;
+        break;
+    }
     if (!ok) {
         headers_destroy(hc);
         return NULL;
@@ -229,6 +247,9 @@ static void *headers_configure(struct nodus_cfg *cfg)
     hc->closes = nodus_counter("headers", "closes", "Connections closed");
     hc->bytes_in = nodus_counter("headers", "stream_bytes_in", "Bytes from the network side");
     hc->bytes_out = nodus_counter("headers", "stream_bytes_out", "Bytes to the network side");
+    hc->shutdowns = nodus_counter("headers", "shutdowns", "Connections the node ended (shutdown)");
+    hc->timeouts = nodus_counter("headers", "first_byte_timeouts",
+                                 "Connections closed: nothing came within first_byte_timeout");
     hc->worker_mismatch = nodus_counter("headers", "worker_mismatch",
                                         "Hooks given another worker's state (a host bug)");
     return hc;
@@ -236,7 +257,7 @@ static void *headers_configure(struct nodus_cfg *cfg)
 
 static void *headers_worker_init(void *conf, unsigned worker_id)
 {
-    struct headers_worker *w = malloc(sizeof(*w));
+    struct headers_worker *w = calloc(1, sizeof(*w));
 
     (void)conf;
     if (w)
@@ -337,26 +358,61 @@ static void headers_log(struct nodus_http *h, const struct nodus_ctx *ctx)
     nodus_counter_add(ctx->worker_id, hc->resp_bytes, tx->out);
 }
 
+/* first_byte_timeout: armed here, cleared by the first bytes (data_in), or the timeout hook runs
+ * and the core closes the connection. */
 static int headers_connect(struct nodus_stream *s, const struct nodus_ctx *ctx)
 {
     const struct headers_conf *hc = ctx->conf;
 
-    (void)s;
     enter(ctx, "connect");
     nodus_counter_add(ctx->worker_id, hc->connections, 1);
+    if (hc->first_byte_ms)
+        nodus_stream_set_deadline(s, hc->first_byte_ms); /* <= 1h: checked in configure() */
     return NODUS_CONTINUE;
 }
 
 static long headers_data_in(struct nodus_stream *s, const struct nodus_ctx *ctx, const char *data,
                             size_t len)
 {
+    const struct headers_conf *hc = ctx->conf;
     struct headers_txn *tx = ctx->txn;
 
     enter(ctx, "data_in");
     if (nodus_stream_push_in(s, data, len) < 0)
         return -1;
+    if (hc->first_byte_ms && !tx->in && len)
+        nodus_stream_set_deadline(s, 0);
     tx->in += len;
     return (long)len;
+}
+
+/* The deadline passed: count and log (the first time on a worker, then one line per 1000); the
+ * core closes the connection after this returns. */
+static void headers_timeout(struct nodus_stream *s, const struct nodus_ctx *ctx)
+{
+    const struct headers_conf *hc = ctx->conf;
+    struct headers_worker *w = ctx->worker;
+    struct nodus_slice peer = nodus_stream_peer_addr(s);
+
+    enter(ctx, "timeout");
+    nodus_counter_add(ctx->worker_id, hc->timeouts, 1);
+    if (w && w->timeouts++ % 1000)
+        return;
+    nodus_log(NODUS_LOG_WARN,
+              "headers: closed %.*s: nothing within first_byte_timeout (%u ms; %llu such "
+              "connections on this worker)",
+              (int)peer.len, peer.p, (unsigned)hc->first_byte_ms,
+              (unsigned long long)(w ? w->timeouts : 1));
+}
+
+/* The node ends the connection: nothing to add to the stream, only counted. */
+static void headers_shutdown(struct nodus_stream *s, const struct nodus_ctx *ctx)
+{
+    const struct headers_conf *hc = ctx->conf;
+
+    (void)s;
+    enter(ctx, "shutdown");
+    nodus_counter_add(ctx->worker_id, hc->shutdowns, 1);
 }
 
 static long headers_data_out(struct nodus_stream *s, const struct nodus_ctx *ctx, const char *data,
@@ -396,6 +452,8 @@ static const struct nodus_stream_ops headers_stream = {
     .data_in = headers_data_in,
     .data_out = headers_data_out,
     .close = headers_close,
+    .timeout = headers_timeout,
+    .shutdown = headers_shutdown,
 };
 
 static const struct nodus_plugin headers_plugin = {

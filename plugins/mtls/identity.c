@@ -353,6 +353,7 @@ static void install(struct creds *c, const struct stamp *st)
     for (struct nd_identity_user *u = g.users; u; u = u->next)
         build_user(u);
     nd_metrics_set_cert_not_after(g.cur.not_after);
+    nd_metrics_set_self_principal(g.cur.id);
     fmt_time(g.cur.not_after, until, sizeof(until));
     nd_info("identity: %s, certificate valid until %s (%s %s)", g.cur.id, until,
             g.conf.ca_dir ? "issued from" : "from", g.conf.ca_dir ? g.conf.ca_dir : g.conf.cert);
@@ -364,6 +365,7 @@ static void forget(void)
     conf_free(&g.conf);
     g.loaded = g.pending = false;
     nd_metrics_set_cert_not_after(0);
+    nd_metrics_set_self_principal(NULL);
 }
 
 /* Every mtls listener that needs an identity has one. */

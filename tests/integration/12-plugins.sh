@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Plugins as users configure them: the built-in reference plugin `headers` in an HTTP listener
 # (request and response edits, every HTTP and stream hook run, its counters exact) and as a stream
-# plugin of a TCP listener (3 MB both ways intact through its data_in/data_out); an out-of-tree
+# plugin of a TCP listener (3 MB both ways intact through its data_in/data_out), its
+# first_byte_timeout (a stream deadline: the timeout hook) and shutdown hook; an out-of-tree
 # .so plugin loaded from node { plugins } (its hooks, and its control tick on the main thread:
 # plugin ABI 3); a .so built for another ABI refused with a clear error.
 # shellcheck disable=SC1091
@@ -15,6 +16,7 @@ bad=$BUILD_DIR/tests/sample_badabi.so
 peer=$(free_port)
 port=$(free_port)
 tport=$(free_port)
+gport=$(free_port)
 admin=$(free_port)
 start_peer_upstream "$peer"
 
@@ -36,6 +38,11 @@ listener "web" {
 listener "raw" {
   listen = "$NODE_IP:$tport", protocol = "tcp", cluster = "peer",
   plugins = { headers { } },
+}
+listener "guarded" {
+  listen = "127.0.0.1:$gport", protocol = "http",
+  plugins = { headers { first_byte_timeout = "300ms" },
+              router { { match = { prefix = "/" }, cluster = "peer" } } },
 }
 LUA
 )
@@ -78,8 +85,51 @@ out=$(metric nodus_plugin_headers_stream_bytes_out_total)
 assert_eq 0 "$(metric nodus_stream_errors_total)" "stream errors"
 assert_eq 0 "$(metric nodus_plugin_headers_worker_mismatch_total)" "hooks ran with the right worker state"
 
+# ABI 2 stream hooks. first_byte_timeout (a stream deadline): a silent client is closed by the
+# node after 300 ms, counted and logged; a client that speaks in time is served, even slowly after
+# its first bytes. shutdown: the node ends a connection after an answer with Connection: close.
+python3 - "$gport" >"$T/silent" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(5)
+t = time.monotonic()
+got = s.recv(1)  # b"" when the node closes
+print(len(got), round((time.monotonic() - t) * 1000))
+PY
+read -r n ms <"$T/silent"
+assert_eq 0 "$n" "a silent client gets nothing but the close"
+[ "$ms" -ge 250 ] && [ "$ms" -lt 2000 ] || die "silent client closed after $ms ms, not about 300"
+python3 - "$gport" >"$T/slow" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(5)
+s.sendall(b"GET /slow HTTP/1.1\r\n")  # the first bytes in time, the rest after the deadline
+time.sleep(0.6)
+s.sendall(b"Host: g\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    data += b
+print(data.split(b"\r\n")[0].decode())
+PY
+assert_eq "HTTP/1.1 200 OK" "$(cat "$T/slow")" "a client that spoke in time"
+sleep 0.3
+curl -s -o "$T/m2" "http://127.0.0.1:$admin/stats/prometheus"
+metric2() { awk -v n="$1" '$1 == n { print $2 }' "$T/m2"; }
+assert_eq 1 "$(metric2 nodus_plugin_headers_first_byte_timeouts_total)" "first byte timeouts"
+assert_eq 1 "$(metric2 nodus_stream_timeouts_total)" "the core counted the timeout"
+[ "$(metric2 nodus_plugin_headers_shutdowns_total)" -ge 1 ] ||
+    die "no shutdown hook for an answer with Connection: close"
+grep -q 'headers: closed 127.0.0.1: nothing within first_byte_timeout (300 ms; 1 such' "$NODUS_LOG" ||
+    die "first byte timeout not logged"
+sed 's/first_byte_timeout = "300ms"/first_byte_timeout = "2h"/' "$cfg" >"$T/fbt.lua"
+"$NODUS" check "$T/fbt.lua" >"$T/fbt" 2>&1 && die "a first_byte_timeout of 2h was accepted"
+assert_contains "$(cat "$T/fbt")" "'first_byte_timeout' must be between 1ms and 1h" "refusal"
+
 # a .so built for another ABI is refused, with the file and both versions named
 sed "s|$so|$bad|" "$cfg" >"$T/bad.lua"
 if "$NODUS" check "$T/bad.lua" >"$T/check" 2>&1; then die "a plugin of ABI 999 was accepted"; fi
 assert_contains "$(cat "$T/check")" "sample_badabi.so: plugin ABI 999, this nodus has ABI" "refusal"
-pass "headers and .so plugins, HTTP and stream hooks, ABI check"
+pass "headers and .so plugins, HTTP and stream hooks (deadline, timeout, shutdown), ABI check"

@@ -434,6 +434,14 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->listeners[0].max_body, 0);
     assert_true(cfg->listeners[0].xff);
     assert_int_equal(cfg->listeners[0].txn_size, 48);
+    assert_int_equal(cfg->metrics.principals, 256);
+    nd_config_free(cfg);
+
+    cfg = load_ok("metrics { principals = 0 }\n");
+    assert_int_equal(cfg->metrics.principals, 0);
+    nd_config_free(cfg);
+    cfg = load_ok("metrics { principals = 4096 }\n");
+    assert_int_equal(cfg->metrics.principals, 4096);
     nd_config_free(cfg);
 
     /* an empty script is a valid (if useless) configuration */
@@ -702,6 +710,12 @@ static void test_error_wrong_type(void **state)
                   "t.lua:1: node: 'io' must be \"posix\" or \"dpdk\"",
                   "t.lua:1: node: 'drain_timeout' must be a duration such as \"250ms\", \"10s\", "
                   "\"1m\" or a number of seconds");
+    expect_errors("metrics { principals = 4097 }\n",
+                  "t.lua:1: metrics: 'principals' must be an integer between 0 and 4096");
+    expect_errors("metrics { principals = \"all\", labels = 1 }\nmetrics { }\n",
+                  "t.lua:1: metrics: 'principals' must be an integer between 0 and 4096",
+                  "t.lua:1: metrics: unknown key 'labels'",
+                  "t.lua:2: metrics: declared twice (first at line 1)");
     expect_errors("admin { listen = \"localhost:1\" }\n",
                   "t.lua:1: admin: 'listen' must be an address such as \"127.0.0.1:15000\" or "
                   "\"[::1]:15000\"");

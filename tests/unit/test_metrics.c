@@ -199,7 +199,8 @@ static unsigned check_exposition(const char *text)
 }
 
 /* Runs `promtool check metrics` on text when promtool is installed. Its only accepted complaint
- * is the lint about Istio's own metric name istio_request_duration_milliseconds (not in seconds).
+ * is the lint about Istio's own metric name istio_request_duration_milliseconds (not in seconds),
+ * and its nodus_ twin with the principals.
  */
 static void promtool_check(const char *text)
 {
@@ -222,7 +223,8 @@ static void promtool_check(const char *text)
     p = popen(cmd, "r");
     assert_non_null(p);
     while (fgets(line, sizeof(line), p)) {
-        if (strstr(line, "istio_request_duration_milliseconds use base unit \"seconds\""))
+        if (strstr(line, "istio_request_duration_milliseconds use base unit \"seconds\"") ||
+            strstr(line, "nodus_request_duration_milliseconds use base unit \"seconds\""))
             continue;
         print_message("promtool: %s", line);
         other++;
@@ -237,7 +239,7 @@ static void promtool_check(const char *text)
 static int setup2(void **state)
 {
     (void)state;
-    if (nd_metrics_init(2) != 0)
+    if (nd_metrics_init(2, ND_METRICS_PRINCIPALS_DEFAULT) != 0)
         return -1;
     nd_metrics_set_node("edge-1");
     return 0;
@@ -311,7 +313,7 @@ static void test_intern(void **state)
     assert_int_equal(nd_metrics_intern("n4095"), 4095); /* known names still resolve */
     assert_int_equal(nd_metrics_intern("inbound"), a);
 
-    assert_int_equal(nd_metrics_init(1), 0);
+    assert_int_equal(nd_metrics_init(1, ND_METRICS_PRINCIPALS_DEFAULT), 0);
     out = render();
     assert_true(value_of(out, "nodus_metrics_names") == 4096);
     assert_true(value_of(out, "nodus_metrics_names_overflow_total") == 1);
@@ -329,17 +331,17 @@ static void test_init_args(void **state)
     struct nd_sbuf b = {0};
 
     (void)state;
-    assert_int_equal(nd_metrics_init(0), -EINVAL);
-    assert_int_equal(nd_metrics_init(ND_MAX_WORKERS + 1), -EINVAL);
+    assert_int_equal(nd_metrics_init(0, ND_METRICS_PRINCIPALS_DEFAULT), -EINVAL);
+    assert_int_equal(nd_metrics_init(ND_MAX_WORKERS + 1, ND_METRICS_PRINCIPALS_DEFAULT), -EINVAL);
     /* before init: records are ignored, render is empty */
     nd_metrics_count(0, ND_C_RELOADS, 1);
     nd_metrics_count(ND_METRICS_MAIN, ND_C_RELOADS, 1);
     assert_int_equal(nd_metrics_render(&b), 0);
     assert_int_equal(b.len, 0);
-    assert_int_equal(nd_metrics_init(ND_MAX_WORKERS), 0);
-    assert_int_equal(nd_metrics_init(2), -EALREADY);
+    assert_int_equal(nd_metrics_init(ND_MAX_WORKERS, ND_METRICS_PRINCIPALS_DEFAULT), 0);
+    assert_int_equal(nd_metrics_init(2, ND_METRICS_PRINCIPALS_DEFAULT), -EALREADY);
     nd_metrics_fini();
-    assert_int_equal(nd_metrics_init(2), 0);
+    assert_int_equal(nd_metrics_init(2, ND_METRICS_PRINCIPALS_DEFAULT), 0);
     nd_metrics_fini();
 }
 
@@ -460,9 +462,10 @@ static void test_requests(void **state)
     assert_true(value_of(out, lbl(s, sizeof(s), "istio_response_bytes_count", "inbound", "reviews",
                                   "200", "-", NULL)) == 3);
 
-    /* one HELP and TYPE per family, all histograms consistent: 4 series x 3 histograms */
+    /* one HELP and TYPE per family, all histograms consistent: 4 series x 3 histograms, and the
+     * 4 series of nodus_request_duration_milliseconds */
     nhist = check_exposition(out);
-    assert_int_equal(nhist, 12);
+    assert_int_equal(nhist, 16);
     assert_non_null(strstr(out, "# TYPE istio_requests_total counter\n"));
     assert_non_null(strstr(out, "# TYPE istio_request_duration_milliseconds histogram\n"));
     assert_non_null(strstr(out, "# TYPE istio_request_bytes histogram\n"));
@@ -565,6 +568,244 @@ static void test_overflow(void **state)
                                       "other")) == overflow / 2);
     check_exposition(out);
     free(out);
+}
+
+/* ---- principals
+ * --------------------------------------------------------------------------------*/
+/* A nodus_requests_total series of listener "inbound", cluster "reviews", code 200. */
+static char *pr_lbl(char *buf, size_t len, const char *metric, const char *src, const char *dst,
+                    const char *policy, const char *le)
+{
+    int n = snprintf(buf, len,
+                     "%s{reporter=\"source\",source_workload=\"edge-1\",source_principal=\"%s\","
+                     "destination_principal=\"%s\",destination_service=\"reviews\","
+                     "destination_cluster=\"reviews\",request_protocol=\"http\","
+                     "response_code=\"200\",response_flags=\"-\","
+                     "connection_security_policy=\"%s\",listener=\"inbound\"",
+                     metric, src, dst, policy);
+
+    if (le)
+        snprintf(buf + n, len - (size_t)n, ",le=\"%s\"}", le);
+    else
+        snprintf(buf + n, len - (size_t)n, "}");
+    return buf;
+}
+
+#define FRONT "spiffe://mesh.local/ns/web/sa/frontend"
+#define SELF "spiffe://mesh.local/ns/edge/sa/node"
+
+static uint16_t pid(const char *p)
+{
+    return nd_metrics_principal(p, strlen(p));
+}
+
+static int setup_principals4(void **state)
+{
+    (void)state;
+    if (nd_metrics_init(2, 4) != 0)
+        return -1;
+    nd_metrics_set_node("edge-1");
+    return 0;
+}
+
+/* Ids, labels, merging over workers, the "other" principal when the table is full. */
+static void test_principals(void **state)
+{
+    uint16_t in = nd_metrics_intern("inbound"), rev = nd_metrics_intern("reviews");
+    struct nd_req_record r = {.listener = in, .cluster = rev, .status = 200};
+    char s[1024], longid[300], *out;
+    uint16_t front, self, b, c;
+
+    (void)state;
+    assert_int_equal(nd_metrics_principal("", 0), ND_METRICS_NONE);
+    assert_int_equal(nd_metrics_self_principal(), ND_METRICS_NONE);
+    front = pid(FRONT);
+    assert_true(front < 4);
+    assert_int_equal(pid(FRONT), front); /* the same name, the same id */
+    nd_metrics_set_self_principal(SELF);
+    self = nd_metrics_self_principal();
+    assert_true(self < 4 && self != front);
+    assert_int_equal(pid(SELF), self);
+    /* longer than a label may be: "other", and it takes no room */
+    memset(longid, 'a', sizeof(longid));
+    assert_int_equal(nd_metrics_principal(longid, ND_METRICS_PRINCIPAL_LEN + 1), ND_METRICS_OTHER);
+    b = pid("spiffe://mesh.local/ns/b/sa/b");
+    c = pid("spiffe://mesh.local/ns/c/sa/c");
+    assert_true(b < 4 && c < 4 && b != c && b != front && c != self);
+    /* the table (4) is full: a fifth name is "other", again and again; known names still found */
+    assert_int_equal(pid("spiffe://mesh.local/ns/d/sa/d"), ND_METRICS_OTHER);
+    assert_int_equal(pid("spiffe://mesh.local/ns/d/sa/d"), ND_METRICS_OTHER);
+    assert_int_equal(pid("spiffe://mesh.local/ns/b/sa/b"), b);
+
+    /* inbound over mTLS, on both workers: one series */
+    r.flags = ND_REC_MTLS;
+    r.src_principal = front;
+    r.dst_principal = self;
+    r.duration_us = 700;
+    nd_metrics_request(0, &r);
+    r.duration_us = 3000;
+    nd_metrics_request(1, &r);
+    /* plaintext: unknown, unknown */
+    r.flags = 0;
+    r.src_principal = r.dst_principal = ND_METRICS_NONE;
+    nd_metrics_request(0, &r);
+    /* a peer that did not fit */
+    r.flags = ND_REC_MTLS;
+    r.src_principal = ND_METRICS_OTHER;
+    r.dst_principal = self;
+    nd_metrics_request(1, &r);
+    nd_metrics_request(1, &r);
+
+    out = render();
+    assert_true(value_of(out, pr_lbl(s, sizeof(s), "nodus_requests_total", FRONT, SELF,
+                                     "mutual_tls", NULL)) == 2);
+    assert_true(value_of(out, pr_lbl(s, sizeof(s), "nodus_request_duration_milliseconds_bucket",
+                                     FRONT, SELF, "mutual_tls", "0.5")) == 0);
+    assert_true(value_of(out, pr_lbl(s, sizeof(s), "nodus_request_duration_milliseconds_bucket",
+                                     FRONT, SELF, "mutual_tls", "1")) == 1);
+    assert_true(value_of(out, pr_lbl(s, sizeof(s), "nodus_request_duration_milliseconds_bucket",
+                                     FRONT, SELF, "mutual_tls", "5")) == 2);
+    assert_true(value_of(out, pr_lbl(s, sizeof(s), "nodus_request_duration_milliseconds_sum", FRONT,
+                                     SELF, "mutual_tls", NULL)) == 3.7);
+    assert_true(value_of(out, pr_lbl(s, sizeof(s), "nodus_requests_total", "unknown", "unknown",
+                                     "none", NULL)) == 1);
+    assert_true(value_of(out, pr_lbl(s, sizeof(s), "nodus_requests_total", "other", SELF,
+                                     "mutual_tls", NULL)) == 2);
+    assert_true(value_of(out, "nodus_metrics_principals") == 4);
+    assert_true(value_of(out, "nodus_metrics_principals_overflow_total") == 2);
+    assert_true(value_of(out, "nodus_metrics_overflow_total{table=\"principal\"}") == 0);
+    /* the Istio families do not change: the five requests in two series */
+    assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "reviews", "200",
+                                  "-", NULL)) == 1);
+    assert_null(strstr(out, "istio_requests_total{reporter=\"source\",source_workload=\"edge-1\","
+                            "source_principal"));
+    assert_int_equal(check_exposition(out), 2 * 3 + 3);
+    promtool_check(out);
+    free(out);
+}
+
+/* Keys beyond the per-worker table go to the overflow series; nothing is lost from the total. */
+static void test_principals_overflow(void **state)
+{
+    uint16_t in = nd_metrics_intern("inbound"), rev = nd_metrics_intern("reviews");
+    struct nd_req_record r = {.listener = in, .cluster = rev, .flags = ND_REC_MTLS};
+    char name[64], *out, *p;
+    double total = 0, overflow;
+    unsigned i;
+
+    (void)state;
+    /* 4 principals x 500 status codes: 2000 keys, more than the 1024 slots */
+    for (i = 0; i < 4000; i++) {
+        snprintf(name, sizeof(name), "spiffe://mesh.local/ns/n/sa/%u", i % 4);
+        r.src_principal = pid(name);
+        r.dst_principal = ND_METRICS_NONE;
+        r.status = (uint16_t)(100 + (i / 4) % 500);
+        nd_metrics_request(0, &r);
+    }
+    out = render();
+    overflow = value_of(out, "nodus_metrics_overflow_total{table=\"principal\"}");
+    assert_true(overflow >= 2 * (2000 - 1024));
+    assert_true(value_of(out, "nodus_requests_total{reporter=\"source\",source_workload=\"edge-1\","
+                              "source_principal=\"other\",destination_principal=\"other\","
+                              "destination_service=\"other\",destination_cluster=\"other\","
+                              "request_protocol=\"http\",response_code=\"other\","
+                              "response_flags=\"other\",connection_security_policy=\"none\","
+                              "listener=\"other\"}") == overflow);
+    for (p = strstr(out, "\nnodus_requests_total{"); p;
+         p = strstr(p + 1, "\nnodus_requests_total{")) {
+        const char *sp = strchr(p + 1, '\n');
+
+        while (*sp != ' ')
+            sp--;
+        total += strtod(sp + 1, NULL);
+    }
+    assert_true(total == 4000);
+    assert_true(value_of(out, "nodus_metrics_principals_overflow_total") == 0);
+    check_exposition(out);
+    promtool_check(out);
+    free(out);
+}
+
+struct intern_arg {
+    unsigned seed;
+    uint16_t ids[200];
+};
+
+static void *intern_thread(void *p)
+{
+    struct intern_arg *a = p;
+    char name[64];
+    unsigned i, k;
+
+    for (i = 0; i < 200; i++) {
+        k = (i + a->seed * 37) % 200;
+        snprintf(name, sizeof(name), "spiffe://mesh.local/ns/n/sa/w%u", k);
+        a->ids[k] = pid(name);
+    }
+    return NULL;
+}
+
+/* Four threads add the same 200 names at once to a table of 128: every name has one id (or is
+ * "other"), no two names share one, and the names are intact. */
+static void test_principals_concurrent(void **state)
+{
+    struct intern_arg a[4];
+    pthread_t th[4];
+    bool seen[128] = {false};
+    unsigned i, t, named = 0;
+
+    (void)state;
+    assert_int_equal(nd_metrics_init(2, 128), 0);
+    memset(a, 0, sizeof(a));
+    for (t = 0; t < 4; t++) {
+        a[t].seed = t;
+        assert_int_equal(pthread_create(&th[t], NULL, intern_thread, &a[t]), 0);
+    }
+    for (t = 0; t < 4; t++)
+        pthread_join(th[t], NULL);
+    for (i = 0; i < 200; i++) {
+        uint16_t id = ND_METRICS_OTHER;
+        char name[64];
+
+        for (t = 0; t < 4; t++)
+            if (a[t].ids[i] != ND_METRICS_OTHER) {
+                if (id != ND_METRICS_OTHER)
+                    assert_int_equal(a[t].ids[i], id);
+                id = a[t].ids[i];
+            }
+        if (id == ND_METRICS_OTHER)
+            continue;
+        assert_true(id < 128);
+        assert_false(seen[id]);
+        seen[id] = true;
+        named++;
+        snprintf(name, sizeof(name), "spiffe://mesh.local/ns/n/sa/w%u", i);
+        assert_int_equal(pid(name), id); /* found again, by name */
+    }
+    /* a name's entry is lost only when two threads added it at the same moment */
+    assert_true(named > 64 && named <= 128);
+}
+
+/* metrics { principals = 0 }: no principal table, no nodus_requests_total. */
+static void test_principals_off(void **state)
+{
+    struct nd_req_record r = {.listener = nd_metrics_intern("inbound"), .status = 200};
+    char *out;
+
+    (void)state;
+    assert_int_equal(nd_metrics_init(1, 0), 0);
+    assert_int_equal(pid(FRONT), ND_METRICS_NONE);
+    nd_metrics_set_self_principal(SELF);
+    assert_int_equal(nd_metrics_self_principal(), ND_METRICS_NONE);
+    r.src_principal = r.dst_principal = ND_METRICS_NONE;
+    nd_metrics_request(0, &r);
+    out = render();
+    assert_null(strstr(out, "nodus_requests_total"));
+    assert_null(strstr(out, "nodus_metrics_principals"));
+    assert_non_null(strstr(out, "\nistio_requests_total{"));
+    free(out);
+    nd_metrics_fini();
+    assert_int_equal(nd_metrics_init(1, ND_METRICS_PRINCIPALS_MAX + 1), -EINVAL);
 }
 
 /* ---- TCP records
@@ -1131,6 +1372,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_label_escaping, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_other_names_merge, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_overflow, setup2, teardown),
+        cmocka_unit_test_setup_teardown(test_principals, setup_principals4, teardown),
+        cmocka_unit_test_setup_teardown(test_principals_overflow, setup_principals4, teardown),
+        cmocka_unit_test_teardown(test_principals_concurrent, teardown),
+        cmocka_unit_test_teardown(test_principals_off, teardown),
         cmocka_unit_test_setup_teardown(test_tcp, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_counters_gauges, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_counters, setup2, teardown),
