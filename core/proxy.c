@@ -1407,6 +1407,7 @@ static void txn_finish(struct nd_session *s)
     if (t->up)
         up_release(w, t, false);
     nd_timer_cancel(&w->wheel, &s->timer);
+    t->t_end_us = nd_clock_us(); /* once, for the log hooks, the metrics and the access log */
     for (i = 0; i < lc->nplugins; i++) {
         const struct nodus_plugin *p = lc->plugins[i].p;
 
@@ -1420,7 +1421,7 @@ static void txn_finish(struct nd_session *s)
     rec.cluster = t->cluster ? t->cluster->metrics_id : ND_METRICS_NONE;
     rec.status = t->resp_started ? t->status : 0;
     rec.flags = t->rflags | (s->principal_len ? ND_REC_MTLS : 0);
-    rec.duration_us = nd_clock_us() - t->t_start_us;
+    rec.duration_us = t->t_end_us - t->t_start_us;
     rec.req_bytes = t->req_bytes;
     rec.resp_bytes = t->resp_bytes;
     nd_metrics_request(w->id, &rec);
@@ -1950,6 +1951,18 @@ int nodus_http_set_request_principal(struct nodus_http *h, const char *p, size_t
 struct nodus_slice nodus_http_peer_addr(struct nodus_http *h)
 {
     return (struct nodus_slice){TXN(h)->s->peer, TXN(h)->s->peer_len};
+}
+
+uint64_t nodus_http_start_us(struct nodus_http *h)
+{
+    return TXN(h)->t_start_us;
+}
+
+uint64_t nodus_http_now_us(struct nodus_http *h)
+{
+    const struct nd_txn *t = TXN(h);
+
+    return t->t_end_us ? t->t_end_us : t->s->w->now_us;
 }
 
 int nodus_http_local_port(struct nodus_http *h)

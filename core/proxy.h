@@ -70,6 +70,7 @@ struct nd_txn {
     uint32_t rflags;
     struct nd_body rqb, rsb;
     uint64_t t_start_us;
+    uint64_t t_end_us; /* the clock read when the exchange ended, before the log hooks */
     uint64_t req_bytes, resp_bytes;
     /* not zeroed for a new request: an arena (edit_len says what is used), plugin scratch
      * (txn_size bytes of it are zeroed) */

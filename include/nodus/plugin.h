@@ -253,6 +253,13 @@ struct nodus_slice nodus_http_peer_principal(struct nodus_http *h);
 struct nodus_slice nodus_http_peer_addr(struct nodus_http *h);
 /* The port the client connected to: the listener's (1-65535). */
 int nodus_http_local_port(struct nodus_http *h);
+/* Time without a system call, CLOCK_MONOTONIC in microseconds. now: the worker's clock, read once
+ * per turn of its event loop (behind the true time by at most the length of that turn); in the
+ * log hook, the time the exchange ended (read once by the host, before the log hooks). start: the
+ * worker's clock when the request head had been read (what the access log's duration counts
+ * from). */
+uint64_t nodus_http_now_us(struct nodus_http *h);
+uint64_t nodus_http_start_us(struct nodus_http *h);
 /* The end user the request speaks for ("iss/sub" of a verified JWT), as set by an authentication
  * plugin earlier in the chain (empty when none): what authorization rules call the request
  * principal. Setting it copies at most 255 bytes into the request; 0, or -1 (too long / no room).
