@@ -44,10 +44,12 @@ struct rl_conf {
     nodus_counter_t allowed, limited, shadow_limited, evicted;
 };
 
-/* Per request: the tightest limit seen, for x-ratelimit-* on admitted responses. */
+/* Per request: the tightest limit seen (the one with the fewest tokens left), for x-ratelimit-*
+ * on admitted responses; its reset is computed only when the headers are written. */
 struct rl_txn {
-    bool set;
-    uint32_t limit, remaining, reset_s;
+    const struct rl_conf *rc;   /* the configuration that applied (the listener's or a route's) */
+    const struct rl_limit *lim; /* NULL: none seen */
+    uint32_t remaining;
 };
 
 static uint64_t now_ns(void)
@@ -285,6 +287,16 @@ static bool descriptor_value(struct nodus_http *h, const struct rl_descriptor *d
     return false;
 }
 
+/* The limiter's clock for a request, in nanoseconds: the worker's clock (no system call), never
+ * before the configuration started (a worker's clock may be a little older than the configure()
+ * that read start_ns). */
+static uint64_t req_now(struct nodus_http *h, const struct rl_conf *rc)
+{
+    uint64_t now = nodus_http_now_us(h) * 1000;
+
+    return now > rc->start_ns ? now : rc->start_ns;
+}
+
 /* Seconds until the limit's next fill, rounded up (at least 1: retry-after is whole seconds). */
 static uint32_t reset_s(const struct rl_conf *rc, const struct rl_limit *l, uint64_t now)
 {
@@ -293,31 +305,32 @@ static uint32_t reset_s(const struct rl_conf *rc, const struct rl_limit *l, uint
     return (uint32_t)((ns + 999999999u) / 1000000000u);
 }
 
-static void note(struct rl_txn *tx, const struct rl_conf *rc, const struct rl_limit *l,
-                 struct rl_take t, uint64_t now)
+static void note(struct rl_txn *tx, const struct rl_limit *l, struct rl_take t)
 {
-    if (tx->set && t.remaining >= tx->remaining)
+    if (tx->lim && t.remaining >= tx->remaining)
         return;
-    tx->set = true;
-    tx->limit = l->max;
+    tx->lim = l;
     tx->remaining = t.remaining;
-    tx->reset_s = reset_s(rc, l, now);
 }
 
-static void put_u32(struct nodus_http *h, const char *name, uint32_t v,
-                    int (*set)(struct nodus_http *, const char *, const char *, size_t))
+static void put_u32(struct nodus_http *h, const char *name, uint32_t v)
 {
     char b[16];
     int n = snprintf(b, sizeof(b), "%u", v);
 
-    set(h, name, b, (size_t)n);
+    nodus_http_resp_header_set(h, name, b, (size_t)n);
 }
 
-static void rate_headers(struct nodus_http *h, const struct rl_txn *tx)
+/* x-ratelimit-* of limit l with remaining tokens left; returns the reset written. */
+static uint32_t rate_headers(struct nodus_http *h, const struct rl_conf *rc,
+                             const struct rl_limit *l, uint32_t remaining)
 {
-    put_u32(h, "x-ratelimit-limit", tx->limit, nodus_http_resp_header_set);
-    put_u32(h, "x-ratelimit-remaining", tx->remaining, nodus_http_resp_header_set);
-    put_u32(h, "x-ratelimit-reset", tx->reset_s, nodus_http_resp_header_set);
+    uint32_t reset = reset_s(rc, l, req_now(h, rc));
+
+    put_u32(h, "x-ratelimit-limit", l->max);
+    put_u32(h, "x-ratelimit-remaining", remaining);
+    put_u32(h, "x-ratelimit-reset", reset);
+    return reset;
 }
 
 static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
@@ -325,9 +338,10 @@ static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     struct rl_conf *rc = ctx->conf;
     struct rl_txn *tx = ctx->txn;
     const struct rl_limit *over = NULL;
-    uint64_t now = now_ns();
+    uint64_t now = req_now(h, rc);
     struct rl_take t;
 
+    tx->rc = rc;
     for (size_t i = 0; i < rc->ndesc && !over; i++) {
         struct rl_descriptor *d = &rc->desc[i];
         struct nodus_slice v;
@@ -342,7 +356,7 @@ static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         if (evicted)
             nodus_counter_add(ctx->worker_id, rc->evicted, 1);
         t = rl_take(w, &d->limit, e);
-        note(tx, rc, &d->limit, t, now);
+        note(tx, &d->limit, t);
         if (!t.ok)
             over = &d->limit;
     }
@@ -350,7 +364,7 @@ static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
      * that no descriptor refused */
     if (!over && rc->has_default) {
         t = rl_take(&rc->bucket.word, &rc->limit, rl_epoch(&rc->limit, now, rc->start_ns));
-        note(tx, rc, &rc->limit, t, now);
+        note(tx, &rc->limit, t);
         if (!t.ok)
             over = &rc->limit;
     }
@@ -363,25 +377,20 @@ static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         return NODUS_CONTINUE;
     }
     nodus_counter_add(ctx->worker_id, rc->limited, 1);
-    /* the limit that refused, whatever the others had left */
-    tx->limit = over->max;
-    tx->remaining = 0;
-    tx->reset_s = reset_s(rc, over, now);
+    tx->lim = NULL; /* the headers are written here */
     if (nodus_http_respond(h, 429, "rate limited\n", 13) < 0)
         return NODUS_CONTINUE;
-    rate_headers(h, tx);
-    put_u32(h, "retry-after", tx->reset_s, nodus_http_resp_header_set);
-    tx->set = false; /* written */
+    /* of the limit that refused, whatever the others had left */
+    put_u32(h, "retry-after", rate_headers(h, rc, over, 0));
     return NODUS_RESPOND;
 }
 
 static int rl_response_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
 {
-    const struct rl_conf *rc = ctx->conf;
     const struct rl_txn *tx = ctx->txn;
 
-    if (rc->rate_headers && tx->set)
-        rate_headers(h, tx);
+    if (tx->lim && tx->rc->rate_headers)
+        rate_headers(h, tx->rc, tx->lim, tx->remaining);
     return NODUS_CONTINUE;
 }
 
