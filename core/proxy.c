@@ -1821,9 +1821,24 @@ int nodus_http_req_header_at(struct nodus_http *h, const char *name, unsigned i,
     return 0;
 }
 
+/* The request head changes: a route matched before (nodus_http_route_config()) may not hold any
+ * more. Until the terminal runs, its match is dropped, with what it kept in its scratch. */
+static void route_unmatch(struct nd_txn *t)
+{
+    const struct nd_listener_conf *lc = t->s->lc;
+    const struct nd_plugin_inst *term = &lc->plugins[lc->nplugins - 1];
+
+    if (t->chain_pos >= lc->nplugins)
+        return; /* the terminal runs (its own edits) or ran */
+    t->route_matched = false;
+    memset(t->scratch + term->txn_off, 0, term->p->txn_size);
+}
+
 int nodus_http_req_header_set(struct nodus_http *h, const char *name, const char *value,
                               size_t vlen)
 {
+    if (TXN(h)->route_matched)
+        route_unmatch(TXN(h));
     hdr_remove(&TXN(h)->req, name);
     return hdr_add(TXN(h), &TXN(h)->req, name, value, vlen);
 }
@@ -1831,11 +1846,15 @@ int nodus_http_req_header_set(struct nodus_http *h, const char *name, const char
 int nodus_http_req_header_add(struct nodus_http *h, const char *name, const char *value,
                               size_t vlen)
 {
+    if (TXN(h)->route_matched)
+        route_unmatch(TXN(h));
     return hdr_add(TXN(h), &TXN(h)->req, name, value, vlen);
 }
 
 int nodus_http_req_header_remove(struct nodus_http *h, const char *name)
 {
+    if (TXN(h)->route_matched)
+        route_unmatch(TXN(h));
     return hdr_remove(&TXN(h)->req, name);
 }
 
@@ -1843,6 +1862,9 @@ int nodus_http_set_path(struct nodus_http *h, const char *path, size_t len)
 {
     struct nd_txn *t = TXN(h);
     char *p;
+
+    if (t->route_matched)
+        route_unmatch(t);
 
     if (!len || path[0] != '/' || len > t->s->lc->limits.max_uri || !(p = edit_alloc(t, len)))
         return -1;
@@ -1904,6 +1926,31 @@ int nodus_http_route(struct nodus_http *h, struct nodus_cluster *cl, const char 
 void nodus_http_set_timeout(struct nodus_http *h, uint32_t ms)
 {
     TXN(h)->timeout_ms = ms;
+}
+
+void *nodus_http_route_config(struct nodus_http *h, const struct nodus_ctx *ctx)
+{
+    struct nd_txn *t = TXN(h);
+    const struct nodus_route_config *rc;
+
+    if (!t->route_matched) {
+        struct nd_session *s = t->s;
+        unsigned last = s->lc->nplugins - 1;
+        const struct nodus_plugin *p = s->lc->plugins[last].p;
+        struct nodus_ctx tctx;
+
+        t->route_conf = NULL;
+        if (p->http && p->http->match) {
+            plugin_ctx(s, last, &tctx);
+            t->route_conf = p->http->match(h, &tctx);
+        }
+        t->route_matched = true;
+    }
+    if ((rc = t->route_conf))
+        for (unsigned i = 0; i < rc->n; i++)
+            if (rc->e[i].owner == ctx->conf)
+                return rc->e[i].conf;
+    return NULL;
 }
 
 void nodus_http_resume(struct nodus_http *h, int verdict)

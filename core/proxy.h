@@ -64,6 +64,8 @@ struct nd_txn {
     uint8_t attempts;
     /* chain */
     unsigned chain_pos;
+    bool route_matched; /* the terminal's match hook ran on the request as it is */
+    const struct nodus_route_config *route_conf; /* what it returned */
     bool paused, local, resp_started, req_sent_head, up_reusable, expect_100;
     bool edit_failed; /* a plugin's edit did not fit in edit[] (or the header table) */
     uint16_t status;

@@ -36,6 +36,7 @@ struct rl_descriptor {
 
 struct rl_conf {
     bool has_default, shadow, rate_headers;
+    bool routed; /* routes have limits of their own (rl_configure_route) */
     struct rl_limit limit;
     struct rl_bucket bucket; /* the default bucket */
     struct rl_descriptor desc[RL_MAX_DESCRIPTORS];
@@ -186,7 +187,8 @@ static void rl_destroy(void *conf)
     free(rc);
 }
 
-static void *rl_configure(struct nodus_cfg *cfg)
+/* A configuration: the plugin's own table, or a route's (route: then it must limit something). */
+static struct rl_conf *rl_read(struct nodus_cfg *cfg, bool route)
 {
     struct rl_conf *rc = calloc(1, sizeof(*rc));
     struct nodus_cfg *list, *e;
@@ -216,9 +218,14 @@ static void *rl_configure(struct nodus_cfg *cfg)
             ok &= got == 1 && read_descriptor(e, &rc->desc[i]);
         }
     }
-    if (ok && !rc->has_default && rc->ndesc == 0) {
+    if (ok && !rc->has_default && rc->ndesc == 0 && route) {
         nodus_cfg_error(cfg, "no limit: give tokens/fill/interval, or descriptors, or both");
         ok = false;
+    } else if (ok && !rc->has_default && rc->ndesc == 0) {
+        /* every limit on routes (Envoy's "disabled here, enabled per route") */
+        nodus_cfg_require_route_config(cfg, "no limit: give tokens/fill/interval, or descriptors, "
+                                            "or both, here or on routes of the router "
+                                            "(ratelimit = { ... } in a route)");
     }
     if (!ok) {
         rl_destroy(rc);
@@ -236,6 +243,29 @@ static void *rl_configure(struct nodus_cfg *cfg)
     return rc;
 }
 
+static void *rl_configure(struct nodus_cfg *cfg)
+{
+    return rl_read(cfg, false);
+}
+
+/* A route's limits (ratelimit = { ... } in a route or virtual host of the router): a whole
+ * configuration, as Envoy's per-route local rate limit, with buckets of its own; the requests
+ * that take the route use it instead of the listener's. */
+static void *rl_configure_route(void *conf, struct nodus_cfg *cfg)
+{
+    struct rl_conf *lc = conf, *rc = rl_read(cfg, true);
+
+    if (rc)
+        lc->routed = true;
+    return rc;
+}
+
+static void rl_destroy_route(void *conf, void *route_conf)
+{
+    (void)conf;
+    rl_destroy(route_conf);
+}
+
 static size_t rl_describe(const void *conf, char *buf, size_t len)
 {
     const struct rl_conf *rc = conf;
@@ -243,8 +273,8 @@ static size_t rl_describe(const void *conf, char *buf, size_t len)
 
 #define OUT(...)                                                                                   \
     n += (size_t)snprintf(buf + (n < len ? n : len), n < len ? len - n : 0, __VA_ARGS__)
-    OUT("{\"shadow\":%s,\"rate_headers\":%s", rc->shadow ? "true" : "false",
-        rc->rate_headers ? "true" : "false");
+    OUT("{\"shadow\":%s,\"rate_headers\":%s,\"route_limits\":%s", rc->shadow ? "true" : "false",
+        rc->rate_headers ? "true" : "false", rc->routed ? "true" : "false");
     if (rc->has_default)
         OUT(",\"tokens\":%u,\"fill\":%u,\"interval_ms\":%llu", rc->limit.max,
             (unsigned)rc->limit.fill, (unsigned long long)(rc->limit.interval_ns / 1000000));
@@ -335,12 +365,18 @@ static uint32_t rate_headers(struct nodus_http *h, const struct rl_conf *rc,
 
 static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
 {
-    struct rl_conf *rc = ctx->conf;
+    struct rl_conf *rc = ctx->conf, *route;
     struct rl_txn *tx = ctx->txn;
     const struct rl_limit *over = NULL;
-    uint64_t now = req_now(h, rc);
+    uint64_t now;
     struct rl_take t;
 
+    /* the route's own limits, when it has some, instead of these */
+    if (rc->routed && (route = nodus_http_route_config(h, ctx)))
+        rc = route;
+    if (!rc->has_default && !rc->ndesc)
+        return NODUS_CONTINUE; /* limits on routes only, and this route has none */
+    now = req_now(h, rc);
     tx->rc = rc;
     for (size_t i = 0; i < rc->ndesc && !over; i++) {
         struct rl_descriptor *d = &rc->desc[i];
@@ -410,6 +446,8 @@ static const struct nodus_plugin ratelimit_plugin = {
     .destroy = rl_destroy,
     .http = &rl_http,
     .describe = rl_describe,
+    .configure_route = rl_configure_route,
+    .destroy_route = rl_destroy_route,
 };
 
 NODUS_PLUGIN(ratelimit_plugin)
