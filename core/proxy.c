@@ -2012,6 +2012,17 @@ uint64_t nodus_http_now_us(struct nodus_http *h)
     return t->t_end_us ? t->t_end_us : t->s->w->now_us;
 }
 
+void nodus_http_body_bytes(struct nodus_http *h, uint64_t *request, uint64_t *response)
+{
+    const struct nd_txn *t = TXN(h);
+
+    *request = t->rqb.bytes;
+    if (!t->local)
+        *response = t->rsb.bytes;
+    else /* a local answer's body, once written (none to HEAD) */
+        *response = t->resp_started && t->req.meth != ND_HTTP_HEAD ? t->resp.reason.len : 0;
+}
+
 int nodus_http_local_port(struct nodus_http *h)
 {
     const struct sockaddr_storage *ss = &TXN(h)->s->lc->addr.ss;

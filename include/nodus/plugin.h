@@ -299,6 +299,10 @@ int nodus_http_local_port(struct nodus_http *h);
  * from). */
 uint64_t nodus_http_now_us(struct nodus_http *h);
 uint64_t nodus_http_start_us(struct nodus_http *h);
+/* Body bytes (the payload, de-chunked) of the request, received from the client, and of the
+ * response, received from the upstream or answered locally, so far: in the log hook, the totals
+ * (Envoy's request_size and response_size). */
+void nodus_http_body_bytes(struct nodus_http *h, uint64_t *request, uint64_t *response);
 /* The end user the request speaks for ("iss/sub" of a verified JWT), as set by an authentication
  * plugin earlier in the chain (empty when none): what authorization rules call the request
  * principal. Setting it copies at most 255 bytes into the request; 0, or -1 (too long / no room).

@@ -24,7 +24,7 @@ struct tr_span {
     uint16_t status;   /* 0: no response was sent (aborted) */
     uint64_t start_ns; /* Unix time */
     uint64_t dur_ns;
-    int64_t req_size, resp_size; /* Content-Length of request and response */
+    int64_t req_size, resp_size; /* body bytes of request and response */
     char method[16];
     char host[128];      /* the Host header, else the authority (the span is named after it) */
     char target[256];    /* the path, and "?query" when there is one */

@@ -50,7 +50,7 @@ struct tr_txn {
     uint8_t trace_id[16], span_id[8], parent_id[8];
     uint8_t request_uuid[16]; /* the x-request-id generated, when request_id_gen */
     bool active, has_parent, sampled, debug, request_id_gen;
-    uint8_t i_host, i_user_agent, i_content_length, i_request_id;
+    uint8_t i_host, i_user_agent, i_request_id;
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -292,7 +292,6 @@ enum {
     H_REQUEST_ID,
     H_HOST,
     H_USER_AGENT,
-    H_CONTENT_LENGTH,
     H__N
 };
 #define H_ANY_B3                                                                                   \
@@ -349,8 +348,6 @@ static int header_slot(struct nodus_slice n)
                : IS(n, "x-b3-traceid") ? H_B3_TRACE
                : IS(n, "x-b3-sampled") ? H_B3_SAMPLED
                                        : -1;
-    case 14:
-        return IS(n, "content-length") ? H_CONTENT_LENGTH : -1;
     case 17:
         return IS(n, "x-client-trace-id")   ? H_CLIENT_TRACE
                : IS(n, "x-b3-parentspanid") ? H_B3_PARENT
@@ -485,7 +482,6 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     scan_headers(h, &hv);
     tx->i_host = hv.present & (1u << H_HOST) ? hv.idx[H_HOST] : 0;
     tx->i_user_agent = hv.present & (1u << H_USER_AGENT) ? hv.idx[H_USER_AGENT] : 0;
-    tx->i_content_length = hv.present & (1u << H_CONTENT_LENGTH) ? hv.idx[H_CONTENT_LENGTH] : 0;
     tx->i_request_id = hv.present & (1u << H_REQUEST_ID) ? hv.idx[H_REQUEST_ID] : 0;
     if (hv_get(&hv, H_TRACEPARENT, &v))
         wr = tc_parse_traceparent(v.p, v.len, &wc);
@@ -561,20 +557,6 @@ static size_t copy(char *dst, size_t cap, struct nodus_slice s)
     return n;
 }
 
-static int64_t content_length(int found, struct nodus_slice v)
-{
-    int64_t n = 0;
-
-    if (found != 1 || v.len == 0 || v.len > 18)
-        return -1;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.p[i] < '0' || v.p[i] > '9')
-            return -1;
-        n = n * 10 + (v.p[i] - '0');
-    }
-    return n;
-}
-
 /* A request header the request hook saw at index i (1 + index; 0: it was absent): 1 and its
  * value, read in O(1) while it is there (indexes do not move: a removed header keeps its place,
  * with an empty name), else looked up by name (a later plugin replaced it); 0 when the request
@@ -627,10 +609,9 @@ static void tr_log(struct nodus_http *h, const struct nodus_ctx *ctx)
     struct tr_worker *w = ctx->worker;
     const struct tr_txn *tx = ctx->txn;
     struct nodus_slice v, path, query;
-    uint64_t start;
+    uint64_t start, req_bytes, resp_bytes;
     struct tr_span *s;
     size_t n;
-    int found;
 
     take_stats(ctx);
     if (!tx->active || !tx->sampled)
@@ -649,10 +630,9 @@ static void tr_log(struct nodus_http *h, const struct nodus_ctx *ctx)
     start = nodus_http_start_us(h);
     s->start_ns = real_us(w, start) * 1000;
     s->dur_ns = (nodus_http_now_us(h) - start) * 1000;
-    found = req_header(h, tx->i_content_length, "content-length", &v);
-    s->req_size = content_length(found, v);
-    found = s->status ? nodus_http_resp_header(h, "content-length", &v) : 0;
-    s->resp_size = content_length(found, v);
+    nodus_http_body_bytes(h, &req_bytes, &resp_bytes);
+    s->req_size = (int64_t)req_bytes;
+    s->resp_size = (int64_t)resp_bytes;
     copy(s->method, sizeof(s->method), nodus_http_method(h));
     if (req_header(h, tx->i_host, "host", &v) != 1)
         v = nodus_http_authority(h);
