@@ -60,10 +60,21 @@ static size_t utf8_len(const unsigned char *p, size_t n)
     return k;
 }
 
-/* Bytes that go into a JSON string as they are: printable ASCII but '"' and '\\'. */
+/* Bytes that go into a JSON string as they are: 0x20 to 0x7f but '"' (0x22) and '\\' (0x5c). */
+static const uint8_t plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static bool plain(unsigned char c)
 {
-    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+    return plain_byte[c];
 }
 
 /* Whether a word of eight bytes holds a byte that is not plain (SWAR): one below 0x20 or from
@@ -183,11 +194,36 @@ static bool is_error(const struct tr_span *s)
     return s->status == 0 || s->status >= 500;
 }
 
+/* A tag's key as each format opens it, comma first (dropped for the first tag): one copy. Keys are
+ * literals, with nothing to escape. */
+struct tag_key {
+    const char *otlp, *zipkin;
+    uint8_t otlp_len, zipkin_len;
+};
+
+#define OTLP_OPEN(k) ",{\"key\":\"" k "\",\"value\":{\"stringValue\":\""
+#define ZIPKIN_OPEN(k) ",\"" k "\":\""
+#define TAG_KEY(name, k)                                                                           \
+    static const struct tag_key name = {OTLP_OPEN(k), ZIPKIN_OPEN(k), sizeof(OTLP_OPEN(k)) - 1,    \
+                                        sizeof(ZIPKIN_OPEN(k)) - 1}
+
+TAG_KEY(K_SERVICE, "service.name");
+TAG_KEY(K_COMPONENT, "component");
+TAG_KEY(K_NODE_ID, "node_id");
+TAG_KEY(K_REQUEST_ID, "guid:x-request-id");
+TAG_KEY(K_METHOD, "http.method");
+TAG_KEY(K_URL, "http.url");
+TAG_KEY(K_USER_AGENT, "user_agent");
+TAG_KEY(K_PEER, "peer.address");
+TAG_KEY(K_PRINCIPAL, "peer.principal");
+TAG_KEY(K_REQUEST_SIZE, "request_size");
+TAG_KEY(K_RESPONSE_SIZE, "response_size");
+TAG_KEY(K_STATUS, "http.status_code");
+TAG_KEY(K_ERROR, "error");
+
 /* The tags both formats carry, as Envoy's HTTP connection manager writes them. each(j, key,
- * key length, value, first) writes one; keys are literals, with nothing to escape. */
-typedef void (*tag_fn)(struct tr_json *j, const char *key, size_t klen, const char *val,
-                       bool *first);
-#define KEY(lit) lit, sizeof(lit) - 1
+ * value, first) writes one. */
+typedef void (*tag_fn)(struct tr_json *j, const struct tag_key *k, const char *val, bool *first);
 
 static void tags(struct tr_json *j, const struct tr_span *s, const struct tr_resource *r,
                  tag_fn each)
@@ -196,54 +232,49 @@ static void tags(struct tr_json *j, const struct tr_span *s, const struct tr_res
     size_t len = 0;
     bool first = true;
 
-    each(j, KEY("component"), "proxy", &first);
+    each(j, &K_COMPONENT, "proxy", &first);
     if (r->node)
-        each(j, KEY("node_id"), r->node, &first);
+        each(j, &K_NODE_ID, r->node, &first);
     if (s->request_id_gen) {
         tr_uuid(rid, s->request_uuid);
         rid[36] = '\0';
-        each(j, KEY("guid:x-request-id"), rid, &first);
+        each(j, &K_REQUEST_ID, rid, &first);
     } else if (s->request_id[0]) {
-        each(j, KEY("guid:x-request-id"), s->request_id, &first);
+        each(j, &K_REQUEST_ID, s->request_id, &first);
     }
-    each(j, KEY("http.method"), s->method, &first);
+    each(j, &K_METHOD, s->method, &first);
     /* http://host/path?query as the client sent them, truncated at 255 bytes */
     url[0] = '\0';
     append(url, sizeof(url), &len, "http://");
     append(url, sizeof(url), &len, s->host);
     append(url, sizeof(url), &len, s->target);
-    each(j, KEY("http.url"), url, &first);
+    each(j, &K_URL, url, &first);
     if (s->user_agent[0])
-        each(j, KEY("user_agent"), s->user_agent, &first);
-    each(j, KEY("peer.address"), s->peer, &first);
+        each(j, &K_USER_AGENT, s->user_agent, &first);
+    each(j, &K_PEER, s->peer, &first);
     if (s->principal[0])
-        each(j, KEY("peer.principal"), s->principal, &first);
+        each(j, &K_PRINCIPAL, s->principal, &first);
     b[20] = '\0';
     if (s->req_size >= 0) {
         d = utoa((uint64_t)s->req_size, b);
-        each(j, KEY("request_size"), d, &first);
+        each(j, &K_REQUEST_SIZE, d, &first);
     }
     if (s->resp_size >= 0) {
         d = utoa((uint64_t)s->resp_size, b);
-        each(j, KEY("response_size"), d, &first);
+        each(j, &K_RESPONSE_SIZE, d, &first);
     }
     d = utoa(s->status, b);
-    each(j, KEY("http.status_code"), d, &first);
+    each(j, &K_STATUS, d, &first);
     if (is_error(s))
-        each(j, KEY("error"), "true", &first);
+        each(j, &K_ERROR, "true", &first);
 }
 
 /* ---- OTLP ---- */
 
-static void otlp_attr(struct tr_json *j, const char *key, size_t klen, const char *val, bool *first)
+static void otlp_attr(struct tr_json *j, const struct tag_key *k, const char *val, bool *first)
 {
-    if (*first)
-        PUTS(j, "{\"key\":\"");
-    else
-        PUTS(j, ",{\"key\":\"");
+    put(j, k->otlp + *first, k->otlp_len - *first);
     *first = false;
-    put(j, key, klen);
-    PUTS(j, "\",\"value\":{\"stringValue\":\"");
     putesc(j, val);
     PUTS(j, "\"}}");
 }
@@ -256,9 +287,9 @@ void tr_otlp_begin(struct tr_json *j, const struct tr_resource *r)
     j->n = 0;
     j->ovf = false;
     PUTS(j, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
-    otlp_attr(j, KEY("service.name"), r->service, &first);
+    otlp_attr(j, &K_SERVICE, r->service, &first);
     if (r->node)
-        otlp_attr(j, KEY("node_id"), r->node, &first);
+        otlp_attr(j, &K_NODE_ID, r->node, &first);
     PUTS(j, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"nodus.tracing\",\"version\":\"" NODUS_VERSION
             "\"},\"spans\":[");
 }
@@ -310,16 +341,10 @@ void tr_otlp_end(struct tr_json *j)
 
 /* ---- Zipkin v2 ---- */
 
-static void zipkin_tag(struct tr_json *j, const char *key, size_t klen, const char *val,
-                       bool *first)
+static void zipkin_tag(struct tr_json *j, const struct tag_key *k, const char *val, bool *first)
 {
-    if (*first)
-        PUTS(j, "\"");
-    else
-        PUTS(j, ",\"");
+    put(j, k->zipkin + *first, k->zipkin_len - *first);
     *first = false;
-    put(j, key, klen);
-    PUTS(j, "\":\"");
     putesc(j, val);
     PUTS(j, "\"");
 }
