@@ -352,7 +352,7 @@ static void plugin_ctx(struct nd_session *s, unsigned i, struct nodus_ctx *ctx)
     const struct nd_plugin_inst *pi = &s->lc->plugins[i];
 
     ctx->conf = pi->conf;
-    ctx->worker = s->snap->wrt[s->w->id].pstate[s->lc->id * ND_MAX_CHAIN + i];
+    ctx->worker = s->pstate[i];
     ctx->txn = s->txn->scratch + pi->txn_off;
     ctx->worker_id = s->w->id;
 }
@@ -1704,6 +1704,7 @@ void nd_listener_cb(struct nd_conn *c, unsigned events)
         s->peer_len = (uint8_t)strlen(s->peer);
         s->snap = lh->snap;
         s->lc = lh->lc;
+        s->pstate = &s->snap->wrt[w->id].pstate[s->lc->id * ND_MAX_CHAIN];
         if (nd_stream_open(w, s, &s->conn) < 0) {
             nd_stream_close(w, &s->conn);
             w->io->close(&s->conn, true);

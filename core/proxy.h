@@ -94,6 +94,7 @@ struct nd_session {
     struct nd_worker *w;
     struct nd_snap *snap;
     const struct nd_listener_conf *lc;
+    void **pstate; /* the chain's per-worker plugin states (worker_init) in snap, for lc */
     struct nd_buf *rx, *tx;
     uint32_t rx_pin; /* bytes at rx->data[0] holding the current request head */
     size_t scan;
