@@ -176,10 +176,23 @@ static bool put_u64(struct nd_buf *b, uint64_t v)
     return put(b, tmp + i, sizeof(tmp) - i);
 }
 
+/* "name: value\r\n", whole or not at all: one check of the room, then the copies. */
 static bool put_hdr(struct nd_buf *b, const struct nd_http_hdr *h)
 {
-    return put(b, h->name.p, h->name.len) && PUTS(b, ": ") && put(b, h->value.p, h->value.len) &&
-           PUTS(b, "\r\n");
+    size_t n = h->name.len + 2 + h->value.len + 2;
+    char *p;
+
+    if (n > nd_buf_room(b))
+        return false;
+    p = nd_buf_tail(b);
+    memcpy(p, h->name.p, h->name.len);
+    p += h->name.len;
+    memcpy(p, ": ", 2);
+    if (h->value.len) /* the value may be empty, with a NULL pointer */
+        memcpy(p + 2, h->value.p, h->value.len);
+    memcpy(p + 2 + h->value.len, "\r\n", 2);
+    b->len += (uint32_t)n;
+    return true;
 }
 
 static bool name_is(struct nd_str n, const char *lit)
@@ -187,11 +200,20 @@ static bool name_is(struct nd_str n, const char *lit)
     return nd_http1_name_eq(n, lit, strlen(lit));
 }
 
-/* Hop-by-hop headers (RFC 9110 7.6.1), plus those named by Connection. */
-static bool hop_by_hop(const struct nd_http_msg *m, struct nd_str name)
+/* Whether a Connection header of m names name (only when the message has Connection tokens). */
+static bool named_by_connection(const struct nd_http_msg *m, struct nd_str name)
 {
-    unsigned i;
+    for (unsigned i = 0; i < m->nhdrs; i++)
+        if (m->hdrs[i].name.len == 10 && name_is(m->hdrs[i].name, "connection") &&
+            nd_http1_token_list_has(m->hdrs[i].value, name.p, name.len))
+            return true;
+    return false;
+}
 
+/* Hop-by-hop headers (RFC 9110 7.6.1), plus those named by Connection. Inline, called for every
+ * header written: most are decided by their length alone. */
+static inline bool hop_by_hop(const struct nd_http_msg *m, struct nd_str name)
+{
     switch (name.len) {
     case 2:
         if (name_is(name, "te"))
@@ -214,13 +236,7 @@ static bool hop_by_hop(const struct nd_http_msg *m, struct nd_str name)
             return true;
         break;
     }
-    if (!(m->flags & ND_HTTP_F_CONN_TOKENS))
-        return false;
-    for (i = 0; i < m->nhdrs; i++)
-        if (m->hdrs[i].name.len == 10 && name_is(m->hdrs[i].name, "connection") &&
-            nd_http1_token_list_has(m->hdrs[i].value, name.p, name.len))
-            return true;
-    return false;
+    return (m->flags & ND_HTTP_F_CONN_TOKENS) && named_by_connection(m, name);
 }
 
 /* ---- edits: headers added by plugins live in the txn's edit arena --------------------------- */
