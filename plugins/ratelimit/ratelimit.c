@@ -4,7 +4,9 @@
  * principal or address, the path), in bounded tables with LRU eviction. Over a limit the request
  * is answered 429 with x-ratelimit-* and retry-after, and nothing goes upstream; in shadow mode it
  * is only counted. The buckets are shared by all workers (bucket.h: one compare-and-swap per
- * bucket taken, no lock). See docs/ratelimit.md.
+ * bucket taken, no lock). A router route or virtual host may have limits of its own
+ * (ratelimit = { ... } there: configure_route), used instead of these for its requests. See
+ * docs/ratelimit.md.
  *
  *   ratelimit { tokens = 100, fill = 100, interval = "1s", shadow = false,
  *               descriptors = { { key = "header", name = "x-api-key", tokens = 10, fill = 10,
@@ -218,14 +220,15 @@ static struct rl_conf *rl_read(struct nodus_cfg *cfg, bool route)
             ok &= got == 1 && read_descriptor(e, &rc->desc[i]);
         }
     }
-    if (ok && !rc->has_default && rc->ndesc == 0 && route) {
-        nodus_cfg_error(cfg, "no limit: give tokens/fill/interval, or descriptors, or both");
-        ok = false;
-    } else if (ok && !rc->has_default && rc->ndesc == 0) {
-        /* every limit on routes (Envoy's "disabled here, enabled per route") */
-        nodus_cfg_require_route_config(cfg, "no limit: give tokens/fill/interval, or descriptors, "
-                                            "or both, here or on routes of the router "
-                                            "(ratelimit = { ... } in a route)");
+    if (ok && !rc->has_default && rc->ndesc == 0) {
+        if (route) {
+            nodus_cfg_error(cfg, "no limit: give tokens/fill/interval, or descriptors, or both");
+            ok = false;
+        } else { /* every limit on routes (Envoy's "disabled here, enabled per route") */
+            nodus_cfg_require_route_config(cfg, "no limit: give tokens/fill/interval, or "
+                                                "descriptors, or both, here or on routes of the "
+                                                "router (ratelimit = { ... } in a route)");
+        }
     }
     if (!ok) {
         rl_destroy(rc);

@@ -1132,8 +1132,14 @@ static void test_plugin_registry(void **state)
                                                     .flags =
                                                         NODUS_PLUGIN_STREAM | NODUS_PLUGIN_TERMINAL,
                                                     .stream = &stream_ops};
+    static const struct nodus_plugin route_leak = {.abi = NODUS_PLUGIN_ABI,
+                                                   .name = "rleak",
+                                                   .flags = NODUS_PLUGIN_HTTP,
+                                                   .http = &http_ops,
+                                                   .configure_route = tpr_configure_route};
 
     (void)state;
+    assert_int_equal(nodus_plugin_register(&route_leak), -1); /* no destroy_route */
     assert_int_equal(nodus_plugin_register(&bad_abi), -1);
     assert_null(nd_plugin_find("future"));
     assert_int_equal(nodus_plugin_register(&dup), -1);
