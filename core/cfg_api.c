@@ -20,6 +20,8 @@
 #include "buf.h"
 #include "cfg_internal.h"
 #include "config.h"
+#include "plugin_host.h"
+#include "worker.h"
 
 const char *nd_cfg_quote(char *buf, size_t size, const char *s, size_t len)
 {
@@ -608,4 +610,113 @@ const char *nodus_cluster_name(const struct nodus_cluster *cl)
 const char *nodus_cfg_listener_name(struct nodus_cfg *c)
 {
     return c->listener;
+}
+
+/* ---- per-route configuration ---- */
+
+void nodus_cfg_require_route_config(struct nodus_cfg *c, const char *why)
+{
+    struct nd_listener_conf *lc = c->ld->chain;
+    struct nd_plugin_inst *pi;
+
+    if (!lc || !lc->nplugins || c != c->ld->configuring) {
+        nodus_cfg_error(c, "nodus_cfg_require_route_config() is for a plugin's own table, from "
+                           "its configure()");
+        return;
+    }
+    pi = &lc->plugins[lc->nplugins - 1];
+    free(pi->require_routes);
+    pi->require_routes = strdup(why ? why : "no route configures it");
+    if (!pi->require_routes)
+        luaL_error(c->ld->L, "out of memory");
+}
+
+int nodus_cfg_route_config(struct nodus_cfg *c, const struct nodus_route_config *parent,
+                           const struct nodus_route_config **out)
+{
+    struct nd_listener_conf *lc = c->ld->chain;
+    struct nodus_route_config *rc;
+    unsigned nmade = 0;
+    const char **keys;
+    size_t nkeys;
+    bool ok = true;
+
+    *out = parent;
+    if (!lc || !lc->nplugins) {
+        nodus_cfg_error(c, "per-route configuration is read by the terminal plugin of a chain");
+        return -1;
+    }
+    /* room for one configuration per instance, and the parent's */
+    rc = malloc(sizeof(*rc) + (lc->nplugins + (parent ? parent->n : 0)) * sizeof(rc->e[0]));
+    if (!rc)
+        luaL_error(c->ld->L, "out of memory");
+    /* the keys not read yet (they live in c's table), taken from the iteration snapshot */
+    snapshot_keys(c);
+    keys = c->iter_keys;
+    nkeys = c->niter_keys;
+    c->iter_keys = NULL;
+    c->niter_keys = 0;
+    for (size_t k = 0; k < nkeys; k++) {
+        const char *key = keys[k];
+        const struct nodus_plugin *p = nd_plugin_find(key);
+        struct nodus_cfg *t;
+        unsigned inst = 0, found = 0, before;
+        void *conf;
+
+        if (!p)
+            continue; /* not a plugin: an unknown key, reported as such */
+        /* the instances before the terminal (the one being configured, last) */
+        for (unsigned i = 0; i + 1 < lc->nplugins; i++)
+            if (lc->plugins[i].p == p && found++ == 0)
+                inst = i;
+        if (!found || found > 1 || !p->configure_route) {
+            if (!found)
+                nodus_cfg_error(c, "'%s': this listener has no %s plugin before %s", key, key,
+                                lc->plugins[lc->nplugins - 1].p->name);
+            else if (found > 1)
+                nodus_cfg_error(c, "'%s': this listener has %u %s plugins: which one is meant?",
+                                key, found, key);
+            else
+                nodus_cfg_error(c, "'%s': the %s plugin takes no per-route configuration", key,
+                                key);
+            nd_cfg_push(c, key); /* marked read: its keys are not reported as unknown */
+            lua_pop(c->ld->L, 1);
+            ok = false;
+        } else if (nodus_cfg_table(c, key, &t) < 0) {
+            ok = false;
+        } else if (lc->plugins[inst].conf) { /* (a failed instance reported its errors) */
+            before = c->ld->nerrs_total;
+            conf = p->configure_route(lc->plugins[inst].conf, t);
+            if (conf) {
+                rc->e[nmade++] = (struct nd_route_conf){
+                    .owner = lc->plugins[inst].conf, .inst = inst, .conf = conf, .own = true};
+                lc->plugins[inst].route_confs++;
+            } else {
+                if (c->ld->nerrs_total == before)
+                    nodus_cfg_error(t, "the plugin refused its configuration");
+                ok = false;
+            }
+        }
+    }
+    free(keys);
+    if (nmade == 0) {
+        free(rc);
+        return ok ? 0 : -1;
+    }
+    /* the parent's configurations that c does not override */
+    rc->n = nmade;
+    for (unsigned i = 0; parent && i < parent->n; i++) {
+        bool mine = false;
+
+        for (unsigned j = 0; j < nmade; j++)
+            mine |= rc->e[j].inst == parent->e[i].inst;
+        if (!mine) {
+            rc->e[rc->n] = parent->e[i];
+            rc->e[rc->n++].own = false;
+        }
+    }
+    rc->next = lc->route_confs;
+    lc->route_confs = rc;
+    *out = rc;
+    return ok ? 1 : -1;
 }

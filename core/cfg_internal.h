@@ -58,6 +58,9 @@ struct nd_loader {
     int env_ref;              /* registry: the sandbox's global table */
     int clusters_ref;         /* registry: cluster name -> index, while building */
 
+    struct nd_listener_conf *chain; /* the listener whose plugins are being configured */
+    struct nodus_cfg *configuring;  /* the table of the plugin whose configure() runs */
+
     struct nodus_cfg *cfgs;       /* every wrapper made, in order, freed with the loader */
     struct nodus_cfg **cfgs_tail; /* where the next one goes (NULL: &cfgs) */
 

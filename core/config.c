@@ -2237,6 +2237,7 @@ static void build_chain(struct nd_loader *ld, struct nd_listener_conf *lc, struc
         }
     }
     lc->plugins = xcalloc(L, n, sizeof(*lc->plugins));
+    ld->chain = lc; /* for nodus_cfg_route_config() and nodus_cfg_require_route_config() */
     for (size_t i = 0; i < n; i++) {
         int t = nd_cfg_push_at(pc, i);
         struct marker *m = luaL_testudata(L, -1, MARKER_MT);
@@ -2263,11 +2264,14 @@ static void build_chain(struct nd_loader *ld, struct nd_listener_conf *lc, struc
         pi->line = m->line;
         if (m->p->configure) {
             before = ld->nerrs_total;
+            ld->configuring = ic;
             pi->conf = m->p->configure(ic);
+            ld->configuring = NULL;
             if (!pi->conf && ld->nerrs_total == before)
                 nodus_cfg_error(ic, "the plugin refused its configuration");
         }
     }
+    ld->chain = NULL;
     if (bad)
         return;
     for (unsigned i = 0; i < lc->nplugins; i++) {
@@ -2294,6 +2298,13 @@ static void build_chain(struct nd_loader *ld, struct nd_listener_conf *lc, struc
     if (lc->proto == ND_PROTO_HTTP &&
         (!lc->nplugins || !(lc->plugins[lc->nplugins - 1].p->flags & NODUS_PLUGIN_TERMINAL)))
         chain_error_end(ld, lc->line, ctx);
+    /* a plugin that acts through per-route configurations only, and got none (when the terminal
+     * read its routes: otherwise its own errors say why) */
+    if (lc->nplugins && lc->plugins[lc->nplugins - 1].conf)
+        for (unsigned i = 0; i < lc->nplugins; i++)
+            if (lc->plugins[i].require_routes && !lc->plugins[i].route_confs)
+                nd_loader_error(ld, lc->plugins[i].line, "%s: plugins[%u] (%s): %s", ctx, i + 1,
+                                lc->plugins[i].p->name, lc->plugins[i].require_routes);
     for (unsigned i = 0; i < lc->nplugins; i++) {
         lc->plugins[i].txn_off = off;
         off += (lc->plugins[i].p->txn_size + 15) & ~(size_t)15;
@@ -2748,9 +2759,23 @@ void nd_config_free(struct nd_config *cfg)
     for (unsigned i = 0; i < cfg->nlisteners; i++) {
         struct nd_listener_conf *lc = &cfg->listeners[i];
 
-        for (unsigned j = 0; j < lc->nplugins; j++)
+        while (lc->route_confs) {
+            struct nodus_route_config *rc = lc->route_confs;
+
+            lc->route_confs = rc->next;
+            for (unsigned j = 0; j < rc->n; j++) {
+                const struct nodus_plugin *p = lc->plugins[rc->e[j].inst].p;
+
+                if (rc->e[j].own && p->destroy_route)
+                    p->destroy_route(rc->e[j].owner, rc->e[j].conf);
+            }
+            free(rc);
+        }
+        for (unsigned j = 0; j < lc->nplugins; j++) {
             if (lc->plugins[j].conf && lc->plugins[j].p->destroy)
                 lc->plugins[j].p->destroy(lc->plugins[j].conf);
+            free(lc->plugins[j].require_routes);
+        }
         free(lc->plugins);
         free(lc->name);
     }

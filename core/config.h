@@ -91,7 +91,22 @@ struct nd_plugin_inst {
     const struct nodus_plugin *p;
     void *conf;
     int line;
-    size_t txn_off; /* offset of this instance's scratch in the per-request scratch area */
+    size_t txn_off;       /* offset of this instance's scratch in the per-request scratch area */
+    char *require_routes; /* nodus_cfg_require_route_config()'s message, or NULL */
+    unsigned route_confs; /* per-route configurations made for it (configure_route) */
+};
+
+/* The per-route configurations of one route (or virtual host) of a listener's terminal plugin:
+ * the handle nodus_cfg_route_config() gives, owned by the listener. */
+struct nodus_route_config {
+    struct nodus_route_config *next; /* the listener's list, for freeing */
+    unsigned n;
+    struct nd_route_conf {
+        void *owner;   /* the instance's configuration (ctx->conf): what requests look up */
+        unsigned inst; /* the instance's index in the chain */
+        void *conf;    /* what its configure_route() returned */
+        bool own;      /* made for this handle, not inherited: destroyed with it */
+    } e[];
 };
 
 enum nd_proto { ND_PROTO_HTTP, ND_PROTO_TCP };
@@ -105,8 +120,9 @@ struct nd_listener_conf {
     enum nd_proto proto;            /* protocol = "http" (default) | "tcp" */
     struct nd_plugin_inst *plugins; /* in config order: stream plugins, then http plugins */
     unsigned nplugins;
-    size_t txn_size;                     /* sum of the plugins' txn_size, each aligned to 16 */
-    struct nd_cluster_conf *tcp_cluster; /* cluster = "name", for protocol = "tcp" */
+    struct nodus_route_config *route_confs; /* per-route configurations of its routes */
+    size_t txn_size;                        /* sum of the plugins' txn_size, each aligned to 16 */
+    struct nd_cluster_conf *tcp_cluster;    /* cluster = "name", for protocol = "tcp" */
     struct nd_http_limits
         limits; /* max_request_headers_kb (8) -> max_head, max_uri (4096), max_headers (100) */
     uint32_t

@@ -129,6 +129,9 @@ int nodus_plugin_register(const struct nodus_plugin *p)
     if ((p->flags & NODUS_PLUGIN_STREAM) && !p->stream)
         return refuse("%s: plugin \"%s\" has NODUS_PLUGIN_STREAM but no stream ops", origin,
                       p->name);
+    if (p->configure_route && (!p->destroy_route || !(p->flags & NODUS_PLUGIN_HTTP)))
+        return refuse("%s: plugin \"%s\" has configure_route but %s", origin, p->name,
+                      p->destroy_route ? "is not an HTTP plugin" : "no destroy_route");
     if ((p->flags & NODUS_PLUGIN_TERMINAL) && !(p->flags & NODUS_PLUGIN_HTTP))
         return refuse("%s: plugin \"%s\" is NODUS_PLUGIN_TERMINAL but not NODUS_PLUGIN_HTTP",
                       origin, p->name);

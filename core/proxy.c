@@ -177,10 +177,23 @@ static bool put_u64(struct nd_buf *b, uint64_t v)
     return put(b, tmp + i, sizeof(tmp) - i);
 }
 
+/* "name: value\r\n", whole or not at all: one check of the room, then the copies. */
 static bool put_hdr(struct nd_buf *b, const struct nd_http_hdr *h)
 {
-    return put(b, h->name.p, h->name.len) && PUTS(b, ": ") && put(b, h->value.p, h->value.len) &&
-           PUTS(b, "\r\n");
+    size_t n = h->name.len + 2 + h->value.len + 2;
+    char *p;
+
+    if (n > nd_buf_room(b))
+        return false;
+    p = nd_buf_tail(b);
+    memcpy(p, h->name.p, h->name.len);
+    p += h->name.len;
+    memcpy(p, ": ", 2);
+    if (h->value.len) /* the value may be empty, with a NULL pointer */
+        memcpy(p + 2, h->value.p, h->value.len);
+    memcpy(p + 2 + h->value.len, "\r\n", 2);
+    b->len += (uint32_t)n;
+    return true;
 }
 
 static bool name_is(struct nd_str n, const char *lit)
@@ -188,11 +201,20 @@ static bool name_is(struct nd_str n, const char *lit)
     return nd_http1_name_eq(n, lit, strlen(lit));
 }
 
-/* Hop-by-hop headers (RFC 9110 7.6.1), plus those named by Connection. */
-static bool hop_by_hop(const struct nd_http_msg *m, struct nd_str name)
+/* Whether a Connection header of m names name (only when the message has Connection tokens). */
+static bool named_by_connection(const struct nd_http_msg *m, struct nd_str name)
 {
-    unsigned i;
+    for (unsigned i = 0; i < m->nhdrs; i++)
+        if (m->hdrs[i].name.len == 10 && name_is(m->hdrs[i].name, "connection") &&
+            nd_http1_token_list_has(m->hdrs[i].value, name.p, name.len))
+            return true;
+    return false;
+}
 
+/* Hop-by-hop headers (RFC 9110 7.6.1), plus those named by Connection. Inline, called for every
+ * header written: most are decided by their length alone. */
+static inline bool hop_by_hop(const struct nd_http_msg *m, struct nd_str name)
+{
     switch (name.len) {
     case 2:
         if (name_is(name, "te"))
@@ -215,13 +237,7 @@ static bool hop_by_hop(const struct nd_http_msg *m, struct nd_str name)
             return true;
         break;
     }
-    if (!(m->flags & ND_HTTP_F_CONN_TOKENS))
-        return false;
-    for (i = 0; i < m->nhdrs; i++)
-        if (m->hdrs[i].name.len == 10 && name_is(m->hdrs[i].name, "connection") &&
-            nd_http1_token_list_has(m->hdrs[i].value, name.p, name.len))
-            return true;
-    return false;
+    return (m->flags & ND_HTTP_F_CONN_TOKENS) && named_by_connection(m, name);
 }
 
 /* ---- edits: headers added by plugins live in the txn's edit arena --------------------------- */
@@ -353,7 +369,7 @@ static void plugin_ctx(struct nd_session *s, unsigned i, struct nodus_ctx *ctx)
     const struct nd_plugin_inst *pi = &s->lc->plugins[i];
 
     ctx->conf = pi->conf;
-    ctx->worker = s->snap->wrt[s->w->id].pstate[s->lc->id * ND_MAX_CHAIN + i];
+    ctx->worker = s->pstate[i];
     ctx->txn = s->txn->scratch + pi->txn_off;
     ctx->worker_id = s->w->id;
 }
@@ -1430,6 +1446,7 @@ static void txn_finish(struct nd_session *s)
     if (t->up)
         up_release(w, t, false);
     nd_timer_cancel(&w->wheel, &s->timer);
+    t->t_end_us = nd_clock_us(); /* once, for the log hooks, the metrics and the access log */
     for (i = 0; i < lc->nplugins; i++) {
         const struct nodus_plugin *p = lc->plugins[i].p;
 
@@ -1443,7 +1460,7 @@ static void txn_finish(struct nd_session *s)
     rec.cluster = t->cluster ? t->cluster->metrics_id : ND_METRICS_NONE;
     rec.status = t->resp_started ? t->status : 0;
     rec.flags = t->rflags | (s->principal_len ? ND_REC_MTLS : 0);
-    rec.duration_us = nd_clock_us() - t->t_start_us;
+    rec.duration_us = t->t_end_us - t->t_start_us;
     rec.req_bytes = t->req_bytes;
     rec.resp_bytes = t->resp_bytes;
     /* Each verified hop has our identity at one end: came in over mTLS, we are its destination;
@@ -1734,6 +1751,7 @@ void nd_listener_cb(struct nd_conn *c, unsigned events)
         s->peer_len = (uint8_t)strlen(s->peer);
         s->snap = lh->snap;
         s->lc = lh->lc;
+        s->pstate = &s->snap->wrt[w->id].pstate[s->lc->id * ND_MAX_CHAIN];
         if (nd_stream_open(w, s, &s->conn) < 0) {
             nd_stream_close(w, &s->conn);
             w->io->close(&s->conn, true);
@@ -1851,9 +1869,24 @@ int nodus_http_req_header_at(struct nodus_http *h, const char *name, unsigned i,
     return 0;
 }
 
+/* The request head changes: a route matched before (nodus_http_route_config()) may not hold any
+ * more. Until the terminal runs, its match is dropped, with what it kept in its scratch. */
+static void route_unmatch(struct nd_txn *t)
+{
+    const struct nd_listener_conf *lc = t->s->lc;
+    const struct nd_plugin_inst *term = &lc->plugins[lc->nplugins - 1];
+
+    if (t->chain_pos >= lc->nplugins)
+        return; /* the terminal runs (its own edits) or ran */
+    t->route_matched = false;
+    memset(t->scratch + term->txn_off, 0, term->p->txn_size);
+}
+
 int nodus_http_req_header_set(struct nodus_http *h, const char *name, const char *value,
                               size_t vlen)
 {
+    if (TXN(h)->route_matched)
+        route_unmatch(TXN(h));
     hdr_remove(&TXN(h)->req, name);
     return hdr_add(TXN(h), &TXN(h)->req, name, value, vlen);
 }
@@ -1861,11 +1894,15 @@ int nodus_http_req_header_set(struct nodus_http *h, const char *name, const char
 int nodus_http_req_header_add(struct nodus_http *h, const char *name, const char *value,
                               size_t vlen)
 {
+    if (TXN(h)->route_matched)
+        route_unmatch(TXN(h));
     return hdr_add(TXN(h), &TXN(h)->req, name, value, vlen);
 }
 
 int nodus_http_req_header_remove(struct nodus_http *h, const char *name)
 {
+    if (TXN(h)->route_matched)
+        route_unmatch(TXN(h));
     return hdr_remove(&TXN(h)->req, name);
 }
 
@@ -1873,6 +1910,9 @@ int nodus_http_set_path(struct nodus_http *h, const char *path, size_t len)
 {
     struct nd_txn *t = TXN(h);
     char *p;
+
+    if (t->route_matched)
+        route_unmatch(t);
 
     if (!len || path[0] != '/' || len > t->s->lc->limits.max_uri || !(p = edit_alloc(t, len)))
         return -1;
@@ -1936,6 +1976,31 @@ void nodus_http_set_timeout(struct nodus_http *h, uint32_t ms)
     TXN(h)->timeout_ms = ms;
 }
 
+void *nodus_http_route_config(struct nodus_http *h, const struct nodus_ctx *ctx)
+{
+    struct nd_txn *t = TXN(h);
+    const struct nodus_route_config *rc;
+
+    if (!t->route_matched) {
+        struct nd_session *s = t->s;
+        unsigned last = s->lc->nplugins - 1;
+        const struct nodus_plugin *p = s->lc->plugins[last].p;
+        struct nodus_ctx tctx;
+
+        t->route_conf = NULL;
+        if (p->http && p->http->match) {
+            plugin_ctx(s, last, &tctx);
+            t->route_conf = p->http->match(h, &tctx);
+        }
+        t->route_matched = true;
+    }
+    if ((rc = t->route_conf))
+        for (unsigned i = 0; i < rc->n; i++)
+            if (rc->e[i].owner == ctx->conf)
+                return rc->e[i].conf;
+    return NULL;
+}
+
 void nodus_http_resume(struct nodus_http *h, int verdict)
 {
     struct nd_txn *t = TXN(h);
@@ -1981,6 +2046,29 @@ int nodus_http_set_request_principal(struct nodus_http *h, const char *p, size_t
 struct nodus_slice nodus_http_peer_addr(struct nodus_http *h)
 {
     return (struct nodus_slice){TXN(h)->s->peer, TXN(h)->s->peer_len};
+}
+
+uint64_t nodus_http_start_us(struct nodus_http *h)
+{
+    return TXN(h)->t_start_us;
+}
+
+uint64_t nodus_http_now_us(struct nodus_http *h)
+{
+    const struct nd_txn *t = TXN(h);
+
+    return t->t_end_us ? t->t_end_us : t->s->w->now_us;
+}
+
+void nodus_http_body_bytes(struct nodus_http *h, uint64_t *request, uint64_t *response)
+{
+    const struct nd_txn *t = TXN(h);
+
+    *request = t->rqb.bytes;
+    if (!t->local)
+        *response = t->rsb.bytes;
+    else /* a local answer's body, once written (none to HEAD) */
+        *response = t->resp_started && t->req.meth != ND_HTTP_HEAD ? t->resp.reason.len : 0;
 }
 
 int nodus_http_local_port(struct nodus_http *h)

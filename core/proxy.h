@@ -65,6 +65,8 @@ struct nd_txn {
     uint8_t attempts;
     /* chain */
     unsigned chain_pos;
+    bool route_matched; /* the terminal's match hook ran on the request as it is */
+    const struct nodus_route_config *route_conf; /* what it returned */
     bool paused, local, resp_started, req_sent_head, up_reusable, expect_100;
     bool edit_failed; /* a plugin's edit did not fit in edit[] (or the header table) */
     uint16_t status;
@@ -73,6 +75,7 @@ struct nd_txn {
     uint32_t rflags;
     struct nd_body rqb, rsb;
     uint64_t t_start_us;
+    uint64_t t_end_us; /* the clock read when the exchange ended, before the log hooks */
     uint64_t req_bytes, resp_bytes;
     /* not zeroed for a new request: an arena (edit_len says what is used), plugin scratch
      * (txn_size bytes of it are zeroed) */
@@ -95,6 +98,7 @@ struct nd_session {
     struct nd_worker *w;
     struct nd_snap *snap;
     const struct nd_listener_conf *lc;
+    void **pstate; /* the chain's per-worker plugin states (worker_init) in snap, for lc */
     struct nd_buf *rx, *tx;
     uint32_t rx_pin; /* bytes at rx->data[0] holding the current request head */
     size_t scan;

@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -106,10 +107,15 @@ int nd_workers_start(unsigned n, const struct nd_io_ops *io)
     for (i = 0; i < n; i++) {
         struct nd_worker *w = &nd_rt.workers[i];
 
+        char name[16];
+
         err = pthread_create(&w->thread, NULL, worker_main, w);
         if (err)
             return -err;
         w->started = true;
+        /* for top -H, ps -L, taskset (i < ND_MAX_WORKERS: the modulo only tells the compiler) */
+        snprintf(name, sizeof(name), "nodus-w%u", i % 1000);
+        pthread_setname_np(w->thread, name);
     }
     return 0;
 }

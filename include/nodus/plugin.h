@@ -28,15 +28,16 @@
 extern "C" {
 #endif
 
-/* Bumped on every incompatible change to this file. */
-#define NODUS_PLUGIN_ABI                                                                           \
-    3 /* 2: stream deadlines (timeout hook), shutdown hook; 3: control side                        \
-       */
+/* Bumped on every incompatible change to this file. 2: stream deadlines (timeout hook), shutdown
+ * hook. 3: the control side (main-thread ticks and gossip events, below) and per-route
+ * configuration (configure_route, destroy_route, match). */
+#define NODUS_PLUGIN_ABI 3
 
-struct nodus_cfg;     /* a configuration table, during configure() only */
-struct nodus_http;    /* one request/response exchange */
-struct nodus_stream;  /* one downstream connection */
-struct nodus_cluster; /* an upstream cluster of the configuration being built */
+struct nodus_cfg;          /* a configuration table, during configure() only */
+struct nodus_http;         /* one request/response exchange */
+struct nodus_stream;       /* one downstream connection */
+struct nodus_cluster;      /* an upstream cluster of the configuration being built */
+struct nodus_route_config; /* the per-route configurations of one route (made by the host) */
 
 struct nodus_slice {
     const char *p;
@@ -88,6 +89,16 @@ struct nodus_http_ops {
     /* The exchange is over (answered, or aborted: then status is 0). For logs and counters;
      * the request and response heads are still readable. */
     void (*log)(struct nodus_http *h, const struct nodus_ctx *ctx);
+
+    /* Terminal plugin only, optional (ABI 3): which route the request takes, as the handle
+     * nodus_cfg_route_config() gave for that route at configuration (NULL: a route without
+     * per-route configuration, or no route). The host calls it when a plugin before the terminal
+     * asks for its per-route configuration (nodus_http_route_config()), at most once per request
+     * while the request head stays as it is. It must not edit the request. The plugin may keep
+     * what it matched in ctx->txn for its request_headers hook: should a plugin edit the request
+     * head afterwards (before the terminal runs), the host zeroes the terminal's ctx->txn again,
+     * so that request_headers matches the edited request. */
+    const struct nodus_route_config *(*match)(struct nodus_http *h, const struct nodus_ctx *ctx);
 };
 
 /*
@@ -197,6 +208,14 @@ struct nodus_plugin {
 
     /* ABI 3, optional: hooks on the main thread (above). */
     const struct nodus_control_ops *control;
+    /* Optional (ABI 3), main thread: per-route configuration, as Envoy's typed_per_filter_config.
+     * When a route or virtual host of the terminal plugin (the router) has a key named after this
+     * plugin (ratelimit = { ... }), the host calls configure_route() with what configure()
+     * returned for this plugin in the same listener, and that table; what it returns is what
+     * nodus_http_route_config() gives this instance for the requests that take the route. NULL
+     * after at least one nodus_cfg_error(). destroy_route() releases it, before destroy(conf). */
+    void *(*configure_route)(void *conf, struct nodus_cfg *cfg);
+    void (*destroy_route)(void *conf, void *route_conf);
 };
 
 /* Registers a plugin. Returns 0, or -1 (wrong ABI, duplicate name: logged by the host). */
@@ -234,6 +253,19 @@ void nodus_cfg_error(struct nodus_cfg *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* The name of the listener whose chain the plugin is configured in (ABI 3), or NULL. */
 const char *nodus_cfg_listener_name(struct nodus_cfg *c);
+/* Terminal plugin (ABI 3): the per-route configurations in table c (a route or a virtual host):
+ * each key of c not read yet that names a plugin of this listener's chain with configure_route
+ * (ratelimit = { ... }) is handed to that plugin. *out is a handle for them, which also carries the
+ * configurations of parent (a virtual host's, for its routes) that c does not override, or parent
+ * itself when c has none. Returns 1 (c had some), 0 (none), -1 (errors recorded). Call it after
+ * reading c's own keys. The handle lives as long as the configuration; the terminal's match hook
+ * hands it back for the requests of the route. */
+int nodus_cfg_route_config(struct nodus_cfg *c, const struct nodus_route_config *parent,
+                           const struct nodus_route_config **out);
+/* From configure() (ABI 3): this instance has nothing of its own to apply and acts only through
+ * per-route configurations. Unless a route of the listener gives it one, the host reports an
+ * error with the message why at c's file:line (ratelimit {} with every limit on routes). */
+void nodus_cfg_require_route_config(struct nodus_cfg *c, const char *why);
 /* The cluster of that name in the configuration being built, or NULL. */
 struct nodus_cluster *nodus_cluster_find(struct nodus_cfg *c, const char *name);
 /* The cluster's name. */
@@ -288,6 +320,11 @@ int nodus_http_route(struct nodus_http *h, struct nodus_cluster *cl, const char 
 void nodus_http_set_timeout(struct nodus_http *h, uint32_t ms);
 /* Continue a chain that a hook paused, with that hook's answer (CONTINUE or RESPOND). */
 void nodus_http_resume(struct nodus_http *h, int verdict);
+/* This instance's configuration for the route the request takes (what configure_route()
+ * returned for that route, or for its virtual host), or NULL: no route, or none for this plugin.
+ * The first call of a request asks the terminal plugin to match the route (its match hook); the
+ * match is kept until the request head is edited. No allocation. */
+void *nodus_http_route_config(struct nodus_http *h, const struct nodus_ctx *ctx);
 
 /* Who is on the other side: the SPIFFE id of a verified TLS peer (empty when none), and the
  * peer's address as text ("198.18.0.1" / "::1"). */
@@ -295,6 +332,17 @@ struct nodus_slice nodus_http_peer_principal(struct nodus_http *h);
 struct nodus_slice nodus_http_peer_addr(struct nodus_http *h);
 /* The port the client connected to: the listener's (1-65535). */
 int nodus_http_local_port(struct nodus_http *h);
+/* Time without a system call, CLOCK_MONOTONIC in microseconds. now: the worker's clock, read once
+ * per turn of its event loop (behind the true time by at most the length of that turn); in the
+ * log hook, the time the exchange ended (read once by the host, before the log hooks). start: the
+ * worker's clock when the request head had been read (what the access log's duration counts
+ * from). */
+uint64_t nodus_http_now_us(struct nodus_http *h);
+uint64_t nodus_http_start_us(struct nodus_http *h);
+/* Body bytes (the payload, de-chunked) of the request, received from the client, and of the
+ * response, received from the upstream or answered locally, so far: in the log hook, the totals
+ * (Envoy's request_size and response_size). */
+void nodus_http_body_bytes(struct nodus_http *h, uint64_t *request, uint64_t *response);
 /* The end user the request speaks for ("iss/sub" of a verified JWT), as set by an authentication
  * plugin earlier in the chain (empty when none): what authorization rules call the request
  * principal. Setting it copies at most 255 bytes into the request; 0, or -1 (too long / no room).

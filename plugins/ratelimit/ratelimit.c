@@ -4,7 +4,10 @@
  * principal or address, the path), in bounded tables with LRU eviction. Over a limit the request
  * is answered 429 with x-ratelimit-* and retry-after, and nothing goes upstream; in shadow mode it
  * is only counted. The buckets are shared by all workers (bucket.h: one compare-and-swap per
- * bucket taken, no lock). See docs/ratelimit.md.
+ * bucket taken, no lock). A router route or virtual host may have limits of its own
+ * (ratelimit = { ... } there: configure_route), used instead of these for its requests. A
+ * global = { ... } limit is one budget for every node that has it, shared over gossip (global.c).
+ * See docs/ratelimit.md.
  *
  *   ratelimit { tokens = 100, fill = 100, interval = "1s", shadow = false,
  *               descriptors = { { key = "header", name = "x-api-key", tokens = 10, fill = 10,
@@ -37,19 +40,25 @@ struct rl_descriptor {
 
 struct rl_conf {
     bool has_default, shadow, rate_headers;
+    bool routed; /* routes have limits of their own (rl_configure_route) */
     struct rl_limit limit;
     struct rl_bucket bucket; /* the default bucket */
     struct rl_descriptor desc[RL_MAX_DESCRIPTORS];
     size_t ndesc;
     uint64_t start_ns; /* epochs count from here */
     nodus_counter_t allowed, limited, shadow_limited, evicted;
-    struct rl_global *global; /* the mesh-wide limit (global.c), or NULL */
+    struct rl_global *global; /* the mesh-wide limit (global.c), or NULL; not on routes */
 };
 
-/* Per request: the tightest limit seen, for x-ratelimit-* on admitted responses. */
+/* Per request: the tightest limit seen (the one with the fewest tokens left), for x-ratelimit-*
+ * on admitted responses; its reset is computed only when the headers are written. When the
+ * mesh-wide limit is the tightest, its figures are kept instead (global). */
 struct rl_txn {
-    bool set;
-    uint32_t limit, remaining, reset_s;
+    const struct rl_conf *rc;   /* the configuration that applied (the listener's or a route's) */
+    const struct rl_limit *lim; /* NULL: none seen */
+    uint32_t remaining;
+    bool global; /* the node's share of the mesh-wide limit is the tightest */
+    uint32_t g_limit, g_reset;
 };
 
 static uint64_t now_ns(void)
@@ -187,7 +196,8 @@ static void rl_destroy(void *conf)
     free(rc);
 }
 
-static void *rl_configure(struct nodus_cfg *cfg)
+/* A configuration: the plugin's own table, or a route's (route: then it must limit something). */
+static struct rl_conf *rl_read(struct nodus_cfg *cfg, bool route)
 {
     struct rl_conf *rc = calloc(1, sizeof(*rc));
     struct nodus_cfg *list, *e;
@@ -199,7 +209,8 @@ static void *rl_configure(struct nodus_cfg *cfg)
         return NULL;
     }
     ok &= read_limit(cfg, &rc->limit, &rc->has_default);
-    ok &= rl_global_read(cfg, &rc->global) >= 0;
+    if (!route) /* one per listener: the control side (ticks, reports) is the listener's */
+        ok &= rl_global_read(cfg, &rc->global) >= 0;
     ok &= nodus_cfg_bool(cfg, "shadow", &rc->shadow) >= 0;
     ok &= nodus_cfg_bool(cfg, "rate_headers", &rc->rate_headers) >= 0;
     got = nodus_cfg_table(cfg, "descriptors", &list);
@@ -219,8 +230,14 @@ static void *rl_configure(struct nodus_cfg *cfg)
         }
     }
     if (ok && !rc->has_default && rc->ndesc == 0 && !rc->global) {
-        nodus_cfg_error(cfg, "no limit: give tokens/fill/interval, descriptors or global");
-        ok = false;
+        if (route) {
+            nodus_cfg_error(cfg, "no limit: give tokens/fill/interval, or descriptors, or both");
+            ok = false;
+        } else { /* every limit on routes (Envoy's "disabled here, enabled per route") */
+            nodus_cfg_require_route_config(cfg, "no limit: give tokens/fill/interval, "
+                                                "descriptors or global, here or on routes of the "
+                                                "router (ratelimit = { ... } in a route)");
+        }
     }
     if (!ok) {
         rl_destroy(rc);
@@ -238,6 +255,29 @@ static void *rl_configure(struct nodus_cfg *cfg)
     return rc;
 }
 
+static void *rl_configure(struct nodus_cfg *cfg)
+{
+    return rl_read(cfg, false);
+}
+
+/* A route's limits (ratelimit = { ... } in a route or virtual host of the router): a whole
+ * configuration, as Envoy's per-route local rate limit, with buckets of its own; the requests
+ * that take the route use it instead of the listener's. */
+static void *rl_configure_route(void *conf, struct nodus_cfg *cfg)
+{
+    struct rl_conf *lc = conf, *rc = rl_read(cfg, true);
+
+    if (rc)
+        lc->routed = true;
+    return rc;
+}
+
+static void rl_destroy_route(void *conf, void *route_conf)
+{
+    (void)conf;
+    rl_destroy(route_conf);
+}
+
 static size_t rl_describe(const void *conf, char *buf, size_t len)
 {
     const struct rl_conf *rc = conf;
@@ -245,8 +285,8 @@ static size_t rl_describe(const void *conf, char *buf, size_t len)
 
 #define OUT(...)                                                                                   \
     n += (size_t)snprintf(buf + (n < len ? n : len), n < len ? len - n : 0, __VA_ARGS__)
-    OUT("{\"shadow\":%s,\"rate_headers\":%s", rc->shadow ? "true" : "false",
-        rc->rate_headers ? "true" : "false");
+    OUT("{\"shadow\":%s,\"rate_headers\":%s,\"route_limits\":%s", rc->shadow ? "true" : "false",
+        rc->rate_headers ? "true" : "false", rc->routed ? "true" : "false");
     if (rc->has_default)
         OUT(",\"tokens\":%u,\"fill\":%u,\"interval_ms\":%llu", rc->limit.max,
             (unsigned)rc->limit.fill, (unsigned long long)(rc->limit.interval_ns / 1000000));
@@ -292,6 +332,16 @@ static bool descriptor_value(struct nodus_http *h, const struct rl_descriptor *d
     return false;
 }
 
+/* The limiter's clock for a request, in nanoseconds: the worker's clock (no system call), never
+ * before the configuration started (a worker's clock may be a little older than the configure()
+ * that read start_ns). */
+static uint64_t req_now(struct nodus_http *h, const struct rl_conf *rc)
+{
+    uint64_t now = nodus_http_now_us(h) * 1000;
+
+    return now > rc->start_ns ? now : rc->start_ns;
+}
+
 /* Seconds until the limit's next fill, rounded up (at least 1: retry-after is whole seconds). */
 static uint32_t reset_s(const struct rl_conf *rc, const struct rl_limit *l, uint64_t now)
 {
@@ -300,59 +350,57 @@ static uint32_t reset_s(const struct rl_conf *rc, const struct rl_limit *l, uint
     return (uint32_t)((ns + 999999999u) / 1000000000u);
 }
 
-static void note(struct rl_txn *tx, const struct rl_conf *rc, const struct rl_limit *l,
-                 struct rl_take t, uint64_t now)
+static void note(struct rl_txn *tx, const struct rl_limit *l, struct rl_take t)
 {
-    if (tx->set && t.remaining >= tx->remaining)
+    if (tx->lim && t.remaining >= tx->remaining)
         return;
-    tx->set = true;
-    tx->limit = l->max;
+    tx->lim = l;
     tx->remaining = t.remaining;
-    tx->reset_s = reset_s(rc, l, now);
 }
 
-static void put_u32(struct nodus_http *h, const char *name, uint32_t v,
-                    int (*set)(struct nodus_http *, const char *, const char *, size_t))
+static void put_u32(struct nodus_http *h, const char *name, uint32_t v)
 {
     char b[16];
     int n = snprintf(b, sizeof(b), "%u", v);
 
-    set(h, name, b, (size_t)n);
+    nodus_http_resp_header_set(h, name, b, (size_t)n);
 }
 
-static void rate_headers(struct nodus_http *h, const struct rl_txn *tx)
+/* x-ratelimit-* of limit l with remaining tokens left; returns the reset written. */
+static uint32_t rate_headers(struct nodus_http *h, const struct rl_conf *rc,
+                             const struct rl_limit *l, uint32_t remaining)
 {
-    put_u32(h, "x-ratelimit-limit", tx->limit, nodus_http_resp_header_set);
-    put_u32(h, "x-ratelimit-remaining", tx->remaining, nodus_http_resp_header_set);
-    put_u32(h, "x-ratelimit-reset", tx->reset_s, nodus_http_resp_header_set);
+    uint32_t reset = reset_s(rc, l, req_now(h, rc));
+
+    put_u32(h, "x-ratelimit-limit", l->max);
+    put_u32(h, "x-ratelimit-remaining", remaining);
+    put_u32(h, "x-ratelimit-reset", reset);
+    return reset;
 }
 
-/* 429 with the refusing limit's x-ratelimit-* and retry-after. */
-static int refuse(struct nodus_http *h, const struct nodus_ctx *ctx, uint32_t limit, uint32_t reset)
+/* x-ratelimit-* of the node's share of the mesh-wide limit. */
+static void global_headers(struct nodus_http *h, uint32_t limit, uint32_t remaining, uint32_t reset)
 {
-    const struct rl_conf *rc = ctx->conf;
-    struct rl_txn *tx = ctx->txn;
-
-    nodus_counter_add(ctx->worker_id, rc->limited, 1);
-    tx->limit = limit;
-    tx->remaining = 0;
-    tx->reset_s = reset;
-    if (nodus_http_respond(h, 429, "rate limited\n", 13) < 0)
-        return NODUS_CONTINUE;
-    rate_headers(h, tx);
-    put_u32(h, "retry-after", tx->reset_s, nodus_http_resp_header_set);
-    tx->set = false; /* written */
-    return NODUS_RESPOND;
+    put_u32(h, "x-ratelimit-limit", limit);
+    put_u32(h, "x-ratelimit-remaining", remaining);
+    put_u32(h, "x-ratelimit-reset", reset);
 }
 
 static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
 {
-    struct rl_conf *rc = ctx->conf;
+    struct rl_conf *rc = ctx->conf, *route;
     struct rl_txn *tx = ctx->txn;
     const struct rl_limit *over = NULL;
-    uint64_t now = now_ns();
+    uint64_t now;
     struct rl_take t;
 
+    /* the route's own limits, when it has some, instead of these */
+    if (rc->routed && (route = nodus_http_route_config(h, ctx)))
+        rc = route;
+    if (!rc->has_default && !rc->ndesc && !rc->global)
+        return NODUS_CONTINUE; /* limits on routes only, and this route has none */
+    now = req_now(h, rc);
+    tx->rc = rc;
     for (size_t i = 0; i < rc->ndesc && !over; i++) {
         struct rl_descriptor *d = &rc->desc[i];
         struct nodus_slice v;
@@ -367,7 +415,7 @@ static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         if (evicted)
             nodus_counter_add(ctx->worker_id, rc->evicted, 1);
         t = rl_take(w, &d->limit, e);
-        note(tx, rc, &d->limit, t, now);
+        note(tx, &d->limit, t);
         if (!t.ok)
             over = &d->limit;
     }
@@ -375,7 +423,7 @@ static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
      * that no descriptor refused */
     if (!over && rc->has_default) {
         t = rl_take(&rc->bucket.word, &rc->limit, rl_epoch(&rc->limit, now, rc->start_ns));
-        note(tx, rc, &rc->limit, t, now);
+        note(tx, &rc->limit, t);
         if (!t.ok)
             over = &rc->limit;
     }
@@ -383,14 +431,25 @@ static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         uint32_t glimit, gleft, greset;
 
         if (!rl_global_take(rc->global, now, &glimit, &gleft, &greset)) {
-            if (!rc->shadow)
-                return refuse(h, ctx, glimit, greset);
-            nodus_counter_add(ctx->worker_id, rc->shadow_limited, 1);
-            return NODUS_CONTINUE;
+            if (rc->shadow) {
+                nodus_counter_add(ctx->worker_id, rc->shadow_limited, 1);
+                return NODUS_CONTINUE;
+            }
+            nodus_counter_add(ctx->worker_id, rc->limited, 1);
+            tx->lim = NULL;
+            tx->global = false; /* the headers are written here */
+            if (nodus_http_respond(h, 429, "rate limited\n", 13) < 0)
+                return NODUS_CONTINUE;
+            global_headers(h, glimit, 0, greset);
+            put_u32(h, "retry-after", greset);
+            return NODUS_RESPOND;
         }
-        if (!tx->set || gleft < tx->remaining)
-            *tx = (struct rl_txn){
-                .set = true, .limit = glimit, .remaining = gleft, .reset_s = greset};
+        if (!tx->lim || gleft < tx->remaining) {
+            tx->global = true;
+            tx->remaining = gleft;
+            tx->g_limit = glimit;
+            tx->g_reset = greset;
+        }
     }
     if (!over) {
         nodus_counter_add(ctx->worker_id, rc->allowed, 1);
@@ -400,17 +459,26 @@ static int rl_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         nodus_counter_add(ctx->worker_id, rc->shadow_limited, 1);
         return NODUS_CONTINUE;
     }
-    /* the limit that refused, whatever the others had left */
-    return refuse(h, ctx, over->max, reset_s(rc, over, now));
+    nodus_counter_add(ctx->worker_id, rc->limited, 1);
+    tx->lim = NULL; /* the headers are written here */
+    tx->global = false;
+    if (nodus_http_respond(h, 429, "rate limited\n", 13) < 0)
+        return NODUS_CONTINUE;
+    /* of the limit that refused, whatever the others had left */
+    put_u32(h, "retry-after", rate_headers(h, rc, over, 0));
+    return NODUS_RESPOND;
 }
 
 static int rl_response_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
 {
-    const struct rl_conf *rc = ctx->conf;
     const struct rl_txn *tx = ctx->txn;
 
-    if (rc->rate_headers && tx->set)
-        rate_headers(h, tx);
+    if (!tx->rc || !tx->rc->rate_headers)
+        return NODUS_CONTINUE;
+    if (tx->global)
+        global_headers(h, tx->g_limit, tx->remaining, tx->g_reset);
+    else if (tx->lim)
+        rate_headers(h, tx->rc, tx->lim, tx->remaining);
     return NODUS_CONTINUE;
 }
 
@@ -455,6 +523,8 @@ static const struct nodus_plugin ratelimit_plugin = {
     .http = &rl_http,
     .describe = rl_describe,
     .control = &rl_control,
+    .configure_route = rl_configure_route,
+    .destroy_route = rl_destroy_route,
 };
 
 NODUS_PLUGIN(ratelimit_plugin)

@@ -42,6 +42,7 @@ struct rt_route {
     int status;
     struct rt_str body;
     char *content_type;
+    const void *config; /* the host's per-route configurations, opaque here */
 };
 
 struct rt_vhost {
@@ -534,6 +535,7 @@ static int copy_route(struct rt_table *t, const struct rt_route_spec *s, struct 
 {
     r->path_re = -1;
     r->path_kind = s->path_kind;
+    r->config = s->config;
     if (str_dup(&r->path, s->path, false) < 0)
         goto oom;
     if (s->path_kind == RT_PATH_REGEX) {
@@ -920,6 +922,11 @@ const char *rt_route_content_type(const struct rt_route *r)
     if (r->content_type)
         return r->content_type;
     return r->body.len ? "text/plain" : NULL;
+}
+
+const void *rt_route_config(const struct rt_route *r)
+{
+    return r->config;
 }
 
 void rt_route_pos(const struct rt_route *r, size_t *vhost, size_t *index)

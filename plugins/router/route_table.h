@@ -88,6 +88,9 @@ struct rt_route_spec {
     /* RT_DIRECT: body (may be NULL: empty) and content type (NULL: "text/plain"). */
     const char *body;
     const char *content_type;
+    /* Anything the caller attaches to the route (the router: its per-route plugin
+     * configurations); kept as it is, handed back by rt_route_config(). */
+    const void *config;
 };
 
 /* What the router needs of a request. header() returns the first request header of that
@@ -159,6 +162,9 @@ long rt_location(const struct rt_route *r, const struct rt_request *req, char *b
  * body is not empty, else NULL (no content-type header). */
 struct nodus_slice rt_route_body(const struct rt_route *r);
 const char *rt_route_content_type(const struct rt_route *r);
+
+/* What the route's spec carried in config. */
+const void *rt_route_config(const struct rt_route *r);
 
 /* Position of a route: index of its virtual host and its index there (for messages). */
 void rt_route_pos(const struct rt_route *r, size_t *vhost, size_t *index);

@@ -28,6 +28,13 @@ struct router_conf {
     nodus_counter_t routed, no_route, direct, redirect;
 };
 
+/* Per request: the route the match hook found, for request_headers (the host zeroes this again
+ * if the request is edited after the match). */
+struct router_txn {
+    const struct rt_route *route;
+    bool matched;
+};
+
 /* ---- configuration ---- */
 
 /* What one route's reading allocates, freed once the table has copied it. */
@@ -289,9 +296,12 @@ static bool read_direct(struct nodus_cfg *dr, struct rt_route_spec *s)
     return ok;
 }
 
-static bool read_route(struct rt_table *table, struct nodus_cfg *r)
+/* vhc: the per-route configurations of the route's virtual host (NULL: none) */
+static bool read_route(struct rt_table *table, struct nodus_cfg *r,
+                       const struct nodus_route_config *vhc)
 {
     struct rt_route_spec s = {0};
+    const struct nodus_route_config *plugin_config;
     struct route_tmp tmp = {0};
     struct rt_target one = {0};
     struct nodus_cfg *sp, *rd, *dr;
@@ -349,6 +359,10 @@ static bool read_route(struct rt_table *table, struct nodus_cfg *r)
     ok &= got >= 0;
     s.timeout_ms = (uint32_t)timeout;
 
+    /* after the route's own keys: the others that name plugins (ratelimit = { ... }) */
+    ok &= nodus_cfg_route_config(r, vhc, &plugin_config) >= 0;
+    s.config = plugin_config;
+
     if (actions != 1) {
         nodus_cfg_error(r, "a route has exactly one of cluster, split, redirect, direct_response");
         ok = false;
@@ -365,7 +379,8 @@ static bool read_route(struct rt_table *table, struct nodus_cfg *r)
 }
 
 /* The routes in the array part of c: the router's own table (short form) or a routes list. */
-static bool read_routes(struct rt_table *table, struct nodus_cfg *c)
+static bool read_routes(struct rt_table *table, struct nodus_cfg *c,
+                        const struct nodus_route_config *vhc)
 {
     struct nodus_cfg *r;
     size_t n = nodus_cfg_len(c);
@@ -383,7 +398,7 @@ static bool read_routes(struct rt_table *table, struct nodus_cfg *c)
         if (got != 1)
             ok = false;
         else
-            ok &= read_route(table, r);
+            ok &= read_route(table, r, vhc);
     }
     return ok;
 }
@@ -391,6 +406,7 @@ static bool read_routes(struct rt_table *table, struct nodus_cfg *c)
 /* { domains = { ... }, routes = { ... } } */
 static bool read_vhost(struct rt_table *table, struct nodus_cfg *vh)
 {
+    const struct nodus_route_config *vhc;
     struct nodus_cfg *routes;
     struct rt_table *scratch = NULL;
     const char **domains;
@@ -421,10 +437,12 @@ static bool read_vhost(struct rt_table *table, struct nodus_cfg *vh)
     got = nodus_cfg_table(vh, "routes", &routes);
     if (got == 0)
         nodus_cfg_error(vh, "a virtual host needs routes = { ... }");
+    /* the virtual host's own per-route configurations, for its routes that have none */
+    ok &= nodus_cfg_route_config(vh, NULL, &vhc) >= 0;
     if (got != 1)
         ok = false;
     else
-        ok &= read_routes(table, routes);
+        ok &= read_routes(table, routes, vhc);
     rt_free(scratch);
     return ok;
 }
@@ -491,7 +509,7 @@ static void *router_configure(struct nodus_cfg *cfg)
                                  "or router { virtual_hosts = { ... } }");
             ok = false;
         } else {
-            ok &= read_routes(rc->table, cfg);
+            ok &= read_routes(rc->table, cfg, NULL);
         }
     }
     if (!ok) {
@@ -569,11 +587,9 @@ static int upstream(struct nodus_http *h, const struct nodus_ctx *ctx, const str
     return NODUS_CONTINUE;
 }
 
-static int router_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
+static struct rt_request request(struct nodus_http *h)
 {
-    const struct router_conf *rc = ctx->conf;
-    struct router_worker *rw = ctx->worker;
-    struct rt_request req = {
+    return (struct rt_request){
         .method = nodus_http_method(h),
         .path = nodus_http_path(h),
         .query = nodus_http_query(h),
@@ -581,6 +597,31 @@ static int router_request_headers(struct nodus_http *h, const struct nodus_ctx *
         .header = req_header,
         .arg = h,
     };
+}
+
+/* The route of the request, for a plugin before the router that asks for its per-route
+ * configuration: matched once, kept for request_headers. */
+static const struct nodus_route_config *router_match(struct nodus_http *h,
+                                                     const struct nodus_ctx *ctx)
+{
+    const struct router_conf *rc = ctx->conf;
+    struct router_worker *rw = ctx->worker;
+    struct router_txn *tx = ctx->txn;
+    struct rt_request req = request(h);
+
+    if (!rw)
+        return NULL; /* request_headers answers 503 */
+    tx->route = rt_match(rc->table, rw->rt, &req);
+    tx->matched = true;
+    return tx->route ? rt_route_config(tx->route) : NULL;
+}
+
+static int router_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
+{
+    const struct router_conf *rc = ctx->conf;
+    struct router_worker *rw = ctx->worker;
+    const struct router_txn *tx = ctx->txn;
+    struct rt_request req = request(h);
     const struct rt_route *r;
     struct nodus_slice body;
     const char *loc;
@@ -588,7 +629,7 @@ static int router_request_headers(struct nodus_http *h, const struct nodus_ctx *
 
     if (!rw)
         return ANSWER(h, 503, "router unavailable\n");
-    r = rt_match(rc->table, rw->rt, &req);
+    r = tx->matched ? tx->route : rt_match(rc->table, rw->rt, &req);
     if (!r) {
         /* routed nowhere: the host answers 404 "no route" and records response flag NR */
         nodus_counter_add(ctx->worker_id, rc->no_route, 1);
@@ -615,6 +656,7 @@ static int router_request_headers(struct nodus_http *h, const struct nodus_ctx *
 
 static const struct nodus_http_ops router_http = {
     .request_headers = router_request_headers,
+    .match = router_match,
 };
 
 static size_t router_describe(const void *conf, char *buf, size_t len)
@@ -629,6 +671,7 @@ static const struct nodus_plugin router_plugin = {
     .name = "router",
     .description = "virtual hosts, routes, weighted split, rewrite, redirect, direct response",
     .flags = NODUS_PLUGIN_HTTP | NODUS_PLUGIN_TERMINAL,
+    .txn_size = sizeof(struct router_txn),
     .configure = router_configure,
     .destroy = router_destroy,
     .worker_init = router_worker_init,

@@ -424,6 +424,8 @@ struct tr_queue *tr_exporter_attach(struct tr_exporter *e, unsigned worker_id)
                       strerror(err));
         else
             e->running = true;
+        if (!err)
+            pthread_setname_np(e->thread, "nodus-tracing");
     }
     return q;
 }

@@ -6,7 +6,7 @@
 #include "span.h"
 #include "tracectx.h"
 
-static void put(struct tr_json *j, const char *p, size_t n)
+static inline void put(struct tr_json *j, const char *p, size_t n)
 {
     if (j->ovf || j->len + n + TR_JSON_TAIL > j->cap) {
         j->ovf = true;
@@ -60,25 +60,54 @@ static size_t utf8_len(const unsigned char *p, size_t n)
     return k;
 }
 
-/* Bytes that go into a JSON string as they are: printable ASCII but '"' and '\\'. */
+/* Bytes that go into a JSON string as they are: 0x20 to 0x7f but '"' (0x22) and '\\' (0x5c). */
+static const uint8_t plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static bool plain(unsigned char c)
 {
-    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+    return plain_byte[c];
 }
 
-/* A JSON string: quotes, escapes; bytes that are not UTF-8 become U+FFFD. */
-static void putstr(struct tr_json *j, const char *s)
+/* Whether a word of eight bytes holds a byte that is not plain (SWAR): one below 0x20 or from
+ * 0x80 up, a '"' or a '\\'. The byte tests may also flag a byte above a flagged one (borrows),
+ * which is harmless for "any". */
+static inline bool word_special(uint64_t x)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+
+    return ((x - ones * 0x20) | x | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
+}
+
+/* The inside of a JSON string: escapes; bytes that are not UTF-8 become U+FFFD. Runs of plain
+ * bytes are found eight at a time and copied at once. */
+static void putesc(struct tr_json *j, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, run;
+    size_t n = strlen(s), i = 0, run;
 
-    PUTS(j, "\"");
     for (;;) {
-        for (run = i; plain(p[run]); run++)
-            ;
+        uint64_t x;
+
+        for (run = i; run + 8 <= n; run += 8) {
+            memcpy(&x, p + run, 8);
+            if (word_special(x))
+                break;
+        }
+        while (run < n && plain(p[run]))
+            run++;
         put(j, s + i, run - i);
         i = run;
-        if (!p[i])
+        if (i == n)
             break;
         if (p[i] == '"' || p[i] == '\\') {
             char e[2] = {'\\', (char)p[i]};
@@ -92,7 +121,7 @@ static void putstr(struct tr_json *j, const char *s)
             put(j, e, 6);
             i++;
         } else {
-            size_t k = utf8_len(p + i, strlen(s + i));
+            size_t k = utf8_len(p + i, n - i);
 
             if (k) {
                 put(j, s + i, k);
@@ -103,7 +132,51 @@ static void putstr(struct tr_json *j, const char *s)
             }
         }
     }
+}
+
+/* A JSON string: quotes, escapes; bytes that are not UTF-8 become U+FFFD. */
+static void putstr(struct tr_json *j, const char *s)
+{
     PUTS(j, "\"");
+    putesc(j, s);
+    PUTS(j, "\"");
+}
+
+/* The span's name: Envoy's default operation name, the host followed by "/" and "*". */
+static void putname(struct tr_json *j, const struct tr_span *s)
+{
+    PUTS(j, "\"");
+    putesc(j, s->host);
+    PUTS(j, "/*\"");
+}
+
+void tr_uuid(char out[36], const uint8_t b[16])
+{
+    char hex[32];
+
+    tc_hex(hex, b, 16);
+    memcpy(out, hex, 8);
+    out[8] = '-';
+    memcpy(out + 9, hex + 8, 4);
+    out[13] = '-';
+    memcpy(out + 14, hex + 12, 4);
+    out[18] = '-';
+    memcpy(out + 19, hex + 16, 4);
+    out[23] = '-';
+    memcpy(out + 24, hex + 20, 12);
+}
+
+/* Appends the NUL-terminated p to dst (cap bytes with the NUL), truncating; *len is dst's length.
+ */
+static void append(char *dst, size_t cap, size_t *len, const char *p)
+{
+    size_t n = strlen(p);
+
+    if (n > cap - 1 - *len)
+        n = cap - 1 - *len;
+    memcpy(dst + *len, p, n);
+    *len += n;
+    dst[*len] = '\0';
 }
 
 static void puthex(struct tr_json *j, const uint8_t *id, size_t n)
@@ -121,55 +194,89 @@ static bool is_error(const struct tr_span *s)
     return s->status == 0 || s->status >= 500;
 }
 
+/* A tag's key as each format opens it, comma first (dropped for the first tag): one copy. Keys are
+ * literals, with nothing to escape. */
+struct tag_key {
+    const char *otlp, *zipkin;
+    uint8_t otlp_len, zipkin_len;
+};
+
+#define OTLP_OPEN(k) ",{\"key\":\"" k "\",\"value\":{\"stringValue\":\""
+#define ZIPKIN_OPEN(k) ",\"" k "\":\""
+#define TAG_KEY(name, k)                                                                           \
+    static const struct tag_key name = {OTLP_OPEN(k), ZIPKIN_OPEN(k), sizeof(OTLP_OPEN(k)) - 1,    \
+                                        sizeof(ZIPKIN_OPEN(k)) - 1}
+
+TAG_KEY(K_SERVICE, "service.name");
+TAG_KEY(K_COMPONENT, "component");
+TAG_KEY(K_NODE_ID, "node_id");
+TAG_KEY(K_REQUEST_ID, "guid:x-request-id");
+TAG_KEY(K_METHOD, "http.method");
+TAG_KEY(K_URL, "http.url");
+TAG_KEY(K_USER_AGENT, "user_agent");
+TAG_KEY(K_PEER, "peer.address");
+TAG_KEY(K_PRINCIPAL, "peer.principal");
+TAG_KEY(K_REQUEST_SIZE, "request_size");
+TAG_KEY(K_RESPONSE_SIZE, "response_size");
+TAG_KEY(K_STATUS, "http.status_code");
+TAG_KEY(K_ERROR, "error");
+
 /* The tags both formats carry, as Envoy's HTTP connection manager writes them. each(j, key,
  * value, first) writes one. */
-typedef void (*tag_fn)(struct tr_json *j, const char *key, const char *val, bool *first);
+typedef void (*tag_fn)(struct tr_json *j, const struct tag_key *k, const char *val, bool *first);
 
 static void tags(struct tr_json *j, const struct tr_span *s, const struct tr_resource *r,
                  tag_fn each)
 {
-    char b[24], *d;
+    char b[24], *d, url[256], rid[37];
+    size_t len = 0;
     bool first = true;
 
-    each(j, "component", "proxy", &first);
+    each(j, &K_COMPONENT, "proxy", &first);
     if (r->node)
-        each(j, "node_id", r->node, &first);
-    if (s->request_id[0])
-        each(j, "guid:x-request-id", s->request_id, &first);
-    each(j, "http.method", s->method, &first);
-    each(j, "http.url", s->url, &first);
+        each(j, &K_NODE_ID, r->node, &first);
+    if (s->request_id_gen) {
+        tr_uuid(rid, s->request_uuid);
+        rid[36] = '\0';
+        each(j, &K_REQUEST_ID, rid, &first);
+    } else if (s->request_id[0]) {
+        each(j, &K_REQUEST_ID, s->request_id, &first);
+    }
+    each(j, &K_METHOD, s->method, &first);
+    /* http://host/path?query as the client sent them, truncated at 255 bytes */
+    url[0] = '\0';
+    append(url, sizeof(url), &len, "http://");
+    append(url, sizeof(url), &len, s->host);
+    append(url, sizeof(url), &len, s->target);
+    each(j, &K_URL, url, &first);
     if (s->user_agent[0])
-        each(j, "user_agent", s->user_agent, &first);
-    each(j, "peer.address", s->peer, &first);
+        each(j, &K_USER_AGENT, s->user_agent, &first);
+    each(j, &K_PEER, s->peer, &first);
     if (s->principal[0])
-        each(j, "peer.principal", s->principal, &first);
+        each(j, &K_PRINCIPAL, s->principal, &first);
     b[20] = '\0';
     if (s->req_size >= 0) {
         d = utoa((uint64_t)s->req_size, b);
-        each(j, "request_size", d, &first);
+        each(j, &K_REQUEST_SIZE, d, &first);
     }
     if (s->resp_size >= 0) {
         d = utoa((uint64_t)s->resp_size, b);
-        each(j, "response_size", d, &first);
+        each(j, &K_RESPONSE_SIZE, d, &first);
     }
     d = utoa(s->status, b);
-    each(j, "http.status_code", d, &first);
+    each(j, &K_STATUS, d, &first);
     if (is_error(s))
-        each(j, "error", "true", &first);
+        each(j, &K_ERROR, "true", &first);
 }
 
 /* ---- OTLP ---- */
 
-static void otlp_attr(struct tr_json *j, const char *key, const char *val, bool *first)
+static void otlp_attr(struct tr_json *j, const struct tag_key *k, const char *val, bool *first)
 {
-    if (!*first)
-        PUTS(j, ",");
+    put(j, k->otlp + *first, k->otlp_len - *first);
     *first = false;
-    PUTS(j, "{\"key\":\"");
-    put(j, key, strlen(key)); /* keys are literals: nothing to escape */
-    PUTS(j, "\",\"value\":{\"stringValue\":");
-    putstr(j, val);
-    PUTS(j, "}}");
+    putesc(j, val);
+    PUTS(j, "\"}}");
 }
 
 void tr_otlp_begin(struct tr_json *j, const struct tr_resource *r)
@@ -180,9 +287,9 @@ void tr_otlp_begin(struct tr_json *j, const struct tr_resource *r)
     j->n = 0;
     j->ovf = false;
     PUTS(j, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
-    otlp_attr(j, "service.name", r->service, &first);
+    otlp_attr(j, &K_SERVICE, r->service, &first);
     if (r->node)
-        otlp_attr(j, "node_id", r->node, &first);
+        otlp_attr(j, &K_NODE_ID, r->node, &first);
     PUTS(j, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"nodus.tracing\",\"version\":\"" NODUS_VERSION
             "\"},\"spans\":[");
 }
@@ -203,7 +310,7 @@ bool tr_otlp_span(struct tr_json *j, const struct tr_span *s)
         puthex(j, s->parent_id, 8);
     }
     PUTS(j, ",\"name\":");
-    putstr(j, s->name);
+    putname(j, s);
     PUTS(j, ",\"kind\":");
     putu(j, s->kind);
     /* 64-bit integers as strings, as the OTLP JSON mapping allows (proto3 JSON) */
@@ -234,15 +341,12 @@ void tr_otlp_end(struct tr_json *j)
 
 /* ---- Zipkin v2 ---- */
 
-static void zipkin_tag(struct tr_json *j, const char *key, const char *val, bool *first)
+static void zipkin_tag(struct tr_json *j, const struct tag_key *k, const char *val, bool *first)
 {
-    if (!*first)
-        PUTS(j, ",");
+    put(j, k->zipkin + *first, k->zipkin_len - *first);
     *first = false;
+    putesc(j, val);
     PUTS(j, "\"");
-    put(j, key, strlen(key)); /* keys are literals: nothing to escape */
-    PUTS(j, "\":");
-    putstr(j, val);
 }
 
 void tr_zipkin_begin(struct tr_json *j)
@@ -274,7 +378,7 @@ bool tr_zipkin_span(struct tr_json *j, const struct tr_span *s, const struct tr_
     else
         PUTS(j, "\"SERVER\"");
     PUTS(j, ",\"name\":");
-    putstr(j, s->name);
+    putname(j, s);
     PUTS(j, ",\"timestamp\":");
     putu(j, s->start_ns / 1000);
     PUTS(j, ",\"duration\":");

@@ -13,23 +13,29 @@
 
 enum tr_kind { TR_KIND_SERVER = 2, TR_KIND_CLIENT = 3 }; /* OTLP's numbers */
 
-/* Strings are NUL-terminated, truncated to their array. A size of -1 is unknown. */
+/* Strings are NUL-terminated, truncated to their array. A size of -1 is unknown. The worker only
+ * copies what the request had; the span's name and URL are composed by the encoders, on the
+ * exporter thread. */
 struct tr_span {
     uint8_t trace_id[16], span_id[8], parent_id[8];
-    bool has_parent, debug;
+    uint8_t request_uuid[16]; /* the x-request-id nodus generated (request_id_gen), as bytes */
+    bool has_parent, debug, request_id_gen;
     uint8_t kind;
     uint16_t status;   /* 0: no response was sent (aborted) */
     uint64_t start_ns; /* Unix time */
     uint64_t dur_ns;
-    int64_t req_size, resp_size; /* Content-Length of request and response */
-    char name[96];
+    int64_t req_size, resp_size; /* body bytes of request and response */
     char method[16];
-    char url[256];
+    char host[128];      /* the Host header, else the authority (the span is named after it) */
+    char target[256];    /* the path, and "?query" when there is one */
     char peer[48];       /* the client's address */
     char principal[128]; /* the peer's SPIFFE id */
     char user_agent[96];
-    char request_id[48];
+    char request_id[48]; /* x-request-id as received (request_id_gen false) */
 };
+
+/* The UUID text (36 characters, no NUL) of 16 bytes: 8-4-4-4-12 lowercase hex. */
+void tr_uuid(char out[36], const uint8_t b[16]);
 
 /* What every span of an exporter shares. */
 struct tr_resource {

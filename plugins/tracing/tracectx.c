@@ -269,18 +269,6 @@ int tc_parse_b3_multi(const struct tc_b3_headers *h, struct tc_ctx *out)
     return 1;
 }
 
-void tc_hex(char *out, const uint8_t *in, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        unsigned b = in[i];
-
-        out[2 * i] = digits[b >> 4];
-        out[2 * i + 1] = digits[b & 15];
-    }
-}
-
 void tc_format_traceparent(char *out, const uint8_t trace[16], const uint8_t span[8], bool sampled)
 {
     memcpy(out, "00-", 3);

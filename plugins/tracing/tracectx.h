@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define TC_TRACESTATE_MAX 512 /* bytes; longer ones are dropped (W3C: at least 512 propagated) */
 #define TC_TRACESTATE_MEMBERS 32
@@ -46,8 +47,32 @@ struct tc_b3_headers {
 };
 int tc_parse_b3_multi(const struct tc_b3_headers *h, struct tc_ctx *out);
 
-/* Lowercase hex of n bytes into out (2n chars, no NUL). */
-void tc_hex(char *out, const uint8_t *in, size_t n);
+/* Lowercase hex of n bytes (a multiple of 4) into out (2n chars, no NUL). Inline, so that the
+ * fixed lengths of ids unroll: four bytes at once (SWAR), each spread into a 16-bit lane, its
+ * nibbles into the lane's two bytes (high nibble first), and each nibble v becomes '0' + v, plus
+ * 39 more when v >= 10 (v + 6 then carries into bit 4). Words are little-endian in memory. */
+static inline void tc_hex(char *out, const uint8_t *in, size_t n)
+{
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t x;
+        uint64_t v;
+
+        memcpy(&x, in + i, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        x = __builtin_bswap32(x);
+#endif
+        v = x;
+        v = (v | v << 16) & UINT64_C(0x0000ffff0000ffff);
+        v = (v | v << 8) & UINT64_C(0x00ff00ff00ff00ff);
+        v = (v >> 4 & UINT64_C(0x000f000f000f000f)) | (v << 8 & UINT64_C(0x0f000f000f000f00));
+        v += UINT64_C(0x3030303030303030) +
+             (((v + UINT64_C(0x0606060606060606)) >> 4) & UINT64_C(0x0101010101010101)) * 39;
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        v = __builtin_bswap64(v);
+#endif
+        memcpy(out + 2 * i, &v, 8);
+    }
+}
 
 /* "00-{trace}-{span}-{flags}": 55 chars into out (no NUL). */
 #define TC_TRACEPARENT_LEN 55

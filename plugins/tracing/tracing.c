@@ -40,12 +40,17 @@ struct tr_conf {
 struct tr_worker {
     uint64_t rng;
     struct tr_queue *q;
+    int64_t real_off_us;   /* CLOCK_REALTIME - CLOCK_MONOTONIC, in microseconds */
+    uint64_t real_next_us; /* when to read it again (monotonic) */
 };
 
+/* Per request. The header indexes are 1 + the header's index (0: absent), read back by the log
+ * hook in O(1) (nodus_http_req_header_index()). */
 struct tr_txn {
     uint8_t trace_id[16], span_id[8], parent_id[8];
-    bool active, has_parent, sampled, debug;
-    uint64_t start_real_ns, start_mono_ns;
+    uint8_t request_uuid[16]; /* the x-request-id generated, when request_id_gen */
+    bool active, has_parent, sampled, debug, request_id_gen;
+    uint8_t i_host, i_user_agent, i_request_id;
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -261,44 +266,18 @@ static uint64_t rnd(struct tr_worker *w)
     return w->rng * UINT64_C(0x2545f4914f6cdd1d);
 }
 
+/* A random id of n bytes (8 or 16). Never all zero: xorshift64* never returns 0 (its state is
+ * never 0, and its multiplier is odd). */
 static void rnd_id(struct tr_worker *w, uint8_t *out, size_t n)
 {
-    do {
-        for (size_t i = 0; i < n; i += 8) {
-            uint64_t r = rnd(w);
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t r = rnd(w);
 
-            memcpy(out + i, &r, n - i < 8 ? n - i : 8);
-        }
-    } while (out[0] == 0 && memcmp(out, out + 1, n - 1) == 0); /* never all zero */
+        memcpy(out + i, &r, 8);
+    }
 }
 
-static bool has(struct nodus_http *h, const char *name, struct nodus_slice *v)
-{
-    return nodus_http_req_header(h, name, v) == 1;
-}
-
-/* x-request-id: a UUID version 4 */
-static void gen_request_id(struct tr_worker *w, char out[36])
-{
-    uint8_t b[16];
-    char hex[32];
-
-    rnd_id(w, b, 16);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    tc_hex(hex, b, 16);
-    memcpy(out, hex, 8);
-    out[8] = '-';
-    memcpy(out + 9, hex + 8, 4);
-    out[13] = '-';
-    memcpy(out + 14, hex + 12, 4);
-    out[18] = '-';
-    memcpy(out + 19, hex + 16, 4);
-    out[23] = '-';
-    memcpy(out + 24, hex + 20, 12);
-}
-
-/* The request headers the hook reads, found in one pass over the headers (first of each name). */
+/* The request headers the plugin reads, found in one pass over the headers (first of each name). */
 enum {
     H_TRACEPARENT,
     H_TRACESTATE,
@@ -311,17 +290,78 @@ enum {
     H_CLIENT_TRACE,
     H_FORCE_TRACE,
     H_REQUEST_ID,
+    H_HOST,
+    H_USER_AGENT,
     H__N
 };
-static const char *const hnames[H__N] = {
-    "traceparent",       "tracestate",          "b3",           "x-b3-traceid",
-    "x-b3-spanid",       "x-b3-parentspanid",   "x-b3-sampled", "x-b3-flags",
-    "x-client-trace-id", "x-envoy-force-trace", "x-request-id",
-};
+#define H_ANY_B3                                                                                   \
+    (1u << H_B3 | 1u << H_B3_TRACE | 1u << H_B3_SPAN | 1u << H_B3_PARENT | 1u << H_B3_SAMPLED |    \
+     1u << H_B3_FLAGS)
+
+/* Whether the name n is lit (lowercase letters, digits and '-'), ignoring case. Header names are
+ * tokens, and every byte of lit has bit 5 set: setting it in the name only lowercases letters,
+ * which lets eight bytes be compared at once (the last eight overlapping the ones before). */
+static inline bool name_is(struct nodus_slice n, const char *lit, size_t len)
+{
+    const uint64_t lower = UINT64_C(0x2020202020202020);
+    uint64_t x, y;
+
+    if (n.len != len)
+        return false;
+    if (len < 8) {
+        for (size_t i = 0; i < len; i++)
+            if ((n.p[i] | 0x20) != lit[i])
+                return false;
+        return true;
+    }
+    for (size_t i = 0;; i += 8) {
+        if (i + 8 > len)
+            i = len - 8;
+        memcpy(&x, n.p + i, 8);
+        memcpy(&y, lit + i, 8);
+        if ((x | lower) != y)
+            return false;
+        if (i + 8 == len)
+            return true;
+    }
+}
+
+#define IS(n, lit) name_is(n, lit, sizeof(lit) - 1)
+
+/* Which of ours the header name n is, or -1: its length picks one to three candidates. */
+static int header_slot(struct nodus_slice n)
+{
+    switch (n.len) {
+    case 2:
+        return IS(n, "b3") ? H_B3 : -1;
+    case 4:
+        return IS(n, "host") ? H_HOST : -1;
+    case 10:
+        return IS(n, "tracestate")   ? H_TRACESTATE
+               : IS(n, "user-agent") ? H_USER_AGENT
+               : IS(n, "x-b3-flags") ? H_B3_FLAGS
+                                     : -1;
+    case 11:
+        return IS(n, "traceparent") ? H_TRACEPARENT : IS(n, "x-b3-spanid") ? H_B3_SPAN : -1;
+    case 12:
+        return IS(n, "x-request-id")   ? H_REQUEST_ID
+               : IS(n, "x-b3-traceid") ? H_B3_TRACE
+               : IS(n, "x-b3-sampled") ? H_B3_SAMPLED
+                                       : -1;
+    case 17:
+        return IS(n, "x-client-trace-id")   ? H_CLIENT_TRACE
+               : IS(n, "x-b3-parentspanid") ? H_B3_PARENT
+                                            : -1;
+    case 19:
+        return IS(n, "x-envoy-force-trace") ? H_FORCE_TRACE : -1;
+    }
+    return -1;
+}
 
 struct hview {
     struct nodus_slice v[H__N];
-    unsigned present; /* bit k: hnames[k] was there */
+    uint8_t idx[H__N]; /* 1 + the header's index */
+    unsigned present;  /* bit k: header k was there */
 };
 
 static void scan_headers(struct nodus_http *h, struct hview *hv)
@@ -330,17 +370,13 @@ static void scan_headers(struct nodus_http *h, struct hview *hv)
 
     hv->present = 0;
     for (unsigned i = 0; nodus_http_req_header_index(h, i, &n, &v) == 1; i++) {
-        char c = n.len ? (char)(n.p[0] | 0x20) : 0;
+        int k = header_slot(n);
 
-        if (c != 't' && c != 'b' && c != 'x')
-            continue; /* none of ours: most headers stop here */
-        for (unsigned k = 0; k < H__N; k++)
-            if (!(hv->present & (1u << k)) && n.len == strlen(hnames[k]) &&
-                strncasecmp(n.p, hnames[k], n.len) == 0) {
-                hv->v[k] = v;
-                hv->present |= 1u << k;
-                break;
-            }
+        if (k < 0 || (hv->present & (1u << k)))
+            continue;
+        hv->v[k] = v;
+        hv->idx[k] = i < 255 ? (uint8_t)(i + 1) : 0;
+        hv->present |= 1u << k;
     }
 }
 
@@ -352,18 +388,15 @@ static bool hv_get(const struct hview *hv, unsigned k, struct nodus_slice *v)
     return true;
 }
 
-/* The incoming B3 context: the single header first, else the X-B3-* headers. *seen: any b3
- * header was there (to be removed when not forwarded). */
-static int read_b3(const struct hview *hv, struct tc_ctx *c, bool *seen)
+/* The incoming B3 context: the single header first, else the X-B3-* headers. */
+static int read_b3(const struct hview *hv, struct tc_ctx *c)
 {
     struct nodus_slice v, t, s, sm, f, p;
     struct tc_b3_headers m = {0};
     int r;
 
-    if (hv_get(hv, H_B3, &v)) {
-        *seen = true;
+    if (hv_get(hv, H_B3, &v))
         return tc_parse_b3(v.p, v.len, c);
-    }
     if (hv_get(hv, H_B3_TRACE, &t))
         m.trace = t.p, m.trace_len = t.len;
     if (hv_get(hv, H_B3_SPAN, &s))
@@ -373,7 +406,6 @@ static int read_b3(const struct hview *hv, struct tc_ctx *c, bool *seen)
     if (hv_get(hv, H_B3_FLAGS, &f))
         m.flags = f.p, m.flags_len = f.len;
     r = tc_parse_b3_multi(&m, c);
-    *seen = r != 0 || hv_get(hv, H_B3_PARENT, &p);
     if (r == 1 && hv_get(hv, H_B3_PARENT, &p) && !(p.len == 16 && m.trace))
         r = -1; /* a parent without ids, or not 16 hex */
     return r;
@@ -389,23 +421,28 @@ static void remove_b3(struct nodus_http *h)
     nodus_http_req_header_remove(h, "x-b3-flags");
 }
 
-/* Sends the context upstream in the configured formats. */
+/* Sends the context upstream in the configured formats. The ids are written in hex once, in the
+ * traceparent, and the B3 headers take their values from there. Headers that were not in the
+ * request are added without a removal pass. */
 static void propagate(struct nodus_http *h, const struct tr_conf *tc, const struct tr_txn *tx,
-                      bool b3_seen)
+                      unsigned present)
 {
-    char b[TC_TRACEPARENT_LEN + 40];
+    char tp[TC_TRACEPARENT_LEN], b[80];
+    const char *trace = tp + 3, *span = tp + 36;
+    size_t n;
 
+    tc_format_traceparent(tp, tx->trace_id, tx->span_id, tx->sampled);
     if (tc->propagate & PROP_W3C) {
-        tc_format_traceparent(b, tx->trace_id, tx->span_id, tx->sampled);
-        nodus_http_req_header_set(h, "traceparent", b, TC_TRACEPARENT_LEN);
+        if (present & (1u << H_TRACEPARENT))
+            nodus_http_req_header_set(h, "traceparent", tp, TC_TRACEPARENT_LEN);
+        else
+            nodus_http_req_header_add(h, "traceparent", tp, TC_TRACEPARENT_LEN);
     }
-    if (b3_seen)
+    if (present & H_ANY_B3)
         remove_b3(h);
     if (tc->propagate & PROP_B3) {
-        tc_hex(b, tx->trace_id, 16);
-        nodus_http_req_header_add(h, "x-b3-traceid", b, 32);
-        tc_hex(b, tx->span_id, 8);
-        nodus_http_req_header_add(h, "x-b3-spanid", b, 16);
+        nodus_http_req_header_add(h, "x-b3-traceid", trace, 32);
+        nodus_http_req_header_add(h, "x-b3-spanid", span, 16);
         if (tx->has_parent) {
             tc_hex(b, tx->parent_id, 8);
             nodus_http_req_header_add(h, "x-b3-parentspanid", b, 16);
@@ -415,13 +452,8 @@ static void propagate(struct nodus_http *h, const struct tr_conf *tc, const stru
         else
             nodus_http_req_header_add(h, "x-b3-sampled", tx->sampled ? "1" : "0", 1);
     } else if (tc->propagate & PROP_B3_SINGLE) {
-        size_t n = 0;
-
-        tc_hex(b, tx->trace_id, 16);
-        n = 32;
-        b[n++] = '-';
-        tc_hex(b + n, tx->span_id, 8);
-        n += 16;
+        memcpy(b, trace, 32 + 1 + 16); /* {trace}-{span}, as in the traceparent */
+        n = 32 + 1 + 16;
         b[n++] = '-';
         b[n++] = tx->debug ? 'd' : tx->sampled ? '1' : '0';
         if (tx->has_parent) {
@@ -440,35 +472,35 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     struct tr_txn *tx = ctx->txn;
     struct nodus_slice v, ts;
     struct hview hv;
-    struct tc_ctx wc, bc, in = {.sampled = -1};
-    int wr = 0, br;
-    bool b3_seen = false, have = false, ts_ok = false, ts_seen;
+    struct tc_ctx wc, bc, in;
+    int wr = 0, br = 0;
+    bool have = false, ts_ok = false, ts_seen;
 
     if (!w)
         return NODUS_CONTINUE; /* no per-worker state (out of memory): tracing is off here */
-    tx->start_real_ns = clock_ns(CLOCK_REALTIME);
-    tx->start_mono_ns = clock_ns(CLOCK_MONOTONIC);
 
     scan_headers(h, &hv);
+    tx->i_host = hv.present & (1u << H_HOST) ? hv.idx[H_HOST] : 0;
+    tx->i_user_agent = hv.present & (1u << H_USER_AGENT) ? hv.idx[H_USER_AGENT] : 0;
+    tx->i_request_id = hv.present & (1u << H_REQUEST_ID) ? hv.idx[H_REQUEST_ID] : 0;
     if (hv_get(&hv, H_TRACEPARENT, &v))
         wr = tc_parse_traceparent(v.p, v.len, &wc);
-    br = read_b3(&hv, &bc, &b3_seen);
-    if (wr < 0 || br < 0)
+    if (hv.present & H_ANY_B3)
+        br = read_b3(&hv, &bc);
+    if (wr < 0 || br < 0) {
+        /* a malformed header, alone or next to a valid one: restart (who sent what is unclear) */
         nodus_counter_add(ctx->worker_id, tc->invalid, 1);
-    if (wr == 1 && br == 1 && bc.has_ids && memcmp(wc.trace_id, bc.trace_id, 16) != 0) {
+    } else if (wr == 1 && br == 1 && bc.has_ids && memcmp(wc.trace_id, bc.trace_id, 16) != 0) {
         nodus_counter_add(ctx->worker_id, tc->restarted, 1); /* two traces: trust neither */
     } else if (wr == 1) {
         in = wc;
         have = true;
         if (br == 1)
             in.debug = bc.debug;
-    } else if (br == 1 && wr == 0) {
+    } else if (br == 1) {
         in = bc;
         have = true;
     }
-    /* a malformed header next to a valid one restarts too: who sent what is unclear */
-    if (wr < 0 || br < 0)
-        have = false;
 
     /* tracestate travels with a valid traceparent only */
     ts_seen = hv_get(&hv, H_TRACESTATE, &ts);
@@ -481,7 +513,7 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         nodus_http_req_header_remove(h, "tracestate");
 
     tx->debug = have && in.debug;
-    if (tx->debug || hv_get(&hv, H_CLIENT_TRACE, &v) || hv_get(&hv, H_FORCE_TRACE, &v))
+    if (tx->debug || (hv.present & (1u << H_CLIENT_TRACE | 1u << H_FORCE_TRACE)))
         tx->sampled = true;
     else if (have && in.sampled >= 0)
         tx->sampled = in.sampled == 1;
@@ -498,49 +530,46 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     rnd_id(w, tx->span_id, 8);
     tx->active = true;
 
-    if (tc->request_id && !hv_get(&hv, H_REQUEST_ID, &v)) {
+    if (tc->request_id && !(hv.present & (1u << H_REQUEST_ID))) {
         char id[36];
 
-        nodus_http_req_header_add(h, "x-request-id", id, (gen_request_id(w, id), 36));
+        rnd_id(w, tx->request_uuid, 16);
+        tx->request_uuid[6] = (uint8_t)((tx->request_uuid[6] & 0x0f) | 0x40); /* version 4 */
+        tx->request_uuid[8] = (uint8_t)((tx->request_uuid[8] & 0x3f) | 0x80); /* variant 1 */
+        tx->request_id_gen = true;
+        tr_uuid(id, tx->request_uuid);
+        nodus_http_req_header_add(h, "x-request-id", id, 36);
         nodus_counter_add(ctx->worker_id, tc->request_ids, 1);
     }
-    if (!(tc->propagate & PROP_W3C) && wr != 0)
+    if (!(tc->propagate & PROP_W3C) && (hv.present & (1u << H_TRACEPARENT)))
         nodus_http_req_header_remove(h, "traceparent");
-    propagate(h, tc, tx, b3_seen);
+    propagate(h, tc, tx, hv.present);
     return NODUS_CONTINUE;
 }
 
-/* Copies a slice into a fixed array, truncated, NUL-terminated. */
-static void copy(char *dst, size_t cap, struct nodus_slice s)
+/* Copies a slice into a fixed array, truncated, NUL-terminated; returns the length copied. */
+static size_t copy(char *dst, size_t cap, struct nodus_slice s)
 {
     size_t n = s.len < cap - 1 ? s.len : cap - 1;
 
     memcpy(dst, s.p, n);
     dst[n] = '\0';
-}
-
-/* Appends p to dst (cap bytes with the NUL), truncating; *len is dst's length. */
-static void append(char *dst, size_t cap, size_t *len, const char *p, size_t n)
-{
-    if (n > cap - 1 - *len)
-        n = cap - 1 - *len;
-    memcpy(dst + *len, p, n);
-    *len += n;
-    dst[*len] = '\0';
-}
-
-static int64_t content_length(int found, struct nodus_slice v)
-{
-    int64_t n = 0;
-
-    if (found != 1 || v.len == 0 || v.len > 18)
-        return -1;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.p[i] < '0' || v.p[i] > '9')
-            return -1;
-        n = n * 10 + (v.p[i] - '0');
-    }
     return n;
+}
+
+/* A request header the request hook saw at index i (1 + index; 0: it was absent): 1 and its
+ * value, read in O(1) while it is there (indexes do not move: a removed header keeps its place,
+ * with an empty name), else looked up by name (a later plugin replaced it); 0 when the request
+ * had none. */
+static int req_header(struct nodus_http *h, unsigned i, const char *name, struct nodus_slice *v)
+{
+    struct nodus_slice n;
+
+    if (!i)
+        return 0;
+    if (nodus_http_req_header_index(h, i - 1, &n, v) == 1 && n.len)
+        return 1;
+    return nodus_http_req_header(h, name, v);
 }
 
 /* Moves what the exporter thread counted into this worker's counters. */
@@ -561,15 +590,28 @@ static void take_stats(const struct nodus_ctx *ctx)
         nodus_counter_add(ctx->worker_id, tc->export_retries, n);
 }
 
+/* Unix time in microseconds of the monotonic time mono_us: the offset between the two clocks is
+ * read again once a second, so that a step of the wall clock shows within a second. */
+static uint64_t real_us(struct tr_worker *w, uint64_t mono_us)
+{
+    if (mono_us >= w->real_next_us) {
+        uint64_t m = clock_ns(CLOCK_MONOTONIC) / 1000, r = clock_ns(CLOCK_REALTIME) / 1000;
+
+        w->real_off_us = (int64_t)(r - m);
+        w->real_next_us = m + 1000000;
+    }
+    return (uint64_t)((int64_t)mono_us + w->real_off_us);
+}
+
 static void tr_log(struct nodus_http *h, const struct nodus_ctx *ctx)
 {
     const struct tr_conf *tc = ctx->conf;
     struct tr_worker *w = ctx->worker;
     const struct tr_txn *tx = ctx->txn;
-    struct nodus_slice v, host, path, query;
+    struct nodus_slice v, path, query;
+    uint64_t start, req_bytes, resp_bytes;
     struct tr_span *s;
-    size_t len;
-    int n;
+    size_t n;
 
     take_stats(ctx);
     if (!tx->active || !tx->sampled)
@@ -585,36 +627,33 @@ static void tr_log(struct nodus_http *h, const struct nodus_ctx *ctx)
     s->debug = tx->debug;
     s->kind = tc->kind;
     s->status = (uint16_t)nodus_http_status(h);
-    s->start_ns = tx->start_real_ns;
-    s->dur_ns = clock_ns(CLOCK_MONOTONIC) - tx->start_mono_ns;
-    n = nodus_http_req_header(h, "content-length", &v);
-    s->req_size = content_length(n, v);
-    n = nodus_http_resp_header(h, "content-length", &v);
-    s->resp_size = s->status ? content_length(n, v) : -1;
+    start = nodus_http_start_us(h);
+    s->start_ns = real_us(w, start) * 1000;
+    s->dur_ns = (nodus_http_now_us(h) - start) * 1000;
+    nodus_http_body_bytes(h, &req_bytes, &resp_bytes);
+    s->req_size = (int64_t)req_bytes;
+    s->resp_size = (int64_t)resp_bytes;
     copy(s->method, sizeof(s->method), nodus_http_method(h));
-    if (!has(h, "host", &host))
-        host = nodus_http_authority(h);
+    if (req_header(h, tx->i_host, "host", &v) != 1)
+        v = nodus_http_authority(h);
+    copy(s->host, sizeof(s->host), v);
     path = nodus_http_path(h);
     query = nodus_http_query(h);
-    /* name: host + "/" + "*" (Envoy's default operation name); url: http://host/path?query */
-    len = 0;
-    append(s->name, sizeof(s->name), &len, host.p, host.len);
-    append(s->name, sizeof(s->name), &len, "/*", 2);
-    len = 0;
-    append(s->url, sizeof(s->url), &len, "http://", 7);
-    append(s->url, sizeof(s->url), &len, host.p, host.len);
-    append(s->url, sizeof(s->url), &len, path.p, path.len);
-    if (query.len) {
-        append(s->url, sizeof(s->url), &len, "?", 1);
-        append(s->url, sizeof(s->url), &len, query.p, query.len);
+    n = copy(s->target, sizeof(s->target), path);
+    if (query.len && n + 1 < sizeof(s->target)) {
+        s->target[n++] = '?';
+        copy(s->target + n, sizeof(s->target) - n, query);
     }
     copy(s->peer, sizeof(s->peer), nodus_http_peer_addr(h));
     copy(s->principal, sizeof(s->principal), nodus_http_peer_principal(h));
-    if (has(h, "user-agent", &v))
+    if (req_header(h, tx->i_user_agent, "user-agent", &v) == 1)
         copy(s->user_agent, sizeof(s->user_agent), v);
     else
         s->user_agent[0] = '\0';
-    if (has(h, "x-request-id", &v))
+    s->request_id_gen = tx->request_id_gen;
+    if (tx->request_id_gen)
+        memcpy(s->request_uuid, tx->request_uuid, 16);
+    else if (req_header(h, tx->i_request_id, "x-request-id", &v) == 1)
         copy(s->request_id, sizeof(s->request_id), v);
     else
         s->request_id[0] = '\0';

@@ -134,15 +134,16 @@ for s in spans:
     assert a["guid:x-request-id"] == rid, "one request id along the way"
     assert a["peer.address"] == "127.0.0.1" and a["user_agent"] == "trace-test", a
     assert a["http.url"].startswith("http://127.0.0.1:") and a["http.url"].endswith("/"), a
-    assert a["response_size"] == "6", a
+    assert a["response_size"] == "6" and a["request_size"] == "0", a
 assert edge["resource"]["node_id"] == "edge-1"
 assert edge["start_us"] <= inner["start_us"] and edge["duration_us"] >= inner["duration_us"]
 PY
 
 # 2. an incoming W3C context is continued: same trace, edge's parent is the caller's span,
-#    x-request-id kept
+#    x-request-id kept; a chunked upload's request_size is its body's bytes (as Envoy counts)
 in_trace=4bf92f3577b34da6a3ce929d0e0e4736
-req w3c -H "traceparent: 00-$in_trace-00f067aa0ba902b7-01" -H 'tracestate: rojo=00f067aa0ba902b7,congo=t61rcWkgMzE' -H 'x-request-id: my-id-1'
+req w3c -H "traceparent: 00-$in_trace-00f067aa0ba902b7-01" -H 'tracestate: rojo=00f067aa0ba902b7,congo=t61rcWkgMzE' -H 'x-request-id: my-id-1' \
+    -H 'Transfer-Encoding: chunked' --data-binary 'a chunked body'
 [[ "$(seen X-Seen-Traceparent w3c)" =~ ^00-$in_trace-[0-9a-f]{16}-01$ ]] || die "W3C trace not continued: $(seen X-Seen-Traceparent w3c)"
 assert_eq my-id-1 "$(seen X-Seen-Request-Id w3c)" "x-request-id kept"
 wait_spans "$in_trace" 2
@@ -150,7 +151,9 @@ spans_of "$in_trace" | python3 -c '
 import json, sys
 s = {x["format"]: x for x in json.load(sys.stdin)}
 assert s["otlp"]["parentSpanId"] == "00f067aa0ba902b7", s
-assert s["zipkin"]["parentSpanId"] == s["otlp"]["spanId"], s' || die "W3C continuation: $(spans_of "$in_trace")"
+assert s["zipkin"]["parentSpanId"] == s["otlp"]["spanId"], s
+assert s["otlp"]["attributes"]["request_size"] == "14" == s["zipkin"]["attributes"]["request_size"], s' ||
+    die "W3C continuation: $(spans_of "$in_trace")"
 # tracestate travels with it (seen by the echo upstream)
 curl -s --max-time 5 -H "traceparent: 00-$in_trace-00f067aa0ba902b7-01" -H 'tracestate: rojo=00f067aa0ba902b7' \
     -H 'x-b3-traceid: 80f198ee56343ba864fe8b2a57d3eff7' -H 'x-b3-spanid: e457b5a2e4d86bd1' \

@@ -183,12 +183,52 @@ static const struct nodus_plugin tstream = {
     .stream = &stream_ops,
 };
 
+/* tpr: takes per-route configuration { v = "..." } (configure_route), counts what it frees. */
+static int route_confs_freed;
+
+static void *tpr_configure(struct nodus_cfg *c)
+{
+    (void)c;
+    return strdup("listener");
+}
+
+static void *tpr_configure_route(void *conf, struct nodus_cfg *c)
+{
+    const char *v = NULL;
+
+    assert_string_equal(conf, "listener"); /* the instance of the same listener */
+    if (nodus_cfg_str(c, "v", &v) != 1) {
+        nodus_cfg_error(c, "v = \"...\" is required");
+        return NULL;
+    }
+    return strdup(v);
+}
+
+static void tpr_destroy_route(void *conf, void *route_conf)
+{
+    assert_string_equal(conf, "listener");
+    route_confs_freed++;
+    free(route_conf);
+}
+
+static const struct nodus_plugin tpr = {
+    .abi = NODUS_PLUGIN_ABI,
+    .name = "tpr",
+    .description = "test plugin with per-route configuration",
+    .flags = NODUS_PLUGIN_HTTP,
+    .configure = tpr_configure,
+    .destroy = free,
+    .http = &http_ops,
+    .configure_route = tpr_configure_route,
+    .destroy_route = tpr_destroy_route,
+};
+
 static int group_setup(void **state)
 {
     (void)state;
     nd_log_level = NODUS_LOG_WARN; /* print() from scripts logs at info */
     if (nodus_plugin_register(&troute) < 0 || nodus_plugin_register(&thdr) < 0 ||
-        nodus_plugin_register(&tstream) < 0)
+        nodus_plugin_register(&tstream) < 0 || nodus_plugin_register(&tpr) < 0)
         return -1;
     return 0;
 }
@@ -809,6 +849,105 @@ static void test_error_chain(void **state)
                   "t.lua:3: troute: expected a table: troute { ... }");
 }
 
+/* The configuration of an entry of a route's handle, for instance inst, or NULL. */
+static const char *route_conf_of(const struct nodus_route_config *rc, unsigned inst, bool *own)
+{
+    for (unsigned i = 0; rc && i < rc->n; i++)
+        if (rc->e[i].inst == inst) {
+            *own = rc->e[i].own;
+            return rc->e[i].conf;
+        }
+    return NULL;
+}
+
+/* Per-route configuration: keys of router routes and virtual hosts named after a plugin of the
+ * chain go to that plugin's configure_route(); a virtual host's apply to its routes that do not
+ * override them; everything is freed with the configuration. */
+static void test_route_config(void **state)
+{
+    struct nd_config *cfg;
+    const struct nd_listener_conf *lc;
+    const struct nodus_route_config *rc, *handles[8];
+    unsigned n = 0;
+    bool own = false;
+
+    (void)state;
+    route_confs_freed = 0;
+    cfg = load_ok(CLUSTER_A
+                  "listener \"in\" { listen = \":8080\", plugins = {\n"
+                  "  tpr {}, ratelimit { tokens = 10, interval = \"1s\" },\n"
+                  "  router { virtual_hosts = { { domains = { \"*\" },\n"
+                  "    tpr = { v = \"vhost\" }, ratelimit = { tokens = 5, interval = \"1s\" },\n"
+                  "    routes = {\n"
+                  "      { match = { prefix = \"/a\" }, cluster = \"a\", tpr = { v = \"a\" } },\n"
+                  "      { match = { prefix = \"/b\" }, cluster = \"a\",\n"
+                  "        ratelimit = { tokens = 1, interval = \"1s\" } },\n"
+                  "      { match = { prefix = \"/\" }, cluster = \"a\" } } } } } } }\n"
+                  "listener \"only\" { listen = \":8081\", plugins = { ratelimit {},\n"
+                  "  router { { match = { prefix = \"/x\" }, cluster = \"a\",\n"
+                  "             ratelimit = { tokens = 1, interval = \"1s\" } },\n"
+                  "           { match = { prefix = \"/\" }, cluster = \"a\" } } } }\n");
+    lc = &cfg->listeners[0];
+    for (rc = lc->route_confs; rc; rc = rc->next)
+        handles[n++] = rc;
+    /* newest first: route /b (its ratelimit, the virtual host's tpr), route /a (its tpr, the
+     * virtual host's ratelimit), the virtual host (both); route / has none of its own and
+     * uses the virtual host's handle */
+    assert_int_equal(n, 3);
+    assert_int_equal(handles[2]->n, 2);
+    assert_string_equal(route_conf_of(handles[2], 0, &own), "vhost");
+    assert_true(own);
+    assert_non_null(route_conf_of(handles[2], 1, &own));
+    assert_string_equal(route_conf_of(handles[1], 0, &own), "a");
+    assert_true(own);
+    assert_ptr_equal(route_conf_of(handles[1], 1, &own), route_conf_of(handles[2], 1, &own));
+    assert_false(own);
+    assert_string_equal(route_conf_of(handles[0], 0, &own), "vhost");
+    assert_false(own);
+    assert_ptr_not_equal(route_conf_of(handles[0], 1, &own), route_conf_of(handles[2], 1, &own));
+    assert_true(own);
+    assert_int_equal(lc->plugins[0].route_confs, 2);
+    assert_int_equal(lc->plugins[1].route_confs, 2);
+    /* a ratelimit with no limit of its own, and one route with some */
+    assert_int_equal(cfg->listeners[1].plugins[0].route_confs, 1);
+    nd_config_free(cfg);
+    assert_int_equal(route_confs_freed, 2);
+
+    /* errors: file:line of the router and the route's path; the plugin must be in the chain,
+     * take per-route configuration, and be there once; a ratelimit with no limit anywhere */
+    expect_errors(
+        CLUSTER_A
+        "listener \"in\" { listen = \":8080\", plugins = {\n"
+        "  ratelimit { tokens = 10, interval = \"1s\" }, thdr {},\n"
+        "  router {\n"
+        "    { match = { prefix = \"/a\" }, cluster = \"a\",\n"
+        "      ratelimit = { tokens = 2, fill = 3, interval = \"1s\" } },\n"
+        "    { match = { prefix = \"/b\" }, cluster = \"a\", ratelimit = {} },\n"
+        "    { match = { prefix = \"/c\" }, cluster = \"a\", thdr = {}, tpr = {} },\n"
+        "    { match = { prefix = \"/\" }, cluster = \"a\", ratelimit = 5 } } } }\n"
+        "listener \"two\" { listen = \":8081\", plugins = { ratelimit {},\n"
+        "  ratelimit { tokens = 1, interval = \"1s\" },\n"
+        "  router { { match = { prefix = \"/\" }, cluster = \"a\",\n"
+        "             ratelimit = { tokens = 1, interval = \"1s\" } } } } }\n"
+        "listener \"none\" { listen = \":8082\", plugins = { ratelimit { shadow = true },\n"
+        "  router { { match = { prefix = \"/\" }, cluster = \"a\" } } } }\n",
+        "t.lua:4: listener \"in\": plugins[3] (router): [1].ratelimit: fill (3) is larger than "
+        "tokens (2): the bucket holds tokens at most",
+        "t.lua:4: listener \"in\": plugins[3] (router): [2].ratelimit: no limit: give "
+        "tokens/fill/interval, or descriptors, or both",
+        "t.lua:4: listener \"in\": plugins[3] (router): [3]: 'thdr': the thdr plugin takes no "
+        "per-route configuration",
+        "t.lua:4: listener \"in\": plugins[3] (router): [3]: 'tpr': this listener has no tpr "
+        "plugin before router",
+        "t.lua:4: listener \"in\": plugins[3] (router): [4]: 'ratelimit' must be a table, not a "
+        "number",
+        "t.lua:12: listener \"two\": plugins[3] (router): [1]: 'ratelimit': this listener has 2 "
+        "ratelimit plugins: which one is meant?",
+        "t.lua:14: listener \"none\": plugins[1] (ratelimit): no limit: give tokens/fill/interval, "
+        "descriptors or global, here or on routes of the router (ratelimit = { ... } in a "
+        "route)");
+}
+
 static void test_error_lua(void **state)
 {
     (void)state;
@@ -1007,8 +1146,14 @@ static void test_plugin_registry(void **state)
                                                     .flags =
                                                         NODUS_PLUGIN_STREAM | NODUS_PLUGIN_TERMINAL,
                                                     .stream = &stream_ops};
+    static const struct nodus_plugin route_leak = {.abi = NODUS_PLUGIN_ABI,
+                                                   .name = "rleak",
+                                                   .flags = NODUS_PLUGIN_HTTP,
+                                                   .http = &http_ops,
+                                                   .configure_route = tpr_configure_route};
 
     (void)state;
+    assert_int_equal(nodus_plugin_register(&route_leak), -1); /* no destroy_route */
     assert_int_equal(nodus_plugin_register(&bad_abi), -1);
     assert_null(nd_plugin_find("future"));
     assert_int_equal(nodus_plugin_register(&dup), -1);
@@ -1099,6 +1244,7 @@ int main(void)
         cmocka_unit_test(test_error_sandbox),
         cmocka_unit_test(test_error_directive_misuse),
         cmocka_unit_test(test_several_errors),
+        cmocka_unit_test(test_route_config),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_plugin_registry),
         cmocka_unit_test(test_plugin_each),

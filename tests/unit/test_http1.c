@@ -982,6 +982,22 @@ static void test_helpers(void **state)
     assert_false(nd_http1_name_eq(mk("hos"), S("host")));
     assert_false(nd_http1_name_eq(mk("h@st"), S("h`st")));
     assert_true(nd_http1_name_eq(mk(""), "", 0));
+    /* the eight-bytes-at-once comparison against a byte-by-byte one, for every pair of byte
+     * values, in the word part and in the tail */
+    for (unsigned x = 0; x < 256; x++)
+        for (unsigned y = 0; y < 256; y++) {
+            char a[12] = "abCDefGHijKL", b[12] = "ABcdEFghIJkl";
+            unsigned lx = x - 'A' < 26 ? x | 0x20 : x, ly = y - 'A' < 26 ? y | 0x20 : y;
+
+            for (unsigned pos = 3; pos < 12; pos += 7) {
+                a[pos] = (char)x;
+                b[pos] = (char)y;
+                if (nd_http1_name_eq((struct nd_str){a, 12}, b, 12) != (lx == ly))
+                    fail_msg("bytes %#x and %#x at %u", x, y, pos);
+                a[pos] = "abCDefGHijKL"[pos];
+                b[pos] = "ABcdEFghIJkl"[pos];
+            }
+        }
 
     assert_true(nd_http1_token_list_has(mk("close"), S("close")));
     assert_true(nd_http1_token_list_has(mk("keep-alive, Close"), S("close")));

@@ -651,7 +651,8 @@ static void test_cluster_subset_timeout(void **state)
                               .action = RT_UPSTREAM,
                               .targets = &tg,
                               .n_targets = 1,
-                              .timeout_ms = 2000};
+                              .timeout_ms = 2000,
+                              .config = &state};
     struct rt_request r;
     const struct rt_route *rt;
     const struct rt_target *p;
@@ -675,6 +676,9 @@ static void test_cluster_subset_timeout(void **state)
         assert_string_equal(p->subset_val, "v2");
     }
     assert_int_equal(rt_route_timeout(match1(t, w, &r, "/first")), 0);
+    /* what the caller attached (the router: per-route plugin configurations) comes back */
+    assert_ptr_equal(rt_route_config(rt), &state);
+    assert_null(rt_route_config(match1(t, w, &r, "/first")));
     rt_worker_free(w);
     rt_free(t);
 }

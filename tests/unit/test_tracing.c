@@ -273,9 +273,9 @@ static struct tr_span mkspan(void)
         s.span_id[i] = (uint8_t)(0xa0 + i);
         s.parent_id[i] = (uint8_t)(0xb0 + i);
     }
-    snprintf(s.name, sizeof(s.name), "api.test/*");
+    snprintf(s.host, sizeof(s.host), "api.test");
     snprintf(s.method, sizeof(s.method), "GET");
-    snprintf(s.url, sizeof(s.url), "http://api.test/x?q=\"1\"\\\x01\xff\xc3\xa9");
+    snprintf(s.target, sizeof(s.target), "/x?q=\"1\"\\\x01\xff\xc3\xa9");
     snprintf(s.peer, sizeof(s.peer), "127.0.0.1");
     snprintf(s.request_id, sizeof(s.request_id), "6f1c6a1e-0d5e-4c55-9d55-1f6a1f3e1a2b");
     return s;
@@ -392,6 +392,85 @@ static void test_zipkin_json(void **state)
     assert_true(json_is_true(json_object_get(span, "debug")));
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(span, "remoteEndpoint"), "ipv6")), "::1");
+    json_decref(root);
+}
+
+/* Ids in hex: every byte value, in every position of the four-byte steps. */
+static void test_hex(void **state)
+{
+    uint8_t b[16];
+    char out[33], want[33];
+
+    (void)state;
+    for (unsigned v = 0; v < 256; v++) {
+        for (int i = 0; i < 16; i++)
+            b[i] = (uint8_t)(v + (unsigned)i * 37);
+        tc_hex(out, b, 16);
+        for (int i = 0; i < 16; i++)
+            snprintf(want + 2 * i, 3, "%02x", b[i]);
+        assert_memory_equal(out, want, 32);
+    }
+}
+
+/* The composed strings: the name from the host, the URL truncated at 255 bytes, a generated
+ * x-request-id as a UUID, and escapes found in the eight-bytes-at-once scan at every position. */
+static void test_span_strings(void **state)
+{
+    static char buf[65536];
+    struct tr_json j = {.buf = buf, .cap = sizeof(buf)};
+    struct tr_resource r = {.service = "edge"};
+    struct tr_span s = mkspan();
+    json_error_t err;
+    json_t *root, *span;
+    char ua[41];
+
+    (void)state;
+    memset(s.target, 'p', sizeof(s.target) - 1);
+    s.target[0] = '/';
+    s.target[sizeof(s.target) - 1] = '\0';
+    s.request_id_gen = true;
+    for (int i = 0; i < 16; i++)
+        s.request_uuid[i] = (uint8_t)(0x10 * i + i);
+    tr_otlp_begin(&j, &r);
+    for (int pos = 0; pos < 40; pos++) {
+        memset(s.user_agent, 'a', 40);
+        s.user_agent[40] = '\0';
+        s.user_agent[pos] = pos % 3 == 0 ? '"' : pos % 3 == 1 ? '\\' : '\n';
+        assert_true(tr_otlp_span(&j, &s));
+    }
+    tr_otlp_end(&j);
+    root = json_loadb(buf, j.len, 0, &err);
+    if (!root)
+        fail_msg("invalid JSON: %s", err.text);
+    span = json_array_get(
+        json_object_get(
+            json_array_get(
+                json_object_get(json_array_get(json_object_get(root, "resourceSpans"), 0),
+                                "scopeSpans"),
+                0),
+            "spans"),
+        0);
+    assert_string_equal(json_string_value(json_object_get(span, "name")), "api.test/*");
+    assert_int_equal(strlen(attr(json_object_get(span, "attributes"), "http.url")), 255);
+    assert_memory_equal(attr(json_object_get(span, "attributes"), "http.url"),
+                        "http://api.test/ppp", 19);
+    assert_string_equal(attr(json_object_get(span, "attributes"), "guid:x-request-id"),
+                        "00112233-4455-6677-8899-aabbccddeeff");
+    for (int pos = 0; pos < 40; pos++) {
+        json_t *sp = json_array_get(
+            json_object_get(
+                json_array_get(
+                    json_object_get(json_array_get(json_object_get(root, "resourceSpans"), 0),
+                                    "scopeSpans"),
+                    0),
+                "spans"),
+            (size_t)pos);
+
+        memset(ua, 'a', 40);
+        ua[40] = '\0';
+        ua[pos] = pos % 3 == 0 ? '"' : pos % 3 == 1 ? '\\' : '\n';
+        assert_string_equal(attr(json_object_get(sp, "attributes"), "user_agent"), ua);
+    }
     json_decref(root);
 }
 
@@ -609,6 +688,8 @@ int main(void)
         cmocka_unit_test(test_format_traceparent),
         cmocka_unit_test(test_otlp_json),
         cmocka_unit_test(test_zipkin_json),
+        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_span_strings),
         cmocka_unit_test(test_json_full_buffer),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_exporter_end_to_end),
