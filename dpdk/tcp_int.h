@@ -19,6 +19,7 @@ struct nd_tcp_seg {
     const uint8_t *data;
     void *pkt;                  /* caller handle holding data, or NULL */
     struct nd_tcp_chunk *chunk; /* engine block holding data, or NULL */
+    bool zc;                    /* in a send queue with a pkt: counted in the stack's zc_segs */
 };
 
 struct nd_tcp_chunk {
@@ -143,6 +144,7 @@ struct nd_tcp_stack {
     uint32_t nsegs_free;
     struct nd_tcp_chunk *chunks, *free_chunks;
     uint32_t nchunks_free;
+    uint32_t zc_segs; /* send-queue descriptors holding caller packets (cfg.max_zc_segs) */
 
     uint8_t rcv_wscale; /* what we offer, from rcvbuf */
     /* challenge ACK rate limit */

@@ -599,6 +599,121 @@ static void test_zero_copy_send_and_receive(void **state)
     finish();
 }
 
+/* Payload the engine sent to the peer on port rport, appended to buf at *len; segments on other
+ * flows are skipped. Returns the last one taken. */
+static struct seg *sent_to(uint16_t rport, uint8_t *buf, uint32_t *len)
+{
+    struct seg *last = NULL;
+
+    while (rd < nout) {
+        struct seg *g = next_seg();
+
+        if (g->flow.rport != rport)
+            continue;
+        memcpy(buf + *len, g->data, g->plen);
+        *len += g->plen;
+        last = g;
+    }
+    return last;
+}
+
+static void test_splice(void **state)
+{
+    struct nd_tcp_conn *a, *b;
+    struct peer pa, pb;
+    struct seg *g;
+    uint8_t d[6000], got[8000];
+    uint32_t n = 0;
+    const struct nd_tcp_stats *st;
+
+    (void)state;
+    cfg_default();
+    CFG.max_zc_segs = 2;
+    CFG.sndbuf = 4096;
+    start();
+    st = nd_tcp_stats(S);
+    a = establish();
+    pa = P;
+    P.port = RPORT + 1;
+    P.iss = 0x2000;
+    b = establish();
+    pb = P;
+    fill(d, sizeof(d), 11);
+    /* into a: 1448, 100, 1448 bytes, three packets held by a's receive queue */
+    P = pa;
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+    P.nxt += 1448;
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d + 1448, 100);
+    P.nxt += 100;
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d + 1548, 1448);
+    P.nxt += 1448;
+    pa = P;
+    rd = nout; /* a's ACKs */
+    assert_int_equal(live_pkts, 3);
+    /* the front of the first packet is shared (a reference taken), and sent on b */
+    assert_int_equal(nd_tcp_splice(b, a, 1000), 1000);
+    assert_int_equal(nd_tcp_readable(a), 1996);
+    assert_int_equal(st->splice_moved, 1000);
+    assert_int_equal(live_pkts, 3);
+    sent_to(RPORT + 1, got, &n);
+    assert_int_equal(n, 1000);
+    /* the rest: 448 and 100 bytes copied (short), the last packet changes queues whole, up to
+     * b's send buffer: 4096 - 1000 bytes */
+    assert_int_equal(nd_tcp_splice(b, a, 10000), 1996);
+    assert_int_equal(nd_tcp_readable(a), 0);
+    assert_int_equal(st->splice_copied, 548);
+    assert_int_equal(st->splice_moved, 2448);
+    assert_int_equal(live_pkts, 2); /* the 100-byte packet was copied, then let go */
+    g = sent_to(RPORT + 1, got, &n);
+    assert_int_equal(n, 2996);
+    assert_memory_equal(got, d, 2996);
+    saw(g);
+    /* past max_zc_segs (2) the bytes are copied, even a whole packet */
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d + 2996, 1000);
+    P.nxt += 1000;
+    pa = P;
+    rd = nout;
+    assert_int_equal(nd_tcp_splice(b, a, 1000), 1000);
+    assert_int_equal(st->splice_zc_limited, 1);
+    assert_int_equal(st->splice_copied, 1548);
+    assert_int_equal(live_pkts, 2);
+    sent_to(RPORT + 1, got, &n);
+    /* b's send buffer is full (3996 unacknowledged of 4096): 100 bytes go, then -EAGAIN and a
+     * WRITE event once b's peer acknowledges */
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d + 3996, 1448);
+    P.nxt += 1448;
+    pa = P;
+    rd = nout;
+    assert_int_equal(nd_tcp_splice(b, a, 1448), 100);
+    assert_int_equal(nd_tcp_splice(b, a, 1348), -EAGAIN);
+    g = sent_to(RPORT + 1, got, &n);
+    assert_int_equal(n, 4096);
+    assert_memory_equal(got, d, 4096);
+    P = pb;
+    saw(g);
+    events = 0;
+    inject(ND_TCP_ACK, P.nxt, P.una + 4096, 1000, NULL, 0);
+    P.una += 4096;
+    pb = P;
+    assert_true(events & ND_TCP_EV_WRITE);
+    assert_int_equal(live_pkts, 1); /* acknowledged: b let go of a's packets */
+    /* what is left moves whole now that b holds no packet; after b's shutdown, -EPIPE */
+    assert_int_equal(nd_tcp_splice(b, a, 1348), 1348);
+    assert_int_equal(st->splice_moved, 2448 + 1348);
+    sent_to(RPORT + 1, got, &n);
+    assert_int_equal(n, 5444);
+    assert_memory_equal(got, d, 5444);
+    nd_tcp_shutdown(b);
+    P = pa;
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 600);
+    P.nxt += 600;
+    assert_int_equal(nd_tcp_splice(b, a, 600), -EPIPE);
+    assert_int_equal(nd_tcp_splice(b, a, 0), -EPIPE);
+    nd_tcp_recv_consume(a, 600);
+    assert_int_equal(nd_tcp_splice(a, b, 10), 0); /* nothing received on b */
+    finish();
+}
+
 static void test_rto_backoff_karn(void **state)
 {
     struct nd_tcp_conn *c;
@@ -1749,6 +1864,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seq_wrap),
+        cmocka_unit_test(test_splice),
         cmocka_unit_test(test_handshake_passive),
         cmocka_unit_test(test_handshake_active),
         cmocka_unit_test(test_connect_refused_and_syn_timeout),
