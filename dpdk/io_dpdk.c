@@ -620,31 +620,26 @@ static ssize_t dp_read(struct nd_conn *c, void *buf, size_t len)
 static ssize_t dp_writev(struct nd_conn *c, const struct iovec *iov, int iovcnt)
 {
     struct dp_conn *r = c->priv;
-    ssize_t total = 0;
+    struct nd_tcp_piece v[8];
+    ssize_t n;
 
     if (!r || !r->tc)
         return -EBADF;
-    for (int i = 0; i < iovcnt; i++) {
-        ssize_t n;
+    if (iovcnt > 8)
+        iovcnt = 8; /* a short write: the caller writes the rest */
+    for (int i = 0; i < iovcnt; i++)
+        v[i] = (struct nd_tcp_piece){iov[i].iov_base, (uint32_t)iov[i].iov_len, NULL};
+    /* all of it before segments are cut: a head and a body written together leave together */
+    n = nd_tcp_sendv(r->tc, v, iovcnt);
+    if (n == -EAGAIN && !r->retry && nd_tcp_send_space(r->tc) > 0) {
+        /* the chunk pool ran out, not its buffer: no ACK will wake it */
+        struct dp_worker *dp = dp_of(c->w);
 
-        if (!iov[i].iov_len)
-            continue;
-        n = nd_tcp_send(r->tc, iov[i].iov_base, iov[i].iov_len);
-        if (n < 0) {
-            if (n == -EAGAIN && !r->retry && nd_tcp_send_space(r->tc) > 0) {
-                struct dp_worker *dp = dp_of(c->w);
-
-                r->retry = true;
-                r->rnext = dp->retry;
-                dp->retry = r;
-            }
-            return total ? total : n;
-        }
-        total += n;
-        if ((size_t)n < iov[i].iov_len)
-            break;
+        r->retry = true;
+        r->rnext = dp->retry;
+        dp->retry = r;
     }
-    return total;
+    return n;
 }
 
 static int dp_peek(struct nd_conn *c, struct iovec *iov, int max)

@@ -1050,21 +1050,29 @@ static size_t sndq_copy(struct nd_tcp_conn *c, const uint8_t *p, size_t len)
     return done;
 }
 
-ssize_t nd_tcp_send(struct nd_tcp_conn *c, const void *data, size_t len)
+ssize_t nd_tcp_sendv(struct nd_tcp_conn *c, const struct nd_tcp_piece *v, int n)
 {
     struct nd_tcp_stack *s = c->s;
-    size_t space, done;
+    size_t total = 0, space, want, done = 0;
     int rc = send_check(c);
 
     if (rc)
         return rc;
-    if (!len)
+    for (int i = 0; i < n; i++)
+        total += v[i].len;
+    if (!total)
         return 0;
     space = nd_tcp_send_space(c);
-    if (len > space)
-        len = space;
-    done = sndq_copy(c, data, len);
-    if (done < len || done == 0 || nd_tcp_send_space(c) == 0)
+    want = total < space ? total : space;
+    for (int i = 0; i < n && done < want; i++) {
+        size_t len = v[i].len < want - done ? v[i].len : want - done, k;
+
+        k = sndq_copy(c, v[i].data, len);
+        done += k;
+        if (k < len)
+            break; /* no chunk left */
+    }
+    if (done < want || done == 0 || nd_tcp_send_space(c) == 0)
         c->want_write = true;
     if (!done)
         return -EAGAIN;
@@ -1072,6 +1080,13 @@ ssize_t nd_tcp_send(struct nd_tcp_conn *c, const void *data, size_t len)
     send_queued(c);
     tcp_leave(s);
     return (ssize_t)done;
+}
+
+ssize_t nd_tcp_send(struct nd_tcp_conn *c, const void *data, size_t len)
+{
+    struct nd_tcp_piece p = {data, len < UINT32_MAX ? (uint32_t)len : UINT32_MAX, NULL};
+
+    return nd_tcp_sendv(c, &p, 1);
 }
 
 ssize_t nd_tcp_send_zc(struct nd_tcp_conn *c, const uint8_t *data, size_t len, void *pkt)

@@ -73,6 +73,9 @@ void *nd_tcp_udata(const struct nd_tcp_conn *c);
  * (-EAGAIN/-ENOMEM/errors as above); returns len.
  */
 ssize_t nd_tcp_send(struct nd_tcp_conn *c, const void *data, size_t len);
+/* nd_tcp_send() of n buffers at once, in order (a writev; the pieces' pkt is not used): segments
+ * are cut from all of them together, so that what is written together leaves together. */
+ssize_t nd_tcp_sendv(struct nd_tcp_conn *c, const struct nd_tcp_piece *v, int n);
 ssize_t nd_tcp_send_zc(struct nd_tcp_conn *c, const uint8_t *data, size_t len, void *pkt);
 /* Bytes the send buffer can take now. */
 size_t nd_tcp_send_space(const struct nd_tcp_conn *c);

@@ -560,6 +560,45 @@ static void test_data_delayed_ack(void **state)
     finish();
 }
 
+static void test_sendv_one_segment(void **state)
+{
+    struct nd_tcp_conn *c;
+    struct nd_tcp_piece v[3];
+    uint8_t d[3000];
+    struct seg *g;
+
+    (void)state;
+    cfg_default();
+    CFG.sndbuf = 2000;
+    start();
+    c = establish();
+    fill(d, sizeof(d), 5);
+    /* a head and a body written together leave in one segment, not one each */
+    v[0] = (struct nd_tcp_piece){d, 100, NULL};
+    v[1] = (struct nd_tcp_piece){d + 100, 0, NULL};
+    v[2] = (struct nd_tcp_piece){d + 100, 300, NULL};
+    assert_int_equal(nd_tcp_sendv(c, v, 3), 400);
+    g = expect(ND_TCP_ACK | ND_TCP_PSH, P.una, P.nxt, 400);
+    assert_memory_equal(g->data, d, 400);
+    no_seg();
+    /* up to the send buffer, then -EAGAIN (a WRITE event once acknowledged) */
+    v[0] = (struct nd_tcp_piece){d + 400, 1000, NULL};
+    v[1] = (struct nd_tcp_piece){d + 1400, 1000, NULL};
+    assert_int_equal(nd_tcp_sendv(c, v, 2), 1600);
+    assert_int_equal(nd_tcp_sendv(c, v, 2), -EAGAIN);
+    assert_int_equal(nd_tcp_sendv(c, v, 0), 0);
+    g = expect(ND_TCP_ACK, P.una + 400, P.nxt, 1448);
+    assert_memory_equal(g->data, d + 400, 1448);
+    g = expect(ND_TCP_ACK | ND_TCP_PSH, P.una + 1848, P.nxt, 152);
+    saw(g);
+    no_seg();
+    events = 0;
+    inject(ND_TCP_ACK, P.nxt, P.una + 2000, 1000, NULL, 0);
+    P.una += 2000;
+    assert_true(events & ND_TCP_EV_WRITE);
+    finish();
+}
+
 static void test_zero_copy_send_and_receive(void **state)
 {
     struct nd_tcp_conn *c;
@@ -1865,6 +1904,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seq_wrap),
         cmocka_unit_test(test_splice),
+        cmocka_unit_test(test_sendv_one_segment),
         cmocka_unit_test(test_handshake_passive),
         cmocka_unit_test(test_handshake_active),
         cmocka_unit_test(test_connect_refused_and_syn_timeout),
