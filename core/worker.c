@@ -34,10 +34,10 @@ static void worker_begin_drain(struct nd_worker *w)
     nd_worker_close_idle(w);
 }
 
-void nd_worker_clock(struct nd_worker *w)
+unsigned nd_worker_clock(struct nd_worker *w)
 {
     w->now_us = nd_clock_us();
-    nd_wheel_advance(&w->wheel, nd_now_ms(w));
+    return nd_wheel_advance(&w->wheel, nd_now_ms(w));
 }
 
 static void *worker_main(void *arg)

@@ -377,13 +377,13 @@ static void idle_backoff(struct dp_worker *dp, int timeout_ms)
 static int dp_poll(struct nd_worker *w, int timeout_ms)
 {
     struct dp_worker *dp = dp_of(w);
-    unsigned rx;
+    unsigned rx, fired;
     uint64_t now;
     int n;
 
     thread_register(dp);
     idle_backoff(dp, timeout_ms);
-    nd_worker_clock(w); /* the engine's timers fire here: their events are recorded */
+    fired = nd_worker_clock(w); /* the engine's timers fire here: their events are recorded */
     now = nd_now_ms(w);
     nd_tcp_advance(dp->tcp, now);
     nd_net_tick(&dp->dw.net, now);
@@ -398,6 +398,8 @@ static int dp_poll(struct nd_worker *w, int timeout_ms)
     n += nd_ctl_dpdk_poll(w->id, now); /* control-plane sockets: one ring check when idle */
     rx += nd_dpdk_flush(&dp->dw);      /* with other workers' frames for its TX queues */
     nd_dpdk_socksnap_serve(&dp->sock, dp->tcp);
+    /* busy: frames in or out, callbacks, or timers (a delayed ACK is work too) */
+    rx += fired;
     if (rx || n)
         dp->idle = 0;
     else if (dp->idle < UINT32_MAX)

@@ -181,7 +181,7 @@ struct rte_mbuf *nd_net_alloc(struct nd_net *n, unsigned port, uint32_t len)
     return m;
 }
 
-static void flush_port(struct nd_net *n, unsigned port)
+static uint16_t flush_port(struct nd_net *n, unsigned port)
 {
     struct nd_net_txq *q = &n->txq[port];
     struct rte_mbuf *out[2 * ND_NET_BURST + 1], **pkts = q->m;
@@ -193,7 +193,7 @@ static void flush_port(struct nd_net *n, unsigned port)
         pkts = out;
     }
     if (!cnt)
-        return;
+        return 0;
     sent = n->ops->tx_burst(n, port, pkts, cnt);
     for (uint16_t i = 0; i < sent; i++) {
         n->stats[port].tx_pkts++;
@@ -201,6 +201,7 @@ static void flush_port(struct nd_net *n, unsigned port)
     }
     for (uint16_t i = sent; i < cnt; i++)
         nd_net_drop(n, port, pkts[i], ND_NET_TX_FULL);
+    return cnt;
 }
 
 void nd_net_tx(struct nd_net *n, unsigned port, struct rte_mbuf *m)
@@ -212,11 +213,14 @@ void nd_net_tx(struct nd_net *n, unsigned port, struct rte_mbuf *m)
         flush_port(n, port);
 }
 
-void nd_net_flush(struct nd_net *n)
+unsigned nd_net_flush(struct nd_net *n)
 {
+    unsigned sent = 0;
+
     for (unsigned p = 0; p < n->sh->nports; p++)
         if (n->txq[p].n || (n->faults && n->fault_tx[p].held))
-            flush_port(n, p);
+            sent += flush_port(n, p);
+    return sent;
 }
 
 void nd_net_input(struct nd_net *n, unsigned port, struct rte_mbuf *m)

@@ -306,8 +306,9 @@ unsigned nd_dpdk_rx(struct nd_dpdk_worker *w)
 
 unsigned nd_dpdk_flush(struct nd_dpdk_worker *w)
 {
-    nd_net_flush(&w->net);
-    return nd_handoff_tx_drain(&w->d->ho, w->id, &w->net);
+    unsigned n = nd_net_flush(&w->net);
+
+    return n + nd_handoff_tx_drain(&w->d->ho, w->id, &w->net);
 }
 
 bool nd_dpdk_pending(const struct nd_dpdk_worker *w)

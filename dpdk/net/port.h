@@ -82,7 +82,7 @@ void nd_dpdk_worker_fini(struct nd_dpdk_worker *w);
  * frames other workers handed to it. Returns how many frames it handled. */
 unsigned nd_dpdk_rx(struct nd_dpdk_worker *w);
 /* The TX step: nd_net_flush(), then the frames other workers handed to its TX queues. Returns
- * how many of those it took. */
+ * the frames it sent, its own and those. */
 unsigned nd_dpdk_flush(struct nd_dpdk_worker *w);
 /* Frames or ARP entries wait for this worker on its hand-over rings. */
 bool nd_dpdk_pending(const struct nd_dpdk_worker *w);
