@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../csum.h"
 #include "net_int.h"
 
 static const char *const drop_names[] = {
@@ -23,30 +24,7 @@ const char *nd_net_event_name(enum nd_net_event e)
 
 uint16_t nd_net_cksum(const void *p, size_t len, uint32_t sum)
 {
-    const uint8_t *b = p;
-    uint64_t s = sum;
-
-    for (; len >= 8; b += 8, len -= 8) {
-        uint64_t v;
-
-        memcpy(&v, b, 8);
-        s += (v & 0xffffffff) + (v >> 32);
-    }
-    for (; len >= 2; b += 2, len -= 2) {
-        uint16_t v;
-
-        memcpy(&v, b, 2);
-        s += v;
-    }
-    if (len) {
-        uint16_t v = 0;
-
-        memcpy(&v, b, 1); /* the byte is the first of a word in network order */
-        s += v;
-    }
-    while (s >> 16)
-        s = (s & 0xffff) + (s >> 16);
-    return (uint16_t)s;
+    return nd_csum16(p, len, sum);
 }
 
 static void add_route(struct nd_net_shared *sh, uint32_t dst, uint8_t prefix, uint32_t via,

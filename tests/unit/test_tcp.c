@@ -325,6 +325,27 @@ static void fill(uint8_t *b, size_t n, uint8_t base)
 
 /* ---- tests ---- */
 
+/* The checksum of pieces at any offset of the stream: the sum of 16-bit words in network order,
+ * byte by byte (RFC 1071), against nd_csum_add(). */
+static void test_checksum_pieces(void **state)
+{
+    uint8_t b[200];
+
+    (void)state;
+    for (unsigned i = 0; i < sizeof(b); i++)
+        b[i] = (uint8_t)(i * 151 + (i >> 3));
+    for (size_t off = 0; off < 4; off++)
+        for (size_t len = 0; len + off <= sizeof(b); len++) {
+            uint64_t ref = 0x1234;
+
+            for (size_t i = 0; i < len; i++) /* byte i sits at stream offset off + i */
+                ref += (off + i) & 1 ? b[i] : (uint32_t)b[i] << 8;
+            while (ref >> 16)
+                ref = (ref & 0xffff) + (ref >> 16);
+            assert_int_equal(nd_csum_fold(nd_csum_add(0x1234, b, len, off)), ref);
+        }
+}
+
 static void test_seq_wrap(void **state)
 {
     (void)state;
@@ -1902,6 +1923,7 @@ static void test_foreach_for_sockets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_checksum_pieces),
         cmocka_unit_test(test_seq_wrap),
         cmocka_unit_test(test_splice),
         cmocka_unit_test(test_sendv_one_segment),
