@@ -54,10 +54,11 @@ struct nd_io_ops {
     /* Per worker: set up the backend's loop state. 0 or -errno. */
     int (*worker_init)(struct nd_worker *w);
     void (*worker_fini)(struct nd_worker *w);
-    /* Waits up to timeout_ms (0: don't wait, -1: forever), calls nd_worker_clock(w) (the clock
-     * and the timers), then runs the callbacks of connections that became ready. Returns how
-     * many events it dispatched, or -errno. */
-    int (*poll)(struct nd_worker *w, int timeout_ms);
+    /* Waits for events, at most until the worker's next timer (nd_worker_timeout(), computed
+     * only when it does wait), calls nd_worker_clock(w) (the clock and the timers), then runs the
+     * callbacks of connections that became ready. Returns how much work it did (events, frames,
+     * timers: > 0 counts the iteration busy), or -errno. */
+    int (*poll)(struct nd_worker *w);
     /* Wakes a worker sleeping in poll (from another thread). */
     void (*wake)(struct nd_worker *w);
     /* Main thread: opens the listening socket of one worker for a (fd, or -errno); the snapshot

@@ -40,6 +40,13 @@ unsigned nd_worker_clock(struct nd_worker *w)
     return nd_wheel_advance(&w->wheel, nd_now_ms(w));
 }
 
+int nd_worker_timeout(const struct nd_worker *w)
+{
+    int t = nd_wheel_next(&w->wheel);
+
+    return t < 0 || t > 1000 ? 1000 : t;
+}
+
 static void *worker_main(void *arg)
 {
     struct nd_worker *w = arg;
@@ -51,11 +58,7 @@ static void *worker_main(void *arg)
     atomic_store(&w->ready, true);
 
     while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
-        int timeout = nd_wheel_next(&w->wheel), n;
-
-        if (timeout < 0 || timeout > 1000)
-            timeout = 1000;
-        n = w->io->poll(w, timeout); /* calls nd_worker_clock() when its wait ends */
+        int n = w->io->poll(w); /* calls nd_worker_clock() when its wait ends */
         nd_worker_reap(w);
         nd_metrics_count(w->id, ND_C_LOOP_ITERATIONS, 1);
         if (n > 0) {

@@ -131,6 +131,9 @@ extern struct nd_runtime nd_rt;
  * current time, not the time before the wait. Returns the timers that fired. */
 unsigned nd_worker_clock(struct nd_worker *w);
 
+/* How long a poll may wait: until the next timer of the worker's wheel, at most 1 s (ms). */
+int nd_worker_timeout(const struct nd_worker *w);
+
 static inline uint64_t nd_now_ms(const struct nd_worker *w)
 {
     return w->now_us / 1000;

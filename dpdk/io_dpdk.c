@@ -67,14 +67,16 @@ struct dp_conn {
     bool queued, retry;
 };
 
+struct dp_worker;
+
 /* A listening address on one worker (nd_conn.priv of the listen handles using it). */
 struct dp_listen {
     struct nd_tcp_listener *tl;
+    struct dp_worker *dp;
     uint32_t addr; /* host order; 0: any */
     uint16_t port;
     unsigned refs;     /* listen handles (snapshots) using it */
     struct nd_conn *c; /* the handle its events go to: the newest */
-    bool ready;        /* connections may be waiting */
 };
 
 struct dp_worker {
@@ -86,6 +88,8 @@ struct dp_worker {
     struct dp_conn *evq_head, *evq_tail;
     struct dp_conn *retry;
     struct dp_listen lis[DP_MAX_LISTEN];
+    uint32_t lis_ready;            /* bit i: connections may wait on lis[i] */
+    bool lis_unused;               /* a listener lost its last handle (listen_del) */
     unsigned idle;                 /* consecutive empty iterations */
     uint32_t pins;                 /* mbufs held for heads parsed in place (DP_MAX_PINS) */
     uint64_t pinned, pins_refused; /* counters: heads kept in place, and refused for the budget */
@@ -201,12 +205,21 @@ static void conn_event(struct nd_tcp_conn *tc, unsigned ev, void *udata)
         rec_queue(dp_of(r->c->w), r, e);
 }
 
+/* Connections may wait on l (or not): dispatch() calls its handle while they may. */
+static void lis_ready(struct dp_listen *l, bool ready)
+{
+    uint32_t bit = 1u << (l - l->dp->lis);
+
+    if (ready)
+        l->dp->lis_ready |= bit;
+    else
+        l->dp->lis_ready &= ~bit;
+}
+
 static void listen_event(struct nd_tcp_listener *tl, void *udata)
 {
-    struct dp_listen *l = udata;
-
     (void)tl;
-    l->ready = true;
+    lis_ready(udata, true);
 }
 
 /* Runs the core's callbacks for what happened; returns how many it ran. */
@@ -245,11 +258,11 @@ static int dispatch(struct dp_worker *dp)
             r->c->cb(r->c, ev);
             n++;
         }
-        for (unsigned i = 0; i < DP_MAX_LISTEN; i++) {
-            struct dp_listen *l = &dp->lis[i];
+        for (uint32_t m = dp->lis_ready; m; m &= m - 1) {
+            struct dp_listen *l = &dp->lis[__builtin_ctz(m)];
 
-            if (l->tl && l->ready && l->c && !dp->w->draining) {
-                l->ready = false; /* accept sets it again while it takes connections */
+            if (l->tl && l->c && !dp->w->draining) {
+                lis_ready(l, false); /* accept sets it again while it takes connections */
                 l->c->cb(l->c, ND_EV_READ);
                 n++;
             }
@@ -357,24 +370,25 @@ static void dp_worker_fini(struct nd_worker *w)
     free(dp);
 }
 
-static void idle_backoff(struct dp_worker *dp, int timeout_ms)
+static void idle_backoff(struct dp_worker *dp)
 {
     struct timespec ts;
     uint64_t us = idle_sleep_us;
+    int timeout_ms;
 
-    if (!us || dp->idle < ND_IO_DPDK_SPIN || timeout_ms == 0)
+    if (!us || dp->idle < ND_IO_DPDK_SPIN || !(timeout_ms = nd_worker_timeout(dp->w)))
         return;
     if (atomic_exchange_explicit(&dp->woken, false, memory_order_acq_rel) ||
         nd_dpdk_pending(&dp->dw))
         return;
-    if (timeout_ms > 0 && (uint64_t)timeout_ms * 1000 < us)
+    if ((uint64_t)timeout_ms * 1000 < us)
         us = (uint64_t)timeout_ms * 1000;
     ts.tv_sec = 0;
     ts.tv_nsec = (long)us * 1000;
     nanosleep(&ts, NULL);
 }
 
-static int dp_poll(struct nd_worker *w, int timeout_ms)
+static int dp_poll(struct nd_worker *w)
 {
     struct dp_worker *dp = dp_of(w);
     unsigned rx, fired;
@@ -382,18 +396,20 @@ static int dp_poll(struct nd_worker *w, int timeout_ms)
     int n;
 
     thread_register(dp);
-    idle_backoff(dp, timeout_ms);
+    idle_backoff(dp);
     fired = nd_worker_clock(w); /* the engine's timers fire here: their events are recorded */
     now = nd_now_ms(w);
     nd_tcp_advance(dp->tcp, now);
     nd_net_tick(&dp->dw.net, now);
     rx = nd_dpdk_rx(&dp->dw); /* its queues, and what other workers handed over */
     /* listeners no snapshot uses any more (listen_del): reload re-adds before this point */
-    for (unsigned i = 0; i < DP_MAX_LISTEN; i++)
+    for (unsigned i = 0; dp->lis_unused && i < DP_MAX_LISTEN; i++)
         if (dp->lis[i].tl && !dp->lis[i].refs) {
             nd_tcp_unlisten(dp->lis[i].tl);
+            lis_ready(&dp->lis[i], false);
             memset(&dp->lis[i], 0, sizeof(dp->lis[i]));
         }
+    dp->lis_unused = false;
     n = dispatch(dp);
     n += nd_ctl_dpdk_poll(w->id, now); /* control-plane sockets: one ring check when idle */
     rx += nd_dpdk_flush(&dp->dw);      /* with other workers' frames for its TX queues */
@@ -456,6 +472,7 @@ static int dp_listen_add(struct nd_worker *w, struct nd_conn *lc)
     for (unsigned i = 0; i < DP_MAX_LISTEN && !l; i++)
         if (!dp->lis[i].tl) {
             l = &dp->lis[i];
+            l->dp = dp;
             l->tl = nd_tcp_listen(dp->tcp, addr, port, 1024, listen_event, l, &err);
             if (!l->tl)
                 return err;
@@ -467,7 +484,7 @@ static int dp_listen_add(struct nd_worker *w, struct nd_conn *lc)
         return -ENOSPC;
     l->refs++;
     l->c = lc;
-    l->ready = true; /* anything queued meanwhile goes to the new handle */
+    lis_ready(l, true); /* anything queued meanwhile goes to the new handle */
     lc->w = w;
     lc->priv = l;
     lc->fd = 0;
@@ -483,8 +500,8 @@ static void dp_listen_del(struct nd_worker *w, struct nd_conn *lc)
         return;
     if (l->c == lc)
         l->c = NULL;
-    if (l->refs)
-        l->refs--; /* at 0 the next poll stops listening, unless a listen_add came first */
+    if (l->refs && !--l->refs)
+        l->dp->lis_unused = true; /* the next poll stops listening, unless a listen_add comes */
     lc->priv = NULL;
     lc->fd = -1;
 }
@@ -512,15 +529,15 @@ static int dp_accept(struct nd_conn *lc, struct nd_conn *c, char *peer, size_t p
     if (!l || !l->tl)
         return -EINVAL;
     if (!dp->free_recs) {
-        l->ready = true; /* try again next iteration */
+        lis_ready(l, true); /* try again next iteration */
         return -ENOBUFS;
     }
     tc = nd_tcp_accept(l->tl);
     if (!tc) {
-        l->ready = false;
+        lis_ready(l, false);
         return -EAGAIN;
     }
-    l->ready = true; /* maybe more: level-triggered */
+    lis_ready(l, true); /* maybe more: level-triggered */
     r = rec_get(dp);
     attach(dp, c, tc, r);
     nd_tcp_conn_info(tc, &info);

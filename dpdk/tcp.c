@@ -795,6 +795,8 @@ unsigned nd_tcp_advance(struct nd_tcp_stack *s, uint64_t now_ms)
 {
     unsigned n = 0;
 
+    if (s->wheel != &s->own_wheel && !s->notify_head && !s->lnotify && !s->reap)
+        return 0; /* nothing deferred (the common case of every poll) */
     tcp_enter(s);
     if (s->wheel == &s->own_wheel)
         n = nd_wheel_advance(s->wheel, now_ms);
