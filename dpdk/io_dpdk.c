@@ -636,6 +636,18 @@ static ssize_t dp_read(struct nd_conn *c, void *buf, size_t len)
     return nd_tcp_read(r->tc, buf, len);
 }
 
+/* A send refused with room in the connection's buffer: the engine's pools (chunks, descriptors)
+ * ran out, and no ACK of this connection will wake the writer: a WRITE event at the next
+ * iteration instead. */
+static void retry_if_pool(struct dp_worker *dp, struct dp_conn *r)
+{
+    if (r->retry || !nd_tcp_send_space(r->tc))
+        return;
+    r->retry = true;
+    r->rnext = dp->retry;
+    dp->retry = r;
+}
+
 static ssize_t dp_writev(struct nd_conn *c, const struct iovec *iov, int iovcnt)
 {
     struct dp_conn *r = c->priv;
@@ -650,14 +662,8 @@ static ssize_t dp_writev(struct nd_conn *c, const struct iovec *iov, int iovcnt)
         v[i] = (struct nd_tcp_piece){iov[i].iov_base, (uint32_t)iov[i].iov_len, NULL};
     /* all of it before segments are cut: a head and a body written together leave together */
     n = nd_tcp_sendv(r->tc, v, iovcnt);
-    if (n == -EAGAIN && !r->retry && nd_tcp_send_space(r->tc) > 0) {
-        /* the chunk pool ran out, not its buffer: no ACK will wake it */
-        struct dp_worker *dp = dp_of(c->w);
-
-        r->retry = true;
-        r->rnext = dp->retry;
-        dp->retry = r;
-    }
+    if (n == -EAGAIN)
+        retry_if_pool(dp_of(c->w), r);
     return n;
 }
 
@@ -703,7 +709,10 @@ static void *dp_pin(struct nd_conn *c, const void *p)
         if (b < pc[i].data || b >= pc[i].data + pc[i].len || !pc[i].pkt)
             continue;
         if (dp->pins >= DP_MAX_PINS) {
-            dp->pins_refused++;
+            if (!(dp->pins_refused++ % 100000))
+                nd_info("dpdk: worker %u holds %u mbufs for heads parsed in place: the budget is "
+                        "spent, further heads are copied (nodus_dpdk_zc_heads_total{how=refused})",
+                        dp->w->id, dp->pins);
             return NULL;
         }
         rte_mbuf_refcnt_update(pc[i].pkt, 1);
@@ -728,14 +737,8 @@ static ssize_t dp_splice(struct nd_conn *to, struct nd_conn *from, size_t len)
     if (!rt || !rt->tc || !rf || !rf->tc)
         return -EBADF;
     n = nd_tcp_splice(rt->tc, rf->tc, len);
-    if (n == -EAGAIN && !rt->retry && nd_tcp_send_space(rt->tc) > 0) {
-        /* chunks or descriptors ran out, not its buffer: no ACK will wake it */
-        struct dp_worker *dp = dp_of(to->w);
-
-        rt->retry = true;
-        rt->rnext = dp->retry;
-        dp->retry = rt;
-    }
+    if (n == -EAGAIN)
+        retry_if_pool(dp_of(to->w), rt);
     return n;
 }
 
