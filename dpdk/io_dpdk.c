@@ -401,7 +401,9 @@ static int dp_poll(struct nd_worker *w)
     now = nd_now_ms(w);
     nd_tcp_advance(dp->tcp, now);
     nd_net_tick(&dp->dw.net, now);
-    rx = nd_dpdk_rx(&dp->dw); /* its queues, and what other workers handed over */
+    nd_tcp_batch_begin(dp->tcp); /* one ACK per connection for what the burst brought */
+    rx = nd_dpdk_rx(&dp->dw);    /* its queues, and what other workers handed over */
+    nd_tcp_batch_end(dp->tcp);
     /* listeners no snapshot uses any more (listen_del): reload re-adds before this point */
     for (unsigned i = 0; dp->lis_unused && i < DP_MAX_LISTEN; i++)
         if (dp->lis[i].tl && !dp->lis[i].refs) {

@@ -51,6 +51,11 @@ void tcp_enter(struct nd_tcp_stack *s)
 
 static void conn_put_free(struct nd_tcp_stack *s, struct nd_tcp_conn *c)
 {
+    for (struct nd_tcp_conn **pp = &s->acks; c->ack_listed && *pp; pp = &(*pp)->ack_next)
+        if (*pp == c) { /* a block recycled within a batch (TIME_WAIT under pool pressure) */
+            *pp = c->ack_next;
+            break;
+        }
     tcp_segq_drop(s, &c->rcvq);
     tcp_segq_drop(s, &c->ooq);
     tcp_segq_drop(s, &c->sndq);
@@ -802,6 +807,29 @@ unsigned nd_tcp_advance(struct nd_tcp_stack *s, uint64_t now_ms)
         n = nd_wheel_advance(s->wheel, now_ms);
     tcp_leave(s);
     return n;
+}
+
+void nd_tcp_batch_begin(struct nd_tcp_stack *s)
+{
+    tcp_enter(s);
+    s->batch++;
+}
+
+void nd_tcp_batch_end(struct nd_tcp_stack *s)
+{
+    if (!--s->batch)
+        while (s->acks) {
+            struct nd_tcp_conn *c = s->acks;
+
+            s->acks = c->ack_next;
+            c->ack_listed = false;
+            /* not if a segment of ours carried it since, or the connection stopped receiving */
+            if (c->ack_batch && (c->state == ND_TCP_ESTABLISHED || c->state == ND_TCP_FIN_WAIT_1 ||
+                                 c->state == ND_TCP_FIN_WAIT_2))
+                tcp_send_ack(c);
+            c->ack_batch = false;
+        }
+    tcp_leave(s);
 }
 
 int nd_tcp_next_timer(const struct nd_tcp_stack *s)

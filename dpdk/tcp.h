@@ -38,6 +38,17 @@ unsigned nd_tcp_advance(struct nd_tcp_stack *s, uint64_t now_ms);
 int nd_tcp_next_timer(const struct nd_tcp_stack *s);
 
 /*
+ * A batch of input, such as one RX burst: between nd_tcp_batch_begin() and nd_tcp_batch_end(),
+ * callbacks wait for the end (as within any engine call), and so do the ACKs that the every-second-
+ * full-segment rule makes due: a connection that received several segments in the batch sends one
+ * cumulative ACK at its end (unless a segment of its own carried it meanwhile), not one per two
+ * segments, as Linux does for what GRO merged. Other ACKs (out of order, duplicate, FIN, window
+ * updates) go at once. Batches nest; outside one nothing changes.
+ */
+void nd_tcp_batch_begin(struct nd_tcp_stack *s);
+void nd_tcp_batch_end(struct nd_tcp_stack *s);
+
+/*
  * One received segment: tcp points at the TCP header, len covers header and payload (the IP
  * layer has already removed padding). pkt is the handle of the buffer holding it: the engine
  * keeps payload by reference, taking its own references through pkt_ops (the caller keeps and

@@ -581,6 +581,73 @@ static void test_data_delayed_ack(void **state)
     finish();
 }
 
+/* In a batch (an RX burst), the every-second-segment ACK waits for its end: one ACK for five
+ * segments; out-of-order data is still answered at once. */
+static void test_batch_ack(void **state)
+{
+    struct nd_tcp_conn *c;
+    uint8_t d[1448];
+    struct seg *g;
+
+    (void)state;
+    cfg_default();
+    start();
+    c = establish();
+    fill(d, sizeof(d), 3);
+    nd_tcp_batch_begin(S);
+    for (int i = 0; i < 5; i++) {
+        inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+        P.nxt += 1448;
+    }
+    no_seg();
+    assert_int_equal(events, 0); /* callbacks wait for the end of the batch too */
+    nd_tcp_batch_end(S);
+    g = expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    saw(g);
+    no_seg();
+    assert_true(events & ND_TCP_EV_READ);
+    /* a hole: the segment after it is answered at once, inside the batch */
+    nd_tcp_batch_begin(S);
+    inject(ND_TCP_ACK, P.nxt + 1448, P.una, 1000, d, 1448);
+    g = expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    assert_int_equal(g->h.nsack, 1);
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448); /* fills it: at once as well */
+    P.nxt += 2896;
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    nd_tcp_batch_end(S);
+    no_seg();
+    /* an ACK due, then one sent at once (a hole), then due again: still one at the end */
+    nd_tcp_batch_begin(S);
+    for (int i = 0; i < 2; i++) {
+        inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+        P.nxt += 1448;
+    }
+    no_seg();
+    inject(ND_TCP_ACK, P.nxt + 1448, P.una, 1000, d, 1448);
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+    P.nxt += 2896;
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    for (int i = 0; i < 2; i++) {
+        inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+        P.nxt += 1448;
+    }
+    no_seg();
+    nd_tcp_batch_end(S);
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    no_seg();
+    /* outside a batch, every second full segment, as before */
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+    P.nxt += 1448;
+    no_seg();
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+    P.nxt += 1448;
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    no_seg();
+    assert_int_equal(nd_tcp_readable(c), 15 * 1448);
+    finish();
+}
+
 static void test_sendv_one_segment(void **state)
 {
     struct nd_tcp_conn *c;
@@ -1927,6 +1994,7 @@ int main(void)
         cmocka_unit_test(test_seq_wrap),
         cmocka_unit_test(test_splice),
         cmocka_unit_test(test_sendv_one_segment),
+        cmocka_unit_test(test_batch_ack),
         cmocka_unit_test(test_handshake_passive),
         cmocka_unit_test(test_handshake_active),
         cmocka_unit_test(test_connect_refused_and_syn_timeout),
