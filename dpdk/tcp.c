@@ -817,8 +817,7 @@ void nd_tcp_batch_begin(struct nd_tcp_stack *s)
 
 void nd_tcp_batch_end(struct nd_tcp_stack *s)
 {
-    if (s->depth == 1 && s->batch == 1 && !s->acks && !s->notify_head && !s->lnotify &&
-        !s->reap) {
+    if (s->depth == 1 && s->batch == 1 && !s->acks && !s->notify_head && !s->lnotify && !s->reap) {
         s->depth = s->batch = 0; /* an empty burst: nothing deferred (every idle poll) */
         return;
     }
