@@ -52,12 +52,12 @@ static void px_worker_fini(struct nd_worker *w)
     w->wake.fd = w->epfd = -1;
 }
 
-static int px_poll(struct nd_worker *w, int timeout_ms)
+static int px_poll(struct nd_worker *w)
 {
     struct epoll_event evs[MAX_EVENTS];
     int n, i;
 
-    n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout_ms);
+    n = epoll_wait(w->epfd, evs, MAX_EVENTS, nd_worker_timeout(w));
     nd_worker_clock(w);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;

@@ -9,6 +9,14 @@
  * comes back the same way. Framing (Content-Length, chunked) is validated ahead of forwarding, so a
  * message boundary is always known: keep-alive and pipelining on both sides follow from it.
  *
+ * On a backend with zero-copy ops (io.h; dpdk) and no stream plugin on the connection, a head that
+ * arrived whole in one received piece is parsed where it lies, and that buffer is held (pinned)
+ * until the exchange ends instead; a head across pieces, or one the backend cannot hold, goes
+ * through the rx buffer as above. Bodies (and a TCP listener's bytes) go from one connection's
+ * received bytes to the other's send queue by reference (splice), framing validated over the
+ * pieces ahead, when neither side has stream plugins. Heads written upstream and to the client
+ * (rewritten with edits) are always copies.
+ *
  * Nothing here frees a session in the middle of a call chain: a session is marked S_DEAD and
  * released when the outermost callback returns.
  */
@@ -71,6 +79,11 @@ static struct nd_txn *txn_get(struct nd_session *s)
 
 static void txn_put(struct nd_worker *w, struct nd_txn *t)
 {
+    if (t->req_pin)
+        w->io->unpin(w, t->req_pin);
+    if (t->resp_pin)
+        w->io->unpin(w, t->resp_pin);
+    t->req_pin = t->resp_pin = NULL;
     t->next = w->free_txns;
     w->free_txns = t;
 }
@@ -586,6 +599,17 @@ static uint16_t principal_id(const char *p, uint16_t len, uint16_t *mid)
     return (uint16_t)(*mid - 1u);
 }
 
+/* Bytes (or the end of the stream) wait on u after its response: it cannot carry another
+ * request. */
+static bool up_has_input(struct nd_upstream *u)
+{
+    struct iovec iov[1];
+
+    if (u->rx && u->rx->len)
+        return true;
+    return nd_conn_zc(&u->conn) && u->conn.w->io->peek(&u->conn, iov, 1) != -EAGAIN;
+}
+
 static void up_release(struct nd_worker *w, struct nd_txn *t, bool reuse)
 {
     struct nd_upstream *u = t->up;
@@ -604,7 +628,7 @@ static void up_release(struct nd_worker *w, struct nd_txn *t, bool reuse)
         t->crt->eps[t->ep].active--;
     if (t->crt)
         t->crt->requests--;
-    if (!reuse || w->draining || (u->rx && u->rx->len) || !u->ep) {
+    if (!reuse || w->draining || up_has_input(u) || !u->ep) {
         nd_upstream_close(w, u);
         return;
     }
@@ -894,13 +918,11 @@ static void body_init(struct nd_body *b, const struct nd_http_msg *m)
 
 typedef void (*body_hook_fn)(struct nd_session *s, const char *p, size_t n, bool end);
 
-/* Validates framing over data[fwd..len) and extends fwd; -1 on a framing error. */
-static int body_scan(struct nd_session *s, struct nd_body *b, const char *data, uint32_t len,
+/* Validates framing over the n bytes at p, which follow the fwd bytes validated already, and
+ * extends fwd over what belongs to the body; -1 on a framing error. */
+static int body_scan(struct nd_session *s, struct nd_body *b, const char *p, uint32_t n,
                      body_hook_fn hook)
 {
-    const char *p = data + b->fwd;
-    uint32_t n = len - b->fwd;
-
     if (b->done || !n)
         return 0;
     switch (b->mode) {
@@ -965,6 +987,74 @@ static void req_body_hook(struct nd_session *s, const char *p, size_t n, bool en
             pl->http->request_body((struct nodus_http *)s->txn, &ctx, p, n, end);
         }
     }
+}
+
+/* body_scan() over a buffer whose head holds the fwd bytes validated already. */
+static int body_scan_buf(struct nd_session *s, struct nd_body *b, struct nd_buf *buf,
+                         body_hook_fn hook)
+{
+    return body_scan(s, b, nd_buf_head(buf) + b->fwd, buf->len - b->fwd, hook);
+}
+
+enum { FWD_BAD = -1, FWD_TO_FAILED = -2, FWD_FROM_ENDED = -3 };
+
+/* One direction's body forwarded without a copy, both connections zero-copy (stream.h
+ * nd_conn_zc): framing is validated over from's received pieces ahead of forwarding, as
+ * body_scan_buf() does over a buffer (b->fwd counts the validated bytes at the front of from's
+ * received bytes), and the validated bytes are spliced to `to`; count grows by what moved.
+ * While a head waits in tx (not written yet), the body bytes of the first piece are copied after
+ * it instead and nothing is spliced: the caller writes them with the head, in one segment rather
+ * than a segment for the head alone. 1 when bytes moved, 0 when none could (nothing received,
+ * `to` full: its write event comes back), FWD_BAD on a framing error, FWD_TO_FAILED when `to`
+ * failed, FWD_FROM_ENDED when from's stream ended (or failed) with nothing left. */
+static int splice_body(struct nd_session *s, struct nd_body *b, struct nd_conn *from,
+                       struct nd_conn *to, struct nd_buf *tx, body_hook_fn hook, uint64_t *count)
+{
+    const struct nd_io_ops *io = s->w->io;
+    struct iovec iov[ND_IO_PEEK_MAX];
+    uint32_t off = 0;
+    int n = io->peek(from, iov, ND_IO_PEEK_MAX), moved = 0;
+
+    if (n == -EAGAIN)
+        return 0;
+    if (n <= 0)
+        return FWD_FROM_ENDED;
+    for (int i = 0; i < n && !b->done; i++) {
+        uint32_t len = (uint32_t)iov[i].iov_len;
+
+        if (off + len > b->fwd) {
+            uint32_t skip = b->fwd - off; /* validated in an earlier call */
+
+            if (body_scan(s, b, (const char *)iov[i].iov_base + skip, len - skip, hook) < 0)
+                return FWD_BAD;
+            if (b->fwd < off + len)
+                break; /* the body ends inside this piece */
+        }
+        off += len;
+    }
+    if (tx && tx->len) {
+        uint32_t k = MIN(MIN(b->fwd, (uint32_t)iov[0].iov_len), nd_buf_room(tx));
+
+        if (!k)
+            return 0;
+        put(tx, iov[0].iov_base, k);
+        io->consume(from, k);
+        b->fwd -= k;
+        *count += k;
+        return 1;
+    }
+    while (b->fwd) {
+        ssize_t k = io->splice(to, from, b->fwd);
+
+        if (k == -EAGAIN)
+            break;
+        if (k <= 0)
+            return FWD_TO_FAILED;
+        b->fwd -= (uint32_t)k;
+        *count += (uint64_t)k;
+        moved = 1;
+    }
+    return moved;
 }
 
 static void resp_body_hook(struct nd_session *s, const char *p, size_t n, bool end)
@@ -1182,33 +1272,87 @@ static void header_timeout(struct nd_timer *tm)
     sess_drive(s);
 }
 
+/* Parses a request head at buf[0..len) into s's txn (taken when it has none). > 0: the head's
+ * length, 0: not complete yet, < 0: a parse error, or -ENOMEM with no txn. */
+static int parse_request(struct nd_session *s, const char *buf, uint32_t len, struct nd_http_msg *m,
+                         size_t *scan)
+{
+    if (!s->txn && !(s->txn = txn_get(s)))
+        return -ENOMEM;
+    memset(m, 0, sizeof(*m));
+    m->hdrs = s->txn->req_hdrs;
+    m->cap = s->lc->limits.max_headers < ND_HDRS - 32 ? s->lc->limits.max_headers : ND_HDRS - 32;
+    return nd_http1_parse_request(buf, len, m, &s->lc->limits, scan);
+}
+
+/* A complete request head in m: the exchange starts (413, or the plugin chain). */
+static void request_started(struct nd_session *s, const struct nd_http_msg *m)
+{
+    struct nd_worker *w = s->w;
+    struct nd_txn *t = s->txn;
+
+    t->req = *m;
+    t->req_parsed = m->nhdrs;
+    t->req_bytes = m->head_len; /* received, whether it goes upstream or not */
+    t->t_start_us = w->now_us;
+    t->expect_100 = (m->flags & ND_HTTP_F_EXPECT_100) != 0;
+    s->scan = 0;
+    s->nreq++;
+    if (!(m->flags & ND_HTTP_F_KEEPALIVE) || w->draining)
+        s->close_after = true;
+    body_init(&t->rqb, m);
+    if (s->lc->max_body && m->body == ND_HTTP_BODY_LENGTH && m->content_length > s->lc->max_body) {
+        s->state = S_UPSTREAM;
+        respond_local(s, 413, "payload too large\n", ND_RF_DPE);
+        return;
+    }
+    s->state = S_CHAIN;
+    nd_timer_cancel(&w->wheel, &s->timer);
+    run_chain(s);
+}
+
+/* Zero-copy: the request head parsed where it arrived, when all of it lies in the first received
+ * piece and the backend holds that buffer for the exchange (io.h pin). true when the exchange
+ * started; false leaves the bytes to the rx buffer (a head across pieces or not complete yet, a
+ * parse error, which the buffer's parse reports, or no pin). */
+static bool request_in_place(struct nd_session *s)
+{
+    const struct nd_io_ops *io = s->w->io;
+    struct nd_http_msg m;
+    struct iovec iov[1];
+    void *pin;
+
+    if (io->peek(&s->conn, iov, 1) <= 0 ||
+        parse_request(s, iov[0].iov_base, (uint32_t)iov[0].iov_len, &m, NULL) <= 0 ||
+        !(pin = io->pin(&s->conn, iov[0].iov_base)))
+        return false;
+    s->txn->req_pin = pin;
+    io->consume(&s->conn, m.head_len);
+    s->rx_pin = 0;
+    request_started(s, &m);
+    return true;
+}
+
 /* Reads and parses a request head. Returns true when a txn started. */
 static bool read_request(struct nd_session *s)
 {
     struct nd_worker *w = s->w;
-    struct nd_txn *t;
     ssize_t n;
     int r;
 
     for (;;) {
         struct nd_http_msg m;
-        struct nd_http_hdr *hdrs;
 
+        if (!(s->rx && s->rx->len) && nd_conn_zc(&s->conn) && request_in_place(s))
+            return true;
         if (s->rx && s->rx->len) {
-            if (!s->txn && !(s->txn = txn_get(s))) {
+            if (s->rx->off) /* a new request starts at the buffer's start: its head gets pinned */
+                nd_buf_compact(s->rx, 0);
+            r = parse_request(s, nd_buf_head(s->rx), s->rx->len, &m, &s->scan);
+            if (r == -ENOMEM) {
                 s->state = S_CLOSING;
                 return false;
             }
-            t = s->txn;
-            hdrs = t->req_hdrs;
-            memset(&m, 0, sizeof(m));
-            m.hdrs = hdrs;
-            m.cap =
-                s->lc->limits.max_headers < ND_HDRS - 32 ? s->lc->limits.max_headers : ND_HDRS - 32;
-            if (s->rx->off) /* a new request starts at the buffer's start: its head gets pinned */
-                nd_buf_compact(s->rx, 0);
-            r = nd_http1_parse_request(nd_buf_head(s->rx), s->rx->len, &m, &s->lc->limits,
-                                       &s->scan);
             if (r < 0) {
                 nd_metrics_count(w->id, ND_C_HTTP_PARSE_ERRORS, 1);
                 nd_info("%s: bad request from %s: %s", s->lc->name, s->peer, nd_http1_strerror(r));
@@ -1217,28 +1361,10 @@ static bool read_request(struct nd_session *s)
                 return true;
             }
             if (r > 0) {
-                t->req = m;
-                t->req_parsed = m.nhdrs;
-                t->req_bytes = m.head_len; /* received, whether it goes upstream or not */
-                t->t_start_us = w->now_us;
-                t->expect_100 = (m.flags & ND_HTTP_F_EXPECT_100) != 0;
                 s->rx_pin = m.head_len;
                 nd_buf_consume(s->rx, m.head_len);
                 s->rx->off = m.head_len; /* consume() may reset off: the head stays pinned */
-                s->scan = 0;
-                s->nreq++;
-                if (!(m.flags & ND_HTTP_F_KEEPALIVE) || w->draining)
-                    s->close_after = true;
-                body_init(&t->rqb, &m);
-                if (s->lc->max_body && m.body == ND_HTTP_BODY_LENGTH &&
-                    m.content_length > s->lc->max_body) {
-                    s->state = S_UPSTREAM;
-                    respond_local(s, 413, "payload too large\n", ND_RF_DPE);
-                    return true;
-                }
-                s->state = S_CHAIN;
-                nd_timer_cancel(&w->wheel, &s->timer);
-                run_chain(s);
+                request_started(s, &m);
                 return true;
             }
             if (s->state == S_IDLE) {
@@ -1266,6 +1392,80 @@ static bool read_request(struct nd_session *s)
     }
 }
 
+/* A complete response head in m (the upstream's final answer): response hooks, then the head for
+ * the client in s->tx. false when it could not be written (answered 502, the upstream released). */
+static bool response_started(struct nd_session *s, const struct nd_http_msg *m)
+{
+    struct nd_txn *t = s->txn;
+
+    t->resp = *m;
+    t->resp_parsed = m->nhdrs;
+    t->status = m->status;
+    body_init(&t->rsb, m);
+    if (!(m->flags & ND_HTTP_F_KEEPALIVE))
+        t->up_reusable = false;
+    else
+        t->up_reusable = m->body != ND_HTTP_BODY_CLOSE;
+    if (m->body == ND_HTTP_BODY_CLOSE ||
+        (t->req.version_minor == 0 && m->body == ND_HTTP_BODY_CHUNKED))
+        s->close_after = true;
+    run_response_hooks(s);
+    if (!send_response_head(s)) {
+        up_release(s->w, t, false);
+        respond_local(s, 502, "response head too large\n", ND_RF_UPE);
+        return false;
+    }
+    t->resp_bytes += m->head_len;
+    return true;
+}
+
+/* An unparseable response: the upstream is released and the client answered 502. */
+static void bad_response(struct nd_session *s, int err)
+{
+    struct nd_txn *t = s->txn;
+
+    nd_warn("%s: bad response from %s: %s", s->lc->name, nd_ep_text(t->crt, t->ep),
+            nd_http1_strerror(err));
+    up_release(s->w, t, false);
+    respond_local(s, 502, "bad response from upstream\n", ND_RF_UPE);
+}
+
+static int parse_response(struct nd_session *s, const char *buf, uint32_t len,
+                          struct nd_http_msg *m, size_t *scan)
+{
+    memset(m, 0, sizeof(*m));
+    m->hdrs = s->txn->resp_hdrs;
+    m->cap = ND_HDRS - 32;
+    return nd_http1_parse_response(buf, len, m, &s->lc->limits, scan, s->txn->req.meth);
+}
+
+/* Zero-copy: the response head parsed where it arrived (as request_in_place()). 1 when a head
+ * was taken (an interim one skipped, or the final one sent on), 0 when the bytes go through the
+ * rx buffer, -1 when the response could not be sent on (answered, the upstream released). */
+static int response_in_place(struct nd_session *s, struct nd_upstream *u)
+{
+    const struct nd_io_ops *io = s->w->io;
+    struct nd_http_msg m;
+    struct iovec iov[1];
+    void *pin;
+    int r;
+
+    if (io->peek(&u->conn, iov, 1) <= 0 ||
+        (r = parse_response(s, iov[0].iov_base, (uint32_t)iov[0].iov_len, &m, NULL)) <= 0)
+        return 0;
+    if (m.status < 200) { /* interim answers: we sent our own 100 Continue */
+        io->consume(&u->conn, (size_t)r);
+        return 1;
+    }
+    if (!(pin = io->pin(&u->conn, iov[0].iov_base)))
+        return 0;
+    s->txn->resp_pin = pin;
+    if (!response_started(s, &m))
+        return -1;
+    io->consume(&u->conn, m.head_len);
+    return 1;
+}
+
 /* Request body upstream, response back: returns true if anything moved. */
 static bool pump(struct nd_session *s)
 {
@@ -1278,19 +1478,25 @@ static bool pump(struct nd_session *s)
 
     /* client -> upstream */
     if (u && u->state == UP_BUSY && t->req_sent_head) {
+        bool zc = nd_conn_zc(&s->conn) && nd_conn_zc(&u->conn);
+        body_hook_fn hook = listener_wants(s->lc, NODUS_WANT_REQUEST_BODY) ? req_body_hook : NULL;
+
         for (;;) {
+            bool in_rx = s->rx && s->rx->len; /* else a zero-copy body is in s->conn */
             uint32_t before;
 
-            if (s->rx && body_scan(s, &t->rqb, nd_buf_head(s->rx), s->rx->len,
-                                   listener_wants(s->lc, NODUS_WANT_REQUEST_BODY) ? req_body_hook
-                                                                                  : NULL) < 0) {
-                nd_metrics_count(w->id, ND_C_HTTP_PARSE_ERRORS, 1);
-                up_release(w, t, false);
-                respond_local(s, 400, "bad chunked encoding\n", ND_RF_DPE);
-                return true;
+            if (in_rx && body_scan_buf(s, &t->rqb, s->rx, hook) < 0) {
+                r = FWD_BAD;
+                goto req_failed;
             }
+            if (zc && !in_rx && u->tx && u->tx->len && !t->rqb.done &&
+                (r = splice_body(s, &t->rqb, &s->conn, &u->conn, u->tx, hook, &t->req_bytes)) ==
+                    FWD_BAD)
+                goto req_failed; /* else the body's first bytes ride with the head, or an early
+                                  * end of the client's stream is seen once the head is out */
             before = t->rqb.fwd;
-            r = nd_flush(&u->conn, u->tx, s->rx ? nd_buf_head(s->rx) : NULL, &t->rqb.fwd);
+            r = nd_flush(&u->conn, u->tx, in_rx ? nd_buf_head(s->rx) : NULL,
+                         in_rx ? &t->rqb.fwd : NULL);
             if (before != t->rqb.fwd) {
                 uint32_t sent = before - t->rqb.fwd;
 
@@ -1301,110 +1507,96 @@ static bool pump(struct nd_session *s)
                 moved = true;
             }
             if (r < 0) {
-                upstream_failed(s, tls_never_up(u), -EPIPE);
-                return true;
+                r = FWD_TO_FAILED;
+                goto req_failed;
             }
-            if (r > 0 || t->rqb.done)
+            if (r > 0 || (t->rqb.done && !t->rqb.fwd))
                 break;
-            n = read_into(w, &s->conn, &s->rx, s->rx_pin);
-            if (n < 0) {
-                /* client gone mid-body */
-                s->rd_eof = true;
-                t->rflags |= ND_RF_DC;
-                nd_metrics_count(w->id, ND_C_DOWNSTREAM_RESETS, 1);
-                up_release(w, t, false);
-                s->state = S_CLOSING;
-                return true;
+            if (zc && !(s->rx && s->rx->len)) {
+                r = splice_body(s, &t->rqb, &s->conn, &u->conn, NULL, hook, &t->req_bytes);
+                if (r == 0)
+                    break;
+                if (r < 0)
+                    goto req_failed;
+                moved = true;
+                continue;
             }
+            n = read_into(w, &s->conn, &s->rx, s->rx_pin);
             if (n == 0)
                 break;
+            if (n < 0) {
+                r = FWD_FROM_ENDED;
+                goto req_failed;
+            }
         }
     }
 
     /* upstream -> client */
     if (u && u->state == UP_BUSY) {
-        for (;;) {
-            if (!t->resp_started) {
-                struct nd_http_msg m;
+        bool zc = nd_conn_zc(&u->conn) && nd_conn_zc(&s->conn);
+        body_hook_fn hook = listener_wants(s->lc, NODUS_WANT_RESPONSE_BODY) ? resp_body_hook : NULL;
 
-                if (u->rx && u->rx->len) {
-                    memset(&m, 0, sizeof(m));
-                    m.hdrs = t->resp_hdrs;
-                    m.cap = ND_HDRS - 32;
-                    r = nd_http1_parse_response(nd_buf_head(u->rx), u->rx->len, &m, &s->lc->limits,
-                                                &t->resp_scan, t->req.meth);
-                    if (r < 0) {
-                        nd_warn("%s: bad response from %s: %s", s->lc->name,
-                                nd_ep_text(t->crt, t->ep), nd_http1_strerror(r));
-                        up_release(w, t, false);
-                        respond_local(s, 502, "bad response from upstream\n", ND_RF_UPE);
-                        return true;
-                    }
-                    if (r > 0 && m.status < 200) {
-                        /* interim answers: we sent our own 100 Continue */
-                        nd_buf_consume(u->rx, (uint32_t)r);
-                        t->resp_scan = 0;
-                        continue;
-                    }
-                    if (r > 0) {
-                        t->resp = m;
-                        t->resp_parsed = m.nhdrs;
-                        t->status = m.status;
-                        if (u->rx->off)
-                            nd_buf_compact(u->rx, 0);
-                        body_init(&t->rsb, &m);
-                        if (!(m.flags & ND_HTTP_F_KEEPALIVE))
-                            t->up_reusable = false;
-                        else
-                            t->up_reusable = m.body != ND_HTTP_BODY_CLOSE;
-                        if (m.body == ND_HTTP_BODY_CLOSE ||
-                            (t->req.version_minor == 0 && m.body == ND_HTTP_BODY_CHUNKED))
-                            s->close_after = true;
-                        run_response_hooks(s);
-                        if (!send_response_head(s)) {
-                            up_release(w, t, false);
-                            respond_local(s, 502, "response head too large\n", ND_RF_UPE);
-                            return true;
-                        }
-                        nd_buf_consume(u->rx, m.head_len);
-                        u->rx->off = m.head_len;
-                        t->resp_bytes += m.head_len;
-                        moved = true;
-                    }
+        for (;;) {
+            if (!t->resp_started && !(u->rx && u->rx->len) && nd_conn_zc(&u->conn)) {
+                r = response_in_place(s, u);
+                if (r < 0)
+                    return true;
+                if (r > 0) {
+                    moved = true;
+                    continue;
                 }
             }
-            if (t->resp_started && u->rx) {
-                uint32_t before;
+            if (!t->resp_started && u->rx && u->rx->len) {
+                struct nd_http_msg m;
 
-                if (body_scan(s, &t->rsb, nd_buf_head(u->rx), u->rx->len,
-                              listener_wants(s->lc, NODUS_WANT_RESPONSE_BODY) ? resp_body_hook
-                                                                              : NULL) < 0) {
-                    nd_warn("%s: bad chunked response from upstream", s->lc->name);
-                    t->rflags |= ND_RF_UPE;
-                    up_release(w, t, false);
-                    s->close_after = true;
-                    t->rsb.done = true;
-                    s->state = S_CLOSING;
+                if (u->rx->off) /* after an interim answer: the head gets pinned at the start */
+                    nd_buf_compact(u->rx, 0);
+                r = parse_response(s, nd_buf_head(u->rx), u->rx->len, &m, &t->resp_scan);
+                if (r < 0) {
+                    bad_response(s, r);
                     return true;
                 }
+                if (r > 0 && m.status < 200) {
+                    /* interim answers: we sent our own 100 Continue */
+                    nd_buf_consume(u->rx, (uint32_t)r);
+                    t->resp_scan = 0;
+                    continue;
+                }
+                if (r > 0) {
+                    if (!response_started(s, &m))
+                        return true;
+                    nd_buf_consume(u->rx, m.head_len);
+                    u->rx->off = m.head_len;
+                    moved = true;
+                }
+            }
+            if (t->resp_started) {
+                bool in_rx = u->rx && u->rx->len; /* else a zero-copy body is in u->conn */
+                uint32_t before;
+
+                if (in_rx && body_scan_buf(s, &t->rsb, u->rx, hook) < 0) {
+                    r = FWD_BAD;
+                    goto failed;
+                }
+                if (zc && !in_rx && s->tx && s->tx->len && !t->rsb.done &&
+                    (r = splice_body(s, &t->rsb, &u->conn, &s->conn, s->tx, hook,
+                                     &t->resp_bytes)) == FWD_BAD)
+                    goto failed; /* else the body's first bytes ride with the head */
                 before = t->rsb.fwd;
-                r = nd_flush(&s->conn, s->tx, nd_buf_head(u->rx), &t->rsb.fwd);
+                r = nd_flush(&s->conn, s->tx, in_rx ? nd_buf_head(u->rx) : NULL,
+                             in_rx ? &t->rsb.fwd : NULL);
                 if (before != t->rsb.fwd) {
                     uint32_t sent = before - t->rsb.fwd;
 
                     nd_buf_consume(u->rx, sent);
                     if (!u->rx->len)
-                        u->rx->off = t->resp.head_len;
+                        u->rx->off = t->resp_pin ? 0 : t->resp.head_len;
                     t->resp_bytes += sent;
                     moved = true;
                 }
                 if (r < 0) {
-                    t->rflags |= ND_RF_DC;
-                    up_release(w, t, false);
-                    s->state = S_CLOSING;
-                    s->close_after = true;
-                    t->rsb.done = true;
-                    return true;
+                    r = FWD_TO_FAILED;
+                    goto failed;
                 }
                 if (r > 0)
                     break; /* client full: stop reading upstream */
@@ -1412,16 +1604,21 @@ static bool pump(struct nd_session *s)
                     up_release(w, t, t->up_reusable && t->rqb.done);
                     return true;
                 }
-            }
-            n = read_into(w, &u->conn, &u->rx, t->resp_started ? t->resp.head_len : 0);
-            if (n < 0) {
-                if (t->resp_started && t->rsb.mode == ND_HTTP_BODY_CLOSE) {
-                    t->rsb.done = true;
-                    up_release(w, t, false);
-                    return true;
+                if (zc && !(u->rx && u->rx->len)) {
+                    r = splice_body(s, &t->rsb, &u->conn, &s->conn, NULL, hook, &t->resp_bytes);
+                    if (r == 0)
+                        break;
+                    if (r < 0)
+                        goto failed;
+                    moved = true;
+                    continue;
                 }
-                upstream_failed(s, tls_never_up(u), -ECONNRESET);
-                return true;
+            }
+            n = read_into(w, &u->conn, &u->rx,
+                          t->resp_started && !t->resp_pin ? t->resp.head_len : 0);
+            if (n < 0) {
+                r = FWD_FROM_ENDED;
+                goto failed;
             }
             if (n == 0)
                 break;
@@ -1429,6 +1626,44 @@ static bool pump(struct nd_session *s)
         }
     }
     return moved;
+
+req_failed:
+    if (r == FWD_BAD) {
+        nd_metrics_count(w->id, ND_C_HTTP_PARSE_ERRORS, 1);
+        up_release(w, t, false);
+        respond_local(s, 400, "bad chunked encoding\n", ND_RF_DPE);
+    } else if (r == FWD_TO_FAILED) {
+        upstream_failed(s, tls_never_up(u), -EPIPE);
+    } else { /* client gone mid-body */
+        s->rd_eof = true;
+        t->rflags |= ND_RF_DC;
+        nd_metrics_count(w->id, ND_C_DOWNSTREAM_RESETS, 1);
+        up_release(w, t, false);
+        s->state = S_CLOSING;
+    }
+    return true;
+
+failed: /* of the response */
+    if (r == FWD_BAD) {
+        nd_warn("%s: bad chunked response from upstream", s->lc->name);
+        t->rflags |= ND_RF_UPE;
+        up_release(w, t, false);
+        s->close_after = true;
+        t->rsb.done = true;
+        s->state = S_CLOSING;
+    } else if (r == FWD_TO_FAILED) {
+        t->rflags |= ND_RF_DC;
+        up_release(w, t, false);
+        s->state = S_CLOSING;
+        s->close_after = true;
+        t->rsb.done = true;
+    } else if (t->resp_started && t->rsb.mode == ND_HTTP_BODY_CLOSE) {
+        t->rsb.done = true; /* the end of the stream ends the body */
+        up_release(w, t, false);
+    } else {
+        upstream_failed(s, tls_never_up(u), -ECONNRESET);
+    }
+    return true;
 }
 
 static void sess_release(struct nd_session *s);

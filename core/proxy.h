@@ -19,7 +19,9 @@ struct nd_body {
     bool done;
     uint64_t left; /* LENGTH: bytes still to come */
     struct nd_http_chunked ck;
-    uint32_t fwd;   /* bytes at the buffer head validated and not yet written */
+    uint32_t fwd;   /* bytes validated and not yet written: at the head of the rx buffer while it
+                     * has bytes, else (zero-copy) at the front of the connection's received
+                     * bytes */
     uint64_t bytes; /* payload bytes seen */
 };
 
@@ -61,6 +63,9 @@ struct nd_txn {
     struct nd_cluster_rt *crt;
     int ep;
     struct nd_upstream *up;
+    /* zero-copy (io.h pin): the buffers holding the request and response heads when they were
+     * parsed where they arrived, held until the exchange ends; NULL when in the rx buffers */
+    void *req_pin, *resp_pin;
     uint32_t timeout_ms;
     uint8_t attempts;
     /* chain */

@@ -112,4 +112,11 @@ static inline ssize_t nd_conn_writev(struct nd_conn *c, const struct iovec *iov,
     return c->st ? nd_stream_writev(c->st, iov, iovcnt) : c->w->io->writev(c, iov, iovcnt);
 }
 
+/* The owner may use the backend's zero-copy ops on c (io.h: peek, consume, pin, splice): the
+ * backend has them and no stream plugin sits between c and its owner. */
+static inline bool nd_conn_zc(const struct nd_conn *c)
+{
+    return !c->st && c->w->io->peek;
+}
+
 #endif

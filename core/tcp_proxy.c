@@ -107,6 +107,35 @@ void nd_tcp_up_cb(struct nd_upstream *u, unsigned events)
         nd_session_free(s);
 }
 
+/* Zero-copy (both sides without stream plugins): from's received bytes spliced to `to`. Returns
+ * -1 on a write error. */
+static int splice_all(struct nd_conn *from, bool *eof, struct nd_conn *to, uint64_t *count)
+{
+    const struct nd_io_ops *io = from->w->io;
+
+    for (;;) {
+        struct iovec iov[ND_IO_PEEK_MAX];
+        int n = io->peek(from, iov, ND_IO_PEEK_MAX);
+        size_t len = 0;
+        ssize_t k;
+
+        if (n == -EAGAIN)
+            return 0;
+        if (n <= 0) {
+            *eof = true;
+            return 0;
+        }
+        for (int i = 0; i < n; i++)
+            len += iov[i].iov_len;
+        k = io->splice(to, from, len);
+        if (k == -EAGAIN)
+            return 0; /* the other side is full */
+        if (k <= 0)
+            return -1;
+        *count += (uint64_t)k;
+    }
+}
+
 /* Moves bytes from one side's rx buffer to the other side. Returns -1 on a write error. */
 static int move(struct nd_worker *w, struct nd_conn *from, struct nd_buf **rx, bool *eof,
                 struct nd_conn *to, uint64_t *count)
@@ -126,6 +155,8 @@ static int move(struct nd_worker *w, struct nd_conn *from, struct nd_buf **rx, b
         }
         if (*eof)
             return 0;
+        if (nd_conn_zc(from) && nd_conn_zc(to))
+            return splice_all(from, eof, to, count);
         if (!*rx && !(*rx = nd_buf_get(&w->bufs)))
             return 0;
         (*rx)->off = 0;

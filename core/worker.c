@@ -35,10 +35,17 @@ static void worker_begin_drain(struct nd_worker *w)
     nd_worker_close_idle(w);
 }
 
-void nd_worker_clock(struct nd_worker *w)
+unsigned nd_worker_clock(struct nd_worker *w)
 {
     w->now_us = nd_clock_us();
-    nd_wheel_advance(&w->wheel, nd_now_ms(w));
+    return nd_wheel_advance(&w->wheel, nd_now_ms(w));
+}
+
+int nd_worker_timeout(const struct nd_worker *w)
+{
+    int t = nd_wheel_next(&w->wheel);
+
+    return t < 0 || t > 1000 ? 1000 : t;
 }
 
 static void *worker_main(void *arg)
@@ -52,11 +59,7 @@ static void *worker_main(void *arg)
     atomic_store(&w->ready, true);
 
     while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
-        int timeout = nd_wheel_next(&w->wheel), n;
-
-        if (timeout < 0 || timeout > 1000)
-            timeout = 1000;
-        n = w->io->poll(w, timeout); /* calls nd_worker_clock() when its wait ends */
+        int n = w->io->poll(w); /* calls nd_worker_clock() when its wait ends */
         nd_worker_reap(w);
         nd_metrics_count(w->id, ND_C_LOOP_ITERATIONS, 1);
         if (n > 0) {

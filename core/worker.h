@@ -128,8 +128,11 @@ extern struct nd_runtime nd_rt;
 
 /* Refreshes the worker's clock and runs the timers that expired. The I/O backend calls it each
  * time its wait for events ends, before it dispatches them: callbacks then arm timers against the
- * current time, not the time before the wait. */
-void nd_worker_clock(struct nd_worker *w);
+ * current time, not the time before the wait. Returns the timers that fired. */
+unsigned nd_worker_clock(struct nd_worker *w);
+
+/* How long a poll may wait: until the next timer of the worker's wheel, at most 1 s (ms). */
+int nd_worker_timeout(const struct nd_worker *w);
 
 static inline uint64_t nd_now_ms(const struct nd_worker *w)
 {

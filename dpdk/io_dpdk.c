@@ -49,6 +49,13 @@
 #define DP_DISPATCH_ROUNDS 4 /* passes over new events per poll before yielding to RX */
 #define DP_PORT_LO 32768     /* ephemeral ports, as Linux's ip_local_port_range */
 #define DP_PORT_HI 60999
+/* Zero-copy budgets per worker, out of its pool of ND_DPDK_MBUFS mbufs: the send-queue
+ * descriptors that may hold received mbufs (spliced data; past it the engine copies into its send
+ * chunks, as before zero-copy), and the mbufs held for heads parsed in place (past it heads are
+ * copied into the session's buffer). What the receive queues hold is bounded by rcvbuf per
+ * connection, as before. */
+#define DP_ZC_SEGS 1024
+#define DP_MAX_PINS 512
 
 /* The backend's half of a connection the core holds (nd_conn.priv). */
 struct dp_conn {
@@ -60,14 +67,16 @@ struct dp_conn {
     bool queued, retry;
 };
 
+struct dp_worker;
+
 /* A listening address on one worker (nd_conn.priv of the listen handles using it). */
 struct dp_listen {
     struct nd_tcp_listener *tl;
+    struct dp_worker *dp;
     uint32_t addr; /* host order; 0: any */
     uint16_t port;
     unsigned refs;     /* listen handles (snapshots) using it */
     struct nd_conn *c; /* the handle its events go to: the newest */
-    bool ready;        /* connections may be waiting */
 };
 
 struct dp_worker {
@@ -79,7 +88,11 @@ struct dp_worker {
     struct dp_conn *evq_head, *evq_tail;
     struct dp_conn *retry;
     struct dp_listen lis[DP_MAX_LISTEN];
-    unsigned idle; /* consecutive empty iterations */
+    uint32_t lis_ready;            /* bit i: connections may wait on lis[i] */
+    bool lis_unused;               /* a listener lost its last handle (listen_del) */
+    unsigned idle;                 /* consecutive empty iterations */
+    uint32_t pins;                 /* mbufs held for heads parsed in place (DP_MAX_PINS) */
+    uint64_t pinned, pins_refused; /* counters: heads kept in place, and refused for the budget */
     uint32_t next_port;
     atomic_bool woken;
     bool registered;
@@ -192,12 +205,21 @@ static void conn_event(struct nd_tcp_conn *tc, unsigned ev, void *udata)
         rec_queue(dp_of(r->c->w), r, e);
 }
 
+/* Connections may wait on l (or not): dispatch() calls its handle while they may. */
+static void lis_ready(struct dp_listen *l, bool ready)
+{
+    uint32_t bit = 1u << (l - l->dp->lis);
+
+    if (ready)
+        l->dp->lis_ready |= bit;
+    else
+        l->dp->lis_ready &= ~bit;
+}
+
 static void listen_event(struct nd_tcp_listener *tl, void *udata)
 {
-    struct dp_listen *l = udata;
-
     (void)tl;
-    l->ready = true;
+    lis_ready(udata, true);
 }
 
 /* Runs the core's callbacks for what happened; returns how many it ran. */
@@ -236,11 +258,11 @@ static int dispatch(struct dp_worker *dp)
             r->c->cb(r->c, ev);
             n++;
         }
-        for (unsigned i = 0; i < DP_MAX_LISTEN; i++) {
-            struct dp_listen *l = &dp->lis[i];
+        for (uint32_t m = dp->lis_ready; m; m &= m - 1) {
+            struct dp_listen *l = &dp->lis[__builtin_ctz(m)];
 
-            if (l->tl && l->ready && l->c && !dp->w->draining) {
-                l->ready = false; /* accept sets it again while it takes connections */
+            if (l->tl && l->c && !dp->w->draining) {
+                lis_ready(l, false); /* accept sets it again while it takes connections */
                 l->c->cb(l->c, ND_EV_READ);
                 n++;
             }
@@ -304,7 +326,8 @@ static int dp_worker_init(struct nd_worker *w)
     tc.max_conns = dp->nrecs;
     tc.max_listeners = DP_MAX_LISTEN;
     tc.max_segs = 32768;
-    tc.max_chunks = 8192;                /* 16 MiB of copied send data per worker */
+    tc.max_chunks = 8192; /* 16 MiB of copied send data per worker */
+    tc.max_zc_segs = DP_ZC_SEGS;
     tc.rcvbuf = tc.sndbuf = 1024 * 1024; /* 256 KiB held a 1 GiB transfer to ~70 MB/s on veth */
     tc.mss = mss;
     tc.csum_offload = nd_net_csum_offload(&dpdk.sh, ND_NET_OL_TCP_CKSUM);
@@ -347,47 +370,54 @@ static void dp_worker_fini(struct nd_worker *w)
     free(dp);
 }
 
-static void idle_backoff(struct dp_worker *dp, int timeout_ms)
+static void idle_backoff(struct dp_worker *dp)
 {
     struct timespec ts;
     uint64_t us = idle_sleep_us;
+    int timeout_ms;
 
-    if (!us || dp->idle < ND_IO_DPDK_SPIN || timeout_ms == 0)
+    if (!us || dp->idle < ND_IO_DPDK_SPIN || !(timeout_ms = nd_worker_timeout(dp->w)))
         return;
     if (atomic_exchange_explicit(&dp->woken, false, memory_order_acq_rel) ||
         nd_dpdk_pending(&dp->dw))
         return;
-    if (timeout_ms > 0 && (uint64_t)timeout_ms * 1000 < us)
+    if ((uint64_t)timeout_ms * 1000 < us)
         us = (uint64_t)timeout_ms * 1000;
     ts.tv_sec = 0;
     ts.tv_nsec = (long)us * 1000;
     nanosleep(&ts, NULL);
 }
 
-static int dp_poll(struct nd_worker *w, int timeout_ms)
+static int dp_poll(struct nd_worker *w)
 {
     struct dp_worker *dp = dp_of(w);
-    unsigned rx;
+    unsigned rx, fired;
     uint64_t now;
     int n;
 
     thread_register(dp);
-    idle_backoff(dp, timeout_ms);
-    nd_worker_clock(w); /* the engine's timers fire here: their events are recorded */
+    idle_backoff(dp);
+    fired = nd_worker_clock(w); /* the engine's timers fire here: their events are recorded */
     now = nd_now_ms(w);
     nd_tcp_advance(dp->tcp, now);
     nd_net_tick(&dp->dw.net, now);
-    rx = nd_dpdk_rx(&dp->dw); /* its queues, and what other workers handed over */
+    nd_tcp_batch_begin(dp->tcp); /* one ACK per connection for what the burst brought */
+    rx = nd_dpdk_rx(&dp->dw);    /* its queues, and what other workers handed over */
+    nd_tcp_batch_end(dp->tcp);
     /* listeners no snapshot uses any more (listen_del): reload re-adds before this point */
-    for (unsigned i = 0; i < DP_MAX_LISTEN; i++)
+    for (unsigned i = 0; dp->lis_unused && i < DP_MAX_LISTEN; i++)
         if (dp->lis[i].tl && !dp->lis[i].refs) {
             nd_tcp_unlisten(dp->lis[i].tl);
+            lis_ready(&dp->lis[i], false);
             memset(&dp->lis[i], 0, sizeof(dp->lis[i]));
         }
+    dp->lis_unused = false;
     n = dispatch(dp);
     n += nd_ctl_dpdk_poll(w->id, now); /* control-plane sockets: one ring check when idle */
     rx += nd_dpdk_flush(&dp->dw);      /* with other workers' frames for its TX queues */
     nd_dpdk_socksnap_serve(&dp->sock, dp->tcp);
+    /* busy: frames in or out, callbacks, or timers (a delayed ACK is work too) */
+    rx += fired;
     if (rx || n)
         dp->idle = 0;
     else if (dp->idle < UINT32_MAX)
@@ -444,6 +474,7 @@ static int dp_listen_add(struct nd_worker *w, struct nd_conn *lc)
     for (unsigned i = 0; i < DP_MAX_LISTEN && !l; i++)
         if (!dp->lis[i].tl) {
             l = &dp->lis[i];
+            l->dp = dp;
             l->tl = nd_tcp_listen(dp->tcp, addr, port, 1024, listen_event, l, &err);
             if (!l->tl)
                 return err;
@@ -455,7 +486,7 @@ static int dp_listen_add(struct nd_worker *w, struct nd_conn *lc)
         return -ENOSPC;
     l->refs++;
     l->c = lc;
-    l->ready = true; /* anything queued meanwhile goes to the new handle */
+    lis_ready(l, true); /* anything queued meanwhile goes to the new handle */
     lc->w = w;
     lc->priv = l;
     lc->fd = 0;
@@ -471,8 +502,8 @@ static void dp_listen_del(struct nd_worker *w, struct nd_conn *lc)
         return;
     if (l->c == lc)
         l->c = NULL;
-    if (l->refs)
-        l->refs--; /* at 0 the next poll stops listening, unless a listen_add came first */
+    if (l->refs && !--l->refs)
+        l->dp->lis_unused = true; /* the next poll stops listening, unless a listen_add comes */
     lc->priv = NULL;
     lc->fd = -1;
 }
@@ -500,15 +531,15 @@ static int dp_accept(struct nd_conn *lc, struct nd_conn *c, char *peer, size_t p
     if (!l || !l->tl)
         return -EINVAL;
     if (!dp->free_recs) {
-        l->ready = true; /* try again next iteration */
+        lis_ready(l, true); /* try again next iteration */
         return -ENOBUFS;
     }
     tc = nd_tcp_accept(l->tl);
     if (!tc) {
-        l->ready = false;
+        lis_ready(l, false);
         return -EAGAIN;
     }
-    l->ready = true; /* maybe more: level-triggered */
+    lis_ready(l, true); /* maybe more: level-triggered */
     r = rec_get(dp);
     attach(dp, c, tc, r);
     nd_tcp_conn_info(tc, &info);
@@ -607,34 +638,110 @@ static ssize_t dp_read(struct nd_conn *c, void *buf, size_t len)
     return nd_tcp_read(r->tc, buf, len);
 }
 
+/* A send refused with room in the connection's buffer: the engine's pools (chunks, descriptors)
+ * ran out, and no ACK of this connection will wake the writer: a WRITE event at the next
+ * iteration instead. */
+static void retry_if_pool(struct dp_worker *dp, struct dp_conn *r)
+{
+    if (r->retry || !nd_tcp_send_space(r->tc))
+        return;
+    r->retry = true;
+    r->rnext = dp->retry;
+    dp->retry = r;
+}
+
 static ssize_t dp_writev(struct nd_conn *c, const struct iovec *iov, int iovcnt)
 {
     struct dp_conn *r = c->priv;
-    ssize_t total = 0;
+    struct nd_tcp_piece v[8];
+    ssize_t n;
 
     if (!r || !r->tc)
         return -EBADF;
-    for (int i = 0; i < iovcnt; i++) {
-        ssize_t n;
+    if (iovcnt > 8)
+        iovcnt = 8; /* a short write: the caller writes the rest */
+    for (int i = 0; i < iovcnt; i++)
+        v[i] = (struct nd_tcp_piece){iov[i].iov_base, (uint32_t)iov[i].iov_len, NULL};
+    /* all of it before segments are cut: a head and a body written together leave together */
+    n = nd_tcp_sendv(r->tc, v, iovcnt);
+    if (n == -EAGAIN)
+        retry_if_pool(dp_of(c->w), r);
+    return n;
+}
 
-        if (!iov[i].iov_len)
+static int dp_peek(struct nd_conn *c, struct iovec *iov, int max)
+{
+    struct dp_conn *r = c->priv;
+    struct nd_tcp_piece pc[ND_IO_PEEK_MAX];
+    int n, err;
+
+    if (!r || !r->tc)
+        return -EBADF;
+    n = nd_tcp_recv_pieces(r->tc, pc, max < ND_IO_PEEK_MAX ? max : ND_IO_PEEK_MAX);
+    for (int i = 0; i < n; i++)
+        iov[i] = (struct iovec){(void *)(uintptr_t)pc[i].data, pc[i].len};
+    if (n)
+        return n;
+    if ((err = nd_tcp_error(r->tc)))
+        return -err;
+    return nd_tcp_eof(r->tc) ? 0 : -EAGAIN;
+}
+
+static void dp_consume(struct nd_conn *c, size_t n)
+{
+    struct dp_conn *r = c->priv;
+
+    if (r && r->tc)
+        nd_tcp_recv_consume(r->tc, n);
+}
+
+/* The mbuf holding received byte p, with a reference of ours, within the worker's budget. */
+static void *dp_pin(struct nd_conn *c, const void *p)
+{
+    struct dp_conn *r = c->priv;
+    struct dp_worker *dp = dp_of(c->w);
+    struct nd_tcp_piece pc[4];
+    const uint8_t *b = p;
+    int n;
+
+    if (!r || !r->tc)
+        return NULL;
+    n = nd_tcp_recv_pieces(r->tc, pc, 4);
+    for (int i = 0; i < n; i++) {
+        if (b < pc[i].data || b >= pc[i].data + pc[i].len || !pc[i].pkt)
             continue;
-        n = nd_tcp_send(r->tc, iov[i].iov_base, iov[i].iov_len);
-        if (n < 0) {
-            if (n == -EAGAIN && !r->retry && nd_tcp_send_space(r->tc) > 0) {
-                struct dp_worker *dp = dp_of(c->w);
-
-                r->retry = true;
-                r->rnext = dp->retry;
-                dp->retry = r;
-            }
-            return total ? total : n;
+        if (dp->pins >= DP_MAX_PINS) {
+            if (!(dp->pins_refused++ % 100000))
+                nd_info("dpdk: worker %u holds %u mbufs for heads parsed in place: the budget is "
+                        "spent, further heads are copied (nodus_dpdk_zc_heads_total{how=refused})",
+                        dp->w->id, dp->pins);
+            return NULL;
         }
-        total += n;
-        if ((size_t)n < iov[i].iov_len)
-            break;
+        rte_mbuf_refcnt_update(pc[i].pkt, 1);
+        dp->pins++;
+        dp->pinned++;
+        return pc[i].pkt;
     }
-    return total;
+    return NULL;
+}
+
+static void dp_unpin(struct nd_worker *w, void *pin)
+{
+    rte_pktmbuf_free(pin);
+    dp_of(w)->pins--;
+}
+
+static ssize_t dp_splice(struct nd_conn *to, struct nd_conn *from, size_t len)
+{
+    struct dp_conn *rt = to->priv, *rf = from->priv;
+    ssize_t n;
+
+    if (!rt || !rt->tc || !rf || !rf->tc)
+        return -EBADF;
+    n = nd_tcp_splice(rt->tc, rf->tc, len);
+    if (n == -EAGAIN)
+        retry_if_pool(dp_of(to->w), rt);
+    return n;
 }
 
 static void dp_shutdown_write(struct nd_conn *c)
@@ -682,6 +789,11 @@ const struct nd_io_ops nd_io_dpdk = {
     .connect_result = dp_connect_result,
     .read = dp_read,
     .writev = dp_writev,
+    .peek = dp_peek,
+    .consume = dp_consume,
+    .pin = dp_pin,
+    .unpin = dp_unpin,
+    .splice = dp_splice,
     .shutdown_write = dp_shutdown_write,
     .close = dp_close,
     .may_stop = dp_may_stop,
@@ -784,22 +896,24 @@ static const struct {
     const char *name;
     size_t off;
 } tcp_stats[] = {
-    TCP_STAT(segs_in),          TCP_STAT(segs_out),
-    TCP_STAT(bad_csum),         TCP_STAT(bad_hdr),
-    TCP_STAT(rst_sent),         TCP_STAT(rst_rcvd),
-    TCP_STAT(challenge_acks),   TCP_STAT(challenge_acks_limited),
-    TCP_STAT(oow_acks_limited), TCP_STAT(syncookies_sent),
-    TCP_STAT(syncookies_ok),    TCP_STAT(syncookies_bad),
-    TCP_STAT(retransmits),      TCP_STAT(rto_expiries),
-    TCP_STAT(fast_retransmits), TCP_STAT(persist_probes),
-    TCP_STAT(keepalive_probes), TCP_STAT(active_opens),
-    TCP_STAT(passive_opens),    TCP_STAT(conn_timeouts),
-    TCP_STAT(conn_resets),      TCP_STAT(tw_reused),
-    TCP_STAT(tw_recycled),      TCP_STAT(drop_no_conn),
-    TCP_STAT(drop_paws),        TCP_STAT(drop_out_of_window),
-    TCP_STAT(drop_bad_ack),     TCP_STAT(drop_no_mem),
-    TCP_STAT(drop_backlog),     TCP_STAT(drop_ooo_full),
-    TCP_STAT(drop_tx),          TCP_STAT(loss_probes),
+    TCP_STAT(segs_in),           TCP_STAT(segs_out),
+    TCP_STAT(bad_csum),          TCP_STAT(bad_hdr),
+    TCP_STAT(rst_sent),          TCP_STAT(rst_rcvd),
+    TCP_STAT(challenge_acks),    TCP_STAT(challenge_acks_limited),
+    TCP_STAT(oow_acks_limited),  TCP_STAT(syncookies_sent),
+    TCP_STAT(syncookies_ok),     TCP_STAT(syncookies_bad),
+    TCP_STAT(retransmits),       TCP_STAT(rto_expiries),
+    TCP_STAT(fast_retransmits),  TCP_STAT(persist_probes),
+    TCP_STAT(keepalive_probes),  TCP_STAT(active_opens),
+    TCP_STAT(passive_opens),     TCP_STAT(conn_timeouts),
+    TCP_STAT(conn_resets),       TCP_STAT(tw_reused),
+    TCP_STAT(tw_recycled),       TCP_STAT(drop_no_conn),
+    TCP_STAT(drop_paws),         TCP_STAT(drop_out_of_window),
+    TCP_STAT(drop_bad_ack),      TCP_STAT(drop_no_mem),
+    TCP_STAT(drop_backlog),      TCP_STAT(drop_ooo_full),
+    TCP_STAT(drop_tx),           TCP_STAT(loss_probes),
+    TCP_STAT(splice_moved),      TCP_STAT(splice_copied),
+    TCP_STAT(splice_zc_limited),
 };
 #undef TCP_STAT
 
@@ -851,6 +965,39 @@ static void handoff_metrics(struct nd_sbuf *out)
     for (unsigned w = 0; w < dpdk.nworkers; w++)
         nd_sbuf_printf(out, "nodus_dpdk_handoff_arp_total{worker=\"%u\"} %" PRIu64 "\n", w,
                        ld64(&dpdk.ho.st[w].arp_out));
+}
+
+/* The mbuf pools, and the heads parsed in place (the pins of io.h) summed over the workers. */
+static void mbuf_metrics(struct nd_sbuf *out)
+{
+    uint64_t pinned = 0, refused = 0, held = 0;
+
+    family(out, "nodus_dpdk_mbufs", "gauge", "mbufs in each worker's pool.");
+    for (unsigned w = 0; w < dpdk.nworkers; w++)
+        nd_sbuf_printf(out, "nodus_dpdk_mbufs{worker=\"%u\"} %u\n", w, ND_DPDK_MBUFS);
+    family(out, "nodus_dpdk_mbufs_in_use", "gauge",
+           "mbufs of each worker's pool not free: held by receive and send queues, heads parsed "
+           "in place, frames in flight (a snapshot).");
+    for (unsigned w = 0; w < dpdk.nworkers; w++)
+        nd_sbuf_printf(out, "nodus_dpdk_mbufs_in_use{worker=\"%u\"} %u\n", w,
+                       nd_dpdk_mbufs_in_use(&dpdk, w));
+
+    for (unsigned i = 0; i < ND_MAX_WORKERS; i++)
+        if (dpw[i]) {
+            pinned += ld64(&dpw[i]->pinned);
+            refused += ld64(&dpw[i]->pins_refused);
+            held += __atomic_load_n(&dpw[i]->pins, __ATOMIC_RELAXED);
+        }
+    family(out, "nodus_dpdk_zc_heads_total", "counter",
+           "HTTP heads parsed where they arrived, their mbuf held until the exchange ends "
+           "(in_place), or copied because the budget of held mbufs was spent (refused).");
+    nd_sbuf_printf(out,
+                   "nodus_dpdk_zc_heads_total{how=\"in_place\"} %" PRIu64
+                   "\nnodus_dpdk_zc_heads_total{how=\"refused\"} %" PRIu64 "\n",
+                   pinned, refused);
+    family(out, "nodus_dpdk_zc_held_mbufs", "gauge",
+           "mbufs held for HTTP heads parsed in place, all workers.");
+    nd_sbuf_printf(out, "nodus_dpdk_zc_held_mbufs %" PRIu64 "\n", held);
 }
 
 void nd_io_dpdk_metrics(struct nd_sbuf *out)
@@ -970,6 +1117,7 @@ void nd_io_dpdk_metrics(struct nd_sbuf *out)
                            "\n",
                            i, ld64(&t->passive_opens), i, ld64(&t->active_opens));
         }
+    mbuf_metrics(out);
     if (dpdk.nworkers > 1)
         handoff_metrics(out);
     family(out, "nodus_dpdk_workers", "gauge", "Workers running on DPDK ports.");

@@ -51,6 +51,11 @@ void tcp_enter(struct nd_tcp_stack *s)
 
 static void conn_put_free(struct nd_tcp_stack *s, struct nd_tcp_conn *c)
 {
+    for (struct nd_tcp_conn **pp = &s->acks; c->ack_listed && *pp; pp = &(*pp)->ack_next)
+        if (*pp == c) { /* a block recycled within a batch (TIME_WAIT under pool pressure) */
+            *pp = c->ack_next;
+            break;
+        }
     tcp_segq_drop(s, &c->rcvq);
     tcp_segq_drop(s, &c->ooq);
     tcp_segq_drop(s, &c->sndq);
@@ -143,6 +148,8 @@ struct nd_tcp_seg *tcp_seg_get(struct nd_tcp_stack *s)
 
 void tcp_seg_put(struct nd_tcp_stack *s, struct nd_tcp_seg *g)
 {
+    if (g->zc)
+        s->zc_segs--;
     if (g->chunk) {
         g->chunk->next = s->free_chunks;
         s->free_chunks = g->chunk;
@@ -793,11 +800,40 @@ unsigned nd_tcp_advance(struct nd_tcp_stack *s, uint64_t now_ms)
 {
     unsigned n = 0;
 
+    if (s->wheel != &s->own_wheel && !s->notify_head && !s->lnotify && !s->reap)
+        return 0; /* nothing deferred (the common case of every poll) */
     tcp_enter(s);
     if (s->wheel == &s->own_wheel)
         n = nd_wheel_advance(s->wheel, now_ms);
     tcp_leave(s);
     return n;
+}
+
+void nd_tcp_batch_begin(struct nd_tcp_stack *s)
+{
+    tcp_enter(s);
+    s->batch++;
+}
+
+void nd_tcp_batch_end(struct nd_tcp_stack *s)
+{
+    if (s->depth == 1 && s->batch == 1 && !s->acks && !s->notify_head && !s->lnotify && !s->reap) {
+        s->depth = s->batch = 0; /* an empty burst: nothing deferred (every idle poll) */
+        return;
+    }
+    if (!--s->batch)
+        while (s->acks) {
+            struct nd_tcp_conn *c = s->acks;
+
+            s->acks = c->ack_next;
+            c->ack_listed = false;
+            /* not if a segment of ours carried it since, or the connection stopped receiving */
+            if (c->ack_batch && (c->state == ND_TCP_ESTABLISHED || c->state == ND_TCP_FIN_WAIT_1 ||
+                                 c->state == ND_TCP_FIN_WAIT_2))
+                tcp_send_ack(c);
+            c->ack_batch = false;
+        }
+    tcp_leave(s);
 }
 
 int nd_tcp_next_timer(const struct nd_tcp_stack *s)
@@ -1007,20 +1043,14 @@ static void send_queued(struct nd_tcp_conn *c)
         tcp_output(c);
 }
 
-ssize_t nd_tcp_send(struct nd_tcp_conn *c, const void *data, size_t len)
+/* Copies up to len bytes to the end of c's send queue: into the tail chunk while it has room,
+ * then into new chunks. Returns the bytes copied (fewer when chunks or descriptors ran out). The
+ * caller checks the send space and sends. */
+static size_t sndq_copy(struct nd_tcp_conn *c, const uint8_t *p, size_t len)
 {
     struct nd_tcp_stack *s = c->s;
-    const uint8_t *p = data;
-    size_t space, done = 0;
-    int rc = send_check(c);
+    size_t done = 0;
 
-    if (rc)
-        return rc;
-    if (!len)
-        return 0;
-    space = nd_tcp_send_space(c);
-    if (len > space)
-        len = space;
     while (done < len) {
         struct nd_tcp_seg *t = c->sndq.tail;
         size_t n;
@@ -1051,7 +1081,32 @@ ssize_t nd_tcp_send(struct nd_tcp_conn *c, const void *data, size_t len)
         }
         done += n;
     }
-    if (done < len || done == 0 || nd_tcp_send_space(c) == 0)
+    return done;
+}
+
+ssize_t nd_tcp_sendv(struct nd_tcp_conn *c, const struct nd_tcp_piece *v, int n)
+{
+    struct nd_tcp_stack *s = c->s;
+    size_t total = 0, space, want, done = 0;
+    int rc = send_check(c);
+
+    if (rc)
+        return rc;
+    for (int i = 0; i < n; i++)
+        total += v[i].len;
+    if (!total)
+        return 0;
+    space = nd_tcp_send_space(c);
+    want = total < space ? total : space;
+    for (int i = 0; i < n && done < want; i++) {
+        size_t len = v[i].len < want - done ? v[i].len : want - done, k;
+
+        k = sndq_copy(c, v[i].data, len);
+        done += k;
+        if (k < len)
+            break; /* no chunk left */
+    }
+    if (done < want || done == 0 || nd_tcp_send_space(c) == 0)
         c->want_write = true;
     if (!done)
         return -EAGAIN;
@@ -1059,6 +1114,13 @@ ssize_t nd_tcp_send(struct nd_tcp_conn *c, const void *data, size_t len)
     send_queued(c);
     tcp_leave(s);
     return (ssize_t)done;
+}
+
+ssize_t nd_tcp_send(struct nd_tcp_conn *c, const void *data, size_t len)
+{
+    struct nd_tcp_piece p = {data, len < UINT32_MAX ? (uint32_t)len : UINT32_MAX, NULL};
+
+    return nd_tcp_sendv(c, &p, 1);
 }
 
 ssize_t nd_tcp_send_zc(struct nd_tcp_conn *c, const uint8_t *data, size_t len, void *pkt)
@@ -1084,11 +1146,133 @@ ssize_t nd_tcp_send_zc(struct nd_tcp_conn *c, const uint8_t *data, size_t len, v
     g->pkt = pkt;
     g->data = data;
     g->len = (uint32_t)len;
+    g->zc = true;
+    s->zc_segs++;
     segq_append(&c->sndq, g);
     tcp_enter(s);
     send_queued(c);
     tcp_leave(s);
     return (ssize_t)len;
+}
+
+/* Drops n bytes (at most what is queued) from the front of c's receive queue. */
+static void rcvq_drop(struct nd_tcp_conn *c, size_t n)
+{
+    struct nd_tcp_stack *s = c->s;
+
+    while (n && c->rcvq.head) {
+        struct nd_tcp_seg *g = c->rcvq.head;
+
+        if (n < g->len) {
+            g->data += n;
+            g->len -= (uint32_t)n;
+            g->seq += (uint32_t)n;
+            c->rcvq.bytes -= (uint32_t)n;
+            break;
+        }
+        n -= g->len;
+        c->rcvq.bytes -= g->len;
+        c->rcvq.n--;
+        c->rcvq.head = g->next;
+        if (!c->rcvq.head)
+            c->rcvq.tail = NULL;
+        tcp_seg_put(s, g);
+    }
+}
+
+/* After the application took received bytes: a window update when the advertised window has
+ * fallen to half the buffer or less and can now at least double (as Linux does; receiver SWS
+ * avoidance, RFC 9293 3.8.6.2.2). before: tcp_rcv_space() before it took them. */
+static void rcv_taken(struct nd_tcp_conn *c, uint32_t before)
+{
+    struct nd_tcp_stack *s = c->s;
+    uint32_t after = tcp_rcv_space(c), adv;
+
+    if (after <= before || c->state < ND_TCP_ESTABLISHED || c->state == ND_TCP_TIME_WAIT)
+        return;
+    adv = nd_seq_gt(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
+    if (2 * adv <= s->cfg.rcvbuf && after >= 2 * adv && after >= c->snd_mss) {
+        tcp_enter(s);
+        tcp_send_ack(c);
+        tcp_leave(s);
+    }
+}
+
+ssize_t nd_tcp_splice(struct nd_tcp_conn *to, struct nd_tcp_conn *from, size_t len)
+{
+    struct nd_tcp_stack *s = to->s;
+    size_t space, done = 0;
+    uint32_t before;
+    bool limited = false;
+    int rc = send_check(to);
+
+    if (rc)
+        return rc;
+    if (from->s != s)
+        return -EINVAL;
+    if (len > from->rcvq.bytes)
+        len = from->rcvq.bytes;
+    if (!len)
+        return 0;
+    space = nd_tcp_send_space(to);
+    if (len > space)
+        len = space;
+    before = tcp_rcv_space(from);
+    while (done < len) {
+        struct nd_tcp_seg *g = from->rcvq.head;
+        uint32_t n = g->len < len - done ? g->len : (uint32_t)(len - done);
+        bool whole = n == g->len;
+
+        if (n >= ND_TCP_SPLICE_COPY && (g->pkt || (g->chunk && whole)) &&
+            !(g->pkt && s->cfg.max_zc_segs && s->zc_segs >= s->cfg.max_zc_segs)) {
+            struct nd_tcp_seg *h = g;
+
+            if (whole) { /* the descriptor changes queues, its reference with it */
+                from->rcvq.head = g->next;
+                if (!from->rcvq.head)
+                    from->rcvq.tail = NULL;
+                from->rcvq.bytes -= n;
+                from->rcvq.n--;
+            } else { /* the front of it is shared */
+                if (!(h = tcp_seg_get(s)))
+                    break;
+                s->cfg.pkt_ops->ref(g->pkt);
+                h->pkt = g->pkt;
+                h->data = g->data;
+                h->len = n;
+                rcvq_drop(from, n);
+            }
+            if (h->pkt) {
+                h->zc = true;
+                s->zc_segs++;
+            }
+            segq_append(&to->sndq, h);
+            s->st.splice_moved += n;
+        } else {
+            size_t k;
+
+            limited |= g->pkt && n >= ND_TCP_SPLICE_COPY;
+            k = sndq_copy(to, g->data, n);
+            rcvq_drop(from, k);
+            s->st.splice_copied += k;
+            if (k < n) {
+                done += k;
+                break;
+            }
+        }
+        done += n;
+    }
+    if (limited)
+        s->st.splice_zc_limited++;
+    if (done < len || nd_tcp_send_space(to) == 0)
+        to->want_write = true;
+    if (!done)
+        return -EAGAIN;
+    rcv_taken(from, before);
+    tcp_enter(s);
+    send_queued(to);
+    tcp_leave(s);
+    return (ssize_t)done;
 }
 
 int nd_tcp_recv_pieces(const struct nd_tcp_conn *c, struct nd_tcp_piece *out, int max)
@@ -1116,39 +1300,10 @@ bool nd_tcp_eof(const struct nd_tcp_conn *c)
 
 void nd_tcp_recv_consume(struct nd_tcp_conn *c, size_t n)
 {
-    struct nd_tcp_stack *s = c->s;
-    uint32_t before = tcp_rcv_space(c), after, adv, mss;
+    uint32_t before = tcp_rcv_space(c);
 
-    while (n && c->rcvq.head) {
-        struct nd_tcp_seg *g = c->rcvq.head;
-
-        if (n < g->len) {
-            g->data += n;
-            g->len -= (uint32_t)n;
-            g->seq += (uint32_t)n;
-            c->rcvq.bytes -= (uint32_t)n;
-            break;
-        }
-        n -= g->len;
-        c->rcvq.bytes -= g->len;
-        c->rcvq.n--;
-        c->rcvq.head = g->next;
-        if (!c->rcvq.head)
-            c->rcvq.tail = NULL;
-        tcp_seg_put(s, g);
-    }
-    /* A window update when the advertised window has fallen to half the buffer or less and
-     * can now at least double (as Linux does; receiver SWS avoidance, RFC 9293 3.8.6.2.2). */
-    after = tcp_rcv_space(c);
-    if (after <= before || c->state < ND_TCP_ESTABLISHED || c->state == ND_TCP_TIME_WAIT)
-        return;
-    adv = nd_seq_gt(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
-    mss = c->snd_mss;
-    if (2 * adv <= s->cfg.rcvbuf && after >= 2 * adv && after >= mss) {
-        tcp_enter(s);
-        tcp_send_ack(c);
-        tcp_leave(s);
-    }
+    rcvq_drop(c, n);
+    rcv_taken(c, before);
 }
 
 ssize_t nd_tcp_read(struct nd_tcp_conn *c, void *buf, size_t len)

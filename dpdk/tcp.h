@@ -38,6 +38,17 @@ unsigned nd_tcp_advance(struct nd_tcp_stack *s, uint64_t now_ms);
 int nd_tcp_next_timer(const struct nd_tcp_stack *s);
 
 /*
+ * A batch of input, such as one RX burst: between nd_tcp_batch_begin() and nd_tcp_batch_end(),
+ * callbacks wait for the end (as within any engine call), and so do the ACKs that the every-second-
+ * full-segment rule makes due: a connection that received several segments in the batch sends one
+ * cumulative ACK at its end (unless a segment of its own carried it meanwhile), not one per two
+ * segments, as Linux does for what GRO merged. Other ACKs (out of order, duplicate, FIN, window
+ * updates) go at once. Batches nest; outside one nothing changes.
+ */
+void nd_tcp_batch_begin(struct nd_tcp_stack *s);
+void nd_tcp_batch_end(struct nd_tcp_stack *s);
+
+/*
  * One received segment: tcp points at the TCP header, len covers header and payload (the IP
  * layer has already removed padding). pkt is the handle of the buffer holding it: the engine
  * keeps payload by reference, taking its own references through pkt_ops (the caller keeps and
@@ -73,9 +84,28 @@ void *nd_tcp_udata(const struct nd_tcp_conn *c);
  * (-EAGAIN/-ENOMEM/errors as above); returns len.
  */
 ssize_t nd_tcp_send(struct nd_tcp_conn *c, const void *data, size_t len);
+/* nd_tcp_send() of n buffers at once, in order (a writev; the pieces' pkt is not used): segments
+ * are cut from all of them together, so that what is written together leaves together. */
+ssize_t nd_tcp_sendv(struct nd_tcp_conn *c, const struct nd_tcp_piece *v, int n);
 ssize_t nd_tcp_send_zc(struct nd_tcp_conn *c, const uint8_t *data, size_t len, void *pkt);
 /* Bytes the send buffer can take now. */
 size_t nd_tcp_send_space(const struct nd_tcp_conn *c);
+/*
+ * Forwarding without a copy: moves up to len bytes from the front of from's received data to the
+ * back of to's send queue (both connections of this stack), as nd_tcp_recv_consume() on from
+ * and a send on to. Whole receive descriptors change queues (the packet reference goes with
+ * them, no reference is taken or dropped); a descriptor cut by len is shared (a reference taken).
+ * Pieces shorter than ND_TCP_SPLICE_COPY bytes, descriptors without a packet in part, and
+ * everything past cfg.max_zc_segs are copied into send chunks instead, so that a few bytes never
+ * hold a whole packet and the packets send queues hold stay bounded. Retransmission keeps the
+ * reference until the bytes are acknowledged. Returns the bytes moved (at most len, what from
+ * holds and what to's send buffer takes), 0 when len or from's data is 0, -EAGAIN when to can take
+ * nothing now (a WRITE event follows once it drained; when chunks or descriptors, not the send
+ * buffer, ran out, none may come), -EPIPE after to's shutdown, to's error, or -EINVAL when the
+ * two are not of one stack.
+ */
+ssize_t nd_tcp_splice(struct nd_tcp_conn *to, struct nd_tcp_conn *from, size_t len);
+#define ND_TCP_SPLICE_COPY 512
 
 /*
  * Receiving, zero-copy: up to max pieces of in-order data, in order; returns how many. The

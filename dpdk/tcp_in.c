@@ -963,17 +963,17 @@ void nd_tcp_input(struct nd_tcp_stack *s, const struct nd_tcp_ipinfo *ip, const 
     f.lport = si.h.dport;
     f.rport = si.h.sport;
     c = tcp_lookup(s, &f);
-    l = tcp_listener_find(s, f.laddr, f.lport);
+    l = NULL; /* the listeners are looked at only for a segment of no connection, or a new SYN */
     if (c && c->state == ND_TCP_TIME_WAIT &&
-        (si.h.flags & (ND_TCP_SYN | ND_TCP_ACK | ND_TCP_RST)) == ND_TCP_SYN && l &&
-        tw_reusable(c, &si.h)) {
+        (si.h.flags & (ND_TCP_SYN | ND_TCP_ACK | ND_TCP_RST)) == ND_TCP_SYN &&
+        (l = tcp_listener_find(s, f.laddr, f.lport)) && tw_reusable(c, &si.h)) {
         s->st.tw_reused++;
         tcp_set_closed(c, 0);
         c = NULL;
     }
     if (c) {
         conn_input(c, &si);
-    } else if (l) {
+    } else if (l || (l = tcp_listener_find(s, f.laddr, f.lport))) {
         listen_input(s, l, &f, &si);
     } else {
         s->st.drop_no_conn++;

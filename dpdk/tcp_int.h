@@ -19,6 +19,7 @@ struct nd_tcp_seg {
     const uint8_t *data;
     void *pkt;                  /* caller handle holding data, or NULL */
     struct nd_tcp_chunk *chunk; /* engine block holding data, or NULL */
+    bool zc;                    /* in a send queue with a pkt: counted in the stack's zc_segs */
 };
 
 struct nd_tcp_chunk {
@@ -61,6 +62,9 @@ struct nd_tcp_conn {
     bool want_write, fin_queued, fin_sent, fin_acked, fin_rcvd, ooo_fin, eof_told;
     bool ts_ok, sack_ok, ws_ok, nodelay, keepalive, in_recovery, persist;
     bool ack_now, rtt_timing, closed_told, force;
+    bool ack_batch;               /* an ACK due at the end of the input batch */
+    bool ack_listed;              /* in s->acks (until the batch ends, even once not due) */
+    struct nd_tcp_conn *ack_next; /* s->acks */
 
     /* send side */
     uint32_t iss, snd_una, snd_nxt, snd_max, snd_wnd, max_snd_wnd, snd_wl1, snd_wl2;
@@ -143,6 +147,7 @@ struct nd_tcp_stack {
     uint32_t nsegs_free;
     struct nd_tcp_chunk *chunks, *free_chunks;
     uint32_t nchunks_free;
+    uint32_t zc_segs; /* send-queue descriptors holding caller packets (cfg.max_zc_segs) */
 
     uint8_t rcv_wscale; /* what we offer, from rcvbuf */
     /* challenge ACK rate limit */
@@ -155,6 +160,8 @@ struct nd_tcp_stack {
     struct nd_tcp_conn *notify_head, *notify_tail;
     struct nd_tcp_listener *lnotify;
     struct nd_tcp_conn *reap;
+    unsigned batch;           /* nd_tcp_batch_begin() nesting */
+    struct nd_tcp_conn *acks; /* ACKs due at the end of the batch */
 };
 
 static inline uint64_t tcp_now(const struct nd_tcp_stack *s)

@@ -133,7 +133,7 @@ static void conn_opts(const struct nd_tcp_conn *c, struct nd_tcp_opts *o)
 
 static void acked_now(struct nd_tcp_conn *c)
 {
-    c->ack_now = false;
+    c->ack_now = c->ack_batch = false;
     c->unacked_bytes = 0;
     nd_timer_cancel(c->s->wheel, &c->t_dack);
 }
@@ -217,8 +217,19 @@ void tcp_rst_for(struct nd_tcp_stack *s, const struct nd_tcp_flow *f, const stru
 
 void tcp_delack(struct nd_tcp_conn *c)
 {
+    struct nd_tcp_stack *s = c->s;
+
     if (c->unacked_bytes >= 2 * c->rcv_mss) {
-        c->ack_now = true;
+        if (!s->batch) {
+            c->ack_now = true;
+            return;
+        }
+        c->ack_batch = true; /* one ACK at the end of the batch covers all its segments */
+        if (!c->ack_listed) {
+            c->ack_listed = true;
+            c->ack_next = s->acks;
+            s->acks = c;
+        }
         return;
     }
     if (!nd_timer_armed(&c->t_dack))

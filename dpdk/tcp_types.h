@@ -79,6 +79,10 @@ struct nd_tcp_config {
     uint32_t max_listeners; /* listening endpoints */
     uint32_t max_segs;      /* segment descriptors, shared by all queues */
     uint32_t max_chunks;    /* send-buffer blocks of ND_TCP_CHUNK bytes for copied data */
+    uint32_t max_zc_segs;   /* send-queue descriptors that may hold caller packets (zero-copy
+                             * sends, spliced data): what bounds the packets (mbufs) the send
+                             * queues keep from the receive path; past it nd_tcp_splice() copies.
+                             * 0: no bound */
     uint32_t conn_hash;     /* hash buckets (power of two; 0: 2 * max_conns rounded up) */
     /* Per connection. */
     uint32_t mss;                  /* MSS we advertise and the most we send (IPv4 MTU 1500: 1460) */
@@ -174,6 +178,9 @@ struct nd_tcp_stats {
     uint64_t active_opens, passive_opens, conn_timeouts, conn_resets;
     uint64_t tw_reused;
     uint64_t tw_recycled; /* TIME_WAIT cut short because the connection pool was empty */
+    /* nd_tcp_splice(): bytes that changed queues by reference, bytes copied (short pieces, or
+     * max_zc_segs reached), and splices that copied because of max_zc_segs */
+    uint64_t splice_moved, splice_copied, splice_zc_limited;
     /* drops by reason */
     uint64_t drop_no_conn; /* segments to a closed port (answered by RST unless RST) */
     uint64_t drop_paws;

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "csum.h"
+
 int nd_tcp_parse(const uint8_t *p, size_t len, struct nd_tcp_hdr *h)
 {
     unsigned hlen, i;
@@ -173,18 +175,10 @@ static uint32_t fold32(uint32_t s)
 
 uint32_t nd_csum_add(uint32_t sum, const void *data, size_t len, size_t off)
 {
-    const uint8_t *p = data;
-    uint64_t s = 0;
-    uint32_t f;
-    size_t i;
+    uint32_t f = nd_csum16(data, len, 0);
 
-    for (i = 0; i + 1 < len; i += 2)
-        s += (uint32_t)(p[i] << 8 | p[i + 1]);
-    if (len & 1)
-        s += (uint32_t)p[len - 1] << 8;
-    while (s >> 16)
-        s = (s & 0xffff) + (s >> 16);
-    f = (uint32_t)s;
+    if (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+        f = __builtin_bswap16((uint16_t)f); /* the sum of the words in network order */
     if (off & 1)
         f = ((f & 0xff) << 8) | (f >> 8);
     return fold32(sum + f);

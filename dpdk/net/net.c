@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../csum.h"
 #include "net_int.h"
 
 static const char *const drop_names[] = {
@@ -23,30 +24,7 @@ const char *nd_net_event_name(enum nd_net_event e)
 
 uint16_t nd_net_cksum(const void *p, size_t len, uint32_t sum)
 {
-    const uint8_t *b = p;
-    uint64_t s = sum;
-
-    for (; len >= 8; b += 8, len -= 8) {
-        uint64_t v;
-
-        memcpy(&v, b, 8);
-        s += (v & 0xffffffff) + (v >> 32);
-    }
-    for (; len >= 2; b += 2, len -= 2) {
-        uint16_t v;
-
-        memcpy(&v, b, 2);
-        s += v;
-    }
-    if (len) {
-        uint16_t v = 0;
-
-        memcpy(&v, b, 1); /* the byte is the first of a word in network order */
-        s += v;
-    }
-    while (s >> 16)
-        s = (s & 0xffff) + (s >> 16);
-    return (uint16_t)s;
+    return nd_csum16(p, len, sum);
 }
 
 static void add_route(struct nd_net_shared *sh, uint32_t dst, uint8_t prefix, uint32_t via,
@@ -181,7 +159,7 @@ struct rte_mbuf *nd_net_alloc(struct nd_net *n, unsigned port, uint32_t len)
     return m;
 }
 
-static void flush_port(struct nd_net *n, unsigned port)
+static uint16_t flush_port(struct nd_net *n, unsigned port)
 {
     struct nd_net_txq *q = &n->txq[port];
     struct rte_mbuf *out[2 * ND_NET_BURST + 1], **pkts = q->m;
@@ -193,7 +171,7 @@ static void flush_port(struct nd_net *n, unsigned port)
         pkts = out;
     }
     if (!cnt)
-        return;
+        return 0;
     sent = n->ops->tx_burst(n, port, pkts, cnt);
     for (uint16_t i = 0; i < sent; i++) {
         n->stats[port].tx_pkts++;
@@ -201,6 +179,7 @@ static void flush_port(struct nd_net *n, unsigned port)
     }
     for (uint16_t i = sent; i < cnt; i++)
         nd_net_drop(n, port, pkts[i], ND_NET_TX_FULL);
+    return cnt;
 }
 
 void nd_net_tx(struct nd_net *n, unsigned port, struct rte_mbuf *m)
@@ -212,11 +191,14 @@ void nd_net_tx(struct nd_net *n, unsigned port, struct rte_mbuf *m)
         flush_port(n, port);
 }
 
-void nd_net_flush(struct nd_net *n)
+unsigned nd_net_flush(struct nd_net *n)
 {
+    unsigned sent = 0;
+
     for (unsigned p = 0; p < n->sh->nports; p++)
         if (n->txq[p].n || (n->faults && n->fault_tx[p].held))
-            flush_port(n, p);
+            sent += flush_port(n, p);
+    return sent;
 }
 
 void nd_net_input(struct nd_net *n, unsigned port, struct rte_mbuf *m)

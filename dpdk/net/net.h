@@ -41,8 +41,9 @@ void nd_net_input(struct nd_net *n, unsigned port, struct rte_mbuf *m);
 /* Timers: ARP retries and ageing, the ICMP error bucket, reordered packets held too long.
  * Cheap when nothing is due; call it every loop iteration. */
 void nd_net_tick(struct nd_net *n, uint64_t now_ms);
-/* Sends what is queued on every port (TX fault injection first). */
-void nd_net_flush(struct nd_net *n);
+/* Sends what is queued on every port (TX fault injection first). Returns the frames handed to
+ * the ports. */
+unsigned nd_net_flush(struct nd_net *n);
 /* Gratuitous ARP (a request for our own address) on every port: at start, after a change. */
 void nd_net_announce(struct nd_net *n);
 

@@ -303,7 +303,7 @@ unsigned nd_dpdk_rx(struct nd_dpdk_worker *w)
     struct rte_mbuf *pkts[ND_NET_BURST];
     const struct nd_net_shared *sh = w->net.sh;
     struct nd_dpdk *d = w->d;
-    unsigned total = nd_handoff_arp_drain(&d->ho, w->id, &w->net);
+    unsigned total = d->nworkers > 1 ? nd_handoff_arp_drain(&d->ho, w->id, &w->net) : 0;
 
     for (unsigned p = 0; p < sh->nports; p++) {
         uint16_t n = 0, keep;
@@ -317,13 +317,14 @@ unsigned nd_dpdk_rx(struct nd_dpdk_worker *w)
             nd_net_rx_burst(&w->net, p, pkts, keep);
         total += n;
     }
-    return total + nd_handoff_rx_drain(&d->ho, w->id, &w->net);
+    return d->nworkers > 1 ? total + nd_handoff_rx_drain(&d->ho, w->id, &w->net) : total;
 }
 
 unsigned nd_dpdk_flush(struct nd_dpdk_worker *w)
 {
-    nd_net_flush(&w->net);
-    return nd_handoff_tx_drain(&w->d->ho, w->id, &w->net);
+    unsigned n = nd_net_flush(&w->net);
+
+    return w->d->nworkers > 1 ? n + nd_handoff_tx_drain(&w->d->ho, w->id, &w->net) : n;
 }
 
 bool nd_dpdk_pending(const struct nd_dpdk_worker *w)
@@ -353,6 +354,11 @@ unsigned nd_dpdk_poll(struct nd_dpdk_worker *w, uint64_t now_ms)
 const char *nd_dpdk_steer_name(enum nd_dpdk_steer s)
 {
     return s == ND_DPDK_STEER_RSS ? "rss" : s == ND_DPDK_STEER_SOFTWARE ? "software" : "none";
+}
+
+unsigned nd_dpdk_mbufs_in_use(const struct nd_dpdk *d, unsigned w)
+{
+    return w < d->nworkers && d->pool[w] ? rte_mempool_in_use_count(d->pool[w]) : 0;
 }
 
 bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed)

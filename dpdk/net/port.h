@@ -83,7 +83,7 @@ void nd_dpdk_worker_fini(struct nd_dpdk_worker *w);
  * frames other workers handed to it. Returns how many frames it handled. */
 unsigned nd_dpdk_rx(struct nd_dpdk_worker *w);
 /* The TX step: nd_net_flush(), then the frames other workers handed to its TX queues. Returns
- * how many of those it took. */
+ * the frames it sent, its own and those. */
 unsigned nd_dpdk_flush(struct nd_dpdk_worker *w);
 /* Frames or ARP entries wait for this worker on its hand-over rings. */
 bool nd_dpdk_pending(const struct nd_dpdk_worker *w);
@@ -93,6 +93,9 @@ bool nd_dpdk_serves_others(const struct nd_dpdk_worker *w);
 unsigned nd_dpdk_poll(struct nd_dpdk_worker *w, uint64_t now_ms);
 /* "rss", "software" or "none". */
 const char *nd_dpdk_steer_name(enum nd_dpdk_steer s);
+/* mbufs of worker w's pool that are not free (held by queues, rings, the TCP engine, frames in
+ * flight). From any thread: a snapshot, maybe a few frames off. */
+unsigned nd_dpdk_mbufs_in_use(const struct nd_dpdk *d, unsigned w);
 /* Link state of port (index): true when up; speed in Mbps, 0 when the PMD does not know it. */
 bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed);
 /* Writes "name value" lines for every port: the stack's counters summed over the workers, and

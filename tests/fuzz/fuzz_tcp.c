@@ -509,6 +509,9 @@ static void fuzz_link(const uint8_t *data, size_t size)
         L.now = next > L.now ? next : L.now + 1;
         nd_tcp_advance(L.st[0], L.now);
         nd_tcp_advance(L.st[1], L.now);
+        /* what is due arrives as one burst, as the DPDK glue feeds it (one ACK per burst) */
+        nd_tcp_batch_begin(L.st[0]);
+        nd_tcp_batch_begin(L.st[1]);
         while (L.q && L.q->due <= L.now) {
             struct lpkt *k = L.q;
             struct nd_tcp_ipinfo ip = {k->src, k->dst, false};
@@ -517,6 +520,8 @@ static void fuzz_link(const uint8_t *data, size_t size)
             nd_tcp_input(L.st[k->to], &ip, k->d, k->len, k);
             lp_unref(k);
         }
+        nd_tcp_batch_end(L.st[1]);
+        nd_tcp_batch_end(L.st[0]);
     }
     CHECK(!L.s_eof || L.got == L.total);
     nd_tcp_unlisten(l);

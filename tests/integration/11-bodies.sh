@@ -2,7 +2,8 @@
 # Bodies both ways, and peers that misbehave, against a real upstream that reads what it is sent
 # (tests/peers/upstream.py) and nginx (which answers before reading a body):
 # uploads with Content-Length, chunked and Expect: 100-continue arrive intact (sha256 at both
-# ends); downloads framed by length, chunks and close arrive intact; pipelined requests are all
+# ends); an answer in the same read as a 100 Continue before it arrives intact; downloads framed by
+# length, chunks and close arrive intact; pipelined requests are all
 # answered in order; an answer sent before the upload ended reaches the client; a client that
 # leaves mid-body, an upstream that resets mid-response and one that never answers are each
 # handled (504 UT after the route timeout), counted, and the node keeps serving.
@@ -54,6 +55,11 @@ assert_eq "$want" "$got" "upload with Expect: 100-continue"
 # the 100 came from nodus at once, not after curl gave up waiting for it (10 s)
 awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { exit !(b - a < 5) }' ||
     die "Expect: 100-continue was not answered (curl waited for its timeout)"
+
+# an interim answer and the final one in one segment: the final head reaches the client intact
+got=$(curl -sS -i --max-time 5 "$url/interim")
+assert_contains "$got" "X-After-Interim: yes" "the answer after a 100 Continue in the same read"
+assert_contains "$got" $'\r\n\r\nok' "the answer's body after a 100 Continue in the same read"
 
 # downloads: length-framed, chunked, close-delimited
 for path in bytes/5000000 chunked/2000000; do

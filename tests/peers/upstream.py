@@ -9,6 +9,8 @@ usage: upstream.py PORT [ADDR]
   GET /hang           reads the request and never answers (until the client goes)
   GET /reset          sends a head announcing 1000 bytes, 10 of them, then resets the connection
   GET /close          answers without Content-Length and closes (body ends at EOF)
+  GET /interim        a 100 Continue and the final answer (with X-After-Interim: yes) in one write
+  GET /splithead      the answer's head in two writes 100 ms apart (two segments), then "split\n"
   anything else       200 "ok\\n"
 Prints "ready" on stdout when listening.
 """
@@ -106,6 +108,15 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(0.05)
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
+        elif p == "/interim":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                             b"X-After-Interim: yes\r\n\r\nok\n")
+        elif p == "/splithead":
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-First: 1\r\nX-Sec")
+            self.wfile.flush()
+            time.sleep(0.1)
+            self.wfile.write(b"ond: 2\r\nContent-Length: 6\r\n\r\nsplit\n")
         elif p == "/close":
             self.wfile.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end\n")
             self.close_connection = True

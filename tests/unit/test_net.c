@@ -231,9 +231,14 @@ static void test_checksum(void **state)
     for (unsigned i = 0; i < sizeof(buf); i++)
         buf[i] = (uint8_t)(i * 37 + 11);
     for (size_t len = 0; len <= sizeof(buf); len++) /* every length, both parities */
-        for (size_t off = 0; off < 3 && off < len; off++)
+        for (size_t off = 0; off < 9 && off < len; off++)
             assert_int_equal(nd_net_cksum(buf + off, len - off, 0),
                              rte_raw_cksum(buf + off, len - off));
+    /* carries: all ones, with a starting sum (what a pseudo-header gives) */
+    memset(buf, 0xff, sizeof(buf));
+    for (size_t len = 0; len <= sizeof(buf); len += 7)
+        assert_int_equal(nd_net_cksum(buf, len, 0x3fffc),
+                         __rte_raw_cksum_reduce(__rte_raw_cksum(buf, len, 0x3fffc)));
     /* a header with its checksum filled in sums to 0xffff */
     uint8_t f[128];
     ipv4(f, PEER, OUR0, 253, "", 0);

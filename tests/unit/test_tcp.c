@@ -325,6 +325,27 @@ static void fill(uint8_t *b, size_t n, uint8_t base)
 
 /* ---- tests ---- */
 
+/* The checksum of pieces at any offset of the stream: the sum of 16-bit words in network order,
+ * byte by byte (RFC 1071), against nd_csum_add(). */
+static void test_checksum_pieces(void **state)
+{
+    uint8_t b[200];
+
+    (void)state;
+    for (unsigned i = 0; i < sizeof(b); i++)
+        b[i] = (uint8_t)(i * 151 + (i >> 3));
+    for (size_t off = 0; off < 4; off++)
+        for (size_t len = 0; len + off <= sizeof(b); len++) {
+            uint64_t ref = 0x1234;
+
+            for (size_t i = 0; i < len; i++) /* byte i sits at stream offset off + i */
+                ref += (off + i) & 1 ? b[i] : (uint32_t)b[i] << 8;
+            while (ref >> 16)
+                ref = (ref & 0xffff) + (ref >> 16);
+            assert_int_equal(nd_csum_fold(nd_csum_add(0x1234, b, len, off)), ref);
+        }
+}
+
 static void test_seq_wrap(void **state)
 {
     (void)state;
@@ -560,6 +581,112 @@ static void test_data_delayed_ack(void **state)
     finish();
 }
 
+/* In a batch (an RX burst), the every-second-segment ACK waits for its end: one ACK for five
+ * segments; out-of-order data is still answered at once. */
+static void test_batch_ack(void **state)
+{
+    struct nd_tcp_conn *c;
+    uint8_t d[1448];
+    struct seg *g;
+
+    (void)state;
+    cfg_default();
+    start();
+    c = establish();
+    fill(d, sizeof(d), 3);
+    nd_tcp_batch_begin(S);
+    for (int i = 0; i < 5; i++) {
+        inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+        P.nxt += 1448;
+    }
+    no_seg();
+    assert_int_equal(events, 0); /* callbacks wait for the end of the batch too */
+    nd_tcp_batch_end(S);
+    g = expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    saw(g);
+    no_seg();
+    assert_true(events & ND_TCP_EV_READ);
+    /* a hole: the segment after it is answered at once, inside the batch */
+    nd_tcp_batch_begin(S);
+    inject(ND_TCP_ACK, P.nxt + 1448, P.una, 1000, d, 1448);
+    g = expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    assert_int_equal(g->h.nsack, 1);
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448); /* fills it: at once as well */
+    P.nxt += 2896;
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    nd_tcp_batch_end(S);
+    no_seg();
+    /* an ACK due, then one sent at once (a hole), then due again: still one at the end */
+    nd_tcp_batch_begin(S);
+    for (int i = 0; i < 2; i++) {
+        inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+        P.nxt += 1448;
+    }
+    no_seg();
+    inject(ND_TCP_ACK, P.nxt + 1448, P.una, 1000, d, 1448);
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+    P.nxt += 2896;
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    for (int i = 0; i < 2; i++) {
+        inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+        P.nxt += 1448;
+    }
+    no_seg();
+    nd_tcp_batch_end(S);
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    no_seg();
+    /* outside a batch, every second full segment, as before */
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+    P.nxt += 1448;
+    no_seg();
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+    P.nxt += 1448;
+    expect(ND_TCP_ACK, P.una, P.nxt, 0);
+    no_seg();
+    assert_int_equal(nd_tcp_readable(c), 15 * 1448);
+    finish();
+}
+
+static void test_sendv_one_segment(void **state)
+{
+    struct nd_tcp_conn *c;
+    struct nd_tcp_piece v[3];
+    uint8_t d[3000];
+    struct seg *g;
+
+    (void)state;
+    cfg_default();
+    CFG.sndbuf = 2000;
+    start();
+    c = establish();
+    fill(d, sizeof(d), 5);
+    /* a head and a body written together leave in one segment, not one each */
+    v[0] = (struct nd_tcp_piece){d, 100, NULL};
+    v[1] = (struct nd_tcp_piece){d + 100, 0, NULL};
+    v[2] = (struct nd_tcp_piece){d + 100, 300, NULL};
+    assert_int_equal(nd_tcp_sendv(c, v, 3), 400);
+    g = expect(ND_TCP_ACK | ND_TCP_PSH, P.una, P.nxt, 400);
+    assert_memory_equal(g->data, d, 400);
+    no_seg();
+    /* up to the send buffer, then -EAGAIN (a WRITE event once acknowledged) */
+    v[0] = (struct nd_tcp_piece){d + 400, 1000, NULL};
+    v[1] = (struct nd_tcp_piece){d + 1400, 1000, NULL};
+    assert_int_equal(nd_tcp_sendv(c, v, 2), 1600);
+    assert_int_equal(nd_tcp_sendv(c, v, 2), -EAGAIN);
+    assert_int_equal(nd_tcp_sendv(c, v, 0), 0);
+    g = expect(ND_TCP_ACK, P.una + 400, P.nxt, 1448);
+    assert_memory_equal(g->data, d + 400, 1448);
+    g = expect(ND_TCP_ACK | ND_TCP_PSH, P.una + 1848, P.nxt, 152);
+    saw(g);
+    no_seg();
+    events = 0;
+    inject(ND_TCP_ACK, P.nxt, P.una + 2000, 1000, NULL, 0);
+    P.una += 2000;
+    assert_true(events & ND_TCP_EV_WRITE);
+    finish();
+}
+
 static void test_zero_copy_send_and_receive(void **state)
 {
     struct nd_tcp_conn *c;
@@ -596,6 +723,121 @@ static void test_zero_copy_send_and_receive(void **state)
     assert_int_equal(pc[0].len, 300);
     nd_tcp_recv_consume(c, 300);
     assert_int_equal(live_pkts, 0);
+    finish();
+}
+
+/* Payload the engine sent to the peer on port rport, appended to buf at *len; segments on other
+ * flows are skipped. Returns the last one taken. */
+static struct seg *sent_to(uint16_t rport, uint8_t *buf, uint32_t *len)
+{
+    struct seg *last = NULL;
+
+    while (rd < nout) {
+        struct seg *g = next_seg();
+
+        if (g->flow.rport != rport)
+            continue;
+        memcpy(buf + *len, g->data, g->plen);
+        *len += g->plen;
+        last = g;
+    }
+    return last;
+}
+
+static void test_splice(void **state)
+{
+    struct nd_tcp_conn *a, *b;
+    struct peer pa, pb;
+    struct seg *g;
+    uint8_t d[6000], got[8000];
+    uint32_t n = 0;
+    const struct nd_tcp_stats *st;
+
+    (void)state;
+    cfg_default();
+    CFG.max_zc_segs = 2;
+    CFG.sndbuf = 4096;
+    start();
+    st = nd_tcp_stats(S);
+    a = establish();
+    pa = P;
+    P.port = RPORT + 1;
+    P.iss = 0x2000;
+    b = establish();
+    pb = P;
+    fill(d, sizeof(d), 11);
+    /* into a: 1448, 100, 1448 bytes, three packets held by a's receive queue */
+    P = pa;
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 1448);
+    P.nxt += 1448;
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d + 1448, 100);
+    P.nxt += 100;
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d + 1548, 1448);
+    P.nxt += 1448;
+    pa = P;
+    rd = nout; /* a's ACKs */
+    assert_int_equal(live_pkts, 3);
+    /* the front of the first packet is shared (a reference taken), and sent on b */
+    assert_int_equal(nd_tcp_splice(b, a, 1000), 1000);
+    assert_int_equal(nd_tcp_readable(a), 1996);
+    assert_int_equal(st->splice_moved, 1000);
+    assert_int_equal(live_pkts, 3);
+    sent_to(RPORT + 1, got, &n);
+    assert_int_equal(n, 1000);
+    /* the rest: 448 and 100 bytes copied (short), the last packet changes queues whole, up to
+     * b's send buffer: 4096 - 1000 bytes */
+    assert_int_equal(nd_tcp_splice(b, a, 10000), 1996);
+    assert_int_equal(nd_tcp_readable(a), 0);
+    assert_int_equal(st->splice_copied, 548);
+    assert_int_equal(st->splice_moved, 2448);
+    assert_int_equal(live_pkts, 2); /* the 100-byte packet was copied, then let go */
+    g = sent_to(RPORT + 1, got, &n);
+    assert_int_equal(n, 2996);
+    assert_memory_equal(got, d, 2996);
+    saw(g);
+    /* past max_zc_segs (2) the bytes are copied, even a whole packet */
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d + 2996, 1000);
+    P.nxt += 1000;
+    pa = P;
+    rd = nout;
+    assert_int_equal(nd_tcp_splice(b, a, 1000), 1000);
+    assert_int_equal(st->splice_zc_limited, 1);
+    assert_int_equal(st->splice_copied, 1548);
+    assert_int_equal(live_pkts, 2);
+    sent_to(RPORT + 1, got, &n);
+    /* b's send buffer is full (3996 unacknowledged of 4096): 100 bytes go, then -EAGAIN and a
+     * WRITE event once b's peer acknowledges */
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d + 3996, 1448);
+    P.nxt += 1448;
+    pa = P;
+    rd = nout;
+    assert_int_equal(nd_tcp_splice(b, a, 1448), 100);
+    assert_int_equal(nd_tcp_splice(b, a, 1348), -EAGAIN);
+    g = sent_to(RPORT + 1, got, &n);
+    assert_int_equal(n, 4096);
+    assert_memory_equal(got, d, 4096);
+    P = pb;
+    saw(g);
+    events = 0;
+    inject(ND_TCP_ACK, P.nxt, P.una + 4096, 1000, NULL, 0);
+    P.una += 4096;
+    pb = P;
+    assert_true(events & ND_TCP_EV_WRITE);
+    assert_int_equal(live_pkts, 1); /* acknowledged: b let go of a's packets */
+    /* what is left moves whole now that b holds no packet; after b's shutdown, -EPIPE */
+    assert_int_equal(nd_tcp_splice(b, a, 1348), 1348);
+    assert_int_equal(st->splice_moved, 2448 + 1348);
+    sent_to(RPORT + 1, got, &n);
+    assert_int_equal(n, 5444);
+    assert_memory_equal(got, d, 5444);
+    nd_tcp_shutdown(b);
+    P = pa;
+    inject(ND_TCP_ACK, P.nxt, P.una, 1000, d, 600);
+    P.nxt += 600;
+    assert_int_equal(nd_tcp_splice(b, a, 600), -EPIPE);
+    assert_int_equal(nd_tcp_splice(b, a, 0), -EPIPE);
+    nd_tcp_recv_consume(a, 600);
+    assert_int_equal(nd_tcp_splice(a, b, 10), 0); /* nothing received on b */
     finish();
 }
 
@@ -1748,7 +1990,11 @@ static void test_foreach_for_sockets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_checksum_pieces),
         cmocka_unit_test(test_seq_wrap),
+        cmocka_unit_test(test_splice),
+        cmocka_unit_test(test_sendv_one_segment),
+        cmocka_unit_test(test_batch_ack),
         cmocka_unit_test(test_handshake_passive),
         cmocka_unit_test(test_handshake_active),
         cmocka_unit_test(test_connect_refused_and_syn_timeout),

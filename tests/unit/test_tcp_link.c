@@ -251,6 +251,8 @@ static void on_accept(struct nd_tcp_listener *l, void *udata)
     }
 }
 
+static uint32_t mk_zc_segs; /* cfg.max_zc_segs of the stacks mk() makes */
+
 static struct nd_tcp_stack *mk(struct link *l, uint8_t seed, uint32_t rcvbuf)
 {
     struct nd_tcp_config cfg;
@@ -268,6 +270,7 @@ static struct nd_tcp_stack *mk(struct link *l, uint8_t seed, uint32_t rcvbuf)
     cfg.rcvbuf = rcvbuf;
     cfg.msl = 500;
     cfg.rto_min = 200;
+    cfg.max_zc_segs = mk_zc_segs;
     s = nd_tcp_stack_new(&cfg, &err);
     assert_non_null(s);
     return s;
@@ -407,6 +410,7 @@ struct echo {
     struct nd_tcp_conn *c;
     uint64_t fwd;
     bool eof, shut;
+    bool splice; /* forward with nd_tcp_splice(), else nd_tcp_send_zc() of each piece */
 };
 static struct echo echo_srv;
 
@@ -415,7 +419,16 @@ static void echo_pump(struct nd_tcp_conn *c)
     struct nd_tcp_piece pc[8];
     int n, i;
 
-    /* forward received pieces as they are (the packets, not copies), as a proxy would */
+    /* forward what was received, as a proxy would: the queue's descriptors (splice) */
+    while (echo_srv.splice && nd_tcp_readable(c)) {
+        ssize_t w = nd_tcp_splice(c, c, nd_tcp_readable(c));
+
+        if (w == -11 /* EAGAIN */)
+            return; /* back-pressure: wait for WRITE */
+        assert_true(w > 0);
+        echo_srv.fwd += (uint64_t)w;
+    }
+    /* or the received pieces as they are (the packets, not copies) */
     while ((n = nd_tcp_recv_pieces(c, pc, 8)) > 0) {
         size_t done = 0;
 
@@ -528,8 +541,11 @@ static void echo_client_drain(struct echo_client *a, size_t budget)
         a->eof = true;
 }
 
-static void test_echo_zero_copy_slow_reader(void **state)
+/* 2 MB echoed to a client with a 16 KiB receive buffer reading at 2 MB/s, over a lossy link.
+ * zc_segs: the server's max_zc_segs. */
+static const struct nd_tcp_stats *echo_run(bool splice, uint32_t zc_segs)
 {
+    static struct nd_tcp_stats server_stats;
     struct link l;
     struct echo_client cl;
     struct nd_tcp_flow f = {A_ADDR, B_ADDR, 40002, 7};
@@ -538,18 +554,21 @@ static void test_echo_zero_copy_slow_reader(void **state)
     uint64_t start, last;
     int err = 0;
 
-    (void)state;
     memset(&l, 0, sizeof(l));
     memset(&cl, 0, sizeof(cl));
     memset(&echo_srv, 0, sizeof(echo_srv));
+    echo_srv.splice = splice;
     l.now = last = start = 9000000;
     l.rng = 99;
     l.p_drop = 0.01;
     l.p_dup = 0.005;
     l.p_reorder = 0.01;
     l.delay_ms = 2;
+    mk_zc_segs = 0;
     l.st[0] = mk(&l, 3, 16 * 1024); /* the client: a small receive buffer */
+    mk_zc_segs = zc_segs;
     l.st[1] = mk(&l, 4, 64 * 1024);
+    mk_zc_segs = 0;
     cl.total = 2u << 20;
     cl.hash_out = cl.hash_in = 0xcbf29ce484222325ull;
     lis = nd_tcp_listen(l.st[1], 0, 7, 4, echo_accept, NULL, &err);
@@ -585,10 +604,12 @@ static void test_echo_zero_copy_slow_reader(void **state)
     sa = nd_tcp_stats(l.st[0]);
     sb = nd_tcp_stats(l.st[1]);
     print_message("    echo %llu bytes in %llu ms virtual; retransmits client %llu server %llu; "
-                  "server persist probes %llu\n",
+                  "server persist probes %llu; spliced %llu moved, %llu copied\n",
                   (unsigned long long)cl.got, (unsigned long long)(l.now - start),
                   (unsigned long long)sa->retransmits, (unsigned long long)sb->retransmits,
-                  (unsigned long long)sb->persist_probes);
+                  (unsigned long long)sb->persist_probes, (unsigned long long)sb->splice_moved,
+                  (unsigned long long)sb->splice_copied);
+    server_stats = *sb;
     assert_true(cl.eof);
     assert_int_equal(cl.got, cl.total);
     assert_int_equal(echo_srv.fwd, cl.total);
@@ -605,6 +626,27 @@ static void test_echo_zero_copy_slow_reader(void **state)
     nd_tcp_stack_free(l.st[0]);
     nd_tcp_stack_free(l.st[1]);
     assert_int_equal(pkts_live, 0);
+    return &server_stats;
+}
+
+static void test_echo_zero_copy_slow_reader(void **state)
+{
+    (void)state;
+    echo_run(false, 0);
+}
+
+/* The same through nd_tcp_splice(), with a bound on the packets send queues may hold small
+ * enough that the server both moves packets and copies past the bound. */
+static void test_echo_splice_slow_reader(void **state)
+{
+    const struct nd_tcp_stats *st;
+
+    (void)state;
+    st = echo_run(true, 128);
+    assert_true(st->splice_moved > (1u << 20));
+    assert_true(st->splice_copied > 0);
+    assert_true(st->splice_zc_limited > 0);
+    assert_int_equal(st->splice_moved + st->splice_copied, 2u << 20);
 }
 
 int main(void)
@@ -614,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_lossy_10mb),
         cmocka_unit_test(test_lossy_seeds),
         cmocka_unit_test(test_echo_zero_copy_slow_reader),
+        cmocka_unit_test(test_echo_splice_slow_reader),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
