@@ -40,7 +40,7 @@ listener "raw" {
   plugins = { headers { } },
 }
 listener "guarded" {
-  listen = "127.0.0.1:$gport", protocol = "http",
+  listen = "$NODE_IP:$gport", protocol = "http",
   plugins = { headers { first_byte_timeout = "300ms" },
               router { { match = { prefix = "/" }, cluster = "peer" } } },
 }
@@ -89,8 +89,8 @@ assert_eq 0 "$(metric nodus_plugin_headers_worker_mismatch_total)" "hooks ran wi
 # node after 300 ms, counted and logged; a client that speaks in time is served, even slowly after
 # its first bytes. shutdown: the node ends a connection after an answer with Connection: close.
 python3 - "$gport" >"$T/silent" <<'PY'
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+import os, socket, sys, time
+s = socket.create_connection((os.environ["NODE_IP"], int(sys.argv[1])))
 s.settimeout(5)
 t = time.monotonic()
 got = s.recv(1)  # b"" when the node closes
@@ -100,8 +100,8 @@ read -r n ms <"$T/silent"
 assert_eq 0 "$n" "a silent client gets nothing but the close"
 [ "$ms" -ge 250 ] && [ "$ms" -lt 2000 ] || die "silent client closed after $ms ms, not about 300"
 python3 - "$gport" >"$T/slow" <<'PY'
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+import os, socket, sys, time
+s = socket.create_connection((os.environ["NODE_IP"], int(sys.argv[1])))
 s.settimeout(5)
 s.sendall(b"GET /slow HTTP/1.1\r\n")  # the first bytes in time, the rest after the deadline
 time.sleep(0.6)
@@ -116,13 +116,13 @@ print(data.split(b"\r\n")[0].decode())
 PY
 assert_eq "HTTP/1.1 200 OK" "$(cat "$T/slow")" "a client that spoke in time"
 sleep 0.3
-curl -s -o "$T/m2" "http://127.0.0.1:$admin/stats/prometheus"
+curl -s -o "$T/m2" "http://$NODE_IP:$admin/stats/prometheus"
 metric2() { awk -v n="$1" '$1 == n { print $2 }' "$T/m2"; }
 assert_eq 1 "$(metric2 nodus_plugin_headers_first_byte_timeouts_total)" "first byte timeouts"
 assert_eq 1 "$(metric2 nodus_stream_timeouts_total)" "the core counted the timeout"
 [ "$(metric2 nodus_plugin_headers_shutdowns_total)" -ge 1 ] ||
     die "no shutdown hook for an answer with Connection: close"
-grep -q 'headers: closed 127.0.0.1: nothing within first_byte_timeout (300 ms; 1 such' "$NODUS_LOG" ||
+grep -q "headers: closed $PEER_IP: nothing within first_byte_timeout (300 ms; 1 such" "$NODUS_LOG" ||
     die "first byte timeout not logged"
 sed 's/first_byte_timeout = "300ms"/first_byte_timeout = "2h"/' "$cfg" >"$T/fbt.lua"
 "$NODUS" check "$T/fbt.lua" >"$T/fbt" 2>&1 && die "a first_byte_timeout of 2h was accepted"
