@@ -8,6 +8,7 @@
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
 #include <rte_mempool.h>
 
 #include "port.h"
@@ -47,28 +48,22 @@ static int find_port(const struct nd_dpdk_port_conf *pc, uint16_t *pid)
     return -1;
 }
 
-static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
+/* What a port is and how many queues it gets (before the pools: af_xdp ports shape them). */
+static int port_plan(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
 {
     const struct nd_dpdk_port_conf *pc = &d->conf.ports[i];
     struct nd_dpdk_port_info *info = &d->info[i];
-    struct nd_net_port *np = &d->sh.port[i];
-    struct rte_eth_conf ec;
     struct rte_eth_dev_info di;
-    uint16_t pid, nrx = ND_DPDK_RX_DESC, ntx = ND_DPDK_TX_DESC, mtu;
-    uint64_t want_rx =
-        RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
-    uint64_t want_tx =
-        RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+    uint16_t pid;
     const uint64_t rss_need = RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV4_UDP;
     unsigned nw = d->nworkers;
-    int socket, rc;
+    int rc;
 
     if (find_port(pc, &pid) < 0)
         return fail(err, errlen, "ports[%u]: DPDK has no port for \"%s\" (see the EAL's log)",
                     i + 1, pc->dev);
     if ((rc = rte_eth_dev_info_get(pid, &di)) != 0)
         return fail(err, errlen, "ports[%u]: device info: %s", i + 1, rte_strerror(-rc));
-    socket = rte_eth_dev_socket_id(pid);
     info->port_id = pid;
     rte_eth_dev_get_name_by_port(pid, info->name);
     snprintf(info->driver, sizeof(info->driver), "%s", di.driver_name);
@@ -83,6 +78,7 @@ static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
                     "ports[%u]: %s has qpairs=%u, more than node.workers = %u: the kernel spreads "
                     "frames over every queue pair; use qpairs=%u or fewer",
                     i + 1, pc->dev, info->max_rxq, nw, nw);
+    info->xsk = !strcmp(di.driver_name, "net_af_xdp");
     info->nrxq = (uint16_t)RTE_MIN((unsigned)info->max_rxq, nw);
     info->ntxq = (uint16_t)RTE_MIN((unsigned)info->max_txq, nw);
     /* the NIC steers each flow to its worker's queue when it does RSS with our key over as many
@@ -95,7 +91,31 @@ static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
         info->steer = ND_DPDK_STEER_RSS;
     else
         info->steer = ND_DPDK_STEER_SOFTWARE; /* the workers hand frames over (handoff.h) */
+    if (info->xsk)
+        for (unsigned q = 0; q < info->nrxq; q++)
+            d->xsk_queues[q]++;
+    return 0;
+}
 
+static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
+{
+    struct nd_dpdk_port_info *info = &d->info[i];
+    struct nd_net_port *np = &d->sh.port[i];
+    struct rte_eth_conf ec;
+    struct rte_eth_dev_info di;
+    uint16_t pid = info->port_id, mtu;
+    uint16_t nrx = ND_DPDK_RX_DESC, ntx = ND_DPDK_TX_DESC;
+    uint64_t want_rx =
+        RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
+    uint64_t want_tx =
+        RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+    int socket, rc;
+
+    if ((rc = rte_eth_dev_info_get(pid, &di)) != 0)
+        return fail(err, errlen, "ports[%u]: device info: %s", i + 1, rte_strerror(-rc));
+    socket = rte_eth_dev_socket_id(pid);
+    if (info->xsk) /* its XSK rings: as many as the fill ring's buffers */
+        nrx = ntx = ND_DPDK_XSK_DESC;
     memset(&ec, 0, sizeof(ec));
     ec.rxmode.offloads = want_rx & di.rx_offload_capa;
     ec.txmode.offloads = want_tx & di.tx_offload_capa;
@@ -140,6 +160,71 @@ static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
     return 0;
 }
 
+/* Worker w's mbuf pool. When it backs af_xdp RX queues it is their UMEM: the PMD of DPDK 22.11
+ * registers, from the page of the pool's first memory chunk, populated_size objects back to back.
+ * An ordinary pool keeps every object within a page (with --no-huge, one 2.3 KB mbuf per 4 KiB
+ * page; with hugepages, gaps at each 2 MB), so its last mbufs would lie beyond the UMEM: the
+ * kernel refuses them as TX descriptors and drops them from the fill ring, never to come back.
+ * Such a pool is made of objects packed in one chunk (no IOVA contiguity needed: the kernel
+ * copies into the UMEM, no device DMAs), with room for what the PMD holds. */
+static struct rte_mempool *pool_create(struct nd_dpdk *d, unsigned w, char *err, size_t errlen)
+{
+    struct rte_pktmbuf_pool_private priv = {.mbuf_data_room_size = RTE_MBUF_DEFAULT_BUF_SIZE};
+    unsigned n = ND_DPDK_MBUFS + d->xsk_queues[w] * ND_DPDK_XSK_MBUFS;
+    const struct rte_mempool_memhdr *h;
+    struct rte_mempool *mp;
+    char name[RTE_MEMPOOL_NAMESIZE];
+    int rc;
+
+    snprintf(name, sizeof(name), "nd_mbuf_%u", w);
+    if (!d->xsk_queues[w]) {
+        mp = rte_pktmbuf_pool_create(name, n, ND_DPDK_MBUF_CACHE, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                     (int)rte_socket_id());
+        if (!mp)
+            fail(err, errlen, "mbuf pool %u: %s", w, rte_strerror(rte_errno));
+        return mp;
+    }
+    for (unsigned i = 0; i < d->conf.nports; i++)
+        if (!d->conf.ports[i].vdev && rte_eal_iova_mode() == RTE_IOVA_PA) {
+            fail(err, errlen,
+                 "ports[%u]: a PCI device next to af_xdp ports needs IOVA as VA (vfio-pci): the "
+                 "af_xdp UMEM's mbufs are not physically contiguous",
+                 i + 1);
+            return NULL;
+        }
+    n = rte_align32pow2(n + 1) - 1;
+    mp = rte_mempool_create_empty(name, n, sizeof(struct rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE,
+                                  ND_DPDK_MBUF_CACHE, sizeof(priv), (int)rte_socket_id(),
+                                  RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+    if (!mp) {
+        fail(err, errlen, "mbuf pool %u: %s", w, rte_strerror(rte_errno));
+        return NULL;
+    }
+    if ((rc = rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL)) != 0) {
+        fail(err, errlen, "mbuf pool %u: %s", w, rte_strerror(-rc));
+        goto fail;
+    }
+    rte_pktmbuf_pool_init(mp, &priv);
+    if ((rc = rte_mempool_populate_default(mp)) < 0) {
+        fail(err, errlen, "mbuf pool %u: %s", w, rte_strerror(-rc));
+        goto fail;
+    }
+    rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+    h = STAILQ_FIRST(&mp->mem_list);
+    if (mp->populated_size != n || mp->nb_mem_chunks != 1 ||
+        h->len < (size_t)n * (mp->header_size + mp->elt_size + mp->trailer_size)) {
+        fail(err, errlen,
+             "mbuf pool %u: the af_xdp UMEM needs its %u mbufs in one area of %zu MB, which "
+             "the EAL could not give (more memory: -m, or hugepages)",
+             w, n, (size_t)n * (mp->header_size + mp->elt_size + mp->trailer_size) >> 20);
+        goto fail;
+    }
+    return mp;
+fail:
+    rte_mempool_free(mp);
+    return NULL;
+}
+
 int nd_dpdk_start(struct nd_dpdk *d, const struct nd_dpdk_conf *c, unsigned nworkers, char *err,
                   size_t errlen)
 {
@@ -163,18 +248,17 @@ int nd_dpdk_start(struct nd_dpdk *d, const struct nd_dpdk_conf *c, unsigned nwor
     if (rc < 0)
         return fail(err, errlen, "EAL: %s", rte_strerror(rte_errno));
     d->eal_up = true;
-    for (unsigned w = 0; w < nworkers; w++) {
-        char name[RTE_MEMPOOL_NAMESIZE];
-
-        snprintf(name, sizeof(name), "nd_mbuf_%u", w);
-        d->pool[w] = rte_pktmbuf_pool_create(name, ND_DPDK_MBUFS, ND_DPDK_MBUF_CACHE, 0,
-                                             RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
-        if (!d->pool[w]) {
-            fail(err, errlen, "mbuf pool %u: %s", w, rte_strerror(rte_errno));
+    for (unsigned i = 0; i < c->nports; i++)
+        if (port_plan(d, i, err, errlen) < 0) {
+            d->ports_up = true; /* closes the ports the EAL probed */
             nd_dpdk_stop(d);
             return -1;
         }
-    }
+    for (unsigned w = 0; w < nworkers; w++)
+        if (!(d->pool[w] = pool_create(d, w, err, errlen))) {
+            nd_dpdk_stop(d);
+            return -1;
+        }
     for (unsigned i = 0; i < c->nports; i++)
         if (port_setup(d, i, err, errlen) < 0) {
             d->ports_up = true; /* closes what was set up */

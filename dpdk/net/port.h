@@ -28,6 +28,13 @@
 #define ND_DPDK_TX_DESC 1024
 #define ND_DPDK_MBUFS 8191 /* per worker pool (2^n - 1 is what the ring likes) */
 #define ND_DPDK_MBUF_CACHE 256
+/* net_af_xdp: the size of an XSK socket's RX and TX rings (the PMD sizes both from the RX
+ * descriptors), and what one RX/TX queue pair keeps out of its pool: the PMD of DPDK 22.11 puts
+ * 2048 mbufs in the fill ring and keeps it full, and TX sends the mbufs themselves, held until
+ * the kernel completes them. Added to the pool of the worker whose RX queue it is. */
+#define ND_DPDK_XSK_DESC 2048
+#define ND_DPDK_XSK_FILL 2048
+#define ND_DPDK_XSK_MBUFS (ND_DPDK_XSK_FILL + ND_DPDK_XSK_DESC)
 
 /* How the frames of a port reach the worker their flow belongs to (handoff.h). */
 enum nd_dpdk_steer {
@@ -45,6 +52,7 @@ struct nd_dpdk_port_info {
     enum nd_dpdk_steer steer;
     uint64_t rx_offloads; /* RTE_ETH_RX_OFFLOAD_* enabled */
     uint64_t tx_offloads; /* RTE_ETH_TX_OFFLOAD_* enabled */
+    bool xsk;             /* net_af_xdp: its RX queue's pool is the socket's UMEM */
 };
 
 struct nd_dpdk {
@@ -52,6 +60,7 @@ struct nd_dpdk {
     struct nd_net_shared sh;
     unsigned nworkers;
     struct rte_mempool *pool[ND_DPDK_MAX_WORKERS];
+    unsigned xsk_queues[ND_DPDK_MAX_WORKERS]; /* af_xdp RX queues on its pool (the UMEM) */
     struct nd_dpdk_port_info info[ND_NET_MAX_PORTS];
     struct nd_handoff ho; /* rings between workers (nworkers > 1) */
     uint8_t rss_key[40];
