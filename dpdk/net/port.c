@@ -1,7 +1,13 @@
 /* EAL and ports (see port.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#include <linux/if_packet.h>
+#include <linux/if_xdp.h>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -59,6 +65,8 @@ static int port_plan(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
     unsigned nw = d->nworkers;
     int rc;
 
+    for (unsigned q = 0; q < ND_DPDK_MAX_WORKERS; q++)
+        info->kfd[q] = -1;
     if (find_port(pc, &pid) < 0)
         return fail(err, errlen, "ports[%u]: DPDK has no port for \"%s\" (see the EAL's log)",
                     i + 1, pc->dev);
@@ -78,7 +86,9 @@ static int port_plan(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
                     "ports[%u]: %s has qpairs=%u, more than node.workers = %u: the kernel spreads "
                     "frames over every queue pair; use qpairs=%u or fewer",
                     i + 1, pc->dev, info->max_rxq, nw, nw);
-    info->xsk = !strcmp(di.driver_name, "net_af_xdp");
+    info->ksock = !strcmp(di.driver_name, "net_af_packet") ? ND_DPDK_KSOCK_PACKET
+                  : !strcmp(di.driver_name, "net_af_xdp")  ? ND_DPDK_KSOCK_XDP
+                                                           : ND_DPDK_KSOCK_NONE;
     info->nrxq = (uint16_t)RTE_MIN((unsigned)info->max_rxq, nw);
     info->ntxq = (uint16_t)RTE_MIN((unsigned)info->max_txq, nw);
     /* the NIC steers each flow to its worker's queue when it does RSS with our key over as many
@@ -91,10 +101,64 @@ static int port_plan(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
         info->steer = ND_DPDK_STEER_RSS;
     else
         info->steer = ND_DPDK_STEER_SOFTWARE; /* the workers hand frames over (handoff.h) */
-    if (info->xsk)
+    if (info->ksock == ND_DPDK_KSOCK_XDP)
         for (unsigned q = 0; q < info->nrxq; q++)
             d->xsk_queues[q]++;
     return 0;
+}
+
+/* The process's sockets of one family (AF_XDP, AF_PACKET): up to max descriptors into fds;
+ * returns how many. The PMDs open theirs at start and never say which they are. */
+static unsigned list_sockets(int family, int *fds, unsigned max)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    struct dirent *e;
+    unsigned n = 0;
+
+    while (dir && n < max && (e = readdir(dir))) {
+        int fd = atoi(e->d_name), dom = 0;
+        socklen_t len = sizeof(dom);
+
+        if (fd > 0 && fd != dirfd(dir) && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 &&
+            dom == family)
+            fds[n++] = fd;
+    }
+    if (dir)
+        closedir(dir);
+    return n;
+}
+
+/* The socket of an af_xdp RX queue: the one AF_XDP socket its setup opened (before: those
+ * there were), or -1. */
+static int new_xdp_socket(const int *before, unsigned nbefore)
+{
+    int now[64], fd = -1;
+    unsigned n = list_sockets(AF_XDP, now, 64);
+
+    for (unsigned i = 0; i < n; i++) {
+        unsigned k = 0;
+
+        while (k < nbefore && before[k] != now[i])
+            k++;
+        if (k == nbefore)
+            fd = fd == -1 ? now[i] : -2;
+    }
+    return fd >= 0 ? fd : -1; /* none, or not one alone: unknown */
+}
+
+/* An af_packet port's sockets: the AF_PACKET sockets bound to its interface. */
+static void packet_sockets(int ifindex, int *kfd, unsigned max)
+{
+    int all[64];
+    unsigned n = list_sockets(AF_PACKET, all, 64), k = 0;
+
+    for (unsigned i = 0; i < n && k < max; i++) {
+        struct sockaddr_ll ll;
+        socklen_t len = sizeof(ll);
+
+        if (getsockname(all[i], (struct sockaddr *)&ll, &len) == 0 && ll.sll_ifindex == ifindex)
+            kfd[k++] = all[i];
+    }
 }
 
 static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
@@ -114,7 +178,7 @@ static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
     if ((rc = rte_eth_dev_info_get(pid, &di)) != 0)
         return fail(err, errlen, "ports[%u]: device info: %s", i + 1, rte_strerror(-rc));
     socket = rte_eth_dev_socket_id(pid);
-    if (info->xsk) /* its XSK rings: as many as the fill ring's buffers */
+    if (info->ksock == ND_DPDK_KSOCK_XDP) /* its XSK rings: as many as the fill ring's buffers */
         nrx = ntx = ND_DPDK_XSK_DESC;
     memset(&ec, 0, sizeof(ec));
     ec.rxmode.offloads = want_rx & di.rx_offload_capa;
@@ -135,9 +199,19 @@ static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
         return fail(err, errlen, "ports[%u]: configure: %s", i + 1, rte_strerror(-rc));
     if ((rc = rte_eth_dev_adjust_nb_rx_tx_desc(pid, &nrx, &ntx)) != 0)
         return fail(err, errlen, "ports[%u]: descriptors: %s", i + 1, rte_strerror(-rc));
-    for (uint16_t q = 0; q < info->nrxq; q++) /* RX queue q is worker q's: its pool */
+    for (uint16_t q = 0; q < info->nrxq; q++) { /* RX queue q is worker q's: its pool */
+        int before[64];
+        unsigned nbefore = 0;
+
+        if (info->ksock == ND_DPDK_KSOCK_XDP) /* the queue's socket is the one setup opens */
+            nbefore = list_sockets(AF_XDP, before, 64);
         if ((rc = rte_eth_rx_queue_setup(pid, q, nrx, (unsigned)socket, NULL, d->pool[q])) != 0)
             return fail(err, errlen, "ports[%u]: RX queue %u: %s", i + 1, q, rte_strerror(-rc));
+        if (info->ksock == ND_DPDK_KSOCK_XDP)
+            info->kfd[q] = new_xdp_socket(before, nbefore);
+    }
+    if (info->ksock == ND_DPDK_KSOCK_PACKET && di.if_index)
+        packet_sockets((int)di.if_index, info->kfd, info->nrxq);
     for (uint16_t q = 0; q < info->ntxq; q++) {
         struct rte_eth_txconf txc = di.default_txconf;
 
@@ -435,13 +509,74 @@ bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed)
     return l.link_status == RTE_ETH_LINK_UP;
 }
 
-void nd_dpdk_stats_write(const struct nd_dpdk *d, struct nd_dpdk_worker *const *w, unsigned nw,
-                         FILE *f)
+unsigned nd_dpdk_port_hw(struct nd_dpdk *d, unsigned p, struct nd_dpdk_hw *out)
+{
+    struct nd_dpdk_port_info *info = &d->info[p];
+    struct rte_eth_stats hw;
+    struct xdp_statistics xs, sum;
+    unsigned n = 0;
+
+    if (rte_eth_stats_get(d->sh.port[p].port_id, &hw) != 0)
+        return 0;
+    out[n++] = (struct nd_dpdk_hw){"ipackets", hw.ipackets};
+    out[n++] = (struct nd_dpdk_hw){"opackets", hw.opackets};
+    out[n++] = (struct nd_dpdk_hw){"ibytes", hw.ibytes};
+    out[n++] = (struct nd_dpdk_hw){"obytes", hw.obytes};
+    out[n++] = (struct nd_dpdk_hw){"imissed", hw.imissed};
+    out[n++] = (struct nd_dpdk_hw){"ierrors", hw.ierrors};
+    out[n++] = (struct nd_dpdk_hw){"oerrors", hw.oerrors};
+    out[n++] = (struct nd_dpdk_hw){"rx_nombuf", hw.rx_nombuf};
+    switch (info->ksock) {
+    case ND_DPDK_KSOCK_PACKET:
+        for (unsigned q = 0; q < info->nrxq; q++) {
+            struct tpacket_stats ts; /* TPACKET_V2's, cleared by each read */
+            socklen_t len = sizeof(ts);
+
+            if (info->kfd[q] >= 0 &&
+                getsockopt(info->kfd[q], SOL_PACKET, PACKET_STATISTICS, &ts, &len) == 0)
+                info->packet_drops += ts.tp_drops;
+        }
+        out[n++] = (struct nd_dpdk_hw){"ring_drops", info->packet_drops};
+        break;
+    case ND_DPDK_KSOCK_XDP:
+        memset(&sum, 0, sizeof(sum));
+        for (unsigned q = 0; q < info->nrxq; q++) {
+            socklen_t len = sizeof(xs);
+
+            if (info->kfd[q] < 0 || getsockopt(info->kfd[q], SOL_XDP, XDP_STATISTICS, &xs, &len))
+                continue;
+            sum.rx_dropped += xs.rx_dropped;
+            sum.rx_ring_full += xs.rx_ring_full;
+            sum.rx_fill_ring_empty_descs += xs.rx_fill_ring_empty_descs;
+            sum.rx_invalid_descs += xs.rx_invalid_descs;
+            sum.tx_invalid_descs += xs.tx_invalid_descs;
+        }
+        out[n++] = (struct nd_dpdk_hw){"xsk_rx_dropped", sum.rx_dropped};
+        out[n++] = (struct nd_dpdk_hw){"xsk_rx_ring_full", sum.rx_ring_full};
+        out[n++] = (struct nd_dpdk_hw){"xsk_fill_ring_empty", sum.rx_fill_ring_empty_descs};
+        out[n++] = (struct nd_dpdk_hw){"xsk_rx_invalid_descs", sum.rx_invalid_descs};
+        out[n++] = (struct nd_dpdk_hw){"xsk_tx_invalid_descs", sum.tx_invalid_descs};
+        break;
+    case ND_DPDK_KSOCK_NONE:
+        break;
+    }
+    return n;
+}
+
+void nd_dpdk_pool_usage(const struct nd_dpdk *d, unsigned w, unsigned *size, unsigned *in_use)
+{
+    const struct rte_mempool *mp = w < d->nworkers ? d->pool[w] : NULL;
+
+    *size = mp ? mp->size : 0;
+    *in_use = mp ? rte_mempool_in_use_count(mp) : 0;
+}
+
+void nd_dpdk_stats_write(struct nd_dpdk *d, struct nd_dpdk_worker *const *w, unsigned nw, FILE *f)
 {
     for (unsigned p = 0; p <= d->sh.nports; p++) {
         struct nd_net_stats s;
-        struct rte_eth_stats hw;
-        unsigned slot = p < d->sh.nports ? p : ND_NET_MAX_PORTS;
+        struct nd_dpdk_hw hw[ND_DPDK_HW_MAX];
+        unsigned slot = p < d->sh.nports ? p : ND_NET_MAX_PORTS, nhw;
         char pfx[16];
 
         memset(&s, 0, sizeof(s));
@@ -454,12 +589,9 @@ void nd_dpdk_stats_write(const struct nd_dpdk *d, struct nd_dpdk_worker *const *
         if (p < d->sh.nports) {
             fprintf(f, "%s.rx_pkts %lu\n%s.rx_bytes %lu\n%s.tx_pkts %lu\n%s.tx_bytes %lu\n", pfx,
                     s.rx_pkts, pfx, s.rx_bytes, pfx, s.tx_pkts, pfx, s.tx_bytes);
-            if (rte_eth_stats_get(d->sh.port[p].port_id, &hw) == 0)
-                fprintf(f,
-                        "%s.hw_ipackets %lu\n%s.hw_opackets %lu\n%s.hw_imissed %lu\n"
-                        "%s.hw_ierrors %lu\n%s.hw_oerrors %lu\n%s.hw_rx_nombuf %lu\n",
-                        pfx, hw.ipackets, pfx, hw.opackets, pfx, hw.imissed, pfx, hw.ierrors, pfx,
-                        hw.oerrors, pfx, hw.rx_nombuf);
+            nhw = nd_dpdk_port_hw(d, p, hw);
+            for (unsigned k = 0; k < nhw; k++)
+                fprintf(f, "%s.hw_%s %lu\n", pfx, hw[k].name, hw[k].value);
         }
         for (unsigned i = 0; i < ND_NET_DROP_MAX; i++)
             if (p < d->sh.nports || s.drop[i])
