@@ -206,7 +206,12 @@ static int port_setup(struct nd_dpdk *d, unsigned i, char *err, size_t errlen)
         if (info->ksock == ND_DPDK_KSOCK_XDP) /* the queue's socket is the one setup opens */
             nbefore = list_sockets(AF_XDP, before, 64);
         if ((rc = rte_eth_rx_queue_setup(pid, q, nrx, (unsigned)socket, NULL, d->pool[q])) != 0)
-            return fail(err, errlen, "ports[%u]: RX queue %u: %s", i + 1, q, rte_strerror(-rc));
+            return fail(err, errlen, "ports[%u]: RX queue %u: %s%s", i + 1, q, rte_strerror(-rc),
+                        info->ksock == ND_DPDK_KSOCK_XDP
+                            ? " (af_xdp: no XDP socket on the interface; the libbpf and libxdp "
+                              "lines above say why: a veth whose peer's MTU is above 3506, "
+                              "another XDP program, no CAP_NET_ADMIN and CAP_BPF...)"
+                            : "");
         if (info->ksock == ND_DPDK_KSOCK_XDP)
             info->kfd[q] = new_xdp_socket(before, nbefore);
     }
