@@ -518,8 +518,8 @@ unsigned nd_dpdk_port_hw(struct nd_dpdk *d, unsigned p, struct nd_dpdk_hw *out)
 {
     struct nd_dpdk_port_info *info = &d->info[p];
     struct rte_eth_stats hw;
-    struct xdp_statistics xs, sum;
-    unsigned n = 0;
+    struct xdp_statistics sum;
+    unsigned n = 0, found = 0;
 
     if (rte_eth_stats_get(d->sh.port[p].port_id, &hw) != 0)
         return 0;
@@ -539,23 +539,29 @@ unsigned nd_dpdk_port_hw(struct nd_dpdk *d, unsigned p, struct nd_dpdk_hw *out)
 
             if (info->kfd[q] >= 0 &&
                 getsockopt(info->kfd[q], SOL_PACKET, PACKET_STATISTICS, &ts, &len) == 0)
-                info->packet_drops += ts.tp_drops;
+                info->packet_drops += ts.tp_drops, found++;
         }
-        out[n++] = (struct nd_dpdk_hw){"ring_drops", info->packet_drops};
+        if (found) /* none found: nothing to say, rather than a 0 that would mean no drop */
+            out[n++] = (struct nd_dpdk_hw){"ring_drops", info->packet_drops};
         break;
     case ND_DPDK_KSOCK_XDP:
         memset(&sum, 0, sizeof(sum));
         for (unsigned q = 0; q < info->nrxq; q++) {
+            struct xdp_statistics xs;
             socklen_t len = sizeof(xs);
 
+            memset(&xs, 0, sizeof(xs)); /* a kernel before 5.9 fills the first three */
             if (info->kfd[q] < 0 || getsockopt(info->kfd[q], SOL_XDP, XDP_STATISTICS, &xs, &len))
                 continue;
+            found++;
             sum.rx_dropped += xs.rx_dropped;
             sum.rx_ring_full += xs.rx_ring_full;
             sum.rx_fill_ring_empty_descs += xs.rx_fill_ring_empty_descs;
             sum.rx_invalid_descs += xs.rx_invalid_descs;
             sum.tx_invalid_descs += xs.tx_invalid_descs;
         }
+        if (!found)
+            break;
         out[n++] = (struct nd_dpdk_hw){"xsk_rx_dropped", sum.rx_dropped};
         out[n++] = (struct nd_dpdk_hw){"xsk_rx_ring_full", sum.rx_ring_full};
         out[n++] = (struct nd_dpdk_hw){"xsk_fill_ring_empty", sum.rx_fill_ring_empty_descs};

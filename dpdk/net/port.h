@@ -125,9 +125,9 @@ bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed);
  * sockets of an af_packet port (ring_drops: frames its RX ring had no room for) or an af_xdp
  * port (xsk_rx_dropped: no buffer in the fill ring or too long; xsk_rx_ring_full;
  * xsk_fill_ring_empty: times the kernel found the fill ring empty; xsk_rx_invalid_descs,
- * xsk_tx_invalid_descs: descriptors the kernel refused), summed over its queues. Returns how
- * many it wrote (0 if the PMD gave nothing). Main thread only: reading af_packet's counters
- * clears them, so they are summed in d. */
+ * xsk_tx_invalid_descs: descriptors the kernel refused), summed over its queues, when its
+ * sockets were found. Returns how many it wrote (0 if the PMD gave nothing). Main thread only:
+ * reading af_packet's counters clears them, so they are summed in d. */
 unsigned nd_dpdk_port_hw(struct nd_dpdk *d, unsigned p, struct nd_dpdk_hw *out);
 /* Worker w's mbuf pool: its size, and how many of its mbufs are out (in the PMDs' rings, the
  * af_xdp fill rings included, in TCP buffers, in flight). Any thread; a worker's cache moving
