@@ -285,7 +285,9 @@ static struct rte_mempool *pool_create(struct nd_dpdk *d, unsigned w, char *err,
     }
     rte_pktmbuf_pool_init(mp, &priv);
     if ((rc = rte_mempool_populate_default(mp)) < 0) {
-        fail(err, errlen, "mbuf pool %u: %s", w, rte_strerror(-rc));
+        fail(err, errlen, "mbuf pool %u: %u mbufs (%zu MB, with its af_xdp queues' rings): %s", w,
+             n, (size_t)n * (mp->header_size + mp->elt_size + mp->trailer_size) >> 20,
+             rte_strerror(-rc));
         goto fail;
     }
     rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
