@@ -987,8 +987,31 @@ static long long series(const char *text, const char *name, const char *fmt, ...
     return m ? atoll(m + strlen(key)) : -1;
 }
 
+/* The drops the kernel counts on the socket of an af_packet or af_xdp port
+ * (nodus_dpdk_port_hw_total beyond rte_eth_stats): a third line, when the port has them. */
+static void print_kernel_drops(const char *text, unsigned port)
+{
+    static const char *const names[] = {"ring_drops",           "xsk_rx_dropped",
+                                        "xsk_rx_ring_full",     "xsk_fill_ring_empty",
+                                        "xsk_rx_invalid_descs", "xsk_tx_invalid_descs"};
+    const char *sep = "      kernel:";
+
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        long long v =
+            series(text, "nodus_dpdk_port_hw_total", "port=\"%u\",counter=\"%s\"", port, names[k]);
+
+        if (v < 0)
+            continue;
+        printf("%s %s %lld", sep, names[k], v);
+        sep = ",";
+    }
+    if (sep[0] == ',')
+        printf("\n");
+}
+
 /* io = "dpdk": two lines per port, from the nodus_dpdk_port_* series of a scrape: the port, its
- * link and traffic, then its drops (the NIC's and the stack's main reasons). */
+ * link and traffic, then its drops (the NIC's and the stack's main reasons); a third for an
+ * af_packet or af_xdp port: the drops the kernel counts on its sockets. */
 static void print_dpdk_ports(const char *text)
 {
     const char *m = text;
@@ -1032,6 +1055,7 @@ static void print_dpdk_ports(const char *text)
                series(text, "nodus_dpdk_port_drops_total", "port=\"%u\",reason=\"tx_queue_full\"",
                       port),
                series(text, "nodus_dpdk_port_drops_total", "port=\"%u\",reason=\"no_mbuf\"", port));
+        print_kernel_drops(text, port);
     }
 }
 

@@ -1002,8 +1002,6 @@ static void mbuf_metrics(struct nd_sbuf *out)
 
 void nd_io_dpdk_metrics(struct nd_sbuf *out)
 {
-    static const char *const hw_names[] = {"ipackets", "opackets", "ibytes",  "obytes",
-                                           "imissed",  "ierrors",  "oerrors", "rx_nombuf"};
     struct nd_net_stats s[ND_NET_MAX_PORTS + 1];
     unsigned np = dpdk.sh.nports, nw = 0;
     uint32_t speed[ND_NET_MAX_PORTS] = {0};
@@ -1052,19 +1050,27 @@ void nd_io_dpdk_metrics(struct nd_sbuf *out)
     PORT_COUNTER("nodus_dpdk_port_tx_packets_total", tx_pkts, "Frames the NIC took.")
     PORT_COUNTER("nodus_dpdk_port_tx_bytes_total", tx_bytes, "Bytes the NIC took.")
 #undef PORT_COUNTER
-    family(out, "nodus_dpdk_port_hw_total", "counter", "The PMD's own counters (rte_eth_stats).");
+    family(out, "nodus_dpdk_port_hw_total", "counter",
+           "The PMD's own counters (rte_eth_stats), and the drops the kernel counts on the sockets "
+           "of af_packet and af_xdp ports.");
     for (unsigned p = 0; p < np; p++) {
-        struct rte_eth_stats hw;
-        uint64_t v[8];
+        struct nd_dpdk_hw hw[ND_DPDK_HW_MAX];
+        unsigned nhw = nd_dpdk_port_hw(&dpdk, p, hw);
 
-        if (rte_eth_stats_get(dpdk.sh.port[p].port_id, &hw) != 0)
-            continue;
-        v[0] = hw.ipackets, v[1] = hw.opackets, v[2] = hw.ibytes, v[3] = hw.obytes;
-        v[4] = hw.imissed, v[5] = hw.ierrors, v[6] = hw.oerrors, v[7] = hw.rx_nombuf;
-        for (unsigned k = 0; k < 8; k++)
+        for (unsigned k = 0; k < nhw; k++)
             nd_sbuf_printf(out,
                            "nodus_dpdk_port_hw_total{port=\"%u\",counter=\"%s\"} %" PRIu64 "\n", p,
-                           hw_names[k], v[k]);
+                           hw[k].name, hw[k].value);
+    }
+    family(out, "nodus_dpdk_mbufs", "gauge",
+           "A worker's mbuf pool: its size, and the mbufs out of it (PMD rings, the af_xdp fill "
+           "ring, TCP buffers); approximate.");
+    for (unsigned w = 0; w < dpdk.nworkers; w++) {
+        unsigned size, in_use;
+
+        nd_dpdk_pool_usage(&dpdk, w, &size, &in_use);
+        nd_sbuf_printf(out, "nodus_dpdk_mbufs{worker=\"%u\",state=\"size\"} %u\n", w, size);
+        nd_sbuf_printf(out, "nodus_dpdk_mbufs{worker=\"%u\",state=\"in_use\"} %u\n", w, in_use);
     }
     family(out, "nodus_dpdk_port_dropped_total", "counter", "Frames dropped, all reasons.");
     for (unsigned p = 0; p < np; p++) {

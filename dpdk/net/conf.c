@@ -277,6 +277,15 @@ int nd_dpdk_conf_validate(const struct nd_dpdk_conf *c, char *err, size_t errlen
     return 0;
 }
 
+/* net_af_xdp's PMD busy-polls unless told otherwise (busy_budget=64: a recvfrom() whenever an RX
+ * ring is empty, which request-sized traffic makes frequent): without it nodus served 14% more
+ * requests for 11% less CPU each on veths, and moved bulk as fast (docs/dpdk.md, "net_af_xdp").
+ * So it is off unless the device string sets it. */
+static bool xdp_default_budget(const char *dev)
+{
+    return !strncmp(dev, "net_af_xdp", strlen("net_af_xdp")) && !strstr(dev, ",busy_budget=");
+}
+
 int nd_dpdk_conf_argv(const struct nd_dpdk_conf *c, const char *prog,
                       struct nd_dpdk_argv_store *store, char **argv, int argv_max)
 {
@@ -289,7 +298,8 @@ int nd_dpdk_conf_argv(const struct nd_dpdk_conf *c, const char *prog,
         argv[n++] = (char *)c->args[i];
     for (unsigned i = 0; i < c->nports; i++) {
         if (c->ports[i].vdev) {
-            snprintf(store->opt[i], sizeof(store->opt[i]), "--vdev=%s", c->ports[i].dev);
+            snprintf(store->opt[i], sizeof(store->opt[i]), "--vdev=%s%s", c->ports[i].dev,
+                     xdp_default_budget(c->ports[i].dev) ? ",busy_budget=0" : "");
             argv[n++] = store->opt[i];
         } else {
             argv[n++] = (char *)"-a";

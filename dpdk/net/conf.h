@@ -75,11 +75,11 @@ static inline uint32_t nd_ipv4_mask(uint8_t prefix)
 /* Host-order address as text into buf (at least 16 bytes); returns buf. */
 char *nd_ipv4_str(uint32_t ip, char *buf);
 
-/* The EAL argument vector for c: argv[0] = prog, the args, then --vdev / -a for each port.
- * Pointers go into c and into store (which must outlive argv). Returns argc, or -1 when
- * argv_max is too small. */
+/* The EAL argument vector for c: argv[0] = prog, the args, then --vdev / -a for each port
+ * (a net_af_xdp device gets ",busy_budget=0" unless it sets busy_budget). Pointers go into c
+ * and into store (which must outlive argv). Returns argc, or -1 when argv_max is too small. */
 struct nd_dpdk_argv_store {
-    char opt[ND_DPDK_MAX_PORTS][ND_DPDK_DEV_LEN + 8];
+    char opt[ND_DPDK_MAX_PORTS][ND_DPDK_DEV_LEN + 24];
 };
 int nd_dpdk_conf_argv(const struct nd_dpdk_conf *c, const char *prog,
                       struct nd_dpdk_argv_store *store, char **argv, int argv_max);

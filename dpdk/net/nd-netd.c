@@ -43,7 +43,7 @@ static void echo(struct nd_udp_sock *s, uint32_t src, uint16_t sport, uint32_t d
     nd_udp_sendto(s, src, sport, data, len);
 }
 
-static void write_stats(const struct nd_dpdk *d, struct nd_dpdk_worker *w, const char *path)
+static void write_stats(struct nd_dpdk *d, struct nd_dpdk_worker *w, const char *path)
 {
     char tmp[4096];
     FILE *f;

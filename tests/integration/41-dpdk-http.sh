@@ -9,12 +9,15 @@
 # 1% reorder) in bounded time. The admin listener is on the data path too (198.18.0.2:15000, the
 # user-space TCP of the same port): every scrape, /ready, /config_dump, POST /reload, `nodus
 # status` and `nodus sockets` come from cli.
+# NODUS_DPDK_PMD=af_xdp runs it all on net_af_xdp ports instead (47-dpdk-afxdp does).
 # Skips when not root, or when the EAL cannot start here (nodus exits 3).
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 
 need_root
 need_cmd ip curl nginx python3 sha256sum ethtool ping
+PMD=${NODUS_DPDK_PMD:-af_packet}
+case "$PMD" in af_packet | af_xdp) ;; *) die "NODUS_DPDK_PMD: af_packet or af_xdp, not '$PMD'" ;; esac
 
 P=$(netns_prefix)
 netns_topology "$P" raw
@@ -46,8 +49,8 @@ write_cfg() { # NAME [FAULT]
 node { name = "dpdk-mid", workers = 1, io = "dpdk" }
 dpdk {
   args = { "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "-l", "0", "--log-level=notice" },
-  ports = { { dev = "net_af_packet0,iface=m0", ip = "198.18.0.2/24" },
-            { dev = "net_af_packet1,iface=m1", ip = "198.18.1.2/24" } },
+  ports = { { dev = "net_${PMD}0,iface=m0", ip = "198.18.0.2/24" },
+            { dev = "net_${PMD}1,iface=m1", ip = "198.18.1.2/24" } },
   ${2:+fault = $2,}
 }
 admin { listen = "$ADMIN" }
@@ -208,9 +211,9 @@ done
 [ "$(metric 'nodus_dpdk_port_drops_total{port="0",reason="tcp_checksum"}')" = 0 ] || die "TCP checksum drops"
 status=$(in_cli "$NODUS" status --admin "$ADMIN")
 assert_contains "$status" "io dpdk" "nodus status"
-assert_contains "$status" "net_af_packet1" "nodus status ports"
+assert_contains "$status" "net_${PMD}1" "nodus status ports"
 assert_contains "$status" "198.18.1.2/24" "nodus status: port address"
-grep -Eq '^1 +net_af_packet1 .* up [0-9]+ Mb/s +[1-9][0-9]* +[1-9][0-9]* ' <<<"$status" ||
+grep -Eq "^1 +net_${PMD}1 .* up [0-9]+ Mb/s +[1-9][0-9]* +[1-9][0-9]* " <<<"$status" ||
     die "nodus status: port 1 line: $(grep -A5 '^PORT' <<<"$status")"
 assert_contains "$status" "dropped " "nodus status: port drops"
 [ "$(metric 'nodus_dpdk_port_hw_total{port="0",counter="ibytes"}')" -gt 0 ] || die "no hw ibytes"
@@ -271,4 +274,4 @@ got=$(in_cli curl -sS --max-time 5 "http://$NODE:8080/hello")
 assert_eq "hello from nginx" "$got" "GET after the lossy transfers"
 stop_node
 
-pass "HTTP through nodus on DPDK (af_packet): bodies, chunked, keep-alive, 100 MB both ways clean and lossy, 1000 connections, ping"
+pass "HTTP through nodus on DPDK ($PMD): bodies, chunked, keep-alive, 100 MB both ways clean and lossy, 1000 connections, ping"

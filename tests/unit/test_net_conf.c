@@ -172,13 +172,35 @@ static void test_fault_and_args(void **state)
     assert_int_equal(nd_dpdk_conf_add_arg(&c, "-v", err, sizeof(err)), -1);
 }
 
+/* net_af_xdp devices get busy_budget=0 unless they set it; other devices are passed as they are */
+static void test_argv_af_xdp(void **state)
+{
+    struct nd_dpdk_conf c;
+    struct nd_dpdk_argv_store st;
+    char *argv[8];
+
+    (void)state;
+    nd_dpdk_conf_init(&c);
+    assert_int_equal(
+        nd_dpdk_conf_add_port(&c, "net_af_xdp0,iface=m0", "198.18.0.2/24", err, sizeof(err)), 0);
+    assert_int_equal(nd_dpdk_conf_add_port(&c, "net_af_xdp1,iface=m1,busy_budget=32",
+                                           "198.18.1.2/24", err, sizeof(err)),
+                     0);
+    assert_int_equal(
+        nd_dpdk_conf_add_port(&c, "net_af_packet2,iface=m2", "198.18.2.2/24", err, sizeof(err)), 0);
+    assert_int_equal(nd_dpdk_conf_argv(&c, "nodus", &st, argv, 8), 4);
+    assert_string_equal(argv[1], "--vdev=net_af_xdp0,iface=m0,busy_budget=0");
+    assert_string_equal(argv[2], "--vdev=net_af_xdp1,iface=m1,busy_budget=32");
+    assert_string_equal(argv[3], "--vdev=net_af_packet2,iface=m2");
+    assert_null(argv[4]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ipv4_parse),
-        cmocka_unit_test(test_ports),
-        cmocka_unit_test(test_routes_and_validate),
-        cmocka_unit_test(test_fault_and_args),
+        cmocka_unit_test(test_ipv4_parse),          cmocka_unit_test(test_ports),
+        cmocka_unit_test(test_routes_and_validate), cmocka_unit_test(test_fault_and_args),
+        cmocka_unit_test(test_argv_af_xdp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
