@@ -967,21 +967,12 @@ static void handoff_metrics(struct nd_sbuf *out)
                        ld64(&dpdk.ho.st[w].arp_out));
 }
 
-/* The mbuf pools, and the heads parsed in place (the pins of io.h) summed over the workers. */
+/* The heads parsed in place (the pins of io.h), summed over the workers. */
 static void mbuf_metrics(struct nd_sbuf *out)
 {
     uint64_t pinned = 0, refused = 0, held = 0;
 
-    family(out, "nodus_dpdk_mbufs", "gauge", "mbufs in each worker's pool.");
-    for (unsigned w = 0; w < dpdk.nworkers; w++)
-        nd_sbuf_printf(out, "nodus_dpdk_mbufs{worker=\"%u\"} %u\n", w, ND_DPDK_MBUFS);
-    family(out, "nodus_dpdk_mbufs_in_use", "gauge",
-           "mbufs of each worker's pool not free: held by receive and send queues, heads parsed "
-           "in place, frames in flight (a snapshot).");
-    for (unsigned w = 0; w < dpdk.nworkers; w++)
-        nd_sbuf_printf(out, "nodus_dpdk_mbufs_in_use{worker=\"%u\"} %u\n", w,
-                       nd_dpdk_mbufs_in_use(&dpdk, w));
-
+    /* the pools themselves: nodus_dpdk_mbufs{worker,state}, with the port counters */
     for (unsigned i = 0; i < ND_MAX_WORKERS; i++)
         if (dpw[i]) {
             pinned += ld64(&dpw[i]->pinned);

@@ -521,11 +521,6 @@ const char *nd_dpdk_steer_name(enum nd_dpdk_steer s)
     return s == ND_DPDK_STEER_RSS ? "rss" : s == ND_DPDK_STEER_SOFTWARE ? "software" : "none";
 }
 
-unsigned nd_dpdk_mbufs_in_use(const struct nd_dpdk *d, unsigned w)
-{
-    return w < d->nworkers && d->pool[w] ? rte_mempool_in_use_count(d->pool[w]) : 0;
-}
-
 bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed)
 {
     struct rte_eth_link l;

@@ -119,9 +119,6 @@ bool nd_dpdk_serves_others(const struct nd_dpdk_worker *w);
 unsigned nd_dpdk_poll(struct nd_dpdk_worker *w, uint64_t now_ms);
 /* "rss", "software" or "none". */
 const char *nd_dpdk_steer_name(enum nd_dpdk_steer s);
-/* mbufs of worker w's pool that are not free (held by queues, rings, the TCP engine, frames in
- * flight). From any thread: a snapshot, maybe a few frames off. */
-unsigned nd_dpdk_mbufs_in_use(const struct nd_dpdk *d, unsigned w);
 /* Link state of port (index): true when up; speed in Mbps, 0 when the PMD does not know it. */
 bool nd_dpdk_link(const struct nd_dpdk *d, unsigned port, uint32_t *speed);
 /* Port p's counters from its PMD, into out (ND_DPDK_HW_MAX entries): rte_eth_stats' ipackets

@@ -143,7 +143,7 @@ log "TCP listener: $(((moved2 - moved1) / 1000000)) MB of 70 moved by reference"
 
 # ---- slow readers: the mbufs they hold stay bounded ----
 sleep 1
-base=$(metric 'nodus_dpdk_mbufs_in_use{worker="0"}')
+base=$(metric 'nodus_dpdk_mbufs{worker="0",state="in_use"}')
 pids=()
 for ((i = 0; i < 4; i++)); do
     ip netns exec "$CLI" curl -s -o /dev/null --limit-rate 300k --max-time 20 "http://$NODE:8080/files/big" &
@@ -153,7 +153,7 @@ cleanup kill "${pids[@]}"
 peak=0
 for ((i = 0; i < 8; i++)); do
     sleep 0.5
-    v=$(metric 'nodus_dpdk_mbufs_in_use{worker="0"}')
+    v=$(metric 'nodus_dpdk_mbufs{worker="0",state="in_use"}')
     [ "$v" -gt "$peak" ] && peak=$v
 done
 t0=$EPOCHREALTIME
@@ -166,7 +166,7 @@ log "slow readers: mbufs in use $base idle, at most $peak with 4 slow readers (b
 kill "${pids[@]}" 2>/dev/null || true
 wait "${pids[@]}" 2>/dev/null || true
 for ((i = 0; i < 50; i++)); do
-    v=$(metric 'nodus_dpdk_mbufs_in_use{worker="0"}')
+    v=$(metric 'nodus_dpdk_mbufs{worker="0",state="in_use"}')
     [ "$v" -le $((base + 64)) ] && break
     sleep 0.2
 done
