@@ -58,7 +58,8 @@ struct req_slot {
 
 struct tcp_slot {
     uint32_t used;
-    uint16_t listener, cluster;
+    uint16_t listener, cluster, src, dst;
+    bool mtls;
     uint64_t opened, closed, sent, received;
 };
 
@@ -82,7 +83,7 @@ struct stats_block {
     struct tcp_slot tcp_other;
     struct pr_slot pr_other;
     struct req_slot *req; /* [ND_METRICS_REQ_SLOTS], cache-line aligned */
-    struct tcp_slot *tcp; /* [ND_METRICS_TCP_SLOTS] */
+    struct tcp_slot *tcp; /* [tcp_slots] */
     struct pr_slot *pr;   /* [pr_slots], NULL when principal metrics are off */
     void *mem;            /* what was allocated for req, tcp and pr */
 } __attribute__((aligned(64)));
@@ -92,6 +93,7 @@ struct stats_block {
 
 static unsigned nworkers;
 static unsigned pr_slots;   /* per worker: a power of two, 4 per principal, at least 1024 */
+static unsigned tcp_slots;  /* per worker: ND_METRICS_TCP_SLOTS, or pr_slots / 4 with principals */
 static uint64_t started_us; /* nd_metrics_init(): the busy ratio's denominator starts here */
 
 static uint64_t mono_us(void)
@@ -363,8 +365,7 @@ void nodus_counter_add(unsigned worker_id, nodus_counter_t id, uint64_t n)
 int nd_metrics_init(unsigned n, unsigned principals)
 {
     size_t reqsz = sizeof(struct req_slot) * ND_METRICS_REQ_SLOTS;
-    size_t tcpsz = sizeof(struct tcp_slot) * ND_METRICS_TCP_SLOTS;
-    size_t prsz;
+    size_t tcpsz, prsz;
     struct stats_block *b;
     unsigned i, slots = 0;
 
@@ -389,6 +390,8 @@ int nd_metrics_init(unsigned n, unsigned principals)
         pmask--;
     }
     prsz = sizeof(struct pr_slot) * slots;
+    tcp_slots = slots / 4 > ND_METRICS_TCP_SLOTS ? slots / 4 : ND_METRICS_TCP_SLOTS;
+    tcpsz = sizeof(struct tcp_slot) * tcp_slots;
     started_us = mono_us();
     b = aligned_alloc(64, sizeof(*b) * (n + 1));
     if (!b)
@@ -438,7 +441,7 @@ void nd_metrics_fini(void)
     free(pindex);
     ptab = NULL;
     pindex = NULL;
-    pcap = pmask = preserved = pr_slots = 0;
+    pcap = pmask = preserved = pr_slots = tcp_slots = 0;
     self_principal = ND_METRICS_NONE;
     principals_full_logged = false;
     for (i = 0; i < nnames; i++)
@@ -547,44 +550,50 @@ void nd_metrics_request(unsigned worker, const struct nd_req_record *r)
     add_own(&p->dur_sum_us, r->duration_us);
 }
 
-static struct tcp_slot *tcp_slot(unsigned worker, uint16_t listener, uint16_t cluster)
+static struct tcp_slot *tcp_slot(unsigned worker, const struct nd_tcp_key *k)
 {
     struct stats_block *b;
+    uint16_t src = pr_slots ? k->src : ND_METRICS_NONE, dst = pr_slots ? k->dst : ND_METRICS_NONE;
     uint32_t i;
     unsigned probe;
 
     if (worker >= nworkers)
         return NULL;
     b = &blocks[worker];
-    i = mix((uint64_t)listener << 16 | cluster, 0x7c9);
+    i = mix((uint64_t)k->listener << 16 | k->cluster | (uint64_t)src << 32 | (uint64_t)dst << 48,
+            0x7c9u + k->mtls);
     for (probe = 0; probe < PROBES; probe++, i++) {
-        struct tcp_slot *s = &b->tcp[i & (ND_METRICS_TCP_SLOTS - 1)];
+        struct tcp_slot *s = &b->tcp[i & (tcp_slots - 1)];
 
         if (!__atomic_load_n(&s->used, __ATOMIC_RELAXED)) {
-            s->listener = listener;
-            s->cluster = cluster;
+            s->listener = k->listener;
+            s->cluster = k->cluster;
+            s->src = src;
+            s->dst = dst;
+            s->mtls = k->mtls;
             __atomic_store_n(&s->used, 1, __ATOMIC_RELEASE);
             return s;
         }
-        if (s->listener == listener && s->cluster == cluster)
+        if (s->listener == k->listener && s->cluster == k->cluster && s->src == src &&
+            s->dst == dst && s->mtls == k->mtls)
             return s;
     }
     add_own(&b->tcp_overflows, 1);
     return &b->tcp_other;
 }
 
-void nd_metrics_tcp_open(unsigned worker, uint16_t listener, uint16_t cluster)
+void nd_metrics_tcp_open(unsigned worker, const struct nd_tcp_key *k)
 {
-    struct tcp_slot *s = tcp_slot(worker, listener, cluster);
+    struct tcp_slot *s = tcp_slot(worker, k);
 
     if (s)
         add_own(&s->opened, 1);
 }
 
-void nd_metrics_tcp_bytes(unsigned worker, uint16_t listener, uint16_t cluster, uint64_t sent,
+void nd_metrics_tcp_bytes(unsigned worker, const struct nd_tcp_key *k, uint64_t sent,
                           uint64_t received)
 {
-    struct tcp_slot *s = tcp_slot(worker, listener, cluster);
+    struct tcp_slot *s = tcp_slot(worker, k);
 
     if (!s)
         return;
@@ -592,10 +601,10 @@ void nd_metrics_tcp_bytes(unsigned worker, uint16_t listener, uint16_t cluster, 
     add_own(&s->received, received);
 }
 
-void nd_metrics_tcp_close(unsigned worker, uint16_t listener, uint16_t cluster, uint64_t sent,
+void nd_metrics_tcp_close(unsigned worker, const struct nd_tcp_key *k, uint64_t sent,
                           uint64_t received)
 {
-    struct tcp_slot *s = tcp_slot(worker, listener, cluster);
+    struct tcp_slot *s = tcp_slot(worker, k);
 
     if (!s)
         return;
@@ -702,7 +711,8 @@ struct req_agg {
 };
 
 struct tcp_agg {
-    uint16_t listener, cluster;
+    uint16_t listener, cluster, src, dst;
+    bool mtls, other;
     uint64_t opened, closed, sent, received;
     char *labels;
 };
@@ -718,7 +728,8 @@ struct req_ent {
 };
 
 struct tcp_ent {
-    uint16_t listener, cluster;
+    uint16_t listener, cluster, src, dst;
+    bool mtls, other;
     const struct tcp_slot *s;
 };
 
@@ -752,10 +763,18 @@ static int cmp_tcp(const void *a, const void *b)
 {
     const struct tcp_ent *x = a, *y = b;
 
+    if (x->other != y->other)
+        return x->other ? 1 : -1;
     if (x->listener != y->listener)
         return x->listener < y->listener ? -1 : 1;
     if (x->cluster != y->cluster)
         return x->cluster < y->cluster ? -1 : 1;
+    if (x->mtls != y->mtls)
+        return x->mtls ? 1 : -1;
+    if (x->src != y->src)
+        return x->src < y->src ? -1 : 1;
+    if (x->dst != y->dst)
+        return x->dst < y->dst ? -1 : 1;
     return 0;
 }
 
@@ -928,10 +947,11 @@ static long collect_req(struct req_agg **out, bool principals)
     return (long)na;
 }
 
-/* Same for TCP; the overflow slot counts as the ("other", "other") key. */
-static long collect_tcp(struct tcp_agg **out)
+/* Same for TCP, by (listener, cluster, mtls), with the principals or not; the overflow slot
+ * counts as the "other" key. */
+static long collect_tcp(struct tcp_agg **out, bool principals)
 {
-    size_t cap = (size_t)nworkers * (ND_METRICS_TCP_SLOTS + 1), n = 0, na = 0, i;
+    size_t cap = (size_t)nworkers * (tcp_slots + 1), n = 0, na = 0, i;
     unsigned nn = __atomic_load_n(&nnames, __ATOMIC_ACQUIRE), w;
     struct tcp_ent *v = malloc(sizeof(*v) * cap);
     struct tcp_agg *a;
@@ -942,17 +962,27 @@ static long collect_tcp(struct tcp_agg **out)
     for (w = 0; w < nworkers; w++) {
         const struct stats_block *b = &blocks[w];
 
-        for (i = 0; i < ND_METRICS_TCP_SLOTS; i++) {
+        for (i = 0; i < tcp_slots; i++) {
             const struct tcp_slot *s = &b->tcp[i];
 
             if (!__atomic_load_n(&s->used, __ATOMIC_ACQUIRE))
                 continue;
             v[n++] = (struct tcp_ent){
-                .listener = norm_id(s->listener, nn), .cluster = norm_id(s->cluster, nn), .s = s};
+                .listener = norm_id(s->listener, nn),
+                .cluster = norm_id(s->cluster, nn),
+                .mtls = s->mtls,
+                .src = principals ? norm_principal(s->src) : ND_METRICS_NONE,
+                .dst = principals ? norm_principal(s->dst) : ND_METRICS_NONE,
+                .s = s,
+            };
         }
         if (ld(&b->tcp_overflows))
-            v[n++] = (struct tcp_ent){
-                .listener = ND_METRICS_OTHER, .cluster = ND_METRICS_OTHER, .s = &b->tcp_other};
+            v[n++] = (struct tcp_ent){.listener = ND_METRICS_OTHER,
+                                      .cluster = ND_METRICS_OTHER,
+                                      .src = ND_METRICS_OTHER,
+                                      .dst = ND_METRICS_OTHER,
+                                      .other = true,
+                                      .s = &b->tcp_other};
     }
     qsort(v, n, sizeof(*v), cmp_tcp);
     if (!(a = calloc(n + 1, sizeof(*a)))) {
@@ -963,6 +993,10 @@ static long collect_tcp(struct tcp_agg **out)
         if (!na || cmp_tcp(&v[i], &v[i - 1]) != 0) {
             a[na].listener = v[i].listener;
             a[na].cluster = v[i].cluster;
+            a[na].mtls = v[i].mtls;
+            a[na].src = v[i].src;
+            a[na].dst = v[i].dst;
+            a[na].other = v[i].other;
             na++;
         }
         tcp_acc(&a[na - 1], v[i].s);
@@ -1077,37 +1111,45 @@ static int render_principals(struct nd_sbuf *out)
     return rc;
 }
 
-static int render_tcp(struct nd_sbuf *out)
+/* istio_tcp_*, and nodus_tcp_* with the principals (metrics { principals }; absent when 0). */
+static int render_tcp(struct nd_sbuf *out, bool principals)
 {
     static const struct {
         const char *metric, *help;
         size_t off;
     } fam[] = {
-        {"istio_tcp_connections_opened_total", "TCP connections opened.",
+        {"tcp_connections_opened_total", "TCP connections opened.",
          offsetof(struct tcp_agg, opened)},
-        {"istio_tcp_connections_closed_total", "TCP connections closed.",
+        {"tcp_connections_closed_total", "TCP connections closed.",
          offsetof(struct tcp_agg, closed)},
-        {"istio_tcp_sent_bytes_total", "Bytes sent to the downstream client on TCP connections.",
+        {"tcp_sent_bytes_total", "Bytes sent to the downstream client on TCP connections.",
          offsetof(struct tcp_agg, sent)},
-        {"istio_tcp_received_bytes_total",
+        {"tcp_received_bytes_total",
          "Bytes received from the downstream client on TCP connections.",
          offsetof(struct tcp_agg, received)},
     };
+    const char *prefix = principals ? "nodus_" : "istio_";
     struct tcp_agg *a;
-    long n = collect_tcp(&a);
+    long n;
     size_t i, f;
     int rc = 0;
 
-    if (n < 0)
+    if (principals && !pr_slots)
+        return 0;
+    if ((n = collect_tcp(&a, principals)) < 0)
         return -1;
     for (i = 0; i < (size_t)n; i++)
-        if (!(a[i].labels =
-                  istio_labels(a[i].listener, a[i].cluster, "tcp", NULL, NULL, false, NULL, NULL)))
+        if (!(a[i].labels = istio_labels(a[i].listener, a[i].cluster, "tcp", NULL, NULL, a[i].mtls,
+                                         principals ? principal_name(a[i].src) : NULL,
+                                         principals ? principal_name(a[i].dst) : NULL)))
             rc = -1;
     for (f = 0; rc == 0 && f < sizeof(fam) / sizeof(fam[0]); f++) {
-        add_help(out, fam[f].metric, "counter", fam[f].help);
+        char metric[64];
+
+        snprintf(metric, sizeof(metric), "%s%s", prefix, fam[f].metric);
+        add_help(out, metric, "counter", fam[f].help);
         for (i = 0; i < (size_t)n; i++)
-            nd_sbuf_printf(out, "%s{%s} %" PRIu64 "\n", fam[f].metric, a[i].labels,
+            nd_sbuf_printf(out, "%s{%s} %" PRIu64 "\n", metric, a[i].labels,
                            *(const uint64_t *)((const char *)&a[i] + fam[f].off));
     }
     for (i = 0; i < (size_t)n; i++)
@@ -1287,7 +1329,8 @@ int nd_metrics_render(struct nd_sbuf *out)
 {
     if (!__atomic_load_n(&blocks, __ATOMIC_ACQUIRE))
         return out->oom ? -1 : 0;
-    if (render_requests(out) < 0 || render_principals(out) < 0 || render_tcp(out) < 0) {
+    if (render_requests(out) < 0 || render_principals(out) < 0 || render_tcp(out, false) < 0 ||
+        render_tcp(out, true) < 0) {
         out->oom = true;
         return -1;
     }

@@ -32,7 +32,7 @@ struct nd_sbuf;
 #define ND_METRICS_OTHER 0xfffeu    /* the name table was full; renders "other" */
 #define ND_METRICS_MAIN 0xffffffffu /* "worker" argument of a non-worker thread */
 #define ND_METRICS_REQ_SLOTS 1024   /* distinct request keys per worker */
-#define ND_METRICS_TCP_SLOTS 256    /* distinct (listener, cluster) TCP keys per worker */
+#define ND_METRICS_TCP_SLOTS 256    /* distinct TCP keys per worker (more with principals) */
 #define ND_METRICS_PRINCIPALS_DEFAULT 256 /* metrics { principals }: distinct principals */
 #define ND_METRICS_PRINCIPALS_MAX 4096
 #define ND_METRICS_PRINCIPAL_LEN 255 /* longest principal (a SPIFFE id) that is labelled */
@@ -169,14 +169,21 @@ uint16_t nd_metrics_self_principal(void);
 
 /* Worker fast path. */
 void nd_metrics_request(unsigned worker, const struct nd_req_record *r);
-/* TCP proxying. Byte arguments are deltas: the bytes not reported yet on that connection, so a
- * connection reports its bytes with any number of nd_metrics_tcp_bytes() calls (e.g. on a timer)
- * and the rest at close. sent: bytes written to the downstream client; received: bytes read from
- * it (Istio's istio_tcp_sent_bytes_total / istio_tcp_received_bytes_total). */
-void nd_metrics_tcp_open(unsigned worker, uint16_t listener, uint16_t cluster);
-void nd_metrics_tcp_bytes(unsigned worker, uint16_t listener, uint16_t cluster, uint64_t sent,
+/* TCP proxying. A connection's key: the listener, the cluster, whether its client was verified
+ * by mtls (connection_security_policy) and the two principals (ND_METRICS_NONE: none; rendered
+ * in nodus_tcp_* only, when principal metrics are on). Byte arguments are deltas: the bytes not
+ * reported yet on that connection, so a connection reports its bytes with any number of
+ * nd_metrics_tcp_bytes() calls (e.g. every few seconds) and the rest at close. sent: bytes
+ * written to the downstream client; received: bytes read from it (Istio's
+ * istio_tcp_sent_bytes_total / istio_tcp_received_bytes_total). */
+struct nd_tcp_key {
+    uint16_t listener, cluster, src, dst;
+    bool mtls;
+};
+void nd_metrics_tcp_open(unsigned worker, const struct nd_tcp_key *k);
+void nd_metrics_tcp_bytes(unsigned worker, const struct nd_tcp_key *k, uint64_t sent,
                           uint64_t received);
-void nd_metrics_tcp_close(unsigned worker, uint16_t listener, uint16_t cluster, uint64_t sent,
+void nd_metrics_tcp_close(unsigned worker, const struct nd_tcp_key *k, uint64_t sent,
                           uint64_t received);
 void nd_metrics_gauge_add(unsigned worker, enum nd_gauge g, int64_t delta);
 /* The notAfter (seconds since the epoch) of the node's identity certificate, exported as

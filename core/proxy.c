@@ -588,15 +588,23 @@ static void up_idle_timeout(struct nd_timer *tm)
     nd_upstream_close(u->conn.w, u);
 }
 
-/* The metrics id of a connection's verified principal (ND_METRICS_NONE without one), looked up
- * in the metrics' principal table on the connection's first request only. */
-static uint16_t principal_id(const char *p, uint16_t len, uint16_t *mid)
+uint16_t nd_principal_id(const char *p, uint16_t len, uint16_t *mid)
 {
     if (!len)
         return ND_METRICS_NONE;
     if (!*mid)
         *mid = (uint16_t)(nd_metrics_principal(p, len) + 1u);
     return (uint16_t)(*mid - 1u);
+}
+
+void nd_principal_pair(uint16_t *src, uint16_t *dst)
+{
+    /* Each verified hop has our identity at one end: came in over mTLS, we are its destination;
+     * went out over mTLS, we are its source (Istio's inbound and outbound views). */
+    if (*src == ND_METRICS_NONE && *dst != ND_METRICS_NONE)
+        *src = nd_metrics_self_principal();
+    else if (*dst == ND_METRICS_NONE && *src != ND_METRICS_NONE)
+        *dst = nd_metrics_self_principal();
 }
 
 /* Bytes (or the end of the stream) wait on u after its response: it cannot carry another
@@ -616,7 +624,7 @@ static void up_release(struct nd_worker *w, struct nd_txn *t, bool reuse)
 
     if (!u)
         return;
-    t->up_principal = principal_id(u->principal, u->principal_len, &u->principal_mid);
+    t->up_principal = nd_principal_id(u->principal, u->principal_len, &u->principal_mid);
     t->up_peer_len = 0;
     if (u->principal_len && t->s->snap->cfg->node.access_log) {
         memcpy(t->up_peer, u->principal, u->principal_len); /* both 256 bytes */
@@ -1698,14 +1706,9 @@ static void txn_finish(struct nd_session *s)
     rec.duration_us = t->t_end_us - t->t_start_us;
     rec.req_bytes = t->req_bytes;
     rec.resp_bytes = t->resp_bytes;
-    /* Each verified hop has our identity at one end: came in over mTLS, we are its destination;
-     * went out over mTLS, we are its source (Istio's inbound and outbound views). */
-    rec.src_principal = principal_id(s->principal, s->principal_len, &s->principal_mid);
+    rec.src_principal = nd_principal_id(s->principal, s->principal_len, &s->principal_mid);
     rec.dst_principal = t->up_principal;
-    if (rec.src_principal == ND_METRICS_NONE && rec.dst_principal != ND_METRICS_NONE)
-        rec.src_principal = nd_metrics_self_principal();
-    else if (rec.dst_principal == ND_METRICS_NONE && rec.src_principal != ND_METRICS_NONE)
-        rec.dst_principal = nd_metrics_self_principal();
+    nd_principal_pair(&rec.src_principal, &rec.dst_principal);
     nd_metrics_request(w->id, &rec);
     if (s->snap->cfg->node.access_log)
         nd_access_log(w, s, t, &rec);
@@ -1852,6 +1855,8 @@ static void sess_release(struct nd_session *s)
         txn_put(w, s->txn);
         s->txn = NULL;
     }
+    if (s->lc->proto == ND_PROTO_TCP)
+        nd_tcp_session_end(s);
     if (s->up)
         nd_upstream_close(w, s->up);
     nd_timer_cancel(&w->wheel, &s->timer);
@@ -1870,10 +1875,6 @@ static void sess_release(struct nd_session *s)
     w->sessions--;
     atomic_fetch_sub_explicit(&nd_rt.conns, 1, memory_order_relaxed);
     nd_metrics_gauge_add(w->id, ND_G_DOWNSTREAM_CX_ACTIVE, -1);
-    if (s->lc->proto == ND_PROTO_TCP)
-        nd_metrics_tcp_close(w->id, s->lc->metrics_id,
-                             s->lc->tcp_cluster ? s->lc->tcp_cluster->metrics_id : ND_METRICS_NONE,
-                             s->tcp_sent, s->tcp_recv);
     s->state = S_FREE;
     s->next = w->dead_sessions;
     w->dead_sessions = s;

@@ -7,6 +7,7 @@
 #define NODUS_PROXY_H
 
 #include "http1.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define ND_HDRS 160               /* header slots per message: parsed ones plus edits */
@@ -120,6 +121,11 @@ struct nd_session {
     uint32_t nreq;
     uint32_t lingered; /* bytes discarded while lingering */
     uint64_t tcp_sent, tcp_recv;
+    /* TCP metrics: the key, fixed once the connection is counted as opened (its first relayed
+     * byte, when both TLS handshakes are done, or its close), and what was last reported */
+    struct nd_tcp_key tcp_key;
+    bool tcp_opened;
+    uint64_t tcp_rep_sent, tcp_rep_recv, tcp_rep_us;
 };
 
 void nd_upstream_close(struct nd_worker *w, struct nd_upstream *u);
@@ -139,9 +145,17 @@ void nd_upstream_recycle(struct nd_worker *w, struct nd_upstream *u);
 void nd_tcp_session_start(struct nd_session *s);
 void nd_tcp_drive(struct nd_session *s);
 void nd_tcp_up_cb(struct nd_upstream *u, unsigned events);
+/* At the session's release, before its upstream is closed: the last TCP metrics. */
+void nd_tcp_session_end(struct nd_session *s);
 /* proxy.c helpers shared with tcp_proxy.c */
 struct nd_upstream *nd_upstream_get(struct nd_worker *w);
 void nd_session_free(struct nd_session *s);
 int nd_flush(struct nd_conn *c, struct nd_buf *b, const char *more, uint32_t *morelen);
+/* The metrics id of a connection's verified principal (ND_METRICS_NONE without one), looked up
+ * in the metrics' principal table once per connection (*mid caches it). */
+uint16_t nd_principal_id(const char *p, uint16_t len, uint16_t *mid);
+/* A hop's two principals as Istio reports them: our own identity at the verified end's other
+ * side when only one end is verified. */
+void nd_principal_pair(uint16_t *src, uint16_t *dst);
 
 #endif

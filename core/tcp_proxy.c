@@ -30,7 +30,6 @@ void nd_tcp_session_start(struct nd_session *s)
     int ep, err, tries;
 
     s->state = S_TCP;
-    nd_metrics_tcp_open(w->id, s->lc->metrics_id, cc->metrics_id);
     for (tries = 0, ep = -1; tries < 3; tries++) {
         ep = nd_lb_pick(w, crt, NULL, NULL, ep);
         if (ep < 0 || crt->conns >= cc->max_connections || !(u = nd_upstream_get(w)))
@@ -171,6 +170,45 @@ static int move(struct nd_worker *w, struct nd_conn *from, struct nd_buf **rx, b
     }
 }
 
+/* How often a TCP connection that moves bytes reports them (Istio's proxies: every 5 s too). */
+#define TCP_REPORT_US 5000000u
+
+/* Counts the connection as opened, under its key: from now on the principals are known (both TLS
+ * handshakes, if any, are done once a byte has been relayed) and the key does not change. */
+static void tcp_count_open(struct nd_session *s)
+{
+    struct nd_tcp_key *k = &s->tcp_key;
+    struct nd_upstream *u = s->up;
+
+    k->listener = s->lc->metrics_id;
+    k->cluster = s->lc->tcp_cluster ? s->lc->tcp_cluster->metrics_id : ND_METRICS_NONE;
+    k->mtls = s->principal_len != 0;
+    k->src = nd_principal_id(s->principal, s->principal_len, &s->principal_mid);
+    k->dst =
+        u ? nd_principal_id(u->principal, u->principal_len, &u->principal_mid) : ND_METRICS_NONE;
+    nd_principal_pair(&k->src, &k->dst);
+    nd_metrics_tcp_open(s->w->id, k);
+    s->tcp_opened = true;
+    s->tcp_rep_us = s->w->now_us;
+}
+
+static void tcp_report(struct nd_session *s)
+{
+    nd_metrics_tcp_bytes(s->w->id, &s->tcp_key, s->tcp_sent - s->tcp_rep_sent,
+                         s->tcp_recv - s->tcp_rep_recv);
+    s->tcp_rep_sent = s->tcp_sent;
+    s->tcp_rep_recv = s->tcp_recv;
+    s->tcp_rep_us = s->w->now_us;
+}
+
+void nd_tcp_session_end(struct nd_session *s)
+{
+    if (!s->tcp_opened)
+        tcp_count_open(s);
+    nd_metrics_tcp_close(s->w->id, &s->tcp_key, s->tcp_sent - s->tcp_rep_sent,
+                         s->tcp_recv - s->tcp_rep_recv);
+}
+
 void nd_tcp_drive(struct nd_session *s)
 {
     struct nd_worker *w = s->w;
@@ -184,6 +222,12 @@ void nd_tcp_drive(struct nd_session *s)
         move(w, &u->conn, &u->rx, &up_eof, &s->conn, &s->tcp_sent) < 0) {
         s->state = S_DEAD;
         return;
+    }
+    if (!s->tcp_opened) {
+        if (s->tcp_sent || s->tcp_recv)
+            tcp_count_open(s);
+    } else if (s->w->now_us - s->tcp_rep_us >= TCP_REPORT_US) {
+        tcp_report(s);
     }
     if (up_eof)
         u->uses |= 1;

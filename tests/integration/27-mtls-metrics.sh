@@ -6,7 +6,9 @@
 # verified id as the destination; B labels them with A's id and its own). A plaintext listener
 # gives "unknown". B keeps at most 3 principals (metrics { principals = 3 }): a fourth peer is
 # labelled "other", counted and logged. promtool accepts both nodes' exposition. The access logs
-# have source_principal and destination_principal as each connection verified them.
+# have source_principal and destination_principal as each connection verified them. TCP proxying
+# (protocol = "tcp") over the same hop: istio_tcp_* say mutual_tls, nodus_tcp_* carry the two
+# principals, and a long connection reports its bytes while it is still open.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 
@@ -15,6 +17,8 @@ up=$(free_port)
 aport=$(free_port)
 bport=$(free_port)
 bplain=$(free_port)
+btcp=$(free_port)
+atcp=$(free_port)
 aadmin=$(free_port)
 badmin=$(free_port)
 start_nginx_upstream "$up" "behind-b"
@@ -45,12 +49,18 @@ listener "plain" {
   listen = "127.0.0.1:$bplain",
   plugins = { router { { match = { prefix = "/" }, cluster = "web" } } },
 }
+listener "db" {
+  listen = "127.0.0.1:$btcp", protocol = "tcp", cluster = "web",
+  plugins = { mtls { mode = "strict" } },
+}
 LUA
 cat >a.lua <<LUA
 node { name = "node-a", workers = 1, access_log = "$T/a-access.log" }
 identity { ca = "ca/ca.pem", cert = "a.pem", key = "a.key" }
 admin { listen = "127.0.0.1:$aadmin" }
 cluster "b" { endpoints = { "127.0.0.1:$bport" }, tls = "mutual", expect = { "$B_ID" } }
+cluster "bdb" { endpoints = { "127.0.0.1:$btcp" }, tls = "mutual", expect = { "$B_ID" } }
+listener "tin" { listen = "127.0.0.1:$atcp", protocol = "tcp", cluster = "bdb" }
 listener "in" {
   listen = "127.0.0.1:$aport",
   plugins = { router { { match = { prefix = "/" }, cluster = "b" } } },
@@ -152,4 +162,64 @@ tls_get front 1 >/dev/null || die "curl after the reload failed"
 scrape "$badmin" bm3
 assert_eq 6 "$(val bm3 "$(series nodus_requests_total "$FRONT" "$B_ID" web 200 mutual_tls mesh)")" \
     "B: the frontend's series after the reload"
-pass "principals in the metrics: curl and node A over mTLS, plaintext unknown, overflow to other, promtool"
+# 6. TCP proxying, A -> B over mTLS: one connection that stays open past a report (5 s) while it
+# carries 3 requests, then closes
+tcp_series() { # METRIC NODE LISTENER CLUSTER [SRC DST]
+    local pr=""
+    [ -n "${5:-}" ] && pr=",source_principal=\"$5\",destination_principal=\"$6\""
+    printf '%s{reporter="source",source_workload="%s"%s,destination_service="%s",destination_cluster="%s",request_protocol="tcp",connection_security_policy="%s",listener="%s"}' \
+        "$1" "$2" "$pr" "$4" "$4" "$( [ "$3" = db ] && echo mutual_tls || echo none)" "$3"
+}
+python3 - "$atcp" >tcp.out <<'PY' &
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+f = s.makefile("rb")
+def get(path):
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    n = 0
+    while True:
+        l = f.readline()
+        if l.lower().startswith(b"content-length:"):
+            n = int(l.split(b":")[1])
+        if l in (b"\r\n", b""):
+            break
+    return f.read(n)
+print(get("/t/1").decode().strip())
+time.sleep(6)
+print(get("/t/2").decode().strip())
+time.sleep(4)
+print(get("/t/3").decode().strip())
+s.close()
+PY
+tcppid=$!
+sleep 8 # past B's first report, before the close
+scrape "$badmin" bt1
+open_b=$(val bt1 "$(tcp_series nodus_tcp_connections_opened_total node-b db web "$A_ID" "$B_ID")")
+assert_eq 1 "$open_b" "B: the open TCP connection, from A to B"
+assert_eq 0 "$(val bt1 "$(tcp_series nodus_tcp_connections_closed_total node-b db web "$A_ID" "$B_ID")")" \
+    "B: not closed yet"
+sent_open=$(val bt1 "$(tcp_series istio_tcp_sent_bytes_total node-b db web)")
+[ "$sent_open" != absent ] && [ "$sent_open" -gt 0 ] ||
+    die "B: no bytes reported while the connection is open ($sent_open)"
+wait "$tcppid" || die "the TCP client failed"
+assert_eq 3 "$(grep -c behind-b tcp.out)" "answers over the TCP hop"
+for _ in $(seq 50); do
+    scrape "$badmin" bt2
+    [ "$(val bt2 "$(tcp_series nodus_tcp_connections_closed_total node-b db web "$A_ID" "$B_ID")")" = 1 ] && break
+    sleep 0.1
+done
+assert_eq 1 "$(val bt2 "$(tcp_series nodus_tcp_connections_closed_total node-b db web "$A_ID" "$B_ID")")" \
+    "B: the TCP connection counted as closed"
+sent_b=$(val bt2 "$(tcp_series nodus_tcp_sent_bytes_total node-b db web "$A_ID" "$B_ID")")
+[ "$sent_b" -gt "$sent_open" ] || die "B: bytes after the report not counted ($sent_open -> $sent_b)"
+assert_eq "$sent_b" "$(val bt2 "$(tcp_series istio_tcp_sent_bytes_total node-b db web)")" \
+    "B: istio_tcp_sent_bytes_total (mutual_tls) equals the principal series"
+scrape "$aadmin" at2
+assert_eq 1 "$(val at2 "$(tcp_series nodus_tcp_connections_closed_total node-a tin bdb "$A_ID" "$B_ID")")" \
+    "A: the outbound TCP connection, source A, destination B (verified)"
+assert_eq "$sent_b" "$(val at2 "$(tcp_series nodus_tcp_sent_bytes_total node-a tin bdb "$A_ID" "$B_ID")")" \
+    "A: bytes sent to its client, as many as B sent to A"
+promcheck bt2
+promcheck at2
+
+pass "principals in the metrics: curl and node A over mTLS, plaintext unknown, overflow to other, TCP over mTLS, promtool"

@@ -487,7 +487,7 @@ static void test_label_escaping(void **state)
     c = nd_metrics_intern("a b");
     r = (struct nd_req_record){.listener = l, .cluster = c, .status = 200};
     nd_metrics_request(0, &r);
-    nd_metrics_tcp_open(1, l, c);
+    nd_metrics_tcp_open(1, &(struct nd_tcp_key){l, c, ND_METRICS_NONE, ND_METRICS_NONE, false});
     out = render();
     assert_non_null(strstr(out, "listener=\"in\\\"x\\\\y\\nz\""));
     assert_non_null(strstr(out, "destination_service=\"a b\""));
@@ -510,8 +510,8 @@ static void test_other_names_merge(void **state)
     nd_metrics_request(0, &r);
     r.cluster = ND_METRICS_OTHER;
     nd_metrics_request(1, &r);
-    nd_metrics_tcp_open(0, in, 3000);
-    nd_metrics_tcp_open(0, in, 3001);
+    nd_metrics_tcp_open(0, &(struct nd_tcp_key){in, 3000, ND_METRICS_NONE, ND_METRICS_NONE, false});
+    nd_metrics_tcp_open(0, &(struct nd_tcp_key){in, 3001, ND_METRICS_NONE, ND_METRICS_NONE, false});
     out = render();
     assert_true(value_of(out, lbl(s, sizeof(s), "istio_requests_total", "inbound", "other", "200",
                                   "-", NULL)) == 3);
@@ -558,8 +558,10 @@ static void test_overflow(void **state)
     for (i = 0; i < 400; i++) {
         snprintf(name, sizeof(name), "c%u", i);
         ids[i] = nd_metrics_intern(name);
-        nd_metrics_tcp_open(1, in, ids[i]);
-        nd_metrics_tcp_close(1, in, ids[i], 10, 1);
+        struct nd_tcp_key k = {in, ids[i], ND_METRICS_NONE, ND_METRICS_NONE, false};
+
+        nd_metrics_tcp_open(1, &k);
+        nd_metrics_tcp_close(1, &k, 10, 1);
     }
     out = render();
     overflow = value_of(out, "nodus_metrics_overflow_total{table=\"tcp\"}");
@@ -799,7 +801,11 @@ static void test_principals_off(void **state)
     assert_int_equal(nd_metrics_self_principal(), ND_METRICS_NONE);
     r.src_principal = r.dst_principal = ND_METRICS_NONE;
     nd_metrics_request(0, &r);
+    nd_metrics_tcp_open(
+        0, &(struct nd_tcp_key){r.listener, 0, ND_METRICS_NONE, ND_METRICS_NONE, false});
     out = render();
+    assert_null(strstr(out, "nodus_tcp_"));
+    assert_non_null(strstr(out, "\nistio_tcp_connections_opened_total{"));
     assert_null(strstr(out, "nodus_requests_total"));
     assert_null(strstr(out, "nodus_metrics_principals"));
     assert_non_null(strstr(out, "\nistio_requests_total{"));
@@ -813,17 +819,18 @@ static void test_principals_off(void **state)
 static void test_tcp(void **state)
 {
     uint16_t l = nd_metrics_intern("db"), c = nd_metrics_intern("postgres");
+    struct nd_tcp_key k = {l, c, ND_METRICS_NONE, ND_METRICS_NONE, false};
     char s[1024], *out;
 
     (void)state;
-    nd_metrics_tcp_open(0, l, c);
-    nd_metrics_tcp_open(1, l, c);
-    nd_metrics_tcp_open(1, l, c);
-    nd_metrics_tcp_bytes(0, l, c, 100, 10);
-    nd_metrics_tcp_bytes(0, l, c, 100, 10);
-    nd_metrics_tcp_close(0, l, c, 50, 5);
-    nd_metrics_tcp_close(1, l, c, 1, 2);
-    nd_metrics_tcp_open(5, l, c); /* ignored */
+    nd_metrics_tcp_open(0, &k);
+    nd_metrics_tcp_open(1, &k);
+    nd_metrics_tcp_open(1, &k);
+    nd_metrics_tcp_bytes(0, &k, 100, 10);
+    nd_metrics_tcp_bytes(0, &k, 100, 10);
+    nd_metrics_tcp_close(0, &k, 50, 5);
+    nd_metrics_tcp_close(1, &k, 1, 2);
+    nd_metrics_tcp_open(5, &k); /* ignored */
     out = render();
     assert_true(value_of(out, tcp_lbl(s, sizeof(s), "istio_tcp_connections_opened_total", "db",
                                       "postgres")) == 3);
@@ -834,6 +841,52 @@ static void test_tcp(void **state)
     assert_true(value_of(out, tcp_lbl(s, sizeof(s), "istio_tcp_received_bytes_total", "db",
                                       "postgres")) == 27);
     assert_non_null(strstr(out, "# TYPE istio_tcp_sent_bytes_total counter\n"));
+    assert_non_null(
+        strstr(out, "\nnodus_tcp_connections_opened_total{reporter=\"source\",source_workload="
+                    "\"edge-1\",source_principal=\"unknown\",destination_principal=\"unknown\","));
+    check_exposition(out);
+    promtool_check(out);
+    free(out);
+}
+
+/* TCP with principals: istio_tcp_* by security policy, nodus_tcp_* by principals too. */
+static void test_tcp_principals(void **state)
+{
+    uint16_t l = nd_metrics_intern("db"), c = nd_metrics_intern("postgres");
+    uint16_t front = pid(FRONT), self;
+    struct nd_tcp_key in, plain = {l, c, ND_METRICS_NONE, ND_METRICS_NONE, false};
+    char *out;
+
+    (void)state;
+    nd_metrics_set_self_principal(SELF);
+    self = nd_metrics_self_principal();
+    in = (struct nd_tcp_key){l, c, front, self, true};
+    nd_metrics_tcp_open(0, &in);
+    nd_metrics_tcp_open(1, &in);
+    nd_metrics_tcp_bytes(0, &in, 1000, 10);
+    nd_metrics_tcp_close(1, &in, 20, 2);
+    nd_metrics_tcp_open(0, &plain);
+    nd_metrics_tcp_close(0, &plain, 7, 1);
+    out = render();
+    assert_true(value_of(out, "istio_tcp_connections_opened_total{reporter=\"source\","
+                              "source_workload=\"edge-1\",destination_service=\"postgres\","
+                              "destination_cluster=\"postgres\",request_protocol=\"tcp\","
+                              "connection_security_policy=\"mutual_tls\",listener=\"db\"}") == 2);
+    assert_true(value_of(out, "istio_tcp_sent_bytes_total{reporter=\"source\","
+                              "source_workload=\"edge-1\",destination_service=\"postgres\","
+                              "destination_cluster=\"postgres\",request_protocol=\"tcp\","
+                              "connection_security_policy=\"none\",listener=\"db\"}") == 7);
+    assert_true(value_of(out,
+                         "nodus_tcp_sent_bytes_total{reporter=\"source\","
+                         "source_workload=\"edge-1\",source_principal=\"" FRONT "\","
+                         "destination_principal=\"" SELF "\",destination_service=\"postgres\","
+                         "destination_cluster=\"postgres\",request_protocol=\"tcp\","
+                         "connection_security_policy=\"mutual_tls\",listener=\"db\"}") == 1020);
+    assert_true(value_of(out, "nodus_tcp_connections_closed_total{reporter=\"source\","
+                              "source_workload=\"edge-1\",source_principal=\"unknown\","
+                              "destination_principal=\"unknown\",destination_service=\"postgres\","
+                              "destination_cluster=\"postgres\",request_protocol=\"tcp\","
+                              "connection_security_policy=\"none\",listener=\"db\"}") == 1);
     check_exposition(out);
     promtool_check(out);
     free(out);
@@ -1377,6 +1430,7 @@ int main(void)
         cmocka_unit_test_teardown(test_principals_concurrent, teardown),
         cmocka_unit_test_teardown(test_principals_off, teardown),
         cmocka_unit_test_setup_teardown(test_tcp, setup2, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_principals, setup_principals4, teardown),
         cmocka_unit_test_setup_teardown(test_counters_gauges, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_counters, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_scrape, setup2, teardown),
