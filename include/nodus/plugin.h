@@ -14,7 +14,11 @@
  *
  * Memory: strings handed to a plugin (struct nodus_slice) point into the connection's buffers and
  * are valid until the hook returns. Copy what must outlive it into the per-request scratch
- * (ctx->txn) or per-worker state.
+ * (ctx->txn) or per-worker state. One exception: the request's head (nodus_http_method(), _path(),
+ * _query(), _authority(), and the names and values of request headers, as received or added by an
+ * edit) stays where it is until the exchange's log hook has returned; a removal or a replacement
+ * hides a header, it never overwrites its bytes. Slices of it may be kept in the per-request
+ * scratch and read in later hooks of the same request.
  */
 #ifndef NODUS_PLUGIN_H
 #define NODUS_PLUGIN_H

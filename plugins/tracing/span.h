@@ -10,12 +10,28 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum tr_kind { TR_KIND_SERVER = 2, TR_KIND_CLIENT = 3 }; /* OTLP's numbers */
 
-/* Strings are NUL-terminated, truncated to their array. A size of -1 is unknown. The worker only
- * copies what the request had; the span's name and URL are composed by the encoders, on the
- * exporter thread. */
+/* A string field of a span: its bytes, truncated to the array, and their count (no NUL). */
+#define TR_TEXT(name, cap)                                                                         \
+    struct {                                                                                       \
+        uint16_t len;                                                                              \
+        char p[cap];                                                                               \
+    } name
+
+/* Copies n bytes of p into a span's text field, truncated to its array. */
+#define TR_TEXT_SET(f, src, n)                                                                     \
+    do {                                                                                           \
+        size_t n_ = (n) < sizeof((f).p) ? (n) : sizeof((f).p);                                     \
+        memcpy((f).p, (src), n_);                                                                  \
+        (f).len = (uint16_t)n_;                                                                    \
+    } while (0)
+
+/* A size of -1 is unknown. The worker only copies what the request had, raw (no formatting): the
+ * span's name, its URL and the text of a generated x-request-id are composed by the encoders, on
+ * the exporter thread. */
 struct tr_span {
     uint8_t trace_id[16], span_id[8], parent_id[8];
     uint8_t request_uuid[16]; /* the x-request-id nodus generated (request_id_gen), as bytes */
@@ -25,13 +41,13 @@ struct tr_span {
     uint64_t start_ns; /* Unix time */
     uint64_t dur_ns;
     int64_t req_size, resp_size; /* body bytes of request and response */
-    char method[16];
-    char host[128];      /* the Host header, else the authority (the span is named after it) */
-    char target[256];    /* the path, and "?query" when there is one */
-    char peer[48];       /* the client's address */
-    char principal[128]; /* the peer's SPIFFE id */
-    char user_agent[96];
-    char request_id[48]; /* x-request-id as received (request_id_gen false) */
+    TR_TEXT(method, 16);
+    TR_TEXT(host, 128);      /* the Host header, else the authority (the span is named after it) */
+    TR_TEXT(target, 255);    /* the path, and "?query" when there is one */
+    TR_TEXT(peer, 48);       /* the client's address */
+    TR_TEXT(principal, 128); /* the peer's SPIFFE id */
+    TR_TEXT(user_agent, 96);
+    TR_TEXT(request_id, 48); /* x-request-id as received (request_id_gen false) */
 };
 
 /* The UUID text (36 characters, no NUL) of 16 bytes: 8-4-4-4-12 lowercase hex. */

@@ -44,13 +44,15 @@ struct tr_worker {
     uint64_t real_next_us; /* when to read it again (monotonic) */
 };
 
-/* Per request. The header indexes are 1 + the header's index (0: absent), read back by the log
- * hook in O(1) (nodus_http_req_header_index()). */
+/* Per request. host, user_agent and request_id are the values of those headers as the request
+ * hook saw them (len 0: absent): the request as the client sent it, the span's attributes even when
+ * a later plugin (or the router) replaces a header. They point into the request's head, which the
+ * core keeps until the log hook has run (a header edit adds a copy, it never overwrites). */
 struct tr_txn {
     uint8_t trace_id[16], span_id[8], parent_id[8];
     uint8_t request_uuid[16]; /* the x-request-id generated, when request_id_gen */
     bool active, has_parent, sampled, debug, request_id_gen;
-    uint8_t i_host, i_user_agent, i_request_id;
+    struct nodus_slice host, user_agent, request_id;
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -360,8 +362,7 @@ static int header_slot(struct nodus_slice n)
 
 struct hview {
     struct nodus_slice v[H__N];
-    uint8_t idx[H__N]; /* 1 + the header's index */
-    unsigned present;  /* bit k: header k was there */
+    unsigned present; /* bit k: header k was there */
 };
 
 static void scan_headers(struct nodus_http *h, struct hview *hv)
@@ -375,7 +376,6 @@ static void scan_headers(struct nodus_http *h, struct hview *hv)
         if (k < 0 || (hv->present & (1u << k)))
             continue;
         hv->v[k] = v;
-        hv->idx[k] = i < 255 ? (uint8_t)(i + 1) : 0;
         hv->present |= 1u << k;
     }
 }
@@ -480,9 +480,10 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
         return NODUS_CONTINUE; /* no per-worker state (out of memory): tracing is off here */
 
     scan_headers(h, &hv);
-    tx->i_host = hv.present & (1u << H_HOST) ? hv.idx[H_HOST] : 0;
-    tx->i_user_agent = hv.present & (1u << H_USER_AGENT) ? hv.idx[H_USER_AGENT] : 0;
-    tx->i_request_id = hv.present & (1u << H_REQUEST_ID) ? hv.idx[H_REQUEST_ID] : 0;
+    if (!hv_get(&hv, H_HOST, &tx->host))
+        tx->host = nodus_http_authority(h);
+    hv_get(&hv, H_USER_AGENT, &tx->user_agent);
+    hv_get(&hv, H_REQUEST_ID, &tx->request_id);
     if (hv_get(&hv, H_TRACEPARENT, &v))
         wr = tc_parse_traceparent(v.p, v.len, &wc);
     if (hv.present & H_ANY_B3)
@@ -547,31 +548,6 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     return NODUS_CONTINUE;
 }
 
-/* Copies a slice into a fixed array, truncated, NUL-terminated; returns the length copied. */
-static size_t copy(char *dst, size_t cap, struct nodus_slice s)
-{
-    size_t n = s.len < cap - 1 ? s.len : cap - 1;
-
-    memcpy(dst, s.p, n);
-    dst[n] = '\0';
-    return n;
-}
-
-/* A request header the request hook saw at index i (1 + index; 0: it was absent): 1 and its
- * value, read in O(1) while it is there (indexes do not move: a removed header keeps its place,
- * with an empty name), else looked up by name (a later plugin replaced it); 0 when the request
- * had none. */
-static int req_header(struct nodus_http *h, unsigned i, const char *name, struct nodus_slice *v)
-{
-    struct nodus_slice n;
-
-    if (!i)
-        return 0;
-    if (nodus_http_req_header_index(h, i - 1, &n, v) == 1 && n.len)
-        return 1;
-    return nodus_http_req_header(h, name, v);
-}
-
 /* Moves what the exporter thread counted into this worker's counters. */
 static void take_stats(const struct nodus_ctx *ctx)
 {
@@ -608,7 +584,7 @@ static void tr_log(struct nodus_http *h, const struct nodus_ctx *ctx)
     const struct tr_conf *tc = ctx->conf;
     struct tr_worker *w = ctx->worker;
     const struct tr_txn *tx = ctx->txn;
-    struct nodus_slice v, path, query;
+    struct nodus_slice v;
     uint64_t start, req_bytes, resp_bytes;
     struct tr_span *s;
     size_t n;
@@ -633,30 +609,31 @@ static void tr_log(struct nodus_http *h, const struct nodus_ctx *ctx)
     nodus_http_body_bytes(h, &req_bytes, &resp_bytes);
     s->req_size = (int64_t)req_bytes;
     s->resp_size = (int64_t)resp_bytes;
-    copy(s->method, sizeof(s->method), nodus_http_method(h));
-    if (req_header(h, tx->i_host, "host", &v) != 1)
-        v = nodus_http_authority(h);
-    copy(s->host, sizeof(s->host), v);
-    path = nodus_http_path(h);
-    query = nodus_http_query(h);
-    n = copy(s->target, sizeof(s->target), path);
-    if (query.len && n + 1 < sizeof(s->target)) {
-        s->target[n++] = '?';
-        copy(s->target + n, sizeof(s->target) - n, query);
+    /* the request as the client sent it: the method and the path are the core's (a rewrite by
+     * the router is kept apart, nodus_http_set_path()), the headers as the request hook saw them */
+    v = nodus_http_method(h);
+    TR_TEXT_SET(s->method, v.p, v.len);
+    TR_TEXT_SET(s->host, tx->host.p, tx->host.len);
+    v = nodus_http_path(h);
+    TR_TEXT_SET(s->target, v.p, v.len);
+    v = nodus_http_query(h);
+    if (v.len && s->target.len < sizeof(s->target.p)) {
+        s->target.p[s->target.len++] = '?';
+        n = sizeof(s->target.p) - s->target.len;
+        n = v.len < n ? v.len : n;
+        memcpy(s->target.p + s->target.len, v.p, n);
+        s->target.len = (uint16_t)(s->target.len + n);
     }
-    copy(s->peer, sizeof(s->peer), nodus_http_peer_addr(h));
-    copy(s->principal, sizeof(s->principal), nodus_http_peer_principal(h));
-    if (req_header(h, tx->i_user_agent, "user-agent", &v) == 1)
-        copy(s->user_agent, sizeof(s->user_agent), v);
-    else
-        s->user_agent[0] = '\0';
+    v = nodus_http_peer_addr(h);
+    TR_TEXT_SET(s->peer, v.p, v.len);
+    v = nodus_http_peer_principal(h);
+    TR_TEXT_SET(s->principal, v.p, v.len);
+    TR_TEXT_SET(s->user_agent, tx->user_agent.p, tx->user_agent.len);
     s->request_id_gen = tx->request_id_gen;
     if (tx->request_id_gen)
         memcpy(s->request_uuid, tx->request_uuid, 16);
-    else if (req_header(h, tx->i_request_id, "x-request-id", &v) == 1)
-        copy(s->request_id, sizeof(s->request_id), v);
     else
-        s->request_id[0] = '\0';
+        TR_TEXT_SET(s->request_id, tx->request_id.p, tx->request_id.len);
     tr_queue_commit(w->q);
     nodus_counter_add(ctx->worker_id, tc->spans, 1);
 }

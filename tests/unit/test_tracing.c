@@ -257,6 +257,8 @@ static void test_format_traceparent(void **state)
 
 /* ---- spans ---- */
 
+#define SET(f, lit) TR_TEXT_SET(f, lit, strlen(lit))
+
 static struct tr_span mkspan(void)
 {
     struct tr_span s = {.kind = TR_KIND_SERVER,
@@ -273,11 +275,11 @@ static struct tr_span mkspan(void)
         s.span_id[i] = (uint8_t)(0xa0 + i);
         s.parent_id[i] = (uint8_t)(0xb0 + i);
     }
-    snprintf(s.host, sizeof(s.host), "api.test");
-    snprintf(s.method, sizeof(s.method), "GET");
-    snprintf(s.target, sizeof(s.target), "/x?q=\"1\"\\\x01\xff\xc3\xa9");
-    snprintf(s.peer, sizeof(s.peer), "127.0.0.1");
-    snprintf(s.request_id, sizeof(s.request_id), "6f1c6a1e-0d5e-4c55-9d55-1f6a1f3e1a2b");
+    SET(s.host, "api.test");
+    SET(s.method, "GET");
+    SET(s.target, "/x?q=\"1\"\\\x01\xff\xc3\xa9");
+    SET(s.peer, "127.0.0.1");
+    SET(s.request_id, "6f1c6a1e-0d5e-4c55-9d55-1f6a1f3e1a2b");
     return s;
 }
 
@@ -360,7 +362,7 @@ static void test_zipkin_json(void **state)
     (void)state;
     tr_zipkin_begin(&j);
     assert_true(tr_zipkin_span(&j, &s, &r));
-    snprintf(s.peer, sizeof(s.peer), "::1");
+    SET(s.peer, "::1");
     s.dur_ns = 10; /* under a microsecond: 1 */
     s.debug = true;
     assert_true(tr_zipkin_span(&j, &s, &r));
@@ -425,17 +427,17 @@ static void test_span_strings(void **state)
     char ua[41];
 
     (void)state;
-    memset(s.target, 'p', sizeof(s.target) - 1);
-    s.target[0] = '/';
-    s.target[sizeof(s.target) - 1] = '\0';
+    memset(s.target.p, 'p', sizeof(s.target.p));
+    s.target.p[0] = '/';
+    s.target.len = sizeof(s.target.p);
     s.request_id_gen = true;
     for (int i = 0; i < 16; i++)
         s.request_uuid[i] = (uint8_t)(0x10 * i + i);
     tr_otlp_begin(&j, &r);
     for (int pos = 0; pos < 40; pos++) {
-        memset(s.user_agent, 'a', 40);
-        s.user_agent[40] = '\0';
-        s.user_agent[pos] = pos % 3 == 0 ? '"' : pos % 3 == 1 ? '\\' : '\n';
+        memset(s.user_agent.p, 'a', 40);
+        s.user_agent.len = 40;
+        s.user_agent.p[pos] = pos % 3 == 0 ? '"' : pos % 3 == 1 ? '\\' : '\n';
         assert_true(tr_otlp_span(&j, &s));
     }
     tr_otlp_end(&j);
@@ -471,6 +473,90 @@ static void test_span_strings(void **state)
         ua[pos] = pos % 3 == 0 ? '"' : pos % 3 == 1 ? '\\' : '\n';
         assert_string_equal(attr(json_object_get(sp, "attributes"), "user_agent"), ua);
     }
+    json_decref(root);
+}
+
+/* Numbers in decimal (two digits at a time), at the edges of each step; the fields the worker
+ * copies raw (no NUL, their lengths kept): empty ones left out, a principal and a user agent that
+ * fill their arrays, a long host that shortens the path in the URL. */
+static void test_span_numbers_and_fields(void **state)
+{
+    static char buf[65536];
+    static const uint64_t nums[] = {0,
+                                    1,
+                                    9,
+                                    10,
+                                    99,
+                                    100,
+                                    101,
+                                    999,
+                                    1000,
+                                    12345,
+                                    99999999,
+                                    100000000,
+                                    1700000000123456789ull,
+                                    UINT64_MAX / 2};
+    struct tr_json j = {.buf = buf, .cap = sizeof(buf)};
+    struct tr_resource r = {.service = "edge"};
+    struct tr_span s = mkspan();
+    const size_t n = sizeof(nums) / sizeof(nums[0]);
+    json_error_t err;
+    json_t *root, *spans, *a;
+    char want[32], host[128], ua[97];
+
+    (void)state;
+    memset(s.principal.p, 's', sizeof(s.principal.p));
+    s.principal.len = sizeof(s.principal.p);
+    memset(s.user_agent.p, 'u', sizeof(s.user_agent.p));
+    s.user_agent.len = sizeof(s.user_agent.p);
+    memset(host, 'h', sizeof(host));
+    memcpy(s.host.p, host, sizeof(host));
+    s.host.len = sizeof(host);
+    memset(s.target.p, 'p', sizeof(s.target.p));
+    s.target.p[0] = '/';
+    s.target.len = sizeof(s.target.p);
+    s.request_id.len = 0;
+    s.method.len = 0;
+    tr_otlp_begin(&j, &r);
+    for (size_t i = 0; i < n; i++) {
+        s.req_size = (int64_t)nums[i];
+        s.resp_size = i ? -1 : 0;
+        assert_true(tr_otlp_span(&j, &s));
+    }
+    tr_otlp_end(&j);
+    root = json_loadb(buf, j.len, 0, &err);
+    if (!root)
+        fail_msg("invalid JSON: %s", err.text);
+    spans = json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(root, "resourceSpans"), 0),
+                                       "scopeSpans"),
+                       0),
+        "spans");
+    assert_int_equal(json_array_size(spans), n);
+    for (size_t i = 0; i < n; i++) {
+        a = json_object_get(json_array_get(spans, i), "attributes");
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)nums[i]);
+        assert_string_equal(attr(a, "request_size"), want);
+        if (i)
+            assert_null(attr(a, "response_size"));
+        else
+            assert_string_equal(attr(a, "response_size"), "0");
+        assert_null(attr(a, "guid:x-request-id"));
+        assert_string_equal(attr(a, "http.method"), "");
+        assert_int_equal(strlen(attr(a, "peer.principal")), sizeof(s.principal.p));
+        memset(ua, 'u', 96);
+        ua[96] = '\0';
+        assert_string_equal(attr(a, "user_agent"), ua);
+        /* "http://" + 128 h + the path's first 120 bytes: 255 in all */
+        assert_int_equal(strlen(attr(a, "http.url")), 255);
+        assert_memory_equal(attr(a, "http.url") + 7 + 128, "/pp", 3);
+    }
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(spans, 0), "startTimeUnixNano")),
+        "1700000000123456789");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(spans, 0), "endTimeUnixNano")),
+        "1700000000124956789");
     json_decref(root);
 }
 
@@ -690,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_zipkin_json),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_span_strings),
+        cmocka_unit_test(test_span_numbers_and_fields),
         cmocka_unit_test(test_json_full_buffer),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_exporter_end_to_end),
