@@ -207,7 +207,8 @@ struct nodus_plugin {
 
     /* Optional, main thread: describes an instance configuration as one JSON value (shown by
      * /config_dump and `nodus status`), written into buf as snprintf() does: at most len bytes
-     * with the NUL, returning the length it needs; the host calls again with a larger buffer. */
+     * with the NUL, returning the length it needs; the host calls again with a larger buffer.
+     * Also called with what configure_route() returned (/config_dump: the plugin's "routes"). */
     size_t (*describe)(const void *conf, char *buf, size_t len);
 
     /* ABI 3, optional: hooks on the main thread (above). */
