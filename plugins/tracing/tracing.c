@@ -566,15 +566,34 @@ static void take_stats(const struct nodus_ctx *ctx)
         nodus_counter_add(ctx->worker_id, tc->export_retries, n);
 }
 
+/* CLOCK_REALTIME - CLOCK_MONOTONIC in microseconds: the wall clock read between two reads of the
+ * monotonic one, and of up to four tries the one with the shortest gap (a thread preempted
+ * between two reads would otherwise put an error of its time off the CPU into every span's start,
+ * and two nodes' spans of one trace out of order). */
+static int64_t clock_offset_us(void)
+{
+    uint64_t best = UINT64_MAX;
+    int64_t off = 0;
+
+    for (int i = 0; i < 4 && best > 5; i++) {
+        uint64_t m1 = clock_ns(CLOCK_MONOTONIC) / 1000, r = clock_ns(CLOCK_REALTIME) / 1000,
+                 m2 = clock_ns(CLOCK_MONOTONIC) / 1000;
+
+        if (m2 - m1 < best) {
+            best = m2 - m1;
+            off = (int64_t)(r - (m1 + (m2 - m1) / 2));
+        }
+    }
+    return off;
+}
+
 /* Unix time in microseconds of the monotonic time mono_us: the offset between the two clocks is
  * read again once a second, so that a step of the wall clock shows within a second. */
 static uint64_t real_us(struct tr_worker *w, uint64_t mono_us)
 {
     if (mono_us >= w->real_next_us) {
-        uint64_t m = clock_ns(CLOCK_MONOTONIC) / 1000, r = clock_ns(CLOCK_REALTIME) / 1000;
-
-        w->real_off_us = (int64_t)(r - m);
-        w->real_next_us = m + 1000000;
+        w->real_off_us = clock_offset_us();
+        w->real_next_us = mono_us + 1000000;
     }
     return (uint64_t)((int64_t)mono_us + w->real_off_us);
 }
