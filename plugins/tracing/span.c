@@ -6,14 +6,35 @@
 #include "span.h"
 #include "tracectx.h"
 
+/* Writes are not checked one by one: a span (or a body's head) first makes sure that room for
+ * the most it can write is there (room()), then writes without looking. */
 static inline void put(struct tr_json *j, const char *p, size_t n)
 {
-    if (j->ovf || j->len + n + TR_JSON_TAIL > j->cap) {
-        j->ovf = true;
-        return;
-    }
     memcpy(j->buf + j->len, p, n);
     j->len += n;
+}
+
+static inline bool room(const struct tr_json *j, size_t need)
+{
+    return !j->ovf && j->len + need + TR_JSON_TAIL <= j->cap;
+}
+
+/* The bytes of a span's JSON besides its text fields, at most: keys, ids, numbers, the literals
+ * (the unit tests check a span with every field full against tr_span_bound()). */
+#define TR_SPAN_FIXED 1024
+
+size_t tr_span_bound(const struct tr_span *s, const struct tr_resource *r)
+{
+    /* an escaped byte takes 6 at most (\u00XX, \ufffd); host and peer are written twice */
+    size_t text = s->method.len + 2u * s->host.len + s->target.len + 2u * s->peer.len +
+                  s->principal.len + s->user_agent.len + s->request_id.len;
+
+    if (r) {
+        text += strlen(r->service);
+        if (r->node)
+            text += strlen(r->node);
+    }
+    return TR_SPAN_FIXED + 6 * text;
 }
 
 #define PUTS(j, lit) put(j, lit, sizeof(lit) - 1)
@@ -316,6 +337,9 @@ void tr_otlp_begin(struct tr_json *j, const struct tr_resource *r)
     j->len = 0;
     j->n = 0;
     j->ovf = false;
+    j->ovf = !room(j, 320 + 6 * (strlen(r->service) + (r->node ? strlen(r->node) : 0)));
+    if (j->ovf)
+        return; /* no span will fit either */
     PUTS(j, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
     tag(j, &K_SERVICE, r->service, strlen(r->service), true, true, &first);
     if (r->node)
@@ -327,8 +351,9 @@ void tr_otlp_begin(struct tr_json *j, const struct tr_resource *r)
 bool tr_otlp_span(struct tr_json *j, const struct tr_span *s)
 {
     static const struct tr_resource none = {0};
-    size_t len0 = j->len;
 
+    if (!room(j, tr_span_bound(s, NULL)))
+        return false;
     if (j->n)
         PUTS(j, ",");
     PUTS(j, "{\"traceId\":");
@@ -353,18 +378,14 @@ bool tr_otlp_span(struct tr_json *j, const struct tr_span *s)
     PUTS(j, "],\"status\":{\"code\":");
     putu(j, is_error(s) ? 2 : 0); /* STATUS_CODE_ERROR, STATUS_CODE_UNSET */
     PUTS(j, "}}");
-    if (j->ovf) {
-        j->len = len0;
-        j->ovf = false;
-        return false;
-    }
     j->n++;
     return true;
 }
 
 void tr_otlp_end(struct tr_json *j)
 {
-    j->ovf = false;
+    if (j->ovf)
+        return; /* nothing was written: the buffer is smaller than a body's head */
     memcpy(j->buf + j->len, "]}]}]}", 6);
     j->len += 6;
 }
@@ -376,14 +397,17 @@ void tr_zipkin_begin(struct tr_json *j)
     j->len = 0;
     j->n = 0;
     j->ovf = false;
-    PUTS(j, "[");
+    j->ovf = !room(j, 1);
+    if (!j->ovf)
+        PUTS(j, "[");
 }
 
 bool tr_zipkin_span(struct tr_json *j, const struct tr_span *s, const struct tr_resource *r)
 {
-    size_t len0 = j->len;
     uint64_t us = s->dur_ns / 1000;
 
+    if (!room(j, tr_span_bound(s, r)))
+        return false;
     if (j->n)
         PUTS(j, ",");
     PUTS(j, "{\"traceId\":");
@@ -421,17 +445,12 @@ bool tr_zipkin_span(struct tr_json *j, const struct tr_span *s, const struct tr_
     PUTS(j, ",\"tags\":{");
     tags(j, s, r, false);
     PUTS(j, "}}");
-    if (j->ovf) {
-        j->len = len0;
-        j->ovf = false;
-        return false;
-    }
     j->n++;
     return true;
 }
 
 void tr_zipkin_end(struct tr_json *j)
 {
-    j->ovf = false;
-    j->buf[j->len++] = ']';
+    if (!j->ovf)
+        j->buf[j->len++] = ']';
 }

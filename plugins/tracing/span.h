@@ -59,7 +59,8 @@ struct tr_resource {
     const char *node;    /* node_id tag: may be NULL */
 };
 
-/* A JSON writer over a caller's buffer. Once full, it stays full (ovf) and writes nothing. */
+/* A JSON writer over a caller's buffer. ovf: the buffer cannot even hold a body's head (begin),
+ * and nothing is written. */
 struct tr_json {
     char *buf;
     size_t cap, len;
@@ -67,10 +68,12 @@ struct tr_json {
     bool ovf;
 };
 
-/* OTLP: tr_otlp_begin(), then tr_otlp_span() for each span, then tr_otlp_end(). A span that does
- * not fit leaves the writer as it was and returns false (send what is there, then start over).
- * tr_*_end() needs TR_JSON_TAIL bytes, which span writes keep free. */
+/* OTLP: tr_otlp_begin(), then tr_otlp_span() for each span, then tr_otlp_end(). A span is written
+ * only when the most it can take (tr_span_bound(): every byte of its text escaped) fits; else the
+ * writer is left as it was and false returned (send what is there, then start over). Nothing is
+ * checked byte by byte. tr_*_end() needs TR_JSON_TAIL bytes, which span writes keep free. */
 #define TR_JSON_TAIL 16
+size_t tr_span_bound(const struct tr_span *s, const struct tr_resource *r);
 void tr_otlp_begin(struct tr_json *j, const struct tr_resource *r);
 bool tr_otlp_span(struct tr_json *j, const struct tr_span *s);
 void tr_otlp_end(struct tr_json *j);

@@ -562,7 +562,7 @@ static void test_span_numbers_and_fields(void **state)
 
 static void test_json_full_buffer(void **state)
 {
-    static char buf[1200];
+    static char buf[4096];
     struct tr_json j = {.buf = buf, .cap = sizeof(buf)};
     struct tr_resource r = {.service = "edge"};
     struct tr_span s = mkspan();
@@ -581,6 +581,71 @@ static void test_json_full_buffer(void **state)
     assert_non_null(root);
     assert_int_equal(json_array_size(root), (size_t)n);
     json_decref(root);
+    /* a buffer too small for the body's head: an empty writer, nothing written past it */
+    j = (struct tr_json){.buf = buf, .cap = 64};
+    tr_otlp_begin(&j, &r);
+    assert_true(j.ovf);
+    assert_false(tr_otlp_span(&j, &s));
+    tr_otlp_end(&j);
+    assert_int_equal(j.len, 0);
+}
+
+/* Writes are checked once per span against tr_span_bound(): a span with every field full of
+ * bytes that each take six (control bytes, bytes that are not UTF-8) and every optional tag, the
+ * largest numbers: what it writes stays within the bound, in both formats, and is valid JSON. */
+static void test_span_bound(void **state)
+{
+    static char buf[65536];
+    struct tr_json j = {.buf = buf, .cap = sizeof(buf)};
+    struct tr_resource r = {.service = "svc\x01\x02", .node = "node\xff"};
+    struct tr_span s = mkspan();
+    json_error_t err;
+    json_t *root;
+    size_t before;
+
+    (void)state;
+#define FILL(f, c)                                                                                 \
+    do {                                                                                           \
+        memset((f).p, c, sizeof((f).p));                                                           \
+        (f).len = sizeof((f).p);                                                                   \
+    } while (0)
+    FILL(s.method, 0x01);
+    FILL(s.host, 0xff);
+    FILL(s.target, 0x1f);
+    FILL(s.peer, 0x80);
+    FILL(s.principal, 0x02);
+    FILL(s.user_agent, 0xfe);
+    FILL(s.request_id, 0x03);
+#undef FILL
+    s.status = 599;
+    s.req_size = INT64_MAX;
+    s.resp_size = INT64_MAX;
+    s.start_ns = UINT64_MAX / 2;
+    s.dur_ns = UINT64_MAX / 2;
+    for (int pass = 0; pass < 2; pass++) {
+        tr_otlp_begin(&j, &r);
+        before = j.len;
+        assert_true(tr_otlp_span(&j, &s));
+        assert_true(tr_otlp_span(&j, &s));
+        assert_true(j.len - before <= 2 * tr_span_bound(&s, NULL));
+        tr_otlp_end(&j);
+        root = json_loadb(buf, j.len, 0, &err);
+        if (!root)
+            fail_msg("invalid OTLP JSON: %s", err.text);
+        json_decref(root);
+        tr_zipkin_begin(&j);
+        before = j.len;
+        assert_true(tr_zipkin_span(&j, &s, &r));
+        assert_true(tr_zipkin_span(&j, &s, &r));
+        assert_true(j.len - before <= 2 * tr_span_bound(&s, &r));
+        tr_zipkin_end(&j);
+        root = json_loadb(buf, j.len, 0, &err);
+        if (!root)
+            fail_msg("invalid Zipkin JSON: %s", err.text);
+        json_decref(root);
+        s.request_id_gen = true; /* the other branch of the request id */
+        s.debug = true;
+    }
 }
 
 /* ---- queue and exporter ---- */
@@ -778,6 +843,7 @@ int main(void)
         cmocka_unit_test(test_span_strings),
         cmocka_unit_test(test_span_numbers_and_fields),
         cmocka_unit_test(test_json_full_buffer),
+        cmocka_unit_test(test_span_bound),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_exporter_end_to_end),
         cmocka_unit_test(test_exporter_collector_down),
