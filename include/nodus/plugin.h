@@ -300,6 +300,15 @@ int nodus_http_req_header_set(struct nodus_http *h, const char *name, const char
 int nodus_http_req_header_add(struct nodus_http *h, const char *name, const char *value,
                               size_t vlen);
 int nodus_http_req_header_remove(struct nodus_http *h, const char *name);
+/* Several headers added at once, all or none (0, or -1 as above): the names' lengths given, one
+ * check of the room. For a plugin that adds several on every request (tracing's context). */
+struct nodus_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+int nodus_http_req_headers_add(struct nodus_http *h, const struct nodus_header *hdrs, size_t n);
 /* Replace path (and query: pass "/new?x=1") sent upstream. */
 int nodus_http_set_path(struct nodus_http *h, const char *path, size_t len);
 

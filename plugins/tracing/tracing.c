@@ -421,48 +421,55 @@ static void remove_b3(struct nodus_http *h)
     nodus_http_req_header_remove(h, "x-b3-flags");
 }
 
-/* Sends the context upstream in the configured formats. The ids are written in hex once, in the
- * traceparent, and the B3 headers take their values from there. Headers that were not in the
- * request are added without a removal pass. */
-static void propagate(struct nodus_http *h, const struct tr_conf *tc, const struct tr_txn *tx,
-                      unsigned present)
-{
-    char tp[TC_TRACEPARENT_LEN], b[80];
-    const char *trace = tp + 3, *span = tp + 36;
-    size_t n;
+#define HDR(n, v, len) ((struct nodus_header){n, sizeof(n) - 1, v, len})
 
+/* Sends the context upstream in the configured formats, and the x-request-id generated (rid, 36
+ * characters, or NULL), in one edit. The ids are written in hex once, in the traceparent, and the
+ * B3 headers take their values from there. Headers that were not in the request are added without
+ * a removal pass. */
+static void propagate(struct nodus_http *h, const struct tr_conf *tc, const struct tr_txn *tx,
+                      unsigned present, const char *rid)
+{
+    char tp[TC_TRACEPARENT_LEN], b[80], parent[16];
+    const char *trace = tp + 3, *span = tp + 36;
+    struct nodus_header add[6];
+    size_t n = 0, bn;
+
+    if (rid)
+        add[n++] = HDR("x-request-id", rid, 36);
     tc_format_traceparent(tp, tx->trace_id, tx->span_id, tx->sampled);
     if (tc->propagate & PROP_W3C) {
         if (present & (1u << H_TRACEPARENT))
-            nodus_http_req_header_set(h, "traceparent", tp, TC_TRACEPARENT_LEN);
-        else
-            nodus_http_req_header_add(h, "traceparent", tp, TC_TRACEPARENT_LEN);
+            nodus_http_req_header_remove(h, "traceparent");
+        add[n++] = HDR("traceparent", tp, TC_TRACEPARENT_LEN);
     }
     if (present & H_ANY_B3)
         remove_b3(h);
     if (tc->propagate & PROP_B3) {
-        nodus_http_req_header_add(h, "x-b3-traceid", trace, 32);
-        nodus_http_req_header_add(h, "x-b3-spanid", span, 16);
+        add[n++] = HDR("x-b3-traceid", trace, 32);
+        add[n++] = HDR("x-b3-spanid", span, 16);
         if (tx->has_parent) {
-            tc_hex(b, tx->parent_id, 8);
-            nodus_http_req_header_add(h, "x-b3-parentspanid", b, 16);
+            tc_hex(parent, tx->parent_id, 8);
+            add[n++] = HDR("x-b3-parentspanid", parent, 16);
         }
         if (tx->debug)
-            nodus_http_req_header_add(h, "x-b3-flags", "1", 1);
+            add[n++] = HDR("x-b3-flags", "1", 1);
         else
-            nodus_http_req_header_add(h, "x-b3-sampled", tx->sampled ? "1" : "0", 1);
+            add[n++] = HDR("x-b3-sampled", tx->sampled ? "1" : "0", 1);
     } else if (tc->propagate & PROP_B3_SINGLE) {
         memcpy(b, trace, 32 + 1 + 16); /* {trace}-{span}, as in the traceparent */
-        n = 32 + 1 + 16;
-        b[n++] = '-';
-        b[n++] = tx->debug ? 'd' : tx->sampled ? '1' : '0';
+        bn = 32 + 1 + 16;
+        b[bn++] = '-';
+        b[bn++] = tx->debug ? 'd' : tx->sampled ? '1' : '0';
         if (tx->has_parent) {
-            b[n++] = '-';
-            tc_hex(b + n, tx->parent_id, 8);
-            n += 16;
+            b[bn++] = '-';
+            tc_hex(b + bn, tx->parent_id, 8);
+            bn += 16;
         }
-        nodus_http_req_header_add(h, "b3", b, n);
+        add[n++] = HDR("b3", b, bn);
     }
+    if (n)
+        nodus_http_req_headers_add(h, add, n);
 }
 
 static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
@@ -475,6 +482,7 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     struct tc_ctx wc, bc, in;
     int wr = 0, br = 0;
     bool have = false, ts_ok = false, ts_seen;
+    char rid[36];
 
     if (!w)
         return NODUS_CONTINUE; /* no per-worker state (out of memory): tracing is off here */
@@ -532,19 +540,16 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     tx->active = true;
 
     if (tc->request_id && !(hv.present & (1u << H_REQUEST_ID))) {
-        char id[36];
-
         rnd_id(w, tx->request_uuid, 16);
         tx->request_uuid[6] = (uint8_t)((tx->request_uuid[6] & 0x0f) | 0x40); /* version 4 */
         tx->request_uuid[8] = (uint8_t)((tx->request_uuid[8] & 0x3f) | 0x80); /* variant 1 */
         tx->request_id_gen = true;
-        tr_uuid(id, tx->request_uuid);
-        nodus_http_req_header_add(h, "x-request-id", id, 36);
+        tr_uuid(rid, tx->request_uuid);
         nodus_counter_add(ctx->worker_id, tc->request_ids, 1);
     }
     if (!(tc->propagate & PROP_W3C) && (hv.present & (1u << H_TRACEPARENT)))
         nodus_http_req_header_remove(h, "traceparent");
-    propagate(h, tc, tx, hv.present);
+    propagate(h, tc, tx, hv.present, tx->request_id_gen ? rid : NULL);
     return NODUS_CONTINUE;
 }
 

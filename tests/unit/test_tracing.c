@@ -397,21 +397,28 @@ static void test_zipkin_json(void **state)
     json_decref(root);
 }
 
-/* Ids in hex: every byte value, in every position of the four-byte steps. */
+/* Ids in hex: every byte value, in every position of the eight- and four-byte steps, at every
+ * length used (16 and 8: ids; 12 and 4: the steps' tails). */
 static void test_hex(void **state)
 {
+    static const size_t lens[] = {16, 12, 8, 4};
     uint8_t b[16];
-    char out[33], want[33];
+    char out[34], want[33];
 
     (void)state;
-    for (unsigned v = 0; v < 256; v++) {
-        for (int i = 0; i < 16; i++)
-            b[i] = (uint8_t)(v + (unsigned)i * 37);
-        tc_hex(out, b, 16);
-        for (int i = 0; i < 16; i++)
-            snprintf(want + 2 * i, 3, "%02x", b[i]);
-        assert_memory_equal(out, want, 32);
-    }
+    for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++)
+        for (unsigned v = 0; v < 256; v++) {
+            size_t n = lens[l];
+
+            for (size_t i = 0; i < n; i++)
+                b[i] = (uint8_t)(v + (unsigned)i * 37);
+            memset(out, '#', sizeof(out));
+            tc_hex(out, b, n);
+            for (size_t i = 0; i < n; i++)
+                snprintf(want + 2 * i, 3, "%02x", b[i]);
+            assert_memory_equal(out, want, 2 * n);
+            assert_int_equal(out[2 * n], '#'); /* nothing written past */
+        }
 }
 
 /* The composed strings: the name from the host, the URL truncated at 255 bytes, a generated
