@@ -130,7 +130,24 @@ static void putesc(struct tr_json *j, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, run;
+    uint64_t w;
 
+    /* the common case, nothing to escape, eight bytes or more: the words, the last one
+     * overlapping the one before, then one copy */
+    if (n >= 8) {
+        for (run = 0; run + 8 <= n; run += 8) {
+            memcpy(&w, p + run, 8);
+            if (word_special(w))
+                break;
+        }
+        if (run + 8 > n) {
+            memcpy(&w, p + n - 8, 8);
+            if (!word_special(w)) {
+                put(j, s, n);
+                return;
+            }
+        }
+    }
     for (;;) {
         uint64_t x;
 

@@ -567,6 +567,42 @@ static void test_span_numbers_and_fields(void **state)
     json_decref(root);
 }
 
+/* Escapes at every position of strings of every length up to 24 (the word scan, the overlapping
+ * last word, the byte loop below eight). */
+static void test_escape_positions(void **state)
+{
+    static char buf[8192];
+    struct tr_resource r = {.service = "edge"};
+    struct tr_span s = mkspan();
+    json_error_t err;
+    json_t *root;
+    char want[32];
+
+    (void)state;
+    for (size_t n = 1; n <= 24; n++)
+        for (size_t pos = 0; pos <= n; pos++) { /* pos == n: nothing to escape */
+            struct tr_json j = {.buf = buf, .cap = sizeof(buf)};
+
+            memset(want, 'a', n);
+            want[n] = '\0';
+            if (pos < n)
+                want[pos] = pos % 2 ? '"' : '\t';
+            memcpy(s.user_agent.p, want, n);
+            s.user_agent.len = (uint16_t)n;
+            tr_zipkin_begin(&j);
+            assert_true(tr_zipkin_span(&j, &s, &r));
+            tr_zipkin_end(&j);
+            root = json_loadb(buf, j.len, 0, &err);
+            if (!root)
+                fail_msg("invalid JSON at length %zu, position %zu: %s", n, pos, err.text);
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(json_array_get(root, 0), "tags"),
+                                                  "user_agent")),
+                want);
+            json_decref(root);
+        }
+}
+
 static void test_json_full_buffer(void **state)
 {
     static char buf[4096];
@@ -849,6 +885,7 @@ int main(void)
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_span_strings),
         cmocka_unit_test(test_span_numbers_and_fields),
+        cmocka_unit_test(test_escape_positions),
         cmocka_unit_test(test_json_full_buffer),
         cmocka_unit_test(test_span_bound),
         cmocka_unit_test(test_queue),
