@@ -25,7 +25,8 @@ enum tr_kind { TR_KIND_SERVER = 2, TR_KIND_CLIENT = 3 }; /* OTLP's numbers */
 #define TR_TEXT_SET(f, src, n)                                                                     \
     do {                                                                                           \
         size_t n_ = (n) < sizeof((f).p) ? (n) : sizeof((f).p);                                     \
-        memcpy((f).p, (src), n_);                                                                  \
+        if (n_) /* an empty slice may have a NULL pointer */                                       \
+            memcpy((f).p, (src), n_);                                                              \
         (f).len = (uint16_t)n_;                                                                    \
     } while (0)
 
