@@ -204,15 +204,14 @@ static bool put_hdr(struct nd_buf *b, const struct nd_http_hdr *h)
     p = nd_buf_tail(b);
     if (h->value.p == e + 2 && e[0] == ':' && e[1] == ' ' && e[2 + h->value.len] == '\r' &&
         e[3 + h->value.len] == '\n') {
-        memcpy(p, h->name.p, n);
+        nd_copy_short(p, h->name.p, n);
         b->len += (uint32_t)n;
         return true;
     }
-    memcpy(p, h->name.p, h->name.len);
+    nd_copy_short(p, h->name.p, h->name.len);
     p += h->name.len;
     memcpy(p, ": ", 2);
-    if (h->value.len) /* the value may be empty, with a NULL pointer */
-        memcpy(p + 2, h->value.p, h->value.len);
+    nd_copy_short(p + 2, h->value.p, h->value.len); /* (the value may be empty, with NULL) */
     memcpy(p + 2 + h->value.len, "\r\n", 2);
     b->len += (uint32_t)n;
     return true;
@@ -293,10 +292,9 @@ static int hdr_remove(struct nd_http_msg *m, const char *name)
 static char *hdr_line(struct nd_http_msg *m, char *p, const char *name, size_t nlen,
                       const char *val, size_t vlen)
 {
-    memcpy(p, name, nlen);
+    nd_copy_short(p, name, nlen);
     memcpy(p + nlen, ": ", 2);
-    if (vlen) /* an empty value may come with a NULL pointer */
-        memcpy(p + nlen + 2, val, vlen);
+    nd_copy_short(p + nlen + 2, val, vlen); /* (an empty value may come with a NULL pointer) */
     memcpy(p + nlen + 2 + vlen, "\r\n", 2);
     m->hdrs[m->nhdrs].name = (struct nd_str){p, (uint32_t)nlen};
     m->hdrs[m->nhdrs].value = (struct nd_str){p + nlen + 2, (uint32_t)vlen};
