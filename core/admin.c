@@ -112,18 +112,19 @@ static json_t *dump_cluster(const struct nd_cluster_conf *c)
     return o;
 }
 
-/* A plugin's own description of its configuration (nodus_plugin.describe), as JSON. */
-static json_t *describe_plugin(const struct nd_plugin_inst *pi)
+/* A plugin's own description of a configuration of its (nodus_plugin.describe), as JSON: the
+ * instance's, or one that configure_route() made. */
+static json_t *describe_plugin(const struct nd_plugin_inst *pi, const void *conf)
 {
     char small[4096], *buf = small;
-    size_t need = pi->p->describe(pi->conf, small, sizeof(small));
+    size_t need = pi->p->describe(conf, small, sizeof(small));
     json_error_t jerr;
     json_t *v;
 
     if (need >= sizeof(small)) {
         if (need > (64u << 20) || !(buf = malloc(need + 1)))
             return json_string("(description too large)");
-        pi->p->describe(pi->conf, buf, need + 1);
+        pi->p->describe(conf, buf, need + 1);
     }
     v = json_loads(buf, JSON_DECODE_ANY, &jerr);
     if (buf != small)
@@ -131,6 +132,21 @@ static json_t *describe_plugin(const struct nd_plugin_inst *pi)
     if (!v)
         return json_sprintf("(invalid description: %s)", jerr.text);
     return v;
+}
+
+/* The per-route configurations of the listener's plugin i (configure_route), in the order of the
+ * configuration file: [config, ...]. A route that inherits its virtual host's configuration is
+ * not listed again. */
+static json_t *dump_route_confs(const struct nd_listener_conf *l, unsigned i)
+{
+    json_t *a = json_array();
+
+    /* the listener's list is newest first: each goes in front of the ones made after it */
+    for (const struct nodus_route_config *rc = l->route_confs; rc; rc = rc->next)
+        for (unsigned k = rc->n; k-- > 0;)
+            if (rc->e[k].inst == i && rc->e[k].own)
+                json_array_insert_new(a, 0, describe_plugin(&l->plugins[i], rc->e[k].conf));
+    return a;
 }
 
 static json_t *dump_listener(const struct nd_listener_conf *l)
@@ -144,8 +160,11 @@ static json_t *dump_listener(const struct nd_listener_conf *l)
 
         json_object_set_new(p, "name", jstr(l->plugins[i].p ? l->plugins[i].p->name : NULL));
         json_object_set_new(p, "line", json_integer(l->plugins[i].line));
-        if (l->plugins[i].p && l->plugins[i].p->describe)
-            json_object_set_new(p, "config", describe_plugin(&l->plugins[i]));
+        if (l->plugins[i].p && l->plugins[i].p->describe) {
+            json_object_set_new(p, "config", describe_plugin(&l->plugins[i], l->plugins[i].conf));
+            if (l->plugins[i].route_confs)
+                json_object_set_new(p, "routes", dump_route_confs(l, i));
+        }
         json_array_append_new(plugins, p);
     }
     json_object_set_new(limits, "max_request_headers_bytes", jint(l->limits.max_head));

@@ -190,20 +190,28 @@ static bool put_u64(struct nd_buf *b, uint64_t v)
     return put(b, tmp + i, sizeof(tmp) - i);
 }
 
-/* "name: value\r\n", whole or not at all: one check of the room, then the copies. */
+/* "name: value\r\n", whole or not at all: one check of the room, then the copies. A header whose
+ * line already lies so in memory (most of those parsed, every one added by hdr_add()) is copied
+ * at once. */
 static bool put_hdr(struct nd_buf *b, const struct nd_http_hdr *h)
 {
     size_t n = h->name.len + 2 + h->value.len + 2;
+    const char *e = h->name.p + h->name.len;
     char *p;
 
     if (n > nd_buf_room(b))
         return false;
     p = nd_buf_tail(b);
-    memcpy(p, h->name.p, h->name.len);
+    if (h->value.p == e + 2 && e[0] == ':' && e[1] == ' ' && e[2 + h->value.len] == '\r' &&
+        e[3 + h->value.len] == '\n') {
+        nd_copy_short(p, h->name.p, n);
+        b->len += (uint32_t)n;
+        return true;
+    }
+    nd_copy_short(p, h->name.p, h->name.len);
     p += h->name.len;
     memcpy(p, ": ", 2);
-    if (h->value.len) /* the value may be empty, with a NULL pointer */
-        memcpy(p + 2, h->value.p, h->value.len);
+    nd_copy_short(p + 2, h->value.p, h->value.len); /* (the value may be empty, with NULL) */
     memcpy(p + 2 + h->value.len, "\r\n", 2);
     b->len += (uint32_t)n;
     return true;
@@ -279,6 +287,21 @@ static int hdr_remove(struct nd_http_msg *m, const char *name)
     return 0;
 }
 
+/* A header as the line it becomes, "name: value\r\n", at p (room made), which put_hdr() copies
+ * at once; the next free byte. */
+static char *hdr_line(struct nd_http_msg *m, char *p, const char *name, size_t nlen,
+                      const char *val, size_t vlen)
+{
+    nd_copy_short(p, name, nlen);
+    memcpy(p + nlen, ": ", 2);
+    nd_copy_short(p + nlen + 2, val, vlen); /* (an empty value may come with a NULL pointer) */
+    memcpy(p + nlen + 2 + vlen, "\r\n", 2);
+    m->hdrs[m->nhdrs].name = (struct nd_str){p, (uint32_t)nlen};
+    m->hdrs[m->nhdrs].value = (struct nd_str){p + nlen + 2, (uint32_t)vlen};
+    m->nhdrs++;
+    return p + nlen + 2 + vlen + 2;
+}
+
 static int hdr_add(struct nd_txn *t, struct nd_http_msg *m, const char *name, const char *val,
                    size_t vlen)
 {
@@ -289,13 +312,9 @@ static int hdr_add(struct nd_txn *t, struct nd_http_msg *m, const char *name, co
         t->edit_failed = true;
         return -1;
     }
-    if (!(p = edit_alloc(t, nlen + vlen)))
+    if (!(p = edit_alloc(t, nlen + 2 + vlen + 2)))
         return -1;
-    memcpy(p, name, nlen);
-    memcpy(p + nlen, val, vlen);
-    m->hdrs[m->nhdrs].name = (struct nd_str){p, (uint32_t)nlen};
-    m->hdrs[m->nhdrs].value = (struct nd_str){p + nlen, (uint32_t)vlen};
-    m->nhdrs++;
+    hdr_line(m, p, name, nlen, val, vlen);
     return 0;
 }
 
@@ -2133,6 +2152,27 @@ int nodus_http_req_header_add(struct nodus_http *h, const char *name, const char
     if (TXN(h)->route_matched)
         route_unmatch(TXN(h));
     return hdr_add(TXN(h), &TXN(h)->req, name, value, vlen);
+}
+
+int nodus_http_req_headers_add(struct nodus_http *h, const struct nodus_header *hdrs, size_t n)
+{
+    struct nd_txn *t = TXN(h);
+    size_t total = 0;
+    char *p;
+
+    if (t->route_matched)
+        route_unmatch(t);
+    if (n > (size_t)(ND_HDRS - t->req.nhdrs)) {
+        t->edit_failed = true;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        total += hdrs[i].name_len + hdrs[i].value_len + 4;
+    if (!(p = edit_alloc(t, total)))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        p = hdr_line(&t->req, p, hdrs[i].name, hdrs[i].name_len, hdrs[i].value, hdrs[i].value_len);
+    return 0;
 }
 
 int nodus_http_req_header_remove(struct nodus_http *h, const char *name)

@@ -14,7 +14,11 @@
  *
  * Memory: strings handed to a plugin (struct nodus_slice) point into the connection's buffers and
  * are valid until the hook returns. Copy what must outlive it into the per-request scratch
- * (ctx->txn) or per-worker state.
+ * (ctx->txn) or per-worker state. One exception: the request's head (nodus_http_method(), _path(),
+ * _query(), _authority(), and the names and values of request headers, as received or added by an
+ * edit) stays where it is until the exchange's log hook has returned; a removal or a replacement
+ * hides a header, it never overwrites its bytes. Slices of it may be kept in the per-request
+ * scratch and read in later hooks of the same request.
  */
 #ifndef NODUS_PLUGIN_H
 #define NODUS_PLUGIN_H
@@ -203,7 +207,8 @@ struct nodus_plugin {
 
     /* Optional, main thread: describes an instance configuration as one JSON value (shown by
      * /config_dump and `nodus status`), written into buf as snprintf() does: at most len bytes
-     * with the NUL, returning the length it needs; the host calls again with a larger buffer. */
+     * with the NUL, returning the length it needs; the host calls again with a larger buffer.
+     * Also called with what configure_route() returned (/config_dump: the plugin's "routes"). */
     size_t (*describe)(const void *conf, char *buf, size_t len);
 
     /* ABI 3, optional: hooks on the main thread (above). */
@@ -295,6 +300,15 @@ int nodus_http_req_header_set(struct nodus_http *h, const char *name, const char
 int nodus_http_req_header_add(struct nodus_http *h, const char *name, const char *value,
                               size_t vlen);
 int nodus_http_req_header_remove(struct nodus_http *h, const char *name);
+/* Several headers added at once, all or none (0, or -1 as above): the names' lengths given, one
+ * check of the room. For a plugin that adds several on every request (tracing's context). */
+struct nodus_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+int nodus_http_req_headers_add(struct nodus_http *h, const struct nodus_header *hdrs, size_t n);
 /* Replace path (and query: pass "/new?x=1") sent upstream. */
 int nodus_http_set_path(struct nodus_http *h, const char *path, size_t len);
 

@@ -15,14 +15,46 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+/* Little-endian loads: one load each (and a byte swap on a big-endian host). */
 static inline uint64_t nodus_siphash_le64(const uint8_t *p)
 {
-    uint64_t v = 0;
+    uint64_t v;
 
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
+    memcpy(&v, p, 8);
+    if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+        v = __builtin_bswap64(v);
     return v;
+}
+
+/* The last len & 7 bytes of a message (0 to 7 at p), little-endian: four, two and one at a time. */
+static inline uint64_t nodus_siphash_tail(const uint8_t *p, size_t left)
+{
+    uint64_t b = 0;
+    size_t o = 0;
+
+    if (left & 4) {
+        uint32_t x;
+
+        memcpy(&x, p, 4);
+        if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+            x = __builtin_bswap32(x);
+        b = x;
+        o = 4;
+    }
+    if (left & 2) {
+        uint16_t x;
+
+        memcpy(&x, p + o, 2);
+        if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+            x = __builtin_bswap16(x);
+        b |= (uint64_t)x << (8 * o);
+        o += 2;
+    }
+    if (left & 1)
+        b |= (uint64_t)p[o] << (8 * o);
+    return b;
 }
 
 #define NODUS_SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -63,8 +95,7 @@ static inline uint64_t nodus_siphash(uint64_t k0, uint64_t k1, const void *data,
         nodus_siphash_rounds(v, c);
         v[0] ^= m;
     }
-    for (i = 0; i < left; i++)
-        b |= (uint64_t)in[end + i] << (8 * i);
+    b |= nodus_siphash_tail(in + end, left);
     v[3] ^= b;
     nodus_siphash_rounds(v, c);
     v[0] ^= b;

@@ -32,6 +32,7 @@ struct router_conf {
  * if the request is edited after the match). */
 struct router_txn {
     const struct rt_route *route;
+    struct rt_request req; /* what route was matched against, kept for the request hook */
     bool matched;
 };
 
@@ -607,11 +608,11 @@ static const struct nodus_route_config *router_match(struct nodus_http *h,
     const struct router_conf *rc = ctx->conf;
     struct router_worker *rw = ctx->worker;
     struct router_txn *tx = ctx->txn;
-    struct rt_request req = request(h);
 
     if (!rw)
         return NULL; /* request_headers answers 503 */
-    tx->route = rt_match(rc->table, rw->rt, &req);
+    tx->req = request(h);
+    tx->route = rt_match(rc->table, rw->rt, &tx->req);
     tx->matched = true;
     return tx->route ? rt_route_config(tx->route) : NULL;
 }
@@ -621,7 +622,8 @@ static int router_request_headers(struct nodus_http *h, const struct nodus_ctx *
     const struct router_conf *rc = ctx->conf;
     struct router_worker *rw = ctx->worker;
     const struct router_txn *tx = ctx->txn;
-    struct rt_request req = request(h);
+    /* the request as matched early (an edit since then unmatched it: tx is cleared) */
+    struct rt_request req = tx->matched ? tx->req : request(h);
     const struct rt_route *r;
     struct nodus_slice body;
     const char *loc;

@@ -202,19 +202,38 @@ static int read_response(int fd, bool *keep)
     return status;
 }
 
+/* Appends the NUL-terminated s at p; the next byte. */
+static char *cat(char *p, const char *s)
+{
+    size_t n = strlen(s);
+
+    memcpy(p, s, n);
+    return p + n;
+}
+
 int tr_post(struct tr_dest *d, const char *body, size_t len, uint32_t timeout_ms)
 {
-    char head[256];
-    int n, status;
+    /* the path (13 bytes at most), the host (63), the version and a 20-digit length fit */
+    char head[256 + sizeof(NODUS_VERSION)], digits[20], *p = head, *q = digits + sizeof(digits);
+    size_t v = len;
+    int status;
     bool keep;
 
-    n = snprintf(head, sizeof(head),
-                 "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: nodus/" NODUS_VERSION
-                 "\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                 d->path, d->host, len);
+    p = cat(p, "POST ");
+    p = cat(p, d->path);
+    p = cat(p, " HTTP/1.1\r\nHost: ");
+    p = cat(p, d->host);
+    p = cat(p, "\r\nUser-Agent: nodus/" NODUS_VERSION
+               "\r\nContent-Type: application/json\r\nContent-Length: ");
+    do
+        *--q = (char)('0' + v % 10);
+    while ((v /= 10));
+    memcpy(p, q, (size_t)(digits + sizeof(digits) - q));
+    p += digits + sizeof(digits) - q;
+    p = cat(p, "\r\n\r\n");
     for (int attempt = 0; attempt < 2; attempt++) {
         bool fresh = d->fd < 0;
-        struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, len}};
+        struct iovec iov[2] = {{head, (size_t)(p - head)}, {(void *)body, len}};
 
         if (fresh && dest_connect(d, timeout_ms) < 0)
             return -1;

@@ -6,26 +6,62 @@
 #include "span.h"
 #include "tracectx.h"
 
+/* Writes are not checked one by one: a span (or a body's head) first makes sure that room for
+ * the most it can write is there (room()), then writes without looking. */
 static inline void put(struct tr_json *j, const char *p, size_t n)
 {
-    if (j->ovf || j->len + n + TR_JSON_TAIL > j->cap) {
-        j->ovf = true;
-        return;
-    }
     memcpy(j->buf + j->len, p, n);
     j->len += n;
 }
 
+static inline bool room(const struct tr_json *j, size_t need)
+{
+    return !j->ovf && j->len + need + TR_JSON_TAIL <= j->cap;
+}
+
+/* The bytes of a span's JSON besides its text fields, at most: keys, ids, numbers, the literals
+ * (the unit tests check a span with every field full against tr_span_bound()). */
+#define TR_SPAN_FIXED 1024
+
+size_t tr_span_bound(const struct tr_span *s, const struct tr_resource *r)
+{
+    /* an escaped byte takes 6 at most (\u00XX, \ufffd); host and peer are written twice */
+    size_t text = s->method.len + 2u * s->host.len + s->target.len + 2u * s->peer.len +
+                  s->principal.len + s->user_agent.len + s->request_id.len;
+
+    if (r) {
+        text += strlen(r->service);
+        if (r->node)
+            text += strlen(r->node);
+    }
+    return TR_SPAN_FIXED + 6 * text;
+}
+
 #define PUTS(j, lit) put(j, lit, sizeof(lit) - 1)
 
-/* Decimal digits of v, right-aligned in b[0..20), returning where they start. */
+/* Decimal digits of v, right-aligned in b[0..20), returning where they start: two digits per
+ * division (a nanosecond time has 19). */
 static char *utoa(uint64_t v, char b[20])
 {
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930"
+                                   "31323334353637383940414243444546474849505152535455565758596061"
+                                   "62636465666768697071727374757677787980818283848586878889909192"
+                                   "93949596979899";
     char *p = b + 20;
 
-    do
-        *--p = (char)('0' + v % 10);
-    while ((v /= 10));
+    while (v >= 100) {
+        uint64_t q = v / 100;
+
+        p -= 2;
+        memcpy(p, pairs + 2 * (v - q * 100), 2);
+        v = q;
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, pairs + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
     return p;
 }
 
@@ -88,13 +124,30 @@ static inline bool word_special(uint64_t x)
     return ((x - ones * 0x20) | x | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
 }
 
-/* The inside of a JSON string: escapes; bytes that are not UTF-8 become U+FFFD. Runs of plain
- * bytes are found eight at a time and copied at once. */
-static void putesc(struct tr_json *j, const char *s)
+/* The inside of a JSON string, the n bytes at s: escapes; bytes that are not UTF-8 become U+FFFD.
+ * Runs of plain bytes are found eight at a time and copied at once. */
+static void putesc(struct tr_json *j, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s), i = 0, run;
+    size_t i = 0, run;
+    uint64_t w;
 
+    /* the common case, nothing to escape, eight bytes or more: the words, the last one
+     * overlapping the one before, then one copy */
+    if (n >= 8) {
+        for (run = 0; run + 8 <= n; run += 8) {
+            memcpy(&w, p + run, 8);
+            if (word_special(w))
+                break;
+        }
+        if (run + 8 > n) {
+            memcpy(&w, p + n - 8, 8);
+            if (!word_special(w)) {
+                put(j, s, n);
+                return;
+            }
+        }
+    }
     for (;;) {
         uint64_t x;
 
@@ -138,7 +191,7 @@ static void putesc(struct tr_json *j, const char *s)
 static void putstr(struct tr_json *j, const char *s)
 {
     PUTS(j, "\"");
-    putesc(j, s);
+    putesc(j, s, strlen(s));
     PUTS(j, "\"");
 }
 
@@ -146,7 +199,7 @@ static void putstr(struct tr_json *j, const char *s)
 static void putname(struct tr_json *j, const struct tr_span *s)
 {
     PUTS(j, "\"");
-    putesc(j, s->host);
+    putesc(j, s->host.p, s->host.len);
     PUTS(j, "/*\"");
 }
 
@@ -166,27 +219,15 @@ void tr_uuid(char out[36], const uint8_t b[16])
     memcpy(out + 24, hex + 20, 12);
 }
 
-/* Appends the NUL-terminated p to dst (cap bytes with the NUL), truncating; *len is dst's length.
- */
-static void append(char *dst, size_t cap, size_t *len, const char *p)
-{
-    size_t n = strlen(p);
-
-    if (n > cap - 1 - *len)
-        n = cap - 1 - *len;
-    memcpy(dst + *len, p, n);
-    *len += n;
-    dst[*len] = '\0';
-}
-
+/* An id in quoted hex, in one copy. */
 static void puthex(struct tr_json *j, const uint8_t *id, size_t n)
 {
-    char b[32];
+    char b[34];
 
-    tc_hex(b, id, n);
-    PUTS(j, "\"");
-    put(j, b, 2 * n);
-    PUTS(j, "\"");
+    b[0] = '"';
+    tc_hex(b + 1, id, n);
+    b[2 * n + 1] = '"';
+    put(j, b, 2 * n + 2);
 }
 
 static bool is_error(const struct tr_span *s)
@@ -221,63 +262,90 @@ TAG_KEY(K_RESPONSE_SIZE, "response_size");
 TAG_KEY(K_STATUS, "http.status_code");
 TAG_KEY(K_ERROR, "error");
 
-/* The tags both formats carry, as Envoy's HTTP connection manager writes them. each(j, key,
- * value, first) writes one. */
-typedef void (*tag_fn)(struct tr_json *j, const struct tag_key *k, const char *val, bool *first);
-
-static void tags(struct tr_json *j, const struct tr_span *s, const struct tr_resource *r,
-                 tag_fn each)
+/* A tag opened: its key (the comma dropped for the first tag) up to the value's opening quote. */
+static inline void tag_open(struct tr_json *j, const struct tag_key *k, bool otlp, bool *first)
 {
-    char b[24], *d, url[256], rid[37];
-    size_t len = 0;
-    bool first = true;
+    if (otlp)
+        put(j, k->otlp + *first, k->otlp_len - *first);
+    else
+        put(j, k->zipkin + *first, k->zipkin_len - *first);
+    *first = false;
+}
 
-    each(j, &K_COMPONENT, "proxy", &first);
+static inline void tag_close(struct tr_json *j, bool otlp)
+{
+    if (otlp)
+        PUTS(j, "\"}}");
+    else
+        PUTS(j, "\"");
+}
+
+/* A tag whose value is escaped (text from the request), or copied as it is (esc false: digits,
+ * hex, a literal). */
+static inline void tag(struct tr_json *j, const struct tag_key *k, const char *v, size_t n,
+                       bool esc, bool otlp, bool *first)
+{
+    tag_open(j, k, otlp, first);
+    if (esc)
+        putesc(j, v, n);
+    else
+        put(j, v, n);
+    tag_close(j, otlp);
+}
+
+#define TAG_LIT(j, k, lit, otlp, first) tag(j, k, lit, sizeof(lit) - 1, false, otlp, first)
+
+static inline void tag_u64(struct tr_json *j, const struct tag_key *k, uint64_t v, bool otlp,
+                           bool *first)
+{
+    char b[20], *d = utoa(v, b);
+
+    tag(j, k, d, (size_t)(b + 20 - d), false, otlp, first);
+}
+
+/* The tags both formats carry, as Envoy's HTTP connection manager writes them (OTLP attributes
+ * when otlp, else Zipkin tags). */
+static inline void tags(struct tr_json *j, const struct tr_span *s, const struct tr_resource *r,
+                        bool otlp)
+{
+    bool first = true;
+    size_t hn, tn;
+
+    TAG_LIT(j, &K_COMPONENT, "proxy", otlp, &first);
     if (r->node)
-        each(j, &K_NODE_ID, r->node, &first);
+        tag(j, &K_NODE_ID, r->node, strlen(r->node), true, otlp, &first);
     if (s->request_id_gen) {
+        char rid[36];
+
         tr_uuid(rid, s->request_uuid);
-        rid[36] = '\0';
-        each(j, &K_REQUEST_ID, rid, &first);
-    } else if (s->request_id[0]) {
-        each(j, &K_REQUEST_ID, s->request_id, &first);
+        tag(j, &K_REQUEST_ID, rid, 36, false, otlp, &first);
+    } else if (s->request_id.len) {
+        tag(j, &K_REQUEST_ID, s->request_id.p, s->request_id.len, true, otlp, &first);
     }
-    each(j, &K_METHOD, s->method, &first);
+    tag(j, &K_METHOD, s->method.p, s->method.len, true, otlp, &first);
     /* http://host/path?query as the client sent them, truncated at 255 bytes */
-    url[0] = '\0';
-    append(url, sizeof(url), &len, "http://");
-    append(url, sizeof(url), &len, s->host);
-    append(url, sizeof(url), &len, s->target);
-    each(j, &K_URL, url, &first);
-    if (s->user_agent[0])
-        each(j, &K_USER_AGENT, s->user_agent, &first);
-    each(j, &K_PEER, s->peer, &first);
-    if (s->principal[0])
-        each(j, &K_PRINCIPAL, s->principal, &first);
-    b[20] = '\0';
-    if (s->req_size >= 0) {
-        d = utoa((uint64_t)s->req_size, b);
-        each(j, &K_REQUEST_SIZE, d, &first);
-    }
-    if (s->resp_size >= 0) {
-        d = utoa((uint64_t)s->resp_size, b);
-        each(j, &K_RESPONSE_SIZE, d, &first);
-    }
-    d = utoa(s->status, b);
-    each(j, &K_STATUS, d, &first);
+    hn = s->host.len < 248 ? s->host.len : 248;
+    tn = s->target.len < 248 - hn ? s->target.len : 248 - hn;
+    tag_open(j, &K_URL, otlp, &first);
+    PUTS(j, "http://");
+    putesc(j, s->host.p, hn);
+    putesc(j, s->target.p, tn);
+    tag_close(j, otlp);
+    if (s->user_agent.len)
+        tag(j, &K_USER_AGENT, s->user_agent.p, s->user_agent.len, true, otlp, &first);
+    tag(j, &K_PEER, s->peer.p, s->peer.len, true, otlp, &first);
+    if (s->principal.len)
+        tag(j, &K_PRINCIPAL, s->principal.p, s->principal.len, true, otlp, &first);
+    if (s->req_size >= 0)
+        tag_u64(j, &K_REQUEST_SIZE, (uint64_t)s->req_size, otlp, &first);
+    if (s->resp_size >= 0)
+        tag_u64(j, &K_RESPONSE_SIZE, (uint64_t)s->resp_size, otlp, &first);
+    tag_u64(j, &K_STATUS, s->status, otlp, &first);
     if (is_error(s))
-        each(j, &K_ERROR, "true", &first);
+        TAG_LIT(j, &K_ERROR, "true", otlp, &first);
 }
 
 /* ---- OTLP ---- */
-
-static void otlp_attr(struct tr_json *j, const struct tag_key *k, const char *val, bool *first)
-{
-    put(j, k->otlp + *first, k->otlp_len - *first);
-    *first = false;
-    putesc(j, val);
-    PUTS(j, "\"}}");
-}
 
 void tr_otlp_begin(struct tr_json *j, const struct tr_resource *r)
 {
@@ -286,10 +354,13 @@ void tr_otlp_begin(struct tr_json *j, const struct tr_resource *r)
     j->len = 0;
     j->n = 0;
     j->ovf = false;
+    j->ovf = !room(j, 320 + 6 * (strlen(r->service) + (r->node ? strlen(r->node) : 0)));
+    if (j->ovf)
+        return; /* no span will fit either */
     PUTS(j, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
-    otlp_attr(j, &K_SERVICE, r->service, &first);
+    tag(j, &K_SERVICE, r->service, strlen(r->service), true, true, &first);
     if (r->node)
-        otlp_attr(j, &K_NODE_ID, r->node, &first);
+        tag(j, &K_NODE_ID, r->node, strlen(r->node), true, true, &first);
     PUTS(j, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"nodus.tracing\",\"version\":\"" NODUS_VERSION
             "\"},\"spans\":[");
 }
@@ -297,8 +368,9 @@ void tr_otlp_begin(struct tr_json *j, const struct tr_resource *r)
 bool tr_otlp_span(struct tr_json *j, const struct tr_span *s)
 {
     static const struct tr_resource none = {0};
-    size_t len0 = j->len;
 
+    if (!room(j, tr_span_bound(s, NULL)))
+        return false;
     if (j->n)
         PUTS(j, ",");
     PUTS(j, "{\"traceId\":");
@@ -319,49 +391,40 @@ bool tr_otlp_span(struct tr_json *j, const struct tr_span *s)
     PUTS(j, "\",\"endTimeUnixNano\":\"");
     putu(j, s->start_ns + s->dur_ns);
     PUTS(j, "\",\"attributes\":[");
-    tags(j, s, &none, otlp_attr);
+    tags(j, s, &none, true);
     PUTS(j, "],\"status\":{\"code\":");
     putu(j, is_error(s) ? 2 : 0); /* STATUS_CODE_ERROR, STATUS_CODE_UNSET */
     PUTS(j, "}}");
-    if (j->ovf) {
-        j->len = len0;
-        j->ovf = false;
-        return false;
-    }
     j->n++;
     return true;
 }
 
 void tr_otlp_end(struct tr_json *j)
 {
-    j->ovf = false;
+    if (j->ovf)
+        return; /* nothing was written: the buffer is smaller than a body's head */
     memcpy(j->buf + j->len, "]}]}]}", 6);
     j->len += 6;
 }
 
 /* ---- Zipkin v2 ---- */
 
-static void zipkin_tag(struct tr_json *j, const struct tag_key *k, const char *val, bool *first)
-{
-    put(j, k->zipkin + *first, k->zipkin_len - *first);
-    *first = false;
-    putesc(j, val);
-    PUTS(j, "\"");
-}
-
 void tr_zipkin_begin(struct tr_json *j)
 {
     j->len = 0;
     j->n = 0;
     j->ovf = false;
-    PUTS(j, "[");
+    j->ovf = !room(j, 1);
+    if (!j->ovf)
+        PUTS(j, "[");
 }
 
 bool tr_zipkin_span(struct tr_json *j, const struct tr_span *s, const struct tr_resource *r)
 {
-    size_t len0 = j->len;
     uint64_t us = s->dur_ns / 1000;
 
+    if (!room(j, tr_span_bound(s, r)))
+        return false;
     if (j->n)
         PUTS(j, ",");
     PUTS(j, "{\"traceId\":");
@@ -386,30 +449,25 @@ bool tr_zipkin_span(struct tr_json *j, const struct tr_span *s, const struct tr_
     PUTS(j, ",\"localEndpoint\":{\"serviceName\":");
     putstr(j, r->service);
     PUTS(j, "}");
-    if (s->peer[0]) {
-        if (strchr(s->peer, ':'))
-            PUTS(j, ",\"remoteEndpoint\":{\"ipv6\":");
+    if (s->peer.len) {
+        if (memchr(s->peer.p, ':', s->peer.len))
+            PUTS(j, ",\"remoteEndpoint\":{\"ipv6\":\"");
         else
-            PUTS(j, ",\"remoteEndpoint\":{\"ipv4\":");
-        putstr(j, s->peer);
-        PUTS(j, "}");
+            PUTS(j, ",\"remoteEndpoint\":{\"ipv4\":\"");
+        putesc(j, s->peer.p, s->peer.len);
+        PUTS(j, "\"}");
     }
     if (s->debug)
         PUTS(j, ",\"debug\":true");
     PUTS(j, ",\"tags\":{");
-    tags(j, s, r, zipkin_tag);
+    tags(j, s, r, false);
     PUTS(j, "}}");
-    if (j->ovf) {
-        j->len = len0;
-        j->ovf = false;
-        return false;
-    }
     j->n++;
     return true;
 }
 
 void tr_zipkin_end(struct tr_json *j)
 {
-    j->ovf = false;
-    j->buf[j->len++] = ']';
+    if (!j->ovf)
+        j->buf[j->len++] = ']';
 }

@@ -44,13 +44,15 @@ struct tr_worker {
     uint64_t real_next_us; /* when to read it again (monotonic) */
 };
 
-/* Per request. The header indexes are 1 + the header's index (0: absent), read back by the log
- * hook in O(1) (nodus_http_req_header_index()). */
+/* Per request. host, user_agent and request_id are the values of those headers as the request
+ * hook saw them (len 0: absent): the request as the client sent it, the span's attributes even when
+ * a later plugin (or the router) replaces a header. They point into the request's head, which the
+ * core keeps until the log hook has run (a header edit adds a copy, it never overwrites). */
 struct tr_txn {
     uint8_t trace_id[16], span_id[8], parent_id[8];
     uint8_t request_uuid[16]; /* the x-request-id generated, when request_id_gen */
     bool active, has_parent, sampled, debug, request_id_gen;
-    uint8_t i_host, i_user_agent, i_request_id;
+    struct nodus_slice host, user_agent, request_id;
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -360,8 +362,7 @@ static int header_slot(struct nodus_slice n)
 
 struct hview {
     struct nodus_slice v[H__N];
-    uint8_t idx[H__N]; /* 1 + the header's index */
-    unsigned present;  /* bit k: header k was there */
+    unsigned present; /* bit k: header k was there */
 };
 
 static void scan_headers(struct nodus_http *h, struct hview *hv)
@@ -375,7 +376,6 @@ static void scan_headers(struct nodus_http *h, struct hview *hv)
         if (k < 0 || (hv->present & (1u << k)))
             continue;
         hv->v[k] = v;
-        hv->idx[k] = i < 255 ? (uint8_t)(i + 1) : 0;
         hv->present |= 1u << k;
     }
 }
@@ -421,48 +421,55 @@ static void remove_b3(struct nodus_http *h)
     nodus_http_req_header_remove(h, "x-b3-flags");
 }
 
-/* Sends the context upstream in the configured formats. The ids are written in hex once, in the
- * traceparent, and the B3 headers take their values from there. Headers that were not in the
- * request are added without a removal pass. */
-static void propagate(struct nodus_http *h, const struct tr_conf *tc, const struct tr_txn *tx,
-                      unsigned present)
-{
-    char tp[TC_TRACEPARENT_LEN], b[80];
-    const char *trace = tp + 3, *span = tp + 36;
-    size_t n;
+#define HDR(n, v, len) ((struct nodus_header){n, sizeof(n) - 1, v, len})
 
+/* Sends the context upstream in the configured formats, and the x-request-id generated (rid, 36
+ * characters, or NULL), in one edit. The ids are written in hex once, in the traceparent, and the
+ * B3 headers take their values from there. Headers that were not in the request are added without
+ * a removal pass. */
+static void propagate(struct nodus_http *h, const struct tr_conf *tc, const struct tr_txn *tx,
+                      unsigned present, const char *rid)
+{
+    char tp[TC_TRACEPARENT_LEN], b[80], parent[16];
+    const char *trace = tp + 3, *span = tp + 36;
+    struct nodus_header add[6];
+    size_t n = 0, bn;
+
+    if (rid)
+        add[n++] = HDR("x-request-id", rid, 36);
     tc_format_traceparent(tp, tx->trace_id, tx->span_id, tx->sampled);
     if (tc->propagate & PROP_W3C) {
         if (present & (1u << H_TRACEPARENT))
-            nodus_http_req_header_set(h, "traceparent", tp, TC_TRACEPARENT_LEN);
-        else
-            nodus_http_req_header_add(h, "traceparent", tp, TC_TRACEPARENT_LEN);
+            nodus_http_req_header_remove(h, "traceparent");
+        add[n++] = HDR("traceparent", tp, TC_TRACEPARENT_LEN);
     }
     if (present & H_ANY_B3)
         remove_b3(h);
     if (tc->propagate & PROP_B3) {
-        nodus_http_req_header_add(h, "x-b3-traceid", trace, 32);
-        nodus_http_req_header_add(h, "x-b3-spanid", span, 16);
+        add[n++] = HDR("x-b3-traceid", trace, 32);
+        add[n++] = HDR("x-b3-spanid", span, 16);
         if (tx->has_parent) {
-            tc_hex(b, tx->parent_id, 8);
-            nodus_http_req_header_add(h, "x-b3-parentspanid", b, 16);
+            tc_hex(parent, tx->parent_id, 8);
+            add[n++] = HDR("x-b3-parentspanid", parent, 16);
         }
         if (tx->debug)
-            nodus_http_req_header_add(h, "x-b3-flags", "1", 1);
+            add[n++] = HDR("x-b3-flags", "1", 1);
         else
-            nodus_http_req_header_add(h, "x-b3-sampled", tx->sampled ? "1" : "0", 1);
+            add[n++] = HDR("x-b3-sampled", tx->sampled ? "1" : "0", 1);
     } else if (tc->propagate & PROP_B3_SINGLE) {
         memcpy(b, trace, 32 + 1 + 16); /* {trace}-{span}, as in the traceparent */
-        n = 32 + 1 + 16;
-        b[n++] = '-';
-        b[n++] = tx->debug ? 'd' : tx->sampled ? '1' : '0';
+        bn = 32 + 1 + 16;
+        b[bn++] = '-';
+        b[bn++] = tx->debug ? 'd' : tx->sampled ? '1' : '0';
         if (tx->has_parent) {
-            b[n++] = '-';
-            tc_hex(b + n, tx->parent_id, 8);
-            n += 16;
+            b[bn++] = '-';
+            tc_hex(b + bn, tx->parent_id, 8);
+            bn += 16;
         }
-        nodus_http_req_header_add(h, "b3", b, n);
+        add[n++] = HDR("b3", b, bn);
     }
+    if (n)
+        nodus_http_req_headers_add(h, add, n);
 }
 
 static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
@@ -475,14 +482,16 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     struct tc_ctx wc, bc, in;
     int wr = 0, br = 0;
     bool have = false, ts_ok = false, ts_seen;
+    char rid[36];
 
     if (!w)
         return NODUS_CONTINUE; /* no per-worker state (out of memory): tracing is off here */
 
     scan_headers(h, &hv);
-    tx->i_host = hv.present & (1u << H_HOST) ? hv.idx[H_HOST] : 0;
-    tx->i_user_agent = hv.present & (1u << H_USER_AGENT) ? hv.idx[H_USER_AGENT] : 0;
-    tx->i_request_id = hv.present & (1u << H_REQUEST_ID) ? hv.idx[H_REQUEST_ID] : 0;
+    if (!hv_get(&hv, H_HOST, &tx->host))
+        tx->host = nodus_http_authority(h);
+    hv_get(&hv, H_USER_AGENT, &tx->user_agent);
+    hv_get(&hv, H_REQUEST_ID, &tx->request_id);
     if (hv_get(&hv, H_TRACEPARENT, &v))
         wr = tc_parse_traceparent(v.p, v.len, &wc);
     if (hv.present & H_ANY_B3)
@@ -531,45 +540,17 @@ static int tr_request_headers(struct nodus_http *h, const struct nodus_ctx *ctx)
     tx->active = true;
 
     if (tc->request_id && !(hv.present & (1u << H_REQUEST_ID))) {
-        char id[36];
-
         rnd_id(w, tx->request_uuid, 16);
         tx->request_uuid[6] = (uint8_t)((tx->request_uuid[6] & 0x0f) | 0x40); /* version 4 */
         tx->request_uuid[8] = (uint8_t)((tx->request_uuid[8] & 0x3f) | 0x80); /* variant 1 */
         tx->request_id_gen = true;
-        tr_uuid(id, tx->request_uuid);
-        nodus_http_req_header_add(h, "x-request-id", id, 36);
+        tr_uuid(rid, tx->request_uuid);
         nodus_counter_add(ctx->worker_id, tc->request_ids, 1);
     }
     if (!(tc->propagate & PROP_W3C) && (hv.present & (1u << H_TRACEPARENT)))
         nodus_http_req_header_remove(h, "traceparent");
-    propagate(h, tc, tx, hv.present);
+    propagate(h, tc, tx, hv.present, tx->request_id_gen ? rid : NULL);
     return NODUS_CONTINUE;
-}
-
-/* Copies a slice into a fixed array, truncated, NUL-terminated; returns the length copied. */
-static size_t copy(char *dst, size_t cap, struct nodus_slice s)
-{
-    size_t n = s.len < cap - 1 ? s.len : cap - 1;
-
-    memcpy(dst, s.p, n);
-    dst[n] = '\0';
-    return n;
-}
-
-/* A request header the request hook saw at index i (1 + index; 0: it was absent): 1 and its
- * value, read in O(1) while it is there (indexes do not move: a removed header keeps its place,
- * with an empty name), else looked up by name (a later plugin replaced it); 0 when the request
- * had none. */
-static int req_header(struct nodus_http *h, unsigned i, const char *name, struct nodus_slice *v)
-{
-    struct nodus_slice n;
-
-    if (!i)
-        return 0;
-    if (nodus_http_req_header_index(h, i - 1, &n, v) == 1 && n.len)
-        return 1;
-    return nodus_http_req_header(h, name, v);
 }
 
 /* Moves what the exporter thread counted into this worker's counters. */
@@ -590,15 +571,34 @@ static void take_stats(const struct nodus_ctx *ctx)
         nodus_counter_add(ctx->worker_id, tc->export_retries, n);
 }
 
+/* CLOCK_REALTIME - CLOCK_MONOTONIC in microseconds: the wall clock read between two reads of the
+ * monotonic one, and of up to four tries the one with the shortest gap (a thread preempted
+ * between two reads would otherwise put an error of its time off the CPU into every span's start,
+ * and two nodes' spans of one trace out of order). */
+static int64_t clock_offset_us(void)
+{
+    uint64_t best = UINT64_MAX;
+    int64_t off = 0;
+
+    for (int i = 0; i < 4 && best > 5; i++) {
+        uint64_t m1 = clock_ns(CLOCK_MONOTONIC) / 1000, r = clock_ns(CLOCK_REALTIME) / 1000,
+                 m2 = clock_ns(CLOCK_MONOTONIC) / 1000;
+
+        if (m2 - m1 < best) {
+            best = m2 - m1;
+            off = (int64_t)(r - (m1 + (m2 - m1) / 2));
+        }
+    }
+    return off;
+}
+
 /* Unix time in microseconds of the monotonic time mono_us: the offset between the two clocks is
  * read again once a second, so that a step of the wall clock shows within a second. */
 static uint64_t real_us(struct tr_worker *w, uint64_t mono_us)
 {
     if (mono_us >= w->real_next_us) {
-        uint64_t m = clock_ns(CLOCK_MONOTONIC) / 1000, r = clock_ns(CLOCK_REALTIME) / 1000;
-
-        w->real_off_us = (int64_t)(r - m);
-        w->real_next_us = m + 1000000;
+        w->real_off_us = clock_offset_us();
+        w->real_next_us = mono_us + 1000000;
     }
     return (uint64_t)((int64_t)mono_us + w->real_off_us);
 }
@@ -608,7 +608,7 @@ static void tr_log(struct nodus_http *h, const struct nodus_ctx *ctx)
     const struct tr_conf *tc = ctx->conf;
     struct tr_worker *w = ctx->worker;
     const struct tr_txn *tx = ctx->txn;
-    struct nodus_slice v, path, query;
+    struct nodus_slice v;
     uint64_t start, req_bytes, resp_bytes;
     struct tr_span *s;
     size_t n;
@@ -633,30 +633,31 @@ static void tr_log(struct nodus_http *h, const struct nodus_ctx *ctx)
     nodus_http_body_bytes(h, &req_bytes, &resp_bytes);
     s->req_size = (int64_t)req_bytes;
     s->resp_size = (int64_t)resp_bytes;
-    copy(s->method, sizeof(s->method), nodus_http_method(h));
-    if (req_header(h, tx->i_host, "host", &v) != 1)
-        v = nodus_http_authority(h);
-    copy(s->host, sizeof(s->host), v);
-    path = nodus_http_path(h);
-    query = nodus_http_query(h);
-    n = copy(s->target, sizeof(s->target), path);
-    if (query.len && n + 1 < sizeof(s->target)) {
-        s->target[n++] = '?';
-        copy(s->target + n, sizeof(s->target) - n, query);
+    /* the request as the client sent it: the method and the path are the core's (a rewrite by
+     * the router is kept apart, nodus_http_set_path()), the headers as the request hook saw them */
+    v = nodus_http_method(h);
+    TR_TEXT_SET(s->method, v.p, v.len);
+    TR_TEXT_SET(s->host, tx->host.p, tx->host.len);
+    v = nodus_http_path(h);
+    TR_TEXT_SET(s->target, v.p, v.len);
+    v = nodus_http_query(h);
+    if (v.len && s->target.len < sizeof(s->target.p)) {
+        s->target.p[s->target.len++] = '?';
+        n = sizeof(s->target.p) - s->target.len;
+        n = v.len < n ? v.len : n;
+        memcpy(s->target.p + s->target.len, v.p, n);
+        s->target.len = (uint16_t)(s->target.len + n);
     }
-    copy(s->peer, sizeof(s->peer), nodus_http_peer_addr(h));
-    copy(s->principal, sizeof(s->principal), nodus_http_peer_principal(h));
-    if (req_header(h, tx->i_user_agent, "user-agent", &v) == 1)
-        copy(s->user_agent, sizeof(s->user_agent), v);
-    else
-        s->user_agent[0] = '\0';
+    v = nodus_http_peer_addr(h);
+    TR_TEXT_SET(s->peer, v.p, v.len);
+    v = nodus_http_peer_principal(h);
+    TR_TEXT_SET(s->principal, v.p, v.len);
+    TR_TEXT_SET(s->user_agent, tx->user_agent.p, tx->user_agent.len);
     s->request_id_gen = tx->request_id_gen;
     if (tx->request_id_gen)
         memcpy(s->request_uuid, tx->request_uuid, 16);
-    else if (req_header(h, tx->i_request_id, "x-request-id", &v) == 1)
-        copy(s->request_id, sizeof(s->request_id), v);
     else
-        s->request_id[0] = '\0';
+        TR_TEXT_SET(s->request_id, tx->request_id.p, tx->request_id.len);
     tr_queue_commit(w->q);
     nodus_counter_add(ctx->worker_id, tc->spans, 1);
 }

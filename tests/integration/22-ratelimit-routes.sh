@@ -9,6 +9,7 @@
 #     edited request (the match made for ratelimit is dropped);
 #   - wrk: admitted rates of two routes (200 and 500 req/s) and of the fallback (100 req/s) under
 #     about 1,000 req/s offered to each at once, within 10%;
+#   - /config_dump: each ratelimit lists the limits of its routes;
 #   - nodus check: bad per-route limits refused with file:line.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -143,6 +144,20 @@ limited_429() { # NAME LIMIT: a 429 of that limit, with the headers, that never 
     assert_eq "$reset" "$(hdr retry-after "$name")" "$name: retry-after"
     [ -z "$(hdr x-upstream "$name")" ] || die "$name: a limited request reached the upstream"
 }
+
+# 0. /config_dump shows the limits of the routes, in the file's order (a route that inherits its
+#    virtual host's is not listed again)
+curl -sS --max-time 5 "http://127.0.0.1:$admin/config_dump" >"$T/dump" || die "/config_dump"
+python3 - "$T/dump" <<'PY' || die "/config_dump: per-route limits: $(cat "$T/dump")"
+import json, sys
+ls = {l["name"]: l for l in json.load(open(sys.argv[1]))["listeners"]}
+def routes(name):
+    rl = [p for p in ls[name]["plugins"] if p["name"] == "ratelimit"][0]
+    return [(r["tokens"], r["fill"], r["interval_ms"], r["rate_headers"]) for r in rl.get("routes", [])]
+assert routes("main") == [(2, 2, 3600000, False), (3, 3, 3600000, True)], routes("main")
+assert [t for t, _, _, _ in routes("vh")] == [3, 1], routes("vh")
+assert [p for p in ls["main"]["plugins"] if p["name"] == "ratelimit"][0]["config"]["route_limits"]
+PY
 
 # 1. two routes with their own limits, and the fallback to the listener's, each its own bucket
 M=http://127.0.0.1:$main

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "buf.h"
 #include "http1.h"
 
 #define S(lit) lit, sizeof(lit) - 1
@@ -1024,6 +1025,36 @@ static void test_helpers(void **state)
 
 /* Every prefix of each message is parsed with its last byte just before a PROT_NONE page: any
  * read past len faults. Both from scratch and incrementally with the hint. */
+/* nd_copy_short(), which copies header lines: every length up to 80, the source ending at a guard
+ * page and starting at one (no byte read outside it), nothing written outside the destination. */
+static void test_copy_short(void **state)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    char *map =
+        mmap(NULL, (size_t)pg * 3, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char dst[100];
+
+    (void)state;
+    assert_true(map != MAP_FAILED);
+    assert_int_equal(mprotect(map, (size_t)pg, PROT_NONE), 0);
+    assert_int_equal(mprotect(map + 2 * pg, (size_t)pg, PROT_NONE), 0);
+    for (int i = 0; i < pg; i++)
+        map[pg + i] = (char)('a' + i % 26);
+    for (size_t n = 0; n <= 80; n++)
+        for (int end = 0; end < 2; end++) {
+            const char *src = end ? map + 2 * pg - n : map + pg;
+
+            memset(dst, '#', sizeof(dst));
+            nd_copy_short(dst + 8, src, n);
+            assert_memory_equal(dst + 8, src, n);
+            for (size_t i = 0; i < sizeof(dst); i++)
+                if (i < 8 || i >= 8 + n)
+                    assert_int_equal(dst[i], '#');
+        }
+    nd_copy_short(dst, NULL, 0); /* an empty value may have no pointer */
+    munmap(map, (size_t)pg * 3);
+}
+
 static void test_guard_page(void **state)
 {
     (void)state;
@@ -1135,29 +1166,18 @@ static void test_guard_page_growing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simple_get),
-        cmocka_unit_test(test_methods),
-        cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_pipelined),
-        cmocka_unit_test(test_incremental),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_error_status),
-        cmocka_unit_test(test_limit_uri),
-        cmocka_unit_test(test_limit_head_size),
-        cmocka_unit_test(test_limit_header_count),
-        cmocka_unit_test(test_absolute_form),
-        cmocka_unit_test(test_other_forms),
-        cmocka_unit_test(test_keepalive),
-        cmocka_unit_test(test_expect),
-        cmocka_unit_test(test_body_framing),
-        cmocka_unit_test(test_responses),
-        cmocka_unit_test(test_bad_responses),
-        cmocka_unit_test(test_chunked_basic),
-        cmocka_unit_test(test_chunked_split),
-        cmocka_unit_test(test_chunked_bad),
-        cmocka_unit_test(test_helpers),
-        cmocka_unit_test(test_guard_page),
-        cmocka_unit_test(test_guard_page_growing),
+        cmocka_unit_test(test_simple_get),      cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_headers),         cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_incremental),     cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_error_status),    cmocka_unit_test(test_limit_uri),
+        cmocka_unit_test(test_limit_head_size), cmocka_unit_test(test_limit_header_count),
+        cmocka_unit_test(test_absolute_form),   cmocka_unit_test(test_other_forms),
+        cmocka_unit_test(test_keepalive),       cmocka_unit_test(test_expect),
+        cmocka_unit_test(test_body_framing),    cmocka_unit_test(test_responses),
+        cmocka_unit_test(test_bad_responses),   cmocka_unit_test(test_chunked_basic),
+        cmocka_unit_test(test_chunked_split),   cmocka_unit_test(test_chunked_bad),
+        cmocka_unit_test(test_helpers),         cmocka_unit_test(test_copy_short),
+        cmocka_unit_test(test_guard_page),      cmocka_unit_test(test_guard_page_growing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

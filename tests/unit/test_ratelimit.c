@@ -118,6 +118,33 @@ static void test_fill_changed_at_run_time(void **state)
     assert_int_equal(rl_peek(atomic_load(&b.word), &l, 2), 6);
 }
 
+/* SipHash-c-d as the reference describes it, a byte at a time: what the shared implementation's
+ * word loads must agree with. */
+static uint64_t siphash_bytes(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len, int c, int d)
+{
+    uint64_t v[4] = {0x736f6d6570736575ull ^ k0, 0x646f72616e646f6dull ^ k1,
+                     0x6c7967656e657261ull ^ k0, 0x7465646279746573ull ^ k1};
+    uint64_t b = (uint64_t)len << 56, m;
+    size_t i, left = len & 7, end = len - left;
+
+    for (i = 0; i < end; i += 8) {
+        m = 0;
+        for (int k = 7; k >= 0; k--)
+            m = m << 8 | in[i + (size_t)k];
+        v[3] ^= m;
+        nodus_siphash_rounds(v, c);
+        v[0] ^= m;
+    }
+    for (i = 0; i < left; i++)
+        b |= (uint64_t)in[end + i] << (8 * i);
+    v[3] ^= b;
+    nodus_siphash_rounds(v, c);
+    v[0] ^= b;
+    v[2] ^= 0xff;
+    nodus_siphash_rounds(v, d);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
 static void test_siphash(void **state)
 {
     const uint64_t k[2] = {0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull};
@@ -133,6 +160,14 @@ static void test_siphash(void **state)
     assert_true(rl_siphash(k, m, 15) == 0xd320d86d2a519956ull);
     /* deterministic, length- and key-sensitive, every tail length handled */
     assert_int_equal(rl_siphash(k, m, 15), rl_siphash(k, m, 15));
+    /* every length, at every alignment: the word loads agree with the bytes */
+    for (size_t off = 0; off < 8; off++)
+        for (size_t n = 0; n + off <= 64; n++) {
+            assert_true(nodus_siphash(k[0], k[1], m + off, n, 1, 3) ==
+                        siphash_bytes(k[0], k[1], m + off, n, 1, 3));
+            assert_true(nodus_siphash(k2[0], k2[1], m + off, n, 2, 4) ==
+                        siphash_bytes(k2[0], k2[1], m + off, n, 2, 4));
+        }
     for (size_t n = 0; n < 24; n++) {
         assert_int_not_equal(rl_siphash(k, m, n), rl_siphash(k, m, n + 1));
         assert_int_not_equal(rl_siphash(k, m, n), rl_siphash(k2, m, n));

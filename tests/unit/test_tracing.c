@@ -257,6 +257,8 @@ static void test_format_traceparent(void **state)
 
 /* ---- spans ---- */
 
+#define SET(f, lit) TR_TEXT_SET(f, lit, strlen(lit))
+
 static struct tr_span mkspan(void)
 {
     struct tr_span s = {.kind = TR_KIND_SERVER,
@@ -273,11 +275,11 @@ static struct tr_span mkspan(void)
         s.span_id[i] = (uint8_t)(0xa0 + i);
         s.parent_id[i] = (uint8_t)(0xb0 + i);
     }
-    snprintf(s.host, sizeof(s.host), "api.test");
-    snprintf(s.method, sizeof(s.method), "GET");
-    snprintf(s.target, sizeof(s.target), "/x?q=\"1\"\\\x01\xff\xc3\xa9");
-    snprintf(s.peer, sizeof(s.peer), "127.0.0.1");
-    snprintf(s.request_id, sizeof(s.request_id), "6f1c6a1e-0d5e-4c55-9d55-1f6a1f3e1a2b");
+    SET(s.host, "api.test");
+    SET(s.method, "GET");
+    SET(s.target, "/x?q=\"1\"\\\x01\xff\xc3\xa9");
+    SET(s.peer, "127.0.0.1");
+    SET(s.request_id, "6f1c6a1e-0d5e-4c55-9d55-1f6a1f3e1a2b");
     return s;
 }
 
@@ -360,7 +362,7 @@ static void test_zipkin_json(void **state)
     (void)state;
     tr_zipkin_begin(&j);
     assert_true(tr_zipkin_span(&j, &s, &r));
-    snprintf(s.peer, sizeof(s.peer), "::1");
+    SET(s.peer, "::1");
     s.dur_ns = 10; /* under a microsecond: 1 */
     s.debug = true;
     assert_true(tr_zipkin_span(&j, &s, &r));
@@ -395,21 +397,28 @@ static void test_zipkin_json(void **state)
     json_decref(root);
 }
 
-/* Ids in hex: every byte value, in every position of the four-byte steps. */
+/* Ids in hex: every byte value, in every position of the eight- and four-byte steps, at every
+ * length used (16 and 8: ids; 12 and 4: the steps' tails). */
 static void test_hex(void **state)
 {
+    static const size_t lens[] = {16, 12, 8, 4};
     uint8_t b[16];
-    char out[33], want[33];
+    char out[34], want[33];
 
     (void)state;
-    for (unsigned v = 0; v < 256; v++) {
-        for (int i = 0; i < 16; i++)
-            b[i] = (uint8_t)(v + (unsigned)i * 37);
-        tc_hex(out, b, 16);
-        for (int i = 0; i < 16; i++)
-            snprintf(want + 2 * i, 3, "%02x", b[i]);
-        assert_memory_equal(out, want, 32);
-    }
+    for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++)
+        for (unsigned v = 0; v < 256; v++) {
+            size_t n = lens[l];
+
+            for (size_t i = 0; i < n; i++)
+                b[i] = (uint8_t)(v + (unsigned)i * 37);
+            memset(out, '#', sizeof(out));
+            tc_hex(out, b, n);
+            for (size_t i = 0; i < n; i++)
+                snprintf(want + 2 * i, 3, "%02x", b[i]);
+            assert_memory_equal(out, want, 2 * n);
+            assert_int_equal(out[2 * n], '#'); /* nothing written past */
+        }
 }
 
 /* The composed strings: the name from the host, the URL truncated at 255 bytes, a generated
@@ -425,17 +434,17 @@ static void test_span_strings(void **state)
     char ua[41];
 
     (void)state;
-    memset(s.target, 'p', sizeof(s.target) - 1);
-    s.target[0] = '/';
-    s.target[sizeof(s.target) - 1] = '\0';
+    memset(s.target.p, 'p', sizeof(s.target.p));
+    s.target.p[0] = '/';
+    s.target.len = sizeof(s.target.p);
     s.request_id_gen = true;
     for (int i = 0; i < 16; i++)
         s.request_uuid[i] = (uint8_t)(0x10 * i + i);
     tr_otlp_begin(&j, &r);
     for (int pos = 0; pos < 40; pos++) {
-        memset(s.user_agent, 'a', 40);
-        s.user_agent[40] = '\0';
-        s.user_agent[pos] = pos % 3 == 0 ? '"' : pos % 3 == 1 ? '\\' : '\n';
+        memset(s.user_agent.p, 'a', 40);
+        s.user_agent.len = 40;
+        s.user_agent.p[pos] = pos % 3 == 0 ? '"' : pos % 3 == 1 ? '\\' : '\n';
         assert_true(tr_otlp_span(&j, &s));
     }
     tr_otlp_end(&j);
@@ -474,9 +483,129 @@ static void test_span_strings(void **state)
     json_decref(root);
 }
 
+/* Numbers in decimal (two digits at a time), at the edges of each step; the fields the worker
+ * copies raw (no NUL, their lengths kept): empty ones left out, a principal and a user agent that
+ * fill their arrays, a long host that shortens the path in the URL. */
+static void test_span_numbers_and_fields(void **state)
+{
+    static char buf[65536];
+    static const uint64_t nums[] = {0,
+                                    1,
+                                    9,
+                                    10,
+                                    99,
+                                    100,
+                                    101,
+                                    999,
+                                    1000,
+                                    12345,
+                                    99999999,
+                                    100000000,
+                                    1700000000123456789ull,
+                                    UINT64_MAX / 2};
+    struct tr_json j = {.buf = buf, .cap = sizeof(buf)};
+    struct tr_resource r = {.service = "edge"};
+    struct tr_span s = mkspan();
+    const size_t n = sizeof(nums) / sizeof(nums[0]);
+    json_error_t err;
+    json_t *root, *spans, *a;
+    char want[32], host[128], ua[97];
+
+    (void)state;
+    memset(s.principal.p, 's', sizeof(s.principal.p));
+    s.principal.len = sizeof(s.principal.p);
+    memset(s.user_agent.p, 'u', sizeof(s.user_agent.p));
+    s.user_agent.len = sizeof(s.user_agent.p);
+    memset(host, 'h', sizeof(host));
+    memcpy(s.host.p, host, sizeof(host));
+    s.host.len = sizeof(host);
+    memset(s.target.p, 'p', sizeof(s.target.p));
+    s.target.p[0] = '/';
+    s.target.len = sizeof(s.target.p);
+    s.request_id.len = 0;
+    s.method.len = 0;
+    tr_otlp_begin(&j, &r);
+    for (size_t i = 0; i < n; i++) {
+        s.req_size = (int64_t)nums[i];
+        s.resp_size = i ? -1 : 0;
+        assert_true(tr_otlp_span(&j, &s));
+    }
+    tr_otlp_end(&j);
+    root = json_loadb(buf, j.len, 0, &err);
+    if (!root)
+        fail_msg("invalid JSON: %s", err.text);
+    spans = json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(root, "resourceSpans"), 0),
+                                       "scopeSpans"),
+                       0),
+        "spans");
+    assert_int_equal(json_array_size(spans), n);
+    for (size_t i = 0; i < n; i++) {
+        a = json_object_get(json_array_get(spans, i), "attributes");
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)nums[i]);
+        assert_string_equal(attr(a, "request_size"), want);
+        if (i)
+            assert_null(attr(a, "response_size"));
+        else
+            assert_string_equal(attr(a, "response_size"), "0");
+        assert_null(attr(a, "guid:x-request-id"));
+        assert_string_equal(attr(a, "http.method"), "");
+        assert_int_equal(strlen(attr(a, "peer.principal")), sizeof(s.principal.p));
+        memset(ua, 'u', 96);
+        ua[96] = '\0';
+        assert_string_equal(attr(a, "user_agent"), ua);
+        /* "http://" + 128 h + the path's first 120 bytes: 255 in all */
+        assert_int_equal(strlen(attr(a, "http.url")), 255);
+        assert_memory_equal(attr(a, "http.url") + 7 + 128, "/pp", 3);
+    }
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(spans, 0), "startTimeUnixNano")),
+        "1700000000123456789");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(spans, 0), "endTimeUnixNano")),
+        "1700000000124956789");
+    json_decref(root);
+}
+
+/* Escapes at every position of strings of every length up to 24 (the word scan, the overlapping
+ * last word, the byte loop below eight). */
+static void test_escape_positions(void **state)
+{
+    static char buf[8192];
+    struct tr_resource r = {.service = "edge"};
+    struct tr_span s = mkspan();
+    json_error_t err;
+    json_t *root;
+    char want[32];
+
+    (void)state;
+    for (size_t n = 1; n <= 24; n++)
+        for (size_t pos = 0; pos <= n; pos++) { /* pos == n: nothing to escape */
+            struct tr_json j = {.buf = buf, .cap = sizeof(buf)};
+
+            memset(want, 'a', n);
+            want[n] = '\0';
+            if (pos < n)
+                want[pos] = pos % 2 ? '"' : '\t';
+            memcpy(s.user_agent.p, want, n);
+            s.user_agent.len = (uint16_t)n;
+            tr_zipkin_begin(&j);
+            assert_true(tr_zipkin_span(&j, &s, &r));
+            tr_zipkin_end(&j);
+            root = json_loadb(buf, j.len, 0, &err);
+            if (!root)
+                fail_msg("invalid JSON at length %zu, position %zu: %s", n, pos, err.text);
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(json_array_get(root, 0), "tags"),
+                                                  "user_agent")),
+                want);
+            json_decref(root);
+        }
+}
+
 static void test_json_full_buffer(void **state)
 {
-    static char buf[1200];
+    static char buf[4096];
     struct tr_json j = {.buf = buf, .cap = sizeof(buf)};
     struct tr_resource r = {.service = "edge"};
     struct tr_span s = mkspan();
@@ -495,6 +624,71 @@ static void test_json_full_buffer(void **state)
     assert_non_null(root);
     assert_int_equal(json_array_size(root), (size_t)n);
     json_decref(root);
+    /* a buffer too small for the body's head: an empty writer, nothing written past it */
+    j = (struct tr_json){.buf = buf, .cap = 64};
+    tr_otlp_begin(&j, &r);
+    assert_true(j.ovf);
+    assert_false(tr_otlp_span(&j, &s));
+    tr_otlp_end(&j);
+    assert_int_equal(j.len, 0);
+}
+
+/* Writes are checked once per span against tr_span_bound(): a span with every field full of
+ * bytes that each take six (control bytes, bytes that are not UTF-8) and every optional tag, the
+ * largest numbers: what it writes stays within the bound, in both formats, and is valid JSON. */
+static void test_span_bound(void **state)
+{
+    static char buf[65536];
+    struct tr_json j = {.buf = buf, .cap = sizeof(buf)};
+    struct tr_resource r = {.service = "svc\x01\x02", .node = "node\xff"};
+    struct tr_span s = mkspan();
+    json_error_t err;
+    json_t *root;
+    size_t before;
+
+    (void)state;
+#define FILL(f, c)                                                                                 \
+    do {                                                                                           \
+        memset((f).p, c, sizeof((f).p));                                                           \
+        (f).len = sizeof((f).p);                                                                   \
+    } while (0)
+    FILL(s.method, 0x01);
+    FILL(s.host, 0xff);
+    FILL(s.target, 0x1f);
+    FILL(s.peer, 0x80);
+    FILL(s.principal, 0x02);
+    FILL(s.user_agent, 0xfe);
+    FILL(s.request_id, 0x03);
+#undef FILL
+    s.status = 599;
+    s.req_size = INT64_MAX;
+    s.resp_size = INT64_MAX;
+    s.start_ns = UINT64_MAX / 2;
+    s.dur_ns = UINT64_MAX / 2;
+    for (int pass = 0; pass < 2; pass++) {
+        tr_otlp_begin(&j, &r);
+        before = j.len;
+        assert_true(tr_otlp_span(&j, &s));
+        assert_true(tr_otlp_span(&j, &s));
+        assert_true(j.len - before <= 2 * tr_span_bound(&s, NULL));
+        tr_otlp_end(&j);
+        root = json_loadb(buf, j.len, 0, &err);
+        if (!root)
+            fail_msg("invalid OTLP JSON: %s", err.text);
+        json_decref(root);
+        tr_zipkin_begin(&j);
+        before = j.len;
+        assert_true(tr_zipkin_span(&j, &s, &r));
+        assert_true(tr_zipkin_span(&j, &s, &r));
+        assert_true(j.len - before <= 2 * tr_span_bound(&s, &r));
+        tr_zipkin_end(&j);
+        root = json_loadb(buf, j.len, 0, &err);
+        if (!root)
+            fail_msg("invalid Zipkin JSON: %s", err.text);
+        json_decref(root);
+        s.request_id_gen = true; /* the other branch of the request id */
+        s.debug = true;
+    }
 }
 
 /* ---- queue and exporter ---- */
@@ -690,7 +884,10 @@ int main(void)
         cmocka_unit_test(test_zipkin_json),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_span_strings),
+        cmocka_unit_test(test_span_numbers_and_fields),
+        cmocka_unit_test(test_escape_positions),
         cmocka_unit_test(test_json_full_buffer),
+        cmocka_unit_test(test_span_bound),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_exporter_end_to_end),
         cmocka_unit_test(test_exporter_collector_down),
