@@ -617,8 +617,11 @@ void nd_dpdk_stats_write(struct nd_dpdk *d, struct nd_dpdk_worker *const *w, uns
         else
             snprintf(pfx, sizeof(pfx), "noport");
         if (p < d->sh.nports) {
-            fprintf(f, "%s.rx_pkts %lu\n%s.rx_bytes %lu\n%s.tx_pkts %lu\n%s.tx_bytes %lu\n", pfx,
-                    s.rx_pkts, pfx, s.rx_bytes, pfx, s.tx_pkts, pfx, s.tx_bytes);
+            fprintf(f,
+                    "%s.rx_pkts %lu\n%s.rx_bytes %lu\n%s.tx_pkts %lu\n%s.tx_bytes %lu\n"
+                    "%s.tx_bursts %lu\n",
+                    pfx, s.rx_pkts, pfx, s.rx_bytes, pfx, s.tx_pkts, pfx, s.tx_bytes, pfx,
+                    s.tx_bursts);
             nhw = nd_dpdk_port_hw(d, p, hw);
             for (unsigned k = 0; k < nhw; k++)
                 fprintf(f, "%s.hw_%s %lu\n", pfx, hw[k].name, hw[k].value);
