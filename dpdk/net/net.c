@@ -166,7 +166,6 @@ static void tx_burst(struct nd_net *n, unsigned port, struct rte_mbuf **pkts, ui
     if (!cnt)
         return;
     sent = n->ops->tx_burst(n, port, pkts, cnt);
-    n->stats[port].tx_bursts++;
     for (uint16_t i = 0; i < sent; i++) {
         n->stats[port].tx_pkts++;
         n->stats[port].tx_bytes += pkts[i]->pkt_len;
@@ -187,11 +186,11 @@ static uint16_t flush_port(struct nd_net *n, unsigned port)
     }
     do { /* through the injector in slices its output array holds */
         struct rte_mbuf *out[2 * ND_NET_BURST + 1];
-        uint16_t k = (uint16_t)RTE_MIN(cnt - done, ND_NET_BURST);
+        uint16_t k = (uint16_t)RTE_MIN(cnt - done, ND_NET_BURST), nout;
 
-        tx_burst(n, port, out,
-                 nd_fault_apply(n, &n->fault_tx[port], port, false, q->m + done, k, out,
-                                RTE_DIM(out)));
+        nout =
+            nd_fault_apply(n, &n->fault_tx[port], port, false, q->m + done, k, out, RTE_DIM(out));
+        tx_burst(n, port, out, nout);
         done += k;
     } while (done < cnt);
     return cnt;

@@ -421,6 +421,7 @@ static uint16_t w_tx_burst(struct nd_net *n, unsigned port, struct rte_mbuf **pk
 
     if (w->txq[port] < 0) /* no TX queue of its own on this port: the owner's (handoff.h) */
         return nd_handoff_tx(&w->d->ho, w->id, port, pkts, cnt);
+    n->stats[port].tx_bursts++;
     return rte_eth_tx_burst(n->sh->port[port].port_id, (uint16_t)w->txq[port], pkts, cnt);
 }
 

@@ -908,7 +908,6 @@ static void test_tx_burst(void **state)
     nd_net_flush(&net); /* nothing queued: no call */
     assert_int_equal(mb.bursts, 1);
     assert_int_equal(net.stats[0].tx_pkts, 40);
-    assert_int_equal(net.stats[0].tx_bursts, 1);
     mem_clear_sent(&mb);
     /* a full queue goes at once */
     for (int i = 0; i < ND_NET_TXQ + 2; i++)
@@ -918,7 +917,6 @@ static void test_tx_burst(void **state)
     nd_net_flush(&net);
     assert_int_equal(mb.bursts, 3);
     assert_int_equal(net.stats[0].tx_pkts, 40 + ND_NET_TXQ + 2);
-    assert_int_equal(net.stats[0].tx_bursts, 3);
     mem_clear_sent(&mb);
     /* a full TX ring: what it does not take is dropped and counted */
     mb.tx_accept = 3;
