@@ -17,7 +17,7 @@ struct nd_net;
 
 #define ND_NET_MAX_PORTS 8
 #define ND_NET_MAX_ROUTES (64 + ND_NET_MAX_PORTS) /* static + connected */
-#define ND_NET_BURST 64                           /* RX burst size (and hand-over) */
+#define ND_NET_BURST 32                           /* RX burst size (and hand-over) */
 #define ND_NET_TXQ 128                            /* frames queued per port: struct nd_net_txq */
 #define ND_ARP_SIZE 256                           /* cache entries per worker (power of two) */
 #define ND_ARP_PROBES 8                           /* slots looked at per address */
