@@ -1040,6 +1040,8 @@ void nd_io_dpdk_metrics(struct nd_sbuf *out)
     PORT_COUNTER("nodus_dpdk_port_rx_bytes_total", rx_bytes, "Bytes received into the stack.")
     PORT_COUNTER("nodus_dpdk_port_tx_packets_total", tx_pkts, "Frames the NIC took.")
     PORT_COUNTER("nodus_dpdk_port_tx_bytes_total", tx_bytes, "Bytes the NIC took.")
+    PORT_COUNTER("nodus_dpdk_port_tx_bursts_total", tx_bursts,
+                 "TX bursts handed to the PMD (on af_packet and af_xdp a sendto() each).")
 #undef PORT_COUNTER
     family(out, "nodus_dpdk_port_hw_total", "counter",
            "The PMD's own counters (rte_eth_stats), and the drops the kernel counts on the sockets "

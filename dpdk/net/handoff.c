@@ -240,6 +240,7 @@ unsigned nd_handoff_tx_drain(struct nd_handoff *h, unsigned self, struct nd_net 
                 unsigned k = rte_ring_sc_dequeue_burst(r, (void **)pkts, ND_NET_BURST, NULL);
                 uint16_t sent = k ? n->ops->tx_burst(n, p, pkts, (uint16_t)k) : 0;
 
+                n->stats[p].tx_bursts += k > 0;
                 h->st[self].tx_in += sent;
                 h->st[self].tx_refused += k - sent;
                 for (unsigned i = sent; i < k; i++)

@@ -17,7 +17,8 @@ struct nd_net;
 
 #define ND_NET_MAX_PORTS 8
 #define ND_NET_MAX_ROUTES (64 + ND_NET_MAX_PORTS) /* static + connected */
-#define ND_NET_BURST 32                           /* RX and TX burst size */
+#define ND_NET_BURST 32                           /* RX burst size (and hand-over) */
+#define ND_NET_TXQ 128                            /* frames queued per port: struct nd_net_txq */
 #define ND_ARP_SIZE 256                           /* cache entries per worker (power of two) */
 #define ND_ARP_PROBES 8                           /* slots looked at per address */
 #define ND_ARP_HOLD 4                             /* packets queued per unresolved address */
@@ -103,6 +104,7 @@ enum nd_net_event { ND_NET_EVENTS(ND_NET_ENUM) ND_NET_EVENT_MAX };
 struct nd_net_stats {
     uint64_t rx_pkts, rx_bytes; /* frames given to the stack (after RX fault injection) */
     uint64_t tx_pkts, tx_bytes; /* frames the NIC took */
+    uint64_t tx_bursts;         /* the PMD's tx_burst calls (af_packet: a sendto() each) */
     uint64_t drop[ND_NET_DROP_MAX];
     uint64_t ev[ND_NET_EVENT_MAX];
 };
@@ -193,8 +195,10 @@ struct nd_fault {
     uint64_t held_ms;
 };
 
+/* A worker's frames for one port: what an iteration sends leaves in one tx_burst at the flush (one
+ * sendto() on af_packet), earlier only when ND_NET_TXQ are queued (below any TX ring's size). */
 struct nd_net_txq {
-    struct rte_mbuf *m[ND_NET_BURST];
+    struct rte_mbuf *m[ND_NET_TXQ];
     uint16_t n;
 };
 

@@ -159,19 +159,12 @@ struct rte_mbuf *nd_net_alloc(struct nd_net *n, unsigned port, uint32_t len)
     return m;
 }
 
-static uint16_t flush_port(struct nd_net *n, unsigned port)
+static void tx_burst(struct nd_net *n, unsigned port, struct rte_mbuf **pkts, uint16_t cnt)
 {
-    struct nd_net_txq *q = &n->txq[port];
-    struct rte_mbuf *out[2 * ND_NET_BURST + 1], **pkts = q->m;
-    uint16_t cnt = q->n, sent;
+    uint16_t sent;
 
-    q->n = 0;
-    if (n->faults && (cnt || n->fault_tx[port].held)) {
-        cnt = nd_fault_apply(n, &n->fault_tx[port], port, false, q->m, cnt, out, RTE_DIM(out));
-        pkts = out;
-    }
     if (!cnt)
-        return 0;
+        return;
     sent = n->ops->tx_burst(n, port, pkts, cnt);
     for (uint16_t i = 0; i < sent; i++) {
         n->stats[port].tx_pkts++;
@@ -179,6 +172,27 @@ static uint16_t flush_port(struct nd_net *n, unsigned port)
     }
     for (uint16_t i = sent; i < cnt; i++)
         nd_net_drop(n, port, pkts[i], ND_NET_TX_FULL);
+}
+
+static uint16_t flush_port(struct nd_net *n, unsigned port)
+{
+    struct nd_net_txq *q = &n->txq[port];
+    uint16_t cnt = q->n, done = 0;
+
+    q->n = 0;
+    if (!n->faults || (!cnt && !n->fault_tx[port].held)) {
+        tx_burst(n, port, q->m, cnt);
+        return cnt;
+    }
+    do { /* through the injector in slices its output array holds */
+        struct rte_mbuf *out[2 * ND_NET_BURST + 1];
+        uint16_t k = (uint16_t)RTE_MIN(cnt - done, ND_NET_BURST), nout;
+
+        nout =
+            nd_fault_apply(n, &n->fault_tx[port], port, false, q->m + done, k, out, RTE_DIM(out));
+        tx_burst(n, port, out, nout);
+        done += k;
+    } while (done < cnt);
     return cnt;
 }
 
@@ -187,7 +201,7 @@ void nd_net_tx(struct nd_net *n, unsigned port, struct rte_mbuf *m)
     struct nd_net_txq *q = &n->txq[port];
 
     q->m[q->n++] = m;
-    if (q->n == ND_NET_BURST)
+    if (q->n == ND_NET_TXQ)
         flush_port(n, port);
 }
 
@@ -281,6 +295,7 @@ void nd_net_stats_add(struct nd_net_stats *sum, const struct nd_net *n, unsigned
     sum->rx_bytes += s->rx_bytes;
     sum->tx_pkts += s->tx_pkts;
     sum->tx_bytes += s->tx_bytes;
+    sum->tx_bursts += s->tx_bursts;
     for (unsigned i = 0; i < ND_NET_DROP_MAX; i++)
         sum->drop[i] += s->drop[i];
     for (unsigned i = 0; i < ND_NET_EVENT_MAX; i++)

@@ -7,8 +7,8 @@
  * A worker's loop, run to completion:
  *     n = rte_eth_rx_burst(...);  nd_net_rx_burst(net, port, pkts, n);   for each port
  *     nd_net_tick(net, now_ms);   nd_net_flush(net);
- * Everything sent while handling a burst (replies, ARP, UDP, TCP segments) is queued per port
- * and leaves in bursts of up to ND_NET_BURST frames, at the latest at nd_net_flush().
+ * Everything sent in an iteration (replies, ARP, UDP, TCP segments, timers' frames) is queued per
+ * port and leaves in one burst at nd_net_flush() (earlier only when ND_NET_TXQ are queued).
  *
  * Addresses and ports are host byte order in every call. Functions that take an mbuf take it:
  * it is sent, handed on or freed (and counted) before they return.

@@ -26,7 +26,7 @@ static inline void nd_net_drop(struct nd_net *n, unsigned port, struct rte_mbuf 
     n->ops->free(n, m);
 }
 
-/* Queues a complete frame on port's TX queue (sent when ND_NET_BURST are queued, or at flush). */
+/* Queues a complete frame on port's TX queue (sent when ND_NET_TXQ are queued, or at flush). */
 void nd_net_tx(struct nd_net *n, unsigned port, struct rte_mbuf *m);
 /* m starts at a complete IPv4 header: adds Ethernet and resolves nexthop (ARP), then queues it.
  * 0, or -ENOBUFS (dropped and counted). */

@@ -421,6 +421,7 @@ static uint16_t w_tx_burst(struct nd_net *n, unsigned port, struct rte_mbuf **pk
 
     if (w->txq[port] < 0) /* no TX queue of its own on this port: the owner's (handoff.h) */
         return nd_handoff_tx(&w->d->ho, w->id, port, pkts, cnt);
+    n->stats[port].tx_bursts++;
     return rte_eth_tx_burst(n->sh->port[port].port_id, (uint16_t)w->txq[port], pkts, cnt);
 }
 
@@ -617,8 +618,11 @@ void nd_dpdk_stats_write(struct nd_dpdk *d, struct nd_dpdk_worker *const *w, uns
         else
             snprintf(pfx, sizeof(pfx), "noport");
         if (p < d->sh.nports) {
-            fprintf(f, "%s.rx_pkts %lu\n%s.rx_bytes %lu\n%s.tx_pkts %lu\n%s.tx_bytes %lu\n", pfx,
-                    s.rx_pkts, pfx, s.rx_bytes, pfx, s.tx_pkts, pfx, s.tx_bytes);
+            fprintf(f,
+                    "%s.rx_pkts %lu\n%s.rx_bytes %lu\n%s.tx_pkts %lu\n%s.tx_bytes %lu\n"
+                    "%s.tx_bursts %lu\n",
+                    pfx, s.rx_pkts, pfx, s.rx_bytes, pfx, s.tx_pkts, pfx, s.tx_bytes, pfx,
+                    s.tx_bursts);
             nhw = nd_dpdk_port_hw(d, p, hw);
             for (unsigned k = 0; k < nhw; k++)
                 fprintf(f, "%s.hw_%s %lu\n", pfx, hw[k].name, hw[k].value);
