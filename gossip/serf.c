@@ -426,7 +426,8 @@ int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t
     }
     case ND_SERF_QUERY: {
         const struct nd_serf_query *q = &m->u.query;
-        if (!nd_mp_name_ok(q->source_node) || (q->addr.len != 4 && q->addr.len != 16))
+        if (!nd_mp_name_ok(q->source_node) || (q->addr.len != 4 && q->addr.len != 16) ||
+            (q->nfilters && !q->filter_list))
             return ND_GOSSIP_E_VALUE;
         if (q->name.len > BYTES_MAX || q->payload.len > BYTES_MAX)
             return ND_GOSSIP_E_LIMIT;

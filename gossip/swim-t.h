@@ -172,7 +172,8 @@ struct nd_swim_io {
     void (*user_event)(void *arg, const struct nd_swim_user_event *ev);
     /* Optional: a user query for this node (the engine has acked it when asked to). Write a
      * response of at most cap bytes to resp, set *len and return 1 to send it; 0: no response.
-     * Queries named _serf_* are the engine's. Must not call into the engine. */
+     * Queries named _serf_* are the engine's. May read the engine (nd_swim_find), must not
+     * change it. */
     int (*query)(void *arg, const struct nd_swim_query *q, uint8_t *resp, size_t cap, size_t *len);
     /* Optional: an ack or response to a query of ours, before its deadline. */
     void (*query_reply)(void *arg, const struct nd_swim_query_reply *r);
