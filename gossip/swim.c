@@ -5,6 +5,7 @@
  */
 #include "swim.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <regex.h>
 #include <stdio.h>
@@ -1060,9 +1061,57 @@ static void query_respond_msg(struct nd_swim *sw, const struct nd_serf_query *q,
     query_respond(sw, q, false, buf, len);
 }
 
+/* Does a tag filter's expression mean the same to glibc's regcomp (POSIX ERE with GNU
+ * extensions) as to Go's RE2? Refused: escapes of letters and digits but \w \W \s \S \b \B
+ * (RE2's \d, \pL, \A, \z..., and back-references, are literals or unknown to POSIX), glibc's
+ * \< \> \` \' anchors, any backslash in a bracket expression (RE2 escapes there, POSIX does
+ * not), and a repetition of a repetition (a**, a+{2}: RE2 refuses them) but lazy ones (a*?). */
+static bool regex_portable(const char *e)
+{
+    for (size_t i = 0; e[i]; i++) {
+        char c = e[i];
+
+        if (c == '\\') {
+            char x = e[i + 1];
+
+            if (!x || (isalnum((unsigned char)x) ? !strchr("wWsSbB", x) : !!strchr("<>`'", x)))
+                return false;
+            i++;
+        } else if (c == '[') {
+            size_t j = i + 1;
+
+            if (e[j] == '^')
+                j++;
+            if (e[j] == ']') /* a leading ] is a member */
+                j++;
+            for (; e[j] && e[j] != ']'; j++) {
+                if (e[j] == '\\')
+                    return false;
+                if (e[j] == '[' && e[j + 1] && strchr(":.=", e[j + 1])) { /* [:alpha:] */
+                    char d = e[j + 1];
+
+                    for (j += 2; e[j] && !(e[j] == d && e[j + 1] == ']'); j++)
+                        ;
+                    if (!e[j])
+                        return false;
+                    j++;
+                }
+            }
+            if (!e[j])
+                return false;
+            i = j;
+        } else if (i > 0 && strchr("*+{", c) && strchr("*+?}", e[i - 1]) &&
+                   (i < 2 || e[i - 2] != '\\')) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* serf shouldProcessQuery: every filter must match. A tag filter's expression is a POSIX
  * extended regular expression here (Go's is RE2): unanchored, searched in the tag's value (an
- * absent tag is ""). Back-references are refused (glibc's matcher is exponential with them). */
+ * absent tag is ""). What would not mean the same to both is refused (regex_portable; this
+ * includes back-references, with which glibc's matcher is exponential). */
 static bool query_filters_match(struct nd_swim *sw, const struct nd_serf_query *q)
 {
     struct nd_gbytes rest = q->filters;
@@ -1100,11 +1149,10 @@ static bool query_filters_match(struct nd_swim *sw, const struct nd_serf_query *
             }
             memcpy(expr, f.expr.p, f.expr.len);
             expr[f.expr.len] = 0;
-            for (size_t c = 0; c + 1 < f.expr.len; c++)
-                if (expr[c] == '\\' && expr[c + 1] >= '1' && expr[c + 1] <= '9') {
-                    sw->mx.query_bad_filters++;
-                    return false;
-                }
+            if (!regex_portable(expr)) {
+                sw->mx.query_bad_filters++;
+                return false;
+            }
             nd_serf_tags_decode(sw->self->meta, sw->self->meta_len, tags, ND_GOSSIP_META_MAX / 2,
                                 &nt);
             for (size_t t = 0; t < nt; t++)
