@@ -67,7 +67,7 @@ struct evcopy {
 
 /* A query of ours (nd_gossip_driver_query): its acks and responses, for GET /queries. */
 struct qrec {
-    uint32_t handle, id;
+    uint32_t id;       /* also the engine's handle for it */
     uint64_t deadline; /* monotonic ms */
     bool ack;
     char *name;
@@ -646,7 +646,7 @@ static int io_query(void *arg, const struct nd_swim_query *q, uint8_t *resp, siz
 static struct qrec *qrec_by_handle(struct nd_gossip_driver *g, uint32_t handle)
 {
     for (unsigned i = 0; i < ND_GOSSIP_QUERIES_KEPT; i++)
-        if (g->queries[i].name && g->queries[i].handle == handle)
+        if (g->queries[i].name && g->queries[i].id == handle)
             return &g->queries[i];
     return NULL;
 }
@@ -746,9 +746,9 @@ static void io_keyring(void *arg, const char *op, const uint8_t *from, size_t fr
 int nd_gossip_driver_query(struct nd_gossip_driver *g, const struct nd_swim_query_param *p,
                            uint32_t *id, uint32_t *timeout_ms)
 {
+    struct nd_swim_query_param q = *p;
     uint64_t t = now_ms();
     struct qrec *slot = NULL;
-    uint32_t handle;
     int e;
 
     for (unsigned i = 0; i < ND_GOSSIP_QUERIES_KEPT; i++) { /* the oldest finished goes */
@@ -763,12 +763,10 @@ int nd_gossip_driver_query(struct nd_gossip_driver *g, const struct nd_swim_quer
     }
     if (!slot)
         return ND_GOSSIP_E_LIMIT;
-    if ((e = nd_swim_query(g->sw, t, p, &handle, timeout_ms)))
-        return e;
+    /* ready before the engine runs: our own ack and response come during nd_swim_query */
     qrec_clear(slot);
-    slot->handle = handle;
-    slot->id = *id = ++g->query_ids;
-    slot->deadline = t + *timeout_ms;
+    slot->id = q.handle = ++g->query_ids;
+    slot->deadline = UINT64_MAX;
     slot->ack = p->ack;
     slot->name = strndup(p->name, p->name_len);
     slot->acks = json_array();
@@ -777,6 +775,12 @@ int nd_gossip_driver_query(struct nd_gossip_driver *g, const struct nd_swim_quer
         qrec_clear(slot);
         return ND_GOSSIP_E_SPACE;
     }
+    if ((e = nd_swim_query(g->sw, t, &q, timeout_ms))) {
+        qrec_clear(slot);
+        return e;
+    }
+    slot->deadline = t + *timeout_ms;
+    *id = slot->id;
     return 0;
 }
 

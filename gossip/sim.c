@@ -512,14 +512,14 @@ int nd_sim_user_event(struct nd_sim *s, uint32_t i, const void *name, size_t nam
 }
 
 int nd_sim_query(struct nd_sim *s, uint32_t i, const struct nd_swim_query_param *p,
-                 uint32_t *handle, uint32_t *timeout_ms)
+                 uint32_t *timeout_ms)
 {
     struct snode *nd = &s->nodes[i];
     int r;
 
     if (!nd->sw)
         return ND_GOSSIP_E_VALUE;
-    r = nd_swim_query(nd->sw, s->now, p, handle, timeout_ms);
+    r = nd_swim_query(nd->sw, s->now, p, timeout_ms);
     reschedule(nd);
     return r;
 }

@@ -60,7 +60,7 @@ int nd_sim_user_event(struct nd_sim *s, uint32_t i, const void *name, size_t nam
                       const void *payload, size_t payload_len, bool coalesce);
 /* Node i sends a serf query (nd_swim_query). 0, or a negative ND_GOSSIP_E_* code. */
 int nd_sim_query(struct nd_sim *s, uint32_t i, const struct nd_swim_query_param *p,
-                 uint32_t *handle, uint32_t *timeout_ms);
+                 uint32_t *timeout_ms);
 /* Puts node i in partition group g (0 by default): nodes of different groups cannot reach each
  * other (datagrams dropped, stream connections unanswered). */
 void nd_sim_partition(struct nd_sim *s, uint32_t i, uint32_t g);

@@ -80,12 +80,13 @@ struct nd_swim_query_param {
     bool ack;             /* ask for acks (serf's RequestAck) */
     uint8_t relay_factor; /* answers come back through this many more members too */
     uint32_t timeout_ms;  /* 0: serf's default (nd_swim_query_timeout_ms) */
+    uint32_t handle;      /* the caller's name for the query, passed back in its replies */
 };
 
 /* An ack or response to one of our queries (nd_swim_io.query_reply), during the call only.
  * Duplicates (relayed copies) are the receiver's to drop. */
 struct nd_swim_query_reply {
-    uint32_t handle; /* as nd_swim_query returned it */
+    uint32_t handle; /* the query's nd_swim_query_param.handle */
     bool ack;
     const uint8_t *from, *payload;
     uint32_t from_len, payload_len;

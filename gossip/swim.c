@@ -184,7 +184,6 @@ struct nd_swim {
     struct nd_evbuf ev;          /* serf's event clock and recent events */
     struct qslot qbuf[QUERY_BUFFER];
     struct outq outq[ND_SWIM_QUERIES_OUT];
-    uint32_t query_handles;
     int leave_phase; /* 0, 1 intent, 2 dead, 3 done */
     bool leave_notified;
 
@@ -962,6 +961,7 @@ static bool accept_event(struct nd_swim *sw, uint64_t ltime, struct nd_gbytes na
 /* ---- serf queries (serf.go handleQuery / handleQueryResponse, internal_query.go) ---------- */
 
 static void advance(struct nd_swim *sw, uint64_t now_ms);
+static void handle_query_response(struct nd_swim *sw, const struct nd_serf_query_response *r);
 
 /* Sends one serf message ([type][msgpack]) as a memberlist user message to addr, as serf's
  * SendToAddress does: no hasCrc (memberlist finds no node by address), encrypted when keyed. */
@@ -1038,12 +1038,18 @@ static void query_respond(struct nd_swim *sw, const struct nd_serf_query *q, boo
         sw->mx.queries_dropped++; /* serf's checkResponseSize */
         return;
     }
-    set_addr(&to, q->addr, q->port);
-    send_serf_to(sw, &to, buf, len);
     if (ack)
         sw->mx.query_acks_sent++;
     else
         sw->mx.query_responses_sent++;
+    if (addr_eq(&sw->c.addr, q->addr, q->port) && gb_eq(q->source_node, sw->name, sw->name_len)) {
+        /* our own query: delivered here (serf sends it to itself over UDP, which a user-space
+         * stack would not loop back) */
+        handle_query_response(sw, &r.u.response);
+        return;
+    }
+    set_addr(&to, q->addr, q->port);
+    send_serf_to(sw, &to, buf, len);
     relay_response(sw, q, buf, len);
 }
 
@@ -1424,7 +1430,7 @@ uint32_t nd_swim_query_timeout_ms(const struct nd_swim *sw)
 }
 
 int nd_swim_query(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_query_param *p,
-                  uint32_t *handle, uint32_t *timeout_ms)
+                  uint32_t *timeout_ms)
 {
     struct nd_serf_msg sm = {.type = ND_SERF_QUERY};
     struct nd_serf_query *q = &sm.u.query;
@@ -1475,7 +1481,7 @@ int nd_swim_query(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_quer
     o->ltime = q->ltime;
     o->id = q->id;
     o->deadline = now(sw) + *timeout_ms;
-    o->handle = *handle = ++sw->query_handles;
+    o->handle = p->handle;
     sw->mx.queries_sent++;
     /* serf processes its own query (it acks and answers itself over UDP), then gossips it */
     if (nd_serf_decode(buf + 1, len, &sm) == 0)
