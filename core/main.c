@@ -1439,8 +1439,8 @@ static int cmd_query(const char *admin, int argc, char **argv)
             json_t *pl = json_object_get(v, "payload");
 
             printf("Response from '%s': %s%s\n", json_string_value(json_object_get(v, "from")),
-                   pl ? "" : "(base64) ",
-                   json_string_value(pl ? pl : json_object_get(v, "payload_base64")));
+                   pl ? "" : "(hex) ",
+                   json_string_value(pl ? pl : json_object_get(v, "payload_hex")));
         }
         nresp = json_array_size(resp);
         fflush(stdout);

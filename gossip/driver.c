@@ -72,7 +72,7 @@ struct qrec {
     bool ack;
     char *name;
     json_t *acks;      /* array of node names */
-    json_t *responses; /* array of {from, payload | payload_base64} */
+    json_t *responses; /* array of {from, payload | payload_hex} */
     uint64_t dropped;  /* replies beyond ND_GOSSIP_QUERY_REPLIES_MAX */
 };
 
@@ -584,6 +584,23 @@ static void io_user_event(void *arg, const struct nd_swim_user_event *ev)
     g->npend++;
 }
 
+/* o.payload = p[0..n) when it is UTF-8, else o.payload_hex (GET /events, GET /queries) */
+static void set_payload(json_t *o, const uint8_t *p, size_t n)
+{
+    json_t *s = json_stringn((const char *)p, n);
+    char *hex;
+
+    if (s) {
+        json_object_set_new(o, "payload", s);
+    } else if ((hex = malloc(2 * n + 1))) {
+        for (size_t i = 0; i < n; i++)
+            sprintf(hex + 2 * i, "%02x", p[i]);
+        hex[2 * n] = 0;
+        json_object_set_new(o, "payload_hex", json_string(hex));
+        free(hex);
+    }
+}
+
 /* ---- serf queries -------------------------------------------------------------------------- */
 
 /* A user query for this node: the engine acked it; nodus:services gets our service list. */
@@ -674,15 +691,6 @@ static bool json_has_from(json_t *arr, const char *from, bool objects)
     return false;
 }
 
-static bool utf8_ok(const uint8_t *p, size_t n)
-{
-    json_t *j = json_stringn((const char *)p, n);
-    bool ok = j != NULL;
-
-    json_decref(j);
-    return ok;
-}
-
 static void io_query_reply(void *arg, const struct nd_swim_query_reply *r)
 {
     struct nd_gossip_driver *g = arg;
@@ -707,28 +715,7 @@ static void io_query_reply(void *arg, const struct nd_swim_query_reply *r)
 
     if (!o)
         return;
-    if (utf8_ok(r->payload, r->payload_len)) {
-        json_object_set_new(o, "payload", json_stringn((const char *)r->payload, r->payload_len));
-    } else {
-        char *b = malloc(r->payload_len / 3 * 4 + 8);
-        static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        size_t o2 = 0;
-
-        for (size_t i = 0; b && i < r->payload_len; i += 3) {
-            const uint8_t *p = r->payload;
-            uint32_t v = (uint32_t)p[i] << 16 |
-                         (i + 1 < r->payload_len ? (uint32_t)p[i + 1] << 8 : 0) |
-                         (i + 2 < r->payload_len ? p[i + 2] : 0);
-
-            b[o2++] = t[v >> 18 & 63];
-            b[o2++] = t[v >> 12 & 63];
-            b[o2++] = i + 1 < r->payload_len ? t[v >> 6 & 63] : '=';
-            b[o2++] = i + 2 < r->payload_len ? t[v & 63] : '=';
-        }
-        if (b)
-            json_object_set_new(o, "payload_base64", json_stringn(b, o2));
-        free(b);
-    }
+    set_payload(o, r->payload, r->payload_len);
     json_array_append_new(q->responses, o);
 }
 
@@ -1221,7 +1208,6 @@ void nd_gossip_driver_on_member(struct nd_gossip_driver *g,
 static json_t *event_json(const struct evcopy *c)
 {
     json_t *o = json_object(), *p;
-    char *hex;
 
     json_object_set_new(o, "time_ms", json_integer(c->time_ms));
     json_object_set_new(o, "ltime", json_integer((json_int_t)c->ltime));
@@ -1231,15 +1217,7 @@ static json_t *event_json(const struct evcopy *c)
         p = json_string(printable(c->data, c->name_len, buf, sizeof buf));
     }
     json_object_set_new(o, "name", p);
-    if ((p = json_stringn((const char *)c->data + c->name_len, c->payload_len))) {
-        json_object_set_new(o, "payload", p);
-    } else if ((hex = malloc(2 * (size_t)c->payload_len + 1))) {
-        for (uint32_t i = 0; i < c->payload_len; i++)
-            sprintf(hex + 2 * i, "%02x", c->data[c->name_len + i]);
-        hex[2 * (size_t)c->payload_len] = 0;
-        json_object_set_new(o, "payload_hex", json_string(hex));
-        free(hex);
-    }
+    set_payload(o, c->data + c->name_len, c->payload_len);
     json_object_set_new(o, "coalesce", json_boolean(c->cc));
     json_object_set_new(o, "origin", json_string(c->self ? "self" : "gossip"));
     return o;

@@ -1183,23 +1183,6 @@ static bool query_filters_match(struct nd_swim *sw, const struct nd_serf_query *
     return true;
 }
 
-static size_t b64_encode(const uint8_t *p, size_t n, char *out)
-{
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-
-        out[o++] = t[v >> 18 & 63];
-        out[o++] = t[v >> 12 & 63];
-        out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? t[v & 63] : '=';
-    }
-    return o;
-}
-
 /* _serf_install-key, _serf_use-key, _serf_remove-key, _serf_list-keys on our keyring. */
 static void query_keys(struct nd_swim *sw, const struct nd_serf_query *q, const char *op)
 {
@@ -1242,7 +1225,7 @@ static void query_keys(struct nd_swim *sw, const struct nd_serf_query *q, const 
     kr->message = gb(err ? err : "", err ? strlen(err) : 0);
     if (list && !err) {
         for (uint32_t i = 0; i < sw->kr.n; i++)
-            keys[i] = gb(b64[i], b64_encode(sw->kr.keys[i], sw->kr.lens[i], b64[i]));
+            keys[i] = gb(b64[i], nd_gossip_key_to_base64(sw->kr.keys[i], sw->kr.lens[i], b64[i]));
         kr->keys_list = keys;
         kr->nkeys = sw->kr.n;
         kr->primary_key = keys[0];
