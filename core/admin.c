@@ -3,6 +3,8 @@
 
 #include <jansson.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <nodus/plugin.h>
@@ -258,6 +260,10 @@ static int h_sockets(const struct nd_admin_ops *ops, const struct admin_req *rq,
                      struct nd_sbuf *out, const char **ctype);
 static int h_events(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
                     const char **ctype);
+static int h_query(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                   const char **ctype);
+static int h_queries(const struct nd_admin_ops *ops, const struct admin_req *rq,
+                     struct nd_sbuf *out, const char **ctype);
 static int h_event(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
                    const char **ctype);
 
@@ -277,6 +283,9 @@ static const struct route {
     {"/sockets", M_GET, h_sockets, "TCP connections and listeners (like ss -tni), as JSON"},
     {"/events", M_GET, h_events, "recent gossip user events and their counters, as JSON"},
     {"/event", M_POST, h_event, "?name=NAME[&coalesce=false]: send a user event, body = payload"},
+    {"/query", M_POST, h_query,
+     "?name=NAME[&timeout_ms=MS][&ack=false][&node=NODE][&relay=N]: send a query, body = payload"},
+    {"/queries", M_GET, h_queries, "[?id=N] our gossip queries with their acks and responses"},
     {"/reload", M_POST, h_reload, "reload the configuration file"},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -477,6 +486,96 @@ static int h_event(const struct nd_admin_ops *ops, const struct admin_req *rq, s
         return 503;
     }
     return 400; /* the reason is in out */
+}
+
+/* A decimal parameter in [0, max]: 0 and *v, 1 when absent, -1 when malformed. */
+static int num_param(struct nd_str q, const char *key, unsigned long max, unsigned long *v)
+{
+    char b[16];
+    long n = query_param(q, key, b, sizeof b - 1);
+    char *end;
+
+    if (n < 0)
+        return 1;
+    b[n] = 0;
+    if (n == 0 || b[0] < '0' || b[0] > '9')
+        return -1;
+    errno = 0;
+    *v = strtoul(b, &end, 10);
+    return *end || errno || *v > max ? -1 : 0;
+}
+
+static int h_query(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
+                   const char **ctype)
+{
+    char name[600], node[600], ack[8];
+    long nlen = query_param(rq->msg->query, "name", name, sizeof name);
+    long alen = query_param(rq->msg->query, "ack", ack, sizeof ack);
+    long dlen = query_param(rq->msg->query, "node", node, sizeof node - 1);
+    unsigned long timeout = 0, relay = 0;
+    int rc;
+
+    *ctype = CT_TEXT;
+    if (!ops || !ops->query) {
+        nd_sbuf_adds(out, "queries not available\n");
+        return 501;
+    }
+    if (nlen <= 0 || num_param(rq->msg->query, "timeout_ms", 3600000, &timeout) < 0 ||
+        num_param(rq->msg->query, "relay", 5, &relay) < 0 ||
+        (alen >= 0 && !(alen == 4 && !memcmp(ack, "true", 4)) &&
+         !(alen == 5 && !memcmp(ack, "false", 5)))) {
+        nd_sbuf_adds(out, "POST /query?name=NAME[&timeout_ms=MS (at most 3600000)][&ack=false]"
+                          "[&node=NODE][&relay=N (0-5)], the payload as the body\n");
+        return 400;
+    }
+    for (long i = 0; i < nlen; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
+            nd_sbuf_adds(out, "a query name may not hold control characters\n");
+            return 400;
+        }
+    if (dlen == 0) {
+        nd_sbuf_adds(out, "node= needs a node name\n");
+        return 400;
+    }
+    if (dlen > 0)
+        node[dlen] = 0;
+    rc = ops->query(ops->arg, name, (size_t)nlen, rq->body, rq->body_len, alen != 5,
+                    (uint32_t)timeout, dlen > 0 ? node : NULL, (uint8_t)relay, out);
+    if (rc == 0) {
+        *ctype = CT_JSON;
+        return 200;
+    }
+    if (rc > 0) {
+        nd_sbuf_adds(out, "gossip is not configured\n");
+        return 503;
+    }
+    return 400; /* the reason is in out */
+}
+
+static int h_queries(const struct nd_admin_ops *ops, const struct admin_req *rq,
+                     struct nd_sbuf *out, const char **ctype)
+{
+    unsigned long id = 0;
+    int rc;
+
+    *ctype = CT_TEXT;
+    if (!ops || !ops->queries) {
+        nd_sbuf_adds(out, "queries not available\n");
+        return 501;
+    }
+    if (num_param(rq->msg->query, "id", UINT32_MAX, &id) < 0) {
+        nd_sbuf_adds(out, "GET /queries[?id=N]\n");
+        return 400;
+    }
+    rc = ops->queries(ops->arg, (uint32_t)id, out);
+    if (rc == 0) {
+        *ctype = CT_JSON;
+        return 200;
+    }
+    nd_sbuf_adds(out, rc == 1   ? "gossip is not configured\n"
+                      : rc == 2 ? "no such query\n"
+                                : "cannot list the queries\n");
+    return rc == 1 ? 503 : rc == 2 ? 404 : 500;
 }
 
 static int h_reload(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,

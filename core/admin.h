@@ -18,13 +18,17 @@
  *   POST /reload            200 "reloaded\n", or 500 with the errors, one per line
  * HEAD is accepted wherever GET is (the caller sends the head only, with the body's length).
  * Another method on a known path: 405 (nd_admin_allow() gives the Allow header). Unknown path: 404.
- * The query string is ignored, but by /event.
+ *   POST /query?name=NAME[&timeout_ms=MS][&ack=false][&node=NODE][&relay=N]  sends a gossip
+ *        (serf) query whose payload is the body: 200 {"id", "timeout_ms"}
+ *   GET  /queries[?id=N]    our queries, their acks and responses, as JSON
+ * The query string is ignored, but by /event, /query and /queries.
  */
 #ifndef NODUS_ADMIN_H
 #define NODUS_ADMIN_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct nd_config;
 struct nd_http_msg;
@@ -54,6 +58,15 @@ struct nd_admin_ops {
      * appended to msg. */
     int (*event)(void *arg, const char *name, size_t name_len, const void *payload,
                  size_t payload_len, bool coalesce, struct nd_sbuf *msg);
+    /* Sends a gossip (serf) query: 0 with {"id", "timeout_ms"} as JSON appended to out, 1 when
+     * gossip is off, or -1 with the reason (one line) appended to out. node: NULL, or the one
+     * node that should answer; timeout_ms 0: serf's default. */
+    int (*query)(void *arg, const char *name, size_t name_len, const void *payload,
+                 size_t payload_len, bool ack, uint32_t timeout_ms, const char *node,
+                 uint8_t relay_factor, struct nd_sbuf *out);
+    /* Appends our queries (id 0) or one of them, with their acks and responses, as JSON: 0, 1
+     * when gossip is off, 2 for an unknown id, -1. */
+    int (*queries)(void *arg, uint32_t id, struct nd_sbuf *out);
 };
 
 /* Handles one admin request (body: the request body, body_len bytes, NULL when none). Returns

@@ -408,7 +408,27 @@ static void gossip_metrics(void *arg, struct nd_sbuf *out)
     C("events_sent", events_sent, "User events this node sent.");
     C("events_received", events_received, "New user events from other members.");
     C("events_duplicate", events_duplicate, "Copies of user events seen already.");
+    C("queries_received", queries_received, "New serf queries received (ours included).");
+    C("queries_duplicate", queries_duplicate, "Copies of serf queries seen already.");
+    C("queries_filtered", queries_filtered, "New queries whose filters did not select us.");
+    C("query_acks_sent", query_acks_sent, "Acks sent to queriers.");
+    C("query_responses_sent", query_responses_sent, "Query responses sent to queriers.");
+    C("queries_relayed", queries_relayed, "Query responses relayed (ours and others').");
+    C("query_bad_filters", query_bad_filters, "Queries with malformed filters or regexps.");
+    C("queries_sent", queries_sent, "Queries this node sent.");
+    C("query_acks_received", query_acks_received, "Acks to our queries.");
+    C("query_responses_received", query_responses_received, "Responses to our queries.");
+    C("keyring_changes", keyring_changes, "Keys installed, used or removed by key queries.");
 #undef C
+    nd_sbuf_printf(out,
+                   "# HELP nodus_gossip_queries_dropped_total Serf queries and replies dropped, "
+                   "by reason.\n"
+                   "# TYPE nodus_gossip_queries_dropped_total counter\n"
+                   "nodus_gossip_queries_dropped_total{reason=\"invalid\"} %llu\n"
+                   "nodus_gossip_queries_dropped_total{reason=\"late\"} %llu\n"
+                   "nodus_gossip_queries_dropped_total{reason=\"reply_not_running\"} %llu\n",
+                   (unsigned long long)m->queries_dropped, (unsigned long long)m->queries_late,
+                   (unsigned long long)m->query_replies_dropped);
     nd_sbuf_printf(
         out,
         "# HELP nodus_gossip_events_dropped_total User events dropped, by reason.\n"
@@ -471,6 +491,60 @@ static int event_send(void *arg, const char *name, size_t name_len, const void *
     return 0;
 }
 
+/* POST /query: an operator's query (`nodus query`, like `serf query`). */
+static int query_send(void *arg, const char *name, size_t name_len, const void *payload,
+                      size_t payload_len, bool ack, uint32_t timeout_ms, const char *node,
+                      uint8_t relay_factor, struct nd_sbuf *out)
+{
+    struct nd_gbytes nodes[1];
+    struct nd_swim_query_param p = {.name = name,
+                                    .name_len = name_len,
+                                    .payload = payload,
+                                    .payload_len = payload_len,
+                                    .ack = ack,
+                                    .relay_factor = relay_factor,
+                                    .timeout_ms = timeout_ms};
+    uint32_t id, timeout;
+    int e;
+
+    (void)arg;
+    if (!gossip)
+        return 1;
+    if (name_len >= 6 && memcmp(name, "_serf_", 6) == 0) {
+        nd_sbuf_adds(out, "query names starting with \"_serf_\" are serf's own\n");
+        return -1;
+    }
+    if (node) {
+        nodes[0] = (struct nd_gbytes){(const uint8_t *)node, (uint32_t)strlen(node)};
+        p.nodes = nodes;
+        p.nnodes = 1;
+    }
+    e = nd_gossip_driver_query(gossip, &p, &id, &timeout);
+    if (e == ND_GOSSIP_E_LIMIT) {
+        nd_sbuf_printf(out,
+                       "the query is over %u bytes encoded, or %u queries are running already\n",
+                       ND_SWIM_QUERY_MAX, ND_SWIM_QUERIES_OUT);
+        return -1;
+    }
+    if (e) {
+        nd_sbuf_printf(out, "cannot send the query: %s\n", nd_gossip_strerror(e));
+        return -1;
+    }
+    nd_sbuf_printf(out, "{\"id\": %u, \"timeout_ms\": %u}\n", id, timeout);
+    return 0;
+}
+
+static int queries_json(void *arg, uint32_t id, struct nd_sbuf *out)
+{
+    int rc;
+
+    (void)arg;
+    if (!gossip)
+        return 1;
+    rc = nd_gossip_driver_queries_json(gossip, id, out);
+    return rc == 1 ? 2 : rc;
+}
+
 /* GET /sockets: the user-space TCP's sockets (workers asked, 500 ms at most), then the kernel's. */
 static int sockets_json(void *arg, struct nd_sbuf *out)
 {
@@ -494,7 +568,9 @@ static const struct nd_admin_ops admin_ops = {.reload = reload,
                                               .metrics = gossip_metrics,
                                               .sockets = sockets_json,
                                               .events = events_json,
-                                              .event = event_send};
+                                              .event = event_send,
+                                              .query = query_send,
+                                              .queries = queries_json};
 
 static void admin_read(struct admin_conn *a)
 {
@@ -1237,6 +1313,149 @@ static int cmd_event(const char *admin, int argc, char **argv)
     return rc;
 }
 
+/* A Go-style duration ("500ms", "3s", "1m", or plain seconds) in ms: -1 when malformed. */
+static long parse_duration_ms(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+
+    if (end == s || v < 0)
+        return -1;
+    if (!strcmp(end, "ms"))
+        ;
+    else if (!strcmp(end, "s") || !*end)
+        v *= 1000;
+    else if (!strcmp(end, "m"))
+        v *= 60000;
+    else
+        return -1;
+    return v > 3600000 ? -1 : (long)v;
+}
+
+static void url_escape(struct nd_sbuf *b, const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        nd_sbuf_printf(b, isalnum(*c) || strchr("-._~:", *c) ? "%c" : "%%%02X", *c);
+}
+
+/* Like `serf query [-no-ack] [-timeout D] [-node NAME] [-relay-factor N] NAME [PAYLOAD]`: POST
+ * /query, then GET /queries?id=N until the timeout, printing acks and responses as they come. */
+static int cmd_query(const char *admin, int argc, char **argv)
+{
+    const char *name = NULL, *payload = "", *node = NULL;
+    long timeout = 0, relay = 0;
+    struct nd_sbuf path = {0};
+    bool ack = true;
+    size_t nacks = 0, nresp = 0;
+    int status = 0, i;
+    json_t *root;
+    char *ans;
+
+    for (i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--admin")) {
+            i++;
+        } else if (!strcmp(argv[i], "--no-ack")) {
+            ack = false;
+        } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            if ((timeout = parse_duration_ms(argv[++i])) <= 0)
+                name = NULL, i = argc;
+        } else if (!strcmp(argv[i], "--node") && i + 1 < argc) {
+            node = argv[++i];
+        } else if (!strcmp(argv[i], "--relay-factor") && i + 1 < argc) {
+            relay = strtol(argv[++i], NULL, 10);
+            if (relay < 0 || relay > 5)
+                name = NULL, i = argc;
+        } else if (argv[i][0] == '-' && argv[i][1] == '-') {
+            name = NULL, i = argc;
+        } else if (!name) {
+            name = argv[i];
+        } else if (payload[0] == 0 && argv[i][0]) {
+            payload = argv[i];
+        } else {
+            name = NULL, i = argc;
+        }
+    }
+    if (!name || !name[0]) {
+        fprintf(stderr, "usage: nodus query [--admin ADDR] [--no-ack] [--timeout DURATION] "
+                        "[--node NAME] [--relay-factor N] NAME [PAYLOAD]\n");
+        return 2;
+    }
+    nd_sbuf_adds(&path, "/query?name=");
+    url_escape(&path, name);
+    if (!ack)
+        nd_sbuf_adds(&path, "&ack=false");
+    if (timeout)
+        nd_sbuf_printf(&path, "&timeout_ms=%ld", timeout);
+    if (relay)
+        nd_sbuf_printf(&path, "&relay=%ld", relay);
+    if (node) {
+        nd_sbuf_adds(&path, "&node=");
+        url_escape(&path, node);
+    }
+    if (path.oom || path.len > 1900) {
+        fprintf(stderr, "nodus: query name too long\n");
+        nd_sbuf_free(&path);
+        return 1;
+    }
+    ans = admin_call(admin, "POST", path.p, payload, strlen(payload), &status);
+    nd_sbuf_free(&path);
+    if (!ans)
+        return 1;
+    if (status != 200 || !(root = json_loads(ans, 0, NULL))) {
+        fprintf(stderr, "nodus: %s", ans[0] ? ans : "refused\n");
+        free(ans);
+        return 1;
+    }
+    free(ans);
+    long long id = json_integer_value(json_object_get(root, "id"));
+    long long tmo = json_integer_value(json_object_get(root, "timeout_ms"));
+    json_decref(root);
+    printf("Query '%s' dispatched\n", name);
+    fflush(stdout);
+    for (int rounds = 0; rounds < (int)(tmo / 100) + 50; rounds++) {
+        char q[64];
+        bool done;
+        json_t *v;
+        size_t k;
+
+        snprintf(q, sizeof q, "/queries?id=%lld", id);
+        if (!(ans = admin_get(admin, q)))
+            return 1;
+        root = json_loads(ans, 0, NULL);
+        free(ans);
+        if (!root) {
+            fprintf(stderr, "nodus: the query is gone\n");
+            return 1;
+        }
+        json_t *acks = json_object_get(root, "acks"), *resp = json_object_get(root, "responses");
+
+        for (k = nacks; k < json_array_size(acks); k++)
+            printf("Ack from '%s'\n", json_string_value(json_array_get(acks, k)));
+        nacks = json_array_size(acks);
+        json_array_foreach(resp, k, v)
+        {
+            if (k < nresp)
+                continue;
+            json_t *pl = json_object_get(v, "payload");
+
+            printf("Response from '%s': %s%s\n", json_string_value(json_object_get(v, "from")),
+                   pl ? "" : "(hex) ",
+                   json_string_value(pl ? pl : json_object_get(v, "payload_hex")));
+        }
+        nresp = json_array_size(resp);
+        fflush(stdout);
+        done = json_is_true(json_object_get(root, "done"));
+        json_decref(root);
+        if (done)
+            break;
+        usleep(100000);
+    }
+    if (ack)
+        printf("Total Acks: %zu\n", nacks);
+    printf("Total Responses: %zu\n", nresp);
+    return 0;
+}
+
 /* The node's recent user events, oldest first: time, event time, name, payload. */
 static int cmd_events(const char *admin)
 {
@@ -1313,6 +1532,8 @@ static int usage(FILE *f, int code)
                "       nodus event [--admin ADDR] [--no-coalesce] NAME [PAYLOAD]  send a gossip "
                "user event\n"
                "       nodus events [--admin ADDR]  recent gossip user events\n"
+               "       nodus query [--admin ADDR] [--no-ack] [--timeout D] [--node NAME] NAME "
+               "[PAYLOAD]  a gossip (serf) query\n"
                "       nodus nic list|bind|unbind ...  PCI NICs for DPDK (nodus nic help)\n"
                "       nodus sockets [--admin ADDR] TCP connections and listeners (like ss -tni)\n"
                "       nodus version\n");
@@ -1356,6 +1577,8 @@ int main(int argc, char **argv)
         return cmd_event(admin, argc - 2, argv + 2);
     if (!strcmp(argv[1], "events"))
         return cmd_events(admin);
+    if (!strcmp(argv[1], "query"))
+        return cmd_query(admin, argc - 2, argv + 2);
     if (!strcmp(argv[1], "sockets"))
         return cmd_sockets(admin);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version"))

@@ -65,6 +65,17 @@ struct evcopy {
     uint8_t data[]; /* name, payload */
 };
 
+/* A query of ours (nd_gossip_driver_query): its acks and responses, for GET /queries. */
+struct qrec {
+    uint32_t id;       /* also the engine's handle for it */
+    uint64_t deadline; /* monotonic ms */
+    bool ack;
+    char *name;
+    json_t *acks;      /* array of node names */
+    json_t *responses; /* array of {from, payload | payload_hex} */
+    uint64_t dropped;  /* replies beyond ND_GOSSIP_QUERY_REPLIES_MAX */
+};
+
 struct nd_gossip_driver {
     struct nd_swim *sw;
     struct nd_ctl *ctl;
@@ -96,10 +107,16 @@ struct nd_gossip_driver {
     char **svc_names, **svc_values;
     unsigned nsvc;
     uint64_t svc_next; /* when to send it (again) */
+
+    struct qrec queries[ND_GOSSIP_QUERIES_KEPT]; /* ours, running or recently finished */
+    uint32_t query_ids;
+    uint64_t conf_keys_hash; /* the configured keyring at the last (re)load */
+    uint64_t queries_answered_nodus;
 };
 
 static uint64_t now_ms(void);
 static void events_dispatch(struct nd_gossip_driver *g);
+static int sbuf_cb(const char *p, size_t n, void *arg);
 
 static void svc_clear(struct nd_gossip_driver *g)
 {
@@ -176,16 +193,34 @@ int nd_gossip_driver_set_tags(struct nd_gossip_driver *g, const struct nd_gossip
     return svc_set(g, gc);
 }
 
+static uint64_t conf_keys_hash(const struct nd_gossip_conf *gc)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (unsigned i = 0; i < gc->nkeyring; i++)
+        for (const char *c = gc->keyring[i];; c++) {
+            h = (h ^ (uint8_t)*c) * 1099511628211ull;
+            if (!*c)
+                break;
+        }
+    return h;
+}
+
 int nd_gossip_driver_set_keyring(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc)
 {
     struct nd_keyring kr;
+    uint64_t h = conf_keys_hash(gc);
     int e = 0;
 
+    if (h == g->conf_keys_hash) /* keys changed by serf key queries stay */
+        return 0;
     nd_keyring_init(&kr);
     for (unsigned i = 0; i < gc->nkeyring && !e; i++)
         e = nd_keyring_add_base64(&kr, gc->keyring[i], strlen(gc->keyring[i]));
     if (!e)
         e = nd_swim_set_keyring(g->sw, &kr);
+    if (!e)
+        g->conf_keys_hash = h;
     nd_keyring_wipe(&kr);
     return e;
 }
@@ -549,6 +584,245 @@ static void io_user_event(void *arg, const struct nd_swim_user_event *ev)
     g->npend++;
 }
 
+/* o.payload = p[0..n) when it is UTF-8, else o.payload_hex (GET /events, GET /queries) */
+static void set_payload(json_t *o, const uint8_t *p, size_t n)
+{
+    json_t *s = json_stringn((const char *)p, n);
+    char *hex;
+
+    if (s) {
+        json_object_set_new(o, "payload", s);
+    } else if ((hex = malloc(2 * n + 1))) {
+        for (size_t i = 0; i < n; i++)
+            sprintf(hex + 2 * i, "%02x", p[i]);
+        hex[2 * n] = 0;
+        json_object_set_new(o, "payload_hex", json_string(hex));
+        free(hex);
+    }
+}
+
+/* ---- serf queries -------------------------------------------------------------------------- */
+
+/* A user query for this node: the engine acked it; nodus:services gets our service list. */
+static int io_query(void *arg, const struct nd_swim_query *q, uint8_t *resp, size_t cap,
+                    size_t *len)
+{
+    struct nd_gossip_driver *g = arg;
+    static const char svc_query[] = ND_GOSSIP_QUERY_SERVICES;
+    char name[96];
+    size_t n = 0;
+
+    nd_debug("gossip: query \"%s\" from %.*s", printable(q->name, q->name_len, name, sizeof name),
+             (int)q->from_len, (const char *)q->from);
+    if (q->name_len != sizeof svc_query - 1 || memcmp(q->name, svc_query, q->name_len))
+        return 0;
+    /* "NAME VALUE" lines, VALUE as in a svc: tag; the full list when it is beyond Meta */
+    unsigned total = 0, shown = 0;
+    char line[ND_GOSSIP_META_MAX + 80];
+
+    if (g->nsvc) {
+        total = g->nsvc;
+        for (unsigned i = 0; i < g->nsvc; i++) {
+            int l = snprintf(line, sizeof line, "%s %s\n", g->svc_names[i], g->svc_values[i]);
+
+            if (l < 0 || (size_t)l + n + 32 > cap)
+                break;
+            memcpy(resp + n, line, (size_t)l);
+            n += (size_t)l;
+            shown++;
+        }
+    } else {
+        struct nd_swim_member self;
+        struct nd_serf_tag t[64];
+        size_t nt = 0;
+
+        if (nd_swim_find(g->sw, g->name, &self) == 0)
+            nd_serf_tags_decode(self.meta, self.meta_len, t, 64, &nt);
+        for (size_t i = 0; i < nt; i++) {
+            if (t[i].key.len <= 4 || memcmp(t[i].key.p, "svc:", 4))
+                continue;
+            total++;
+            int l = snprintf(line, sizeof line, "%.*s %.*s\n", (int)t[i].key.len - 4,
+                             (const char *)t[i].key.p + 4, (int)t[i].value.len,
+                             (const char *)t[i].value.p);
+
+            if (l < 0 || (size_t)l + n + 32 > cap)
+                continue;
+            memcpy(resp + n, line, (size_t)l);
+            n += (size_t)l;
+            shown++;
+        }
+    }
+    if (shown < total)
+        n += (size_t)snprintf((char *)resp + n, cap - n, "+%u more\n", total - shown);
+    *len = n;
+    g->queries_answered_nodus++;
+    return 1;
+}
+
+static struct qrec *qrec_by_handle(struct nd_gossip_driver *g, uint32_t handle)
+{
+    for (unsigned i = 0; i < ND_GOSSIP_QUERIES_KEPT; i++)
+        if (g->queries[i].name && g->queries[i].id == handle)
+            return &g->queries[i];
+    return NULL;
+}
+
+static void qrec_clear(struct qrec *r)
+{
+    free(r->name);
+    json_decref(r->acks);
+    json_decref(r->responses);
+    memset(r, 0, sizeof *r);
+}
+
+static bool json_has_from(json_t *arr, const char *from, bool objects)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(arr, i, v)
+    {
+        const char *s = json_string_value(objects ? json_object_get(v, "from") : v);
+
+        if (s && !strcmp(s, from))
+            return true;
+    }
+    return false;
+}
+
+static void io_query_reply(void *arg, const struct nd_swim_query_reply *r)
+{
+    struct nd_gossip_driver *g = arg;
+    struct qrec *q = qrec_by_handle(g, r->handle);
+    char from[ND_GOSSIP_NAME_MAX + 1];
+
+    if (!q || memchr(r->from, 0, r->from_len))
+        return;
+    memcpy(from, r->from, r->from_len);
+    from[r->from_len] = 0;
+    if (json_has_from(r->ack ? q->acks : q->responses, from, !r->ack))
+        return; /* a relayed copy */
+    if (json_array_size(q->acks) + json_array_size(q->responses) >= ND_GOSSIP_QUERY_REPLIES_MAX) {
+        q->dropped++;
+        return;
+    }
+    if (r->ack) {
+        json_array_append_new(q->acks, json_string(from));
+        return;
+    }
+    json_t *o = json_pack("{s:s}", "from", from);
+
+    if (!o)
+        return;
+    set_payload(o, r->payload, r->payload_len);
+    json_array_append_new(q->responses, o);
+}
+
+static void io_keyring(void *arg, const char *op, const uint8_t *from, size_t from_len)
+{
+    struct nd_gossip_driver *g = arg;
+
+    nd_info("gossip: keyring: key %s by a serf key query from %.*s (%u key(s) now)",
+            !strcmp(op, "install") ? "installed"
+            : !strcmp(op, "use")   ? "made primary"
+                                   : "removed",
+            (int)from_len, (const char *)from, nd_swim_keyring(g->sw)->n);
+}
+
+int nd_gossip_driver_query(struct nd_gossip_driver *g, const struct nd_swim_query_param *p,
+                           uint32_t *id, uint32_t *timeout_ms)
+{
+    struct nd_swim_query_param q = *p;
+    uint64_t t = now_ms();
+    struct qrec *slot = NULL;
+    int e;
+
+    for (unsigned i = 0; i < ND_GOSSIP_QUERIES_KEPT; i++) { /* the oldest finished goes */
+        struct qrec *r = &g->queries[i];
+
+        if (!r->name) {
+            slot = r;
+            break;
+        }
+        if (r->deadline < t && (!slot || r->deadline < slot->deadline))
+            slot = r;
+    }
+    if (!slot)
+        return ND_GOSSIP_E_LIMIT;
+    /* ready before the engine runs: our own ack and response come during nd_swim_query */
+    qrec_clear(slot);
+    slot->id = q.handle = ++g->query_ids;
+    slot->deadline = UINT64_MAX;
+    slot->ack = p->ack;
+    slot->name = strndup(p->name, p->name_len);
+    slot->acks = json_array();
+    slot->responses = json_array();
+    if (!slot->name || !slot->acks || !slot->responses) {
+        qrec_clear(slot);
+        return ND_GOSSIP_E_SPACE;
+    }
+    if ((e = nd_swim_query(g->sw, t, &q, timeout_ms))) {
+        qrec_clear(slot);
+        return e;
+    }
+    slot->deadline = t + *timeout_ms;
+    *id = slot->id;
+    return 0;
+}
+
+static json_t *query_json(const struct qrec *r, uint64_t t)
+{
+    return json_pack("{s:I,s:s,s:b,s:b,s:I,s:O,s:O,s:I}", "id", (json_int_t)r->id, "name", r->name,
+                     "ack", r->ack, "done", t > r->deadline, "remaining_ms",
+                     (json_int_t)(t > r->deadline ? 0 : r->deadline - t), "acks", r->acks,
+                     "responses", r->responses, "dropped", (json_int_t)r->dropped);
+}
+
+int nd_gossip_driver_queries_json(struct nd_gossip_driver *g, uint32_t id, struct nd_sbuf *out)
+{
+    const struct nd_swim_metrics *m = nd_swim_metrics(g->sw);
+    json_t *root = NULL, *arr;
+    uint64_t t = now_ms();
+    int rc;
+
+    if (id) {
+        for (unsigned i = 0; i < ND_GOSSIP_QUERIES_KEPT && !root; i++)
+            if (g->queries[i].name && g->queries[i].id == id)
+                root = query_json(&g->queries[i], t);
+        if (!root)
+            return 1;
+    } else {
+        if (!(root = json_object()) || !(arr = json_array()))
+            return -1;
+        for (unsigned i = 0; i < ND_GOSSIP_QUERIES_KEPT; i++)
+            if (g->queries[i].name)
+                json_array_append_new(arr, query_json(&g->queries[i], t));
+        json_object_set_new(root, "queries", arr);
+        json_object_set_new(
+            root, "metrics",
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "received",
+                      (json_int_t)m->queries_received, "duplicate",
+                      (json_int_t)m->queries_duplicate, "filtered", (json_int_t)m->queries_filtered,
+                      "late", (json_int_t)m->queries_late, "dropped",
+                      (json_int_t)m->queries_dropped, "bad_filters",
+                      (json_int_t)m->query_bad_filters, "acks_sent", (json_int_t)m->query_acks_sent,
+                      "responses_sent", (json_int_t)m->query_responses_sent, "relayed",
+                      (json_int_t)m->queries_relayed, "sent", (json_int_t)m->queries_sent,
+                      "acks_received", (json_int_t)m->query_acks_received, "responses_received",
+                      (json_int_t)m->query_responses_received, "replies_dropped",
+                      (json_int_t)m->query_replies_dropped, "keyring_changes",
+                      (json_int_t)m->keyring_changes, "timeout_default_ms",
+                      (json_int_t)nd_swim_query_timeout_ms(g->sw)));
+    }
+    if (!root)
+        return -1;
+    rc = json_dump_callback(root, sbuf_cb, out, JSON_INDENT(2));
+    json_decref(root);
+    nd_sbuf_adds(out, "\n");
+    return rc == 0 && !out->oom ? 0 : -1;
+}
+
 /* Hands the new events to the subscribers, once the engine is out of the call that got them. */
 static void events_dispatch(struct nd_gossip_driver *g)
 {
@@ -751,7 +1025,10 @@ struct nd_gossip_driver *nd_gossip_driver_new(struct nd_ctl *ctl, const struct n
                             .stream_close = io_stream_close,
                             .random = io_random,
                             .event = io_event,
-                            .user_event = io_user_event};
+                            .user_event = io_user_event,
+                            .query = io_query,
+                            .query_reply = io_query_reply,
+                            .keyring = io_keyring};
     int e = 0;
 
     *err = NULL;
@@ -774,6 +1051,7 @@ struct nd_gossip_driver *nd_gossip_driver_new(struct nd_ctl *ctl, const struct n
     nd_keyring_init(&kr);
     for (unsigned i = 0; i < gc->nkeyring; i++)
         nd_keyring_add_base64(&kr, gc->keyring[i], strlen(gc->keyring[i]));
+    g->conf_keys_hash = conf_keys_hash(gc);
     for (unsigned i = 0; i < gc->ntags && i < 64; i++) {
         tags[i].key = gc->tags[i].key;
         tags[i].value = gc->tags[i].val;
@@ -842,6 +1120,8 @@ void nd_gossip_driver_free(struct nd_gossip_driver *g)
         free(g->subs[i].prefix);
     free(g->subs);
     svc_clear(g);
+    for (unsigned i = 0; i < ND_GOSSIP_QUERIES_KEPT; i++)
+        qrec_clear(&g->queries[i]);
     free(g->seeds);
     free(g->name);
     free(g);
@@ -928,7 +1208,6 @@ void nd_gossip_driver_on_member(struct nd_gossip_driver *g,
 static json_t *event_json(const struct evcopy *c)
 {
     json_t *o = json_object(), *p;
-    char *hex;
 
     json_object_set_new(o, "time_ms", json_integer(c->time_ms));
     json_object_set_new(o, "ltime", json_integer((json_int_t)c->ltime));
@@ -938,15 +1217,7 @@ static json_t *event_json(const struct evcopy *c)
         p = json_string(printable(c->data, c->name_len, buf, sizeof buf));
     }
     json_object_set_new(o, "name", p);
-    if ((p = json_stringn((const char *)c->data + c->name_len, c->payload_len))) {
-        json_object_set_new(o, "payload", p);
-    } else if ((hex = malloc(2 * (size_t)c->payload_len + 1))) {
-        for (uint32_t i = 0; i < c->payload_len; i++)
-            sprintf(hex + 2 * i, "%02x", c->data[c->name_len + i]);
-        hex[2 * (size_t)c->payload_len] = 0;
-        json_object_set_new(o, "payload_hex", json_string(hex));
-        free(hex);
-    }
+    set_payload(o, c->data + c->name_len, c->payload_len);
     json_object_set_new(o, "coalesce", json_boolean(c->cc));
     json_object_set_new(o, "origin", json_string(c->self ? "self" : "gossip"));
     return o;

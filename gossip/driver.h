@@ -50,9 +50,26 @@ struct nd_swim *nd_gossip_driver_engine(struct nd_gossip_driver *g);
  * takes effect at restart only. */
 int nd_gossip_driver_set_tags(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc);
 /* A reload: gc's keyring replaces ours (rotation: install a key everywhere, make it the primary
- * everywhere, then remove the old one). Negative ND_GOSSIP_E_* when the keyring cannot change
- * so (turning encryption on or off needs a restart); the old keyring stays. */
+ * everywhere, then remove the old one) when the configured keys changed since the last load;
+ * when they did not, the keyring stays as serf key queries (`serf keys`) left it. Negative
+ * ND_GOSSIP_E_* when the keyring cannot change so (turning encryption on or off needs a
+ * restart); the old keyring stays. */
 int nd_gossip_driver_set_keyring(struct nd_gossip_driver *g, const struct nd_gossip_conf *gc);
+
+/* ---- serf queries (docs/gossip.md, "Queries") ---------------------------------------------- */
+
+#define ND_GOSSIP_QUERY_SERVICES "nodus:services" /* answered with this node's services */
+#define ND_GOSSIP_QUERIES_KEPT 32                 /* our queries kept for GET /queries */
+#define ND_GOSSIP_QUERY_REPLIES_MAX 4096          /* acks + responses kept per query */
+
+/* Sends a serf query (nd_swim_query): 0, *id (for nd_gossip_driver_queries_json) and the
+ * timeout in use; or a negative ND_GOSSIP_E_* (ND_GOSSIP_E_LIMIT: too large, or too many
+ * running). */
+int nd_gossip_driver_query(struct nd_gossip_driver *g, const struct nd_swim_query_param *p,
+                           uint32_t *id, uint32_t *timeout_ms);
+/* GET /queries[?id=N]: one query of ours {id, name, ack, done, remaining_ms, acks, responses,
+ * dropped}, or all of them and the query counters, as JSON. 0, 1 for an unknown id, -1. */
+int nd_gossip_driver_queries_json(struct nd_gossip_driver *g, uint32_t id, struct nd_sbuf *out);
 
 /* Member events for the core (the service catalog): fn(arg, m, ev) for every change the engine
  * reports, ourselves included (m valid during the call only; fn must not call into the engine).

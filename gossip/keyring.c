@@ -136,6 +136,23 @@ int nd_gossip_key_from_base64(const char *s, size_t n, uint8_t key[32], size_t *
     return 0;
 }
 
+size_t nd_gossip_key_to_base64(const uint8_t *key, size_t len, char *out)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)key[i] << 16 | (i + 1 < len ? (uint32_t)key[i + 1] << 8 : 0) |
+                     (i + 2 < len ? key[i + 2] : 0);
+
+        out[o++] = t[v >> 18 & 63];
+        out[o++] = t[v >> 12 & 63];
+        out[o++] = i + 1 < len ? t[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < len ? t[v & 63] : '=';
+    }
+    return o;
+}
+
 int nd_keyring_add_base64(struct nd_keyring *kr, const char *s, size_t n)
 {
     uint8_t key[32];

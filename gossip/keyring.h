@@ -36,6 +36,9 @@ int nd_keyring_remove(struct nd_keyring *kr, const uint8_t *key, size_t len);
 /* Decodes a standard base64 key (as `serf keygen` prints, '=' padded) into key[32]; *len is
  * 16, 24 or 32. ND_GOSSIP_E_KEY for anything else. */
 int nd_gossip_key_from_base64(const char *s, size_t n, uint8_t key[32], size_t *len);
+/* Writes key[0..len) as standard padded base64 into out (at least 4 * ceil(len / 3) bytes, not
+ * NUL-terminated: 44 for a 32-byte key); returns the length written. */
+size_t nd_gossip_key_to_base64(const uint8_t *key, size_t len, char *out);
 /* nd_gossip_key_from_base64 then nd_keyring_add. */
 int nd_keyring_add_base64(struct nd_keyring *kr, const char *s, size_t n);
 

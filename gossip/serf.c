@@ -81,6 +81,91 @@ static int dec_response(struct nd_mp *r, struct nd_serf_query_response *q)
     return 0;
 }
 
+static int dec_key_req(struct nd_mp *r, struct nd_serf_key_request *k)
+{
+    FIELDS_BEGIN(r)
+    FIELD("Key", nd_mp_bytes(r, &k->key, ND_SERF_KEY_BYTES_MAX))
+    FIELDS_END(r)
+    return 0;
+}
+
+static int dec_key_resp(struct nd_mp *r, struct nd_serf_key_response *k)
+{
+    FIELDS_BEGIN(r)
+    FIELD("Result", nd_mp_bool(r, &k->result))
+    FIELD("Message", nd_mp_str(r, &k->message, BYTES_MAX))
+    FIELD("Keys", get_raw(r, false, &k->nkeys, &k->keys))
+    FIELD("PrimaryKey", nd_mp_str(r, &k->primary_key, BYTES_MAX))
+    FIELDS_END(r)
+    return 0;
+}
+
+static int get_port_int(struct nd_mp *r, uint16_t *port)
+{
+    int64_t v;
+    int e = nd_mp_int(r, 0, UINT16_MAX, &v);
+    if (!e)
+        *port = (uint16_t)v;
+    return e;
+}
+
+/* net.UDPAddr {IP, Port, Zone} */
+static int dec_udpaddr(struct nd_mp *r, struct nd_serf_relay *rl)
+{
+    struct nd_gbytes zone;
+    FIELDS_BEGIN(r)
+    FIELD("IP", nd_mp_bytes(r, &rl->dest_ip, 16))
+    FIELD("Port", get_port_int(r, &rl->dest_port))
+    FIELD("Zone", nd_mp_str(r, &zone, ND_GOSSIP_NAME_MAX))
+    FIELDS_END(r)
+    return 0;
+}
+
+static int dec_relay(struct nd_mp *r, struct nd_serf_relay *rl)
+{
+    FIELDS_BEGIN(r)
+    FIELD("DestAddr", dec_udpaddr(r, rl))
+    FIELD("DestName", nd_mp_name(r, &rl->dest_name))
+    FIELDS_END(r)
+    rl->inner.p = r->p;
+    rl->inner.len = (uint32_t)nd_mp_left(r);
+    return 0;
+}
+
+static int get_status(struct nd_mp *r, uint8_t *st)
+{
+    int64_t v;
+    int e = nd_mp_int(r, 0, UINT8_MAX, &v);
+    if (!e)
+        *st = (uint8_t)v;
+    return e;
+}
+
+static int dec_member(struct nd_mp *r, struct nd_serf_member *m)
+{
+    uint32_t nt;
+    if (nd_mp_left(r) > 0 && *r->p == 0xc0) {
+        m->nil = true;
+        r->p++;
+        return 0;
+    }
+    FIELDS_BEGIN(r)
+    FIELD("Name", nd_mp_name(r, &m->name))
+    FIELD("Addr", nd_mp_bytes(r, &m->addr, 16))
+    FIELD("Port", nd_mp_u16(r, &m->port))
+    FIELD("Tags", get_raw(r, true, &nt, &m->tags_raw))
+    FIELD("Status", get_status(r, &m->status))
+    FIELD("ProtocolMin", nd_mp_u8(r, &m->vsn[0]))
+    FIELD("ProtocolMax", nd_mp_u8(r, &m->vsn[1]))
+    FIELD("ProtocolCur", nd_mp_u8(r, &m->vsn[2]))
+    FIELD("DelegateMin", nd_mp_u8(r, &m->vsn[3]))
+    FIELD("DelegateMax", nd_mp_u8(r, &m->vsn[4]))
+    FIELD("DelegateCur", nd_mp_u8(r, &m->vsn[5]))
+    FIELDS_END(r)
+    m->ntags = nt;
+    return 0;
+}
+
 static int dec_pushpull(struct nd_mp *r, struct nd_serf_pushpull *pp)
 {
     FIELDS_BEGIN(r)
@@ -120,13 +205,64 @@ int nd_serf_decode(const uint8_t *buf, size_t len, struct nd_serf_msg *m)
     case ND_SERF_QUERY_RESPONSE:
         return dec_response(&r, &m->u.response);
     case ND_SERF_CONFLICT_RESPONSE:
+        return dec_member(&r, &m->u.conflict);
     case ND_SERF_KEY_REQUEST:
+        return dec_key_req(&r, &m->u.key_req);
     case ND_SERF_KEY_RESPONSE:
+        return dec_key_resp(&r, &m->u.key_resp);
     case ND_SERF_RELAY:
-        return 0;
+        return dec_relay(&r, &m->u.relay);
     default:
         return ND_GOSSIP_E_MSGTYPE;
     }
+}
+
+int nd_serf_filter_next(struct nd_gbytes *rest, struct nd_serf_filter *f)
+{
+    struct nd_mp r, fr;
+    struct nd_gbytes raw;
+    int e;
+
+    memset(f, 0, sizeof *f);
+    nd_mp_init(&r, rest->p, rest->len);
+    if ((e = nd_mp_bytes(&r, &raw, ND_SERF_FILTER_BYTES_MAX)))
+        return e;
+    rest->len -= (uint32_t)(r.p - rest->p);
+    rest->p = r.p;
+    if (raw.len == 0)
+        return ND_GOSSIP_E_EMPTY;
+    f->type = raw.p[0];
+    nd_mp_init(&fr, raw.p + 1, raw.len - 1);
+    if (f->type == ND_SERF_FILTER_NODE)
+        return get_raw(&fr, false, &f->nnodes, &f->nodes);
+    if (f->type == ND_SERF_FILTER_TAG) {
+        FIELDS_BEGIN(&fr)
+        FIELD("Tag", nd_mp_str(&fr, &f->tag, ND_SERF_FILTER_BYTES_MAX))
+        FIELD("Expr", nd_mp_str(&fr, &f->expr, ND_SERF_FILTER_BYTES_MAX))
+        FIELDS_END(&fr)
+    }
+    return 0;
+}
+
+int nd_serf_filter_encode(const struct nd_serf_filter *f, uint8_t *out, size_t cap, size_t *len)
+{
+    struct nd_mp_w w;
+    nd_mp_w_init(&w, out, cap);
+    nd_mp_w_raw(&w, &f->type, 1);
+    if (f->type == ND_SERF_FILTER_NODE) {
+        nd_mp_w_array(&w, f->nnodes);
+        for (uint32_t i = 0; i < f->nnodes; i++)
+            nd_mp_w_str(&w, f->nodes_list[i]);
+    } else if (f->type == ND_SERF_FILTER_TAG) {
+        nd_mp_w_map(&w, 2);
+        nd_mp_w_key(&w, "Expr");
+        nd_mp_w_str(&w, f->expr);
+        nd_mp_w_key(&w, "Tag");
+        nd_mp_w_str(&w, f->tag);
+    } else {
+        return ND_GOSSIP_E_VALUE;
+    }
+    return nd_mp_w_done(&w, len);
 }
 
 int nd_serf_status_next(struct nd_gbytes *rest, struct nd_serf_status *st)
@@ -286,6 +422,136 @@ int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t
         nd_mp_w_uint(&w, q->ltime);
         nd_mp_w_key(&w, "Payload");
         nd_mp_w_bytes(&w, q->payload);
+        break;
+    }
+    case ND_SERF_QUERY: {
+        const struct nd_serf_query *q = &m->u.query;
+        if (!nd_mp_name_ok(q->source_node) || (q->addr.len != 4 && q->addr.len != 16) ||
+            (q->nfilters && !q->filter_list))
+            return ND_GOSSIP_E_VALUE;
+        if (q->name.len > BYTES_MAX || q->payload.len > BYTES_MAX)
+            return ND_GOSSIP_E_LIMIT;
+        /* {Addr Filters Flags ID LTime Name Payload Port RelayFactor SourceNode Timeout} */
+        nd_mp_w_map(&w, 11);
+        nd_mp_w_key(&w, "Addr");
+        nd_mp_w_bytes(&w, q->addr);
+        nd_mp_w_key(&w, "Filters");
+        if (q->nfilters == 0) {
+            nd_mp_w_nil(&w);
+        } else {
+            nd_mp_w_array(&w, q->nfilters);
+            for (uint32_t i = 0; i < q->nfilters; i++)
+                nd_mp_w_bytes(&w, q->filter_list[i]);
+        }
+        nd_mp_w_key(&w, "Flags");
+        nd_mp_w_uint(&w, q->flags);
+        nd_mp_w_key(&w, "ID");
+        nd_mp_w_uint(&w, q->id);
+        nd_mp_w_key(&w, "LTime");
+        nd_mp_w_uint(&w, q->ltime);
+        nd_mp_w_key(&w, "Name");
+        nd_mp_w_str(&w, q->name);
+        nd_mp_w_key(&w, "Payload");
+        nd_mp_w_bytes(&w, q->payload);
+        nd_mp_w_key(&w, "Port");
+        nd_mp_w_uint(&w, q->port);
+        nd_mp_w_key(&w, "RelayFactor");
+        nd_mp_w_uint(&w, q->relay_factor);
+        nd_mp_w_key(&w, "SourceNode");
+        nd_mp_w_str(&w, q->source_node);
+        nd_mp_w_key(&w, "Timeout");
+        nd_mp_w_int(&w, q->timeout_ns);
+        break;
+    }
+    case ND_SERF_CONFLICT_RESPONSE: {
+        const struct nd_serf_member *mb = &m->u.conflict;
+        if (mb->nil) {
+            nd_mp_w_nil(&w);
+            break;
+        }
+        if (!nd_mp_name_ok(mb->name) || mb->addr.len > 16 || mb->ntags > ND_GOSSIP_META_MAX)
+            return ND_GOSSIP_E_VALUE;
+        /* {Addr DelegateCur DelegateMax DelegateMin Name Port ProtocolCur ProtocolMax
+         *  ProtocolMin Status Tags} */
+        nd_mp_w_map(&w, 11);
+        nd_mp_w_key(&w, "Addr");
+        nd_mp_w_bytes(&w, mb->addr);
+        nd_mp_w_key(&w, "DelegateCur");
+        nd_mp_w_uint(&w, mb->vsn[5]);
+        nd_mp_w_key(&w, "DelegateMax");
+        nd_mp_w_uint(&w, mb->vsn[4]);
+        nd_mp_w_key(&w, "DelegateMin");
+        nd_mp_w_uint(&w, mb->vsn[3]);
+        nd_mp_w_key(&w, "Name");
+        nd_mp_w_str(&w, mb->name);
+        nd_mp_w_key(&w, "Port");
+        nd_mp_w_uint(&w, mb->port);
+        nd_mp_w_key(&w, "ProtocolCur");
+        nd_mp_w_uint(&w, mb->vsn[2]);
+        nd_mp_w_key(&w, "ProtocolMax");
+        nd_mp_w_uint(&w, mb->vsn[1]);
+        nd_mp_w_key(&w, "ProtocolMin");
+        nd_mp_w_uint(&w, mb->vsn[0]);
+        nd_mp_w_key(&w, "Status");
+        nd_mp_w_uint(&w, mb->status);
+        nd_mp_w_key(&w, "Tags");
+        if (!mb->tags) {
+            nd_mp_w_nil(&w);
+        } else {
+            nd_mp_w_map(&w, mb->ntags);
+            for (uint32_t i = 0; i < mb->ntags; i++) {
+                nd_mp_w_str(&w, mb->tags[i].key);
+                nd_mp_w_str(&w, mb->tags[i].value);
+            }
+        }
+        break;
+    }
+    case ND_SERF_KEY_REQUEST:
+        if (m->u.key_req.key.len > ND_SERF_KEY_BYTES_MAX)
+            return ND_GOSSIP_E_LIMIT;
+        nd_mp_w_map(&w, 1);
+        nd_mp_w_key(&w, "Key");
+        nd_mp_w_bytes(&w, m->u.key_req.key);
+        break;
+    case ND_SERF_KEY_RESPONSE: {
+        const struct nd_serf_key_response *k = &m->u.key_resp;
+        if (k->message.len > BYTES_MAX || k->primary_key.len > BYTES_MAX)
+            return ND_GOSSIP_E_LIMIT;
+        /* {Keys Message PrimaryKey Result} */
+        nd_mp_w_map(&w, 4);
+        nd_mp_w_key(&w, "Keys");
+        if (!k->keys_list) {
+            nd_mp_w_nil(&w);
+        } else {
+            nd_mp_w_array(&w, k->nkeys);
+            for (uint32_t i = 0; i < k->nkeys; i++)
+                nd_mp_w_str(&w, k->keys_list[i]);
+        }
+        nd_mp_w_key(&w, "Message");
+        nd_mp_w_str(&w, k->message);
+        nd_mp_w_key(&w, "PrimaryKey");
+        nd_mp_w_str(&w, k->primary_key);
+        nd_mp_w_key(&w, "Result");
+        nd_mp_w_bool(&w, k->result);
+        break;
+    }
+    case ND_SERF_RELAY: {
+        const struct nd_serf_relay *rl = &m->u.relay;
+        if (!nd_mp_name_ok(rl->dest_name) || (rl->dest_ip.len != 4 && rl->dest_ip.len != 16))
+            return ND_GOSSIP_E_VALUE;
+        /* {DestAddr {IP Port Zone} DestName} */
+        nd_mp_w_map(&w, 2);
+        nd_mp_w_key(&w, "DestAddr");
+        nd_mp_w_map(&w, 3);
+        nd_mp_w_key(&w, "IP");
+        nd_mp_w_bytes(&w, rl->dest_ip);
+        nd_mp_w_key(&w, "Port");
+        nd_mp_w_uint(&w, rl->dest_port);
+        nd_mp_w_key(&w, "Zone");
+        nd_mp_w_str(&w, (struct nd_gbytes){NULL, 0});
+        nd_mp_w_key(&w, "DestName");
+        nd_mp_w_str(&w, rl->dest_name);
+        nd_mp_w_raw(&w, rl->inner.p, rl->inner.len);
         break;
     }
     case ND_SERF_PUSH_PULL: {

@@ -33,6 +33,8 @@ enum nd_serf_type {
 #define ND_SERF_COORD_DIM_MAX 8u /* serf's default dimensionality */
 #define ND_SERF_QUERY_FLAG_ACK 1u
 #define ND_SERF_QUERY_FLAG_NO_BROADCAST 2u
+#define ND_SERF_KEY_BYTES_MAX 64u      /* a key in a key request (AES keys are 16-32 bytes) */
+#define ND_SERF_FILTER_BYTES_MAX 1024u /* one query filter (serf's QuerySizeLimit) */
 
 /* join intent {LTime, Node} */
 struct nd_serf_join {
@@ -54,7 +56,9 @@ struct nd_serf_user_event {
     bool cc; /* may be coalesced */
 };
 
-/* query: decodable so it can be recognised and ignored; filters are left as raw msgpack. */
+/* query {LTime, ID, Addr, Port, SourceNode, Filters, Flags, RelayFactor, Timeout, Name,
+ * Payload}. Filters: decode leaves the array's content raw (walk it with nd_serf_filter_next);
+ * encode writes filter_list[0..nfilters) (each built by nd_serf_filter_encode), nil for none. */
 struct nd_serf_query {
     uint64_t ltime;
     uint32_t id;
@@ -62,8 +66,9 @@ struct nd_serf_query {
     uint16_t port;
     struct nd_gbytes source_node;
     uint32_t nfilters;
-    struct nd_gbytes filters; /* the msgpack array of filters, as sent */
-    uint32_t flags;           /* ND_SERF_QUERY_FLAG_* */
+    struct nd_gbytes filters;            /* decode: the Filters array's content, as sent */
+    const struct nd_gbytes *filter_list; /* encode */
+    uint32_t flags;                      /* ND_SERF_QUERY_FLAG_* */
     uint8_t relay_factor;
     int64_t timeout_ns;
     struct nd_gbytes name, payload;
@@ -76,6 +81,57 @@ struct nd_serf_query_response {
     struct nd_gbytes from;
     uint32_t flags;
     struct nd_gbytes payload;
+};
+
+/* A query filter ([type][msgpack]): node names (filterNode, []string) or a tag's value
+ * matched by a regular expression (filterTag {Tag, Expr}). */
+enum { ND_SERF_FILTER_NODE = 0, ND_SERF_FILTER_TAG = 1 };
+struct nd_serf_filter {
+    uint8_t type;
+    uint32_t nnodes;        /* node filter: how many names */
+    struct nd_gbytes nodes; /* decode: the names array's content (walk with nd_serf_left_next);
+                             * encode: nodes_list[0..nnodes) */
+    const struct nd_gbytes *nodes_list;
+    struct nd_gbytes tag, expr; /* tag filter */
+};
+
+/* key manager request {Key}: the payload of the _serf_*-key queries, [7][msgpack] */
+struct nd_serf_key_request {
+    struct nd_gbytes key;
+};
+
+/* nodeKeyResponse {Result, Message, Keys, PrimaryKey}: a key query's response payload,
+ * [8][msgpack]. Keys: encode keys_list[0..nkeys) (nil when keys_list is NULL); decode leaves the
+ * array's content raw (walk it with nd_serf_left_next). */
+struct nd_serf_key_response {
+    bool result;
+    struct nd_gbytes message;
+    uint32_t nkeys;
+    struct nd_gbytes keys;
+    const struct nd_gbytes *keys_list;
+    struct nd_gbytes primary_key;
+};
+
+/* relay: [9][relayHeader {DestAddr net.UDPAddr {IP, Port, Zone}, DestName}][a serf message]
+ * that the receiver forwards as a user message to DestAddr. */
+struct nd_serf_relay {
+    struct nd_gbytes dest_ip; /* 4 or 16 bytes */
+    uint16_t dest_port;
+    struct nd_gbytes dest_name;
+    struct nd_gbytes inner; /* decode: the message to forward; encode: appended as is */
+};
+
+/* serf Member, the payload of a _serf_conflict response: [6][Member], or [6][nil] when the
+ * answering node does not know the member (nil = true). */
+struct nd_serf_member {
+    bool nil;
+    struct nd_gbytes name, addr;
+    uint16_t port;
+    const struct nd_serf_tag *tags; /* encode */
+    uint32_t ntags;
+    struct nd_gbytes tags_raw; /* decode: the Tags map's content */
+    uint8_t status;            /* serf MemberStatus: 0 none, 1 alive, 2 leaving, 3 left, 4 failed */
+    uint8_t vsn[ND_GOSSIP_VSN_LEN]; /* ProtocolMin, Max, Cur, DelegateMin, Max, Cur */
 };
 
 /* One member's status Lamport time in a serf push/pull. */
@@ -124,16 +180,19 @@ struct nd_serf_msg {
         struct nd_serf_query query;
         struct nd_serf_query_response response;
         struct nd_serf_pushpull pp;
+        struct nd_serf_member conflict;
+        struct nd_serf_key_request key_req;
+        struct nd_serf_key_response key_resp;
+        struct nd_serf_relay relay;
     } u;
-    struct nd_gbytes body; /* decode: the bytes after the type byte (types 6-9 are not decoded
-                            * further: conflict response, key request/response, relay) */
+    struct nd_gbytes body; /* decode: the bytes after the type byte */
 };
 
 /* Decodes a serf message (a memberlist user message's bytes, or a push/pull user state).
  * ND_GOSSIP_E_MSGTYPE for an unknown type, ND_GOSSIP_E_EMPTY for no bytes. */
 int nd_serf_decode(const uint8_t *buf, size_t len, struct nd_serf_msg *m);
-/* Encodes leave, join, user event, query response or push/pull as [type][msgpack]. Wrap it in
- * a memberlist user message ([8] + these bytes) to send it. */
+/* Encodes any serf message as [type][msgpack] (a relay: [9][header][inner]). Wrap it in a
+ * memberlist user message ([8] + these bytes) to send it. */
 int nd_serf_encode(const struct nd_serf_msg *m, uint8_t *out, size_t cap, size_t *len);
 
 /* Iterate a decoded push/pull's status_ltimes (map content) / left_members (array content):
@@ -144,6 +203,12 @@ int nd_serf_left_next(struct nd_gbytes *rest, struct nd_gbytes *name);
  * raw events one event at a time. */
 int nd_serf_event_group_next(struct nd_gbytes *rest, struct nd_serf_event_group *g);
 int nd_serf_event_item_next(struct nd_gbytes *rest, struct nd_serf_event_item *it);
+
+/* Takes one filter off *rest (a decoded query's filters). A filter of an unknown type decodes
+ * (f->type says which); a malformed one is an error. */
+int nd_serf_filter_next(struct nd_gbytes *rest, struct nd_serf_filter *f);
+/* Encodes one filter as serf's encodeFilter: [type][msgpack]. */
+int nd_serf_filter_encode(const struct nd_serf_filter *f, uint8_t *out, size_t cap, size_t *len);
 
 /* A tag: key and value strings. */
 struct nd_serf_tag {

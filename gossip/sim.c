@@ -356,6 +356,24 @@ static void io_user_event(void *arg, const struct nd_swim_user_event *ev)
         s->c.on_user_event(s->c.arg, n->idx, ev, s->now);
 }
 
+static int io_query(void *arg, const struct nd_swim_query *q, uint8_t *resp, size_t cap,
+                    size_t *len)
+{
+    struct snode *n = arg;
+    struct nd_sim *s = n->s;
+
+    return s->c.on_query ? s->c.on_query(s->c.arg, n->idx, q, resp, cap, len) : 0;
+}
+
+static void io_query_reply(void *arg, const struct nd_swim_query_reply *r)
+{
+    struct snode *n = arg;
+    struct nd_sim *s = n->s;
+
+    if (s->c.on_query_reply)
+        s->c.on_query_reply(s->c.arg, n->idx, r, s->now);
+}
+
 /* ---- API ---------------------------------------------------------------------------------- */
 
 struct nd_sim *nd_sim_new(const struct nd_sim_config *c)
@@ -413,6 +431,8 @@ static const struct nd_swim_io sim_io = {
     .random = io_random,
     .event = io_event,
     .user_event = io_user_event,
+    .query = io_query,
+    .query_reply = io_query_reply,
 };
 
 int nd_sim_start(struct nd_sim *s, uint32_t i, const struct nd_keyring *kr)
@@ -487,6 +507,19 @@ int nd_sim_user_event(struct nd_sim *s, uint32_t i, const void *name, size_t nam
     if (!nd->sw)
         return ND_GOSSIP_E_VALUE;
     r = nd_swim_user_event(nd->sw, s->now, name, name_len, payload, payload_len, coalesce);
+    reschedule(nd);
+    return r;
+}
+
+int nd_sim_query(struct nd_sim *s, uint32_t i, const struct nd_swim_query_param *p,
+                 uint32_t *timeout_ms)
+{
+    struct snode *nd = &s->nodes[i];
+    int r;
+
+    if (!nd->sw)
+        return ND_GOSSIP_E_VALUE;
+    r = nd_swim_query(nd->sw, s->now, p, timeout_ms);
     reschedule(nd);
     return r;
 }

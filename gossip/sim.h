@@ -30,6 +30,13 @@ struct nd_sim_config {
     /* Optional: every serf user event seen by any node (new ones and refused ones). */
     void (*on_user_event)(void *arg, uint32_t observer, const struct nd_swim_user_event *ev,
                           uint64_t now_ms);
+    /* Optional: a user query for node `observer` (nd_swim_io.query: 1 and a response in resp,
+     * or 0). */
+    int (*on_query)(void *arg, uint32_t observer, const struct nd_swim_query *q, uint8_t *resp,
+                    size_t cap, size_t *len);
+    /* Optional: an ack or response to a query of node `observer` (nd_swim_io.query_reply). */
+    void (*on_query_reply)(void *arg, uint32_t observer, const struct nd_swim_query_reply *r,
+                           uint64_t now_ms);
     void *arg;
 };
 
@@ -51,6 +58,9 @@ int nd_sim_set_tags(struct nd_sim *s, uint32_t i, const struct nd_swim_tag *tags
 /* Node i sends a serf user event (nd_swim_user_event). 0, or a negative ND_GOSSIP_E_* code. */
 int nd_sim_user_event(struct nd_sim *s, uint32_t i, const void *name, size_t name_len,
                       const void *payload, size_t payload_len, bool coalesce);
+/* Node i sends a serf query (nd_swim_query). 0, or a negative ND_GOSSIP_E_* code. */
+int nd_sim_query(struct nd_sim *s, uint32_t i, const struct nd_swim_query_param *p,
+                 uint32_t *timeout_ms);
 /* Puts node i in partition group g (0 by default): nodes of different groups cannot reach each
  * other (datagrams dropped, stream connections unanswered). */
 void nd_sim_partition(struct nd_sim *s, uint32_t i, uint32_t g);

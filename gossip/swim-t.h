@@ -56,6 +56,42 @@ struct nd_swim_user_event {
                           * "before_join", "too_large", "buffer_full", "out_of_memory") */
 };
 
+/* serf queries (docs/gossip.md, "Queries") */
+#define ND_SWIM_QUERY_MAX 1024u          /* serf QuerySizeLimit: an encoded query */
+#define ND_SWIM_QUERY_RESPONSE_MAX 1024u /* serf QueryResponseSizeLimit: an encoded response */
+#define ND_SWIM_QUERY_TIMEOUT_MULT 16u   /* serf QueryTimeoutMult */
+#define ND_SWIM_QUERIES_OUT 16u          /* queries of ours running at once */
+
+/* A user query addressed to this node (its filters matched), as nd_swim_io.query gets it.
+ * Pointers are valid during the call only. */
+struct nd_swim_query {
+    uint64_t ltime;
+    uint32_t id;
+    const uint8_t *name, *payload, *from; /* from: the querier's node name */
+    uint32_t name_len, payload_len, from_len;
+};
+
+/* What to send (nd_swim_query). */
+struct nd_swim_query_param {
+    const void *name, *payload;
+    size_t name_len, payload_len;
+    const struct nd_gbytes *nodes; /* only these nodes answer (serf's FilterNodes); none: all */
+    size_t nnodes;
+    bool ack;             /* ask for acks (serf's RequestAck) */
+    uint8_t relay_factor; /* answers come back through this many more members too */
+    uint32_t timeout_ms;  /* 0: serf's default (nd_swim_query_timeout_ms) */
+    uint32_t handle;      /* the caller's name for the query, passed back in its replies */
+};
+
+/* An ack or response to one of our queries (nd_swim_io.query_reply), during the call only.
+ * Duplicates (relayed copies) are the receiver's to drop. */
+struct nd_swim_query_reply {
+    uint32_t handle; /* the query's nd_swim_query_param.handle */
+    bool ack;
+    const uint8_t *from, *payload;
+    uint32_t from_len, payload_len;
+};
+
 /* A member as the engine shows it. Pointers are valid until the next call into the engine. */
 struct nd_swim_member {
     const char *name; /* NUL-terminated */
@@ -135,6 +171,16 @@ struct nd_swim_io {
     /* Optional: a serf user event arrived (or was published here), new or refused (ev->refused);
      * duplicates are only counted. Must not call into the engine. */
     void (*user_event)(void *arg, const struct nd_swim_user_event *ev);
+    /* Optional: a user query for this node (the engine has acked it when asked to). Write a
+     * response of at most cap bytes to resp, set *len and return 1 to send it; 0: no response.
+     * Queries named _serf_* are the engine's. May read the engine (nd_swim_find), must not
+     * change it. */
+    int (*query)(void *arg, const struct nd_swim_query *q, uint8_t *resp, size_t cap, size_t *len);
+    /* Optional: an ack or response to a query of ours, before its deadline. */
+    void (*query_reply)(void *arg, const struct nd_swim_query_reply *r);
+    /* Optional: a key query from node `from` changed our keyring (op "install", "use",
+     * "remove"). */
+    void (*keyring)(void *arg, const char *op, const uint8_t *from, size_t from_len);
 };
 
 /* Counters (monotonic) and gauges, read by the core (nd_swim_metrics). */
@@ -172,6 +218,20 @@ struct nd_swim_metrics {
     uint64_t events_too_large;     /* name + payload over 9 KiB */
     uint64_t events_buffer_full;   /* the recent-event buffer's bounds, or out of memory */
     uint64_t events_queue_dropped; /* re-broadcasts dropped: the event queue was full */
+    /* serf queries */
+    uint64_t queries_received;  /* new queries from the cluster (ours included) */
+    uint64_t queries_duplicate; /* copies of queries seen already */
+    uint64_t queries_filtered;  /* new, but their filters did not select this node */
+    uint64_t queries_late;      /* answered with the ack alone: the timeout was <= 0 */
+    uint64_t queries_dropped;   /* too old, too large, bad address, too many at one time,
+                                 * unknown internal query, response too large, bad relay */
+    uint64_t query_bad_filters; /* malformed filters, bad regular expressions */
+    uint64_t query_acks_sent, query_responses_sent;
+    uint64_t queries_relayed; /* responses relayed (ours through others, others' by us) */
+    uint64_t queries_sent;    /* queries of ours */
+    uint64_t query_acks_received, query_responses_received;
+    uint64_t query_replies_dropped; /* replies to no running query of ours (or too late) */
+    uint64_t keyring_changes;       /* keys installed, used or removed by key queries */
 };
 
 #endif

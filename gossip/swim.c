@@ -5,7 +5,9 @@
  */
 #include "swim.h"
 
+#include <ctype.h>
 #include <math.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,11 @@
 #define LEAVE_WAIT_MS 5000 /* serf BroadcastTimeout */
 #define REAP_EVERY_MS 1000
 #define SUSP_FROM_MAX 16u
-#define PP_SCALE_THRESHOLD 32 /* memberlist pushPullScaleThreshold */
+#define PP_SCALE_THRESHOLD 32  /* memberlist pushPullScaleThreshold */
+#define QUERY_BUFFER 512u      /* serf QueryBuffer: times of recent queries remembered */
+#define QUERY_IDS_PER_TIME 16u /* query IDs remembered per time (ours: serf's list grows) */
+#define QUERY_MSG_MAX 2048u    /* a query or response being built */
+#define QUERY_REGEX_MAX 256u   /* a tag filter's expression */
 
 static const uint8_t self_vsn[ND_GOSSIP_VSN_LEN] = {1, 5, 2, 2, 5, 5}; /* as serf 0.9.4 */
 
@@ -118,6 +124,20 @@ struct relay {
     struct nd_swim_addr to;
 };
 
+/* The times and IDs of recent queries (serf's queryBuffer), for de-duplication. */
+struct qslot {
+    uint64_t ltime;
+    uint32_t n;
+    uint32_t ids[QUERY_IDS_PER_TIME];
+};
+
+/* A query this node sent, until its deadline. */
+struct outq {
+    bool used;
+    uint32_t id, handle;
+    uint64_t ltime, deadline;
+};
+
 struct nd_swim {
     struct nd_swim_config c;
     struct nd_swim_io io;
@@ -162,7 +182,9 @@ struct nd_swim {
 
     uint64_t ltime, query_ltime; /* serf Lamport clocks (the event clock is ev's) */
     struct nd_evbuf ev;          /* serf's event clock and recent events */
-    int leave_phase;             /* 0, 1 intent, 2 dead, 3 done */
+    struct qslot qbuf[QUERY_BUFFER];
+    struct outq outq[ND_SWIM_QUERIES_OUT];
+    int leave_phase; /* 0, 1 intent, 2 dead, 3 done */
     bool leave_notified;
 
     struct nd_swim_metrics mx;
@@ -936,6 +958,521 @@ static bool accept_event(struct nd_swim *sw, uint64_t ltime, struct nd_gbytes na
     return v == ND_EVBUF_NEW;
 }
 
+/* ---- serf queries (serf.go handleQuery / handleQueryResponse, internal_query.go) ---------- */
+
+static void advance(struct nd_swim *sw, uint64_t now_ms);
+static void handle_query_response(struct nd_swim *sw, const struct nd_serf_query_response *r);
+
+/* Sends one serf message ([type][msgpack]) as a memberlist user message to addr, as serf's
+ * SendToAddress does: no hasCrc (memberlist finds no node by address), encrypted when keyed. */
+static void send_serf_to(struct nd_swim *sw, const struct nd_swim_addr *to, const uint8_t *serf,
+                         size_t len)
+{
+    uint8_t buf[QUERY_MSG_MAX + 2];
+
+    if (len + 1 > sizeof buf)
+        return;
+    buf[0] = ND_GOSSIP_USER;
+    memcpy(buf + 1, serf, len);
+    sw->mx.msgs_out++;
+    send_raw(sw, to, false, buf, len + 1);
+}
+
+/* serf relayResponse: the response again through relay_factor random alive members (protocol
+ * max >= 5, not us), each forwarding it to the querier. Only when there are that many. */
+static void relay_response(struct nd_swim *sw, const struct nd_serf_query *q, const uint8_t *resp,
+                           size_t rlen)
+{
+    struct nd_serf_msg rm = {.type = ND_SERF_RELAY};
+    struct member *picked[255];
+    uint8_t buf[QUERY_MSG_MAX + 1];
+    uint32_t k = 0, live = 0;
+    size_t len;
+
+    if (!q->relay_factor)
+        return;
+    for (uint32_t i = 0; i < sw->n; i++)
+        live += status_of(sw->m[i]) == ND_SWIM_ALIVE;
+    if (live < (uint32_t)q->relay_factor + 1)
+        return;
+    rm.u.relay.dest_ip = q->addr;
+    rm.u.relay.dest_port = q->port;
+    rm.u.relay.dest_name = q->source_node;
+    rm.u.relay.inner = gb(resp, rlen);
+    if (nd_serf_encode(&rm, buf, sizeof buf, &len) || len > ND_SWIM_QUERY_RESPONSE_MAX) {
+        sw->mx.queries_dropped++;
+        return;
+    }
+    for (uint32_t i = 0; i < 3 * sw->n && k < q->relay_factor; i++) { /* kRandomMembers */
+        struct member *m = sw->m[rnd_below(sw, sw->n)];
+        bool dup = false;
+
+        if (m == sw->self || status_of(m) != ND_SWIM_ALIVE || m->vsn[1] < 5)
+            continue;
+        for (uint32_t j = 0; j < k; j++)
+            dup |= picked[j] == m;
+        if (!dup)
+            picked[k++] = m;
+    }
+    for (uint32_t j = 0; j < k; j++) {
+        send_serf_to(sw, &picked[j]->addr, buf, len);
+        sw->mx.queries_relayed++;
+    }
+}
+
+/* An ack or a response to q, sent to the querier (and relayed). payload NULL: an ack. */
+static void query_respond(struct nd_swim *sw, const struct nd_serf_query *q, bool ack,
+                          const uint8_t *payload, size_t plen)
+{
+    struct nd_serf_msg r = {.type = ND_SERF_QUERY_RESPONSE};
+    struct nd_swim_addr to;
+    uint8_t buf[QUERY_MSG_MAX];
+    size_t len;
+
+    r.u.response.ltime = q->ltime;
+    r.u.response.id = q->id;
+    r.u.response.from = gb(sw->name, sw->name_len);
+    r.u.response.flags = ack ? ND_SERF_QUERY_FLAG_ACK : 0;
+    r.u.response.payload = gb(payload, plen);
+    if (nd_serf_encode(&r, buf, sizeof buf, &len) || len > ND_SWIM_QUERY_RESPONSE_MAX) {
+        sw->mx.queries_dropped++; /* serf's checkResponseSize */
+        return;
+    }
+    if (ack)
+        sw->mx.query_acks_sent++;
+    else
+        sw->mx.query_responses_sent++;
+    if (addr_eq(&sw->c.addr, q->addr, q->port) && gb_eq(q->source_node, sw->name, sw->name_len)) {
+        /* our own query: delivered here (serf sends it to itself over UDP, which a user-space
+         * stack would not loop back) */
+        handle_query_response(sw, &r.u.response);
+        return;
+    }
+    set_addr(&to, q->addr, q->port);
+    send_serf_to(sw, &to, buf, len);
+    relay_response(sw, q, buf, len);
+}
+
+/* A response to q carrying a serf message (key response, conflict response) as its payload. */
+static void query_respond_msg(struct nd_swim *sw, const struct nd_serf_query *q,
+                              const struct nd_serf_msg *m)
+{
+    uint8_t buf[QUERY_MSG_MAX];
+    size_t len;
+
+    if (nd_serf_encode(m, buf, sizeof buf, &len)) {
+        sw->mx.queries_dropped++;
+        return;
+    }
+    query_respond(sw, q, false, buf, len);
+}
+
+/* Does a tag filter's expression mean the same to glibc's regcomp (POSIX ERE with GNU
+ * extensions) as to Go's RE2? Refused: escapes of letters and digits but \w \W \s \S \b \B
+ * (RE2's \d, \pL, \A, \z..., and back-references, are literals or unknown to POSIX), glibc's
+ * \< \> \` \' anchors, any backslash in a bracket expression (RE2 escapes there, POSIX does
+ * not), and a repetition of a repetition (a**, a+{2}: RE2 refuses them) but lazy ones (a*?). */
+static bool regex_portable(const char *e)
+{
+    for (size_t i = 0; e[i]; i++) {
+        char c = e[i];
+
+        if (c == '\\') {
+            char x = e[i + 1];
+
+            if (!x || (isalnum((unsigned char)x) ? !strchr("wWsSbB", x) : !!strchr("<>`'", x)))
+                return false;
+            i++;
+        } else if (c == '[') {
+            size_t j = i + 1;
+
+            if (e[j] == '^')
+                j++;
+            if (e[j] == ']') /* a leading ] is a member */
+                j++;
+            for (; e[j] && e[j] != ']'; j++) {
+                if (e[j] == '\\')
+                    return false;
+                if (e[j] == '[' && e[j + 1] && strchr(":.=", e[j + 1])) { /* [:alpha:] */
+                    char d = e[j + 1];
+
+                    for (j += 2; e[j] && !(e[j] == d && e[j + 1] == ']'); j++)
+                        ;
+                    if (!e[j])
+                        return false;
+                    j++;
+                }
+            }
+            if (!e[j])
+                return false;
+            i = j;
+        } else if (i > 0 && strchr("*+{", c) && strchr("*+?}", e[i - 1]) &&
+                   (i < 2 || e[i - 2] != '\\')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* serf shouldProcessQuery: every filter must match. A tag filter's expression is a POSIX
+ * extended regular expression here (Go's is RE2): unanchored, searched in the tag's value (an
+ * absent tag is ""). What would not mean the same to both is refused (regex_portable; this
+ * includes back-references, with which glibc's matcher is exponential). */
+static bool query_filters_match(struct nd_swim *sw, const struct nd_serf_query *q)
+{
+    struct nd_gbytes rest = q->filters;
+
+    for (uint32_t i = 0; i < q->nfilters; i++) {
+        struct nd_serf_filter f;
+
+        if (nd_serf_filter_next(&rest, &f)) {
+            sw->mx.query_bad_filters++;
+            return false;
+        }
+        if (f.type == ND_SERF_FILTER_NODE) {
+            struct nd_gbytes names = f.nodes, n;
+            bool found = false;
+
+            for (uint32_t k = 0; k < f.nnodes; k++) {
+                if (nd_serf_left_next(&names, &n)) {
+                    sw->mx.query_bad_filters++;
+                    return false;
+                }
+                found |= gb_eq(n, sw->name, sw->name_len);
+            }
+            if (!found)
+                return false;
+        } else if (f.type == ND_SERF_FILTER_TAG) {
+            struct nd_serf_tag tags[ND_GOSSIP_META_MAX / 2];
+            char expr[QUERY_REGEX_MAX + 1], value[ND_GOSSIP_META_MAX + 1] = "";
+            size_t nt = 0;
+            regex_t re;
+            int rc;
+
+            if (f.expr.len > QUERY_REGEX_MAX || memchr(f.expr.p, 0, f.expr.len)) {
+                sw->mx.query_bad_filters++;
+                return false;
+            }
+            memcpy(expr, f.expr.p, f.expr.len);
+            expr[f.expr.len] = 0;
+            if (!regex_portable(expr)) {
+                sw->mx.query_bad_filters++;
+                return false;
+            }
+            nd_serf_tags_decode(sw->self->meta, sw->self->meta_len, tags, ND_GOSSIP_META_MAX / 2,
+                                &nt);
+            for (size_t t = 0; t < nt; t++)
+                if (tags[t].key.len == f.tag.len &&
+                    (f.tag.len == 0 || !memcmp(tags[t].key.p, f.tag.p, f.tag.len))) {
+                    memcpy(value, tags[t].value.p, tags[t].value.len);
+                    value[tags[t].value.len] = 0;
+                }
+            if (regcomp(&re, expr, REG_EXTENDED | REG_NOSUB)) {
+                sw->mx.query_bad_filters++;
+                return false;
+            }
+            rc = regexec(&re, value, 0, NULL, 0);
+            regfree(&re);
+            if (rc)
+                return false;
+        } else {
+            sw->mx.query_bad_filters++; /* serf: "unrecognized filter type" */
+            return false;
+        }
+    }
+    return true;
+}
+
+/* _serf_install-key, _serf_use-key, _serf_remove-key, _serf_list-keys on our keyring. */
+static void query_keys(struct nd_swim *sw, const struct nd_serf_query *q, const char *op)
+{
+    struct nd_serf_msg r = {.type = ND_SERF_KEY_RESPONSE};
+    struct nd_serf_key_response *kr = &r.u.key_resp;
+    char b64[ND_GOSSIP_KEYRING_MAX][48], msg[96];
+    struct nd_gbytes keys[ND_GOSSIP_KEYRING_MAX];
+    bool list = !strcmp(op, "list");
+    struct nd_serf_msg req;
+    const char *err = NULL;
+    int e = 0;
+
+    if (!sw->keyed) {
+        err = list ? "Keyring is empty (encryption not enabled)"
+                   : "No keyring to modify (encryption not enabled)";
+    } else if (!list) {
+        if (q->payload.len < 1 || nd_serf_decode(q->payload.p, q->payload.len, &req) ||
+            req.type != ND_SERF_KEY_REQUEST) {
+            sw->mx.decode_errors++;
+            err = "";
+        } else if (!strcmp(op, "install")) {
+            e = nd_keyring_add(&sw->kr, req.u.key_req.key.p, req.u.key_req.key.len);
+            err = e == ND_GOSSIP_E_KEY ? "key size must be 16, 24 or 32 bytes"
+                  : e                  ? "keyring is full"
+                                       : NULL;
+        } else if (!strcmp(op, "use")) {
+            e = nd_keyring_use(&sw->kr, req.u.key_req.key.p, req.u.key_req.key.len);
+            err = e ? "Requested key is not in the keyring" : NULL;
+        } else {
+            e = nd_keyring_remove(&sw->kr, req.u.key_req.key.p, req.u.key_req.key.len);
+            err = e ? "Removing the primary key is not allowed" : NULL;
+        }
+        if (!err) {
+            sw->mx.keyring_changes++;
+            if (sw->io.keyring)
+                sw->io.keyring(sw->io.arg, op, q->source_node.p, q->source_node.len);
+        }
+    }
+    kr->result = err == NULL;
+    kr->message = gb(err ? err : "", err ? strlen(err) : 0);
+    if (list && !err) {
+        for (uint32_t i = 0; i < sw->kr.n; i++)
+            keys[i] = gb(b64[i], nd_gossip_key_to_base64(sw->kr.keys[i], sw->kr.lens[i], b64[i]));
+        kr->keys_list = keys;
+        kr->nkeys = sw->kr.n;
+        kr->primary_key = keys[0];
+        /* serf keyListResponseWithCorrectSize: fewer keys until the response fits */
+        for (;;) {
+            uint8_t buf[QUERY_MSG_MAX];
+            size_t len;
+
+            if (nd_serf_encode(&r, buf, sizeof buf, &len) == 0 &&
+                len + sw->name_len + 64 <= ND_SWIM_QUERY_RESPONSE_MAX)
+                break;
+            if (kr->nkeys == 0)
+                return;
+            kr->nkeys--;
+            snprintf(msg, sizeof msg, "truncated key list response, showing first %u of %u keys",
+                     kr->nkeys, sw->kr.n);
+            kr->message = gb(msg, strlen(msg));
+        }
+    }
+    query_respond_msg(sw, q, &r);
+}
+
+/* _serf_conflict: our view of the member named by the payload (nil if unknown); none about
+ * ourselves. */
+static void query_conflict(struct nd_swim *sw, const struct nd_serf_query *q)
+{
+    struct nd_serf_msg r = {.type = ND_SERF_CONFLICT_RESPONSE};
+    struct nd_serf_tag tags[ND_GOSSIP_META_MAX / 2];
+    struct member *m;
+    size_t nt = 0;
+
+    if (gb_eq(q->payload, sw->name, sw->name_len))
+        return;
+    m = find_gb(sw, q->payload);
+    if (!m) {
+        r.u.conflict.nil = true;
+    } else {
+        r.u.conflict.name = gb(m->name, m->name_len);
+        r.u.conflict.addr = gb(m->addr.ip, m->addr.len);
+        r.u.conflict.port = m->addr.port;
+        nd_serf_tags_decode(m->meta, m->meta_len, tags, ND_GOSSIP_META_MAX / 2, &nt);
+        r.u.conflict.tags = tags;
+        r.u.conflict.ntags = (uint32_t)nt;
+        r.u.conflict.status = (uint8_t)(status_of(m) + 1); /* serf StatusAlive is 1 */
+        memcpy(r.u.conflict.vsn, m->vsn, ND_GOSSIP_VSN_LEN);
+    }
+    query_respond_msg(sw, q, &r);
+}
+
+/* serf handleQuery, and the answer: true if the query is new (to be re-broadcast). */
+static bool handle_query(struct nd_swim *sw, const struct nd_serf_query *q, size_t raw_len)
+{
+    struct qslot *s = &sw->qbuf[q->ltime % QUERY_BUFFER];
+    uint64_t cur;
+
+    witness(&sw->query_ltime, q->ltime);
+    cur = sw->query_ltime;
+    if (cur > QUERY_BUFFER && q->ltime < cur - QUERY_BUFFER) {
+        sw->mx.queries_dropped++; /* serf: "received old query" */
+        return false;
+    }
+    if (s->ltime == q->ltime && s->n) {
+        for (uint32_t i = 0; i < s->n; i++)
+            if (s->ids[i] == q->id) {
+                sw->mx.queries_duplicate++;
+                return false;
+            }
+        if (s->n == QUERY_IDS_PER_TIME) {
+            sw->mx.queries_dropped++;
+            return false;
+        }
+    } else {
+        s->ltime = q->ltime;
+        s->n = 0;
+    }
+    s->ids[s->n++] = q->id;
+    if (raw_len > ND_SWIM_QUERY_MAX || (q->addr.len != 4 && q->addr.len != 16) || !q->port ||
+        !name_ok(q->source_node)) {
+        sw->mx.queries_dropped++; /* recorded (so copies are duplicates), not answered */
+        return false;
+    }
+    sw->mx.queries_received++;
+    if (!query_filters_match(sw, q)) {
+        sw->mx.queries_filtered++;
+        return !(q->flags & ND_SERF_QUERY_FLAG_NO_BROADCAST);
+    }
+    if (q->flags & ND_SERF_QUERY_FLAG_ACK)
+        query_respond(sw, q, true, NULL, 0);
+    /* the deadline: the answer below is synchronous, so only a timeout <= 0 is already past */
+    if (q->timeout_ns > 0) {
+        static const char pfx[] = "_serf_";
+        const char *n = (const char *)q->name.p;
+        size_t nl = q->name.len;
+
+        if (nl >= 6 && !memcmp(n, pfx, 6)) {
+            n += 6, nl -= 6;
+            if (gb_eq(gb(n, nl), "ping", 4))
+                ; /* serf answers a ping with its ack only */
+            else if (gb_eq(gb(n, nl), "conflict", 8))
+                query_conflict(sw, q);
+            else if (gb_eq(gb(n, nl), "install-key", 11))
+                query_keys(sw, q, "install");
+            else if (gb_eq(gb(n, nl), "use-key", 7))
+                query_keys(sw, q, "use");
+            else if (gb_eq(gb(n, nl), "remove-key", 10))
+                query_keys(sw, q, "remove");
+            else if (gb_eq(gb(n, nl), "list-keys", 9))
+                query_keys(sw, q, "list");
+            else
+                sw->mx.queries_dropped++; /* serf: "Unhandled internal query" */
+        } else if (sw->io.query) {
+            struct nd_swim_query uq = {.ltime = q->ltime,
+                                       .id = q->id,
+                                       .name = q->name.p,
+                                       .name_len = q->name.len,
+                                       .payload = q->payload.p,
+                                       .payload_len = q->payload.len,
+                                       .from = q->source_node.p,
+                                       .from_len = q->source_node.len};
+            uint8_t resp[ND_SWIM_QUERY_RESPONSE_MAX];
+            size_t rl = 0;
+
+            if (sw->io.query(sw->io.arg, &uq, resp, sizeof resp, &rl) > 0)
+                query_respond(sw, q, false, resp, rl);
+        }
+    } else {
+        sw->mx.queries_late++;
+    }
+    return !(q->flags & ND_SERF_QUERY_FLAG_NO_BROADCAST);
+}
+
+/* serf handleQueryResponse: an ack or a response to one of our queries, before its deadline. */
+static void handle_query_response(struct nd_swim *sw, const struct nd_serf_query_response *r)
+{
+    for (uint32_t i = 0; i < ND_SWIM_QUERIES_OUT; i++) {
+        struct outq *o = &sw->outq[i];
+
+        if (!o->used || o->ltime != r->ltime || o->id != r->id)
+            continue;
+        if (now(sw) > o->deadline) {
+            o->used = false;
+            break;
+        }
+        bool ack = r->flags & ND_SERF_QUERY_FLAG_ACK;
+        struct nd_swim_query_reply rep = {.handle = o->handle,
+                                          .ack = ack,
+                                          .from = r->from.p,
+                                          .from_len = r->from.len,
+                                          .payload = r->payload.p,
+                                          .payload_len = r->payload.len};
+
+        if (ack)
+            sw->mx.query_acks_received++;
+        else
+            sw->mx.query_responses_received++;
+        if (sw->io.query_reply)
+            sw->io.query_reply(sw->io.arg, &rep);
+        return;
+    }
+    sw->mx.query_replies_dropped++; /* serf: "reply for non-running query" */
+}
+
+/* A relay message: forward its query response to the querier (serf forwards any message; we
+ * forward only query responses, to an address that can be one). */
+static void handle_relay(struct nd_swim *sw, const struct nd_serf_relay *rl)
+{
+    struct nd_swim_addr to;
+
+    if ((rl->dest_ip.len != 4 && rl->dest_ip.len != 16) || !rl->dest_port || rl->inner.len < 2 ||
+        rl->inner.p[0] != ND_SERF_QUERY_RESPONSE || rl->inner.len > ND_SWIM_QUERY_RESPONSE_MAX) {
+        sw->mx.queries_dropped++;
+        return;
+    }
+    set_addr(&to, rl->dest_ip, rl->dest_port);
+    send_serf_to(sw, &to, rl->inner.p, rl->inner.len);
+    sw->mx.queries_relayed++;
+}
+
+uint32_t nd_swim_query_timeout_ms(const struct nd_swim *sw)
+{
+    double scale = ceil(log10((double)sw->est + 1.0));
+
+    return (uint32_t)(sw->c.gossip_interval_ms * ND_SWIM_QUERY_TIMEOUT_MULT *
+                      (scale < 1 ? 1 : scale));
+}
+
+int nd_swim_query(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_query_param *p,
+                  uint32_t *timeout_ms)
+{
+    struct nd_serf_msg sm = {.type = ND_SERF_QUERY};
+    struct nd_serf_query *q = &sm.u.query;
+    uint8_t buf[QUERY_MSG_MAX + 1], fbuf[QUERY_MSG_MAX];
+    struct nd_gbytes filt[1];
+    struct outq *o = NULL;
+    size_t len;
+    int e;
+
+    advance(sw, now_ms);
+    if (sw->leave_phase)
+        return ND_GOSSIP_E_VALUE;
+    for (uint32_t i = 0; i < ND_SWIM_QUERIES_OUT; i++) {
+        if (sw->outq[i].used && now(sw) > sw->outq[i].deadline)
+            sw->outq[i].used = false;
+        if (!sw->outq[i].used && !o)
+            o = &sw->outq[i];
+    }
+    if (!o)
+        return ND_GOSSIP_E_LIMIT;
+    *timeout_ms = p->timeout_ms ? p->timeout_ms : nd_swim_query_timeout_ms(sw);
+    if (p->nnodes) {
+        struct nd_serf_filter f = {
+            .type = ND_SERF_FILTER_NODE, .nnodes = (uint32_t)p->nnodes, .nodes_list = p->nodes};
+
+        if (p->nnodes > ND_GOSSIP_META_MAX || nd_serf_filter_encode(&f, fbuf, sizeof fbuf, &len))
+            return ND_GOSSIP_E_LIMIT;
+        filt[0] = gb(fbuf, len);
+        q->filter_list = filt;
+        q->nfilters = 1;
+    }
+    q->ltime = sw->query_ltime;
+    q->id = (uint32_t)(rnd(sw) >> 33); /* serf: rand.Int31() */
+    q->addr = gb(sw->c.addr.ip, sw->c.addr.len);
+    q->port = sw->c.addr.port;
+    q->source_node = gb(sw->name, sw->name_len);
+    q->flags = p->ack ? ND_SERF_QUERY_FLAG_ACK : 0;
+    q->relay_factor = p->relay_factor;
+    q->timeout_ns = (int64_t)*timeout_ms * 1000000;
+    q->name = gb(p->name_len ? p->name : "", p->name_len);
+    q->payload = p->payload_len ? gb(p->payload, p->payload_len) : gb(NULL, 0);
+    buf[0] = ND_GOSSIP_USER;
+    if ((e = nd_serf_encode(&sm, buf + 1, sizeof buf - 1, &len)))
+        return e == ND_GOSSIP_E_SPACE ? ND_GOSSIP_E_LIMIT : e;
+    if (len > ND_SWIM_QUERY_MAX) /* serf QuerySizeLimit */
+        return ND_GOSSIP_E_LIMIT;
+    o->used = true;
+    o->ltime = q->ltime;
+    o->id = q->id;
+    o->deadline = now(sw) + *timeout_ms;
+    o->handle = p->handle;
+    sw->mx.queries_sent++;
+    /* serf processes its own query (it acks and answers itself over UDP), then gossips it */
+    if (nd_serf_decode(buf + 1, len, &sm) == 0)
+        handle_query(sw, &sm.u.query, len);
+    queue_event(sw, buf, len + 1);
+    return 0;
+}
+
 static void handle_user(struct nd_swim *sw, const uint8_t *msg, size_t len)
 {
     struct nd_serf_msg sm;
@@ -961,7 +1498,14 @@ static void handle_user(struct nd_swim *sw, const uint8_t *msg, size_t len)
             queue_event(sw, msg, len);
         break;
     case ND_SERF_QUERY:
-        witness(&sw->query_ltime, sm.u.query.ltime);
+        if (handle_query(sw, &sm.u.query, len - 1))
+            queue_event(sw, msg, len);
+        break;
+    case ND_SERF_QUERY_RESPONSE:
+        handle_query_response(sw, &sm.u.response);
+        break;
+    case ND_SERF_RELAY:
+        handle_relay(sw, &sm.u.relay);
         break;
     default:
         break;
@@ -2289,6 +2833,11 @@ int nd_swim_user_event(struct nd_swim *sw, uint64_t now_ms, const void *name, si
     accept_event(sw, sm.u.event.ltime, sm.u.event.name, sm.u.event.payload, coalesce, true, false);
     queue_event(sw, buf, len + 1);
     return 0;
+}
+
+const struct nd_keyring *nd_swim_keyring(const struct nd_swim *sw)
+{
+    return &sw->kr;
 }
 
 uint64_t nd_swim_event_clock(const struct nd_swim *sw)

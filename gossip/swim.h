@@ -66,6 +66,18 @@ int nd_swim_user_event(struct nd_swim *sw, uint64_t now_ms, const void *name, si
 /* The event clock (serf's eventClock: the time the next event sent here gets). */
 uint64_t nd_swim_event_clock(const struct nd_swim *sw);
 
+/* Sends a serf query (serf's Query): processed here too (we ack and answer ourselves, as serf
+ * does: those replies come during this call), then gossiped. Acks and responses come through
+ * io->query_reply, named by p->handle, until *timeout_ms (p->timeout_ms, or the default) has
+ * passed. 0; ND_GOSSIP_E_LIMIT when the query encodes to more than ND_SWIM_QUERY_MAX bytes or
+ * ND_SWIM_QUERIES_OUT are running; ND_GOSSIP_E_VALUE while leaving. */
+int nd_swim_query(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_query_param *p,
+                  uint32_t *timeout_ms);
+/* serf's DefaultQueryTimeout: gossip interval * 16 * ceil(log10(members + 1)). */
+uint32_t nd_swim_query_timeout_ms(const struct nd_swim *sw);
+/* Our keyring as it is now (key queries change it at run time). */
+const struct nd_keyring *nd_swim_keyring(const struct nd_swim *sw);
+
 /* A UDP datagram arrived from `from`. */
 void nd_swim_packet(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_addr *from,
                     const uint8_t *p, size_t n);

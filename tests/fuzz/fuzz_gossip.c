@@ -6,8 +6,9 @@
  *    encrypted packets), and the input encrypted then decrypted (must give it back);
  *  - the TCP path: nd_gossip_stream_parse with and without the keyring, node states and the
  *    serf push/pull state walked;
- *  - tags, serf messages (push/pull states with their recent user events), coordinates and LZW
- *    decoded directly, and an LZW round trip;
+ *  - tags, serf messages (push/pull states with their recent user events; queries with their
+ *    filters; key requests and responses; relays and the message they carry; conflict
+ *    responses), coordinates and LZW decoded directly, and an LZW round trip;
  *  - the payload of a user event as the mesh-wide rate limit's report (plugins/ratelimit):
  *    what decodes re-encodes to the same bytes; and as a part of a member's service list
  *    (gossip/catalog.h, "Services beyond Meta"), applied to a member that names it.
@@ -146,7 +147,39 @@ static void fuzz_serf_in(const uint8_t *p, size_t len)
             }
         }
     }
-    if (m.type == ND_SERF_PUSH_PULL || m.type == ND_SERF_QUERY || m.type > ND_SERF_QUERY_RESPONSE)
+    if (m.type == ND_SERF_QUERY) { /* filters, and the names of node filters */
+        struct nd_gbytes rest = m.u.query.filters, name;
+        struct nd_serf_filter f;
+
+        CHECK(inside(m.u.query.addr) && inside(m.u.query.name) && inside(m.u.query.payload));
+        for (uint32_t i = 0; i < m.u.query.nfilters; i++) {
+            if (nd_serf_filter_next(&rest, &f))
+                break;
+            CHECK(inside(f.tag) && inside(f.expr) && inside(f.nodes));
+            for (uint32_t k = 0; f.type == ND_SERF_FILTER_NODE && k < f.nnodes; k++) {
+                if (nd_serf_left_next(&f.nodes, &name))
+                    break;
+                CHECK(inside(name));
+            }
+        }
+    }
+    if (m.type == ND_SERF_KEY_RESPONSE) {
+        struct nd_gbytes rest = m.u.key_resp.keys, key;
+
+        for (uint32_t i = 0; i < m.u.key_resp.nkeys && !nd_serf_left_next(&rest, &key); i++)
+            CHECK(inside(key));
+    }
+    if (m.type == ND_SERF_RELAY) { /* the message it carries (not a relay again: no recursion) */
+        struct nd_serf_msg in;
+
+        CHECK(inside(m.u.relay.dest_ip) && inside(m.u.relay.inner));
+        CHECK(m.u.relay.inner.p + m.u.relay.inner.len == p + len);
+        check_code(nd_serf_decode(m.u.relay.inner.p, m.u.relay.inner.len, &in));
+    }
+    if (m.type == ND_SERF_CONFLICT_RESPONSE)
+        CHECK(inside(m.u.conflict.name) && inside(m.u.conflict.addr) &&
+              inside(m.u.conflict.tags_raw));
+    if (m.type == ND_SERF_PUSH_PULL)
         return;
     size_t l, l2;
     e = nd_serf_encode(&m, enc2, sizeof enc2, &l);

@@ -9,6 +9,8 @@
 #   - the kernel nodus joins the DPDK node (TCP push/pull accepted on the DPDK port); serf learns
 #     it through the DPDK node;
 #   - the DPDK node discovers "web" over gossip and cli's requests reach up's nginx through it;
+#   - serf queries through the DPDK port: `serf reachability` gets the DPDK node's ack, and
+#     `nodus query` on the DPDK node gets the acks of all three members;
 #   - SIGTERM: serf and the kernel nodus see the DPDK node left (a graceful leave);
 #   - the nodus_ctl_* counters of the relay.
 # Skips when not root, or when the EAL cannot start here (nodus exits 3).
@@ -152,6 +154,18 @@ grep -q 'control socket' "$DPDK_LOG" && die "control socket errors: $(grep 'cont
 # serf's own push/pull into the DPDK node's TCP listener
 out=$(in_up serf join -rpc-addr 127.0.0.1:7373 "$NODE_UP:7946" 2>&1) || die "serf join failed: $out"
 assert_contains "$out" "Successfully joined cluster by contacting 1 nodes" "serf join over TCP to the DPDK port"
+
+# serf queries over the DPDK port: serf's _serf_ping reaches the DPDK node, and its own query
+# (sent from cli with `nodus query`) gets the acks of all three, its own included
+out=$(in_up serf reachability -rpc-addr 127.0.0.1:7373 -verbose 2>&1)
+assert_contains "$out" "Ack from 'dpdk-mid'" "serf reachability: the DPDK node acks"
+assert_contains "$out" "Successfully contacted all live nodes" "serf reachability through the DPDK node"
+out=$(in_cli "$NODUS" query --admin "$ADMIN" --timeout 2s dpdk-q 2>&1)
+for n in dpdk-mid serf-up kernel-up; do
+    assert_contains "$out" "Ack from '$n'" "nodus query on the DPDK node: ack from $n"
+done
+assert_contains "$out" "Total Acks: 3" "nodus query on the DPDK node: three acks"
+log "queries over the DPDK port: serf reachability and nodus query answered by all three"
 
 # ---- SIGTERM: a graceful leave, seen by serf and by the kernel node ----
 kill -TERM "$DPDK_PID"

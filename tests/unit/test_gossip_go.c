@@ -546,6 +546,128 @@ static void test_serf_messages(void **state)
     assert_int_equal(d.u.pp.event_ltime, 9);
 }
 
+/* serf queries and what answers them: encoded byte for byte as Go, Go's bytes decoded */
+static void test_serf_queries(void **state)
+{
+    uint8_t fb[2][128];
+    struct nd_serf_msg m, d;
+    struct nd_serf_filter f;
+    struct nd_gbytes names[2] = {B("a"), B("b")}, filt[2], v, rest;
+    size_t n, fl[2];
+
+    (void)state;
+    m = (struct nd_serf_msg){.type = ND_SERF_QUERY};
+    m.u.query = (struct nd_serf_query){.ltime = 7,
+                                       .id = 123456789,
+                                       .addr = B("\x7f\0\0\1"),
+                                       .port = 7946,
+                                       .source_node = B("nodus-1"),
+                                       .flags = ND_SERF_QUERY_FLAG_ACK,
+                                       .timeout_ns = 2000000000,
+                                       .name = B("uptime"),
+                                       .payload = B("now")};
+    assert_int_equal(nd_serf_encode(&m, out, sizeof out, &n), 0);
+    assert_bytes(out, n, go("serf_query_plain"), "serf_query_plain");
+
+    f = (struct nd_serf_filter){.type = ND_SERF_FILTER_NODE, .nnodes = 2, .nodes_list = names};
+    assert_int_equal(nd_serf_filter_encode(&f, fb[0], sizeof fb[0], &fl[0]), 0);
+    assert_bytes(fb[0], fl[0], go("serf_filter_nodes"), "serf_filter_nodes");
+    f = (struct nd_serf_filter){.type = ND_SERF_FILTER_TAG, .tag = B("role"), .expr = B("^web$")};
+    assert_int_equal(nd_serf_filter_encode(&f, fb[1], sizeof fb[1], &fl[1]), 0);
+    assert_bytes(fb[1], fl[1], go("serf_filter_tag"), "serf_filter_tag");
+    filt[0] = (struct nd_gbytes){fb[0], (uint32_t)fl[0]};
+    filt[1] = (struct nd_gbytes){fb[1], (uint32_t)fl[1]};
+    m.u.query = (struct nd_serf_query){.ltime = 8,
+                                       .id = 5,
+                                       .addr = B("\xfd\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x07"),
+                                       .port = 7947,
+                                       .source_node = B("n"),
+                                       .nfilters = 2,
+                                       .filter_list = filt,
+                                       .flags = ND_SERF_QUERY_FLAG_NO_BROADCAST,
+                                       .relay_factor = 3,
+                                       .timeout_ns = 1500000000,
+                                       .name = B("q")};
+    assert_int_equal(nd_serf_encode(&m, out, sizeof out, &n), 0);
+    assert_bytes(out, n, go("serf_query_filtered"), "serf_query_filtered");
+    v = go("serf_query_filtered");
+    assert_int_equal(nd_serf_decode(v.p, v.len, &d), 0);
+    assert_int_equal(d.u.query.addr.len, 16);
+    assert_int_equal(d.u.query.relay_factor, 3);
+    rest = d.u.query.filters;
+    assert_int_equal(nd_serf_filter_next(&rest, &f), 0);
+    assert_int_equal(f.type, ND_SERF_FILTER_NODE);
+    assert_int_equal(f.nnodes, 2);
+    assert_int_equal(nd_serf_filter_next(&rest, &f), 0);
+    assert_int_equal(f.type, ND_SERF_FILTER_TAG);
+    assert_gbs(f.tag, "role");
+    assert_gbs(f.expr, "^web$");
+
+    m = (struct nd_serf_msg){.type = ND_SERF_KEY_REQUEST, .u.key_req.key = B("0123456789abcdef")};
+    assert_int_equal(nd_serf_encode(&m, out, sizeof out, &n), 0);
+    assert_bytes(out, n, go("serf_key_request"), "serf_key_request");
+    v = go("serf_key_request_empty"); /* what `serf keys -list` sends */
+    assert_int_equal(nd_serf_decode(v.p, v.len, &d), 0);
+    assert_int_equal(d.type, ND_SERF_KEY_REQUEST);
+    assert_int_equal(d.u.key_req.key.len, 0);
+
+    struct nd_gbytes keys[2] = {B("MDEyMzQ1Njc4OWFiY2RlZg=="), B("ZmVkY2JhOTg3NjU0MzIxMA==")};
+    m = (struct nd_serf_msg){.type = ND_SERF_KEY_RESPONSE};
+    m.u.key_resp = (struct nd_serf_key_response){
+        .result = true, .keys_list = keys, .nkeys = 2, .primary_key = keys[0]};
+    assert_int_equal(nd_serf_encode(&m, out, sizeof out, &n), 0);
+    assert_bytes(out, n, go("serf_key_response_list"), "serf_key_response_list");
+    m.u.key_resp =
+        (struct nd_serf_key_response){.message = B("Removing the primary key is not allowed")};
+    assert_int_equal(nd_serf_encode(&m, out, sizeof out, &n), 0);
+    assert_bytes(out, n, go("serf_key_response_err"), "serf_key_response_err");
+    v = go("serf_key_response_list");
+    assert_int_equal(nd_serf_decode(v.p, v.len, &d), 0);
+    assert_true(d.u.key_resp.result);
+    assert_int_equal(d.u.key_resp.nkeys, 2);
+    assert_gbs(d.u.key_resp.primary_key, "MDEyMzQ1Njc4OWFiY2RlZg==");
+
+    uint8_t inner[64];
+    size_t il;
+    m = (struct nd_serf_msg){.type = ND_SERF_QUERY_RESPONSE};
+    m.u.response = (struct nd_serf_query_response){
+        .ltime = 13, .id = 99, .from = B("b"), .flags = ND_SERF_QUERY_FLAG_ACK};
+    assert_int_equal(nd_serf_encode(&m, inner, sizeof inner, &il), 0);
+    m = (struct nd_serf_msg){.type = ND_SERF_RELAY};
+    m.u.relay = (struct nd_serf_relay){.dest_ip = B("\x0a\0\0\1"),
+                                       .dest_port = 7946,
+                                       .dest_name = B("a"),
+                                       .inner = {inner, (uint32_t)il}};
+    assert_int_equal(nd_serf_encode(&m, out, sizeof out, &n), 0);
+    assert_bytes(out, n, go("serf_relay"), "serf_relay");
+    v = go("serf_relay");
+    assert_int_equal(nd_serf_decode(v.p, v.len, &d), 0);
+    assert_int_equal(d.u.relay.dest_port, 7946);
+    assert_gbs(d.u.relay.dest_name, "a");
+    assert_int_equal(d.u.relay.inner.len, il);
+    assert_memory_equal(d.u.relay.inner.p, inner, il);
+
+    struct nd_serf_tag tag = {B("role"), B("web")};
+    m = (struct nd_serf_msg){.type = ND_SERF_CONFLICT_RESPONSE};
+    m.u.conflict = (struct nd_serf_member){.name = B("web-1"),
+                                           .addr = B("\x0a\0\0\2"),
+                                           .port = 7946,
+                                           .tags = &tag,
+                                           .ntags = 1,
+                                           .status = 1,
+                                           .vsn = {1, 5, 2, 2, 5, 4}};
+    assert_int_equal(nd_serf_encode(&m, out, sizeof out, &n), 0);
+    assert_bytes(out, n, go("serf_conflict"), "serf_conflict");
+    m.u.conflict = (struct nd_serf_member){.nil = true};
+    assert_int_equal(nd_serf_encode(&m, out, sizeof out, &n), 0);
+    assert_bytes(out, n, go("serf_conflict_nil"), "serf_conflict_nil");
+    v = go("serf_conflict");
+    assert_int_equal(nd_serf_decode(v.p, v.len, &d), 0);
+    assert_gbs(d.u.conflict.name, "web-1");
+    assert_int_equal(d.u.conflict.ntags, 1);
+    assert_int_equal(d.u.conflict.vsn[5], 4);
+}
+
 static void test_serf_tags_coord(void **state)
 {
     (void)state;
@@ -582,17 +704,12 @@ static void test_serf_tags_coord(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ping),
-        cmocka_unit_test(test_indirect_ping),
-        cmocka_unit_test(test_ack_nack_err),
-        cmocka_unit_test(test_suspect_dead),
-        cmocka_unit_test(test_alive),
-        cmocka_unit_test(test_push_pull),
-        cmocka_unit_test(test_framing),
-        cmocka_unit_test(test_lzw_large),
-        cmocka_unit_test(test_encryption),
-        cmocka_unit_test(test_serf_messages),
-        cmocka_unit_test(test_serf_tags_coord),
+        cmocka_unit_test(test_ping),         cmocka_unit_test(test_indirect_ping),
+        cmocka_unit_test(test_ack_nack_err), cmocka_unit_test(test_suspect_dead),
+        cmocka_unit_test(test_alive),        cmocka_unit_test(test_push_pull),
+        cmocka_unit_test(test_framing),      cmocka_unit_test(test_lzw_large),
+        cmocka_unit_test(test_encryption),   cmocka_unit_test(test_serf_messages),
+        cmocka_unit_test(test_serf_queries), cmocka_unit_test(test_serf_tags_coord),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

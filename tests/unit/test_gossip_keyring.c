@@ -57,6 +57,25 @@ static void test_base64(void **state)
     size_t n;
     /* base64 of "0123456789abcdef" */
     assert_int_equal(nd_gossip_key_from_base64("MDEyMzQ1Njc4OWFiY2RlZg==", 24, key, &n), 0);
+    {
+        /* and back, as `serf keys -list` shows keys; 24- and 32-byte keys too */
+        char b64[48];
+        uint8_t k2[32];
+        size_t n2;
+
+        assert_int_equal(nd_gossip_key_to_base64(key, n, b64), 24);
+        assert_memory_equal(b64, "MDEyMzQ1Njc4OWFiY2RlZg==", 24);
+        for (size_t len = 16; len <= 32; len += 8) {
+            for (size_t i = 0; i < len; i++)
+                k2[i] = (uint8_t)(i * 37 + len);
+            size_t bl = nd_gossip_key_to_base64(k2, len, b64);
+            assert_int_equal(bl, (len + 2) / 3 * 4);
+            assert_int_equal(nd_gossip_key_from_base64(b64, bl, key, &n2), 0);
+            assert_int_equal(n2, len);
+            assert_memory_equal(key, k2, len);
+        }
+        assert_int_equal(nd_gossip_key_from_base64("MDEyMzQ1Njc4OWFiY2RlZg==", 24, key, &n), 0);
+    }
     assert_int_equal(n, 16);
     assert_memory_equal(key, k16, 16);
     /* 24 and 32 bytes */
