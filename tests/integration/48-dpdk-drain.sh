@@ -86,7 +86,7 @@ PY
 }
 
 # 1. the tail of an orphaned connection is delivered and acknowledged before the worker stops
-start_dpdk_node "$(write_cfg 8s)" "$ADMIN"
+start_dpdk_node "$(write_cfg 8s)" "$ADMIN" "$MID"
 client 4 "$T/c1"
 sleep 0.5
 t0=$EPOCHREALTIME
@@ -98,7 +98,7 @@ grep -q 'had not acknowledged' "$NODUS_LOG" && die "$(grep 'had not acknowledged
 log "drained in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }') s with the tail delivered"
 
 # 2. a client that never reads: the drain timeout ends the wait, and says so
-start_dpdk_node "$(write_cfg 3s)" "$ADMIN"
+start_dpdk_node "$(write_cfg 3s)" "$ADMIN" "$MID"
 client 0 "$T/c2"
 sleep 0.5
 stop_node
