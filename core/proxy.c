@@ -1386,6 +1386,16 @@ static bool read_request(struct nd_session *s)
                 request_started(s, &m);
                 return true;
             }
+            if (!nd_buf_room(s->rx)) {
+                /* the buffer is full and the head not complete: it is over what the node holds,
+                 * whatever max_request_headers_kb allows (above 16) */
+                nd_metrics_count(w->id, ND_C_HTTP_PARSE_ERRORS, 1);
+                nd_info("%s: bad request from %s: header section over the %u-byte buffer",
+                        s->lc->name, s->peer, s->rx->cap);
+                s->rx->len = 0;
+                respond_error(s, 431, "header section too large");
+                return true;
+            }
             if (s->state == S_IDLE) {
                 s->state = S_HEAD;
                 s->timer.cb = header_timeout;

@@ -4,7 +4,9 @@
 # goes upstream whole; one that fits the listener's max_request_headers_kb but not that buffer
 # with those fields is answered 431, counted (nodus_request_head_too_large_total) and logged, and
 # nothing of it reaches the upstream (before, the fields that did not fit were left out and the
-# rest went upstream: a head without its x-forwarded-for). The same listener keeps serving.
+# rest went upstream: a head without its x-forwarded-for). A listener whose
+# max_request_headers_kb (32) is over that buffer answers a 20 KB head 431 at once (it waited
+# for the header timeout before, then 408). The listeners keep serving.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 
@@ -12,6 +14,7 @@ need_cmd curl nginx
 
 up_port=$(free_port)
 port=$(free_port)
+port32=$(free_port)
 admin=$(free_port)
 start_nginx_upstream "$up_port" "up"
 
@@ -21,6 +24,11 @@ admin { listen = "$NODE_IP:$admin" }
 cluster "up" { endpoints = { "$PEER_IP:$up_port" } }
 listener "ingress" {
   listen = "$NODE_IP:$port", protocol = "http", max_request_headers_kb = 16,
+  plugins = { router { { match = { prefix = "/" }, cluster = "up" } } },
+}
+listener "kb32" {
+  listen = "$NODE_IP:$port32", protocol = "http", max_request_headers_kb = 32,
+  request_header_timeout = "5s",
   plugins = { router { { match = { prefix = "/" }, cluster = "up" } } },
 }
 LUA
@@ -65,6 +73,16 @@ grep -q "request from $PEER_IP refused: its head for the upstream (16380 bytes r
     die "no log line for the refused head: $(grep -i 'head' "$NODUS_LOG" | tail -3)"
 # 3. over max_request_headers_kb itself: the listener's own 431, before any upstream
 assert_eq "431 - -" "$(request 16500)" "a head over max_request_headers_kb"
-# the listener keeps serving
+# 4. max_request_headers_kb = 32 but a 16 KiB buffer: a 20 KB head is answered 431 at once (it
+# waited for the header timeout before, then 408)
+t0=$EPOCHREALTIME
+assert_eq 431 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
+    -H "x-big: $(head -c 20000 /dev/zero | tr '\0' v)" "http://$NODE_IP:$port32/big")" "a 20 KB head, max_request_headers_kb = 32"
+took=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print (b - a < 3) ? "fast" : b - a " s" }')
+assert_eq fast "$took" "the 431 for a head over the buffer"
+grep -q "kb32: bad request from $PEER_IP: header section over the 16384-byte buffer" "$NODUS_LOG" ||
+    die "no log line for the head over the buffer"
+# the listeners keep serving
 assert_eq 200 "$(http_status "http://$NODE_IP:$port/after")" "a request after the refused ones"
+assert_eq 200 "$(http_status "http://$NODE_IP:$port32/after")" "kb32: a request after the refused one"
 pass "request heads: whole upstream when they fit with x-forwarded-*, else 431 (counted, logged), never cut"

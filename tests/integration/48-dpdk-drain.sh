@@ -49,8 +49,8 @@ LUA
     echo "$T/drain.lua"
 }
 
-# client RESUME-AFTER OUT: the request, 64 KiB read, then nothing until RESUME-AFTER s after the
-# request (never when 0); writes the body's sha256 and length to OUT
+# client RESUME-AFTER OUT: the request, 64 KiB read (then OUT.ready), then nothing until
+# RESUME-AFTER s after the request (never when 0); writes the body's sha256 and length to OUT
 client() {
     ip netns exec "$CLI" python3 - "$NODE" "$1" "$2" <<'PY' &
 import hashlib, socket, sys, time
@@ -66,6 +66,7 @@ while len(data) < 65536:
     if not b:
         break
     data += b
+open(sys.argv[3] + ".ready", "w").write("ok\n")
 resume = float(sys.argv[2])
 if resume:
     time.sleep(max(0, t0 + resume - time.monotonic()))
@@ -84,11 +85,17 @@ open(sys.argv[3], "w").write("%s %d\n" % (hashlib.sha256(body).hexdigest(), len(
 PY
     CLIENT_PID=$!
 }
+# client_started OUT: waits (at most 20 s) until the client has read its first 64 KiB
+client_started() {
+    local i
+    for ((i = 0; i < 200; i++)); do [ -s "$1.ready" ] && return 0; sleep 0.1; done
+    die "the client did not get its first 64 KiB"
+}
 
 # 1. the tail of an orphaned connection is delivered and acknowledged before the worker stops
 start_dpdk_node "$(write_cfg 8s)" "$ADMIN" "$MID"
 client 4 "$T/c1"
-sleep 0.5
+client_started "$T/c1"
 t0=$EPOCHREALTIME
 stop_node
 wait "$CLIENT_PID" || die "client failed"
@@ -100,7 +107,7 @@ log "drained in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b
 # 2. a client that never reads: the drain timeout ends the wait, and says so
 start_dpdk_node "$(write_cfg 3s)" "$ADMIN" "$MID"
 client 0 "$T/c2"
-sleep 0.5
+client_started "$T/c2"
 stop_node
 grep -q 'drain timeout: closing 1 worker' "$NODUS_LOG" || die "no drain timeout logged"
 grep -Eq 'dpdk worker 0: stopped with 1 closed connection\(s\) whose peers had not acknowledged all data \([1-9][0-9]* bytes' "$NODUS_LOG" ||
