@@ -1188,6 +1188,10 @@ static const struct {
     [ND_C_EDIT_FAILURES] =
         {"nodus_edit_failures_total",
          "Plugin edits that did not fit in the per-request space (request: 500)."},
+    [ND_C_REQUEST_HEAD_TOO_LARGE] =
+        {"nodus_request_head_too_large_total",
+         "Requests refused (431) because their head for the upstream, with the fields the node "
+         "and the plugins add, did not fit in a 16 KiB buffer."},
     [ND_C_STREAM_ERRORS] = {"nodus_stream_errors_total",
                             "Connections closed because a stream plugin failed (bad TLS...)."},
     [ND_C_STREAM_TIMEOUTS] = {"nodus_stream_timeouts_total",

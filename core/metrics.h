@@ -95,8 +95,9 @@ enum nd_counter {
     ND_C_STREAM_ERRORS,   /* connections closed because a stream plugin failed (bad TLS...) */
     ND_C_STREAM_TIMEOUTS, /* connections closed at a stream plugin's deadline */
     ND_C_EDIT_FAILURES,   /* plugin header/path edits that did not fit (request: 500) */
-    ND_C_RELOADS,         /* configuration reloads that took effect */
-    ND_C_RELOAD_FAILURES, /* configuration reloads refused (bad config) */
+    ND_C_REQUEST_HEAD_TOO_LARGE, /* requests whose head for the upstream did not fit (431) */
+    ND_C_RELOADS,                /* configuration reloads that took effect */
+    ND_C_RELOAD_FAILURES,        /* configuration reloads refused (bad config) */
     /* per worker: exported with a worker="N" label, not summed */
     ND_C_LOOP_ITERATIONS, /* event loop iterations */
     ND_C_LOOP_BUSY,       /* event loop iterations that handled at least one event */

@@ -728,35 +728,40 @@ have:
 
 /* ---- request head upstream ------------------------------------------------------------------- */
 
-static bool write_request_head(struct nd_session *s, struct nd_upstream *u)
+/* The request head for the upstream, whole, into u->tx: 0, -ENOBUFS (no buffer), or -E2BIG when
+ * it does not fit in the buffer (the client's head, the node's x-forwarded-* fields and the
+ * plugins' edits together); then nothing of it is left in u->tx. Never a part of a head. */
+static int write_request_head(struct nd_session *s, struct nd_upstream *u)
 {
     struct nd_txn *t = s->txn;
     struct nd_http_msg *m = &t->req;
     struct nd_buf *b;
     struct nd_str path = t->new_path.len ? t->new_path : m->target;
     struct nodus_slice xff;
-    bool have_xff = false;
+    bool have_xff = false, ok = true;
+    uint32_t len0;
     unsigned i;
 
     if (!u->tx && !(u->tx = nd_buf_get(&s->w->bufs)))
-        return false;
+        return -ENOBUFS;
     b = u->tx;
+    len0 = b->len;
     if (!t->new_path.len && m->target.len && m->target.p[0] != '/' && m->path.len) {
         /* absolute-form from the client: origin-form upstream */
         path.p = m->path.p;
         path.len = (uint32_t)(m->target.p + m->target.len - m->path.p);
     }
-    put(b, m->method.p, m->method.len);
-    PUTS(b, " ");
-    put(b, path.p, path.len);
+    ok &= put(b, m->method.p, m->method.len);
+    ok &= PUTS(b, " ");
+    ok &= put(b, path.p, path.len);
     if (m->version_minor == 0)
-        PUTS(b, " HTTP/1.0\r\nconnection: keep-alive\r\n");
+        ok &= PUTS(b, " HTTP/1.0\r\nconnection: keep-alive\r\n");
     else
-        PUTS(b, " HTTP/1.1\r\n");
+        ok &= PUTS(b, " HTTP/1.1\r\n");
     if (m->authority.len && !hdr_get(m, "host", &xff)) {
-        PUTS(b, "host: ");
-        put(b, m->authority.p, m->authority.len);
-        PUTS(b, "\r\n");
+        ok &= PUTS(b, "host: ");
+        ok &= put(b, m->authority.p, m->authority.len);
+        ok &= PUTS(b, "\r\n");
     }
     for (i = 0; i < m->nhdrs; i++) {
         const struct nd_http_hdr *h = &m->hdrs[i];
@@ -771,38 +776,39 @@ static bool write_request_head(struct nd_session *s, struct nd_upstream *u)
                 unsigned j;
                 bool first = true;
 
-                PUTS(b, "x-forwarded-for: ");
+                ok &= PUTS(b, "x-forwarded-for: ");
                 for (j = i; j < m->nhdrs; j++)
                     if (m->hdrs[j].name.len == 15 && name_is(m->hdrs[j].name, "x-forwarded-for")) {
                         if (!first)
-                            PUTS(b, ", ");
-                        put(b, m->hdrs[j].value.p, m->hdrs[j].value.len);
+                            ok &= PUTS(b, ", ");
+                        ok &= put(b, m->hdrs[j].value.p, m->hdrs[j].value.len);
                         first = false;
                     }
-                PUTS(b, ", ");
-                put(b, s->peer, s->peer_len);
-                PUTS(b, "\r\n");
+                ok &= PUTS(b, ", ");
+                ok &= put(b, s->peer, s->peer_len);
+                ok &= PUTS(b, "\r\n");
                 have_xff = true;
             }
             continue;
         }
         if (s->lc->xff && h->name.len == 17 && name_is(h->name, "x-forwarded-proto"))
             continue;
-        put_hdr(b, h);
+        ok &= put_hdr(b, h);
     }
     if (s->lc->xff) {
         if (!have_xff) {
-            PUTS(b, "x-forwarded-for: ");
-            put(b, s->peer, s->peer_len);
-            PUTS(b, "\r\n");
+            ok &= PUTS(b, "x-forwarded-for: ");
+            ok &= put(b, s->peer, s->peer_len);
+            ok &= PUTS(b, "\r\n");
         }
-        PUTS(b, "x-forwarded-proto: http\r\n");
+        ok &= PUTS(b, "x-forwarded-proto: http\r\n");
     }
     if (m->body == ND_HTTP_BODY_CHUNKED)
-        PUTS(b, "transfer-encoding: chunked\r\n");
-    if (!PUTS(b, "\r\n"))
-        return false;
-    return true;
+        ok &= PUTS(b, "transfer-encoding: chunked\r\n");
+    ok &= PUTS(b, "\r\n");
+    if (!ok)
+        b->len = len0; /* nothing of a head that did not fit goes upstream */
+    return ok ? 0 : -E2BIG;
 }
 
 /* ---- response head to the client ----------------------------------------------------------- */
@@ -1169,9 +1175,22 @@ static void start_upstream(struct nd_session *s)
         }
         avoid = t->ep;
     }
-    if (!write_request_head(s, t->up)) {
+    if ((err = write_request_head(s, t->up)) < 0) {
+        uint32_t cap = t->up->tx ? t->up->tx->cap : 0;
+
         up_release(s->w, t, false);
-        respond_local(s, 500, "request head too large after edits\n", ND_RF_LR);
+        if (err == -ENOBUFS) {
+            respond_local(s, 503, "overloaded\n", ND_RF_LR);
+            return;
+        }
+        /* Envoy's answer to a head over its limit; the client's head alone may have been within
+         * max_request_headers_kb: the fields the node and the plugins add count too */
+        nd_metrics_count(s->w->id, ND_C_REQUEST_HEAD_TOO_LARGE, 1);
+        nd_info("%s: request from %s refused: its head for the upstream (%u bytes received, "
+                "%u fields) is over %u bytes with the fields added to it",
+                s->lc->name, s->peer, t->req.head_len, (unsigned)t->req.nhdrs, cap);
+        respond_local(s, 431, "request header fields too large for the upstream request\n",
+                      ND_RF_DPE);
         return;
     }
     t->req_sent_head = true;
@@ -1392,6 +1411,16 @@ static bool read_request(struct nd_session *s)
                 nd_buf_consume(s->rx, m.head_len);
                 s->rx->off = m.head_len; /* consume() may reset off: the head stays pinned */
                 request_started(s, &m);
+                return true;
+            }
+            if (!nd_buf_room(s->rx)) {
+                /* the buffer is full and the head not complete: it is over what the node holds,
+                 * whatever max_request_headers_kb allows (above 16) */
+                nd_metrics_count(w->id, ND_C_HTTP_PARSE_ERRORS, 1);
+                nd_info("%s: bad request from %s: header section over the %u-byte buffer",
+                        s->lc->name, s->peer, s->rx->cap);
+                s->rx->len = 0;
+                respond_error(s, 431, "header section too large");
                 return true;
             }
             if (s->state == S_IDLE) {

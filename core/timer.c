@@ -95,6 +95,12 @@ static uint64_t next_stop(const struct nd_wheel *w, uint64_t limit)
     return at < limit ? at : limit;
 }
 
+void nd_wheel_set_now(struct nd_wheel *w, uint64_t now_ms)
+{
+    if (now_ms > w->now)
+        w->now = now_ms;
+}
+
 unsigned nd_wheel_advance(struct nd_wheel *w, uint64_t now_ms)
 {
     unsigned fired = 0;

@@ -44,6 +44,11 @@ static inline bool nd_timer_armed(const struct nd_timer *t)
 /* Advances to now_ms, running the callbacks of expired timers (which may arm or cancel timers).
  * Returns how many fired. */
 unsigned nd_wheel_advance(struct nd_wheel *w, uint64_t now_ms);
+/* Moves the wheel's clock to now_ms (if later) without running anything: timers armed from now on
+ * count from now_ms, and those that expired run at the next nd_wheel_advance(), unless cancelled
+ * or rearmed before (the state callbacks see during an advance). A poll loop reads its input
+ * between the two, so that an answer waiting in a queue beats the timer it would have stopped. */
+void nd_wheel_set_now(struct nd_wheel *w, uint64_t now_ms);
 /* Milliseconds until the wheel next has work (-1: no timer). Never late; early only when a
  * cascade is due before the first expiry. */
 int nd_wheel_next(const struct nd_wheel *w);

@@ -41,6 +41,17 @@ unsigned nd_worker_clock(struct nd_worker *w)
     return nd_wheel_advance(&w->wheel, nd_now_ms(w));
 }
 
+void nd_worker_clock_read(struct nd_worker *w)
+{
+    w->now_us = nd_clock_us();
+    nd_wheel_set_now(&w->wheel, nd_now_ms(w));
+}
+
+unsigned nd_worker_timers(struct nd_worker *w)
+{
+    return nd_wheel_advance(&w->wheel, nd_now_ms(w));
+}
+
 int nd_worker_timeout(const struct nd_worker *w)
 {
     int t = nd_wheel_next(&w->wheel);

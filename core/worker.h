@@ -130,6 +130,11 @@ extern struct nd_runtime nd_rt;
  * time its wait for events ends, before it dispatches them: callbacks then arm timers against the
  * current time, not the time before the wait. Returns the timers that fired. */
 unsigned nd_worker_clock(struct nd_worker *w);
+/* The clock only (nd_wheel_set_now()): a backend that reads its input queues first, and runs the
+ * timers after with nd_worker_timers(), lets an ACK or an answer that waited in a queue while the
+ * loop was busy stop the timer it would otherwise lose the race to (a TCP loss probe). */
+void nd_worker_clock_read(struct nd_worker *w);
+unsigned nd_worker_timers(struct nd_worker *w);
 
 /* How long a poll may wait: until the next timer of the worker's wheel, at most 1 s (ms). */
 int nd_worker_timeout(const struct nd_worker *w);

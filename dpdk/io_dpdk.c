@@ -6,10 +6,13 @@
  *
  * One poll, run to completion:
  *   1. (idle back-off: a bounded sleep after ND_IO_DPDK_SPIN empty iterations, unless woken)
- *   2. nd_worker_clock(): the clock and the wheel (core timers and TCP timers alike)
+ *   2. nd_worker_clock_read(): the clock, not the timers yet
  *   3. nd_net_tick(), then nd_dpdk_rx(): an RX burst from each of its queues and the frames
  *      other workers handed over: Ethernet, ARP, IPv4, ICMP, and TCP segments into
- *      nd_tcp_input() (the engine keeps payload by mbuf reference)
+ *      nd_tcp_input() (the engine keeps payload by mbuf reference); then nd_worker_timers(): the
+ *      wheel (core timers and TCP timers alike). Input first: after an iteration that kept the
+ *      core busy for milliseconds, the ACKs that came meanwhile are taken before the timers
+ *      they beat fire (a loss probe or RTO would otherwise resend what had arrived)
  *   4. the engine's connection events are only recorded on the connection record (so that no
  *      core callback runs inside an engine or backend call); they are dispatched here, to the
  *      core's callbacks, together with listeners that have connections waiting
@@ -95,6 +98,8 @@ struct dp_worker {
     uint64_t pinned, pins_refused; /* counters: heads kept in place, and refused for the budget */
     uint32_t next_port;
     atomic_bool woken;
+    atomic_bool settled; /* draining, no session, nothing left unacknowledged (dp_may_stop) */
+    uint64_t settle_ms;  /* when dp_may_stop last scanned the engine */
     bool registered;
     struct nd_dpdk_socksnap sock; /* `nodus sockets`: asked by the main thread */
 } __rte_cache_aligned;
@@ -350,6 +355,7 @@ static int dp_worker_init(struct nd_worker *w)
     }
     dp->next_port = DP_PORT_LO + (uint32_t)(nd_rand(w) % (DP_PORT_HI - DP_PORT_LO + 1));
     atomic_init(&dp->woken, false);
+    atomic_init(&dp->settled, false);
     dp->sock.cap = DP_MAX_CONNS;
     dpw[w->id] = dp;
     return 0;
@@ -362,6 +368,17 @@ static void dp_worker_fini(struct nd_worker *w)
     if (!dp)
         return;
     /* the worker thread has ended; this runs on the main thread (an EAL lcore) */
+    {
+        uint64_t bytes;
+        unsigned n = nd_tcp_unacked_orphans(dp->tcp, true, &bytes);
+
+        /* only a drain timeout leaves data (idle upstream connections closed after the loop
+         * leave a FIN at most) */
+        if (n)
+            nd_warn("dpdk worker %u: stopped with %u closed connection(s) whose peers had not "
+                    "acknowledged all data (%llu bytes unsent or unacknowledged)",
+                    w->id, n, (unsigned long long)bytes);
+    }
     nd_tcp_stack_free(dp->tcp); /* releases the mbufs it held */
     nd_dpdk_worker_fini(&dp->dw);
     nd_dpdk_socksnap_fini(&dp->sock);
@@ -397,13 +414,14 @@ static int dp_poll(struct nd_worker *w)
 
     thread_register(dp);
     idle_backoff(dp);
-    fired = nd_worker_clock(w); /* the engine's timers fire here: their events are recorded */
+    nd_worker_clock_read(w); /* the clock; the timers after the input (step 3) */
     now = nd_now_ms(w);
-    nd_tcp_advance(dp->tcp, now);
     nd_net_tick(&dp->dw.net, now);
     nd_tcp_batch_begin(dp->tcp); /* one ACK per connection for what the burst brought */
     rx = nd_dpdk_rx(&dp->dw);    /* its queues, and what other workers handed over */
     nd_tcp_batch_end(dp->tcp);
+    fired = nd_worker_timers(w); /* the engine's timers fire here: their events are recorded */
+    nd_tcp_advance(dp->tcp, now);
     /* listeners no snapshot uses any more (listen_del): reload re-adds before this point */
     for (unsigned i = 0; dp->lis_unused && i < DP_MAX_LISTEN; i++)
         if (dp->lis[i].tl && !dp->lis[i].refs) {
@@ -425,12 +443,32 @@ static int dp_poll(struct nd_worker *w)
     return (int)rx + n;
 }
 
-/* A draining worker whose queues carry other workers' frames keeps polling while any client
- * connection is open, wherever it is. */
+/* A draining worker stops when its sessions are gone (the worker loop checks that) and its peers
+ * have acknowledged all its engine still sends for connections the proxy has closed: the tail of a
+ * response, its FIN (an in-flight response is finished, as Envoy and HAProxy drain; a stopped
+ * stack would never retransmit a lost segment). A worker whose queues carry other workers' frames
+ * keeps polling until every client connection is closed and every worker has settled so. The
+ * drain timeout bounds it all (dp_worker_fini reports what was left). */
 static bool dp_may_stop(struct nd_worker *w)
 {
-    return !nd_dpdk_serves_others(&dp_of(w)->dw) ||
-           atomic_load_explicit(&nd_rt.conns, memory_order_relaxed) == 0;
+    struct dp_worker *dp = dp_of(w);
+    uint64_t now = nd_now_ms(w);
+
+    if (dp->settle_ms != now) { /* a scan of the connection blocks, at most once a millisecond */
+        dp->settle_ms = now;
+        atomic_store_explicit(&dp->settled, nd_tcp_unacked_orphans(dp->tcp, false, NULL) == 0,
+                              memory_order_release);
+    }
+    if (!atomic_load_explicit(&dp->settled, memory_order_acquire))
+        return false;
+    if (!nd_dpdk_serves_others(&dp->dw))
+        return true;
+    if (atomic_load_explicit(&nd_rt.conns, memory_order_relaxed) != 0)
+        return false;
+    for (unsigned i = 0; i < nd_rt.nworkers && i < ND_MAX_WORKERS; i++)
+        if (dpw[i] && !atomic_load_explicit(&dpw[i]->settled, memory_order_acquire))
+            return false;
+    return true;
 }
 
 static void dp_wake(struct nd_worker *w)
@@ -896,23 +934,41 @@ static const struct {
     const char *name;
     size_t off;
 } tcp_stats[] = {
-    TCP_STAT(segs_in),           TCP_STAT(segs_out),
-    TCP_STAT(bad_csum),          TCP_STAT(bad_hdr),
-    TCP_STAT(rst_sent),          TCP_STAT(rst_rcvd),
-    TCP_STAT(challenge_acks),    TCP_STAT(challenge_acks_limited),
-    TCP_STAT(oow_acks_limited),  TCP_STAT(syncookies_sent),
-    TCP_STAT(syncookies_ok),     TCP_STAT(syncookies_bad),
-    TCP_STAT(retransmits),       TCP_STAT(rto_expiries),
-    TCP_STAT(fast_retransmits),  TCP_STAT(persist_probes),
-    TCP_STAT(keepalive_probes),  TCP_STAT(active_opens),
-    TCP_STAT(passive_opens),     TCP_STAT(conn_timeouts),
-    TCP_STAT(conn_resets),       TCP_STAT(tw_reused),
-    TCP_STAT(tw_recycled),       TCP_STAT(drop_no_conn),
-    TCP_STAT(drop_paws),         TCP_STAT(drop_out_of_window),
-    TCP_STAT(drop_bad_ack),      TCP_STAT(drop_no_mem),
-    TCP_STAT(drop_backlog),      TCP_STAT(drop_ooo_full),
-    TCP_STAT(drop_tx),           TCP_STAT(loss_probes),
-    TCP_STAT(splice_moved),      TCP_STAT(splice_copied),
+    TCP_STAT(segs_in),
+    TCP_STAT(segs_out),
+    TCP_STAT(bad_csum),
+    TCP_STAT(bad_hdr),
+    TCP_STAT(rst_sent),
+    TCP_STAT(rst_rcvd),
+    TCP_STAT(challenge_acks),
+    TCP_STAT(challenge_acks_limited),
+    TCP_STAT(oow_acks_limited),
+    TCP_STAT(syncookies_sent),
+    TCP_STAT(syncookies_ok),
+    TCP_STAT(syncookies_bad),
+    TCP_STAT(retransmits),
+    TCP_STAT(rto_expiries),
+    TCP_STAT(fast_retransmits),
+    TCP_STAT(persist_probes),
+    TCP_STAT(keepalive_probes),
+    TCP_STAT(active_opens),
+    TCP_STAT(passive_opens),
+    TCP_STAT(conn_timeouts),
+    TCP_STAT(conn_resets),
+    TCP_STAT(tw_reused),
+    TCP_STAT(tw_recycled),
+    TCP_STAT(drop_no_conn),
+    TCP_STAT(drop_paws),
+    TCP_STAT(drop_out_of_window),
+    TCP_STAT(drop_bad_ack),
+    TCP_STAT(drop_no_mem),
+    TCP_STAT(drop_backlog),
+    TCP_STAT(drop_ooo_full),
+    TCP_STAT(drop_tx),
+    TCP_STAT(loss_probes),
+    TCP_STAT(loss_probes_spurious),
+    TCP_STAT(splice_moved),
+    TCP_STAT(splice_copied),
     TCP_STAT(splice_zc_limited),
 };
 #undef TCP_STAT

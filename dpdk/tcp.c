@@ -479,16 +479,22 @@ uint32_t tcp_rcv_space(const struct nd_tcp_conn *c)
 /* ---- timers ---- */
 
 /* The probe timeout (RFC 8985 7.2): two smoothed RTTs, plus the worst-case delayed ACK when a
- * single segment is in flight (one segment draws no immediate ACK: Linux delays it 40 to 200 ms),
- * at least ND_TCP_PTO_MIN ms so that the clock's granularity and some reordering cost no
- * spurious probe. */
+ * single segment is in flight (one segment draws no immediate ACK: Linux delays it 40 to 200 ms);
+ * the caller takes the RTO instead when it comes first. Two bounds below it, so that an ACK that
+ * is late but not lost draws no probe: SRTT + 4 RTTVAR, the RFC 6298 RTO before its 200 ms
+ * floor (where ACK times jitter, as with a busy core at either end, that is when one is late),
+ * and ND_TCP_PTO_MIN ms, the TLP draft's max(2 SRTT, 10 ms) (a round trip of 0.1 ms on a veth
+ * would otherwise probe after the first 1 ms hiccup of a poll loop). */
 static uint32_t pto(const struct nd_tcp_conn *c)
 {
-    uint32_t t = 2 * c->srtt_us / 1000 + 1;
+    uint64_t two = 2ull * c->srtt_us, var = c->srtt_us + 4ull * c->rttvar_us;
+    uint64_t t = ((two > var ? two : var) + 999) / 1000;
 
+    if (t < ND_TCP_PTO_MIN)
+        t = ND_TCP_PTO_MIN;
     if (c->snd_max - c->snd_una <= tcp_seg_payload(c))
         t += ND_TCP_PTO_DELACK;
-    return t < ND_TCP_PTO_MIN ? ND_TCP_PTO_MIN : t;
+    return t > UINT32_MAX ? UINT32_MAX : (uint32_t)t;
 }
 
 static bool probe_ok(const struct nd_tcp_conn *c)
@@ -616,6 +622,7 @@ static void rxt_timeout(struct nd_tcp_conn *c)
         c->high_sack = c->lost_edge = c->snd_una;
     }
     c->dupacks = 0;
+    c->tlp_open = false;     /* a D-SACK now could be for the go-back's duplicates */
     c->snd_nxt = c->snd_una; /* go back: resend from the first unacknowledged byte */
     c->rtt_timing = false;   /* Karn */
     c->recover = c->snd_max; /* no fast retransmit on the dupacks this go-back causes (RFC 6582) */
@@ -854,6 +861,28 @@ void nd_tcp_foreach(struct nd_tcp_stack *s, void (*fn)(const struct nd_tcp_conn 
     for (i = 0; i < s->cfg.max_conns; i++)
         if (s->conns[i].s && !s->conns[i].zombie)
             fn(&s->conns[i], arg);
+}
+
+unsigned nd_tcp_unacked_orphans(const struct nd_tcp_stack *s, bool data_only, uint64_t *bytes)
+{
+    unsigned n = 0;
+    uint64_t b = 0;
+    uint32_t i;
+
+    for (i = 0; i < s->cfg.max_conns; i++) {
+        const struct nd_tcp_conn *c = &s->conns[i];
+
+        if (!c->s || c->zombie || c->app_ref || c->l || !c->fin_queued || c->fin_acked)
+            continue;
+        if ((!tcp_state_sends(c->state) && c->state != ND_TCP_SYN_RCVD) ||
+            (data_only && !c->sndq.bytes))
+            continue;
+        n++;
+        b += c->sndq.bytes;
+    }
+    if (bytes)
+        *bytes = b;
+    return n;
 }
 
 void nd_tcp_foreach_listener(struct nd_tcp_stack *s,

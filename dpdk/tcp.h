@@ -142,6 +142,10 @@ const struct nd_tcp_stats *nd_tcp_stats(const struct nd_tcp_stack *s);
 void nd_tcp_foreach(struct nd_tcp_stack *s, void (*fn)(const struct nd_tcp_conn *c, void *arg),
                     void *arg);
 /* Calls fn for every listening endpoint, with its description. */
+/* Connections the application has closed whose data or FIN (only data: data_only) the peer has not
+ * acknowledged yet (the engine still sends them: a drain waits for them before the stack goes);
+ * *bytes, unless NULL, gets the bytes they still hold. A scan of max_conns: control path. */
+unsigned nd_tcp_unacked_orphans(const struct nd_tcp_stack *s, bool data_only, uint64_t *bytes);
 void nd_tcp_foreach_listener(struct nd_tcp_stack *s,
                              void (*fn)(const struct nd_tcp_listen_info *l, void *arg), void *arg);
 

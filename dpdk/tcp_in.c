@@ -392,10 +392,14 @@ void tcp_loss_probe(struct nd_tcp_conn *c)
 
     c->probes++;
     s->st.loss_probes++;
+    c->tlp_open = true;
+    c->tlp_tsval = tcp_tsval(c);
     if (!c->nsb && !c->in_recovery) {
+        c->tlp_seq = c->snd_max - 1; /* the tail ends there (its last byte, or the FIN) */
         tcp_send_tail(c);
         return;
     }
+    c->tlp_seq = c->snd_una; /* the first hole starts there */
     if (!c->in_recovery) {
         if (nd_seq_gt(c->snd_una, c->recover)) {
             enter_recovery(c);
@@ -444,6 +448,30 @@ static void snd_drop_acked(struct nd_tcp_conn *c, uint32_t ack)
     }
 }
 
+/* Was the last loss probe needed? Spurious when the peer reports it as a duplicate (a D-SACK,
+ * RFC 2883: a first SACK block below the cumulative ACK that covers it), or when the first ACK
+ * past it echoes a timestamp older than the probe's: that ACK was drawn by the original (as
+ * Eifel detection reads it, RFC 3522). Counted once per probe; nothing is undone. Without
+ * timestamps only a D-SACK tells, until the next probe or RTO. */
+static void tlp_check(struct nd_tcp_conn *c, const struct nd_tcp_hdr *h)
+{
+    bool spurious = false, decided = false;
+
+    if (h->nsack && nd_seq_lt(h->sack[0].start, h->sack[0].end) &&
+        nd_seq_leq(h->sack[0].end, h->ack) &&
+        nd_seq_in(c->tlp_seq, h->sack[0].start, h->sack[0].end))
+        spurious = decided = true;
+    else if (c->ts_ok && h->has_ts && h->tsecr && nd_seq_gt(h->ack, c->tlp_seq)) {
+        spurious = nd_seq_lt(h->tsecr, c->tlp_tsval);
+        decided = true;
+    }
+    if (!decided)
+        return;
+    c->tlp_open = false;
+    if (spurious)
+        c->s->st.loss_probes_spurious++;
+}
+
 /* Returns false when the connection is gone. */
 static bool ack_input(struct nd_tcp_conn *c, const struct seginfo *si)
 {
@@ -452,6 +480,8 @@ static bool ack_input(struct nd_tcp_conn *c, const struct seginfo *si)
     uint32_t old_wnd = c->snd_wnd, data_end = c->snd_base + c->sndq.bytes;
     bool persist_was = c->persist, advanced = nd_seq_gt(h->ack, c->snd_una), new_sack = false;
 
+    if (c->tlp_open)
+        tlp_check(c, h);
     if (c->sack_ok && h->nsack) {
         uint32_t before = c->sacked;
 

@@ -39,7 +39,7 @@ struct tcp_cursor {
 };
 
 #define ND_TCP_SB_MAX 8       /* sender scoreboard ranges */
-#define ND_TCP_PTO_MIN 5      /* ms: the shortest probe timeout */
+#define ND_TCP_PTO_MIN 10     /* ms: the shortest probe timeout (the TLP draft's floor) */
 #define ND_TCP_PTO_MAX 2      /* probe timeouts in a row before the RTO */
 #define ND_TCP_PTO_DELACK 200 /* ms: RFC 8985's WCDelAckT, added when one segment is in flight */
 
@@ -91,6 +91,10 @@ struct nd_tcp_conn {
     uint32_t retries;
     bool pto;       /* t_rxt is a probe timeout, not the RTO */
     uint8_t probes; /* probe timeouts since the cumulative ACK last advanced */
+    /* the last probe, until an ACK tells whether it was needed: the sequence number it resent
+     * (ACKs past it, or a D-SACK for it, decide) and our TSval when it went */
+    bool tlp_open;
+    uint32_t tlp_seq, tlp_tsval;
 
     /* congestion control */
     uint32_t cwnd, ssthresh, recover, dupacks, dup_in_rec;

@@ -174,7 +174,9 @@ struct nd_tcp_stats {
     uint64_t oow_acks_limited; /* ACKs not sent for invalid pure ACKs (500 ms per connection) */
     uint64_t syncookies_sent, syncookies_ok, syncookies_bad;
     uint64_t retransmits, rto_expiries, fast_retransmits, persist_probes, keepalive_probes;
-    uint64_t loss_probes; /* probe timeouts that resent a segment (docs/tcp.md) */
+    uint64_t loss_probes;          /* probe timeouts that resent a segment (docs/tcp.md) */
+    uint64_t loss_probes_spurious; /* of those, probes whose original had arrived (D-SACK, or
+                                    * the ACK past it echoes an older timestamp) */
     uint64_t active_opens, passive_opens, conn_timeouts, conn_resets;
     uint64_t tw_reused;
     uint64_t tw_recycled; /* TIME_WAIT cut short because the connection pool was empty */

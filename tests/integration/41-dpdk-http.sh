@@ -203,6 +203,7 @@ out=$(ip netns exec "$UP" ping -c 5 -i 0.05 -W 1 198.18.1.2) || die "ping from u
 for m in nodus_dpdk_port_rx_packets_total{port=\"0\"} nodus_dpdk_port_tx_packets_total{port=\"1\"} \
     nodus_dpdk_port_dropped_total{port=\"0\"} nodus_dpdk_tcp_passive_opens_total \
     nodus_dpdk_tcp_active_opens_total nodus_dpdk_tcp_retransmits_total \
+    nodus_dpdk_tcp_loss_probes_total nodus_dpdk_tcp_loss_probes_spurious_total \
     nodus_dpdk_tcp_drop_no_mem_total nodus_worker_busy_ratio{worker=\"0\"}; do
     log "  $m = $(metric "$m")"
 done

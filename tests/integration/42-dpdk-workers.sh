@@ -181,10 +181,18 @@ log "ring drops: rx $(metric 'nodus_dpdk_handoff_drops_total{worker="0",reason="
 # SIGTERM while worker 1 serves a slow download: worker 0, whose queues worker 1 depends on,
 # keeps polling until worker 1 has finished, and the download completes intact
 want=$(head -c 20000000 "$T/big" | sha256sum | cut -d' ' -f1)
-in_cli curl -sS --max-time 30 --limit-rate 8M -r 0-19999999 --local-port "$(port_for_worker 1 25000)" \
+lport=$(port_for_worker 1 25000)
+in_cli curl -sS --max-time 30 --limit-rate 8M -r 0-19999999 --local-port "$lport" \
     "http://$NODE:8080/files/big" 2>"$T/slow.err" | sha256sum | cut -d' ' -f1 >"$T/slow.sha" &
 slow=$!
-sleep 1
+# in flight on worker 1 before the SIGTERM (a busy machine may start curl late)
+for ((i = 0; i < 100; i++)); do
+    in_mid "$NODUS" sockets --admin "$ADMIN" 2>/dev/null |
+        grep -Eq "^1 +dpdk +ESTABLISHED .* 198\.18\.0\.2:8080 +198\.18\.0\.1:$lport( |$)" && break
+    sleep 0.1
+done
+[ "$i" -lt 100 ] || die "the slow download did not start on worker 1 within 10 s"
+sleep 0.5
 t0=$EPOCHREALTIME
 stop_node
 wait "$slow" || true

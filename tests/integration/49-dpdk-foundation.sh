@@ -33,7 +33,7 @@ start_dpdk_node "$probe" "$NETNS_MID_IP0:15000" "$CLI"
 stop_node
 
 failed=()
-for t in 10-http 11-bodies 12-plugins 13-connections 14-router; do
+for t in 10-http 11-bodies 12-plugins 13-connections 14-router 15-request-head; do
     rc=0
     ip netns exec "$CLI" env NODUS_IO=dpdk NODUS_DPDK_NS="$MID" \
         NODE_IP="$NETNS_MID_IP0" PEER_IP="$NETNS_CLI_IP" KEEP_TMP="${KEEP_TMP:-0}" \
@@ -52,4 +52,4 @@ for t in 10-http 11-bodies 12-plugins 13-connections 14-router; do
     esac
 done
 [ ${#failed[@]} = 0 ] || die "on io = dpdk: ${failed[*]} failed"
-pass "10-http 11-bodies 12-plugins 13-connections 14-router on io = dpdk (af_packet, user-space TCP)"
+pass "10-http 11-bodies 12-plugins 13-connections 14-router 15-request-head on io = dpdk (af_packet, user-space TCP)"

@@ -896,6 +896,15 @@ static void test_rto_backoff_karn(void **state)
     finish();
 }
 
+/* The probe timeout with more than one segment in flight (docs/tcp.md "Loss probes"). */
+static uint32_t pto_of(const struct nd_tcp_info *ci)
+{
+    uint32_t two = 2 * ci->srtt_us, var = ci->srtt_us + 4 * ci->rttvar_us;
+    uint32_t t = ((two > var ? two : var) + 999) / 1000;
+
+    return t < 10 ? 10 : t;
+}
+
 /* Loss probes (docs/tcp.md): no ACK for two RTTs resends the tail; with a hole known from SACK
  * the next probe resends the hole and enters recovery; after two probes the RTO takes over. */
 static void test_loss_probe(void **state)
@@ -914,9 +923,8 @@ static void test_loss_probe(void **state)
     base = P.una;
     nd_tcp_conn_info(c, &ci);
     assert_true(ci.srtt_us > 0);
-    pto = 2 * ci.srtt_us / 1000 + 1;
-    if (pto < 5)
-        pto = 5;
+    pto = pto_of(&ci);
+    assert_int_equal(pto, 10); /* a round trip of 0.1 ms: the floor */
     fill(d, sizeof(d), 3);
     assert_int_equal(nd_tcp_send(c, d, sizeof(d)), (ssize_t)sizeof(d));
     for (i = 0; i < 3; i++)
@@ -954,6 +962,187 @@ static void test_loss_probe(void **state)
     advance(1000);
     no_seg();
     assert_int_equal(nd_tcp_stats(S)->loss_probes, 2);
+    finish();
+}
+
+/* Send n full segments (of m bytes: 1448 with timestamps, 1460 without); returns the sequence
+ * number of the first. The peer has seen them all (P.tsecr echoes the last one's TSval, as an
+ * ACK drawn by them would). */
+static uint32_t send_flight_m(struct nd_tcp_conn *c, int n, uint32_t m)
+{
+    static uint8_t d[8 * 1460];
+    uint32_t base = P.una;
+    int i;
+
+    fill(d, sizeof(d), 5);
+    assert_int_equal(nd_tcp_send(c, d, (size_t)n * m), (ssize_t)n * m);
+    for (i = 0; i < n; i++)
+        saw(expect((uint8_t)(ND_TCP_ACK | (i == n - 1 ? ND_TCP_PSH : 0)), base + m * (uint32_t)i,
+                   P.nxt, m));
+    no_seg();
+    return base;
+}
+
+static uint32_t send_flight(struct nd_tcp_conn *c, int n)
+{
+    return send_flight_m(c, n, 1448);
+}
+
+/* ACKs that are late but not lost draw no probe: with three segments in flight, ACKs that come
+ * after 1 to 9 ms (a busy core at either end; the 0.1 ms round trip of the handshake would make
+ * that 10 to 90 round trips) never reach the 10 ms floor (at 5 ms, before, they drew probes). A
+ * first ACK much later than any before (25 ms) draws one probe, found
+ * spurious by its echoed timestamp and counted; RTTVAR has learned then, and the same delay
+ * again draws none; nor does one segment whose ACK the peer delays (Linux: 40 ms). */
+static void test_loss_probe_late_acks(void **state)
+{
+    static const unsigned delay[] = {1, 1, 9, 2, 1, 9, 9, 3, 1, 1, 8, 9, 1, 2, 9, 1};
+    struct nd_tcp_conn *c;
+    struct nd_tcp_info ci;
+    uint32_t base, m = 1448;
+    unsigned i;
+
+    (void)state;
+    cfg_default();
+    start();
+    c = establish();
+    for (i = 0; i < 4 * sizeof(delay) / sizeof(delay[0]); i++) {
+        send_flight(c, 3);
+        advance(delay[i % (sizeof(delay) / sizeof(delay[0]))]);
+        no_seg();
+        inject(ND_TCP_ACK, P.nxt, P.una + 3 * m, 1000, NULL, 0);
+        P.una += 3 * m;
+        no_seg();
+        nout = rd = 0;
+    }
+    assert_int_equal(nd_tcp_stats(S)->loss_probes, 0);
+    /* a first ACK after 25 ms: the probe goes at the floor; the ACK for the original arrives
+     * after it (echoing the original's TSval): spurious */
+    nd_tcp_conn_info(c, &ci);
+    assert_true(pto_of(&ci) < 25);
+    base = send_flight(c, 3);
+    advance(pto_of(&ci));
+    expect(ND_TCP_ACK, base + 2 * m, P.nxt, m); /* the tail again */
+    advance(25 - pto_of(&ci));
+    inject(ND_TCP_ACK, P.nxt, P.una + 3 * m, 1000, NULL, 0);
+    P.una += 3 * m;
+    assert_int_equal(nd_tcp_stats(S)->loss_probes, 1);
+    assert_int_equal(nd_tcp_stats(S)->loss_probes_spurious, 1);
+    /* the D-SACK the duplicate draws later is the same probe: not counted twice */
+    {
+        struct nd_tcp_sack_block sb[1] = {{base + 2 * m, base + 3 * m}};
+
+        inject_sack(ND_TCP_ACK, P.nxt, P.una, 1000, NULL, 0, 1, sb);
+    }
+    assert_int_equal(nd_tcp_stats(S)->loss_probes_spurious, 1);
+    nout = rd = 0;
+    /* RTTVAR has learned: 25 ms late again, and no probe */
+    nd_tcp_conn_info(c, &ci);
+    assert_true(pto_of(&ci) > 25);
+    send_flight(c, 3);
+    advance(25);
+    no_seg();
+    inject(ND_TCP_ACK, P.nxt, P.una + 3 * m, 1000, NULL, 0);
+    P.una += 3 * m;
+    no_seg();
+    /* one segment in flight, its ACK delayed 40 ms by the peer */
+    send_flight(c, 1);
+    advance(40);
+    no_seg();
+    inject(ND_TCP_ACK, P.nxt, P.una + m, 1000, NULL, 0);
+    P.una += m;
+    no_seg();
+    assert_int_equal(nd_tcp_stats(S)->loss_probes, 1);
+    finish();
+}
+
+/* Probes that were needed are not counted spurious; without timestamps a D-SACK tells. */
+static void test_loss_probe_spurious_detection(void **state)
+{
+    struct nd_tcp_conn *c;
+    struct nd_tcp_sack_block sb[1];
+    uint32_t base, m = 1448;
+    struct seg *g;
+
+    (void)state;
+    cfg_default();
+    start();
+    c = establish();
+    /* the tail lost, and the ACK for the rest: the probe fills the hole, the ACK it draws echoes
+     * its TSval */
+    base = send_flight(c, 3);
+    advance(10);
+    g = expect(ND_TCP_ACK, base + 2 * m, P.nxt, m);
+    saw(g);
+    inject(ND_TCP_ACK, P.nxt, base + 3 * m, 1000, NULL, 0);
+    P.una = base + 3 * m;
+    assert_int_equal(nd_tcp_stats(S)->loss_probes, 1);
+    assert_int_equal(nd_tcp_stats(S)->loss_probes_spurious, 0);
+    finish();
+
+    /* no timestamps: only the D-SACK for the probe's segment says it was a duplicate */
+    cfg_default();
+    start();
+    P.ts = false;
+    c = establish();
+    m = 1460;
+    base = send_flight_m(c, 2, m);
+    advance(10);
+    expect(ND_TCP_ACK, base + m, P.nxt, m);
+    inject(ND_TCP_ACK, P.nxt, base + 2 * m, 1000, NULL, 0);
+    assert_int_equal(nd_tcp_stats(S)->loss_probes_spurious, 0);
+    sb[0].start = base + m;
+    sb[0].end = base + 2 * m;
+    inject_sack(ND_TCP_ACK, P.nxt, base + 2 * m, 1000, NULL, 0, 1, sb);
+    assert_int_equal(nd_tcp_stats(S)->loss_probes, 1);
+    assert_int_equal(nd_tcp_stats(S)->loss_probes_spurious, 1);
+    finish();
+}
+
+/* A drain (docs/dpdk.md) waits for nd_tcp_unacked_orphans(): a connection closed with its tail
+ * unacknowledged stays counted while the engine resends it (the tail dropped, as by the fault
+ * injector), and leaves the count once data and FIN are acknowledged. */
+static void test_unacked_orphans(void **state)
+{
+    struct nd_tcp_conn *c;
+    uint64_t bytes;
+    uint32_t base, m = 1448, fin;
+    struct seg *g;
+
+    (void)state;
+    cfg_default();
+    start();
+    c = establish();
+    assert_int_equal(nd_tcp_unacked_orphans(S, false, NULL), 0);
+    base = send_flight(c, 3);
+    assert_int_equal(nd_tcp_unacked_orphans(S, false, NULL), 0); /* the application has it */
+    nd_tcp_close(c);
+    fin = base + 3 * m;
+    saw(expect(ND_TCP_FIN | ND_TCP_ACK, fin, P.nxt, 0));
+    assert_int_equal(nd_tcp_unacked_orphans(S, false, &bytes), 1);
+    assert_int_equal(bytes, 3 * m);
+    /* the first two arrive, the tail and the FIN are lost */
+    inject(ND_TCP_ACK, P.nxt, base + 2 * m, 1000, NULL, 0);
+    assert_int_equal(nd_tcp_unacked_orphans(S, true, &bytes), 1);
+    assert_int_equal(bytes, m);
+    /* the engine resends the tail (a probe, then the RTO) for as long as it runs */
+    for (g = NULL; !g;) {
+        advance(10);
+        while (rd < nout) {
+            struct seg *x = next_seg();
+
+            if (x->plen && x->h.seq == base + 2 * m)
+                g = x;
+        }
+    }
+    assert_memory_equal(g->data, ((const uint8_t *)g->data), m);
+    inject(ND_TCP_ACK, P.nxt, fin, 1000, NULL, 0);
+    /* data acknowledged, the FIN not yet: the drain still waits, nothing is lost if it stops */
+    assert_int_equal(nd_tcp_unacked_orphans(S, true, &bytes), 0);
+    assert_int_equal(bytes, 0);
+    assert_int_equal(nd_tcp_unacked_orphans(S, false, NULL), 1);
+    inject(ND_TCP_ACK, P.nxt, fin + 1, 1000, NULL, 0);
+    assert_int_equal(nd_tcp_unacked_orphans(S, false, NULL), 0);
     finish();
 }
 
@@ -2002,6 +2191,9 @@ int main(void)
         cmocka_unit_test(test_zero_copy_send_and_receive),
         cmocka_unit_test(test_rto_backoff_karn),
         cmocka_unit_test(test_loss_probe),
+        cmocka_unit_test(test_loss_probe_late_acks),
+        cmocka_unit_test(test_loss_probe_spurious_detection),
+        cmocka_unit_test(test_unacked_orphans),
         cmocka_unit_test(test_fast_retransmit_newreno),
         cmocka_unit_test(test_sack_recovery),
         cmocka_unit_test(test_ooo_sack_reassembly),

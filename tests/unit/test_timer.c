@@ -95,6 +95,47 @@ static void test_long_sleep_and_next(void **state)
 /* Many timers from 1 ms to beyond the wheel's horizon, some cancelled and re-armed: following
  * nd_wheel_next() exactly, every timer fires on its own tick, never early, never late, and the
  * number of wake-ups stays far below the number of milliseconds that pass. */
+/* nd_wheel_set_now(), as the DPDK poll loop uses it: the clock moves past a timer's expiry (an
+ * iteration kept the core busy), the input read then rearms the timer (an ACK restarts a loss
+ * probe), and the advance that follows runs nothing; timers armed meanwhile count from the new
+ * clock; one that nobody touched fires at the advance, on its tick. Many ticks apart too. */
+static void test_set_now_then_advance(void **state)
+{
+    struct nd_wheel w;
+    struct nd_timer probe = {.cb = cb0}, other = {.cb = cb1};
+
+    (void)state;
+    memset(fired, 0, sizeof(fired));
+    nd_wheel_init(&w, 1000);
+    nd_timer_arm(&w, &probe, 10);
+    nd_timer_arm(&w, &other, 20);
+    nd_wheel_set_now(&w, 1030); /* busy for 30 ms: both expired, neither ran */
+    assert_int_equal(fired[0] + fired[1], 0);
+    assert_int_equal(w.now, 1030);
+    nd_timer_arm(&w, &probe, 10); /* the ACK that waited: from 1030, not 1000 */
+    assert_int_equal(probe.expire, 1040);
+    assert_int_equal(nd_wheel_advance(&w, 1030), 1); /* the other one only */
+    assert_int_equal(fired[0], 0);
+    assert_int_equal(fired[1], 1);
+    assert_int_equal(nd_wheel_next(&w), 10);
+    nd_wheel_set_now(&w, 1020); /* never backwards */
+    assert_int_equal(w.now, 1030);
+    assert_int_equal(nd_wheel_advance(&w, 1039), 0);
+    assert_int_equal(nd_wheel_advance(&w, 1040), 1);
+    assert_int_equal(fired[0], 1);
+    /* across level boundaries: armed far, the clock set past it, rearmed, then advanced */
+    nd_timer_arm(&w, &probe, 5000);
+    nd_timer_arm(&w, &other, 300);
+    nd_wheel_set_now(&w, 1040 + 6000);
+    nd_timer_arm(&w, &probe, 100);
+    assert_int_equal(nd_wheel_advance(&w, 1040 + 6000), 1);
+    assert_int_equal(fired[1], 2);
+    assert_int_equal(nd_wheel_advance(&w, 1040 + 6099), 0);
+    assert_int_equal(nd_wheel_advance(&w, 1040 + 6100), 1);
+    assert_int_equal(fired[0], 2);
+    assert_int_equal(w.count, 0);
+}
+
 static struct nd_wheel *rw;
 static unsigned rfired, rlate;
 
@@ -205,7 +246,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fire_in_order),       cmocka_unit_test(test_random_exact),
         cmocka_unit_test(test_coarse_advance),      cmocka_unit_test(test_cancel_and_rearm),
-        cmocka_unit_test(test_long_sleep_and_next),
+        cmocka_unit_test(test_long_sleep_and_next), cmocka_unit_test(test_set_now_then_advance),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
