@@ -173,8 +173,8 @@ static int move(struct nd_worker *w, struct nd_conn *from, struct nd_buf **rx, b
 /* How often a TCP connection that moves bytes reports them (Istio's proxies: every 5 s too). */
 #define TCP_REPORT_US 5000000u
 
-/* Counts the connection as opened, under its key: from now on the principals are known (both TLS
- * handshakes, if any, are done once a byte has been relayed) and the key does not change. */
+/* Counts the connection as opened, under its key, which does not change after: called once the
+ * principals are known (see nd_tcp_drive), or at close. */
 static void tcp_count_open(struct nd_session *s)
 {
     struct nd_tcp_key *k = &s->tcp_key;
@@ -224,7 +224,11 @@ void nd_tcp_drive(struct nd_session *s)
         return;
     }
     if (!s->tcp_opened) {
-        if (s->tcp_sent || s->tcp_recv)
+        /* The client's principal is known before its first byte is read (TLS is under the read);
+         * the upstream's only once its handshake is done, which may be after the client's first
+         * bytes have been written into the upstream's stream: wait for its principal, or for
+         * its first byte when the upstream layer names none. */
+        if (s->tcp_sent || (s->tcp_recv && (!u->conn.st || u->principal_len)))
             tcp_count_open(s);
     } else if (s->w->now_us - s->tcp_rep_us >= TCP_REPORT_US) {
         tcp_report(s);

@@ -214,7 +214,12 @@ sent_b=$(val bt2 "$(tcp_series nodus_tcp_sent_bytes_total node-b db web "$A_ID" 
 [ "$sent_b" -gt "$sent_open" ] || die "B: bytes after the report not counted ($sent_open -> $sent_b)"
 assert_eq "$sent_b" "$(val bt2 "$(tcp_series istio_tcp_sent_bytes_total node-b db web)")" \
     "B: istio_tcp_sent_bytes_total (mutual_tls) equals the principal series"
-scrape "$aadmin" at2
+# A closes its side after B has seen the FIN and answered with its own: wait for it too
+for _ in $(seq 50); do
+    scrape "$aadmin" at2
+    [ "$(val at2 "$(tcp_series nodus_tcp_connections_closed_total node-a tin bdb "$A_ID" "$B_ID")")" = 1 ] && break
+    sleep 0.1
+done
 assert_eq 1 "$(val at2 "$(tcp_series nodus_tcp_connections_closed_total node-a tin bdb "$A_ID" "$B_ID")")" \
     "A: the outbound TCP connection, source A, destination B (verified)"
 assert_eq "$sent_b" "$(val at2 "$(tcp_series nodus_tcp_sent_bytes_total node-a tin bdb "$A_ID" "$B_ID")")" \
