@@ -406,11 +406,12 @@ static int hexval(char c)
                                   : -1;
 }
 
-/* The value of key in a query string (application/x-www-form-urlencoded: %XX and '+'),
- * decoded into buf: its length, or -1 when absent or malformed or longer than cap. */
-static long query_param(struct nd_str q, const char *key, char *buf, size_t cap)
+/* The next value of key in a query string (application/x-www-form-urlencoded: %XX and '+'),
+ * from *pos on, decoded into buf: its length (*pos is then past it), or -1 when absent or
+ * malformed or longer than cap. */
+static long query_param_next(struct nd_str q, const char *key, size_t *pos, char *buf, size_t cap)
 {
-    size_t klen = strlen(key), i = 0;
+    size_t klen = strlen(key), i = *pos;
 
     while (i < q.len) {
         size_t end = i, n = 0;
@@ -436,11 +437,21 @@ static long query_param(struct nd_str q, const char *key, char *buf, size_t cap)
                     return -1;
                 buf[n++] = (char)c;
             }
+            *pos = end + 1;
             return (long)n;
         }
         i = end + 1;
     }
+    *pos = q.len;
     return -1;
+}
+
+/* The first value of key in a query string (query_param_next). */
+static long query_param(struct nd_str q, const char *key, char *buf, size_t cap)
+{
+    size_t pos = 0;
+
+    return query_param_next(q, key, &pos, buf, cap);
 }
 
 static int h_event(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
@@ -508,7 +519,10 @@ static int num_param(struct nd_str q, const char *key, unsigned long max, unsign
 static int h_query(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
                    const char **ctype)
 {
-    char name[600], node[600], ack[8];
+    char name[600], node[600], ack[8], tagbuf[8][320];
+    const char *tags[8];
+    size_t ntags = 0, pos = 0;
+    long tlen;
     long nlen = query_param(rq->msg->query, "name", name, sizeof name);
     long alen = query_param(rq->msg->query, "ack", ack, sizeof ack);
     long dlen = query_param(rq->msg->query, "node", node, sizeof node - 1);
@@ -525,8 +539,20 @@ static int h_query(const struct nd_admin_ops *ops, const struct admin_req *rq, s
         (alen >= 0 && !(alen == 4 && !memcmp(ack, "true", 4)) &&
          !(alen == 5 && !memcmp(ack, "false", 5)))) {
         nd_sbuf_adds(out, "POST /query?name=NAME[&timeout_ms=MS (at most 3600000)][&ack=false]"
-                          "[&node=NODE][&relay=N (0-5)], the payload as the body\n");
+                          "[&node=NODE][&tag=KEY%3DREGEX]...[&relay=N (0-5)], the payload as "
+                          "the body\n");
         return 400;
+    }
+    while ((tlen = query_param_next(rq->msg->query, "tag", &pos, tagbuf[ntags % 8],
+                                    sizeof tagbuf[0] - 1)) >= 0 ||
+           pos < rq->msg->query.len) {
+        if (tlen < 0 || ntags == 8 || memchr(tagbuf[ntags], 0, (size_t)tlen)) {
+            nd_sbuf_adds(out, "tag= takes KEY=REGEX, at most 8 of them, each under 320 bytes\n");
+            return 400;
+        }
+        tagbuf[ntags][tlen] = 0;
+        tags[ntags] = tagbuf[ntags];
+        ntags++;
     }
     for (long i = 0; i < nlen; i++)
         if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
@@ -540,7 +566,7 @@ static int h_query(const struct nd_admin_ops *ops, const struct admin_req *rq, s
     if (dlen > 0)
         node[dlen] = 0;
     rc = ops->query(ops->arg, name, (size_t)nlen, rq->body, rq->body_len, alen != 5,
-                    (uint32_t)timeout, dlen > 0 ? node : NULL, (uint8_t)relay, out);
+                    (uint32_t)timeout, dlen > 0 ? node : NULL, tags, ntags, (uint8_t)relay, out);
     if (rc == 0) {
         *ctype = CT_JSON;
         return 200;

@@ -60,10 +60,11 @@ struct nd_admin_ops {
                  size_t payload_len, bool coalesce, struct nd_sbuf *msg);
     /* Sends a gossip (serf) query: 0 with {"id", "timeout_ms"} as JSON appended to out, 1 when
      * gossip is off, or -1 with the reason (one line) appended to out. node: NULL, or the one
-     * node that should answer; timeout_ms 0: serf's default. */
+     * node that should answer; tags[0..ntags): "KEY=REGEX", only members whose tag KEY matches
+     * (all of them); timeout_ms 0: serf's default. */
     int (*query)(void *arg, const char *name, size_t name_len, const void *payload,
                  size_t payload_len, bool ack, uint32_t timeout_ms, const char *node,
-                 uint8_t relay_factor, struct nd_sbuf *out);
+                 const char *const *tags, size_t ntags, uint8_t relay_factor, struct nd_sbuf *out);
     /* Appends our queries (id 0) or one of them, with their acks and responses, as JSON: 0, 1
      * when gossip is off, 2 for an unknown id, -1. */
     int (*queries)(void *arg, uint32_t id, struct nd_sbuf *out);

@@ -494,9 +494,10 @@ static int event_send(void *arg, const char *name, size_t name_len, const void *
 /* POST /query: an operator's query (`nodus query`, like `serf query`). */
 static int query_send(void *arg, const char *name, size_t name_len, const void *payload,
                       size_t payload_len, bool ack, uint32_t timeout_ms, const char *node,
-                      uint8_t relay_factor, struct nd_sbuf *out)
+                      const char *const *tags, size_t ntags, uint8_t relay_factor,
+                      struct nd_sbuf *out)
 {
-    struct nd_gbytes nodes[1];
+    struct nd_gbytes nodes[1], keys[ND_SWIM_QUERY_TAGS_MAX], exprs[ND_SWIM_QUERY_TAGS_MAX];
     struct nd_swim_query_param p = {.name = name,
                                     .name_len = name_len,
                                     .payload = payload,
@@ -519,11 +520,33 @@ static int query_send(void *arg, const char *name, size_t name_len, const void *
         p.nodes = nodes;
         p.nnodes = 1;
     }
+    if (ntags > ND_SWIM_QUERY_TAGS_MAX) {
+        nd_sbuf_printf(out, "at most %u tag filters\n", ND_SWIM_QUERY_TAGS_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < ntags; i++) {
+        const char *eq = strchr(tags[i], '=');
+
+        if (!eq || eq == tags[i]) {
+            nd_sbuf_adds(out, "a tag filter is KEY=REGEX\n");
+            return -1;
+        }
+        keys[i] = (struct nd_gbytes){(const uint8_t *)tags[i], (uint32_t)(eq - tags[i])};
+        exprs[i] = (struct nd_gbytes){(const uint8_t *)eq + 1, (uint32_t)strlen(eq + 1)};
+    }
+    p.tag_keys = keys;
+    p.tag_exprs = exprs;
+    p.ntags = ntags;
     e = nd_gossip_driver_query(gossip, &p, &id, &timeout);
     if (e == ND_GOSSIP_E_LIMIT) {
         nd_sbuf_printf(out,
                        "the query is over %u bytes encoded, or %u queries are running already\n",
                        ND_SWIM_QUERY_MAX, ND_SWIM_QUERIES_OUT);
+        return -1;
+    }
+    if (e == ND_GOSSIP_E_VALUE && ntags) {
+        nd_sbuf_adds(out, "a tag filter's expression is not a regular expression that means the "
+                          "same to serf (RE2) and to nodus (POSIX), or the node is leaving\n");
         return -1;
     }
     if (e) {
@@ -1338,11 +1361,13 @@ static void url_escape(struct nd_sbuf *b, const char *s)
         nd_sbuf_printf(b, isalnum(*c) || strchr("-._~:", *c) ? "%c" : "%%%02X", *c);
 }
 
-/* Like `serf query [-no-ack] [-timeout D] [-node NAME] [-relay-factor N] NAME [PAYLOAD]`: POST
+/* Like `serf query [-no-ack] [-timeout D] [-node NAME] [-tag KEY=REGEX]... [-relay-factor N] NAME
+ * [PAYLOAD]`: POST
  * /query, then GET /queries?id=N until the timeout, printing acks and responses as they come. */
 static int cmd_query(const char *admin, int argc, char **argv)
 {
-    const char *name = NULL, *payload = "", *node = NULL;
+    const char *name = NULL, *payload = "", *node = NULL, *tags[8];
+    size_t ntags = 0;
     long timeout = 0, relay = 0;
     struct nd_sbuf path = {0};
     bool ack = true;
@@ -1361,6 +1386,11 @@ static int cmd_query(const char *admin, int argc, char **argv)
                 name = NULL, i = argc;
         } else if (!strcmp(argv[i], "--node") && i + 1 < argc) {
             node = argv[++i];
+        } else if (!strcmp(argv[i], "--tag") && i + 1 < argc) {
+            if (ntags == 8 || !strchr(argv[i + 1], '=') || argv[i + 1][0] == '=')
+                name = NULL, i = argc;
+            else
+                tags[ntags++] = argv[++i];
         } else if (!strcmp(argv[i], "--relay-factor") && i + 1 < argc) {
             relay = strtol(argv[++i], NULL, 10);
             if (relay < 0 || relay > 5)
@@ -1377,7 +1407,8 @@ static int cmd_query(const char *admin, int argc, char **argv)
     }
     if (!name || !name[0]) {
         fprintf(stderr, "usage: nodus query [--admin ADDR] [--no-ack] [--timeout DURATION] "
-                        "[--node NAME] [--relay-factor N] NAME [PAYLOAD]\n");
+                        "[--node NAME] [--tag KEY=REGEX]... [--relay-factor N] NAME "
+                        "[PAYLOAD]\n");
         return 2;
     }
     nd_sbuf_adds(&path, "/query?name=");
@@ -1391,6 +1422,10 @@ static int cmd_query(const char *admin, int argc, char **argv)
     if (node) {
         nd_sbuf_adds(&path, "&node=");
         url_escape(&path, node);
+    }
+    for (size_t t = 0; t < ntags; t++) {
+        nd_sbuf_adds(&path, "&tag=");
+        url_escape(&path, tags[t]);
     }
     if (path.oom || path.len > 1900) {
         fprintf(stderr, "nodus: query name too long\n");
@@ -1532,7 +1567,8 @@ static int usage(FILE *f, int code)
                "       nodus event [--admin ADDR] [--no-coalesce] NAME [PAYLOAD]  send a gossip "
                "user event\n"
                "       nodus events [--admin ADDR]  recent gossip user events\n"
-               "       nodus query [--admin ADDR] [--no-ack] [--timeout D] [--node NAME] NAME "
+               "       nodus query [--admin ADDR] [--no-ack] [--timeout D] [--node NAME] [--tag "
+               "K=RE]... NAME "
                "[PAYLOAD]  a gossip (serf) query\n"
                "       nodus nic list|bind|unbind ...  PCI NICs for DPDK (nodus nic help)\n"
                "       nodus sockets [--admin ADDR] TCP connections and listeners (like ss -tni)\n"

@@ -61,6 +61,7 @@ struct nd_swim_user_event {
 #define ND_SWIM_QUERY_RESPONSE_MAX 1024u /* serf QueryResponseSizeLimit: an encoded response */
 #define ND_SWIM_QUERY_TIMEOUT_MULT 16u   /* serf QueryTimeoutMult */
 #define ND_SWIM_QUERIES_OUT 16u          /* queries of ours running at once */
+#define ND_SWIM_QUERY_TAGS_MAX 8u        /* tag filters in a query of ours */
 
 /* A user query addressed to this node (its filters matched), as nd_swim_io.query gets it.
  * Pointers are valid during the call only. */
@@ -77,6 +78,10 @@ struct nd_swim_query_param {
     size_t name_len, payload_len;
     const struct nd_gbytes *nodes; /* only these nodes answer (serf's FilterNodes); none: all */
     size_t nnodes;
+    /* only members whose tag tag_keys[i] matches tag_exprs[i] (an unanchored regular expression,
+     * serf's FilterTags; refused unless it means the same to RE2 and POSIX), every one of them */
+    const struct nd_gbytes *tag_keys, *tag_exprs;
+    size_t ntags;
     bool ack;             /* ask for acks (serf's RequestAck) */
     uint8_t relay_factor; /* answers come back through this many more members too */
     uint32_t timeout_ms;  /* 0: serf's default (nd_swim_query_timeout_ms) */

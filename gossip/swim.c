@@ -1418,7 +1418,8 @@ int nd_swim_query(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_quer
     struct nd_serf_msg sm = {.type = ND_SERF_QUERY};
     struct nd_serf_query *q = &sm.u.query;
     uint8_t buf[QUERY_MSG_MAX + 1], fbuf[QUERY_MSG_MAX];
-    struct nd_gbytes filt[1];
+    struct nd_gbytes filt[1 + ND_SWIM_QUERY_TAGS_MAX];
+    size_t fused = 0;
     struct outq *o = NULL;
     size_t len;
     int e;
@@ -1434,16 +1435,46 @@ int nd_swim_query(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_quer
     }
     if (!o)
         return ND_GOSSIP_E_LIMIT;
-    *timeout_ms = p->timeout_ms ? p->timeout_ms : nd_swim_query_timeout_ms(sw);
-    if (p->nnodes) {
-        struct nd_serf_filter f = {
-            .type = ND_SERF_FILTER_NODE, .nnodes = (uint32_t)p->nnodes, .nodes_list = p->nodes};
+    if (p->ntags > ND_SWIM_QUERY_TAGS_MAX)
+        return ND_GOSSIP_E_LIMIT;
+    for (size_t i = 0; i < p->ntags; i++) { /* what we would refuse on receipt, we do not send */
+        char expr[QUERY_REGEX_MAX + 1];
+        regex_t re;
 
-        if (p->nnodes > ND_GOSSIP_META_MAX || nd_serf_filter_encode(&f, fbuf, sizeof fbuf, &len))
-            return ND_GOSSIP_E_LIMIT;
-        filt[0] = gb(fbuf, len);
+        if (p->tag_exprs[i].len > QUERY_REGEX_MAX ||
+            memchr(p->tag_exprs[i].p, 0, p->tag_exprs[i].len))
+            return ND_GOSSIP_E_VALUE;
+        memcpy(expr, p->tag_exprs[i].p, p->tag_exprs[i].len);
+        expr[p->tag_exprs[i].len] = 0;
+        if (!regex_portable(expr) || regcomp(&re, expr, REG_EXTENDED | REG_NOSUB))
+            return ND_GOSSIP_E_VALUE;
+        regfree(&re);
+    }
+    *timeout_ms = p->timeout_ms ? p->timeout_ms : nd_swim_query_timeout_ms(sw);
+    if (p->nnodes || p->ntags) {
+        size_t off = 0;
+
+        if (p->nnodes) {
+            struct nd_serf_filter f = {
+                .type = ND_SERF_FILTER_NODE, .nnodes = (uint32_t)p->nnodes, .nodes_list = p->nodes};
+
+            if (p->nnodes > ND_GOSSIP_META_MAX ||
+                nd_serf_filter_encode(&f, fbuf, sizeof fbuf, &len))
+                return ND_GOSSIP_E_LIMIT;
+            filt[fused++] = gb(fbuf, len);
+            off = len;
+        }
+        for (size_t i = 0; i < p->ntags; i++) {
+            struct nd_serf_filter f = {
+                .type = ND_SERF_FILTER_TAG, .tag = p->tag_keys[i], .expr = p->tag_exprs[i]};
+
+            if (nd_serf_filter_encode(&f, fbuf + off, sizeof fbuf - off, &len))
+                return ND_GOSSIP_E_LIMIT;
+            filt[fused++] = gb(fbuf + off, len);
+            off += len;
+        }
         q->filter_list = filt;
-        q->nfilters = 1;
+        q->nfilters = (uint32_t)fused;
     }
     q->ltime = sw->query_ltime;
     q->id = (uint32_t)(rnd(sw) >> 33); /* serf: rand.Int31() */

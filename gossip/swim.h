@@ -70,7 +70,8 @@ uint64_t nd_swim_event_clock(const struct nd_swim *sw);
  * does: those replies come during this call), then gossiped. Acks and responses come through
  * io->query_reply, named by p->handle, until *timeout_ms (p->timeout_ms, or the default) has
  * passed. 0; ND_GOSSIP_E_LIMIT when the query encodes to more than ND_SWIM_QUERY_MAX bytes or
- * ND_SWIM_QUERIES_OUT are running; ND_GOSSIP_E_VALUE while leaving. */
+ * ND_SWIM_QUERIES_OUT are running or over ND_SWIM_QUERY_TAGS_MAX tag filters; ND_GOSSIP_E_VALUE
+ * while leaving or for a tag filter's expression we would refuse on receipt. */
 int nd_swim_query(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_query_param *p,
                   uint32_t *timeout_ms);
 /* serf's DefaultQueryTimeout: gossip interval * 16 * ceil(log10(members + 1)). */

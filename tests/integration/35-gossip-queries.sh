@@ -8,7 +8,9 @@
 #     querier still counts each once (`nodus query --relay-factor 2` too);
 #   - `serf reachability` (serf's _serf_ping query with acks) reaches all four;
 #   - `nodus query uptime`: acks from all four, responses from the serf agents' query handlers;
-#     `--node` limits it to one agent; `nodus query` refuses _serf_ names;
+#     `--node` limits it to one agent, `--tag KEY=REGEX` (repeated) to the members whose tags
+#     match, as the serf agents read the expression with Go's regexp; an expression RE2 and
+#     POSIX read differently is refused before it is sent; `nodus query` refuses _serf_ names;
 #   - key rotation driven only by `serf keys -install K2 / -use K2 / -remove K1` on a serf
 #     agent: every step reports success from 4/4 nodes, `serf keys -list` shows the nodus
 #     nodes holding the keys, no member is lost, no packet refused; a reload of a nodus node
@@ -146,6 +148,21 @@ out=$("$NODUS" query --admin "127.0.0.1:${AP[b]}" --timeout 2s --no-ack --node s
 assert_contains "$out" "Response from 'serf2': up serf2 x" "--node serf2: serf2 answers"
 assert_contains "$out" "Total Responses: 1" "--node serf2: only serf2 answers"
 case $out in *"Total Acks"*) die "--no-ack still printed acks: $out" ;; esac
+# tag filters, evaluated by the serf agents with Go's regexp and by the nodus nodes with POSIX's
+out=$("$NODUS" query --admin "127.0.0.1:${AP[a]}" --timeout 2s --tag 'role=^d[a-z]$' uptime t 2>&1)
+assert_contains "$out" "Response from 'serf1': up serf1 t" "--tag role=^d[a-z]\$: serf1 answers"
+assert_contains "$out" "Response from 'serf2': up serf2 t" "--tag role=^d[a-z]\$: serf2 answers"
+assert_contains "$out" "Total Acks: 2" "--tag role=^d[a-z]\$: only the serf agents ack"
+out=$("$NODUS" query --admin "127.0.0.1:${AP[a]}" --timeout 2s --tag 'role=^edge-' --tag 'zone=^$' uptime 2>&1)
+assert_contains "$out" "Ack from 'nodus-b'" "--tag role=^edge- --tag zone=^\$: nodus-b acks"
+assert_contains "$out" "Total Acks: 2" "--tag role=^edge- --tag zone=^\$: both nodus nodes, no serf agent"
+assert_contains "$out" "Total Responses: 0" "--tag role=^edge-: no handler answers uptime on nodus"
+out=$("$NODUS" query --admin "127.0.0.1:${AP[a]}" --timeout 2s --tag role=db --node serf2 uptime 2>&1)
+assert_contains "$out" "Total Acks: 1" "--tag role=db --node serf2: serf2 alone"
+if out=$("$NODUS" query --admin "127.0.0.1:${AP[a]}" --tag 'role=^\pL+$' uptime 2>&1); then
+    die "nodus query sent a tag filter that RE2 and POSIX read differently"
+fi
+assert_contains "$out" "means the same to serf" "nodus query refuses an RE2-only expression"
 out=$("$NODUS" query --admin "127.0.0.1:${AP[b]}" --timeout 2s --relay-factor 2 uptime y 2>&1)
 assert_contains "$out" "Total Acks: 4" "nodus query --relay-factor 2: four acks, relayed copies dropped"
 assert_contains "$out" "Total Responses: 2" "nodus query --relay-factor 2: two responses"
@@ -153,7 +170,7 @@ if out=$("$NODUS" query --admin "127.0.0.1:${AP[a]}" _serf_ping 2>&1); then die 
 assert_contains "$out" "serf's own" "nodus query refuses _serf_ names"
 json=$(curl -s "http://127.0.0.1:${AP[a]}/queries")
 [ "$(echo "$json" | jq '.queries | length')" -ge 1 ] || die "GET /queries lists no query: $json"
-log "nodus query: acks from all four, responses from both serf agents' handlers"
+log "nodus query: acks from all four, responses from both serf agents' handlers, --node and --tag filters"
 
 # ---- key rotation through serf keys -----------------------------------------------------------
 keys() { serf keys -rpc-addr "127.0.0.1:$s1rpc" "$@" 2>&1; }

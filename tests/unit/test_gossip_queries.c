@@ -1,6 +1,7 @@
 /*
  * Unit tests for serf queries in the engine (gossip/swim.c) over the simulated network: a query
- * reaches every member once and each acks and answers once, to the querier; node filters; relay
+ * reaches every member once and each acks and answers once, to the querier; node and tag filters
+ * on what we send (refused when a receiver would refuse them); relay
  * factor; replies after the deadline dropped; serf's internal queries (_serf_ping, _serf_conflict,
  * the key manager's four, which rotate the keyring of a running encrypted cluster without losing
  * a member); and hostile queries injected into one node: tag filters with good, bad and
@@ -185,6 +186,38 @@ static void test_query(void **state)
     }
     assert_true(nd_swim_metrics(nd_sim_engine(s, 7))->queries_filtered >= 1);
 
+    /* tag filters (serf's -tag KEY=REGEX), every one must match, with the node filter too */
+    struct nd_swim_tag eu[] = {{"role", "web-eu"}}, us[] = {{"role", "web-us"}};
+    struct nd_gbytes key[2] = {{(const uint8_t *)"role", 4}, {(const uint8_t *)"zone", 4}},
+                     expr[2] = {{(const uint8_t *)"^web-", 5}, {(const uint8_t *)"^$", 2}};
+    assert_int_equal(nd_sim_set_tags(s, 2, eu, 1), 0);
+    assert_int_equal(nd_sim_set_tags(s, 8, us, 1), 0);
+    nd_sim_run(s, nd_sim_now(s) + 100);
+    reset();
+    p = named("uptime", NULL);
+    p.tag_keys = key;
+    p.tag_exprs = expr;
+    p.ntags = 2; /* role starts with web-, and no zone tag */
+    query(s, 0, p);
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(seen.responses[i], i == 2 || i == 8);
+    reset();
+    p.nodes = only;
+    p.nnodes = 2; /* and n2 or n5 */
+    query(s, 0, p);
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(seen.responses[i], i == 2);
+    /* what a receiver would refuse is not sent: bad syntax, an expression RE2 reads otherwise */
+    const char *refused[] = {"([", "\\d+", "^(a*)*\\1$", "a**"};
+    for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
+        uint32_t t0;
+
+        expr[0] = (struct nd_gbytes){(const uint8_t *)refused[k], (uint32_t)strlen(refused[k])};
+        assert_int_equal(nd_sim_query(s, 0, &p, &t0), ND_GOSSIP_E_VALUE);
+    }
+    p.ntags = ND_SWIM_QUERY_TAGS_MAX + 1;
+    assert_int_equal(nd_sim_query(s, 0, &p, &t), ND_GOSSIP_E_LIMIT);
+
     /* relay factor 2: each reply comes three times (direct and through two members) */
     reset();
     p = named("uptime", NULL);
@@ -205,7 +238,9 @@ static void test_query(void **state)
     reset();
     p = named("uptime", NULL);
     p.timeout_ms = 1;
-    query(s, 6, p);
+    uint32_t t1;
+    assert_int_equal(nd_sim_query(s, 6, &p, &t1), 0);
+    nd_sim_run(s, nd_sim_now(s) + 1000); /* a gossip round or more: the query goes out */
     assert_true(seen.replies < 2 * N);
     assert_true(nd_swim_metrics(nd_sim_engine(s, 6))->query_replies_dropped > 0);
 
