@@ -85,6 +85,13 @@ series() { # METRIC SRC DST CLUSTER CODE POLICY LISTENER [WORKLOAD]
         "$1" "${8:-node-b}" "$2" "$3" "$4" "$4" "$5" "$6" "$7"
 }
 scrape() { curl -sS --max-time 5 -o "$2" "http://127.0.0.1:$1/stats/prometheus"; }
+scrape_until() { # ADMIN-PORT FILE SERIES VALUE: scrape into FILE until SERIES has VALUE (5 s at most)
+    for _ in $(seq 50); do
+        scrape "$1" "$2"
+        [ "$(val "$2" "$3")" = "$4" ] && return
+        sleep 0.1
+    done
+}
 promcheck() { # FILE: only the base-unit lint of the two *_milliseconds histograms is accepted
     local rc=0
     promtool check metrics <"$1" >"$1.lint" 2>&1 || rc=$?
@@ -203,11 +210,7 @@ sent_open=$(val bt1 "$(tcp_series istio_tcp_sent_bytes_total node-b db web)")
     die "B: no bytes reported while the connection is open ($sent_open)"
 wait "$tcppid" || die "the TCP client failed"
 assert_eq 3 "$(grep -c behind-b tcp.out)" "answers over the TCP hop"
-for _ in $(seq 50); do
-    scrape "$badmin" bt2
-    [ "$(val bt2 "$(tcp_series nodus_tcp_connections_closed_total node-b db web "$A_ID" "$B_ID")")" = 1 ] && break
-    sleep 0.1
-done
+scrape_until "$badmin" bt2 "$(tcp_series nodus_tcp_connections_closed_total node-b db web "$A_ID" "$B_ID")" 1
 assert_eq 1 "$(val bt2 "$(tcp_series nodus_tcp_connections_closed_total node-b db web "$A_ID" "$B_ID")")" \
     "B: the TCP connection counted as closed"
 sent_b=$(val bt2 "$(tcp_series nodus_tcp_sent_bytes_total node-b db web "$A_ID" "$B_ID")")
@@ -215,11 +218,7 @@ sent_b=$(val bt2 "$(tcp_series nodus_tcp_sent_bytes_total node-b db web "$A_ID" 
 assert_eq "$sent_b" "$(val bt2 "$(tcp_series istio_tcp_sent_bytes_total node-b db web)")" \
     "B: istio_tcp_sent_bytes_total (mutual_tls) equals the principal series"
 # A closes its side after B has seen the FIN and answered with its own: wait for it too
-for _ in $(seq 50); do
-    scrape "$aadmin" at2
-    [ "$(val at2 "$(tcp_series nodus_tcp_connections_closed_total node-a tin bdb "$A_ID" "$B_ID")")" = 1 ] && break
-    sleep 0.1
-done
+scrape_until "$aadmin" at2 "$(tcp_series nodus_tcp_connections_closed_total node-a tin bdb "$A_ID" "$B_ID")" 1
 assert_eq 1 "$(val at2 "$(tcp_series nodus_tcp_connections_closed_total node-a tin bdb "$A_ID" "$B_ID")")" \
     "A: the outbound TCP connection, source A, destination B (verified)"
 assert_eq "$sent_b" "$(val at2 "$(tcp_series nodus_tcp_sent_bytes_total node-a tin bdb "$A_ID" "$B_ID")")" \
