@@ -1,9 +1,8 @@
 /* Admin request handlers: metrics, configuration dump, readiness and reload. */
 #include "admin.h"
 
-#include <jansson.h>
-#include <stdlib.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,7 +283,8 @@ static const struct route {
     {"/events", M_GET, h_events, "recent gossip user events and their counters, as JSON"},
     {"/event", M_POST, h_event, "?name=NAME[&coalesce=false]: send a user event, body = payload"},
     {"/query", M_POST, h_query,
-     "?name=NAME[&timeout_ms=MS][&ack=false][&node=NODE][&relay=N]: send a query, body = payload"},
+     "?name=NAME[&timeout_ms=MS][&ack=false][&node=NODE][&tag=KEY%3DREGEX]...[&relay=N]: send a "
+     "query, body = payload"},
     {"/queries", M_GET, h_queries, "[?id=N] our gossip queries with their acks and responses"},
     {"/reload", M_POST, h_reload, "reload the configuration file"},
 };
@@ -519,10 +519,9 @@ static int num_param(struct nd_str q, const char *key, unsigned long max, unsign
 static int h_query(const struct nd_admin_ops *ops, const struct admin_req *rq, struct nd_sbuf *out,
                    const char **ctype)
 {
-    char name[600], node[600], ack[8], tagbuf[8][320];
-    const char *tags[8];
+    char name[600], node[600], ack[8], tagbuf[ND_ADMIN_QUERY_TAGS][320], one[320];
+    const char *tags[ND_ADMIN_QUERY_TAGS];
     size_t ntags = 0, pos = 0;
-    long tlen;
     long nlen = query_param(rq->msg->query, "name", name, sizeof name);
     long alen = query_param(rq->msg->query, "ack", ack, sizeof ack);
     long dlen = query_param(rq->msg->query, "node", node, sizeof node - 1);
@@ -543,13 +542,17 @@ static int h_query(const struct nd_admin_ops *ops, const struct admin_req *rq, s
                           "the body\n");
         return 400;
     }
-    while ((tlen = query_param_next(rq->msg->query, "tag", &pos, tagbuf[ntags % 8],
-                                    sizeof tagbuf[0] - 1)) >= 0 ||
-           pos < rq->msg->query.len) {
-        if (tlen < 0 || ntags == 8 || memchr(tagbuf[ntags], 0, (size_t)tlen)) {
-            nd_sbuf_adds(out, "tag= takes KEY=REGEX, at most 8 of them, each under 320 bytes\n");
+    for (;;) {
+        long tlen = query_param_next(rq->msg->query, "tag", &pos, one, sizeof one - 1);
+
+        if (tlen < 0 && pos >= rq->msg->query.len)
+            break; /* no more (a malformed one leaves pos before it) */
+        if (tlen < 0 || ntags == ND_ADMIN_QUERY_TAGS || memchr(one, 0, (size_t)tlen)) {
+            nd_sbuf_printf(out, "tag= takes KEY=REGEX, at most %u of them, each under %zu bytes\n",
+                           ND_ADMIN_QUERY_TAGS, sizeof one);
             return 400;
         }
+        memcpy(tagbuf[ntags], one, (size_t)tlen);
         tagbuf[ntags][tlen] = 0;
         tags[ntags] = tagbuf[ntags];
         ntags++;

@@ -18,8 +18,8 @@
  *   POST /reload            200 "reloaded\n", or 500 with the errors, one per line
  * HEAD is accepted wherever GET is (the caller sends the head only, with the body's length).
  * Another method on a known path: 405 (nd_admin_allow() gives the Allow header). Unknown path: 404.
- *   POST /query?name=NAME[&timeout_ms=MS][&ack=false][&node=NODE][&relay=N]  sends a gossip
- *        (serf) query whose payload is the body: 200 {"id", "timeout_ms"}
+ *   POST /query?name=NAME[&timeout_ms=MS][&ack=false][&node=NODE][&tag=K%3DRE]...[&relay=N]
+ *        sends a gossip (serf) query whose payload is the body: 200 {"id", "timeout_ms"}
  *   GET  /queries[?id=N]    our queries, their acks and responses, as JSON
  * The query string is ignored, but by /event, /query and /queries.
  */
@@ -36,6 +36,9 @@ struct nd_sbuf;
 
 /* What the admin handlers need from the core. Called on the thread that calls nd_admin_handle();
  * any member may be NULL (the route then answers 501 for reload, 503 for ready and config_dump). */
+/* tag= filters in one POST /query (gossip's ND_SWIM_QUERY_TAGS_MAX) */
+#define ND_ADMIN_QUERY_TAGS 8u
+
 struct nd_admin_ops {
     /* Reloads the configuration file. Returns 0, or -1 with the errors appended to msg (one
      * "file:line: message" per line). */

@@ -491,7 +491,10 @@ static int event_send(void *arg, const char *name, size_t name_len, const void *
     return 0;
 }
 
-/* POST /query: an operator's query (`nodus query`, like `serf query`). */
+/* POST /query: an operator's query (`nodus query`, like `serf query`); admin.c passes at most
+ * ND_ADMIN_QUERY_TAGS tag filters. */
+_Static_assert(ND_ADMIN_QUERY_TAGS <= ND_SWIM_QUERY_TAGS_MAX,
+               "POST /query takes more tags than a query");
 static int query_send(void *arg, const char *name, size_t name_len, const void *payload,
                       size_t payload_len, bool ack, uint32_t timeout_ms, const char *node,
                       const char *const *tags, size_t ntags, uint8_t relay_factor,
@@ -519,10 +522,6 @@ static int query_send(void *arg, const char *name, size_t name_len, const void *
         nodes[0] = (struct nd_gbytes){(const uint8_t *)node, (uint32_t)strlen(node)};
         p.nodes = nodes;
         p.nnodes = 1;
-    }
-    if (ntags > ND_SWIM_QUERY_TAGS_MAX) {
-        nd_sbuf_printf(out, "at most %u tag filters\n", ND_SWIM_QUERY_TAGS_MAX);
-        return -1;
     }
     for (size_t i = 0; i < ntags; i++) {
         const char *eq = strchr(tags[i], '=');
@@ -1286,13 +1285,40 @@ static int cmd_members(const char *admin)
     return 0;
 }
 
+/* POSTs payload to path (built by the caller, freed here): the answer of a 200 (free it), or
+ * NULL once stderr says why; what names the path's variable part, for "too long". */
+static char *admin_post(const char *admin, struct nd_sbuf *path, const char *payload,
+                        const char *what)
+{
+    char *ans = NULL;
+    int status = 0;
+
+    if (path->oom || path->len > 1900)
+        fprintf(stderr, "nodus: %s too long\n", what);
+    else if ((ans = admin_call(admin, "POST", path->p, payload, strlen(payload), &status)) &&
+             status != 200) {
+        fprintf(stderr, "nodus: %s", ans[0] ? ans : "refused\n");
+        free(ans);
+        ans = NULL;
+    }
+    nd_sbuf_free(path);
+    return ans;
+}
+
+/* s as a query string value (RFC 3986 unreserved characters and ':' kept, the rest %XX). */
+static void url_escape(struct nd_sbuf *b, const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        nd_sbuf_printf(b, isalnum(*c) || strchr("-._~:", *c) ? "%c" : "%%%02X", *c);
+}
+
 /* Like `serf event [-coalesce=false] NAME [PAYLOAD]`: POST /event. */
 static int cmd_event(const char *admin, int argc, char **argv)
 {
     const char *name = NULL, *payload = "";
     struct nd_sbuf path = {0};
     bool coalesce = true;
-    int status = 0, i, rc = 1;
+    int i;
     char *ans;
 
     for (i = 0; i < argc; i++) {
@@ -1312,53 +1338,14 @@ static int cmd_event(const char *admin, int argc, char **argv)
         return 2;
     }
     nd_sbuf_adds(&path, "/event?name=");
-    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
-        nd_sbuf_printf(&path, isalnum(*c) || strchr("-._~:", *c) ? "%c" : "%%%02X", *c);
+    url_escape(&path, name);
     if (!coalesce)
         nd_sbuf_adds(&path, "&coalesce=false");
-    if (path.oom || path.len > 1900) {
-        fprintf(stderr, "nodus: event name too long\n");
-        nd_sbuf_free(&path);
+    if (!(ans = admin_post(admin, &path, payload, "event name")))
         return 1;
-    }
-    ans = admin_call(admin, "POST", path.p, payload, strlen(payload), &status);
-    nd_sbuf_free(&path);
-    if (!ans)
-        return 1;
-    if (status == 200) {
-        printf("Event '%s' dispatched! Coalescing enabled: %s\n", name,
-               coalesce ? "true" : "false");
-        rc = 0;
-    } else {
-        fprintf(stderr, "nodus: %s", ans[0] ? ans : "refused\n");
-    }
+    printf("Event '%s' dispatched! Coalescing enabled: %s\n", name, coalesce ? "true" : "false");
     free(ans);
-    return rc;
-}
-
-/* A Go-style duration ("500ms", "3s", "1m", or plain seconds) in ms: -1 when malformed. */
-static long parse_duration_ms(const char *s)
-{
-    char *end;
-    double v = strtod(s, &end);
-
-    if (end == s || v < 0)
-        return -1;
-    if (!strcmp(end, "ms"))
-        ;
-    else if (!strcmp(end, "s") || !*end)
-        v *= 1000;
-    else if (!strcmp(end, "m"))
-        v *= 60000;
-    else
-        return -1;
-    return v > 3600000 ? -1 : (long)v;
-}
-
-static void url_escape(struct nd_sbuf *b, const char *s)
-{
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
-        nd_sbuf_printf(b, isalnum(*c) || strchr("-._~:", *c) ? "%c" : "%%%02X", *c);
+    return 0;
 }
 
 /* Like `serf query [-no-ack] [-timeout D] [-node NAME] [-tag KEY=REGEX]... [-relay-factor N] NAME
@@ -1366,13 +1353,14 @@ static void url_escape(struct nd_sbuf *b, const char *s)
  * /query, then GET /queries?id=N until the timeout, printing acks and responses as they come. */
 static int cmd_query(const char *admin, int argc, char **argv)
 {
-    const char *name = NULL, *payload = "", *node = NULL, *tags[8];
+    const char *name = NULL, *payload = "", *node = NULL, *tags[ND_ADMIN_QUERY_TAGS];
     size_t ntags = 0;
-    long timeout = 0, relay = 0;
+    uint64_t timeout = 0;
+    long relay = 0;
     struct nd_sbuf path = {0};
     bool ack = true;
     size_t nacks = 0, nresp = 0;
-    int status = 0, i;
+    int i;
     json_t *root;
     char *ans;
 
@@ -1382,12 +1370,12 @@ static int cmd_query(const char *admin, int argc, char **argv)
         } else if (!strcmp(argv[i], "--no-ack")) {
             ack = false;
         } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
-            if ((timeout = parse_duration_ms(argv[++i])) <= 0)
-                name = NULL, i = argc;
+            if (nd_parse_duration(argv[++i], &timeout) || !timeout || timeout > 3600000)
+                name = NULL, i = argc; /* POST /query takes at most an hour */
         } else if (!strcmp(argv[i], "--node") && i + 1 < argc) {
             node = argv[++i];
         } else if (!strcmp(argv[i], "--tag") && i + 1 < argc) {
-            if (ntags == 8 || !strchr(argv[i + 1], '=') || argv[i + 1][0] == '=')
+            if (ntags == ND_ADMIN_QUERY_TAGS || !strchr(argv[i + 1], '=') || argv[i + 1][0] == '=')
                 name = NULL, i = argc;
             else
                 tags[ntags++] = argv[++i];
@@ -1416,7 +1404,7 @@ static int cmd_query(const char *admin, int argc, char **argv)
     if (!ack)
         nd_sbuf_adds(&path, "&ack=false");
     if (timeout)
-        nd_sbuf_printf(&path, "&timeout_ms=%ld", timeout);
+        nd_sbuf_printf(&path, "&timeout_ms=%llu", (unsigned long long)timeout);
     if (relay)
         nd_sbuf_printf(&path, "&relay=%ld", relay);
     if (node) {
@@ -1427,17 +1415,10 @@ static int cmd_query(const char *admin, int argc, char **argv)
         nd_sbuf_adds(&path, "&tag=");
         url_escape(&path, tags[t]);
     }
-    if (path.oom || path.len > 1900) {
-        fprintf(stderr, "nodus: query name too long\n");
-        nd_sbuf_free(&path);
+    if (!(ans = admin_post(admin, &path, payload, "query name")))
         return 1;
-    }
-    ans = admin_call(admin, "POST", path.p, payload, strlen(payload), &status);
-    nd_sbuf_free(&path);
-    if (!ans)
-        return 1;
-    if (status != 200 || !(root = json_loads(ans, 0, NULL))) {
-        fprintf(stderr, "nodus: %s", ans[0] ? ans : "refused\n");
+    if (!(root = json_loads(ans, 0, NULL))) {
+        fprintf(stderr, "nodus: %s", ans);
         free(ans);
         return 1;
     }

@@ -1114,6 +1114,19 @@ static bool regex_portable(const char *e)
     return true;
 }
 
+/* A tag filter's expression compiled into *re (regfree it), or false: too long, a NUL, not
+ * portable, or not compilable. */
+static bool tag_regex(struct nd_gbytes e, regex_t *re)
+{
+    char expr[QUERY_REGEX_MAX + 1];
+
+    if (e.len > QUERY_REGEX_MAX || memchr(e.p, 0, e.len))
+        return false;
+    memcpy(expr, e.p, e.len);
+    expr[e.len] = 0;
+    return regex_portable(expr) && regcomp(re, expr, REG_EXTENDED | REG_NOSUB) == 0;
+}
+
 /* serf shouldProcessQuery: every filter must match. A tag filter's expression is a POSIX
  * extended regular expression here (Go's is RE2): unanchored, searched in the tag's value (an
  * absent tag is ""). What would not mean the same to both is refused (regex_portable; this
@@ -1144,18 +1157,12 @@ static bool query_filters_match(struct nd_swim *sw, const struct nd_serf_query *
                 return false;
         } else if (f.type == ND_SERF_FILTER_TAG) {
             struct nd_serf_tag tags[ND_GOSSIP_META_MAX / 2];
-            char expr[QUERY_REGEX_MAX + 1], value[ND_GOSSIP_META_MAX + 1] = "";
+            char value[ND_GOSSIP_META_MAX + 1] = "";
             size_t nt = 0;
             regex_t re;
             int rc;
 
-            if (f.expr.len > QUERY_REGEX_MAX || memchr(f.expr.p, 0, f.expr.len)) {
-                sw->mx.query_bad_filters++;
-                return false;
-            }
-            memcpy(expr, f.expr.p, f.expr.len);
-            expr[f.expr.len] = 0;
-            if (!regex_portable(expr)) {
+            if (!tag_regex(f.expr, &re)) {
                 sw->mx.query_bad_filters++;
                 return false;
             }
@@ -1167,10 +1174,6 @@ static bool query_filters_match(struct nd_swim *sw, const struct nd_serf_query *
                     memcpy(value, tags[t].value.p, tags[t].value.len);
                     value[tags[t].value.len] = 0;
                 }
-            if (regcomp(&re, expr, REG_EXTENDED | REG_NOSUB)) {
-                sw->mx.query_bad_filters++;
-                return false;
-            }
             rc = regexec(&re, value, 0, NULL, 0);
             regfree(&re);
             if (rc)
@@ -1419,7 +1422,7 @@ int nd_swim_query(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_quer
     struct nd_serf_query *q = &sm.u.query;
     uint8_t buf[QUERY_MSG_MAX + 1], fbuf[QUERY_MSG_MAX];
     struct nd_gbytes filt[1 + ND_SWIM_QUERY_TAGS_MAX];
-    size_t fused = 0;
+    size_t off = 0; /* fbuf used by the filters */
     struct outq *o = NULL;
     size_t len;
     int e;
@@ -1438,43 +1441,31 @@ int nd_swim_query(struct nd_swim *sw, uint64_t now_ms, const struct nd_swim_quer
     if (p->ntags > ND_SWIM_QUERY_TAGS_MAX)
         return ND_GOSSIP_E_LIMIT;
     for (size_t i = 0; i < p->ntags; i++) { /* what we would refuse on receipt, we do not send */
-        char expr[QUERY_REGEX_MAX + 1];
         regex_t re;
 
-        if (p->tag_exprs[i].len > QUERY_REGEX_MAX ||
-            memchr(p->tag_exprs[i].p, 0, p->tag_exprs[i].len))
-            return ND_GOSSIP_E_VALUE;
-        memcpy(expr, p->tag_exprs[i].p, p->tag_exprs[i].len);
-        expr[p->tag_exprs[i].len] = 0;
-        if (!regex_portable(expr) || regcomp(&re, expr, REG_EXTENDED | REG_NOSUB))
+        if (!tag_regex(p->tag_exprs[i], &re))
             return ND_GOSSIP_E_VALUE;
         regfree(&re);
     }
     *timeout_ms = p->timeout_ms ? p->timeout_ms : nd_swim_query_timeout_ms(sw);
-    if (p->nnodes || p->ntags) {
-        size_t off = 0;
+    q->filter_list = filt; /* the node filter first, as serf's Query */
+    if (p->nnodes) {
+        struct nd_serf_filter f = {
+            .type = ND_SERF_FILTER_NODE, .nnodes = (uint32_t)p->nnodes, .nodes_list = p->nodes};
 
-        if (p->nnodes) {
-            struct nd_serf_filter f = {
-                .type = ND_SERF_FILTER_NODE, .nnodes = (uint32_t)p->nnodes, .nodes_list = p->nodes};
+        if (p->nnodes > ND_GOSSIP_META_MAX || nd_serf_filter_encode(&f, fbuf, sizeof fbuf, &len))
+            return ND_GOSSIP_E_LIMIT;
+        filt[q->nfilters++] = gb(fbuf, len);
+        off = len;
+    }
+    for (size_t i = 0; i < p->ntags; i++) {
+        struct nd_serf_filter f = {
+            .type = ND_SERF_FILTER_TAG, .tag = p->tag_keys[i], .expr = p->tag_exprs[i]};
 
-            if (p->nnodes > ND_GOSSIP_META_MAX ||
-                nd_serf_filter_encode(&f, fbuf, sizeof fbuf, &len))
-                return ND_GOSSIP_E_LIMIT;
-            filt[fused++] = gb(fbuf, len);
-            off = len;
-        }
-        for (size_t i = 0; i < p->ntags; i++) {
-            struct nd_serf_filter f = {
-                .type = ND_SERF_FILTER_TAG, .tag = p->tag_keys[i], .expr = p->tag_exprs[i]};
-
-            if (nd_serf_filter_encode(&f, fbuf + off, sizeof fbuf - off, &len))
-                return ND_GOSSIP_E_LIMIT;
-            filt[fused++] = gb(fbuf + off, len);
-            off += len;
-        }
-        q->filter_list = filt;
-        q->nfilters = (uint32_t)fused;
+        if (nd_serf_filter_encode(&f, fbuf + off, sizeof fbuf - off, &len))
+            return ND_GOSSIP_E_LIMIT;
+        filt[q->nfilters++] = gb(fbuf + off, len);
+        off += len;
     }
     q->ltime = sw->query_ltime;
     q->id = (uint32_t)(rnd(sw) >> 33); /* serf: rand.Int31() */
