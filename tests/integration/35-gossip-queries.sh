@@ -163,6 +163,11 @@ if out=$("$NODUS" query --admin "127.0.0.1:${AP[a]}" --tag 'role=^\pL+$' uptime 
     die "nodus query sent a tag filter that RE2 and POSIX read differently"
 fi
 assert_contains "$out" "means the same to serf" "nodus query refuses an RE2-only expression"
+nine=$(for _ in $(seq 9); do printf '&tag=role%%3Dx'; done)
+assert_eq 400 "$(http_status "http://127.0.0.1:${AP[a]}/query?name=q$nine" -X POST)" \
+    "POST /query with 9 tag filters (at most 8)"
+assert_eq 400 "$(http_status "http://127.0.0.1:${AP[a]}/query?name=q&tag=role" -X POST)" \
+    "POST /query with a tag filter that is not KEY=REGEX"
 out=$("$NODUS" query --admin "127.0.0.1:${AP[b]}" --timeout 2s --relay-factor 2 uptime y 2>&1)
 assert_contains "$out" "Total Acks: 4" "nodus query --relay-factor 2: four acks, relayed copies dropped"
 assert_contains "$out" "Total Responses: 2" "nodus query --relay-factor 2: two responses"
